@@ -1,0 +1,3 @@
+from rtstream.cli import main
+
+raise SystemExit(main())

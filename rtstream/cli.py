@@ -1,0 +1,60 @@
+"""Command-line parsing only; the work is done by rtstream.config and rtstream.core."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from rtstream import __version__
+from rtstream.errors import ConfigError
+
+DEFAULT_CONFIG = "config/rtstream.toml"
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rtstream", description="A stream processor for jobs that outgrew a cron DAG.")
+    p.add_argument("--version", action="version", version=f"rtstream {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, help_text in (("run", "run the daemon"), ("validate", "check a config and print the pipeline")):
+        cmd = sub.add_parser(name, help=help_text)
+        cmd.add_argument("-c", "--config", default=DEFAULT_CONFIG, help=f"config file (default {DEFAULT_CONFIG})")
+        cmd.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                         help="override a config value, e.g. --set window.size=10s (repeatable)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from rtstream.config import load_settings
+
+    try:
+        settings = load_settings(Path(args.config), args.overrides)
+    except ConfigError as exc:
+        print(f"rtstream: config {args.config} refused:", file=sys.stderr)
+        for key, reason in exc.problems:
+            print(f"  {key}: {reason}" if key else f"  {reason}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.command == "validate":
+        from rtstream.describe import describe
+
+        print(describe(settings))
+        return 0
+    return run(settings)
+
+
+def run(settings: object) -> int:
+    from rtstream.core.runtime import Runtime
+    from rtstream.logs import setup_logging
+
+    root = settings.root  # type: ignore[attr-defined]
+    setup_logging(root.daemon.log_level, root.daemon.log_format, root.pipeline.name)
+    try:
+        import uvloop  # optional: pip install 'rtstream[fast]'
+
+        runner = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    return runner(Runtime(settings).run())  # type: ignore[arg-type, no-any-return]

@@ -1,0 +1,82 @@
+"""The typed shape of a config file: everything but the components' own keys.
+
+Each component module holds its own model next to its code (see rtstream.core.registry).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from rtstream.config.durations import Duration, schedule_to_size
+
+
+class Strict(BaseModel):
+    """Unknown keys are refused, so a typo never silently falls back to a default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class PipelineConfig(Strict):
+    name: str = "rtstream"
+    flow: str = Field(description='e.g. "fetch >> process >> [store, show]"')
+
+
+class WindowConfig(Strict):
+    type: Literal["tumbling"] = "tumbling"
+    size: Duration | None = None
+    schedule: str | None = None
+    time: Literal["event", "source"] = "event"
+    time_field: str = "ts"
+    lateness: Duration = 5.0
+    idle_timeout: Duration = 10.0
+
+    @model_validator(mode="after")
+    def _size_or_schedule(self) -> WindowConfig:
+        if self.size is not None and self.schedule is not None:
+            raise ValueError("give either size or schedule, not both")
+        if self.schedule is not None:
+            self.size = schedule_to_size(self.schedule)
+        if self.size is None:
+            raise ValueError("window needs a size (e.g. size = \"5m\") or a schedule (e.g. \"*/5 * * * *\")")
+        if self.size < 0.001:
+            raise ValueError(f"size must be at least 1ms (got {self.size}s)")
+        return self
+
+    @property
+    def size_ms(self) -> int:
+        assert self.size is not None
+        return round(self.size * 1000)
+
+
+class DaemonConfig(Strict):
+    state_dir: str = "var/rtstream"
+    shutdown_grace: Duration = 30.0
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "text"] = "text"
+    queue_size: int = Field(default=64, ge=1, description="batches between the sources and the windows")
+    flush_queue_size: int = Field(default=8, ge=1, description="closed windows waiting for the sinks")
+    commit_interval: Duration = 5.0
+    max_window_records: int = Field(default=1_000_000, ge=1)
+
+
+class DeadLetterConfig(Strict):
+    type: Literal["file"] = "file"
+    path: str | None = Field(default=None, description="default: STATE_DIR/dead_letters.jsonl")
+
+
+class RetryConfig(Strict):
+    retry_delay: Duration = 1.0
+    max_retry_delay: Duration = 60.0
+
+
+class RootConfig(Strict):
+    pipeline: PipelineConfig
+    window: WindowConfig
+    daemon: DaemonConfig = DaemonConfig()
+    dead_letter: DeadLetterConfig = DeadLetterConfig()
+    defaults: RetryConfig = RetryConfig()
+    sources: dict[str, dict[str, Any]] = Field(min_length=1)
+    stages: dict[str, dict[str, Any]] = {}
+    sinks: dict[str, dict[str, Any]] = Field(min_length=1)

@@ -1,0 +1,52 @@
+"""The commit rule: a position is safe only when everything before it is written or dead-lettered.
+
+Per partition, the safe position is the smallest of: where processing has reached, and the first
+offset of every window share that is still open or waiting for the sinks. It is a low-watermark,
+so commits never run ahead of a slow window, whatever order windows finish in.
+"""
+
+from __future__ import annotations
+
+from typing import Hashable
+
+PartitionKey = tuple[str, Hashable]  # (source name, partition)
+
+
+class CommitTracker:
+    def __init__(self) -> None:
+        self._next: dict[PartitionKey, int] = {}
+        self._holds: dict[PartitionKey, dict[Hashable, int]] = {}
+
+    def processed(self, pk: PartitionKey, end: int) -> None:
+        """Every record of `pk` before `end` is now in a window or in dead letters."""
+        self._next[pk] = end
+
+    def hold(self, pk: PartitionKey, holder: Hashable, offset: int) -> None:
+        holds = self._holds.setdefault(pk, {})
+        if holder not in holds or offset < holds[holder]:
+            holds[holder] = offset
+
+    def release(self, pk: PartitionKey, holder: Hashable) -> None:
+        holds = self._holds.get(pk)
+        if holds is not None:
+            holds.pop(holder, None)
+
+    def drop(self, pk: PartitionKey) -> None:
+        self._next.pop(pk, None)
+        self._holds.pop(pk, None)
+
+    def safe(self, pk: PartitionKey) -> int | None:
+        nxt = self._next.get(pk)
+        if nxt is None:
+            return None
+        holds = self._holds.get(pk)
+        return min(nxt, min(holds.values())) if holds else nxt
+
+    def safe_positions(self, source: str) -> dict[Hashable, int]:
+        out = {}
+        for pk in self._next:
+            if pk[0] == source:
+                pos = self.safe(pk)
+                if pos is not None:
+                    out[pk[1]] = pos
+        return out

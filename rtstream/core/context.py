@@ -1,0 +1,25 @@
+"""What every component is given at construction: where to keep state, and whom to tell."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Hashable
+
+AssignCallback = Callable[[str, list[Hashable], int], Awaitable[None]]
+RevokeCallback = Callable[[str, list[Hashable]], Awaitable[None]]
+
+
+async def _nothing(source: str, partitions: list[Hashable], epoch: int = 0) -> None:
+    return None
+
+
+@dataclass
+class Context:
+    pipeline: str
+    state_dir: Path
+    time_mode: str = "event"
+    key_fields: list[str] = field(default_factory=list)  # the output key, for upserting sinks
+    on_assign: AssignCallback = _nothing  # (source, partitions, epoch): batches carry the epoch
+    on_revoke: RevokeCallback = _nothing
+    extra: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,86 @@
+"""Records, the batches sources hand over, and the windows stages receive."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Hashable
+
+
+class Record:
+    """One input record: its value, optional key, time in epoch ms and source offset.
+
+    `value` holds the raw bytes until the decode step replaces them with the decoded JSON.
+    `ts` is the source's own persisted time (Kafka timestamp, spool arrival time), or None.
+    """
+
+    __slots__ = ("value", "key", "ts", "offset")
+
+    def __init__(self, value: Any, offset: int, ts: int | None = None, key: Any = None):
+        self.value = value
+        self.offset = offset
+        self.ts = ts
+        self.key = key
+
+    def __repr__(self) -> str:
+        return f"Record(offset={self.offset}, ts={self.ts}, key={self.key!r}, value={self.value!r})"
+
+
+@dataclass(slots=True)
+class Batch:
+    """Records from one partition of one source, in offset order.
+
+    `end` is the position to resume from once every record here is written: committing it
+    means "everything before this is done".
+    """
+
+    source: str
+    partition: Hashable
+    records: list[Record]
+    end: int
+    decoded: bool = False
+    epoch: int = 0
+
+
+def iso_utc(ms: int) -> str:
+    """Epoch ms as ISO-8601 UTC with a Z, the way every output row spells window bounds."""
+    dt = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    if ms % 1000:
+        return dt.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(slots=True)
+class Window:
+    """A closed window as stages see it: bounds in epoch ms and the rows it holds.
+
+    >>> w = Window(0, 300_000, [])
+    >>> w.start_iso, w.end_iso
+    ('1970-01-01T00:00:00Z', '1970-01-01T00:05:00Z')
+    """
+
+    start_ms: int
+    end_ms: int
+    records: list[dict[str, Any]] = field(default_factory=list)
+    key: Any = None  # set for per-key windows (sessions); None for tumbling
+    input_count: int = 0  # records that went into the window
+
+    @property
+    def start(self) -> datetime:
+        return datetime.fromtimestamp(self.start_ms / 1000, tz=timezone.utc)
+
+    @property
+    def end(self) -> datetime:
+        return datetime.fromtimestamp(self.end_ms / 1000, tz=timezone.utc)
+
+    @property
+    def start_iso(self) -> str:
+        return iso_utc(self.start_ms)
+
+    @property
+    def end_iso(self) -> str:
+        return iso_utc(self.end_ms)
+
+    @property
+    def id(self) -> tuple[int, int, Any]:
+        return (self.start_ms, self.end_ms, self.key)

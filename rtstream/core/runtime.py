@@ -1,0 +1,241 @@
+"""The supervisor: starts every component, runs the loops under one TaskGroup, shuts down cleanly.
+
+sources --(bounded queue of batches)--> windows --(bounded queue of closed windows)--> stages, sinks
+A slow sink fills the second queue, which stalls the window loop, which fills the first queue, which
+stalls the sources: memory stays bounded and Kafka simply fetches later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from contextlib import AsyncExitStack, aclosing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Coroutine, Hashable
+
+from rtstream.config.load import Settings
+from rtstream.core.commit import CommitTracker
+from rtstream.core.context import Context
+from rtstream.core.deadletter import DeadLetterFile
+from rtstream.core.engine import Emission, WindowEngine
+from rtstream.core.flush import WindowFlusher
+from rtstream.errors import ComponentError
+from rtstream.sinks.base import Sink
+from rtstream.sources.base import Source
+from rtstream.stages.aggregate import AggregateStage
+from rtstream.stages.base import Stage
+
+log = logging.getLogger("rtstream.runtime")
+TICK = 0.2  # how often idle windows are checked against the wall clock
+
+
+@dataclass(slots=True)
+class _SourceDone:
+    source: str
+
+
+class Runtime:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        root = settings.root
+        self.state_dir = Path(root.daemon.state_dir)
+        self.tracker = CommitTracker()
+        self.context = Context(pipeline=root.pipeline.name, state_dir=self.state_dir, time_mode=root.window.time,
+                               on_assign=self._assigned, on_revoke=self._revoked,
+                               extra={"search_dirs": settings.search_dirs})
+        flow = settings.flow
+        self.sources: list[Source] = [c.cls(c.name, c.config, self.context) for c in settings.of(flow.sources)]
+        stages: list[Stage] = [c.cls(c.name, c.config, self.context) for c in settings.of(flow.stages)]
+        self.stages = stages
+        self.record_stages = []
+        while stages and stages[0].per_record:
+            self.record_stages.append(stages.pop(0))
+        self.incremental = stages.pop(0) if stages and isinstance(stages[0], AggregateStage) else None
+        self.window_stages = stages
+        last_window_stage = (self.window_stages or [self.incremental])[-1]
+        if isinstance(last_window_stage, AggregateStage) and last_window_stage.config.key:
+            self.context.key_fields = [last_window_stage.config.key]
+        self.sinks: list[Sink] = [c.cls(c.name, c.config, self.context) for c in settings.of(flow.sinks)]
+        w = root.window
+        self.engine = WindowEngine(
+            size_ms=w.size_ms, lateness_ms=round(w.lateness * 1000), idle_timeout_s=w.idle_timeout,
+            time_mode=w.time, time_field=w.time_field, record_stages=self.record_stages,  # type: ignore[arg-type]
+            aggregator=self.incremental.aggregator if self.incremental else None, tracker=self.tracker,
+            max_window_records=root.daemon.max_window_records)
+        dl_path = Path(root.dead_letter.path) if root.dead_letter.path else self.state_dir / "dead_letters.jsonl"
+        self.dead_letters = DeadLetterFile(dl_path)
+        self.flusher = WindowFlusher(self.window_stages, self.sinks, self.dead_letters, self.engine.emitted,
+                                     root.defaults.retry_delay, root.defaults.max_retry_delay)
+        self._stop = asyncio.Event()
+        self._signals = 0
+        self._pumps: dict[str, asyncio.Task[None]] = {}
+        self.exit_code = 0
+        self.started = time.time()
+
+    # --- lifecycle --------------------------------------------------------------------------
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self._on_signal, sig)
+            except (NotImplementedError, RuntimeError):
+                pass  # not the main thread (the Python API inside another loop): no signal handling
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        async with AsyncExitStack() as stack:
+            # Start from the end of the flow backwards, so nothing is produced into a component not yet up.
+            for comp in [self.dead_letters, *self.sinks, *self.stages, *self.sources]:
+                await self._guarded(getattr(comp, "name", "dead_letter"), comp.start())
+                stack.push_async_callback(self._close, comp)
+            now = loop.time()
+            for src in self.sources:
+                for p in src.partitions() or []:
+                    self.engine.assign((src.name, p), now)
+            log.info("pipeline %s running: %s", self.settings.root.pipeline.name, self.settings.flow)
+            await self._run_loops()
+            await self._commit_all()
+        return self.exit_code
+
+    def stop(self) -> None:
+        """Begin a clean shutdown: stop the sources, finish what is in flight."""
+        if not self._stop.is_set():
+            self._stop.set()
+            for task in self._pumps.values():
+                task.cancel()
+
+    def _on_signal(self, sig: int) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            log.warning("second %s: exiting at once", signal.Signals(sig).name)
+            os._exit(130)
+        log.info("%s: stopping sources, finishing in-flight windows (grace %.0fs)",
+                 signal.Signals(sig).name, self.settings.root.daemon.shutdown_grace)
+        self.stop()
+
+    async def _run_loops(self) -> None:
+        d = self.settings.root.daemon
+        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=d.queue_size)
+        flushq: asyncio.Queue[Emission | None] = asyncio.Queue(maxsize=d.flush_queue_size)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for src in self.sources:
+                    self._pumps[src.name] = tg.create_task(self._guarded(src.name, self._pump(src, queue)))
+                if self._stop.is_set():
+                    self.stop()
+                tg.create_task(self._guarded("windows", self._window_loop(queue, flushq)))
+                flushing = tg.create_task(self._guarded("flush", self._flush_loop(flushq)))
+                tg.create_task(self._guarded("commit", self._commit_loop(flushing)))
+                tg.create_task(self._grace_watch(flushing))
+        except* ComponentError as group:
+            self.exit_code = 1
+            for exc in group.exceptions:
+                log.error("component %s failed: %s", getattr(exc, "component", "?"), exc.__cause__ or exc,
+                          exc_info=exc.__cause__, extra={"component": getattr(exc, "component", None)})
+
+    async def _guarded(self, name: str, coro: Coroutine[Any, Any, Any]) -> Any:
+        try:
+            return await coro
+        except ComponentError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - name the component that died, then stop everything
+            raise ComponentError(name, f"{type(exc).__name__}: {exc}") from exc
+
+    async def _close(self, comp: Any) -> None:
+        try:
+            await comp.close()
+        except Exception as exc:  # noqa: BLE001 - one failed close must not skip the others
+            log.warning("closing %s failed: %s", getattr(comp, "name", comp), exc)
+
+    # --- the loops --------------------------------------------------------------------------
+    async def _pump(self, src: Source, queue: asyncio.Queue[Any]) -> None:
+        async with aclosing(src.batches()) as batches:  # type: ignore[type-var]
+            async for batch in batches:
+                await queue.put(batch)
+        await queue.put(_SourceDone(src.name))
+
+    async def _window_loop(self, queue: asyncio.Queue[Any], flushq: asyncio.Queue[Emission | None]) -> None:
+        loop = asyncio.get_running_loop()
+        engine = self.engine
+        live = {s.name for s in self.sources}
+        while not self._stop.is_set():
+            try:
+                item = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                try:
+                    item = await asyncio.wait_for(queue.get(), TICK)
+                except TimeoutError:
+                    item = None
+            if isinstance(item, _SourceDone):
+                live.discard(item.source)
+                for pk in engine.partitions(item.source):
+                    engine.finish(pk)
+            elif item is not None and engine.owns(item):
+                dead = engine.process(item, loop.time())
+                if dead:
+                    await self.dead_letters.write(dead)
+                if engine.owns(item):  # a rebalance may have taken the partition meanwhile
+                    self.tracker.processed((item.source, item.partition), item.end)
+            if not live:
+                for em in engine.close_all():
+                    await flushq.put(em)
+                log.info("all sources finished: %d records read", engine.records_in)
+                break
+            for em in engine.close_ready(loop.time(), int(time.time() * 1000)):
+                await flushq.put(em)
+        await flushq.put(None)
+
+    async def _flush_loop(self, flushq: asyncio.Queue[Emission | None]) -> None:
+        while (em := await flushq.get()) is not None:
+            await self.flusher.flush(em)
+
+    async def _commit_loop(self, flushing: asyncio.Task[Any]) -> None:
+        interval = self.settings.root.daemon.commit_interval
+        while not flushing.done():
+            await asyncio.wait({flushing}, timeout=interval)
+            await self._commit_all()
+
+    async def _grace_watch(self, flushing: asyncio.Task[Any]) -> None:
+        stopping = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({stopping, flushing}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if flushing.done():
+            return
+        grace = self.settings.root.daemon.shutdown_grace
+        await asyncio.wait({flushing}, timeout=grace)
+        if not flushing.done():
+            log.warning("shutdown grace of %.0fs is over with windows still unwritten; they stay uncommitted "
+                        "and are rebuilt on restart", grace)
+            flushing.cancel()
+
+    # --- commits and partitions -------------------------------------------------------------
+    async def _commit_all(self) -> None:
+        for src in self.sources:
+            positions = self.tracker.safe_positions(src.name)
+            if positions:
+                try:
+                    await src.commit(positions)
+                except Exception as exc:  # noqa: BLE001 - the next commit tries again
+                    log.warning("commit of %s failed: %s", src.name, exc, extra={"component": src.name})
+
+    async def _assigned(self, source: str, partitions: list[Hashable], epoch: int) -> None:
+        now = asyncio.get_running_loop().time()
+        for p in partitions:
+            self.engine.assign((source, p), now, epoch)
+        log.info("%s: assigned %s", source, sorted(map(str, partitions)), extra={"component": source})
+
+    async def _revoked(self, source: str, partitions: list[Hashable]) -> None:
+        src = next(s for s in self.sources if s.name == source)
+        safe = {p: pos for p, pos in self.tracker.safe_positions(source).items() if p in partitions}
+        if safe:
+            try:
+                await src.commit(safe)
+            except Exception as exc:  # noqa: BLE001 - the next owner replays a little more
+                log.warning("commit on revoke of %s failed: %s", source, exc, extra={"component": source})
+        for p in partitions:
+            self.engine.revoke((source, p))
+        log.info("%s: revoked %s", source, sorted(map(str, partitions)), extra={"component": source})

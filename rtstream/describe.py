@@ -1,0 +1,35 @@
+"""The resolved pipeline as text, for `rtstream validate`."""
+
+from __future__ import annotations
+
+from rtstream.config.durations import format_duration
+from rtstream.config.load import Settings
+from rtstream.core.context import Context
+
+
+def describe(settings: Settings) -> str:
+    root = settings.root
+    w = root.window
+    ctx = Context(pipeline=root.pipeline.name, state_dir=root.daemon.state_dir,  # type: ignore[arg-type]
+                  extra={"search_dirs": settings.search_dirs})
+    assert w.size is not None
+    time_from = f"event time from field {w.time_field!r}" if w.time == "event" else "the sources' own timestamps"
+    lines = [
+        f"pipeline   {root.pipeline.name}",
+        f"flow       {settings.flow}",
+        f"window     {w.type} {format_duration(w.size)}"
+        + (f" (schedule {w.schedule!r})" if w.schedule else "")
+        + f", {time_from}, lateness {format_duration(w.lateness)}, idle timeout {format_duration(w.idle_timeout)}",
+    ]
+    for title, names in (("sources", settings.flow.sources), ("stages", settings.flow.stages),
+                         ("sinks", settings.flow.sinks)):
+        lines.append(title)
+        width = max((len(n) for n in names), default=0)
+        for comp in settings.of(names):
+            obj = comp.cls(comp.name, comp.config, ctx)
+            lines.append(f"  {comp.name:<{width}}  {obj.describe()}")
+    dl = root.dead_letter.path or f"{root.daemon.state_dir}/dead_letters.jsonl"
+    lines.append(f"dead letters  {dl}")
+    lines.append(f"state dir     {root.daemon.state_dir} (commit every {format_duration(root.daemon.commit_interval)}, "
+                 f"shutdown grace {format_duration(root.daemon.shutdown_grace)})")
+    return "\n".join(lines)

@@ -1,0 +1,43 @@
+"""One exception hierarchy, so callers can catch what they mean."""
+
+from __future__ import annotations
+
+
+class RtstreamError(Exception):
+    """Base of every error rtstream raises on purpose."""
+
+
+class ConfigError(RtstreamError):
+    """The configuration is refused; each problem names its dotted key."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems
+        super().__init__("\n".join(f"{key}: {reason}" if key else reason for key, reason in problems))
+
+    @classmethod
+    def at(cls, key: str, reason: str) -> ConfigError:
+        return cls([(key, reason)])
+
+
+class ComponentError(RtstreamError):
+    """A runtime failure inside a named component."""
+
+    def __init__(self, component: str, message: str):
+        self.component = component
+        super().__init__(f"{component}: {message}")
+
+
+class SourceError(ComponentError):
+    pass
+
+
+class SinkError(ComponentError):
+    pass
+
+
+class StageError(ComponentError):
+    pass
+
+
+class DecodeError(RtstreamError):
+    """A record could not be decoded or has no usable time; it goes to dead letters."""

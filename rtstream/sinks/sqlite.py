@@ -1,0 +1,113 @@
+"""SQLite: each window in one transaction, upserted by (window_start, key), WAL mode."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+
+from rtstream.core.record import Window
+from rtstream.core.registry import register
+from rtstream.errors import SinkError
+from rtstream.sinks.base import Sink, SinkConfig
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class SQLiteConfig(SinkConfig):
+    path: str
+    table: str = "results"
+    key_columns: list[str] | None = None  # default: window_start plus the aggregate key
+    mode: Literal["upsert", "insert"] = "upsert"
+    create_table: bool = True
+
+
+def sql_type(value: Any) -> str:
+    if isinstance(value, bool) or isinstance(value, int):
+        return "INTEGER"
+    if isinstance(value, float):
+        return "REAL"
+    return "TEXT"
+
+
+def to_sql_value(value: Any) -> Any:
+    if value is None or isinstance(value, (int, float, str)):
+        return value
+    return orjson.dumps(value, default=str).decode()
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@register("sink", "sqlite")
+class SQLiteSink(Sink):
+    Config = SQLiteConfig
+
+    async def start(self) -> None:
+        Path(self.config.path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.config.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._columns: list[str] | None = self._existing_columns()
+        self.keys = self.config.key_columns or ["window_start", *self.context.key_fields]
+
+    def _existing_columns(self) -> list[str] | None:
+        rows = self._db.execute(f"PRAGMA table_info({_quote(self.config.table)})").fetchall()
+        return [r[1] for r in rows] or None
+
+    async def write(self, window: Window, rows: list[dict[str, Any]]) -> None:
+        await asyncio.to_thread(self._write, window, rows)
+
+    def _write(self, window: Window, rows: list[dict[str, Any]]) -> None:
+        with self._lock:
+            if not rows:
+                return
+            if self._columns is None:
+                self._create(rows[0])
+            assert self._columns is not None
+            unknown = [c for r in rows for c in r if c not in self._columns]
+            if unknown:
+                raise SinkError(self.name, f"column {unknown[0]!r} is not in table {self.config.table!r} "
+                                           f"(columns: {', '.join(self._columns)})")
+            cols = self._columns
+            params = [tuple(to_sql_value(r.get(c)) for c in cols) for r in rows]
+            sql = f"INSERT INTO {_quote(self.config.table)} ({', '.join(map(_quote, cols))}) " \
+                  f"VALUES ({', '.join('?' for _ in cols)})"
+            if self.config.mode == "upsert":
+                updates = [c for c in cols if c not in self.keys]
+                sql += f" ON CONFLICT ({', '.join(map(_quote, self.keys))}) DO " + (
+                    "UPDATE SET " + ", ".join(f"{_quote(c)}=excluded.{_quote(c)}" for c in updates)
+                    if updates else "NOTHING")
+            cur = self._db.cursor()
+            try:
+                cur.execute("BEGIN IMMEDIATE")
+                cur.executemany(sql, params)
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+
+    def _create(self, first: dict[str, Any]) -> None:
+        if not self.config.create_table:
+            raise SinkError(self.name, f"table {self.config.table!r} does not exist and create_table = false")
+        for name in [*first, *self.keys]:
+            if not _IDENT.match(name):
+                raise SinkError(self.name, f"field {name!r} is not a usable column name")
+        missing = [k for k in self.keys if k not in first]
+        if missing:
+            raise SinkError(self.name, f"key column {missing[0]!r} is not in the rows")
+        cols = [f"{_quote(c)} {sql_type(v)}" for c, v in first.items()]
+        pk = f", PRIMARY KEY ({', '.join(map(_quote, self.keys))})" if self.config.mode == "upsert" else ""
+        self._db.execute(f"CREATE TABLE IF NOT EXISTS {_quote(self.config.table)} ({', '.join(cols)}{pk})")
+        self._columns = list(first)
+
+    async def close(self) -> None:
+        if hasattr(self, "_db"):
+            self._db.close()

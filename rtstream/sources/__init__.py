@@ -1,0 +1,3 @@
+"""Sources; importing this package registers the built-in ones."""
+
+from rtstream.sources import file, generator  # noqa: F401

@@ -1,0 +1,52 @@
+"""The source contract: batches of records from partitions, and commits of safe positions."""
+
+from __future__ import annotations
+
+from typing import Any, AsyncIterator, ClassVar, Hashable
+
+from rtstream.core.context import Context
+from rtstream.core.record import Batch
+from rtstream.core.registry import ComponentConfig
+
+
+class SourceConfig(ComponentConfig):
+    pass
+
+
+class Source:
+    """Base class. A source yields batches in offset order per partition.
+
+    Sources with a fixed set of partitions list them in `partitions()`; sources whose partitions
+    come and go (Kafka) announce them through `context.on_assign` / `on_revoke` instead.
+    """
+
+    type_name: ClassVar[str]
+    Config: ClassVar[type[SourceConfig]]
+    has_source_time: ClassVar[bool] = True
+
+    def __init__(self, name: str, config: Any, context: Context):
+        self.name = name
+        self.config = config
+        self.context = context
+
+    @property
+    def finite(self) -> bool:
+        return False
+
+    def partitions(self) -> list[Hashable] | None:
+        return [0]
+
+    async def start(self) -> None:
+        pass
+
+    def batches(self) -> AsyncIterator[Batch]:
+        raise NotImplementedError
+
+    async def commit(self, positions: dict[Hashable, int]) -> None:
+        """Persist positions that the commit rule says are safe (resume points)."""
+
+    async def close(self) -> None:
+        pass
+
+    def describe(self) -> str:
+        return self.type_name

@@ -1,0 +1,30 @@
+"""A small JSON file per source under state_dir that holds its committed position."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+
+class PositionFile:
+    def __init__(self, state_dir: Path, source: str):
+        self.path = state_dir / "positions" / f"{source}.json"
+
+    def load(self) -> dict[str, Any]:
+        try:
+            return orjson.loads(self.path.read_bytes())  # type: ignore[no-any-return]
+        except FileNotFoundError:
+            return {}
+
+    def save(self, doc: dict[str, Any]) -> None:
+        """Atomically: a crash leaves the old position or the new one, never half of one."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "wb") as fh:
+            fh.write(orjson.dumps(doc))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)

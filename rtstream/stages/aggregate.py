@@ -1,0 +1,49 @@
+"""`type = "aggregate"`: group by a key field and compute named aggregates per window."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import field_validator
+
+from rtstream.core.record import Window
+from rtstream.core.registry import register
+from rtstream.stages.base import Stage, StageConfig
+from rtstream.windows.aggregates import Aggregator, parse_aggregate
+
+
+class AggregateConfig(StageConfig):
+    key: str | None = None
+    aggregates: dict[str, str]
+
+    @field_validator("aggregates")
+    @classmethod
+    def _parse(cls, value: dict[str, str]) -> dict[str, str]:
+        if not value:
+            raise ValueError("at least one aggregate is needed, e.g. { events = \"count()\" }")
+        for name, expr in value.items():
+            parse_aggregate(name, expr)
+        return value
+
+
+@register("stage", "aggregate")
+class AggregateStage(Stage):
+    """The first window stage folds records as they arrive; later ones fold the rows they get."""
+
+    Config = AggregateConfig
+
+    def __init__(self, name: str, config: Any, context: Any):
+        super().__init__(name, config, context)
+        specs = [parse_aggregate(n, e) for n, e in config.aggregates.items()]
+        self.aggregator = Aggregator(config.key, specs)
+
+    async def run(self, window: Window, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        table = self.aggregator.new_table()
+        for i, row in enumerate(rows):
+            if self.aggregator.check(row) is None:
+                self.aggregator.fold(table, row, i)
+        return self.aggregator.rows(table, window.start_iso, window.end_iso)
+
+    def describe(self) -> str:
+        by = f" by {self.config.key}" if self.config.key else ""
+        return f"aggregate{by}: " + ", ".join(f"{n} = {e}" for n, e in self.config.aggregates.items())

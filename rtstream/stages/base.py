@@ -1,0 +1,79 @@
+"""The stage contracts: per-record stages run on each record before windowing, window stages on
+each closed window's rows."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+from rtstream.core.context import Context
+from rtstream.core.record import Window
+from rtstream.core.registry import ComponentConfig
+
+
+class StageConfig(ComponentConfig):
+    pass
+
+
+class Stage:
+    type_name: ClassVar[str]
+    Config: ClassVar[type[StageConfig]]
+    per_record: ClassVar[bool] = False
+
+    def __init__(self, name: str, config: Any, context: Context):
+        self.name = name
+        self.config = config
+        self.context = context
+
+    async def start(self) -> None:
+        pass
+
+    async def run(self, window: Window, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        pass
+
+    def describe(self) -> str:
+        return self.type_name
+
+
+def load_callable(ref: Any, search_dirs: list[Path] | None = None) -> Callable[..., Any]:
+    """`"package.module:function"` (or a callable, from the Python API) -> the function."""
+    if callable(ref):
+        return ref  # type: ignore[no-any-return]
+    if not isinstance(ref, str) or ref.count(":") != 1:
+        raise ValueError(f"call must look like 'package.module:function' (got {ref!r})")
+    module_name, _, attr = ref.partition(":")
+    for d in search_dirs or []:
+        if str(d) not in sys.path:
+            sys.path.insert(0, str(d))
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # noqa: BLE001 - any import failure is a config error
+        raise ValueError(f"cannot import module {module_name!r}: {exc}") from None
+    fn = module
+    for part in attr.split("."):
+        fn = getattr(fn, part, None)  # type: ignore[assignment]
+        if fn is None:
+            raise ValueError(f"module {module_name!r} has no {attr!r}")
+    if not callable(fn):
+        raise ValueError(f"{ref!r} is not callable")
+    return fn  # type: ignore[return-value]
+
+
+def call_style(fn: Callable[..., Any]) -> str:
+    """How to call a window function: with nothing, the window, or the list of records."""
+    try:
+        params = [p for p in inspect.signature(fn).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty]
+    except (TypeError, ValueError):
+        return "window"
+    if not params:
+        return "none"
+    if params[0].name in ("records", "rows", "items", "data"):
+        return "records"
+    return "window"

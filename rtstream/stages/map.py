@@ -1,0 +1,36 @@
+"""`type = "map"`: a plain function applied to each record before windowing.
+
+It returns the new record (a dict), a list of records, or None to drop the record. It runs inside
+the batch loop, so it must be quick and must not block; a raise dead-letters that record only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rtstream.core.registry import register
+from rtstream.stages.base import Stage, load_callable
+from rtstream.stages.python import PythonConfig
+
+
+@register("stage", "map")
+class MapStage(Stage):
+    Config = PythonConfig
+    per_record = True
+
+    def __init__(self, name: str, config: Any, context: Any):
+        super().__init__(name, config, context)
+        self.fn = load_callable(config.call, context.extra.get("search_dirs"))
+
+    def apply(self, value: dict[str, Any]) -> list[dict[str, Any]]:
+        out = self.fn(value)
+        if out is None:
+            return []
+        if isinstance(out, dict):
+            return [out]
+        if isinstance(out, list) and all(isinstance(r, dict) for r in out):
+            return out
+        raise TypeError(f"returned {type(out).__name__}; expected a dict, a list of dicts or None")
+
+    def describe(self) -> str:
+        return f"map: {self.config.call if isinstance(self.config.call, str) else self.fn.__qualname__}"

@@ -1,0 +1,62 @@
+"""`type = "python"`: a function of yours gets each closed window and returns its rows.
+
+It may take no argument, the window (`window.start`, `window.end`, `window.records`) or the list of
+records; it may be async or plain (plain ones run in a thread so they cannot stall the daemon).
+Return a list of rows (or one row) to replace the rows, or None to pass them on unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from typing import Any
+
+from pydantic import field_validator
+
+from rtstream.core.record import Window
+from rtstream.core.registry import register
+from rtstream.errors import StageError
+from rtstream.stages.base import Stage, StageConfig, call_style, load_callable
+
+
+class PythonConfig(StageConfig):
+    call: Any
+
+    @field_validator("call")
+    @classmethod
+    def _ref(cls, value: Any) -> Any:
+        if not callable(value) and not (isinstance(value, str) and value.count(":") == 1):
+            raise ValueError(f"call must look like 'package.module:function' (got {value!r})")
+        return value
+
+
+@register("stage", "python")
+class PythonStage(Stage):
+    Config = PythonConfig
+
+    def __init__(self, name: str, config: Any, context: Any):
+        super().__init__(name, config, context)
+        self.fn = load_callable(config.call, context.extra.get("search_dirs"))
+        self.style = call_style(self.fn)
+        self.is_async = inspect.iscoroutinefunction(self.fn)
+
+    async def run(self, window: Window, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        window.records = rows
+        args: tuple[Any, ...] = {"none": (), "window": (window,), "records": (rows,)}[self.style]
+        if self.is_async:
+            result = await self.fn(*args)
+        else:
+            result = await asyncio.to_thread(self.fn, *args)
+        if inspect.isawaitable(result):
+            result = await result
+        if result is None:
+            return rows
+        if isinstance(result, dict):
+            return [result]
+        if isinstance(result, (list, tuple)) and all(isinstance(r, dict) for r in result):
+            return list(result)
+        raise StageError(self.name, f"returned {type(result).__name__}; expected a list of dicts, a dict or None")
+
+    def describe(self) -> str:
+        ref = self.config.call if isinstance(self.config.call, str) else getattr(self.fn, "__qualname__", "?")
+        return f"python: {ref}({ {'none': '', 'window': 'window', 'records': 'records'}[self.style] })"

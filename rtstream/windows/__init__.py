@@ -1,0 +1,1 @@
+"""Windowing in separate pieces: time extraction, assignment, watermark, aggregation, state."""

@@ -1,0 +1,50 @@
+"""Open window state, kept per partition so a revoked partition's share can be dropped alone."""
+
+from __future__ import annotations
+
+from typing import Any, Hashable
+
+
+class Pane:
+    """One partition's share of one window: an aggregate table or the buffered records."""
+
+    __slots__ = ("min_offset", "table", "records")
+
+    def __init__(self, min_offset: int, table: dict[Any, list[Any]] | None):
+        self.min_offset = min_offset
+        self.table = table
+        self.records: list[tuple[int, dict[str, Any]]] | None = None if table is not None else []
+
+
+class WindowStore:
+    def __init__(self) -> None:
+        self._panes: dict[Hashable, dict[int, Pane]] = {}
+        self.buffered: dict[int, int] = {}  # window start -> records buffered over all partitions
+
+    def panes_of(self, partition: Hashable) -> dict[int, Pane]:
+        panes = self._panes.get(partition)
+        if panes is None:
+            panes = self._panes[partition] = {}
+        return panes
+
+    def drop(self, partition: Hashable) -> list[int]:
+        """Forget a partition's open panes; returns the window starts it held."""
+        panes = self._panes.pop(partition, {})
+        for start, pane in panes.items():
+            if pane.records is not None:
+                self.buffered[start] = self.buffered.get(start, 0) - len(pane.records)
+        return list(panes)
+
+    def take(self, upto_end: int | None, size_ms: int) -> dict[int, list[tuple[Hashable, Pane]]]:
+        """Remove and return the panes of every window ending at or before `upto_end` (None: all)."""
+        out: dict[int, list[tuple[Hashable, Pane]]] = {}
+        for partition, panes in self._panes.items():
+            done = [s for s in panes if upto_end is None or s + size_ms <= upto_end]
+            for start in done:
+                out.setdefault(start, []).append((partition, panes.pop(start)))
+        for start in out:
+            self.buffered.pop(start, None)
+        return dict(sorted(out.items()))
+
+    def open_windows(self) -> int:
+        return len({s for panes in self._panes.values() for s in panes})
