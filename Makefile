@@ -24,6 +24,7 @@ run: $(VENV)/.installed
 	$(BIN)/rtstream run -c $(CONFIG)
 
 test: $(VENV)/.installed-test
+	bash .ci/system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test

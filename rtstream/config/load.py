@@ -121,15 +121,19 @@ def load_settings(path: str | Path | None = None, overrides: list[str] | None = 
 
 
 def validate(doc: dict[str, Any], path: Path | None, search_dirs: list[Path]) -> Settings:
+    problems: list[tuple[str, str]] = []
+    root = None
     try:
         root = RootConfig.model_validate(doc)
     except ValidationError as exc:
-        raise ConfigError(problems_from(exc)) from None
-    problems: list[tuple[str, str]] = []
+        problems.extend(problems_from(exc))
     components: dict[str, Component] = {}
     kinds: dict[str, str] = {}
     for section, kind in SECTIONS.items():
-        for name, body in getattr(root, section).items():
+        bodies = doc.get(section)
+        if not isinstance(bodies, dict):
+            continue  # RootConfig has said what is wrong with it
+        for name, body in bodies.items():
             where = f"{section}.{name}"
             if name in kinds:
                 problems.append((where, f"the name {name!r} is already used by a {kinds[name]}"))
@@ -139,15 +143,16 @@ def validate(doc: dict[str, Any], path: Path | None, search_dirs: list[Path]) ->
             if comp is not None:
                 components[name] = comp
     flow = None
-    try:
-        flow = resolve_flow(parse_flow(root.pipeline.flow), kinds)
-    except ConfigError as exc:
-        problems.extend(exc.problems)
-    if flow is not None and not problems:
+    if root is not None:
+        try:
+            flow = resolve_flow(parse_flow(root.pipeline.flow), kinds)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if root is not None and flow is not None and not problems:
         _cross_checks(root, flow, components, search_dirs, problems)
     if problems:
         raise ConfigError(problems)
-    assert flow is not None
+    assert root is not None and flow is not None
     return Settings(root, flow, components, path, search_dirs)
 
 

@@ -1,0 +1,22 @@
+"""Functions that test configs name as python and map stages."""
+
+from __future__ import annotations
+
+
+def top_spenders(window):
+    rows = sorted(window.records, key=lambda r: (-r["spent"], r["user_id"]))[:3]
+    return [{"user_id": r["user_id"], "spent": r["spent"], "rank": i + 1} for i, r in enumerate(rows)]
+
+
+def only_purchases(record):
+    return record if record.get("kind") == "purchase" else None
+
+
+def explode_on_boom(record):
+    if record.get("page") == "/boom":
+        raise RuntimeError("boom page")
+    return record
+
+
+async def count_records(records):
+    return [{"records": len(records)}]

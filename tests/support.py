@@ -1,0 +1,136 @@
+"""Helpers the test suites share: config files, the real daemon as a process, waiting on conditions."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_until(cond: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05, what: str = "condition") -> Any:
+    """Poll `cond` until it returns something truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return orjson.dumps(v).decode()
+    if isinstance(v, list):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {toml_value(x)}" for k, x in v.items()) + " }"
+    raise TypeError(v)
+
+
+def to_toml(doc: dict[str, Any]) -> str:
+    """Enough TOML for test configs: tables of scalars, nested one or two levels."""
+    out: list[str] = []
+
+    def table(prefix: str, body: dict[str, Any]) -> None:
+        scalars = {k: v for k, v in body.items() if not (isinstance(v, dict) and _is_table(v))}
+        out.append(f"[{prefix}]")
+        out.extend(f"{k} = {toml_value(v)}" for k, v in scalars.items())
+        out.append("")
+        for k, v in body.items():
+            if isinstance(v, dict) and _is_table(v):
+                table(f"{prefix}.{k}", v)
+
+    for key, body in doc.items():
+        table(key, body)
+    return "\n".join(out)
+
+
+def _is_table(v: dict[str, Any]) -> bool:
+    # component sections and top-level tables are tables; `aggregates = {...}` stays inline
+    return any(isinstance(x, dict) for x in v.values()) or "type" in v
+
+
+def write_config(path: Path, doc: dict[str, Any]) -> Path:
+    path.write_text(to_toml(doc))
+    return path
+
+
+def rtstream_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "rtstream", *args]
+
+
+def run_cli(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(rtstream_cmd(*args), capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+                          env={**os.environ, **(env or {})})
+
+
+class Daemon:
+    """The real `rtstream run` process, with its output collected to files."""
+
+    def __init__(self, config: Path, workdir: Path, *extra: str, env: dict[str, str] | None = None):
+        self.config = config
+        self.out_path = workdir / f"daemon-{time.monotonic_ns()}.out"
+        self.err_path = self.out_path.with_suffix(".err")
+        self._out = open(self.out_path, "wb")
+        self._err = open(self.err_path, "wb")
+        self.proc = subprocess.Popen(rtstream_cmd("run", "-c", str(config), *extra), stdout=self._out,
+                                     stderr=self._err, cwd=ROOT, env={**os.environ, **(env or {})})
+
+    @property
+    def stderr(self) -> str:
+        return self.err_path.read_text(errors="replace")
+
+    @property
+    def stdout(self) -> str:
+        return self.out_path.read_text(errors="replace")
+
+    def signal(self, sig: int = signal.SIGTERM) -> None:
+        self.proc.send_signal(sig)
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+        self._close()
+
+    def wait(self, timeout: float = 60) -> int:
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        self._out.close()
+        self._err.close()
+
+    def __enter__(self) -> Daemon:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self._close()
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+
+
+def window_files(directory: Path) -> dict[str, list[dict[str, Any]]]:
+    return {p.name: read_jsonl(p) for p in sorted(directory.glob("*.jsonl"))}

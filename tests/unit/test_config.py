@@ -1,0 +1,113 @@
+import pytest
+
+from rtstream.config.load import interpolate, load_settings
+from rtstream.errors import ConfigError
+
+BASE = {
+    "pipeline": {"name": "t", "flow": "src >> agg >> out"},
+    "window": {"size": "5m"},
+    "sources": {"src": {"type": "generator", "count": 10}},
+    "stages": {"agg": {"type": "aggregate", "key": "user_id", "aggregates": {"n": "count()"}}},
+    "sinks": {"out": {"type": "stdout"}},
+}
+
+
+def refused(doc, overrides=()):
+    with pytest.raises(ConfigError) as info:
+        load_settings(doc=doc, overrides=list(overrides), env={})
+    out: dict[str, str] = {}
+    for key, reason in info.value.problems:
+        out[key] = f"{out[key]}; {reason}" if key in out else reason
+    return out
+
+
+def deep(**changes):
+    import copy
+
+    doc = copy.deepcopy(BASE)
+    for path, value in changes.items():
+        node = doc
+        parts = path.split("__")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        if value is None:
+            node.pop(parts[-1])
+        else:
+            node[parts[-1]] = value
+    return doc
+
+
+def test_valid():
+    s = load_settings(doc=deep(), env={})
+    assert str(s.flow) == "src >> agg >> out"
+    assert s.root.window.size == 300
+
+
+def test_bad_duration_names_key():
+    assert refused(deep(window__size="five minutes")) == {
+        "window.size": "invalid duration 'five minutes' (expected e.g. 250ms, 30s, 5m, 1m30s, 1h)"}
+
+
+def test_unknown_key_and_type():
+    p = refused(deep(window__sise="5m", sources__src__rat=3))
+    assert p["window.sise"] == "unknown key"
+    assert p["sources.src.rat"] == "unknown key"
+
+
+def test_wrong_type():
+    p = refused(deep(sources__src__count="many"))
+    assert "sources.src.count" in p and "'many'" in p["sources.src.count"]
+
+
+def test_unknown_component_type_lists_known():
+    p = refused(deep(sinks__out__type="kafkaa"))
+    assert "unknown sink type 'kafkaa'" in p["sinks.out.type"] and "sqlite" in p["sinks.out.type"]
+
+
+def test_flow_undefined_name_and_cycle():
+    assert "'nope' is not defined" in refused(deep(pipeline__flow="src >> nope >> out"))["pipeline.flow"]
+    assert "appears twice" in refused(deep(pipeline__flow="src >> agg >> agg >> out"))["pipeline.flow"]
+
+
+def test_flow_order():
+    assert "must end with sinks" in refused(deep(pipeline__flow="src >> out >> agg"))["pipeline.flow"]
+
+
+def test_schedule_alias_and_refusal():
+    s = load_settings(doc=deep(window__size=None, window__schedule="*/5 * * * *"), env={})
+    assert s.root.window.size == 300
+    assert "unsupported schedule" in refused(deep(window__size=None, window__schedule="0 9 * * 1"))["window"]
+
+
+def test_bad_aggregate():
+    assert "unknown aggregate function 'median'" in refused(deep(stages__agg__aggregates={"m": "median(x)"}))[
+        "stages.agg.aggregates"]
+
+
+def test_python_call_must_import():
+    doc = deep(pipeline__flow="src >> py >> out", stages__agg=None)
+    doc["stages"]["py"] = {"type": "python", "call": "no_such_module_xyz:fn"}
+    assert "cannot import module 'no_such_module_xyz'" in refused(doc)["stages.py.call"]
+
+
+def test_source_time_needs_a_source_that_keeps_time():
+    doc = deep(window__time="source", sources__src={"type": "file", "path": "/x"})
+    assert "keeps no time of its own" in refused(doc)["window.time"]
+
+
+def test_overrides_are_typed():
+    s = load_settings(doc=deep(), overrides=["window.size=10s", "sources.src.count=500", "daemon.log_level=debug"], env={})
+    assert s.root.window.size == 10 and s.components["src"].config.count == 500
+
+
+def test_interpolation():
+    env = {"HOST": "db", "EMPTY": ""}
+    assert interpolate({"a": "${HOST}:5432", "b": "${PORT:-1}", "c": "$${HOST}", "d": ["${EMPTY}x"]}, env) == {
+        "a": "db:5432", "b": "1", "c": "${HOST}", "d": ["x"]}
+    with pytest.raises(ConfigError, match="sinks.x.dsn: environment variable DSN is not set"):
+        interpolate({"sinks": {"x": {"dsn": "${DSN}"}}}, env)
+
+
+def test_all_problems_reported_at_once():
+    p = refused(deep(window__size="bad", sinks__out__format="xml"))
+    assert {"window.size", "sinks.out.format"} <= set(p)
