@@ -172,13 +172,14 @@ class WindowEngine:
         return values
 
     # --- closing ----------------------------------------------------------------------------
-    def close_ready(self, now: float, wall_ms: int) -> list[Emission]:
-        """Emit every window the watermark has passed."""
-        mark = self.watermark.advance(now, wall_ms)
-        taken = self.store.take(mark, self.size_ms)
+    def close_ready(self, now: float, wall_ms: int, caught_up: bool = True) -> list[Emission]:
+        """Emit every window the watermark has passed (each partition's share by its own mark)."""
+        wm = self.watermark
+        wm.advance(now, wall_ms, caught_up)
+        taken = self.store.take(wm.mark, self.size_ms)
         for pk in self._epochs:
-            if self.watermark.has_delivered(pk):
-                self._emitted_upto[pk] = mark
+            if wm.has_delivered(pk):
+                self._emitted_upto[pk] = wm.mark(pk)
         return [self._emit(start, panes) for start, panes in taken.items()]
 
     def close_all(self) -> list[Emission]:

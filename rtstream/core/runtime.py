@@ -183,7 +183,7 @@ class Runtime:
                     await flushq.put(em)
                 log.info("all sources finished: %d records read", engine.records_in)
                 break
-            for em in engine.close_ready(loop.time(), int(time.time() * 1000)):
+            for em in engine.close_ready(loop.time(), int(time.time() * 1000), queue.empty()):
                 await flushq.put(em)
         await flushq.put(None)
 

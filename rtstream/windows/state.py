@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Hashable
+from typing import Any, Callable, Hashable
 
 
 class Pane:
@@ -35,15 +35,22 @@ class WindowStore:
                 self.buffered[start] = self.buffered.get(start, 0) - len(pane.records)
         return list(panes)
 
-    def take(self, upto_end: int | None, size_ms: int) -> dict[int, list[tuple[Hashable, Pane]]]:
-        """Remove and return the panes of every window ending at or before `upto_end` (None: all)."""
+    def take(self, limit: Callable[[Hashable], int] | None, size_ms: int) -> dict[int, list[tuple[Hashable, Pane]]]:
+        """Remove and return the panes of windows ending at or before `limit(partition)` (None: all),
+        grouped by window start, oldest first."""
         out: dict[int, list[tuple[Hashable, Pane]]] = {}
         for partition, panes in self._panes.items():
-            done = [s for s in panes if upto_end is None or s + size_ms <= upto_end]
+            upto = limit(partition) if limit is not None else None
+            done = [s for s in panes if upto is None or s + size_ms <= upto]
             for start in done:
-                out.setdefault(start, []).append((partition, panes.pop(start)))
-        for start in out:
-            self.buffered.pop(start, None)
+                pane = panes.pop(start)
+                out.setdefault(start, []).append((partition, pane))
+                if pane.records is not None:
+                    left = self.buffered.get(start, 0) - len(pane.records)
+                    if left > 0:
+                        self.buffered[start] = left
+                    else:
+                        self.buffered.pop(start, None)
         return dict(sorted(out.items()))
 
     def open_windows(self) -> int:

@@ -1,0 +1,197 @@
+"""Kafka via aiokafka: batches from `getmany`, commits by the commit rule, scale-out by group.
+
+Several processes with one `group_id` share the partitions. On revoke, the runtime commits what is
+safe for the revoked partitions and drops their unflushed windows; the next owner resumes from the
+committed offset and rebuilds the same windows from the same record timestamps.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, AsyncIterator, Hashable, Literal
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from pydantic import Field, model_validator
+
+from rtstream.config.durations import Duration
+from rtstream.core.record import Batch, Record
+from rtstream.core.registry import register
+from rtstream.kafka_settings import KafkaConnection
+from rtstream.sources.base import Source, SourceConfig
+
+log = logging.getLogger("rtstream.source.kafka")
+_EMPTY_ROUNDS_AT_END = 3
+
+
+class KafkaSourceConfig(SourceConfig, KafkaConnection):
+    topics: list[str] | None = None
+    pattern: str | None = None
+    group_id: str
+    format: Literal["json", "raw"] = "json"
+    start: Literal["committed", "earliest", "latest"] = "committed"
+    stop_at_end: bool = False
+    max_batch: int = Field(default=5000, ge=1, description="records per getmany at most")
+    fetch_timeout: Duration = 0.2
+    lag_log_interval: Duration = 60.0
+    consumer: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _topics_or_pattern(self) -> KafkaSourceConfig:
+        if bool(self.topics) == bool(self.pattern):
+            raise ValueError("give either topics = [...] or pattern = \"...\"")
+        return self
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, source: KafkaSource):
+        self.source = source
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self.source._revoked(list(revoked))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self.source._assigned(list(assigned))
+
+
+@register("source", "kafka")
+class KafkaSource(Source):
+    """`start`: "committed" resumes from the group's commits (the beginning where there are none);
+    "earliest" and "latest" ignore the commits on this process's first assignment of a partition."""
+
+    Config = KafkaSourceConfig
+
+    def __init__(self, name: str, config: Any, context: Any):
+        super().__init__(name, config, context)
+        self.epoch = 0
+        self.lag: dict[TopicPartition, int] = {}
+        self._seen: set[TopicPartition] = set()
+        self._ends: dict[TopicPartition, int] = {}
+        self._empty_rounds: dict[TopicPartition, int] = {}
+        self._done: set[TopicPartition] = set()
+        self._next: dict[TopicPartition, int] = {}
+        self.consumer: AIOKafkaConsumer | None = None
+
+    @property
+    def finite(self) -> bool:
+        return self.config.stop_at_end  # type: ignore[no-any-return]
+
+    def partitions(self) -> list[Hashable] | None:
+        return None  # the group decides, through the rebalance listener
+
+    async def start(self) -> None:
+        c = self.config
+        settings: dict[str, Any] = {
+            **c.client_kwargs(f"rtstream-{self.context.pipeline}"),
+            "group_id": c.group_id,
+            "enable_auto_commit": False,
+            "auto_offset_reset": "latest" if c.start == "latest" else "earliest",
+            **c.consumer,
+        }
+        self.consumer = AIOKafkaConsumer(**settings)
+        await self.consumer.start()
+        listener = _Rebalance(self)
+        if c.topics:
+            self.consumer.subscribe(topics=c.topics, listener=listener)
+        else:
+            self.consumer.subscribe(pattern=c.pattern, listener=listener)
+
+    async def _assigned(self, assigned: list[TopicPartition]) -> None:
+        assert self.consumer is not None
+        self.epoch += 1
+        fresh = [tp for tp in assigned if tp not in self._seen]
+        self._seen.update(assigned)
+        if fresh and self.config.start == "earliest":
+            await self.consumer.seek_to_beginning(*fresh)
+        elif fresh and self.config.start == "latest":
+            await self.consumer.seek_to_end(*fresh)
+        if self.config.stop_at_end and assigned:
+            ends = await self.consumer.end_offsets(assigned)
+            self._ends.update(ends)
+            for tp in assigned:
+                self._empty_rounds[tp] = 0
+                self._done.discard(tp)
+        for tp in assigned:
+            self._next.pop(tp, None)
+        await self.context.on_assign(self.name, list(assigned), self.epoch)
+
+    async def _revoked(self, revoked: list[TopicPartition]) -> None:
+        await self.context.on_revoke(self.name, list(revoked))
+
+    async def batches(self) -> AsyncIterator[Batch]:
+        assert self.consumer is not None
+        c = self.config
+        timeout_ms = int(c.fetch_timeout * 1000)
+        raw = c.format == "raw"
+        last_lag_log = time.monotonic()
+        while True:
+            data = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=c.max_batch)
+            for tp, msgs in data.items():
+                if not msgs:
+                    continue
+                if raw:
+                    records = [Record({"key": _text(m.key), "value": _text(m.value)}, m.offset, m.timestamp, m.key)
+                               for m in msgs]
+                else:
+                    records = [Record(m.value, m.offset, m.timestamp, m.key) for m in msgs]
+                end = msgs[-1].offset + 1
+                self._next[tp] = end
+                hw = self.consumer.highwater(tp)
+                if hw is not None:
+                    self.lag[tp] = max(0, hw - end)
+                yield Batch(self.name, tp, records, end, decoded=raw, epoch=self.epoch)
+            if c.stop_at_end and await self._finished(data):
+                log.info("%s: reached the end of every assigned partition", self.name,
+                         extra={"component": self.name})
+                return
+            if time.monotonic() - last_lag_log >= c.lag_log_interval:
+                last_lag_log = time.monotonic()
+                if self.lag:
+                    log.info("%s: consumer lag %s", self.name,
+                             {f"{tp.topic}:{tp.partition}": n for tp, n in sorted(self.lag.items())},
+                             extra={"component": self.name})
+
+    async def _finished(self, data: dict[TopicPartition, list[Any]]) -> bool:
+        """Done when every assigned partition has reached its end snapshot and then fetched nothing
+        for a few rounds: an end offset alone is not trusted, as some brokers report it short."""
+        assert self.consumer is not None
+        assignment = self.consumer.assignment()
+        if not assignment:
+            return False
+        for tp in assignment:
+            if tp in self._done:
+                continue
+            if data.get(tp):
+                self._empty_rounds[tp] = 0
+                continue
+            pos = self._next.get(tp)
+            if pos is None:
+                pos = await self.consumer.position(tp)
+            if pos >= self._ends.get(tp, 0):
+                self._empty_rounds[tp] = self._empty_rounds.get(tp, 0) + 1
+                if self._empty_rounds[tp] >= _EMPTY_ROUNDS_AT_END:
+                    self._done.add(tp)
+        return all(tp in self._done for tp in assignment)
+
+    async def commit(self, positions: dict[Hashable, int]) -> None:
+        if self.consumer is None:
+            return
+        owned = self.consumer.assignment()
+        offsets = {tp: off for tp, off in positions.items() if tp in owned}
+        if offsets:
+            await self.consumer.commit(offsets)  # type: ignore[arg-type]
+
+    async def close(self) -> None:
+        if self.consumer is not None:
+            await self.consumer.stop()
+            self.consumer = None
+
+    def describe(self) -> str:
+        c = self.config
+        what = ",".join(c.topics) if c.topics else f"/{c.pattern}/"
+        return f"kafka: {what} @ {c.servers_label()} group {c.group_id} ({c.format}, start {c.start}" + (
+            ", stop at end)" if c.stop_at_end else ")")
+
+
+def _text(b: bytes | None) -> str | None:
+    return None if b is None else b.decode("utf-8", errors="replace")

@@ -1,0 +1,179 @@
+"""Kafka in and out against a real broker (Tansu), with the real daemon process."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import uuid
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from rtstream.testing.tansu import create_topic
+from tests.e2e.conftest import BASE_MS, make_events
+from tests.kafka_helpers import produce, read_all
+from tests.reference import iso, tumbling_truth
+from tests.support import Daemon, read_jsonl, run_cli, wait_until, write_config
+
+FAST_CONSUMER = {"session_timeout_ms": 2000, "heartbeat_interval_ms": 300, "fetch_max_wait_ms": 10}
+
+
+def kafka_config(tmp_path, bootstrap, topic, out_topic, *, group="g", stop_at_end=True, sink_bootstrap=None,
+                 name="kafka", window=None, time="event", **source):
+    doc = {
+        "pipeline": {"name": name, "flow": "events >> per_user >> results"},
+        "window": {"size": "5m", "time": time, "lateness": "10s", "idle_timeout": "2s", **(window or {})},
+        "sources": {"events": {"type": "kafka", "bootstrap_servers": bootstrap, "topics": [topic],
+                               "group_id": group, "stop_at_end": stop_at_end, "consumer": FAST_CONSUMER, **source}},
+        "stages": {"per_user": {"type": "aggregate", "key": "user_id",
+                                "aggregates": {"events": "count()", "spent": "sum(amount)", "biggest": "max(amount)"}}},
+        "sinks": {"results": {"type": "kafka", "bootstrap_servers": sink_bootstrap or bootstrap, "topic": out_topic,
+                              "compression": "lz4"}},
+        "dead_letter": {"path": str(tmp_path / "dead.jsonl")},
+        "daemon": {"state_dir": str(tmp_path / "state"), "commit_interval": "200ms", "shutdown_grace": "10s"},
+    }
+    return write_config(tmp_path / f"{name}-{uuid.uuid4().hex[:6]}.toml", doc)
+
+
+def topic_name(prefix):
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def check_against_truth(messages, truth):
+    latest = {}
+    for key, value in messages:
+        latest[key] = value  # a compacted topic keeps the last value per key
+    got = {(v["window_start"], v["user_id"]): v for v in latest.values()}
+    assert set(got) == set(truth), (len(got), len(truth))
+    for k, want in truth.items():
+        assert got[k]["events"] == want["events"], k
+        assert got[k]["spent"] == pytest.approx(want["spent"]), k
+        assert got[k]["biggest"] == want["biggest"], k
+    for key, value in latest.items():
+        assert key == f"{value['window_start']}|{value['user_id']}".encode()
+
+
+def test_finite_kafka_to_kafka_matches_reference(tmp_path, kafka):
+    src, out = topic_name("in"), topic_name("out")
+    events = make_events(8000, span_s=1800, seed=3)
+    asyncio.run(create_topic(kafka.bootstrap, src, 4))
+    asyncio.run(create_topic(kafka.bootstrap, out, 2))
+    asyncio.run(produce(kafka.bootstrap, src, events, timestamp_field="ts"))
+    res = run_cli("run", "-c", str(kafka_config(tmp_path, kafka.bootstrap, src, out, time="source")))
+    assert res.returncode == 0, res.stderr
+    truth = tumbling_truth(events, 300, "user_id")
+    messages = asyncio.run(read_all(kafka.bootstrap, out, expect=len(truth)))
+    assert len(messages) == len(truth)  # one message per (window, key) on a clean run
+    check_against_truth(messages, truth)
+
+
+def test_malformed_values_go_to_dead_letters_with_their_position(tmp_path, kafka):
+    src, out = topic_name("in"), topic_name("out")
+    asyncio.run(create_topic(kafka.bootstrap, src, 1))
+    asyncio.run(create_topic(kafka.bootstrap, out, 1))
+    good = make_events(200, span_s=600, seed=5)
+    items = good[:100] + [b"{not json", b'"a string"', b'{"user_id": "x", "amount": 1}'] + good[100:]
+    asyncio.run(produce(kafka.bootstrap, src, items, key=None))
+    res = run_cli("run", "-c", str(kafka_config(tmp_path, kafka.bootstrap, src, out)))
+    assert res.returncode == 0, res.stderr
+    dead = read_jsonl(tmp_path / "dead.jsonl")
+    assert [(d["reason"], d["partition"], d["offset"]) for d in dead] == [
+        ("decode", f"{src}:0", 100), ("decode", f"{src}:0", 101), ("no_time", f"{src}:0", 102)]
+    check_against_truth(asyncio.run(read_all(kafka.bootstrap, out)), tumbling_truth(good, 300, "user_id"))
+
+
+async def committed(bootstrap, group, topic, partitions):
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await c.start()
+    try:
+        return {p: await c.committed(TopicPartition(topic, p)) for p in range(partitions)}
+    finally:
+        await c.stop()
+
+
+def test_sigkill_at_several_points_loses_nothing(tmp_path, kafka):
+    src, out, group = topic_name("in"), topic_name("out"), topic_name("grp")
+    events = make_events(12000, span_s=3600, seed=9)
+    asyncio.run(create_topic(kafka.bootstrap, src, 3))
+    asyncio.run(create_topic(kafka.bootstrap, out, 3))
+    cfg = kafka_config(tmp_path, kafka.bootstrap, src, out, group=group, stop_at_end=False, max_batch=200)
+    chunks = [events[i:i + 3000] for i in range(0, len(events), 3000)]
+    for n, chunk in enumerate(chunks):
+        asyncio.run(produce(kafka.bootstrap, src, chunk))
+        with Daemon(cfg, tmp_path) as d:
+            # let it work a little, then kill it without warning
+            wait_until(lambda: any(v for v in asyncio.run(committed(kafka.bootstrap, group, src, 3)).values()) or
+                       d.proc.poll() is not None, 60, what="a commit")
+            assert d.proc.poll() is None, d.stderr
+            d.kill()
+    with Daemon(cfg, tmp_path) as d:  # the last run finishes the job: idle partitions close the windows
+        truth = tumbling_truth(events, 300, "user_id")
+        wait_until(lambda: len({(v["window_start"], v["user_id"]) for _, v in
+                                asyncio.run(read_all(kafka.bootstrap, out, idle_s=0.5))}) >= len(truth),
+                   90, interval=1, what="every window")
+        d.signal(signal.SIGTERM)
+        assert d.wait(30) == 0, d.stderr
+    check_against_truth(asyncio.run(read_all(kafka.bootstrap, out)), truth)
+    assert read_jsonl(tmp_path / "dead.jsonl") == []
+
+
+def test_two_replicas_share_partitions_and_survive_a_kill(tmp_path, kafka):
+    src, out, group = topic_name("in"), topic_name("out"), topic_name("grp")
+    events = make_events(18000, span_s=3600, seed=21, users=60)
+    asyncio.run(create_topic(kafka.bootstrap, src, 6))
+    asyncio.run(create_topic(kafka.bootstrap, out, 3))
+    cfg = kafka_config(tmp_path, kafka.bootstrap, src, out, group=group, stop_at_end=False, max_batch=100)
+    asyncio.run(produce(kafka.bootstrap, src, events[:9000]))
+    a = Daemon(cfg, tmp_path)
+    b = Daemon(cfg, tmp_path)
+    try:
+        wait_until(lambda: "assigned" in a.stderr and "assigned" in b.stderr, 60, what="both replicas assigned")
+        b.kill()  # one replica dies mid-stream; the other takes over its partitions
+        asyncio.run(produce(kafka.bootstrap, src, events[9000:]))
+        b = Daemon(cfg, tmp_path)  # and comes back
+        truth = tumbling_truth(events, 300, "user_id")
+        wait_until(lambda: len({(v["window_start"], v["user_id"]) for _, v in
+                                asyncio.run(read_all(kafka.bootstrap, out, idle_s=0.5))}) >= len(truth),
+                   120, interval=1, what="every window from the two replicas")
+        for d in (a, b):
+            d.signal(signal.SIGTERM)
+        assert a.wait(30) == 0 and b.wait(30) == 0
+    finally:
+        for d in (a, b):
+            d.__exit__()
+    check_against_truth(asyncio.run(read_all(kafka.bootstrap, out)), truth)
+    assert "revoked" in a.stderr  # the survivor saw the rebalance
+    assert read_jsonl(tmp_path / "dead.jsonl") == []  # a taken-over partition's replay is never "late"
+
+
+def test_unreachable_sink_holds_commits_back(tmp_path, kafka, fresh_kafka):
+    src, out, group = topic_name("in"), topic_name("out"), topic_name("grp")
+    asyncio.run(create_topic(kafka.bootstrap, src, 1))
+    asyncio.run(create_topic(fresh_kafka.bootstrap, out, 1))
+    events = make_events(2000, span_s=1200, seed=4)
+    cfg = kafka_config(tmp_path, kafka.bootstrap, src, out, group=group, stop_at_end=False,
+                       sink_bootstrap=fresh_kafka.bootstrap)
+    with Daemon(cfg, tmp_path, "--set", "defaults.retry_delay=100ms", "--set", "defaults.max_retry_delay=500ms",
+                "--set", "sinks.results.producer={request_timeout_ms = 1000}") as d:
+        wait_until(lambda: "assigned" in d.stderr, 30, what="assignment")
+        fresh_kafka.stop()  # the sink's broker goes away before any window is written
+        asyncio.run(produce(kafka.bootstrap, src, events))
+        wait_until(lambda: "sink results failed to write window" in d.stderr, 60, what="failed writes")
+        wait_until(lambda: d.stderr.count("sink results failed") >= 3, 60, what="retries")
+        assert d.proc.poll() is None  # still alive, still retrying
+        assert asyncio.run(committed(kafka.bootstrap, group, src, 1))[0] in (None, 0)
+        d.signal(signal.SIGTERM)
+        assert d.wait(30) == 0
+    assert asyncio.run(committed(kafka.bootstrap, group, src, 1))[0] in (None, 0)
+
+
+def test_validate_shows_kafka_without_secrets(tmp_path, kafka):
+    cfg = kafka_config(tmp_path, kafka.bootstrap, "t", "o", sasl_mechanism="PLAIN", sasl_plain_username="u",
+                       sasl_plain_password="hunter2", security_protocol="SASL_PLAINTEXT")
+    res = run_cli("validate", "-c", str(cfg))
+    assert res.returncode == 0, res.stderr
+    assert f"kafka: t @ {kafka.bootstrap} group g" in res.stdout and "hunter2" not in res.stdout
+
+
+def test_window_start_iso_helper():
+    assert iso(BASE_MS) == "2026-01-01T00:00:00Z"

@@ -1,0 +1,54 @@
+"""Producing test input to the broker and reading results back."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+
+async def produce(bootstrap: str, topic: str, items: list[Any], key: str | None = "user_id",
+                  timestamp_field: str | None = None, partition: int | None = None) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        futs = []
+        for item in items:
+            value = item if isinstance(item, bytes) else orjson.dumps(item)
+            k = item.get(key) if key and isinstance(item, dict) and item.get(key) is not None else None
+            ts = item.get(timestamp_field) if timestamp_field and isinstance(item, dict) else None
+            futs.append(await producer.send(topic, value, key=None if k is None else str(k).encode(),
+                                            timestamp_ms=ts, partition=partition))
+        await asyncio.gather(*futs)
+    finally:
+        await producer.stop()
+
+
+async def read_all(bootstrap: str, topic: str, expect: int | None = None, idle_s: float = 1.5,
+                   timeout_s: float = 60) -> list[tuple[bytes | None, dict[str, Any]]]:
+    """Every message of `topic` as (key, decoded value): until `expect` arrived, or nothing new for idle_s."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"reader-{uuid.uuid4().hex}",
+                                auto_offset_reset="earliest", enable_auto_commit=False, fetch_max_wait_ms=10,
+                                session_timeout_ms=6000, heartbeat_interval_ms=300)
+    await consumer.start()
+    out: list[tuple[bytes | None, dict[str, Any]]] = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    last_new = loop.time()
+    try:
+        while loop.time() < deadline:
+            data = await consumer.getmany(timeout_ms=200)
+            got = [m for msgs in data.values() for m in msgs]
+            out.extend((m.key, orjson.loads(m.value)) for m in got)
+            if got:
+                last_new = loop.time()
+            if expect is not None and len(out) >= expect:
+                break
+            if expect is None and out and loop.time() - last_new > idle_s:
+                break
+    finally:
+        await consumer.stop()
+    return out

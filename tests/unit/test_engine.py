@@ -1,0 +1,78 @@
+"""The window engine alone: batches in, emissions out, commits held back until written."""
+
+from rtstream.core.commit import CommitTracker
+from rtstream.core.engine import WindowEngine
+from rtstream.core.record import Batch, Record
+from rtstream.windows.aggregates import Aggregator, parse_aggregate
+
+MIN = 60_000
+
+
+def engine(tracker=None, lateness=0):
+    agg = Aggregator("k", [parse_aggregate("n", "count()")])
+    return WindowEngine(size_ms=MIN, lateness_ms=lateness, idle_timeout_s=3600, time_mode="event", time_field="ts",
+                        record_stages=[], aggregator=agg, tracker=tracker or CommitTracker(), max_window_records=10)
+
+
+def batch(p, items, first_offset=0, epoch=0):
+    recs = [Record({"k": k, "ts": ts}, first_offset + i) for i, (k, ts) in enumerate(items)]
+    return Batch("s", p, recs, first_offset + len(recs), decoded=True, epoch=epoch)
+
+
+def test_windows_close_by_watermark_and_merge_partitions():
+    t = CommitTracker()
+    e = engine(t)
+    e.assign(("s", 0), 0)
+    e.assign(("s", 1), 0)
+    e.process(batch(0, [("a", 1000), ("b", 2000), ("a", MIN + 5)]), now=0)
+    e.process(batch(1, [("a", 3000)]), now=0)
+    t.processed(("s", 0), 3)
+    t.processed(("s", 1), 1)
+    assert e.close_ready(0, 0) == []  # partition 1 has not passed the first window
+    e.process(batch(1, [("b", MIN + 10)], first_offset=1), now=0)
+    t.processed(("s", 1), 2)
+    [em] = e.close_ready(0, 0)
+    assert [(r["k"], r["n"]) for r in em.rows] == [("a", 2), ("b", 1)]
+    assert t.safe(("s", 0)) == 0  # written? not yet: the emission holds the commit
+    e.emitted(em)
+    assert t.safe(("s", 0)) == 2 and t.safe(("s", 1)) == 1  # now only the open second window holds
+
+
+def test_late_record_dead_lettered_with_its_window():
+    e = engine()
+    e.assign(("s", 0), 0)
+    e.process(batch(0, [("a", 1000), ("a", 2 * MIN + 1)]), 0)
+    assert len(e.close_ready(0, 0)) == 2
+    [dead] = e.process(batch(0, [("a", 1500)], first_offset=2), 0)
+    assert (dead.reason, dead.window, dead.offset) == ("late", (0, MIN), 2)
+
+
+def test_partition_taken_over_in_a_rebalance_replays_without_being_late():
+    e = engine()
+    e.assign(("s", 0), 0)
+    e.process(batch(0, [("a", 10 * MIN)]), 0)
+    e.close_ready(0, 0)
+    e.assign(("s", 1), 0, epoch=1)  # joins with older data
+    assert e.process(batch(1, [("b", 1000), ("b", 2000)], epoch=1), 0) == []
+    assert e.close_ready(0, 0) == []  # its own mark has not passed its first window yet
+    e.process(batch(1, [("b", 3000), ("b", MIN + 1)], first_offset=2, epoch=1), 0)
+    [em] = e.close_ready(0, 0)
+    assert [(r["k"], r["n"]) for r in em.rows] == [("b", 3)]  # the whole window, not a piece
+
+
+def test_revoked_partition_batches_are_dropped():
+    e = engine()
+    e.assign(("s", 0), 0, epoch=1)
+    assert e.owns(batch(0, [], epoch=1))
+    e.revoke(("s", 0))
+    assert not e.owns(batch(0, [], epoch=1))
+
+
+def test_buffered_windows_are_bounded():
+    e = WindowEngine(size_ms=MIN, lateness_ms=0, idle_timeout_s=3600, time_mode="event", time_field="ts",
+                     record_stages=[], aggregator=None, tracker=CommitTracker(), max_window_records=3)
+    e.assign(("s", 0), 0)
+    dead = e.process(batch(0, [("a", i) for i in range(5)]), 0)
+    assert [d.reason for d in dead] == ["window_full", "window_full"]
+    [em] = e.close_all()
+    assert len(em.rows) == 3
