@@ -28,7 +28,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from rtstream.config import load_settings
+    from rtstream.config.load import load_settings
 
     try:
         settings = load_settings(Path(args.config), args.overrides)

@@ -1,5 +1,1 @@
-"""Loading, interpolation, validation and error formatting of config files."""
-
-from rtstream.config.load import Settings, load_settings
-
-__all__ = ["Settings", "load_settings"]
+"""Loading, interpolation, validation and error formatting of config files (see load.py)."""

@@ -6,7 +6,7 @@ Everything here is synchronous CPU work on whole batches: no await and no log ca
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Hashable
+from typing import TYPE_CHECKING, Any, Hashable
 
 import orjson
 
@@ -14,12 +14,14 @@ from rtstream.core.commit import CommitTracker, PartitionKey
 from rtstream.core.deadletter import DeadLetter
 from rtstream.core.record import Batch, Window, iso_utc
 from rtstream.errors import DecodeError
-from rtstream.stages.map import MapStage
 from rtstream.windows.aggregates import Aggregator
 from rtstream.windows.assign import TumblingAssigner
 from rtstream.windows.clock import epoch_ms
 from rtstream.windows.state import Pane, WindowStore
 from rtstream.windows.watermark import NEVER, WatermarkTracker
+
+if TYPE_CHECKING:
+    from rtstream.stages.map import MapStage
 
 
 @dataclass(slots=True)
