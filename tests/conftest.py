@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import pytest
 
+from tests.data import make_events
+
+from rtstream.testing.postgres import PostgresCluster
 from rtstream.testing.tansu import TansuBroker
 
 
@@ -17,3 +20,16 @@ def fresh_kafka():
     """A broker of its own, for tests that stop or restart it."""
     with TansuBroker() as broker:
         yield broker
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throwaway PostgreSQL cluster (Debian's server) for the whole session; yields its DSN."""
+    with PostgresCluster() as cluster:
+        yield cluster.dsn
+
+
+@pytest.fixture
+def events():
+    """Six thousand clickstream events over thirty minutes of event time."""
+    return make_events(6000, span_s=1800)

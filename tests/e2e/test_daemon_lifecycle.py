@@ -7,7 +7,7 @@ import time
 
 import orjson
 
-from tests.e2e.conftest import BASE_MS, make_events, write_lines
+from tests.data import BASE_MS, make_events, write_lines
 from tests.reference import tumbling_truth
 from tests.support import Daemon, read_jsonl, run_cli, wait_until, window_files, write_config
 

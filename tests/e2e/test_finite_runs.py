@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from tests.e2e.conftest import BASE_MS, make_events, write_lines
+from tests.data import BASE_MS, make_events, write_lines
 from tests.reference import iso, tumbling_truth
 from tests.support import read_jsonl, run_cli, window_files, write_config
 

@@ -10,7 +10,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from rtstream.testing.tansu import create_topic
-from tests.e2e.conftest import BASE_MS, make_events
+from tests.data import BASE_MS, make_events
 from tests.kafka_helpers import produce, read_all
 from tests.reference import iso, tumbling_truth
 from tests.support import Daemon, read_jsonl, run_cli, wait_until, write_config

@@ -1,3 +1,5 @@
+"""Test input: synthetic events and JSON-lines files."""
+
 from __future__ import annotations
 
 import random
@@ -5,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 
 BASE_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
@@ -18,11 +19,6 @@ def make_events(n: int, span_s: int, seed: int = 7, users: int = 40) -> list[dic
         events.append({"user_id": f"u{rnd.randrange(users)}", "ts": ts, "amount": round(rnd.uniform(1, 100), 2),
                        "kind": rnd.choice(["view", "click", "purchase"]), "page": rnd.choice(["/", "/cart"])})
     return events
-
-
-@pytest.fixture
-def events() -> list[dict[str, Any]]:
-    return make_events(6000, span_s=1800)
 
 
 def write_lines(path: Path, items: list[Any], mode: str = "wb") -> None:

@@ -1,0 +1,200 @@
+"""PostgreSQL via asyncpg: each window in one transaction, COPY into a temporary table, then upsert.
+
+`INSERT ... ON CONFLICT (keys) DO UPDATE` makes a replayed window overwrite itself, so results are
+effectively-once on top of at-least-once processing. A window is written whole or not at all: a
+lost connection rolls it back and the flusher tries again.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, Callable, Literal
+from urllib.parse import urlsplit
+
+import orjson
+from pydantic import Field, SecretStr
+
+from rtstream.core.record import Window
+from rtstream.core.registry import register
+from rtstream.errors import SinkError
+from rtstream.sinks.base import Sink, SinkConfig
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+WINDOW_COLUMNS = ("window_start", "window_end")
+
+
+class PostgresConfig(SinkConfig):
+    dsn: SecretStr = Field(description='e.g. "${DATABASE_URL}"')
+    table: str
+    schema_name: str = Field(default="public", alias="schema")
+    key_columns: list[str] | None = None  # default: window_start plus the aggregate key
+    columns: dict[str, str] | None = None  # column -> record field; default: every field, same name
+    create_table: bool = True
+    mode: Literal["upsert", "insert"] = "upsert"
+    pool_size: int = Field(default=4, ge=1)
+    chunk_rows: int = Field(default=10_000, ge=1)
+
+
+def pg_type(column: str, value: Any) -> str:
+    if column in WINDOW_COLUMNS:
+        return "timestamptz"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "bigint"
+    if isinstance(value, float):
+        return "double precision"
+    if isinstance(value, (dict, list)):
+        return "jsonb"
+    return "text"
+
+
+def _to_timestamp(v: Any) -> datetime:
+    return v if isinstance(v, datetime) else datetime.fromisoformat(str(v))
+
+
+def _to_float(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise TypeError
+    return float(v)
+
+
+def _to_int(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(v, float) and not v.is_integer()):
+        raise TypeError
+    return int(v)
+
+
+def _to_bool(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise TypeError
+    return v
+
+
+def _to_text(v: Any) -> str:
+    return v if isinstance(v, str) else orjson.dumps(v, default=str).decode()
+
+
+def _to_json(v: Any) -> str:
+    return orjson.dumps(v, default=str).decode()
+
+
+CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "timestamp with time zone": _to_timestamp, "timestamp without time zone": _to_timestamp,
+    "double precision": _to_float, "real": _to_float, "numeric": _to_float,
+    "bigint": _to_int, "integer": _to_int, "smallint": _to_int,
+    "boolean": _to_bool, "jsonb": _to_json, "json": _to_json,
+    "text": _to_text, "character varying": _to_text,
+}
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+@register("sink", "postgres")
+class PostgresSink(Sink):
+    Config = PostgresConfig
+
+    async def start(self) -> None:
+        try:
+            import asyncpg
+        except ImportError:
+            raise SinkError(self.name, "the postgres sink needs asyncpg: pip install 'rtstream[postgres]'") from None
+        self.pool = await asyncpg.create_pool(self.config.dsn.get_secret_value(), min_size=1,
+                                              max_size=self.config.pool_size)
+        self.keys = self.config.key_columns or ["window_start", *self.context.key_fields]
+        self.target = f"{_quote(self.config.schema_name)}.{_quote(self.config.table)}"
+        self.column_types = await self._columns()
+
+    async def _columns(self) -> dict[str, str]:
+        rows = await self.pool.fetch(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position",
+            self.config.schema_name, self.config.table)
+        return {r["column_name"]: r["data_type"] for r in rows}
+
+    def _mapping(self, row: dict[str, Any]) -> dict[str, str]:
+        """column -> field for this window's rows."""
+        if self.config.columns is not None:
+            return dict(self.config.columns)
+        return {field: field for field in row}
+
+    async def write(self, window: Window, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        mapping = self._mapping(rows[0])
+        async with self.pool.acquire() as conn, conn.transaction():
+            if not self.column_types:
+                await self._create(conn, rows[0], mapping)
+            records = self._records(rows, mapping)
+            cols = list(mapping)
+            await conn.execute(f"CREATE TEMPORARY TABLE rtstream_window (LIKE {self.target}) ON COMMIT DROP")
+            step = self.config.chunk_rows
+            for i in range(0, len(records), step):
+                await conn.copy_records_to_table("rtstream_window", records=records[i:i + step], columns=cols)
+            col_list = ", ".join(map(_quote, cols))
+            sql = f"INSERT INTO {self.target} ({col_list}) SELECT {col_list} FROM rtstream_window"
+            if self.config.mode == "upsert":
+                updates = [c for c in cols if c not in self.keys]
+                sql += f" ON CONFLICT ({', '.join(map(_quote, self.keys))}) DO " + (
+                    "UPDATE SET " + ", ".join(f"{_quote(c)} = EXCLUDED.{_quote(c)}" for c in updates)
+                    if updates else "NOTHING")
+            await conn.execute(sql)
+
+    def _records(self, rows: list[dict[str, Any]], mapping: dict[str, str]) -> list[tuple[Any, ...]]:
+        """Rows as tuples of column values, checked against the table before anything is written."""
+        unknown = [c for c in mapping if c not in self.column_types]
+        if unknown:
+            raise SinkError(self.name, f"column {unknown[0]!r} is not in table {self.config.table!r} "
+                                       f"(it has: {', '.join(self.column_types)}); add it or map it with `columns`")
+        convs = [(col, field, CONVERTERS.get(self.column_types[col], _identity)) for col, field in mapping.items()]
+        out = []
+        for row in rows:
+            extra = [f for f in row if f not in mapping.values()]
+            if extra and self.config.columns is None:
+                raise SinkError(self.name, f"field {extra[0]!r} has no column in table {self.config.table!r}")
+            values = []
+            for col, field, conv in convs:
+                v = row.get(field)
+                if v is not None:
+                    try:
+                        v = conv(v)
+                    except (TypeError, ValueError):
+                        raise SinkError(self.name, f"column {col!r} ({self.column_types[col]}) cannot hold "
+                                                   f"{v!r} from field {field!r}") from None
+                values.append(v)
+            out.append(tuple(values))
+        return out
+
+    async def _create(self, conn: Any, first: dict[str, Any], mapping: dict[str, str]) -> None:
+        if not self.config.create_table:
+            raise SinkError(self.name, f"table {self.config.table!r} does not exist and create_table = false")
+        for col in [*mapping, *self.keys]:
+            if not _IDENT.match(col):
+                raise SinkError(self.name, f"{col!r} is not a usable column name; map it with `columns`")
+        missing = [k for k in self.keys if k not in mapping]
+        if missing:
+            raise SinkError(self.name, f"key column {missing[0]!r} is not among the columns {list(mapping)}")
+        defs = [f"{_quote(col)} {pg_type(col, first.get(field))}" for col, field in mapping.items()]
+        if self.config.mode == "upsert":
+            defs.append(f"PRIMARY KEY ({', '.join(map(_quote, self.keys))})")
+        await conn.execute(f"CREATE TABLE IF NOT EXISTS {self.target} ({', '.join(defs)})")
+        self.column_types = {r["column_name"]: r["data_type"] for r in await conn.fetch(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position",
+            self.config.schema_name, self.config.table)}
+
+    async def close(self) -> None:
+        if hasattr(self, "pool"):
+            await self.pool.close()
+
+    def describe(self) -> str:
+        u = urlsplit(self.config.dsn.get_secret_value())
+        where = f"{u.hostname or 'local'}:{u.port or 5432}{u.path}" if u.scheme else "(dsn)"
+        return f"postgres: {where} table {self.config.schema_name}.{self.config.table} ({self.config.mode})"
+
+
+def _identity(v: Any) -> Any:
+    return v
