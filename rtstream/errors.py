@@ -41,3 +41,11 @@ class StageError(ComponentError):
 
 class DecodeError(RtstreamError):
     """A record could not be decoded or has no usable time; it goes to dead letters."""
+
+
+class RowsRejected(SinkError):
+    """The receiver refused some rows for good (an HTTP 4xx): they go to dead letters, not to retry."""
+
+    def __init__(self, component: str, rejected: list[tuple[list[dict], str]]):  # type: ignore[type-arg]
+        self.rejected = rejected
+        super().__init__(component, f"{sum(len(r) for r, _ in rejected)} rows rejected: {rejected[0][1]}")

@@ -10,6 +10,7 @@ from typing import Any, Awaitable, Callable
 from rtstream.core.deadletter import DeadLetter, DeadLetterFile
 from rtstream.core.engine import Emission
 from rtstream.core.retry import backoff_delay
+from rtstream.errors import RowsRejected
 from rtstream.sinks.base import Sink
 from rtstream.stages.base import Stage
 
@@ -67,7 +68,13 @@ class WindowFlusher:
         while True:
             attempt += 1
             try:
-                await sink.write(em.window, rows)
+                try:
+                    await sink.write(em.window, rows)
+                except RowsRejected as rejected:
+                    await self.dead_letters.write([
+                        DeadLetter("sink_rejected", reason, stage=sink.name,
+                                   window=(em.window.start_ms, em.window.end_ms), value=row)
+                        for batch, reason in rejected.rejected for row in batch])
                 if attempt > 1:
                     log.warning("sink %s recovered on attempt %d for window %s", sink.name, attempt,
                                 em.window.start_iso, extra={"component": sink.name})
