@@ -1,0 +1,1 @@
+"""rtstream's benchmarks: `make bench` (python -m bench)."""
