@@ -87,6 +87,7 @@ class WindowEngine:
         size = self.size_ms
         agg = self.aggregator
         table_mode = agg is not None
+        update = agg.update if agg is not None else None
         event_time = self.time_mode == "event"
         tf = self.time_field
         maps = self.record_stages
@@ -100,20 +101,19 @@ class WindowEngine:
                    window: tuple[int, int] | None = None) -> None:
             dead.append(DeadLetter(reason, detail, batch.source, batch.partition, rec.offset, stage, window, value))
 
+        decoded = batch.decoded
         for rec in batch.records:
             value = rec.value
-            if not batch.decoded:
+            if not decoded:
                 try:
                     value = loads(value)
                 except orjson.JSONDecodeError as exc:
                     reject("decode", f"invalid JSON: {exc}", rec, rec.value)
                     continue
-                if value.__class__ is not dict:
-                    reject("decode", f"expected a JSON object, got {type(value).__name__}", rec, rec.value)
-                    continue
-            values = [value]
-            if maps:
-                values = self._apply_maps(values, rec, reject)
+            if value.__class__ is not dict:
+                reject("decode", f"expected a JSON object, got {type(value).__name__}", rec, rec.value)
+                continue
+            values = self._apply_maps([value], rec, reject) if maps else (value,)
             for v in values:
                 if event_time:
                     t = v.get(tf)
@@ -135,22 +135,26 @@ class WindowEngine:
                     reject("late", f"window {iso_utc(start)} was already emitted", rec, v,
                            window=(start, start + size))
                     continue
-                if table_mode:
-                    why = agg.check(v)  # type: ignore[union-attr]
-                    if why is not None:
-                        reject("invalid", why, rec, v)
-                        continue
                 pane = panes.get(start)
                 if pane is None:
                     pane = panes[start] = Pane(rec.offset, {} if table_mode else None)
                     tracker.hold(pk, ("open", start), rec.offset)
                 if table_mode:
-                    agg.fold(pane.table, v, ts)  # type: ignore[union-attr, arg-type]
+                    why = update(pane.table, v, ts)
+                    if why is not None:
+                        reject("invalid", why, rec, v)
+                        if not pane.table:
+                            del panes[start]
+                            tracker.release(pk, ("open", start))
+                        continue
                 else:
                     buffered = self.store.buffered.get(start, 0)
                     if buffered >= self.max_window_records:
                         reject("window_full", f"window already holds max_window_records = "
                                f"{self.max_window_records} records", rec, v, window=(start, start + size))
+                        if not pane.records:
+                            del panes[start]
+                            tracker.release(pk, ("open", start))
                         continue
                     self.store.buffered[start] = buffered + 1
                     pane.records.append((ts, v))  # type: ignore[union-attr]

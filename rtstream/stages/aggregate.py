@@ -39,9 +39,9 @@ class AggregateStage(Stage):
 
     async def run(self, window: Window, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         table = self.aggregator.new_table()
+        update = self.aggregator.update
         for i, row in enumerate(rows):
-            if self.aggregator.check(row) is None:
-                self.aggregator.fold(table, row, i)
+            update(table, row, i)  # rows it cannot use are skipped: they were checked upstream or are not data
         return self.aggregator.rows(table, window.start_iso, window.end_iso)
 
     def describe(self) -> str:
