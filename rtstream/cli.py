@@ -23,11 +23,34 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("-c", "--config", default=DEFAULT_CONFIG, help=f"config file (default {DEFAULT_CONFIG})")
         cmd.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                          help="override a config value, e.g. --set window.size=10s (repeatable)")
+    imp = sub.add_parser("import-dag", help="turn an Airflow DAG file into an rtstream config")
+    imp.add_argument("dag", help="the DAG file (read as source, never run)")
+    imp.add_argument("-o", "--output", help="write the config here (default: print it)")
     return p
+
+
+def import_dag_command(args: argparse.Namespace) -> int:
+    from rtstream.dag_import import import_dag
+
+    try:
+        result = import_dag(Path(args.dag))
+    except (OSError, SyntaxError) as exc:
+        print(f"rtstream: cannot read {args.dag}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(result.config)
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        print(result.config)
+    print(result.report(), file=sys.stderr)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "import-dag":
+        return import_dag_command(args)
     from rtstream.config.load import load_settings
 
     try:

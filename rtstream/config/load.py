@@ -185,10 +185,11 @@ def _cross_checks(root: RootConfig, flow: Flow, components: dict[str, Component]
             if not getattr(components[name].cls, "has_source_time", True):
                 problems.append(("window.time", f"source {name!r} ({components[name].cls.type_name}) keeps no "  # type: ignore[attr-defined]
                                                 "time of its own; use time = \"event\" with a time_field"))
-    for name in flow.stages:
-        call = getattr(components[name].config, "call", None)
-        if call is not None:
-            try:
-                load_callable(call, search_dirs)
-            except ValueError as exc:
-                problems.append((f"stages.{name}.call", str(exc)))
+    for section, names in (("sources", flow.sources), ("stages", flow.stages), ("sinks", flow.sinks)):
+        for name in names:
+            call = getattr(components[name].config, "call", None)
+            if call is not None:
+                try:
+                    load_callable(call, search_dirs)
+                except ValueError as exc:
+                    problems.append((f"{section}.{name}.call", str(exc)))

@@ -67,6 +67,10 @@ class DeadLetterConfig(Strict):
 
 
 class RetryConfig(Strict):
+    """Like Airflow's default_args: how often a window stage is tried before its window is
+    dead-lettered, and the capped backoff between attempts (sinks keep retrying: never skip data)."""
+
+    retries: int = Field(default=2, ge=0)
     retry_delay: Duration = 1.0
     max_retry_delay: Duration = 60.0
 

@@ -22,13 +22,14 @@ class WindowFlusher:
     is retried with capped backoff until it succeeds (the sink default: never skip data)."""
 
     def __init__(self, stages: list[Stage], sinks: list[Sink], dead_letters: DeadLetterFile,
-                 done: Callable[[Emission], None], retry_delay: float, max_retry_delay: float):
+                 done: Callable[[Emission], None], retry_delay: float, max_retry_delay: float, retries: int = 2):
         self.stages = stages
         self.sinks = sinks
         self.dead_letters = dead_letters
         self.done = done
         self.retry_delay = retry_delay
         self.max_retry_delay = max_retry_delay
+        self.retries = retries
         self.windows_flushed = 0
         self.rows_out = 0
         self.on_flushed: list[Callable[[Emission, int, float], Awaitable[None] | None]] = []
@@ -38,7 +39,7 @@ class WindowFlusher:
         rows: list[dict[str, Any]] | None = em.rows
         for stage in self.stages:
             try:
-                rows = await stage.run(em.window, rows)  # type: ignore[arg-type]
+                rows = await self._run_stage(stage, em, rows)  # type: ignore[arg-type]
             except Exception as exc:  # noqa: BLE001 - a failing stage dead-letters this window only
                 log.error("stage %s failed on window %s: %s: %s", stage.name, em.window.start_iso,
                           type(exc).__name__, exc, extra={"component": stage.name, "window": em.window.start_iso})
@@ -62,6 +63,21 @@ class WindowFlusher:
         log.info("window %s .. %s flushed: %d records in, %d rows out, %.0f ms", em.window.start_iso,
                  em.window.end_iso, em.window.input_count, len(rows or ()), took * 1000,
                  extra={"window": em.window.start_iso})
+
+    async def _run_stage(self, stage: Stage, em: Emission, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await stage.run(em.window, list(rows))
+            except Exception as exc:  # noqa: BLE001 - retried, then dead-lettered by the caller
+                if attempt > self.retries:
+                    raise
+                delay = backoff_delay(attempt, self.retry_delay, self.max_retry_delay)
+                log.warning("stage %s failed on window %s (attempt %d of %d, next in %.1fs): %s: %s", stage.name,
+                            em.window.start_iso, attempt, self.retries + 1, delay, type(exc).__name__, exc,
+                            extra={"component": stage.name})
+                await asyncio.sleep(delay)
 
     async def _write(self, sink: Sink, em: Emission, rows: list[dict[str, Any]]) -> None:
         attempt = 0

@@ -69,7 +69,7 @@ class Runtime:
         dl_path = Path(root.dead_letter.path) if root.dead_letter.path else self.state_dir / "dead_letters.jsonl"
         self.dead_letters = DeadLetterFile(dl_path)
         self.flusher = WindowFlusher(self.window_stages, self.sinks, self.dead_letters, self.engine.emitted,
-                                     root.defaults.retry_delay, root.defaults.max_retry_delay)
+                                     root.defaults.retry_delay, root.defaults.max_retry_delay, root.defaults.retries)
         self._stop = asyncio.Event()
         self._signals = 0
         self._pumps: dict[str, asyncio.Task[None]] = {}

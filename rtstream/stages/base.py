@@ -53,6 +53,16 @@ def load_callable(ref: Any, search_dirs: list[Path] | None = None) -> Callable[.
             sys.path.insert(0, str(d))
     try:
         module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("airflow"):
+            raise ValueError(f"cannot import module {module_name!r}: {exc}") from None
+        from rtstream import airflow_shim  # a DAG file imported for its functions
+
+        airflow_shim.install()
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc2:  # noqa: BLE001 - any import failure is a config error
+            raise ValueError(f"cannot import module {module_name!r}: {exc2}") from None
     except Exception as exc:  # noqa: BLE001 - any import failure is a config error
         raise ValueError(f"cannot import module {module_name!r}: {exc}") from None
     fn = module

@@ -1,0 +1,42 @@
+"""`type = "python"`: a function of yours receives each window's rows (a DAG's store_data).
+
+Like python stages it may take nothing, the window or the list of records, and be plain (run in a
+thread) or async. It must be idempotent per window: a replayed window calls it again. If it raises,
+the write is retried like any sink's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from typing import Any
+
+from rtstream.core.record import Window
+from rtstream.core.registry import register
+from rtstream.sinks.base import Sink, SinkConfig
+from rtstream.stages.base import call_style, load_callable
+
+
+class PythonSinkConfig(SinkConfig):
+    call: Any
+
+
+@register("sink", "python")
+class PythonSink(Sink):
+    Config = PythonSinkConfig
+
+    async def start(self) -> None:
+        self.fn = load_callable(self.config.call, self.context.extra.get("search_dirs"))
+        self.style = call_style(self.fn)
+
+    async def write(self, window: Window, rows: list[dict[str, Any]]) -> None:
+        window = Window(window.start_ms, window.end_ms, rows, window.key, window.input_count)
+        args: tuple[Any, ...] = {"none": (), "window": (window,), "records": (rows,)}[self.style]
+        if inspect.iscoroutinefunction(self.fn):
+            await self.fn(*args)
+        else:
+            await asyncio.to_thread(self.fn, *args)
+
+    def describe(self) -> str:
+        ref = self.config.call if isinstance(self.config.call, str) else getattr(self.fn, "__qualname__", "?")
+        return f"python: {ref}"
