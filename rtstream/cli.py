@@ -23,10 +23,31 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("-c", "--config", default=DEFAULT_CONFIG, help=f"config file (default {DEFAULT_CONFIG})")
         cmd.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                          help="override a config value, e.g. --set window.size=10s (repeatable)")
+    bf = sub.add_parser("backfill", help="rebuild the windows of a past time range")
+    bf.add_argument("-c", "--config", default=DEFAULT_CONFIG)
+    bf.add_argument("--from", dest="t_from", required=True, help="start time (ISO-8601 or epoch)")
+    bf.add_argument("--to", dest="t_to", required=True, help="end time (ISO-8601 or epoch)")
+    bf.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     imp = sub.add_parser("import-dag", help="turn an Airflow DAG file into an rtstream config")
     imp.add_argument("dag", help="the DAG file (read as source, never run)")
     imp.add_argument("-o", "--output", help="write the config here (default: print it)")
     return p
+
+
+def backfill_command(args: argparse.Namespace) -> int:
+    from rtstream.backfill import prepare, run_backfill
+    from rtstream.logs import setup_logging
+
+    try:
+        settings, time_range = prepare(args.config, args.overrides, args.t_from, args.t_to)
+    except ConfigError as exc:
+        print("rtstream: backfill refused:", file=sys.stderr)
+        for key, reason in exc.problems:
+            print(f"  {key}: {reason}" if key else f"  {reason}", file=sys.stderr)
+        return EXIT_CONFIG
+    root = settings.root
+    setup_logging(root.daemon.log_level, root.daemon.log_format, root.pipeline.name)
+    return asyncio.run(run_backfill(settings, time_range))
 
 
 def import_dag_command(args: argparse.Namespace) -> int:
@@ -51,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "import-dag":
         return import_dag_command(args)
+    if args.command == "backfill":
+        return backfill_command(args)
     from rtstream.config.load import load_settings
 
     try:

@@ -52,7 +52,9 @@ class WindowEngine:
         self._epochs: dict[PartitionKey, int] = {}
         self._next_id = 0
         self.records_in = 0
+        self.skipped = 0
         self.window_counts: dict[int, int] = {}
+        self.time_range: tuple[int, int] | None = None  # a backfill keeps only [from, to)
 
     # --- partitions -------------------------------------------------------------------------
     def assign(self, pk: PartitionKey, now: float, epoch: int = 0) -> None:
@@ -96,6 +98,7 @@ class WindowEngine:
         counts = self.window_counts
         dead: list[DeadLetter] = []
         max_ts = NEVER
+        time_range = self.time_range
 
         def reject(reason: str, detail: str, rec: Any, value: Any, stage: str | None = None,
                    window: tuple[int, int] | None = None) -> None:
@@ -131,6 +134,9 @@ class WindowEngine:
                         continue
                     ts = rec.ts
                 start = ts - ts % size
+                if time_range is not None and not (time_range[0] <= ts < time_range[1]):
+                    self.skipped += 1
+                    continue
                 if start + size <= closed_upto:
                     reject("late", f"window {iso_utc(start)} was already emitted", rec, v,
                            window=(start, start + size))

@@ -19,6 +19,7 @@ from rtstream.core.record import Batch, Record
 from rtstream.core.registry import register
 from rtstream.kafka_settings import KafkaConnection
 from rtstream.sources.base import Source, SourceConfig
+from rtstream.windows.clock import epoch_ms
 
 log = logging.getLogger("rtstream.source.kafka")
 _EMPTY_ROUNDS_AT_END = 3
@@ -34,6 +35,9 @@ class KafkaSourceConfig(SourceConfig, KafkaConnection):
     max_batch: int = Field(default=5000, ge=1, description="records per getmany at most")
     fetch_timeout: Duration = 0.2
     lag_log_interval: Duration = 60.0
+    start_at: str | int | None = Field(default=None, description="seek to this time on first assignment "
+                                       "(offsets_for_times; the beginning where the broker cannot say)")
+    commit_offsets: bool = Field(default=True, description="false for backfills: the group's offsets stay as they were")
     consumer: dict[str, Any] = {}
 
     @model_validator(mode="after")
@@ -101,7 +105,9 @@ class KafkaSource(Source):
         self.epoch += 1
         fresh = [tp for tp in assigned if tp not in self._seen]
         self._seen.update(assigned)
-        if fresh and self.config.start == "earliest":
+        if fresh and self.config.start_at is not None:
+            await self._seek_to_time(fresh, epoch_ms(self.config.start_at))
+        elif fresh and self.config.start == "earliest":
             await self.consumer.seek_to_beginning(*fresh)
         elif fresh and self.config.start == "latest":
             await self.consumer.seek_to_end(*fresh)
@@ -114,6 +120,20 @@ class KafkaSource(Source):
         for tp in assigned:
             self._next.pop(tp, None)
         await self.context.on_assign(self.name, list(assigned), self.epoch)
+
+    async def _seek_to_time(self, partitions: list[TopicPartition], ms: int) -> None:
+        assert self.consumer is not None
+        try:
+            found = await self.consumer.offsets_for_times({tp: ms for tp in partitions})
+        except Exception as exc:  # noqa: BLE001 - some brokers cannot answer: scan from the start instead
+            log.warning("%s: offsets_for_times failed (%s); reading from the beginning", self.name, exc)
+            found = {}
+        for tp in partitions:
+            hit = found.get(tp)
+            if hit is not None:
+                self.consumer.seek(tp, hit.offset)
+            else:
+                await self.consumer.seek_to_beginning(tp)
 
     async def _revoked(self, revoked: list[TopicPartition]) -> None:
         await self.context.on_revoke(self.name, list(revoked))
@@ -174,7 +194,7 @@ class KafkaSource(Source):
         return all(tp in self._done for tp in assignment)
 
     async def commit(self, positions: dict[Hashable, int]) -> None:
-        if self.consumer is None:
+        if self.consumer is None or not self.config.commit_offsets:
             return
         owned = self.consumer.assignment()
         offsets = {tp: off for tp, off in positions.items() if tp in owned}
