@@ -23,6 +23,11 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("-c", "--config", default=DEFAULT_CONFIG, help=f"config file (default {DEFAULT_CONFIG})")
         cmd.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                          help="override a config value, e.g. --set window.size=10s (repeatable)")
+    runs = sub.add_parser("runs", help="print the window-run grid kept under state_dir")
+    runs.add_argument("-c", "--config", default=DEFAULT_CONFIG)
+    runs.add_argument("--limit", type=int, default=20)
+    st = sub.add_parser("status", help="ask a running daemon (its [admin] server) how it is")
+    st.add_argument("-c", "--config", default=DEFAULT_CONFIG)
     bf = sub.add_parser("backfill", help="rebuild the windows of a past time range")
     bf.add_argument("-c", "--config", default=DEFAULT_CONFIG)
     bf.add_argument("--from", dest="t_from", required=True, help="start time (ISO-8601 or epoch)")
@@ -74,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         return import_dag_command(args)
     if args.command == "backfill":
         return backfill_command(args)
+    if args.command in ("runs", "status"):
+        args.overrides = []
     from rtstream.config.load import load_settings
 
     try:
@@ -88,7 +95,52 @@ def main(argv: list[str] | None = None) -> int:
 
         print(describe(settings))
         return 0
+    if args.command == "runs":
+        return runs_command(settings, args.limit)
+    if args.command == "status":
+        return status_command(settings)
     return run(settings)
+
+
+def runs_command(settings: object, limit: int) -> int:
+    from rtstream.admin.history import RunHistory, grid_text
+
+    root = settings.root  # type: ignore[attr-defined]
+    path = Path(root.daemon.state_dir) / "runs.db"
+    if not path.exists():
+        print(f"no run history yet at {path}", file=sys.stderr)
+        return 1
+    flow = settings.flow  # type: ignore[attr-defined]
+    print(grid_text(RunHistory(path).windows(limit), [*flow.stages, *flow.sinks]))
+    return 0
+
+
+def status_command(settings: object) -> int:
+    import urllib.error
+    import urllib.request
+
+    import orjson
+
+    root = settings.root  # type: ignore[attr-defined]
+    if root.admin is None:
+        print("this config has no [admin] section: the daemon serves no status", file=sys.stderr)
+        return EXIT_CONFIG
+    host, _, port = root.admin.listen.rpartition(":")
+    host = "127.0.0.1" if host in ("0.0.0.0", "", "[::]") else host
+    headers = {"Authorization": f"Bearer {root.admin.token.get_secret_value()}"} if root.admin.token else {}
+    try:
+        req = urllib.request.Request(f"http://{host}:{port}/api/status", headers=headers)
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            st = orjson.loads(resp.read())
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"no daemon answers at {host}:{port}: {exc}", file=sys.stderr)
+        return 1
+    print(f"{st['pipeline']}: {'ready' if st['ready'] else 'NOT READY'}, up {st['uptime_s']:.0f}s")
+    print(f"  records in {st['records_in']:,}, rows out {st['rows_out']:,}, windows {st['windows_flushed']:,}, "
+          f"dead letters {st['dead_letters']:,}, open windows {st['open_windows']}, watermark {st['watermark']}")
+    for comp, why in st["problems"].items():
+        print(f"  {comp}: {why}")
+    return 0 if st["ready"] else 1
 
 
 def run(settings: object) -> int:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from rtstream.config.durations import Duration, schedule_to_size
 
@@ -75,12 +75,19 @@ class RetryConfig(Strict):
     max_retry_delay: Duration = 60.0
 
 
+class AdminConfig(Strict):
+    listen: str = "127.0.0.1:8080"
+    token: SecretStr | None = None
+    history: int = Field(default=100, ge=1, description="windows kept in the run history")
+
+
 class RootConfig(Strict):
     pipeline: PipelineConfig
     window: WindowConfig
     daemon: DaemonConfig = DaemonConfig()
     dead_letter: DeadLetterConfig = DeadLetterConfig()
     defaults: RetryConfig = RetryConfig()
+    admin: AdminConfig | None = None
     sources: dict[str, dict[str, Any]] = Field(min_length=1)
     stages: dict[str, dict[str, Any]] = {}
     sinks: dict[str, dict[str, Any]] = Field(min_length=1)

@@ -70,6 +70,7 @@ class DeadLetterFile:
     def __init__(self, path: Path):
         self.path = path
         self.count = 0
+        self.by_reason: dict[tuple[str | None, str], int] = {}  # (component, reason) -> records
         self._fh: Any = None
 
     async def start(self) -> None:
@@ -85,6 +86,8 @@ class DeadLetterFile:
         reasons: dict[str, int] = {}
         for d in letters:
             reasons[d.reason] = reasons.get(d.reason, 0) + 1
+            key = (d.stage or d.source, d.reason)
+            self.by_reason[key] = self.by_reason.get(key, 0) + 1
         first = letters[0]
         log.warning("%d record(s) dead-lettered %s; first: %s at %s/%s@%s: %s", len(letters), reasons,
                     first.reason, first.source, _partition_label(first.partition), first.offset, first.detail)

@@ -13,11 +13,14 @@ import os
 import signal
 import time
 from contextlib import AsyncExitStack, aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Coroutine, Hashable
 
+from rtstream.admin.history import RunHistory
+from rtstream.admin.metrics import Metrics
 from rtstream.config.load import Settings
+from rtstream.core.record import iso_utc
 from rtstream.core.commit import CommitTracker
 from rtstream.core.context import Context
 from rtstream.core.deadletter import DeadLetterFile
@@ -38,6 +41,11 @@ class _SourceDone:
     source: str
 
 
+@dataclass
+class RuntimeStats:
+    records_in: dict[str, int] = field(default_factory=dict)
+
+
 class Runtime:
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -49,8 +57,8 @@ class Runtime:
                                extra={"search_dirs": settings.search_dirs})
         flow = settings.flow
         self.sources: list[Source] = [c.cls(c.name, c.config, self.context) for c in settings.of(flow.sources)]
-        stages: list[Stage] = [c.cls(c.name, c.config, self.context) for c in settings.of(flow.stages)]
-        self.stages = stages
+        self.stages: list[Stage] = [c.cls(c.name, c.config, self.context) for c in settings.of(flow.stages)]
+        stages = list(self.stages)
         self.record_stages = []
         while stages and stages[0].per_record:
             self.record_stages.append(stages.pop(0))
@@ -68,13 +76,26 @@ class Runtime:
             max_window_records=root.daemon.max_window_records)
         dl_path = Path(root.dead_letter.path) if root.dead_letter.path else self.state_dir / "dead_letters.jsonl"
         self.dead_letters = DeadLetterFile(dl_path)
+        self.stats = RuntimeStats()
+        self.metrics = Metrics()
+        self.history = RunHistory(self.state_dir / "runs.db", root.admin.history if root.admin else 100)
         self.flusher = WindowFlusher(self.window_stages, self.sinks, self.dead_letters, self.engine.emitted,
-                                     root.defaults.retry_delay, root.defaults.max_retry_delay, root.defaults.retries)
+                                     root.defaults.retry_delay, root.defaults.max_retry_delay, root.defaults.retries,
+                                     history=self.history, metrics=self.metrics,
+                                     first_stage=self.incremental.name if self.incremental else None)
+        self.queues: dict[str, asyncio.Queue[Any]] = {}
+        self.admin = None
+        if root.admin is not None:
+            from rtstream.admin.server import AdminServer
+
+            token = root.admin.token.get_secret_value() if root.admin.token else None
+            self.admin = AdminServer(self, root.admin.listen, token)
         self._stop = asyncio.Event()
         self._signals = 0
         self._pumps: dict[str, asyncio.Task[None]] = {}
         self.exit_code = 0
         self.started = time.time()
+        self.metrics.attach(self)
 
     # --- lifecycle --------------------------------------------------------------------------
     async def run(self) -> int:
@@ -87,6 +108,10 @@ class Runtime:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         async with AsyncExitStack() as stack:
             # Start from the end of the flow backwards, so nothing is produced into a component not yet up.
+            stack.callback(self.history.close)
+            if self.admin is not None:
+                await self._guarded("admin", self.admin.start())
+                stack.push_async_callback(self._close, self.admin)
             for comp in [self.dead_letters, *self.sinks, *self.stages, *self.sources]:
                 await self._guarded(getattr(comp, "name", "dead_letter"), comp.start())
                 stack.push_async_callback(self._close, comp)
@@ -119,6 +144,7 @@ class Runtime:
         d = self.settings.root.daemon
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=d.queue_size)
         flushq: asyncio.Queue[Emission | None] = asyncio.Queue(maxsize=d.flush_queue_size)
+        self.queues = {"batches": queue, "windows": flushq}
         try:
             async with asyncio.TaskGroup() as tg:
                 for src in self.sources:
@@ -160,6 +186,7 @@ class Runtime:
         loop = asyncio.get_running_loop()
         engine = self.engine
         live = {s.name for s in self.sources}
+        records_in = self.stats.records_in
         while not self._stop.is_set():
             try:
                 item = queue.get_nowait()
@@ -173,6 +200,7 @@ class Runtime:
                 for pk in engine.partitions(item.source):
                     engine.finish(pk)
             elif item is not None and engine.owns(item):
+                records_in[item.source] = records_in.get(item.source, 0) + len(item.records)
                 dead = engine.process(item, loop.time())
                 if dead:
                     await self.dead_letters.write(dead)
@@ -211,6 +239,41 @@ class Runtime:
             log.warning("shutdown grace of %.0fs is over with windows still unwritten; they stay uncommitted "
                         "and are rebuilt on restart", grace)
             flushing.cancel()
+
+    # --- what operators see ------------------------------------------------------------------
+    def readiness(self) -> dict[str, str]:
+        """Component -> why it is not ready; empty when every source takes input and no sink is halted."""
+        problems = {}
+        for src in self.sources:
+            why = src.not_ready()
+            if why:
+                problems[src.name] = why
+        for sink, error in self.flusher.failing.items():
+            problems[sink] = f"halted, retrying: {error}"
+        if self._stop.is_set():
+            problems["daemon"] = "shutting down"
+        return problems
+
+    def component_order(self) -> list[str]:
+        return [*([self.incremental.name] if self.incremental else []), *(s.name for s in self.window_stages),
+                *(s.name for s in self.sinks)]
+
+    def status(self) -> dict[str, Any]:
+        flow = self.settings.flow
+        comps: dict[str, Any] = {}
+        for kind, objs in (("source", self.sources), ("stage", self.stages), ("sink", self.sinks)):
+            for obj in objs:
+                comps[obj.name] = {"kind": kind, "describe": obj.describe(),
+                                   "halted": obj.name in self.flusher.failing}
+        wm = self.engine.watermark.current
+        problems = self.readiness()
+        return {"pipeline": self.settings.root.pipeline.name, "ready": not problems, "problems": problems,
+                "flow": {"sources": flow.sources, "stages": flow.stages, "sinks": flow.sinks},
+                "components": comps, "uptime_s": time.time() - self.started,
+                "records_in": sum(self.stats.records_in.values()), "rows_out": self.flusher.rows_out,
+                "windows_flushed": self.flusher.windows_flushed, "dead_letters": self.dead_letters.count,
+                "open_windows": self.engine.store.open_windows(),
+                "watermark": iso_utc(wm) if wm > 0 else None}
 
     # --- commits and partitions -------------------------------------------------------------
     async def _commit_all(self) -> None:

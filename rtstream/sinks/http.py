@@ -81,7 +81,7 @@ class HttpSink(Sink):
                     text = (await resp.text(errors="replace"))[:500]
                     if resp.status not in RETRY_STATUSES:
                         return f"HTTP {resp.status}: {text}"
-                    wait, last = retry_after(resp.headers), f"HTTP {resp.status}"
+                    wait, last = retry_after(resp.headers), f"HTTP {resp.status}: {text[:200]}"
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 last = f"{type(exc).__name__}: {exc}"
             if attempt <= c.max_retries:

@@ -48,5 +48,9 @@ class Source:
     async def close(self) -> None:
         pass
 
+    def not_ready(self) -> str | None:
+        """Why this source cannot take input now (for /readyz), or None when it can."""
+        return None
+
     def describe(self) -> str:
         return self.type_name

@@ -75,6 +75,7 @@ class KafkaSource(Source):
         self._done: set[TopicPartition] = set()
         self._next: dict[TopicPartition, int] = {}
         self.consumer: AIOKafkaConsumer | None = None
+        self.joined = False
 
     @property
     def finite(self) -> bool:
@@ -103,6 +104,7 @@ class KafkaSource(Source):
     async def _assigned(self, assigned: list[TopicPartition]) -> None:
         assert self.consumer is not None
         self.epoch += 1
+        self.joined = True
         fresh = [tp for tp in assigned if tp not in self._seen]
         self._seen.update(assigned)
         if fresh and self.config.start_at is not None:
@@ -200,6 +202,13 @@ class KafkaSource(Source):
         offsets = {tp: off for tp, off in positions.items() if tp in owned}
         if offsets:
             await self.consumer.commit(offsets)  # type: ignore[arg-type]
+
+    def not_ready(self) -> str | None:
+        if self.consumer is None:
+            return "consumer not started"
+        if not self.joined:
+            return f"not yet joined to group {self.config.group_id!r}"
+        return None
 
     async def close(self) -> None:
         if self.consumer is not None:

@@ -1,0 +1,74 @@
+"""The window-run history, Airflow's grid as data: one row per (window, component), kept in SQLite
+under state_dir so it survives restarts, trimmed to the last `history` windows."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+STATES = ("running", "success", "retrying", "failed", "dead_lettered")
+
+
+class RunHistory:
+    def __init__(self, path: Path, keep_windows: int = 100):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.keep = keep_windows
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS runs (window_start TEXT, window_end TEXT, component TEXT, kind TEXT, "
+            "state TEXT, attempts INTEGER, records INTEGER, duration_ms REAL, error TEXT, updated REAL, "
+            "PRIMARY KEY (window_start, component))")
+
+    def update(self, window_start: str, window_end: str, component: str, kind: str, state: str, *,
+               attempts: int = 1, records: int | None = None, duration_ms: float | None = None,
+               error: str | None = None) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (window_start, component) DO UPDATE SET "
+                "state=excluded.state, attempts=excluded.attempts, records=coalesce(excluded.records, records), "
+                "duration_ms=coalesce(excluded.duration_ms, duration_ms), error=excluded.error, updated=excluded.updated",
+                (window_start, window_end, component, kind, state, attempts, records, duration_ms, error, time.time()))
+
+    def trim(self) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM runs WHERE window_start NOT IN (SELECT DISTINCT window_start FROM runs "
+                             "ORDER BY window_start DESC LIMIT ?)", (self.keep,))
+
+    def windows(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Newest first: [{window_start, window_end, components: {name: {...}}}]."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT window_start, window_end, component, kind, state, attempts, records, duration_ms, error "
+                "FROM runs WHERE window_start IN (SELECT DISTINCT window_start FROM runs ORDER BY window_start "
+                "DESC LIMIT ?) ORDER BY window_start DESC", (limit or self.keep,)).fetchall()
+        out: dict[str, dict[str, Any]] = {}
+        for ws, we, comp, kind, state, attempts, records, dur, err in rows:
+            w = out.setdefault(ws, {"window_start": ws, "window_end": we, "components": {}})
+            w["components"][comp] = {"kind": kind, "state": state, "attempts": attempts, "records": records,
+                                     "duration_ms": dur, "error": err}
+        return list(out.values())
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def grid_text(windows: list[dict[str, Any]], components: list[str]) -> str:
+    """The grid for a terminal: one line per window, one column per component."""
+    mark = {"success": "ok", "running": "..", "retrying": "RETRY", "failed": "FAILED", "dead_lettered": "DEAD"}
+    width = max([len(c) for c in components] + [6])
+    head = f"{'window':<22}" + "".join(f"{c:>{width + 2}}" for c in components)
+    lines = [head]
+    for w in windows:
+        cells = []
+        for c in components:
+            run = w["components"].get(c)
+            cells.append(f"{mark.get(run['state'], run['state']) if run else '-':>{width + 2}}")
+        lines.append(f"{w['window_start']:<22}" + "".join(cells))
+    return "\n".join(lines)

@@ -1,0 +1,96 @@
+"""Prometheus metrics, read from the runtime's own counters at scrape time (nothing on the hot path)."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Iterator
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from rtstream.core.runtime import Runtime
+
+
+class Metrics:
+    """The histograms the flusher observes once per window, and the collector of everything else."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.flush_seconds = Histogram("rtstream_window_flush_seconds", "Time to run a closed window's stages and sinks",
+                                       buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+                                       registry=self.registry)
+        self.window_records = Histogram("rtstream_window_records", "Input records per flushed window",
+                                        buckets=(0, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000),
+                                        registry=self.registry)
+
+    def attach(self, runtime: Runtime) -> None:
+        self.registry.register(_RuntimeCollector(runtime))
+
+
+class _RuntimeCollector(Collector):
+    def __init__(self, runtime: Runtime):
+        self.rt = runtime
+
+    def describe(self) -> list[Any]:
+        return []  # metric names are only known at scrape time
+
+    def collect(self) -> Iterator[Any]:
+        rt = self.rt
+        c = CounterMetricFamily("rtstream_records_in", "Records read, per source", labels=["source"])
+        for name, n in rt.stats.records_in.items():
+            c.add_metric([name], n)
+        yield c
+        c = CounterMetricFamily("rtstream_rows_out", "Rows written, per sink", labels=["sink"])
+        for name, n in rt.flusher.rows_by_sink.items():
+            c.add_metric([name], n)
+        yield c
+        c = CounterMetricFamily("rtstream_dead_letters", "Records dead-lettered, per component and reason",
+                                labels=["component", "reason"])
+        for (comp, reason), n in rt.dead_letters.by_reason.items():
+            c.add_metric([comp or "", reason], n)
+        yield c
+        c = CounterMetricFamily("rtstream_windows_flushed", "Windows written to every sink")
+        c.add_metric([], rt.flusher.windows_flushed)
+        yield c
+        c = CounterMetricFamily("rtstream_retries", "Failed attempts that were retried, per component", labels=["component"])
+        for comp, n in rt.flusher.retries_by.items():
+            c.add_metric([comp], n)
+        yield c
+        c = CounterMetricFamily("rtstream_failures", "Final failures (window dead-lettered), per component",
+                                labels=["component"])
+        for comp, n in rt.flusher.failures.items():
+            c.add_metric([comp], n)
+        yield c
+        g = GaugeMetricFamily("rtstream_queue_depth", "Items waiting between the loops", labels=["queue"])
+        for name, q in rt.queues.items():
+            g.add_metric([name], q.qsize())
+        yield g
+        g = GaugeMetricFamily("rtstream_open_windows", "Windows open in memory")
+        g.add_metric([], rt.engine.store.open_windows())
+        yield g
+        wm = rt.engine.watermark.current
+        if wm > 0:
+            g = GaugeMetricFamily("rtstream_watermark_seconds", "Pipeline event-time watermark, epoch seconds")
+            g.add_metric([], wm / 1000)
+            yield g
+            g = GaugeMetricFamily("rtstream_watermark_lag_seconds", "Wall clock minus the watermark")
+            g.add_metric([], time.time() - wm / 1000)
+            yield g
+        g = GaugeMetricFamily("rtstream_kafka_consumer_lag", "Records behind the partition's end",
+                              labels=["source", "topic", "partition"])
+        g2 = GaugeMetricFamily("rtstream_spool_bytes", "Spooled bytes not yet written by every sink", labels=["source"])
+        for src in rt.sources:
+            for tp, lag in getattr(src, "lag", {}).items():
+                g.add_metric([src.name, tp.topic, str(tp.partition)], lag)
+            spool = getattr(src, "spool", None)
+            if spool is not None:
+                g2.add_metric([src.name], spool.pending_bytes)
+        yield g
+        yield g2
+        g = GaugeMetricFamily("rtstream_sink_halted", "1 while a sink's writes are failing and being retried",
+                              labels=["sink"])
+        for sink in rt.sinks:
+            g.add_metric([sink.name], 1 if sink.name in rt.flusher.failing else 0)
+        yield g
