@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= config/rtstream.toml
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench image clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,13 @@ lint: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# Build the container image with podman or docker. Where no registry is reachable, pass a local
+# base image that has python3: make image BASE=localhost/debian-python:12
+BASE ?= python:3.11-slim
+ENGINE ?= $(shell command -v podman || command -v docker)
+image:
+	$(ENGINE) build --build-arg BASE=$(BASE) -t rtstream:latest .
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def backfill_command(args: argparse.Namespace) -> int:
     from rtstream.backfill import prepare, run_backfill
-    from rtstream.logs import setup_logging
+    from rtstream.logs import secrets_of, setup_logging
 
     try:
         settings, time_range = prepare(args.config, args.overrides, args.t_from, args.t_to)
@@ -51,7 +51,7 @@ def backfill_command(args: argparse.Namespace) -> int:
             print(f"  {key}: {reason}" if key else f"  {reason}", file=sys.stderr)
         return EXIT_CONFIG
     root = settings.root
-    setup_logging(root.daemon.log_level, root.daemon.log_format, root.pipeline.name)
+    setup_logging(root.daemon.log_level, root.daemon.log_format, root.pipeline.name, secrets_of(settings))
     return asyncio.run(run_backfill(settings, time_range))
 
 
@@ -145,10 +145,10 @@ def status_command(settings: object) -> int:
 
 def run(settings: object) -> int:
     from rtstream.core.runtime import Runtime
-    from rtstream.logs import setup_logging
+    from rtstream.logs import secrets_of, setup_logging
 
     root = settings.root  # type: ignore[attr-defined]
-    setup_logging(root.daemon.log_level, root.daemon.log_format, root.pipeline.name)
+    setup_logging(root.daemon.log_level, root.daemon.log_format, root.pipeline.name, secrets_of(settings))
     try:
         import uvloop  # optional: pip install 'rtstream[fast]'
 

@@ -14,6 +14,8 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from rtstream.logs import Redactor, secrets_of
+
 if TYPE_CHECKING:
     from rtstream.core.runtime import Runtime
 
@@ -41,6 +43,7 @@ class AdminServer:
         self.token = token
         self.samples: collections.deque[dict[str, float]] = collections.deque(maxlen=SAMPLES)
         self.errors = RecentErrors()
+        self.errors.addFilter(Redactor(secrets_of(runtime.settings)))  # the page never shows a secret either
         self._runner: web.AppRunner | None = None
         self._sampler: asyncio.Task[None] | None = None
 

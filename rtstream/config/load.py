@@ -36,6 +36,7 @@ class Settings:
     components: dict[str, Component]
     path: Path | None = None
     search_dirs: list[Path] = field(default_factory=list)
+    overrides: list[str] = field(default_factory=list)
 
     def of(self, names: list[str]) -> list[Component]:
         return [self.components[n] for n in names]
@@ -117,7 +118,38 @@ def load_settings(path: str | Path | None = None, overrides: list[str] | None = 
     apply_overrides(doc, overrides or [])
     search_dirs = [p.resolve().parent] if p is not None else []
     search_dirs.append(Path.cwd())
-    return validate(doc, p, search_dirs)
+    settings = validate(doc, p, search_dirs)
+    settings.overrides = list(overrides or [])
+    return settings
+
+
+LIVE_KEYS = ("daemon.log_level", "defaults.retries", "defaults.retry_delay", "defaults.max_retry_delay")
+
+
+def flat(settings: Settings) -> dict[str, Any]:
+    """Every setting under its dotted key, secrets as they are (for comparing two loads only)."""
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        else:
+            out[prefix] = value
+
+    walk("", settings.root.model_dump(exclude={"sources", "stages", "sinks"}))
+    for name, comp in settings.components.items():
+        walk(f"{comp.kind}s.{name}", comp.config.model_dump())
+    out["pipeline.flow"] = str(settings.flow)
+    return out
+
+
+def reload_changes(old: Settings, new: Settings) -> tuple[dict[str, Any], list[str]]:
+    """(changes that apply live, keys that changed but need a restart)."""
+    a, b = flat(old), flat(new)
+    changed = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+    live = {k: b.get(k) for k in changed if k in LIVE_KEYS}
+    return live, [k for k in changed if k not in LIVE_KEYS]
 
 
 def validate(doc: dict[str, Any], path: Path | None, search_dirs: list[Path]) -> Settings:

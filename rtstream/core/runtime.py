@@ -105,6 +105,11 @@ class Runtime:
                 loop.add_signal_handler(sig, self._on_signal, sig)
             except (NotImplementedError, RuntimeError):
                 pass  # not the main thread (the Python API inside another loop): no signal handling
+        if self.settings.path is not None:
+            try:
+                loop.add_signal_handler(signal.SIGHUP, self.reload)
+            except (NotImplementedError, RuntimeError):
+                pass
         self.state_dir.mkdir(parents=True, exist_ok=True)
         async with AsyncExitStack() as stack:
             # Start from the end of the flow backwards, so nothing is produced into a component not yet up.
@@ -139,6 +144,31 @@ class Runtime:
         log.info("%s: stopping sources, finishing in-flight windows (grace %.0fs)",
                  signal.Signals(sig).name, self.settings.root.daemon.shutdown_grace)
         self.stop()
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the config; apply what can change live, refuse the rest and keep running."""
+        from rtstream.config.load import load_settings, reload_changes
+        from rtstream.errors import ConfigError
+
+        try:
+            new = load_settings(self.settings.path, self.settings.overrides)
+        except ConfigError as exc:
+            log.error("reload refused, the config has problems; running on as before: %s", exc)
+            return
+        live, fixed = reload_changes(self.settings, new)
+        if fixed:
+            log.error("reload refused: %s cannot change while running (restart to apply); running on as before",
+                      ", ".join(fixed))
+            return
+        if not live:
+            log.info("reload: nothing changed")
+            return
+        d = new.root.defaults
+        self.flusher.retries, self.flusher.retry_delay, self.flusher.max_retry_delay = (
+            d.retries, d.retry_delay, d.max_retry_delay)
+        logging.getLogger().setLevel(new.root.daemon.log_level.upper())
+        self.settings = new
+        log.warning("reload applied: %s", ", ".join(f"{k} = {v}" for k, v in live.items()))
 
     async def _run_loops(self) -> None:
         d = self.settings.root.daemon

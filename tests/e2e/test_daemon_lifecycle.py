@@ -161,3 +161,23 @@ def test_dead_letters_default_under_state_dir(tmp_path):
     assert [d["reason"] for d in read_jsonl(tmp_path / "state" / "dead_letters.jsonl")] == ["decode"]
     rows = [r for rs in window_files(tmp_path / "out").values() for r in rs]
     assert rows == [{"ts": BASE_MS, "x": 1, "window_start": "2026-01-01T00:00:00Z", "window_end": "2026-01-01T00:01:00Z"}]
+
+
+def test_sighup_applies_live_settings_and_refuses_the_rest(tmp_path):
+    cfg = gen_config(tmp_path)
+    with Daemon(cfg, tmp_path) as d:
+        wait_until(lambda: "pipeline live running" in d.stderr, 30, what="start")
+        cfg.write_text(cfg.read_text().replace('commit_interval = "200ms"',
+                                               'commit_interval = "200ms"\nlog_level = "warning"'))
+        d.signal(signal.SIGHUP)
+        wait_until(lambda: "reload applied: daemon.log_level = warning" in d.stderr, 15, what="the reload")
+        cfg.write_text(cfg.read_text().replace('size = "1s"', 'size = "2s"'))
+        d.signal(signal.SIGHUP)
+        wait_until(lambda: "reload refused: window.size cannot change while running" in d.stderr, 15,
+                   what="the refusal")
+        cfg.write_text(cfg.read_text().replace('size = "2s"', 'size = "two"'))
+        d.signal(signal.SIGHUP)
+        wait_until(lambda: "reload refused, the config has problems" in d.stderr, 15, what="the bad config")
+        assert d.proc.poll() is None
+        d.signal(signal.SIGTERM)
+        assert d.wait(30) == 0
