@@ -19,9 +19,7 @@ class HttpAuth(BaseModel):
     username: str | None = None
     password: SecretStr | None = None
     headers: dict[str, str] = {}
-    timeout: Duration = 10.0
-    retry_delay: Duration = 0.5
-    max_retry_delay: Duration = 30.0
+    request_timeout: Duration = 10.0
 
     def request_headers(self) -> dict[str, str]:
         h = dict(self.headers)
@@ -36,7 +34,7 @@ class HttpAuth(BaseModel):
 
     def session(self) -> aiohttp.ClientSession:
         """One connection pool for the component's whole life."""
-        return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout), auth=self.basic_auth(),
+        return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.request_timeout), auth=self.basic_auth(),
                                      headers=self.request_headers())
 
 

@@ -123,7 +123,8 @@ def load_settings(path: str | Path | None = None, overrides: list[str] | None = 
     return settings
 
 
-LIVE_KEYS = ("daemon.log_level", "defaults.retries", "defaults.retry_delay", "defaults.max_retry_delay")
+LIVE_KEYS = ("daemon.log_level", "defaults.retries", "defaults.retry_delay", "defaults.max_retry_delay",
+             "defaults.timeout")
 
 
 def flat(settings: Settings) -> dict[str, Any]:

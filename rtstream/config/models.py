@@ -73,6 +73,13 @@ class RetryConfig(Strict):
     retries: int = Field(default=2, ge=0)
     retry_delay: Duration = 1.0
     max_retry_delay: Duration = 60.0
+    timeout: Duration | None = Field(default=None, description="per stage call and sink write; none by default")
+
+
+class AlertConfig(Strict):
+    url: str
+    bearer_token: SecretStr | None = None
+    timeout: Duration = 10.0
 
 
 class AdminConfig(Strict):
@@ -88,6 +95,7 @@ class RootConfig(Strict):
     dead_letter: DeadLetterConfig = DeadLetterConfig()
     defaults: RetryConfig = RetryConfig()
     admin: AdminConfig | None = None
+    alert: AlertConfig | None = None
     sources: dict[str, dict[str, Any]] = Field(min_length=1)
     stages: dict[str, dict[str, Any]] = {}
     sinks: dict[str, dict[str, Any]] = Field(min_length=1)

@@ -1,14 +1,23 @@
-"""Flushing a closed window: run the window stages, then write every sink, then release commits."""
+"""Flushing a closed window: run the window stages, then write every sink, then release commits.
+
+Each stage call and sink write follows its failure policy (rtstream.core.policy): retried with
+capped backoff and jitter, each attempt bounded by the policy's timeout; after the last retry the
+window's rows go to dead letters (`on_failure = "dead_letter"`, the stage default) or the component
+halts (`"halt"`, the sink default): it keeps retrying at the capped delay, holding back every later
+window and every commit behind it, and reports itself unhealthy. Final failures and recoveries are
+sent to the alert webhook.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from rtstream.core.deadletter import DeadLetter, DeadLetterFile
 from rtstream.core.engine import Emission
+from rtstream.core.policy import Policy
 from rtstream.core.retry import backoff_delay
 from rtstream.errors import RowsRejected
 from rtstream.sinks.base import Sink
@@ -17,34 +26,35 @@ from rtstream.stages.base import Stage
 if TYPE_CHECKING:
     from rtstream.admin.history import RunHistory
     from rtstream.admin.metrics import Metrics
+    from rtstream.core.alert import AlertWebhook
 
 log = logging.getLogger("rtstream.flush")
 
 
-class WindowFlusher:
-    """A stage that still raises after `retries` dead-letters the window's rows (the stage default);
-    a sink that raises is retried with capped backoff until it succeeds (the sink default: never
-    skip data), holding back every later window and every commit behind it."""
+class GaveUp(Exception):
+    """The last retry failed and the policy says dead-letter."""
 
+
+class WindowFlusher:
     def __init__(self, stages: list[Stage], sinks: list[Sink], dead_letters: DeadLetterFile,
-                 done: Callable[[Emission], None], retry_delay: float, max_retry_delay: float, retries: int = 2,
-                 history: RunHistory | None = None, metrics: Metrics | None = None, first_stage: str | None = None):
+                 done: Callable[[Emission], None], policies: dict[str, Policy], *,
+                 history: RunHistory | None = None, metrics: Metrics | None = None,
+                 alert: AlertWebhook | None = None, first_stage: str | None = None):
         self.stages = stages
         self.sinks = sinks
         self.dead_letters = dead_letters
         self.done = done
-        self.retry_delay = retry_delay
-        self.max_retry_delay = max_retry_delay
-        self.retries = retries
+        self.policies = policies
         self.history = history
         self.metrics = metrics
+        self.alert = alert
         self.first_stage = first_stage  # the aggregate folded as records arrived, shown in the history
         self.windows_flushed = 0
         self.rows_out = 0
         self.rows_by_sink: dict[str, int] = {s.name: 0 for s in sinks}
         self.retries_by: dict[str, int] = {}
         self.failures: dict[str, int] = {}
-        self.failing: dict[str, str] = {}  # sink -> its last error, while it is being retried
+        self.failing: dict[str, str] = {}  # component -> its last error, while it is halted and retrying
 
     def _record(self, em: Emission, component: str, kind: str, state: str, **kw: Any) -> None:
         if self.history is not None:
@@ -58,21 +68,18 @@ class WindowFlusher:
         for stage in self.stages:
             t0 = time.monotonic()
             self._record(em, stage.name, "stage", "running")
+            before = rows or []
             try:
-                rows = await self._run_stage(stage, em, rows)  # type: ignore[arg-type]
+                rows = await self._attempts(em, stage.name, "stage",
+                                            lambda s=stage, r=before: s.run(em.window, list(r)))  # type: ignore[misc]
                 self._record(em, stage.name, "stage", "success", records=len(rows or ()),
                              duration_ms=(time.monotonic() - t0) * 1000)
-            except Exception as exc:  # noqa: BLE001 - a failing stage dead-letters this window only
-                error = f"{type(exc).__name__}: {exc}"
-                log.error("stage %s failed on window %s: %s", stage.name, em.window.start_iso, error,
-                          extra={"component": stage.name, "window": em.window.start_iso})
-                self.failures[stage.name] = self.failures.get(stage.name, 0) + 1
+            except GaveUp as exc:
                 await self.dead_letters.write([
-                    DeadLetter("stage_error", error, stage=stage.name,
-                               window=(em.window.start_ms, em.window.end_ms), value=row)
-                    for row in rows or [{}]])
-                self._record(em, stage.name, "stage", "dead_lettered", attempts=self.retries + 1, error=error,
-                             duration_ms=(time.monotonic() - t0) * 1000)
+                    DeadLetter("stage_error", str(exc), stage=stage.name,
+                               window=(em.window.start_ms, em.window.end_ms), value=row) for row in before or [{}]])
+                self._record(em, stage.name, "stage", "dead_lettered", attempts=self.policies[stage.name].retries + 1,
+                             error=str(exc), duration_ms=(time.monotonic() - t0) * 1000)
                 rows = None
                 break
         if rows is not None:
@@ -95,55 +102,72 @@ class WindowFlusher:
                  em.window.end_iso, em.window.input_count, len(rows or ()), took * 1000,
                  extra={"window": em.window.start_iso})
 
-    async def _run_stage(self, stage: Stage, em: Emission, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return await stage.run(em.window, list(rows))
-            except Exception as exc:  # noqa: BLE001 - retried, then dead-lettered by the caller
-                if attempt > self.retries:
-                    raise
-                self.retries_by[stage.name] = self.retries_by.get(stage.name, 0) + 1
-                delay = backoff_delay(attempt, self.retry_delay, self.max_retry_delay)
-                log.warning("stage %s failed on window %s (attempt %d of %d, next in %.1fs): %s: %s", stage.name,
-                            em.window.start_iso, attempt, self.retries + 1, delay, type(exc).__name__, exc,
-                            extra={"component": stage.name})
-                self._record(em, stage.name, "stage", "retrying", attempts=attempt, error=f"{type(exc).__name__}: {exc}")
-                await asyncio.sleep(delay)
-
     async def _write(self, sink: Sink, em: Emission, rows: list[dict[str, Any]]) -> None:
-        attempt = 0
         t0 = time.monotonic()
         self._record(em, sink.name, "sink", "running", records=len(rows))
+        state, error = "success", None
+        try:
+            await self._attempts(em, sink.name, "sink", lambda: sink.write(em.window, rows))
+        except RowsRejected as rejected:  # the receiver refused some rows for good: not a failure to retry
+            state, error = "dead_lettered", str(rejected)
+            await self.dead_letters.write([
+                DeadLetter("sink_rejected", reason, stage=sink.name, window=(em.window.start_ms, em.window.end_ms),
+                           value=row) for batch, reason in rejected.rejected for row in batch])
+        except GaveUp as exc:
+            state, error = "dead_lettered", str(exc)
+            await self.dead_letters.write([
+                DeadLetter("sink_failed", str(exc), stage=sink.name, window=(em.window.start_ms, em.window.end_ms),
+                           value=row) for row in rows])
+        self.rows_by_sink[sink.name] = self.rows_by_sink.get(sink.name, 0) + len(rows)
+        self._record(em, sink.name, "sink", state, records=len(rows), error=error,
+                     duration_ms=(time.monotonic() - t0) * 1000)
+
+    async def _attempts(self, em: Emission, name: str, kind: str, call: Callable[[], Awaitable[Any]]) -> Any:
+        """Run `call` under the component's policy; raises GaveUp when it says dead-letter."""
+        policy = self.policies[name]
+        attempt = 0
+        alerted = False
         while True:
             attempt += 1
             try:
-                state = "success"
-                try:
-                    await sink.write(em.window, rows)
-                except RowsRejected as rejected:
-                    state = "dead_lettered"
-                    await self.dead_letters.write([
-                        DeadLetter("sink_rejected", reason, stage=sink.name,
-                                   window=(em.window.start_ms, em.window.end_ms), value=row)
-                        for batch, reason in rejected.rejected for row in batch])
-                if attempt > 1:
-                    log.warning("sink %s recovered on attempt %d for window %s", sink.name, attempt,
-                                em.window.start_iso, extra={"component": sink.name})
-                self.failing.pop(sink.name, None)
-                self.rows_by_sink[sink.name] = self.rows_by_sink.get(sink.name, 0) + len(rows)
-                self._record(em, sink.name, "sink", state, attempts=attempt, records=len(rows),
-                             duration_ms=(time.monotonic() - t0) * 1000)
-                return
-            except Exception as exc:  # noqa: BLE001 - retried; commits stay behind this window
-                error = f"{type(exc).__name__}: {exc}"
-                self.failing[sink.name] = error
-                self.retries_by[sink.name] = self.retries_by.get(sink.name, 0) + 1
-                delay = backoff_delay(attempt, self.retry_delay, self.max_retry_delay)
-                log.error("sink %s failed to write window %s (attempt %d, next in %.1fs): %s",
-                          sink.name, em.window.start_iso, attempt, delay, error,
-                          extra={"component": sink.name, "window": em.window.start_iso})
-                self._record(em, sink.name, "sink", "retrying" if attempt <= self.retries else "failed",
-                             attempts=attempt, error=error)
+                if policy.timeout is not None:
+                    result = await asyncio.wait_for(call(), policy.timeout)
+                else:
+                    result = await call()
+            except RowsRejected:
+                raise
+            except Exception as exc:  # noqa: BLE001 - every failure goes through the policy
+                error = _describe(exc, policy)
+                final = attempt > policy.retries
+                if final and not alerted:
+                    alerted = True
+                    self.failures[name] = self.failures.get(name, 0) + 1
+                    if self.alert is not None:
+                        await self.alert.send("failed", window=em.window, component=name, error=error, attempts=attempt)
+                if final and policy.on_failure == "dead_letter":
+                    log.error("%s %s gave up on window %s after %d attempts: %s", kind, name, em.window.start_iso,
+                              attempt, error, extra={"component": name, "window": em.window.start_iso})
+                    raise GaveUp(error) from exc
+                if final:
+                    self.failing[name] = error
+                self.retries_by[name] = self.retries_by.get(name, 0) + 1
+                delay = backoff_delay(attempt, policy.retry_delay, policy.max_retry_delay)
+                log.error("%s %s failed on window %s (attempt %d, next in %.1fs%s): %s", kind, name,
+                          em.window.start_iso, attempt, delay, ", halted" if final else "", error,
+                          extra={"component": name, "window": em.window.start_iso})
+                self._record(em, name, kind, "failed" if final else "retrying", attempts=attempt, error=error)
                 await asyncio.sleep(delay)
+                continue
+            if attempt > 1:
+                log.warning("%s %s recovered on attempt %d for window %s", kind, name, attempt, em.window.start_iso,
+                            extra={"component": name})
+            if alerted and self.alert is not None:
+                await self.alert.send("recovered", window=em.window, component=name, error=None, attempts=attempt)
+            self.failing.pop(name, None)
+            return result
+
+
+def _describe(exc: BaseException, policy: Policy) -> str:
+    if isinstance(exc, asyncio.TimeoutError):
+        return f"timed out after {policy.timeout:g}s"
+    return f"{type(exc).__name__}: {exc}"

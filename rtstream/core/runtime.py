@@ -21,11 +21,13 @@ from rtstream.admin.history import RunHistory
 from rtstream.admin.metrics import Metrics
 from rtstream.config.load import Settings
 from rtstream.core.record import iso_utc
+from rtstream.core.alert import AlertWebhook
 from rtstream.core.commit import CommitTracker
 from rtstream.core.context import Context
 from rtstream.core.deadletter import DeadLetterFile
 from rtstream.core.engine import Emission, WindowEngine
 from rtstream.core.flush import WindowFlusher
+from rtstream.core.policy import resolve
 from rtstream.errors import ComponentError
 from rtstream.sinks.base import Sink
 from rtstream.sources.base import Source
@@ -79,9 +81,15 @@ class Runtime:
         self.stats = RuntimeStats()
         self.metrics = Metrics()
         self.history = RunHistory(self.state_dir / "runs.db", root.admin.history if root.admin else 100)
-        self.flusher = WindowFlusher(self.window_stages, self.sinks, self.dead_letters, self.engine.emitted,
-                                     root.defaults.retry_delay, root.defaults.max_retry_delay, root.defaults.retries,
-                                     history=self.history, metrics=self.metrics,
+        defaults = root.defaults
+        policies = {c.name: resolve(defaults, c.config, "sink") for c in self.sinks}
+        policies.update({c.name: resolve(defaults, c.config, "stage") for c in self.stages})
+        self.alert = None
+        if root.alert is not None:
+            token = root.alert.bearer_token.get_secret_value() if root.alert.bearer_token else None
+            self.alert = AlertWebhook(root.alert.url, root.pipeline.name, token, root.alert.timeout)
+        self.flusher = WindowFlusher(self.window_stages, self.sinks, self.dead_letters, self.engine.emitted, policies,
+                                     history=self.history, metrics=self.metrics, alert=self.alert,
                                      first_stage=self.incremental.name if self.incremental else None)
         self.queues: dict[str, asyncio.Queue[Any]] = {}
         self.admin = None
@@ -114,6 +122,9 @@ class Runtime:
         async with AsyncExitStack() as stack:
             # Start from the end of the flow backwards, so nothing is produced into a component not yet up.
             stack.callback(self.history.close)
+            if self.alert is not None:
+                await self.alert.start()
+                stack.push_async_callback(self._close, self.alert)
             if self.admin is not None:
                 await self._guarded("admin", self.admin.start())
                 stack.push_async_callback(self._close, self.admin)
@@ -163,9 +174,11 @@ class Runtime:
         if not live:
             log.info("reload: nothing changed")
             return
-        d = new.root.defaults
-        self.flusher.retries, self.flusher.retry_delay, self.flusher.max_retry_delay = (
-            d.retries, d.retry_delay, d.max_retry_delay)
+        for name, policy in self.flusher.policies.items():
+            comp = new.components[name]
+            fresh = resolve(new.root.defaults, comp.config, comp.kind)
+            policy.retries, policy.retry_delay, policy.max_retry_delay, policy.timeout = (
+                fresh.retries, fresh.retry_delay, fresh.max_retry_delay, fresh.timeout)
         logging.getLogger().setLevel(new.root.daemon.log_level.upper())
         self.settings = new
         log.warning("reload applied: %s", ", ".join(f"{k} = {v}" for k, v in live.items()))
@@ -278,8 +291,8 @@ class Runtime:
             why = src.not_ready()
             if why:
                 problems[src.name] = why
-        for sink, error in self.flusher.failing.items():
-            problems[sink] = f"halted, retrying: {error}"
+        for comp, error in self.flusher.failing.items():
+            problems[comp] = f"halted, retrying: {error}"
         if self._stop.is_set():
             problems["daemon"] = "shutting down"
         return problems

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from rtstream.core.context import Context
+from rtstream.core.policy import PolicyOverrides
 from rtstream.core.record import Window
 from rtstream.core.registry import ComponentConfig
 
 
-class SinkConfig(ComponentConfig):
+class SinkConfig(ComponentConfig, PolicyOverrides):
     pass
 
 

@@ -26,6 +26,8 @@ from rtstream.http_common import RETRY_STATUSES, HttpAuth, retry_after
 from rtstream.sinks.base import Sink, SinkConfig
 
 log = logging.getLogger("rtstream.sink.http")
+REQUEST_RETRY_DELAY = 0.2  # between the quick retries of one request; the write as a whole follows the policy
+REQUEST_RETRY_CAP = 5.0
 
 
 class HttpSinkConfig(SinkConfig, HttpAuth):
@@ -33,7 +35,7 @@ class HttpSinkConfig(SinkConfig, HttpAuth):
     method: Literal["POST", "PUT"] = "POST"
     batch_size: int = Field(default=500, ge=1)
     format: Literal["json", "ndjson"] = "json"
-    max_retries: int = Field(default=5, ge=0)
+    max_retries: int = Field(default=5, ge=0, description="per request, within one write")
 
 
 def idempotency_key(pipeline: str, window: Window, sink: str, batch_no: int) -> str:
@@ -85,8 +87,8 @@ class HttpSink(Sink):
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 last = f"{type(exc).__name__}: {exc}"
             if attempt <= c.max_retries:
-                delay = min(wait if wait is not None else backoff_delay(attempt, c.retry_delay, c.max_retry_delay),
-                            c.max_retry_delay)
+                delay = min(wait if wait is not None else backoff_delay(attempt, REQUEST_RETRY_DELAY, REQUEST_RETRY_CAP),
+                            REQUEST_RETRY_CAP)
                 await asyncio.sleep(delay)
         raise SinkError(self.name, f"{c.url}: {last} after {c.max_retries + 1} attempts")
 

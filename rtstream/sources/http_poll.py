@@ -41,6 +41,8 @@ class HttpPollConfig(SourceConfig, HttpAuth):
     cursor_param: str | None = None
     max_pages: int = Field(default=1000, ge=1)
     max_attempts: int = Field(default=8, ge=1, description="per request, before the poll is given up until the next tick")
+    retry_delay: Duration = 0.5
+    max_retry_delay: Duration = 30.0
     max_spool: int = Field(default=1 << 30, ge=1024)
     segment_bytes: int = Field(default=16 << 20, ge=1024)
     fsync: Literal["always", "interval"] = "always"

@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 from rtstream.core.context import Context
+from rtstream.core.policy import PolicyOverrides
 from rtstream.core.record import Window
 from rtstream.core.registry import ComponentConfig
 
 
-class StageConfig(ComponentConfig):
+class StageConfig(ComponentConfig, PolicyOverrides):
     pass
 
 

@@ -158,8 +158,8 @@ def test_unreachable_sink_holds_commits_back(tmp_path, kafka, fresh_kafka):
         wait_until(lambda: "assigned" in d.stderr, 30, what="assignment")
         fresh_kafka.stop()  # the sink's broker goes away before any window is written
         asyncio.run(produce(kafka.bootstrap, src, events))
-        wait_until(lambda: "sink results failed to write window" in d.stderr, 60, what="failed writes")
-        wait_until(lambda: d.stderr.count("sink results failed") >= 3, 60, what="retries")
+        wait_until(lambda: "sink results failed on window" in d.stderr, 60, what="failed writes")
+        wait_until(lambda: d.stderr.count("sink results failed on window") >= 3, 60, what="retries")
         assert d.proc.poll() is None  # still alive, still retrying
         assert asyncio.run(committed(kafka.bootstrap, group, src, 1))[0] in (None, 0)
         d.signal(signal.SIGTERM)
