@@ -12,9 +12,9 @@ from rtstream.testing.ports import free_port
 
 
 class ThreadedServer:
-    def __init__(self, make_app: Callable[[], web.Application]):
+    def __init__(self, make_app: Callable[[], web.Application], port: int | None = None):
         self.make_app = make_app
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -16,7 +16,7 @@ from rtstream.core.record import Batch, Window, iso_utc
 from rtstream.errors import DecodeError
 from rtstream.windows.aggregates import Aggregator
 from rtstream.windows.assign import TumblingAssigner
-from rtstream.windows.clock import epoch_ms
+from rtstream.windows.clock import MAX_MS, MIN_MS, epoch_ms
 from rtstream.windows.state import Pane, WindowStore
 from rtstream.windows.watermark import NEVER, WatermarkTracker
 
@@ -129,8 +129,8 @@ class WindowEngine:
                             reject("no_time", str(exc), rec, v)
                             continue
                 else:
-                    if rec.ts is None:
-                        reject("no_time", "the source gave this record no timestamp", rec, v)
+                    if rec.ts is None or not MIN_MS <= rec.ts <= MAX_MS:
+                        reject("no_time", f"the source gave this record no usable timestamp ({rec.ts!r})", rec, v)
                         continue
                     ts = rec.ts
                 start = ts - ts % size

@@ -36,6 +36,7 @@ from rtstream.stages.base import Stage
 
 log = logging.getLogger("rtstream.runtime")
 TICK = 0.2  # how often idle windows are checked against the wall clock
+KEEPALIVE = 1.0  # how often a source blocked by a full queue is asked to stay alive
 
 
 @dataclass(slots=True)
@@ -99,6 +100,7 @@ class Runtime:
             token = root.admin.token.get_secret_value() if root.admin.token else None
             self.admin = AdminServer(self, root.admin.listen, token)
         self._stop = asyncio.Event()
+        self._drained = asyncio.Event()  # every closed window is written (or the flusher gave up)
         self._signals = 0
         self._pumps: dict[str, asyncio.Task[None]] = {}
         self.exit_code = 0
@@ -222,8 +224,27 @@ class Runtime:
     async def _pump(self, src: Source, queue: asyncio.Queue[Any]) -> None:
         async with aclosing(src.batches()) as batches:  # type: ignore[type-var]
             async for batch in batches:
-                await queue.put(batch)
+                if queue.full():
+                    await self._put_waiting(src, queue, batch)
+                else:
+                    queue.put_nowait(batch)
         await queue.put(_SourceDone(src.name))
+        # A finished source may still belong to a group whose commits are pending: keep it alive
+        # until the last window is written.
+        while not self._drained.is_set():
+            try:
+                await asyncio.wait_for(self._drained.wait(), KEEPALIVE)
+            except TimeoutError:
+                await src.keepalive()
+
+    async def _put_waiting(self, src: Source, queue: asyncio.Queue[Any], batch: Any) -> None:
+        """Backpressure: wait for room in the queue, keeping the source alive meanwhile."""
+        put = asyncio.ensure_future(queue.put(batch))
+        try:
+            while not (await asyncio.wait({put}, timeout=KEEPALIVE))[0]:
+                await src.keepalive()
+        finally:
+            put.cancel()  # a no-op once it is done; on cancellation, the batch is simply not queued
 
     async def _window_loop(self, queue: asyncio.Queue[Any], flushq: asyncio.Queue[Emission | None]) -> None:
         loop = asyncio.get_running_loop()
@@ -259,8 +280,11 @@ class Runtime:
         await flushq.put(None)
 
     async def _flush_loop(self, flushq: asyncio.Queue[Emission | None]) -> None:
-        while (em := await flushq.get()) is not None:
-            await self.flusher.flush(em)
+        try:
+            while (em := await flushq.get()) is not None:
+                await self.flusher.flush(em)
+        finally:
+            self._drained.set()
 
     async def _commit_loop(self, flushing: asyncio.Task[Any]) -> None:
         interval = self.settings.root.daemon.commit_interval

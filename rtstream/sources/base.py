@@ -48,6 +48,10 @@ class Source:
     async def close(self) -> None:
         pass
 
+    async def keepalive(self) -> None:
+        """Called while the pipeline is full and the source must wait: stay a live member of whatever
+        it belongs to (a Kafka group) without taking more input."""
+
     def not_ready(self) -> str | None:
         """Why this source cannot take input now (for /readyz), or None when it can."""
         return None

@@ -76,6 +76,7 @@ class KafkaSource(Source):
         self._next: dict[TopicPartition, int] = {}
         self.consumer: AIOKafkaConsumer | None = None
         self.joined = False
+        self._paused = False
 
     @property
     def finite(self) -> bool:
@@ -147,6 +148,9 @@ class KafkaSource(Source):
         raw = c.format == "raw"
         last_lag_log = time.monotonic()
         while True:
+            if self._paused:
+                self.consumer.resume(*self.consumer.assignment())
+                self._paused = False
             data = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=c.max_batch)
             for tp, msgs in data.items():
                 if not msgs:
@@ -202,6 +206,17 @@ class KafkaSource(Source):
         offsets = {tp: off for tp, off in positions.items() if tp in owned}
         if offsets:
             await self.consumer.commit(offsets)  # type: ignore[arg-type]
+
+    async def keepalive(self) -> None:
+        """Pause fetching and poll with nothing to take, so the group does not drop this member for
+        having stopped polling (max_poll_interval_ms) while a slow sink holds the pipeline."""
+        if self.consumer is None:
+            return
+        owned = self.consumer.assignment()
+        if owned:
+            self.consumer.pause(*owned)
+            self._paused = True
+        await self.consumer.getmany(timeout_ms=0)
 
     def not_ready(self) -> str | None:
         if self.consumer is None:

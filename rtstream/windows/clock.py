@@ -8,6 +8,10 @@ from typing import Any
 
 from rtstream.errors import DecodeError
 
+# Times a window can be named by (ISO-8601 years 1..9999), with a year to spare for the window's end.
+MIN_MS = -62_135_596_800_000
+MAX_MS = 253_402_300_799_999 - 366 * 86_400_000
+
 
 def epoch_ms(value: Any) -> int:
     """Epoch milliseconds from an event-time value.
@@ -19,11 +23,11 @@ def epoch_ms(value: Any) -> int:
     if isinstance(value, bool) or value is None:
         raise DecodeError(f"time value {value!r} is not a timestamp")
     if isinstance(value, (int, float)):
-        return _from_number(value)
+        return _in_range(_from_number(value), value)
     if isinstance(value, str):
         text = value.strip()
         try:
-            return _from_number(float(text))
+            return _in_range(_from_number(float(text)), value)
         except ValueError:
             pass
         try:
@@ -32,8 +36,14 @@ def epoch_ms(value: Any) -> int:
             raise DecodeError(f"time value {value!r} is neither a number nor ISO-8601") from None
         if dt.tzinfo is None:
             dt = dt.replace(tzinfo=timezone.utc)
-        return int(dt.timestamp() * 1000)
+        return _in_range(int(dt.timestamp() * 1000), value)
     raise DecodeError(f"time value {value!r} is not a timestamp")
+
+
+def _in_range(ms: int, value: Any) -> int:
+    if not MIN_MS <= ms <= MAX_MS:
+        raise DecodeError(f"time value {value!r} is out of range")
+    return ms
 
 
 def _from_number(x: float) -> int:
