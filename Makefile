@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= config/rtstream.toml
 
-.PHONY: install run test lint bench image clean
+.PHONY: install run test soak lint bench image clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-test
 	bash .ci/system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The long fault scenarios (twenty SIGKILLs, a slow sink for a minute, a 20 s outage).
+soak: $(VENV)/.installed-test
+	bash .ci/system-deps
+	RTSTREAM_OUTAGE_S=20 $(BIN)/python -m pytest -m soak -s tests/faults $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check rtstream tests

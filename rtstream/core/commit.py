@@ -11,6 +11,11 @@ from typing import Hashable
 
 PartitionKey = tuple[str, Hashable]  # (source name, partition)
 
+# Saved beside a committed position: (every window ending at or before this time is written,
+# offsets below this one had been processed). On replay from the position, a record below the
+# second whose window ends by the first was already counted: it is skipped, not emitted again.
+Mark = tuple[int, int]
+
 
 class CommitTracker:
     def __init__(self) -> None:
@@ -34,6 +39,9 @@ class CommitTracker:
     def drop(self, pk: PartitionKey) -> None:
         self._next.pop(pk, None)
         self._holds.pop(pk, None)
+
+    def next(self, pk: PartitionKey) -> int | None:
+        return self._next.get(pk)
 
     def safe(self, pk: PartitionKey) -> int | None:
         nxt = self._next.get(pk)

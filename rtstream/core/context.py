@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Hashable
 
-AssignCallback = Callable[[str, list[Hashable], int], Awaitable[None]]
+AssignCallback = Callable[..., Awaitable[None]]  # (source, partitions, epoch, marks)
 RevokeCallback = Callable[[str, list[Hashable]], Awaitable[None]]
 
 
-async def _nothing(source: str, partitions: list[Hashable], epoch: int = 0) -> None:
+async def _nothing(source: str, partitions: list[Hashable], epoch: int = 0, marks: Any = None) -> None:
     return None
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Hashable
 
 import orjson
 
-from rtstream.core.commit import CommitTracker, PartitionKey
+from rtstream.core.commit import CommitTracker, Mark, PartitionKey
 from rtstream.core.deadletter import DeadLetter
 from rtstream.core.record import Batch, Window, iso_utc
 from rtstream.errors import DecodeError
@@ -32,6 +32,7 @@ class Emission:
     window: Window
     rows: list[dict[str, Any]]
     partitions: list[tuple[PartitionKey, int]]  # (partition, first offset in this window)
+    marks: dict[PartitionKey, int] | None = None  # once written, these partitions are written up to here
 
 
 class WindowEngine:
@@ -50,7 +51,12 @@ class WindowEngine:
         self.store = WindowStore()
         self._emitted_upto: dict[PartitionKey, int] = {}
         self._epochs: dict[PartitionKey, int] = {}
+        self._written: dict[PartitionKey, int] = {}  # windows ending by here are written, per partition
+        self._seeds: dict[PartitionKey, Mark] = {}
+        self._inflight = 0
+        self._last_emission: Emission | None = None
         self._next_id = 0
+        self.replayed_done = 0
         self.records_in = 0
         self.skipped = 0
         self.window_counts: dict[int, int] = {}
@@ -61,9 +67,21 @@ class WindowEngine:
         self._epochs[pk] = epoch
         self.watermark.assign(pk, now)
 
+    def seed(self, pk: PartitionKey, mark: Mark) -> None:
+        """Resume a partition from a commit that carried `mark` (see rtstream.core.commit.Mark)."""
+        self._seeds[pk] = mark
+        self._written[pk] = max(self._written.get(pk, NEVER), mark[0])
+        self._emitted_upto[pk] = max(self._emitted_upto.get(pk, NEVER), mark[0])
+
+    def commit_mark(self, pk: PartitionKey) -> Mark | None:
+        written, nxt = self._written.get(pk), self.tracker.next(pk)
+        return (written, nxt) if written is not None and nxt is not None else None
+
     def revoke(self, pk: PartitionKey) -> None:
         """Drop a partition's open state without emitting it; its next owner replays it."""
         self._epochs.pop(pk, None)
+        self._written.pop(pk, None)
+        self._seeds.pop(pk, None)
         for start in self.store.drop(pk):
             self.tracker.release(pk, ("open", start))
         self.watermark.forget(pk)
@@ -99,6 +117,7 @@ class WindowEngine:
         dead: list[DeadLetter] = []
         max_ts = NEVER
         time_range = self.time_range
+        seed = self._seeds.get(pk)
 
         def reject(reason: str, detail: str, rec: Any, value: Any, stage: str | None = None,
                    window: tuple[int, int] | None = None) -> None:
@@ -138,6 +157,9 @@ class WindowEngine:
                     self.skipped += 1
                     continue
                 if start + size <= closed_upto:
+                    if seed is not None and rec.offset < seed[1] and start + size <= seed[0]:
+                        self.replayed_done += 1  # counted in a window written before the restart
+                        continue
                     reject("late", f"window {iso_utc(start)} was already emitted", rec, v,
                            window=(start, start + size))
                     continue
@@ -189,10 +211,23 @@ class WindowEngine:
         wm = self.watermark
         wm.advance(now, wall_ms, caught_up)
         taken = self.store.take(wm.mark, self.size_ms)
+        marks = {}
         for pk in self._epochs:
             if wm.has_delivered(pk):
-                self._emitted_upto[pk] = wm.mark(pk)
-        return [self._emit(start, panes) for start, panes in taken.items()]
+                marks[pk] = self._emitted_upto[pk] = max(self._emitted_upto.get(pk, NEVER), wm.mark(pk))
+        emissions = [self._emit(start, panes) for start, panes in taken.items()]
+        self._settle(marks, emissions)
+        return emissions
+
+    def _settle(self, marks: dict[PartitionKey, int], emissions: list[Emission]) -> None:
+        """The marks of a close hold once every emission up to it is written (flushes go in order)."""
+        if emissions:
+            emissions[-1].marks = marks
+        elif self._inflight and self._last_emission is not None:
+            self._last_emission.marks = marks
+        else:
+            for pk, m in marks.items():
+                self._written[pk] = max(self._written.get(pk, NEVER), m)
 
     def close_all(self) -> list[Emission]:
         """End of a finite run: emit everything still open."""
@@ -218,12 +253,19 @@ class WindowEngine:
             buffered = [r for _, pane in panes for r in pane.records]  # type: ignore[union-attr]
             buffered.sort(key=lambda r: r[0])
             rows = [v for _, v in buffered]
-        return Emission(eid, window, rows, parts)  # type: ignore[arg-type]
+        em = Emission(eid, window, rows, parts)  # type: ignore[arg-type]
+        self._inflight += 1
+        self._last_emission = em
+        return em
 
     def emitted(self, emission: Emission) -> None:
         """The sinks have the window: its partitions no longer hold commits back."""
         for pk, _ in emission.partitions:
             self.tracker.release(pk, ("emit", emission.id))
+        self._inflight -= 1
+        for pk, m in (emission.marks or {}).items():
+            if pk in self._epochs:
+                self._written[pk] = max(self._written.get(pk, NEVER), m)
 
 
 def _missing(field: str) -> int:

@@ -22,7 +22,7 @@ from rtstream.admin.metrics import Metrics
 from rtstream.config.load import Settings
 from rtstream.core.record import iso_utc
 from rtstream.core.alert import AlertWebhook
-from rtstream.core.commit import CommitTracker
+from rtstream.core.commit import CommitTracker, Mark
 from rtstream.core.context import Context
 from rtstream.core.deadletter import DeadLetterFile
 from rtstream.core.engine import Emission, WindowEngine
@@ -137,6 +137,8 @@ class Runtime:
             for src in self.sources:
                 for p in src.partitions() or []:
                     self.engine.assign((src.name, p), now)
+                for p, mark in src.resume_marks().items():
+                    self.engine.seed((src.name, p), mark)
             log.info("pipeline %s running: %s", self.settings.root.pipeline.name, self.settings.flow)
             await self._run_loops()
             await self._commit_all()
@@ -343,19 +345,30 @@ class Runtime:
                 "watermark": iso_utc(wm) if wm > 0 else None}
 
     # --- commits and partitions -------------------------------------------------------------
+    def _marks(self, source: str, positions: dict[Hashable, int]) -> dict[Hashable, Mark]:
+        out = {}
+        for p in positions:
+            mark = self.engine.commit_mark((source, p))
+            if mark is not None:
+                out[p] = mark
+        return out
+
     async def _commit_all(self) -> None:
         for src in self.sources:
             positions = self.tracker.safe_positions(src.name)
             if positions:
                 try:
-                    await src.commit(positions)
+                    await src.commit(positions, self._marks(src.name, positions))
                 except Exception as exc:  # noqa: BLE001 - the next commit tries again
                     log.warning("commit of %s failed: %s", src.name, exc, extra={"component": src.name})
 
-    async def _assigned(self, source: str, partitions: list[Hashable], epoch: int) -> None:
+    async def _assigned(self, source: str, partitions: list[Hashable], epoch: int,
+                        marks: dict[Hashable, Mark] | None = None) -> None:
         now = asyncio.get_running_loop().time()
         for p in partitions:
             self.engine.assign((source, p), now, epoch)
+            if marks and p in marks:
+                self.engine.seed((source, p), marks[p])
         log.info("%s: assigned %s", source, sorted(map(str, partitions)), extra={"component": source})
 
     async def _revoked(self, source: str, partitions: list[Hashable]) -> None:
@@ -363,7 +376,7 @@ class Runtime:
         safe = {p: pos for p, pos in self.tracker.safe_positions(source).items() if p in partitions}
         if safe:
             try:
-                await src.commit(safe)
+                await src.commit(safe, self._marks(source, safe))
             except Exception as exc:  # noqa: BLE001 - the next owner replays a little more
                 log.warning("commit on revoke of %s failed: %s", source, exc, extra={"component": source})
         for p in partitions:

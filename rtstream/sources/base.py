@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, AsyncIterator, ClassVar, Hashable
 
+from rtstream.core.commit import Mark
 from rtstream.core.context import Context
 from rtstream.core.record import Batch
 from rtstream.core.registry import ComponentConfig
@@ -42,8 +43,12 @@ class Source:
     def batches(self) -> AsyncIterator[Batch]:
         raise NotImplementedError
 
-    async def commit(self, positions: dict[Hashable, int]) -> None:
-        """Persist positions that the commit rule says are safe (resume points)."""
+    async def commit(self, positions: dict[Hashable, int], marks: dict[Hashable, Mark] | None = None) -> None:
+        """Persist positions that the commit rule says are safe (resume points), with their marks."""
+
+    def resume_marks(self) -> dict[Hashable, Mark]:
+        """The marks saved with the positions this source resumes from (fixed-partition sources)."""
+        return {}
 
     async def close(self) -> None:
         pass

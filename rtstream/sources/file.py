@@ -14,6 +14,7 @@ from typing import Any, AsyncIterator, BinaryIO, Hashable
 from pydantic import Field
 
 from rtstream.config.durations import Duration
+from rtstream.core.commit import Mark
 from rtstream.core.record import Batch, Record
 from rtstream.core.registry import register
 from rtstream.sources.base import Source, SourceConfig
@@ -44,7 +45,7 @@ class FileSource(Source):
         self._positions = PositionFile(self.context.state_dir, self.name)
         saved = self._positions.load() if self.config.follow else {}
         self._resume = saved
-        self._committed: int | None = None
+        self._committed: tuple[int, Mark | None] | None = None
         self._identity: tuple[int, int] | None = None
         if not self.config.follow and not os.path.exists(self.config.path):
             raise FileNotFoundError(f"{self.config.path}: no such file")
@@ -106,13 +107,17 @@ class FileSource(Source):
             return False  # rotated away; wait for the new file
         return (st.st_dev, st.st_ino) != self._identity or st.st_size < pos
 
-    async def commit(self, positions: dict[Hashable, int]) -> None:
-        pos = positions.get(0)
-        if not self.config.follow or pos is None or pos == self._committed or self._identity is None:
+    async def commit(self, positions: dict[Hashable, int], marks: dict[Hashable, Mark] | None = None) -> None:
+        pos, mark = positions.get(0), (marks or {}).get(0)
+        if not self.config.follow or pos is None or (pos, mark) == self._committed or self._identity is None:
             return
-        doc: dict[str, Any] = {"inode": self._identity[1], "position": pos}
+        doc: dict[str, Any] = {"inode": self._identity[1], "position": pos, "mark": mark}
         await asyncio.to_thread(self._positions.save, doc)
-        self._committed = pos
+        self._committed = (pos, mark)
+
+    def resume_marks(self) -> dict[Hashable, Mark]:
+        mark = self._resume.get("mark")
+        return {0: (int(mark[0]), int(mark[1]))} if mark else {}
 
     def describe(self) -> str:
         return f"file: {self.config.path}{' (follow)' if self.config.follow else ''}"

@@ -109,7 +109,8 @@ class GeneratorSource(Source):
             if not cfg.realtime:
                 await asyncio.sleep(0)
 
-    async def commit(self, positions: dict[Hashable, int]) -> None:
+    async def commit(self, positions: dict[Hashable, int], marks: Any = None) -> None:
+        # event time rises with the position here, so no record before the commit is out of order
         pos = positions.get(0)
         if self.finite or pos is None or pos == self._committed:
             return

@@ -11,31 +11,26 @@ from __future__ import annotations
 import hmac
 import logging
 import zlib
-from typing import Any, AsyncIterator, Hashable, Literal
+from typing import Any
 
 import orjson
 from aiohttp import web
 from pydantic import Field, SecretStr, field_validator
 
 from rtstream.config.durations import Duration
-from rtstream.core.record import Batch
 from rtstream.core.registry import register
-from rtstream.sources.base import Source, SourceConfig
-from rtstream.sources.spool import Spool, SpoolFull
+from rtstream.sources.spool import SpoolFull
+from rtstream.sources.spooled import SpooledConfig, SpooledSource
 
 log = logging.getLogger("rtstream.source.http_ingest")
 
 
-class HttpIngestConfig(SourceConfig):
+class HttpIngestConfig(SpooledConfig):
     listen: str = "127.0.0.1:8081"
     path: str = "/ingest"
     token: SecretStr | None = None
     max_body: int = Field(default=10 * 1024 * 1024, ge=1)
-    max_spool: int = Field(default=1 << 30, ge=1024, description="bytes waiting for the sinks before 503")
-    segment_bytes: int = Field(default=16 << 20, ge=1024)
-    fsync: Literal["always", "interval"] = "always"
     retry_after: Duration = 1.0
-    batch_size: int = Field(default=5000, ge=1)
 
     @field_validator("listen")
     @classmethod
@@ -82,14 +77,12 @@ def parse_body(body: bytes, content_type: str) -> list[dict[str, Any]]:
 
 
 @register("source", "http_ingest")
-class HttpIngestSource(Source):
+class HttpIngestSource(SpooledSource):
     Config = HttpIngestConfig
 
     async def start(self) -> None:
         c = self.config
-        self.spool = Spool(self.context.state_dir / "spool" / self.name, segment_bytes=c.segment_bytes,
-                           max_bytes=c.max_spool, fsync=c.fsync)
-        self.spool.open()
+        self.open_spool()
         self.accepted = 0
         self.refused = 0
         app = web.Application(client_max_size=c.max_body)
@@ -134,20 +127,10 @@ class HttpIngestSource(Source):
         self.accepted += len(items)
         return _json(202, {"accepted": len(items)})
 
-    async def batches(self) -> AsyncIterator[Batch]:
-        async for batch in self.spool.read(self.name, self.config.batch_size):
-            yield batch
-
-    async def commit(self, positions: dict[Hashable, int]) -> None:
-        pos = positions.get(0)
-        if pos is not None:
-            self.spool.commit(pos)
-
     async def close(self) -> None:
         if hasattr(self, "_runner"):
             await self._runner.cleanup()
-        if hasattr(self, "spool"):
-            self.spool.close()
+        await super().close()
 
     def describe(self) -> str:
         c = self.config

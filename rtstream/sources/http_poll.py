@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, AsyncIterator, Hashable, Literal
+from typing import Any, Literal
 from urllib.parse import urljoin
 
 import aiohttp
@@ -20,17 +20,16 @@ import orjson
 from pydantic import Field
 
 from rtstream.config.durations import Duration
-from rtstream.core.record import Batch
 from rtstream.core.registry import register
 from rtstream.core.retry import backoff_delay
 from rtstream.http_common import RETRY_STATUSES, HttpAuth, retry_after
-from rtstream.sources.base import Source, SourceConfig
-from rtstream.sources.spool import Spool, SpoolFull
+from rtstream.sources.spool import SpoolFull
+from rtstream.sources.spooled import SpooledConfig, SpooledSource
 
 log = logging.getLogger("rtstream.source.http_poll")
 
 
-class HttpPollConfig(SourceConfig, HttpAuth):
+class HttpPollConfig(SpooledConfig, HttpAuth):
     url: str
     interval: Duration = 300.0
     method: Literal["GET", "POST"] = "GET"
@@ -43,10 +42,6 @@ class HttpPollConfig(SourceConfig, HttpAuth):
     max_attempts: int = Field(default=8, ge=1, description="per request, before the poll is given up until the next tick")
     retry_delay: Duration = 0.5
     max_retry_delay: Duration = 30.0
-    max_spool: int = Field(default=1 << 30, ge=1024)
-    segment_bytes: int = Field(default=16 << 20, ge=1024)
-    fsync: Literal["always", "interval"] = "always"
-    batch_size: int = Field(default=5000, ge=1)
 
 
 def json_pointer(doc: Any, pointer: str) -> Any:
@@ -64,14 +59,12 @@ class PollFailed(Exception):
 
 
 @register("source", "http_poll")
-class HttpPollSource(Source):
+class HttpPollSource(SpooledSource):
     Config = HttpPollConfig
 
     async def start(self) -> None:
         c = self.config
-        self.spool = Spool(self.context.state_dir / "spool" / self.name, segment_bytes=c.segment_bytes,
-                           max_bytes=c.max_spool, fsync=c.fsync)
-        self.spool.open()
+        self.open_spool()
         state = orjson.loads(self.spool.last_marker() or b"{}")
         self.cursor: Any = state.get("cursor")
         self.etag: str | None = state.get("etag")
@@ -180,15 +173,6 @@ class HttpPollSource(Source):
                 await asyncio.sleep(delay)
         raise PollFailed(f"{url}: gave up after {c.max_attempts} attempts")
 
-    async def batches(self) -> AsyncIterator[Batch]:
-        async for batch in self.spool.read(self.name, self.config.batch_size):
-            yield batch
-
-    async def commit(self, positions: dict[Hashable, int]) -> None:
-        pos = positions.get(0)
-        if pos is not None:
-            self.spool.commit(pos)
-
     async def close(self) -> None:
         if hasattr(self, "_poller"):
             self._poller.cancel()
@@ -198,8 +182,7 @@ class HttpPollSource(Source):
                 pass
         if hasattr(self, "http"):
             await self.http.close()
-        if hasattr(self, "spool"):
-            self.spool.close()
+        await super().close()
 
     def describe(self) -> str:
         c = self.config

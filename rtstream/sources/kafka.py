@@ -12,9 +12,11 @@ import time
 from typing import Any, AsyncIterator, Hashable, Literal
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import OffsetAndMetadata
 from pydantic import Field, model_validator
 
 from rtstream.config.durations import Duration
+from rtstream.core.commit import Mark
 from rtstream.core.record import Batch, Record
 from rtstream.core.registry import register
 from rtstream.kafka_settings import KafkaConnection
@@ -23,6 +25,7 @@ from rtstream.windows.clock import epoch_ms
 
 log = logging.getLogger("rtstream.source.kafka")
 _EMPTY_ROUNDS_AT_END = 3
+_MARK_PREFIX = "rtstream/1 "
 
 
 class KafkaSourceConfig(SourceConfig, KafkaConnection):
@@ -122,7 +125,30 @@ class KafkaSource(Source):
                 self._done.discard(tp)
         for tp in assigned:
             self._next.pop(tp, None)
-        await self.context.on_assign(self.name, list(assigned), self.epoch)
+        marks = await self._committed_marks(assigned) if assigned else {}
+        await self.context.on_assign(self.name, list(assigned), self.epoch, marks)
+
+    async def _committed_marks(self, partitions: list[TopicPartition]) -> dict[Hashable, Mark]:
+        """The marks the last owner committed with its offsets (see rtstream.core.commit.Mark)."""
+        assert self.consumer is not None
+        coordinator = getattr(self.consumer, "_coordinator", None)  # aiokafka keeps commit metadata here
+        if coordinator is None or not hasattr(coordinator, "fetch_committed_offsets"):
+            return {}
+        try:
+            found = await coordinator.fetch_committed_offsets(partitions)
+        except Exception as exc:  # noqa: BLE001 - without marks, replayed records count as late instead
+            log.warning("%s: could not read commit metadata: %s", self.name, exc)
+            return {}
+        marks: dict[Hashable, Mark] = {}
+        for tp, meta in found.items():
+            text = getattr(meta, "metadata", "") or ""
+            if text.startswith(_MARK_PREFIX):
+                try:
+                    written, nxt = text[len(_MARK_PREFIX):].split()
+                    marks[tp] = (int(written), int(nxt))
+                except ValueError:
+                    pass
+        return marks
 
     async def _seek_to_time(self, partitions: list[TopicPartition], ms: int) -> None:
         assert self.consumer is not None
@@ -199,11 +225,16 @@ class KafkaSource(Source):
                     self._done.add(tp)
         return all(tp in self._done for tp in assignment)
 
-    async def commit(self, positions: dict[Hashable, int]) -> None:
+    async def commit(self, positions: dict[Hashable, int], marks: dict[Hashable, Mark] | None = None) -> None:
         if self.consumer is None or not self.config.commit_offsets:
             return
         owned = self.consumer.assignment()
-        offsets = {tp: off for tp, off in positions.items() if tp in owned}
+        marks = marks or {}
+        offsets = {}
+        for tp, off in positions.items():
+            if tp in owned:
+                mark = marks.get(tp)
+                offsets[tp] = OffsetAndMetadata(off, f"{_MARK_PREFIX}{mark[0]} {mark[1]}" if mark else "")
         if offsets:
             await self.consumer.commit(offsets)  # type: ignore[arg-type]
 

@@ -11,40 +11,31 @@ import asyncio
 import inspect
 import logging
 import time
-from typing import Any, AsyncIterator, Hashable, Literal
+from typing import Any
 
 import orjson
-from pydantic import Field
-
 from rtstream.config.durations import Duration
-from rtstream.core.record import Batch
 from rtstream.core.registry import register
-from rtstream.sources.base import Source, SourceConfig
-from rtstream.sources.spool import Spool, SpoolFull
+from rtstream.sources.spool import SpoolFull
+from rtstream.sources.spooled import SpooledConfig, SpooledSource
 from rtstream.stages.base import load_callable
 
 log = logging.getLogger("rtstream.source.python")
 
 
-class PythonSourceConfig(SourceConfig):
+class PythonSourceConfig(SpooledConfig):
     call: Any
     interval: Duration = 300.0
-    max_spool: int = Field(default=1 << 30, ge=1024)
-    segment_bytes: int = Field(default=16 << 20, ge=1024)
-    fsync: Literal["always", "interval"] = "always"
-    batch_size: int = Field(default=5000, ge=1)
 
 
 @register("source", "python")
-class PythonSource(Source):
+class PythonSource(SpooledSource):
     Config = PythonSourceConfig
 
     async def start(self) -> None:
         c = self.config
         self.fn = load_callable(c.call, self.context.extra.get("search_dirs"))
-        self.spool = Spool(self.context.state_dir / "spool" / self.name, segment_bytes=c.segment_bytes,
-                           max_bytes=c.max_spool, fsync=c.fsync)
-        self.spool.open()
+        self.open_spool()
         self.calls = self.failures = 0
         self._caller = asyncio.create_task(self._call_forever(), name=f"{self.name}-call")
 
@@ -78,15 +69,6 @@ class PythonSource(Source):
             now = time.time()
             await asyncio.sleep((now // interval + 1) * interval - now)
 
-    async def batches(self) -> AsyncIterator[Batch]:
-        async for batch in self.spool.read(self.name, self.config.batch_size):
-            yield batch
-
-    async def commit(self, positions: dict[Hashable, int]) -> None:
-        pos = positions.get(0)
-        if pos is not None:
-            self.spool.commit(pos)
-
     async def close(self) -> None:
         if hasattr(self, "_caller"):
             self._caller.cancel()
@@ -94,8 +76,7 @@ class PythonSource(Source):
                 await self._caller
             except (asyncio.CancelledError, Exception):  # noqa: BLE001 - closing
                 pass
-        if hasattr(self, "spool"):
-            self.spool.close()
+        await super().close()
 
     def describe(self) -> str:
         c = self.config

@@ -56,7 +56,9 @@ class Spool:
         self._fh = open(self._path(self._active), "ab")
         self.end = self._active + os.path.getsize(self._path(self._active))
         committed = self.dir / "committed"
-        self.committed = int(committed.read_text()) if committed.exists() else segs[0]
+        doc = orjson.loads(committed.read_bytes()) if committed.exists() else {}
+        self.committed = int(doc.get("position", segs[0]))
+        self.mark: tuple[int, int] | None = tuple(doc["mark"]) if doc.get("mark") else None  # type: ignore[assignment]
 
     @property
     def pending_bytes(self) -> int:
@@ -146,13 +148,14 @@ class Spool:
         return found
 
     # --- committing -------------------------------------------------------------------------
-    def commit(self, position: int) -> None:
-        """Everything before `position` is written: remember it and delete segments wholly before it."""
-        if position <= self.committed:
+    def commit(self, position: int, mark: tuple[int, int] | None = None) -> None:
+        """Everything before `position` is written: remember it (and its mark, see
+        rtstream.core.commit.Mark) and delete segments wholly before it."""
+        if position <= self.committed and mark == self.mark:
             return
-        self.committed = position
+        self.committed, self.mark = max(position, self.committed), mark
         tmp = self.dir / "committed.tmp"
-        tmp.write_text(str(position))
+        tmp.write_bytes(orjson.dumps({"position": self.committed, "mark": mark}))
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, self.dir / "committed")
@@ -181,10 +184,3 @@ def _parse(buf: bytes, base: int, limit: int) -> tuple[list[Record], int]:
     return records, start
 
 
-def spool_from_config(state_dir: Path, name: str, cfg: object) -> Spool:
-    return Spool(state_dir / "spool" / name, segment_bytes=cfg.segment_bytes,  # type: ignore[attr-defined]
-                 max_bytes=cfg.max_spool, fsync=cfg.fsync)  # type: ignore[attr-defined]
-
-
-def dumps_record(value: object) -> bytes:
-    return orjson.dumps(value)

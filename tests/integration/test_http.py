@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import signal
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections import defaultdict
@@ -23,9 +24,9 @@ def rows_of(directory):
     return {(r["window_start"], r["user_id"]): r for rows in window_files(directory).values() for r in rows}
 
 
-def assert_truth(directory, events):
+def assert_truth(directory, events, size_s=300):
     got = rows_of(directory)
-    truth = tumbling_truth(events, 300, "user_id")
+    truth = tumbling_truth(events, size_s, "user_id")
     assert set(got) == set(truth)
     for k, want in truth.items():
         assert got[k]["events"] == want["events"], k
@@ -82,16 +83,19 @@ class EventsApi:
 
 def test_poll_paginates_resumes_by_cursor_and_survives_a_flaky_api(tmp_path):
     first = make_events(2000, span_s=1200, seed=31)
-    later = [dict(e, ts=e["ts"] + 3_600_000) for e in make_events(1000, span_s=600, seed=32)]
+    # the windows of the first run close on the wall clock (the stream goes quiet), so what comes
+    # after the restart must be newer than that clock, or it would rightly be late
+    soon = int(time.time() * 1000) // 10_000 * 10_000 + 30_000
+    later = [dict(e, ts=soon + i * 10) for i, e in enumerate(make_events(1000, span_s=600, seed=32))]
     for i, e in enumerate(first + later):
         e["seq"] = i
     api = EventsApi(first)
     with ThreadedServer(api.app) as server:
         source = {"type": "http_poll", "url": f"{server.url}/events", "interval": "1s", "records": "/data/items",
                   "next": "/next", "cursor_field": "seq", "cursor_param": "since", "retry_delay": "20ms"}
-        cfg = write_config(tmp_path / "poll.toml", base_doc(tmp_path, source))
+        cfg = write_config(tmp_path / "poll.toml", base_doc(tmp_path, source, size="10s"))
         with Daemon(cfg, tmp_path) as d:
-            wait_until(lambda: len(rows_of(tmp_path / "out")) == len(tumbling_truth(first, 300, "user_id")), 60,
+            wait_until(lambda: len(rows_of(tmp_path / "out")) == len(tumbling_truth(first, 10, "user_id")), 60,
                        what="the first batch of windows")
             d.signal(signal.SIGTERM)
             assert d.wait(30) == 0, d.stderr
@@ -99,13 +103,14 @@ def test_poll_paginates_resumes_by_cursor_and_survives_a_flaky_api(tmp_path):
         api.events.extend(later)
         before = len(api.sinces)
         with Daemon(cfg, tmp_path) as d:
-            wait_until(lambda: len(rows_of(tmp_path / "out")) == len(tumbling_truth(first + later, 300, "user_id")),
-                       60, what="the later windows")
+            wait_until(lambda: len(rows_of(tmp_path / "out")) == len(tumbling_truth(first + later, 10, "user_id")),
+                       90, interval=0.5, what="the later windows")
             d.signal(signal.SIGTERM)
             assert d.wait(30) == 0, d.stderr
         assert api.sinces[before] == str(len(first) - 1)  # the restart asked only for what is new
     assert all(n == 1 for n in api.served.values()) and len(api.served) == 3000
-    assert_truth(tmp_path / "out", first + later)
+    assert_truth(tmp_path / "out", first + later, size_s=10)
+    assert read_jsonl(tmp_path / "dead.jsonl") == []
 
 
 # --- ingest -------------------------------------------------------------------------------------
