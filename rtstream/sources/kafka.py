@@ -7,6 +7,7 @@ committed offset and rebuilds the same windows from the same record timestamps.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any, AsyncIterator, Hashable, Literal
@@ -21,6 +22,7 @@ from rtstream.core.record import Batch, Record
 from rtstream.core.registry import register
 from rtstream.kafka_settings import KafkaConnection
 from rtstream.sources.base import Source, SourceConfig
+from rtstream.sources.positions import PositionFile
 from rtstream.windows.clock import epoch_ms
 
 log = logging.getLogger("rtstream.source.kafka")
@@ -90,6 +92,8 @@ class KafkaSource(Source):
 
     async def start(self) -> None:
         c = self.config
+        self._local_marks = PositionFile(self.context.state_dir, f"{self.name}.{c.group_id}.marks")
+        self._saved_marks: dict[str, list[int]] = await asyncio.to_thread(self._local_marks.load)
         settings: dict[str, Any] = {
             **c.client_kwargs(f"rtstream-{self.context.pipeline}"),
             "group_id": c.group_id,
@@ -140,14 +144,21 @@ class KafkaSource(Source):
             log.warning("%s: could not read commit metadata: %s", self.name, exc)
             return {}
         marks: dict[Hashable, Mark] = {}
+        local = await asyncio.to_thread(self._local_marks.load)
         for tp, meta in found.items():
             text = getattr(meta, "metadata", "") or ""
             if text.startswith(_MARK_PREFIX):
                 try:
                     written, nxt = text[len(_MARK_PREFIX):].split()
                     marks[tp] = (int(written), int(nxt))
+                    continue
                 except ValueError:
                     pass
+            # Some Kafka-compatible brokers drop commit metadata: use this host's own copy, but only
+            # if it was saved with the very offset the group has committed.
+            saved = local.get(f"{tp.topic}:{tp.partition}")
+            if saved and getattr(meta, "offset", None) == saved[0]:
+                marks[tp] = (int(saved[1]), int(saved[2]))
         return marks
 
     async def _seek_to_time(self, partitions: list[TopicPartition], ms: int) -> None:
@@ -237,6 +248,9 @@ class KafkaSource(Source):
                 offsets[tp] = OffsetAndMetadata(off, f"{_MARK_PREFIX}{mark[0]} {mark[1]}" if mark else "")
         if offsets:
             await self.consumer.commit(offsets)  # type: ignore[arg-type]
+            self._saved_marks.update({f"{tp.topic}:{tp.partition}": [off, *marks[tp]]
+                                      for tp, off in positions.items() if tp in owned and tp in marks})
+            await asyncio.to_thread(self._local_marks.save, self._saved_marks)
 
     async def keepalive(self) -> None:
         """Pause fetching and poll with nothing to take, so the group does not drop this member for

@@ -77,3 +77,31 @@ def test_buffered_windows_are_bounded():
     assert [d.reason for d in dead] == ["window_full", "window_full"]
     [em] = e.close_all()
     assert len(em.rows) == 3
+
+
+def test_replay_from_a_commit_skips_records_of_windows_already_written():
+    # offsets 0..3: the fourth record belongs to the first window but comes after the second began
+    items = [("a", 1000), ("a", MIN + 1), ("a", 2000), ("a", MIN + 30_000)]
+    t = CommitTracker()
+    e = engine(t)
+    e.assign(("s", 0), 0)
+    e.process(batch(0, items), 0)
+    t.processed(("s", 0), 4)
+    [first] = e.close_ready(0, 0)
+    assert [(r["k"], r["n"]) for r in first.rows] == [("a", 2)]
+    e.emitted(first)
+    commit, mark = t.safe(("s", 0)), e.commit_mark(("s", 0))
+    assert commit == 1 and mark == (BASE + MIN + 30_000, 4)  # resume at offset 1; the first window is written
+
+    # a restart: a fresh engine resumes from the commit with its mark, and reads offsets 1..3 again
+    t2 = CommitTracker()
+    e2 = engine(t2)
+    e2.assign(("s", 0), 0)
+    e2.seed(("s", 0), mark)
+    assert e2.process(batch(0, items[1:], first_offset=1), 0) == []  # offset 2 is skipped, not late
+    assert e2.replayed_done == 1
+    assert e2.close_ready(0, 0) == []  # the first window is not emitted again, the second is still open
+    [second] = e2.close_all()
+    assert second.window.start_ms == BASE + MIN and [r["n"] for r in second.rows] == [2]
+    late = e2.process(batch(0, [("a", 3000)], first_offset=4), 0)  # new input for a written window
+    assert [d.reason for d in late] == ["late"]
