@@ -18,6 +18,7 @@ def describe(settings: Settings) -> str:
         f"pipeline   {root.pipeline.name}",
         f"flow       {settings.flow}",
         f"window     {w.type} {format_duration(w.size)}"
+        + (f" every {format_duration(w.hop)}" if w.hop else "")
         + (f" (schedule {w.schedule!r})" if w.schedule else "")
         + f", {time_from}, lateness {format_duration(w.lateness)}, idle timeout {format_duration(w.idle_timeout)}",
     ]

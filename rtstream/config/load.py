@@ -218,6 +218,15 @@ def _cross_checks(root: RootConfig, flow: Flow, components: dict[str, Component]
             if not getattr(components[name].cls, "has_source_time", True):
                 problems.append(("window.time", f"source {name!r} ({components[name].cls.type_name}) keeps no "  # type: ignore[attr-defined]
                                                 "time of its own; use time = \"event\" with a time_field"))
+    from rtstream.stages.aggregate import AggregateConfig, build_aggregator
+
+    for name in flow.stages:
+        cfg = components[name].config
+        if isinstance(cfg, AggregateConfig) and any(":" in e for e in cfg.aggregates.values()):
+            try:
+                build_aggregator(cfg, search_dirs)
+            except (ValueError, TypeError) as exc:
+                problems.append((f"stages.{name}.aggregates", str(exc)))
     for section, names in (("sources", flow.sources), ("stages", flow.stages), ("sinks", flow.sinks)):
         for name in names:
             call = getattr(components[name].config, "call", None)

@@ -24,8 +24,10 @@ class PipelineConfig(Strict):
 
 
 class WindowConfig(Strict):
-    type: Literal["tumbling"] = "tumbling"
+    type: Literal["tumbling", "hopping"] = "tumbling"
     size: Duration | None = None
+    hop: Duration | None = Field(default=None, description="hopping: a window starts every hop; size is a multiple")
+    emit_empty: bool = Field(default=False, description="a run for every window of the schedule, even with no record")
     schedule: str | None = None
     time: Literal["event", "source"] = "event"
     time_field: str = "ts"
@@ -42,7 +44,19 @@ class WindowConfig(Strict):
             raise ValueError("window needs a size (e.g. size = \"5m\") or a schedule (e.g. \"*/5 * * * *\")")
         if self.size < 0.001:
             raise ValueError(f"size must be at least 1ms (got {self.size}s)")
+        if self.type == "hopping":
+            if self.hop is None:
+                raise ValueError('a hopping window needs a hop, e.g. hop = "1m"')
+            hop_ms, size_ms = round(self.hop * 1000), round(self.size * 1000)
+            if hop_ms <= 0 or size_ms % hop_ms:
+                raise ValueError(f"size ({self.size:g}s) must be a multiple of hop ({self.hop:g}s)")
+        elif self.hop is not None:
+            raise ValueError('hop is for type = "hopping"')
         return self
+
+    @property
+    def hop_ms(self) -> int:
+        return round(self.hop * 1000) if self.hop is not None else self.size_ms
 
     @property
     def size_ms(self) -> int:

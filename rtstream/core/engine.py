@@ -38,9 +38,13 @@ class Emission:
 class WindowEngine:
     def __init__(self, *, size_ms: int, lateness_ms: int, idle_timeout_s: float, time_mode: str,
                  time_field: str, record_stages: list[MapStage], aggregator: Aggregator | None,
-                 tracker: CommitTracker, max_window_records: int):
+                 tracker: CommitTracker, max_window_records: int, hop_ms: int | None = None,
+                 emit_empty: bool = False):
         self.assigner = TumblingAssigner(size_ms)
         self.size_ms = size_ms
+        self.hop_ms = hop_ms or size_ms  # tumbling: one window per record; hopping: size / hop windows
+        self.emit_empty = emit_empty
+        self._empty_from: int | None = None  # the first window start not yet emitted, for emit_empty
         self.watermark = WatermarkTracker(lateness_ms, idle_timeout_s)
         self.time_mode = time_mode
         self.time_field = time_field
@@ -118,6 +122,7 @@ class WindowEngine:
         max_ts = NEVER
         time_range = self.time_range
         seed = self._seeds.get(pk)
+        hop, hop_n = self.hop_ms, self.size_ms // self.hop_ms
 
         def reject(reason: str, detail: str, rec: Any, value: Any, stage: str | None = None,
                    window: tuple[int, int] | None = None) -> None:
@@ -152,43 +157,55 @@ class WindowEngine:
                         reject("no_time", f"the source gave this record no usable timestamp ({rec.ts!r})", rec, v)
                         continue
                     ts = rec.ts
-                start = ts - ts % size
                 if time_range is not None and not (time_range[0] <= ts < time_range[1]):
                     self.skipped += 1
                     continue
-                if start + size <= closed_upto:
-                    if seed is not None and rec.offset < seed[1] and start + size <= seed[0]:
-                        self.replayed_done += 1  # counted in a window written before the restart
-                        continue
-                    reject("late", f"window {iso_utc(start)} was already emitted", rec, v,
-                           window=(start, start + size))
-                    continue
-                pane = panes.get(start)
-                if pane is None:
-                    pane = panes[start] = Pane(rec.offset, {} if table_mode else None)
-                    tracker.hold(pk, ("open", start), rec.offset)
-                if table_mode:
-                    why = update(pane.table, v, ts)
-                    if why is not None:
-                        reject("invalid", why, rec, v)
-                        if not pane.table:
-                            del panes[start]
-                            tracker.release(pk, ("open", start))
-                        continue
+                if hop_n == 1:
+                    starts: Any = (ts - ts % size,)
                 else:
-                    buffered = self.store.buffered.get(start, 0)
-                    if buffered >= self.max_window_records:
-                        reject("window_full", f"window already holds max_window_records = "
-                               f"{self.max_window_records} records", rec, v, window=(start, start + size))
-                        if not pane.records:
-                            del panes[start]
-                            tracker.release(pk, ("open", start))
+                    last = ts - ts % hop
+                    starts = [last - k * hop for k in range(hop_n)]  # every window holding ts
+                joined = False
+                late_start = None
+                for start in starts:
+                    if start + size <= closed_upto:
+                        if not (seed is not None and rec.offset < seed[1] and start + size <= seed[0]):
+                            late_start = start
+                        # else: counted in a window written before the restart
                         continue
-                    self.store.buffered[start] = buffered + 1
-                    pane.records.append((ts, v))  # type: ignore[union-attr]
-                counts[start] = counts.get(start, 0) + 1
-                if ts > max_ts:
-                    max_ts = ts
+                    pane = panes.get(start)
+                    if pane is None:
+                        pane = panes[start] = Pane(rec.offset, {} if table_mode else None)
+                        tracker.hold(pk, ("open", start), rec.offset)
+                    if table_mode:
+                        why = update(pane.table, v, ts)
+                        if why is not None:
+                            reject("invalid", why, rec, v)
+                            if not pane.table:
+                                del panes[start]
+                                tracker.release(pk, ("open", start))
+                            break
+                    else:
+                        buffered = self.store.buffered.get(start, 0)
+                        if buffered >= self.max_window_records:
+                            reject("window_full", f"window already holds max_window_records = "
+                                   f"{self.max_window_records} records", rec, v, window=(start, start + size))
+                            if not pane.records:
+                                del panes[start]
+                                tracker.release(pk, ("open", start))
+                            break
+                        self.store.buffered[start] = buffered + 1
+                        pane.records.append((ts, v))  # type: ignore[union-attr]
+                    counts[start] = counts.get(start, 0) + 1
+                    joined = True
+                if joined:
+                    if ts > max_ts:
+                        max_ts = ts
+                elif late_start is not None:
+                    reject("late", f"window {iso_utc(late_start)} was already emitted", rec, v,
+                           window=(late_start, late_start + size))
+                elif seed is not None:
+                    self.replayed_done += 1
         self.records_in += len(batch.records)
         if max_ts != NEVER:
             self.watermark.observe(pk, max_ts, now)
@@ -216,8 +233,28 @@ class WindowEngine:
             if wm.has_delivered(pk):
                 marks[pk] = self._emitted_upto[pk] = max(self._emitted_upto.get(pk, NEVER), wm.mark(pk))
         emissions = [self._emit(start, panes) for start, panes in taken.items()]
+        if self.emit_empty:
+            emissions = self._with_empty(emissions, wm.current)
         self._settle(marks, emissions)
         return emissions
+
+    def _with_empty(self, emissions: list[Emission], mark: int) -> list[Emission]:
+        """Every window of the schedule up to the watermark, with a run for those no record reached
+        (the cron job's "the 12:05 run happened and saw nothing")."""
+        had = {em.window.start_ms for em in emissions}
+        if self._empty_from is None:
+            if not had:
+                return emissions  # the schedule starts with the first window that saw data
+            self._empty_from = min(had)
+        out = list(emissions)
+        start = self._empty_from
+        while start + self.size_ms <= mark:
+            if start not in had:
+                out.append(self._emit(start, []))
+            start += self.hop_ms
+        self._empty_from = max(start, self._empty_from)
+        out.sort(key=lambda em: em.window.start_ms)
+        return out
 
     def _settle(self, marks: dict[PartitionKey, int], emissions: list[Emission]) -> None:
         """The marks of a close hold once every emission up to it is written (flushes go in order)."""
@@ -244,10 +281,12 @@ class WindowEngine:
             self.tracker.release(pk, ("open", start))  # type: ignore[arg-type]
             parts.append((pk, pane.min_offset))
         if self.aggregator is not None:
-            table = panes[0][1].table
+            table = panes[0][1].table if panes else self.aggregator.new_table()
             assert table is not None
             for _, pane in panes[1:]:
                 self.aggregator.merge_into(table, pane.table)  # type: ignore[arg-type]
+            if not table and self.aggregator.key is None:
+                table = self.aggregator.zero_table()  # a keyless window that saw nothing still has its row
             rows = self.aggregator.rows(table, window.start_iso, window.end_iso)
         else:
             buffered = [r for _, pane in panes for r in pane.records]  # type: ignore[union-attr]

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from pydantic import field_validator
 
 from rtstream.core.record import Window
 from rtstream.core.registry import register
-from rtstream.stages.base import Stage, StageConfig
-from rtstream.windows.aggregates import Aggregator, parse_aggregate
+from rtstream.stages.base import Stage, StageConfig, load_callable
+from rtstream.windows.aggregates import Aggregator, parse_aggregate, user_function
 
 
 class AggregateConfig(StageConfig):
@@ -26,6 +27,17 @@ class AggregateConfig(StageConfig):
         return value
 
 
+def build_aggregator(config: AggregateConfig, search_dirs: Any) -> Aggregator:
+    """The aggregator of a stage, with user-defined aggregators (module:Class()) loaded."""
+    specs = []
+    for name, expr in config.aggregates.items():
+        spec = parse_aggregate(name, expr)
+        if spec.is_custom:
+            spec = replace(spec, custom=user_function(load_callable(spec.function, search_dirs)))
+        specs.append(spec)
+    return Aggregator(config.key, specs)
+
+
 @register("stage", "aggregate")
 class AggregateStage(Stage):
     """The first window stage folds records as they arrive; later ones fold the rows they get."""
@@ -34,8 +46,7 @@ class AggregateStage(Stage):
 
     def __init__(self, name: str, config: Any, context: Any):
         super().__init__(name, config, context)
-        specs = [parse_aggregate(n, e) for n, e in config.aggregates.items()]
-        self.aggregator = Aggregator(config.key, specs)
+        self.aggregator = build_aggregator(config, context.extra.get("search_dirs"))
 
     async def run(self, window: Window, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         table = self.aggregator.new_table()

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import orjson
 
-_EXPR = re.compile(r"^\s*([a-z_]+)\s*\(\s*([A-Za-z_][\w.\-]*)?\s*\)\s*$")
+_EXPR = re.compile(r"^\s*([a-z_]+|[A-Za-z_][\w.]*:[A-Za-z_][\w.]*)\s*\(\s*([A-Za-z_][\w.\-]*)?\s*\)\s*$")
 _NUMBER = (int, float)
 MISSING = None  # a missing or null field is skipped, as SQL skips NULL
 
@@ -74,10 +74,25 @@ class AggregateSpec:
     name: str
     function: str
     field: str | None
+    custom: Function | None = None  # a user-defined aggregator (module:Class())
 
     @property
     def fn(self) -> Function:
-        return FUNCTIONS[self.function]
+        return self.custom or FUNCTIONS[self.function]
+
+    @property
+    def is_custom(self) -> bool:
+        return ":" in self.function
+
+
+def user_function(cls: Any) -> Function:
+    """A class with zero(), add(acc, record), merge(a, b) and result(acc), as a Function."""
+    inst = cls()
+    for method in ("zero", "add", "merge", "result"):
+        if not callable(getattr(inst, method, None)):
+            raise ValueError(f"{cls.__name__} has no {method}() method (an aggregator needs zero, add, merge, result)")
+    return Function(inst.zero, lambda acc, record, ts: inst.add(acc, record), inst.merge, inst.result,
+                    needs_field=False, numeric=False)
 
 
 def parse_aggregate(name: str, expr: str) -> AggregateSpec:
@@ -86,6 +101,10 @@ def parse_aggregate(name: str, expr: str) -> AggregateSpec:
     if not m:
         raise ValueError(f"invalid aggregate {expr!r} (expected e.g. count(), sum(amount))")
     func, field = m.group(1), m.group(2)
+    if ":" in func:
+        if field:
+            raise ValueError(f"{func}() gets the whole record: write {func}()")
+        return AggregateSpec(name, func, None)
     if func not in FUNCTIONS:
         raise ValueError(f"unknown aggregate function {func!r} (known: {', '.join(sorted(FUNCTIONS))})")
     if FUNCTIONS[func].needs_field and not field:
@@ -130,6 +149,13 @@ def compile_update(key: str | None, specs: list[AggregateSpec]) -> Callable[[dic
             ns[f"BAD{i}"] = f"field {spec.field!r} of aggregate {spec.name!r} is not a finite number: "
             lines.append(f"    if v{i} is not None and (v{i}.__class__ not in NUM or v{i} != v{i} or v{i} in INF): "
                          f"return BAD{i} + repr(v{i})")
+    lines.append("    accs = table.get(k)")
+    for i, spec in enumerate(specs):
+        if spec.is_custom:  # user code: call it before touching anything, so a raise leaves no trace
+            ns[f"ADD{i}"], ns[f"ZERO{i}"] = spec.fn.add, spec.fn.zero
+            ns[f"RAISED{i}"] = f"aggregate {spec.name!r} raised "
+            lines += ["    try:", f"        u{i} = ADD{i}(accs[{i}] if accs is not None else ZERO{i}(), value, ts)",
+                      "    except Exception as exc:", f"        return RAISED{i} + repr(exc)"]
     zeros = []
     for i, spec in enumerate(specs):
         zero = spec.fn.zero()
@@ -138,9 +164,11 @@ def compile_update(key: str | None, specs: list[AggregateSpec]) -> Callable[[dic
         else:
             ns[f"ZERO{i}"] = spec.fn.zero
             zeros.append(f"ZERO{i}()")
-    lines += ["    accs = table.get(k)", "    if accs is None:", f"        accs = table[k] = [{', '.join(zeros)}]"]
+    lines += ["    if accs is None:", f"        accs = table[k] = [{', '.join(zeros)}]"]
     for i, spec in enumerate(specs):
-        if spec.function in _INLINE:
+        if spec.is_custom:
+            lines.append(f"    accs[{i}] = u{i}")
+        elif spec.function in _INLINE:
             lines.append("    " + _INLINE[spec.function].format(i=i))
         else:
             ns[f"ADD{i}"] = spec.fn.add
@@ -162,6 +190,9 @@ class Aggregator:
 
     def new_table(self) -> dict[Any, list[Any]]:
         return {}
+
+    def zero_table(self) -> dict[Any, list[Any]]:
+        return {None: [s.fn.zero() for s in self.specs]}
 
     def merge_into(self, into: dict[Any, list[Any]], other: dict[Any, list[Any]]) -> None:
         merges = [s.fn.merge for s in self.specs]
