@@ -33,7 +33,7 @@ soak: $(VENV)/.installed-test
 	RTSTREAM_OUTAGE_S=20 $(BIN)/python -m pytest -m soak -s tests/faults $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check rtstream tests
+	$(BIN)/ruff check rtstream tests bench
 	$(BIN)/mypy rtstream
 
 bench: $(VENV)/.installed-test

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -167,7 +167,7 @@ def main() -> None:
     table += [f"| {a:<{width}} | {b:>9} | {c} |" for a, b, c in rows]
     print("\n".join(table))
     if not args.no_record:
-        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
         head = "" if RESULTS.exists() else "# Benchmark results\n\nEach `make bench` run appends its table here.\n"
         with open(RESULTS, "a") as fh:
             fh.write(f"{head}\n## {stamp}: W1, {n:,} records, {args.partitions} partitions\n\n"

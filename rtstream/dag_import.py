@@ -49,7 +49,7 @@ def _const(node: ast.AST, names: dict[str, ast.AST]) -> Any:
     if isinstance(node, ast.Constant):
         return node.value
     if isinstance(node, ast.Dict):
-        return {_const(k, names): v for k, v in zip(node.keys, node.values) if k is not None}
+        return {_const(k, names): v for k, v in zip(node.keys, node.values, strict=True) if k is not None}
     if isinstance(node, (ast.List, ast.Tuple)):
         return [_const(e, names) for e in node.elts]
     if isinstance(node, ast.Call):
@@ -283,7 +283,7 @@ def import_dag(path: Path) -> ImportResult:
         todo.append("the first task is a python source and the last a python sink: pick the real source and sink "
                     "types (kafka, http_poll, postgres, ...) when you are ready")
     lines += ["[daemon]", f'state_dir = "var/{dag_id}"', ""]
-    for v, t in reader.tasks.items():
+    for t in reader.tasks.values():
         if t.operator == "PythonOperator" and not t.callable:
             unmapped.append(f"line {t.line}: task {t.task_id!r} has no python_callable by name")
     text = "\n".join(line for line in lines if line is not None) + "\n"

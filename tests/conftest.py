@@ -2,10 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.data import make_events
-
 from rtstream.testing.postgres import PostgresCluster
 from rtstream.testing.tansu import TansuBroker
+from tests.data import make_events
 
 
 @pytest.fixture(scope="session")

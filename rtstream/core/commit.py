@@ -7,7 +7,7 @@ so commits never run ahead of a slow window, whatever order windows finish in.
 
 from __future__ import annotations
 
-from typing import Hashable
+from collections.abc import Hashable
 
 PartitionKey = tuple[str, Hashable]  # (source name, partition)
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Hashable
+from typing import Any
 
 AssignCallback = Callable[..., Awaitable[None]]  # (source, partitions, epoch, marks)
 RevokeCallback = Callable[[str, list[Hashable]], Awaitable[None]]

@@ -6,9 +6,10 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Hashable
+from typing import Any
 
 import orjson
 

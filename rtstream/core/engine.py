@@ -5,8 +5,9 @@ Everything here is synchronous CPU work on whole batches: no await and no log ca
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Hashable
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -178,7 +179,7 @@ class WindowEngine:
                         pane = panes[start] = Pane(rec.offset, {} if table_mode else None)
                         tracker.hold(pk, ("open", start), rec.offset)
                     if table_mode:
-                        why = update(pane.table, v, ts)
+                        why = update(pane.table, v, ts)  # type: ignore[misc, arg-type]
                         if why is not None:
                             reject("invalid", why, rec, v)
                             if not pane.table:

@@ -7,8 +7,9 @@ more sinks (a list fans out). Every name is used once, so a flow can have no cyc
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from rtstream.errors import ConfigError
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Hashable
+from datetime import UTC, datetime
+from typing import Any
 
 
 class Record:
@@ -44,7 +45,7 @@ class Batch:
 
 def iso_utc(ms: int) -> str:
     """Epoch ms as ISO-8601 UTC with a Z, the way every output row spells window bounds."""
-    dt = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
     if ms % 1000:
         return dt.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -67,11 +68,11 @@ class Window:
 
     @property
     def start(self) -> datetime:
-        return datetime.fromtimestamp(self.start_ms / 1000, tz=timezone.utc)
+        return datetime.fromtimestamp(self.start_ms / 1000, tz=UTC)
 
     @property
     def end(self) -> datetime:
-        return datetime.fromtimestamp(self.end_ms / 1000, tz=timezone.utc)
+        return datetime.fromtimestamp(self.end_ms / 1000, tz=UTC)
 
     @property
     def start_iso(self) -> str:

@@ -6,7 +6,8 @@ as `Config`. Adding a sink is then one new file (plus one import line in its pac
 
 from __future__ import annotations
 
-from typing import Any, Callable, Literal, TypeVar
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
 
 from rtstream.config.models import Strict
 

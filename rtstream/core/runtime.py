@@ -12,15 +12,15 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Coroutine, Hashable
 from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Coroutine, Hashable
+from typing import Any
 
 from rtstream.admin.history import RunHistory
 from rtstream.admin.metrics import Metrics
 from rtstream.config.load import Settings
-from rtstream.core.record import iso_utc
 from rtstream.core.alert import AlertWebhook
 from rtstream.core.commit import CommitTracker, Mark
 from rtstream.core.context import Context
@@ -28,6 +28,7 @@ from rtstream.core.deadletter import DeadLetterFile
 from rtstream.core.engine import Emission, WindowEngine
 from rtstream.core.flush import WindowFlusher
 from rtstream.core.policy import resolve
+from rtstream.core.record import iso_utc
 from rtstream.errors import ComponentError
 from rtstream.sinks.base import Sink
 from rtstream.sources.base import Source
@@ -65,9 +66,10 @@ class Runtime:
         self.record_stages = []
         while stages and stages[0].per_record:
             self.record_stages.append(stages.pop(0))
-        self.incremental = stages.pop(0) if stages and isinstance(stages[0], AggregateStage) else None
+        self.incremental: AggregateStage | None = (
+            stages.pop(0) if stages and isinstance(stages[0], AggregateStage) else None)  # type: ignore[assignment]
         self.window_stages = stages
-        last_window_stage = (self.window_stages or [self.incremental])[-1]
+        last_window_stage: Stage | None = self.window_stages[-1] if self.window_stages else self.incremental
         if isinstance(last_window_stage, AggregateStage) and last_window_stage.config.key:
             self.context.key_fields = [last_window_stage.config.key]
         self.sinks: list[Sink] = [c.cls(c.name, c.config, self.context) for c in settings.of(flow.sinks)]
@@ -130,7 +132,8 @@ class Runtime:
             if self.admin is not None:
                 await self._guarded("admin", self.admin.start())
                 stack.push_async_callback(self._close, self.admin)
-            for comp in [self.dead_letters, *self.sinks, *self.stages, *self.sources]:
+            components: list[Any] = [self.dead_letters, *self.sinks, *self.stages, *self.sources]
+            for comp in components:
                 await self._guarded(getattr(comp, "name", "dead_letter"), comp.start())
                 stack.push_async_callback(self._close, comp)
             now = loop.time()

@@ -60,7 +60,7 @@ class HttpSink(Sink):
         batches = [rows[i:i + size] for i in range(0, len(rows), size)]
         results = await asyncio.gather(*(self._send(window, n, b) for n, b in enumerate(batches)),
                                        return_exceptions=True)
-        rejected = [(b, r) for b, r in zip(batches, results) if isinstance(r, str)]
+        rejected = [(b, r) for b, r in zip(batches, results, strict=True) if isinstance(r, str)]
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             raise errors[0]
@@ -84,7 +84,7 @@ class HttpSink(Sink):
                     if resp.status not in RETRY_STATUSES:
                         return f"HTTP {resp.status}: {text}"
                     wait, last = retry_after(resp.headers), f"HTTP {resp.status}: {text[:200]}"
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 last = f"{type(exc).__name__}: {exc}"
             if attempt <= c.max_retries:
                 delay = min(wait if wait is not None else backoff_delay(attempt, REQUEST_RETRY_DELAY, REQUEST_RETRY_CAP),

@@ -8,8 +8,9 @@ lost connection rolls it back and the flusher tries again.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import orjson

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, ClassVar, Hashable
+from collections.abc import AsyncIterator, Hashable
+from typing import Any, ClassVar
 
 from rtstream.core.commit import Mark
 from rtstream.core.context import Context

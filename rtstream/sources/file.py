@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any, AsyncIterator, BinaryIO, Hashable
+from collections.abc import AsyncIterator, Hashable
+from typing import Any, BinaryIO
 
 from pydantic import Field
 
@@ -125,7 +126,7 @@ class FileSource(Source):
 
 def _split(buf: bytes, base: int, limit: int) -> tuple[list[Record], int]:
     """Complete lines of `buf` (up to `limit`) as records at their byte offsets; bytes consumed."""
-    records = []
+    records: list[Record] = []
     start = 0
     n = len(buf)
     while start < n and len(records) < limit:

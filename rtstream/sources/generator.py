@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from typing import Any, AsyncIterator, Hashable
+from collections.abc import AsyncIterator, Hashable
+from typing import Any
 
 from pydantic import Field, field_validator
 

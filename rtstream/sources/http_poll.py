@@ -163,7 +163,7 @@ class HttpPollSource(SpooledSource):
                         raise PollFailed(f"{url}: HTTP {resp.status}: {(await resp.text())[:200]}")
                     else:
                         return resp.status, orjson.loads(await resp.read()), resp.headers
-            except (aiohttp.ClientError, asyncio.TimeoutError, orjson.JSONDecodeError) as exc:
+            except (TimeoutError, aiohttp.ClientError, orjson.JSONDecodeError) as exc:
                 wait, problem = None, f"{type(exc).__name__}: {exc}"
             delay = wait if wait is not None else backoff_delay(attempt, c.retry_delay, c.max_retry_delay)
             delay = min(delay, c.max_retry_delay)

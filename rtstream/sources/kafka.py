@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, AsyncIterator, Hashable, Literal
+from collections.abc import AsyncIterator, Hashable
+from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
@@ -248,7 +249,7 @@ class KafkaSource(Source):
                 offsets[tp] = OffsetAndMetadata(off, f"{_MARK_PREFIX}{mark[0]} {mark[1]}" if mark else "")
         if offsets:
             await self.consumer.commit(offsets)  # type: ignore[arg-type]
-            self._saved_marks.update({f"{tp.topic}:{tp.partition}": [off, *marks[tp]]
+            self._saved_marks.update({f"{tp.topic}:{tp.partition}": [off, *marks[tp]]  # type: ignore[attr-defined]
                                       for tp, off in positions.items() if tp in owned and tp in marks})
             await asyncio.to_thread(self._local_marks.save, self._saved_marks)
 

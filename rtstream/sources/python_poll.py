@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 import orjson
+
 from rtstream.config.durations import Duration
 from rtstream.core.registry import register
 from rtstream.sources.spool import SpoolFull

@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import AsyncIterator, Literal
+from typing import Literal
 
 import orjson
 
@@ -160,7 +161,7 @@ class Spool:
             os.fsync(fh.fileno())
         os.replace(tmp, self.dir / "committed")
         segs = self._segments()
-        for base, nxt in zip(segs, segs[1:]):
+        for base, nxt in zip(segs, segs[1:], strict=False):
             if nxt <= position:
                 self._path(base).unlink(missing_ok=True)
 
@@ -171,7 +172,7 @@ class Spool:
 
 
 def _parse(buf: bytes, base: int, limit: int) -> tuple[list[Record], int]:
-    records = []
+    records: list[Record] = []
     start, n = 0, len(buf)
     while start < n and len(records) < limit:
         nl = buf.find(b"\n", start)

@@ -3,7 +3,8 @@ python): the pipeline reads, commits and replays the spool, whatever fills it.""
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, Hashable, Literal
+from collections.abc import AsyncIterator, Hashable
+from typing import Any, Literal
 
 from pydantic import Field
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import importlib
 import inspect
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from rtstream.core.context import Context
 from rtstream.core.policy import PolicyOverrides

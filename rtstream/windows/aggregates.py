@@ -8,8 +8,9 @@ same function merge (partitions of one window, and later sessions and hopping wi
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 
@@ -201,7 +202,7 @@ class Aggregator:
             if mine is None:
                 into[k] = accs
             else:
-                into[k] = [m(a, b) for m, a, b in zip(merges, mine, accs)]
+                into[k] = [m(a, b) for m, a, b in zip(merges, mine, accs, strict=True)]
 
     def rows(self, table: dict[Any, list[Any]], start_iso: str, end_iso: str) -> list[dict[str, Any]]:
         results = [s.fn.result for s in self.specs]
@@ -215,7 +216,7 @@ class Aggregator:
             row: dict[str, Any] = {"window_start": start_iso, "window_end": end_iso}
             if self.key is not None:
                 row[self.key] = k
-            for name, res, acc in zip(names, results, table[k]):
+            for name, res, acc in zip(names, results, table[k], strict=True):
                 row[name] = res(acc)
             out.append(row)
         return out

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from rtstream.errors import DecodeError
@@ -35,7 +35,7 @@ def epoch_ms(value: Any) -> int:
         except ValueError:
             raise DecodeError(f"time value {value!r} is neither a number nor ISO-8601") from None
         if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=timezone.utc)
+            dt = dt.replace(tzinfo=UTC)
         return _in_range(int(dt.timestamp() * 1000), value)
     raise DecodeError(f"time value {value!r} is not a timestamp")
 

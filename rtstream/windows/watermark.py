@@ -11,7 +11,7 @@ its own mark: its windows close, and its records count as late, by how far it ha
 
 from __future__ import annotations
 
-from typing import Hashable
+from collections.abc import Hashable
 
 NEVER = -(2**62)
 

@@ -125,12 +125,12 @@ def test_python_and_map_stages_with_fan_out(tmp_path, events):
     good = [e for i, e in enumerate(events) if i != 10 and e["kind"] == "purchase"]
     spent: dict = {}
     for e in good:
-        w = iso(((e["ts"] // 600_000) * 600_000))
+        w = iso((e["ts"] // 600_000) * 600_000)
         spent.setdefault(w, {}).setdefault(e["user_id"], 0.0)
         spent[w][e["user_id"]] += e["amount"]
     files = window_files(tmp_path / "out")
     assert len(files) == 3
-    for name, rows in files.items():
+    for rows in files.values():
         w = rows[0]["window_start"]
         want = sorted(spent[w].items(), key=lambda kv: (-round(kv[1], 6), kv[0]))[:3]
         assert [r["user_id"] for r in rows] == [u for u, _ in want]

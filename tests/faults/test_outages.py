@@ -114,7 +114,7 @@ def test_twenty_sigkills_during_a_kafka_run(tmp_path, kafka):
     import random
 
     rnd = random.Random(84)
-    for n, i in enumerate(range(0, len(events), 2000)):
+    for i in range(0, len(events), 2000):
         asyncio.run(produce(kafka.bootstrap, src, events[i:i + 2000]))
         with Daemon(cfg, tmp_path) as d:
             wait_until(lambda: "assigned" in d.stderr, 60, what="assignment")

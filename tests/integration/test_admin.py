@@ -18,6 +18,7 @@ from tests.data import BASE_MS, make_events, write_lines
 from tests.http_peers import ThreadedServer
 from tests.support import Daemon, run_cli, wait_until, write_config
 
+
 def get(url, token=None):
     req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
     try:

@@ -98,7 +98,7 @@ def test_sigkill_at_several_points_loses_nothing(tmp_path, kafka):
     asyncio.run(create_topic(kafka.bootstrap, out, 3))
     cfg = kafka_config(tmp_path, kafka.bootstrap, src, out, group=group, stop_at_end=False, max_batch=200)
     chunks = [events[i:i + 3000] for i in range(0, len(events), 3000)]
-    for n, chunk in enumerate(chunks):
+    for chunk in chunks:
         asyncio.run(produce(kafka.bootstrap, src, chunk))
         with Daemon(cfg, tmp_path) as d:
             # let it work a little, then kill it without warning

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import asyncpg
 import pytest
@@ -55,7 +55,7 @@ def test_results_equal_truth_and_a_replay_changes_nothing(tmp_path, postgres, ev
     assert len(rows) == len(truth)
     for r in rows:
         assert isinstance(r["window_start"], datetime) and r["window_start"].tzinfo is not None
-        want = truth[(r["window_start"].astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), r["user_id"])]
+        want = truth[(r["window_start"].astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), r["user_id"])]
         assert (r["events"], r["biggest"]) == (want["events"], want["biggest"])
         assert r["spent"] == pytest.approx(want["spent"])
     cols = asyncio.run(fetch(postgres, f"select column_name, data_type from information_schema.columns "
