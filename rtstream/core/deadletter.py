@@ -65,6 +65,23 @@ def _excerpt(value: Any) -> Any:
     return value
 
 
+def _drop_torn_tail(path: Path) -> None:
+    """Cut a last line that a crash or a full disk left half-written."""
+    try:
+        with open(path, "rb+") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            if size == 0:
+                return
+            fh.seek(max(0, size - 65536))
+            tail = fh.read()
+            if tail.endswith(b"\n"):
+                return
+            cut = tail.rfind(b"\n")
+            fh.truncate(size - len(tail) + cut + 1 if cut >= 0 else (0 if size <= 65536 else size))
+    except FileNotFoundError:
+        pass
+
+
 class DeadLetterFile:
     """Appends dead letters as JSON lines; a write returns only once they are on disk."""
 
@@ -76,7 +93,8 @@ class DeadLetterFile:
 
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh = open(self.path, "ab")
+        _drop_torn_tail(self.path)
+        self._fh = open(self.path, "ab", buffering=0)  # unbuffered: nothing half-written is left to flush later
 
     async def write(self, letters: list[DeadLetter]) -> None:
         if not letters:
@@ -94,9 +112,19 @@ class DeadLetterFile:
                     first.reason, first.source, _partition_label(first.partition), first.offset, first.detail)
 
     def _append(self, blob: bytes) -> None:
-        self._fh.write(blob)
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        fd = self._fh.fileno()
+        size = os.fstat(fd).st_size
+        try:
+            view = memoryview(blob)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except OSError as exc:  # a full or read-only disk: stop, naming the file, rather than lose them
+            try:
+                os.ftruncate(fd, size)  # leave no torn line behind
+            except OSError:
+                pass  # the next start drops it
+            raise OSError(exc.errno, f"cannot write dead letters to {self.path}: {exc.strerror}") from exc
 
     async def close(self) -> None:
         if self._fh is not None:

@@ -31,6 +31,7 @@ from rtstream.core.policy import resolve
 from rtstream.core.record import iso_utc
 from rtstream.errors import ComponentError
 from rtstream.sinks.base import Sink
+from rtstream.sources.positions import StateDirError
 from rtstream.sources.base import Source
 from rtstream.stages.aggregate import AggregateStage
 from rtstream.stages.base import Stage
@@ -144,7 +145,11 @@ class Runtime:
                     self.engine.seed((src.name, p), mark)
             log.info("pipeline %s running: %s", self.settings.root.pipeline.name, self.settings.flow)
             await self._run_loops()
-            await self._commit_all()
+            try:
+                await self._commit_all()
+            except StateDirError as exc:
+                log.error("final commit failed: %s", exc)
+                self.exit_code = 1
         return self.exit_code
 
     def stop(self) -> None:
@@ -362,6 +367,8 @@ class Runtime:
             if positions:
                 try:
                     await src.commit(positions, self._marks(src.name, positions))
+                except StateDirError:
+                    raise  # a full or read-only state_dir stops the daemon, naming the file
                 except Exception as exc:  # noqa: BLE001 - the next commit tries again
                     log.warning("commit of %s failed: %s", src.name, exc, extra={"component": src.name})
 

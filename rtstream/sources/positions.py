@@ -8,6 +8,12 @@ from typing import Any
 
 import orjson
 
+from rtstream.errors import RtstreamError
+
+
+class StateDirError(RtstreamError):
+    """state_dir cannot be written (full, read-only): the daemon stops rather than run on uncommitted."""
+
 
 class PositionFile:
     def __init__(self, state_dir: Path, source: str):
@@ -21,10 +27,13 @@ class PositionFile:
 
     def save(self, doc: dict[str, Any]) -> None:
         """Atomically: a crash leaves the old position or the new one, never half of one."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(orjson.dumps(doc))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as fh:
+                fh.write(orjson.dumps(doc))
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            raise StateDirError(f"cannot save the position in {self.path}: {exc.strerror}") from exc
