@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from rtstream.core.context import Context
 from rtstream.core.policy import PolicyOverrides
@@ -11,7 +11,10 @@ from rtstream.core.registry import ComponentConfig
 
 
 class SinkConfig(ComponentConfig, PolicyOverrides):
-    pass
+    # Airflow's depends_on_past holds for every rtstream sink: windows are written to it strictly in
+    # window order, and a window that fails blocks the later ones until it succeeds. The key is
+    # accepted so imported configs read naturally; false cannot be honoured and is refused.
+    depends_on_past: Literal[True] = True
 
 
 class Sink:

@@ -134,3 +134,31 @@ def test_twenty_sigkills_during_a_kafka_run(tmp_path, kafka):
     assert read_jsonl(tmp_path / "dead.jsonl") == []
     print(f"\nFIGURES sigkill x20: records in {len(events)}, results {len(truth)}, messages {len(messages)}, "
           f"re-sent {len(messages) - len(truth)}, lost 0, last restart to all windows {recovery:.1f}s")
+
+
+def test_broker_restart_while_consuming(tmp_path, fresh_kafka):
+    """The broker goes away and comes back (memory storage, so before the data is produced): the
+    daemon stays up, reconnects, rejoins its group and processes everything produced afterwards."""
+    src, out, group = topic_name("in"), topic_name("out"), topic_name("grp")
+    asyncio.run(create_topic(fresh_kafka.bootstrap, src, 2))
+    asyncio.run(create_topic(fresh_kafka.bootstrap, out, 1))
+    cfg = kafka_config(tmp_path, fresh_kafka.bootstrap, src, out, group=group, stop_at_end=False)
+    events = make_events(3000, span_s=900, seed=96)
+    with Daemon(cfg, tmp_path, "--set", "defaults.retry_delay=200ms", "--set", "defaults.max_retry_delay=1s") as d:
+        wait_until(lambda: "events: assigned" in d.stderr, 60, what="assignment")
+        began = time.monotonic()
+        fresh_kafka.restart()
+        asyncio.run(create_topic(fresh_kafka.bootstrap, src, 2))
+        asyncio.run(create_topic(fresh_kafka.bootstrap, out, 1))
+        asyncio.run(produce(fresh_kafka.bootstrap, src, events))
+        truth = tumbling_truth(events, 300, "user_id")
+        wait_until(lambda: len({(v["window_start"], v["user_id"]) for _, v in
+                                asyncio.run(read_all(fresh_kafka.bootstrap, out, idle_s=0.5))}) >= len(truth),
+                   120, interval=1, what="every window after the broker came back")
+        recovery = time.monotonic() - began
+        assert d.proc.poll() is None
+        d.signal(signal.SIGTERM)
+        assert d.wait(30) == 0
+    check_against_truth(asyncio.run(read_all(fresh_kafka.bootstrap, out)), truth)
+    print(f"\nFIGURES broker restart: records in {len(events)}, results {len(truth)}, lost 0, "
+          f"restart to every window {recovery:.1f}s")
