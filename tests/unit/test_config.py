@@ -111,3 +111,16 @@ def test_interpolation():
 def test_all_problems_reported_at_once():
     p = refused(deep(window__size="bad", sinks__out__format="xml"))
     assert {"window.size", "sinks.out.format"} <= set(p)
+
+
+def test_yaml_config(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("pipeline:\n  name: y\n  flow: src >> agg >> out\nwindow:\n  schedule: '*/5 * * * *'\n"
+                    "sources:\n  src: {type: generator, count: 10}\n"
+                    "stages:\n  agg: {type: aggregate, key: user_id, aggregates: {n: count()}}\n"
+                    "sinks:\n  out: {type: stdout}\n")
+    s = load_settings(path, env={})
+    assert s.root.pipeline.name == "y" and s.root.window.size == 300
+    (tmp_path / "bad.yaml").write_text("pipeline: [unclosed\n")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_settings(tmp_path / "bad.yaml", env={})
