@@ -6,7 +6,8 @@ Everything here is synchronous CPU work on whole batches: no await and no log ca
 from __future__ import annotations
 
 from collections.abc import Hashable
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -34,6 +35,7 @@ class Emission:
     rows: list[dict[str, Any]]
     partitions: list[tuple[PartitionKey, int]]  # (partition, first offset in this window)
     marks: dict[PartitionKey, int] | None = None  # once written, these partitions are written up to here
+    closed_at: float = field(default_factory=time.monotonic)  # when the watermark let it go
 
 
 class WindowEngine:

@@ -11,6 +11,7 @@ sent to the alert webhook.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -56,6 +57,7 @@ class WindowFlusher:
         self.retries_by: dict[str, int] = {}
         self.failures: dict[str, int] = {}
         self.failing: dict[str, str] = {}  # component -> its last error, while it is halted and retrying
+        self.latencies: collections.deque[float] = collections.deque(maxlen=10_000)  # closed -> written, s
 
     def _record(self, em: Emission, component: str, kind: str, state: str, **kw: Any) -> None:
         if self.history is not None:
@@ -94,6 +96,7 @@ class WindowFlusher:
         self.done(em)
         self.windows_flushed += 1
         took = time.monotonic() - began
+        self.latencies.append(time.monotonic() - em.closed_at)
         if self.metrics is not None:
             self.metrics.flush_seconds.observe(took)
             self.metrics.window_records.observe(em.window.input_count)
@@ -166,6 +169,11 @@ class WindowFlusher:
                 await self.alert.send("recovered", window=em.window, component=name, error=None, attempts=attempt)
             self.failing.pop(name, None)
             return result
+
+
+def percentile(values: Any, q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
 
 def _describe(exc: BaseException, policy: Policy) -> str:

@@ -26,7 +26,7 @@ from rtstream.core.commit import CommitTracker, Mark
 from rtstream.core.context import Context
 from rtstream.core.deadletter import DeadLetterFile
 from rtstream.core.engine import Emission, WindowEngine
-from rtstream.core.flush import WindowFlusher
+from rtstream.core.flush import WindowFlusher, percentile
 from rtstream.core.policy import resolve
 from rtstream.core.record import iso_utc
 from rtstream.errors import ComponentError
@@ -145,6 +145,11 @@ class Runtime:
                     self.engine.seed((src.name, p), mark)
             log.info("pipeline %s running: %s", self.settings.root.pipeline.name, self.settings.flow)
             await self._run_loops()
+            lat = self.flusher.latencies
+            if lat:
+                log.info("windows written: %d; from the watermark letting a window go to every sink having it: "
+                         "p50 %.3fs, p99 %.3fs, max %.3fs", self.flusher.windows_flushed, percentile(lat, 0.5),
+                         percentile(lat, 0.99), max(lat))
             try:
                 await self._commit_all()
             except StateDirError as exc:
