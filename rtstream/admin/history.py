@@ -3,12 +3,15 @@ under state_dir so it survives restarts, trimmed to the last `history` windows."
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sqlite3
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+log = logging.getLogger("rtstream.history")
 STATES = ("running", "success", "retrying", "failed", "dead_lettered")
 
 
@@ -17,7 +20,8 @@ class RunHistory:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.keep = keep_windows
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        # replicas may share a state volume: wait for each other's writes rather than fail
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(
@@ -28,6 +32,14 @@ class RunHistory:
     def update(self, window_start: str, window_end: str, component: str, kind: str, state: str, *,
                attempts: int = 1, records: int | None = None, duration_ms: float | None = None,
                error: str | None = None) -> None:
+        """Record a run's state; the history is for people, so a failure here never stops the pipeline."""
+        try:
+            self._update(window_start, window_end, component, kind, state, attempts, records, duration_ms, error)
+        except sqlite3.Error as exc:
+            log.warning("run history not updated: %s", exc)
+
+    def _update(self, window_start: str, window_end: str, component: str, kind: str, state: str, attempts: int,
+                records: int | None, duration_ms: float | None, error: str | None) -> None:
         with self._lock:
             self._db.execute(
                 "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (window_start, component) DO UPDATE SET "
@@ -36,7 +48,7 @@ class RunHistory:
                 (window_start, window_end, component, kind, state, attempts, records, duration_ms, error, time.time()))
 
     def trim(self) -> None:
-        with self._lock:
+        with self._lock, contextlib.suppress(sqlite3.Error):
             self._db.execute("DELETE FROM runs WHERE window_start NOT IN (SELECT DISTINCT window_start FROM runs "
                              "ORDER BY window_start DESC LIMIT ?)", (self.keep,))
 

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 import orjson
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 from pydantic import Field
 
 from rtstream.config.durations import Duration
@@ -43,6 +44,7 @@ class KafkaSink(Sink):
             acks=c.acks, compression_type=c.compression, linger_ms=int(c.linger * 1000),
             max_request_size=c.max_request_size, **c.producer)
         await self.producer.start()
+        self.partitioner = DefaultPartitioner()
 
     def message_key(self, row: dict[str, Any]) -> bytes:
         if self.config.key_field is not None:
@@ -51,9 +53,24 @@ class KafkaSink(Sink):
         return "|".join("" if p is None else str(p) for p in parts).encode()
 
     async def write(self, window: Window, rows: list[dict[str, Any]]) -> None:
-        topic, dumps, send = self.config.topic, orjson.dumps, self.producer.send
-        # send() only waits when the producer's buffer is full; the acknowledgements are awaited together
-        acks = [await send(topic, dumps(row, default=str), key=self.message_key(row)) for row in rows]
+        """Rows go out as whole record batches, one or more per partition, partitioned by key as the
+        Java client does (murmur2), and the write returns when every batch is acknowledged."""
+        topic, dumps, producer = self.config.topic, orjson.dumps, self.producer
+        partitions = sorted(await producer.partitions_for(topic))
+        by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
+        for row in rows:
+            key = self.message_key(row)
+            p = self.partitioner(key, partitions, partitions)
+            by_partition.setdefault(p, []).append((key, dumps(row, default=str)))
+        acks = []
+        for p, items in by_partition.items():
+            batch = producer.create_batch()
+            for key, value in items:
+                if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, start another
+                    acks.append(await producer.send_batch(batch, topic, partition=p))
+                    batch = producer.create_batch()
+                    batch.append(key=key, value=value, timestamp=None)
+            acks.append(await producer.send_batch(batch, topic, partition=p))
         await asyncio.gather(*acks)
 
     async def close(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import AsyncIterator, Hashable
 from typing import Any, Literal
@@ -93,7 +94,8 @@ class KafkaSource(Source):
 
     async def start(self) -> None:
         c = self.config
-        self._local_marks = PositionFile(self.context.state_dir, f"{self.name}.{c.group_id}.marks")
+        # per host: replicas sharing a state volume must not overwrite each other's copy
+        self._local_marks = PositionFile(self.context.state_dir, f"{self.name}.{c.group_id}.{socket.gethostname()}.marks")
         self._saved_marks: dict[str, list[int]] = await asyncio.to_thread(self._local_marks.load)
         settings: dict[str, Any] = {
             **c.client_kwargs(f"rtstream-{self.context.pipeline}"),

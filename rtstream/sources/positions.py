@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ class PositionFile:
 
     def save(self, doc: dict[str, Any]) -> None:
         """Atomically: a crash leaves the old position or the new one, never half of one."""
-        tmp = self.path.with_suffix(".tmp")
+        tmp = self.path.with_suffix(f".{uuid.uuid4().hex[:12]}.tmp")  # concurrent saves must not share one
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as fh:
