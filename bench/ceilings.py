@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Iterable
+from operator import itemgetter
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -16,22 +18,28 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from bench.workload import WINDOW_MS
 
 
-def cpu_ceiling(values: list[tuple[bytes, bytes]]) -> tuple[float, int]:
-    t0 = time.perf_counter()
-    windows: dict[int, dict[str, list[float]]] = {}
+def fold(windows: dict[int, dict[str, list[float]]], raws: Iterable[bytes]) -> None:
+    """The least an aggregation can do: decode, find the window, count and sum per user."""
     loads = orjson.loads
-    for _, raw in values:
+    for raw in raws:
         d = loads(raw)
         ts = d["ts"]
-        w = windows.get(ts - ts % WINDOW_MS)
+        start = ts - ts % WINDOW_MS
+        w = windows.get(start)
         if w is None:
-            w = windows[ts - ts % WINDOW_MS] = {}
+            w = windows[start] = {}
         acc = w.get(d["user_id"])
         if acc is None:
             w[d["user_id"]] = [1, d["amount"]]
         else:
             acc[0] += 1
             acc[1] += d["amount"]
+
+
+def cpu_ceiling(values: list[tuple[bytes, bytes]]) -> tuple[float, int]:
+    t0 = time.perf_counter()
+    windows: dict[int, dict[str, list[float]]] = {}
+    fold(windows, map(itemgetter(1), values))
     took = time.perf_counter() - t0
     return len(values) / took, sum(len(w) for w in windows.values())
 
@@ -45,25 +53,12 @@ async def raw_ceiling(bootstrap: str, topic: str, out_topic: str, n: int) -> tup
     await producer.start()
     windows: dict[int, dict[str, list[float]]] = {}
     seen = 0
-    loads = orjson.loads
     try:
         while seen < n:
             data = await consumer.getmany(timeout_ms=200, max_records=5000)
             for msgs in data.values():
                 seen += len(msgs)
-                for m in msgs:
-                    d = loads(m.value)
-                    ts = d["ts"]
-                    start = ts - ts % WINDOW_MS
-                    w = windows.get(start)
-                    if w is None:
-                        w = windows[start] = {}
-                    acc = w.get(d["user_id"])
-                    if acc is None:
-                        w[d["user_id"]] = [1, d["amount"]]
-                    else:
-                        acc[0] += 1
-                        acc[1] += d["amount"]
+                fold(windows, [m.value for m in msgs])
         futs = []
         for start, w in windows.items():
             for user, (count, total) in w.items():

@@ -5,8 +5,8 @@ Everything here is synchronous CPU work on whole batches: no await and no log ca
 
 from __future__ import annotations
 
-from collections.abc import Hashable
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 

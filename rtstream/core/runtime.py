@@ -31,8 +31,8 @@ from rtstream.core.policy import resolve
 from rtstream.core.record import iso_utc
 from rtstream.errors import ComponentError
 from rtstream.sinks.base import Sink
-from rtstream.sources.positions import StateDirError
 from rtstream.sources.base import Source
+from rtstream.sources.positions import StateDirError
 from rtstream.stages.aggregate import AggregateStage
 from rtstream.stages.base import Stage
 

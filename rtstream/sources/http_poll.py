@@ -23,7 +23,6 @@ from rtstream.config.durations import Duration
 from rtstream.core.registry import register
 from rtstream.core.retry import backoff_delay
 from rtstream.http_common import RETRY_STATUSES, HttpAuth, retry_after
-from rtstream.sources.spool import SpoolFull
 from rtstream.sources.spooled import SpooledConfig, SpooledSource
 
 log = logging.getLogger("rtstream.source.http_poll")
@@ -70,23 +69,11 @@ class HttpPollSource(SpooledSource):
         self.etag: str | None = state.get("etag")
         self.last_modified: str | None = state.get("last_modified")
         self.http = c.session()
-        self.polls = self.failures = 0
-        self._poller = asyncio.create_task(self._poll_forever(), name=f"{self.name}-poll")
+        self.polls = 0
+        self.start_ticker(c.interval)
 
-    async def _poll_forever(self) -> None:
-        interval = self.config.interval
-        while True:
-            try:
-                await self.poll_once()
-            except SpoolFull:
-                log.warning("%s: spool full, skipping this poll until the sinks catch up", self.name,
-                            extra={"component": self.name})
-            except Exception as exc:  # noqa: BLE001 - the poller must outlive any one bad poll
-                self.failures += 1
-                log.error("%s: poll failed, next at the following tick: %s", self.name, exc,
-                          extra={"component": self.name})
-            now = time.time()
-            await asyncio.sleep((now // interval + 1) * interval - now)  # aligned to the clock, like cron
+    async def fetch_once(self) -> int:
+        return await self.poll_once()
 
     async def poll_once(self) -> int:
         """One poll: every page, spooled with the new cursor in one write. Returns records fetched."""
@@ -174,12 +161,6 @@ class HttpPollSource(SpooledSource):
         raise PollFailed(f"{url}: gave up after {c.max_attempts} attempts")
 
     async def close(self) -> None:
-        if hasattr(self, "_poller"):
-            self._poller.cancel()
-            try:
-                await self._poller
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - closing
-                pass
         if hasattr(self, "http"):
             await self.http.close()
         await super().close()

@@ -17,7 +17,6 @@ import orjson
 
 from rtstream.config.durations import Duration
 from rtstream.core.registry import register
-from rtstream.sources.spool import SpoolFull
 from rtstream.sources.spooled import SpooledConfig, SpooledSource
 from rtstream.stages.base import load_callable
 
@@ -37,10 +36,10 @@ class PythonSource(SpooledSource):
         c = self.config
         self.fn = load_callable(c.call, self.context.extra.get("search_dirs"))
         self.open_spool()
-        self.calls = self.failures = 0
-        self._caller = asyncio.create_task(self._call_forever(), name=f"{self.name}-call")
+        self.calls = 0
+        self.start_ticker(c.interval)
 
-    async def call_once(self) -> int:
+    async def fetch_once(self) -> int:
         arrival = int(time.time() * 1000)
         if inspect.iscoroutinefunction(self.fn):
             out = await self.fn()
@@ -55,29 +54,6 @@ class PythonSource(SpooledSource):
             await self.spool.append(payloads, arrival_ms=arrival)
         self.calls += 1
         return len(payloads)
-
-    async def _call_forever(self) -> None:
-        interval = self.config.interval
-        while True:
-            try:
-                await self.call_once()
-            except SpoolFull:
-                log.warning("%s: spool full, skipping this call until the sinks catch up", self.name)
-            except Exception as exc:  # noqa: BLE001 - a failing call is retried at the next tick
-                self.failures += 1
-                log.error("%s: call failed, next at the following tick: %s: %s", self.name, type(exc).__name__, exc,
-                          extra={"component": self.name})
-            now = time.time()
-            await asyncio.sleep((now // interval + 1) * interval - now)
-
-    async def close(self) -> None:
-        if hasattr(self, "_caller"):
-            self._caller.cancel()
-            try:
-                await self._caller
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - closing
-                pass
-        await super().close()
 
     def describe(self) -> str:
         c = self.config

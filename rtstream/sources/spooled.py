@@ -3,6 +3,10 @@ python): the pipeline reads, commits and replays the spool, whatever fills it.""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import time
 from collections.abc import AsyncIterator, Hashable
 from typing import Any, Literal
 
@@ -11,7 +15,9 @@ from pydantic import Field
 from rtstream.core.commit import Mark
 from rtstream.core.record import Batch
 from rtstream.sources.base import Source, SourceConfig
-from rtstream.sources.spool import Spool
+from rtstream.sources.spool import Spool, SpoolFull
+
+log = logging.getLogger("rtstream.source")
 
 
 class SpooledConfig(SourceConfig):
@@ -22,7 +28,33 @@ class SpooledConfig(SourceConfig):
 
 
 class SpooledSource(Source):
+    """Subclasses that fetch on a schedule implement `fetch_once` and call `start_ticker`."""
+
     spool: Spool
+    _ticker: asyncio.Task[None] | None = None
+    failures = 0
+
+    async def fetch_once(self) -> int:
+        raise NotImplementedError
+
+    def start_ticker(self, interval: float) -> None:
+        self._ticker = asyncio.create_task(self._tick_forever(interval), name=f"{self.name}-ticker")
+
+    async def _tick_forever(self, interval: float) -> None:
+        """Fetch now, then at every multiple of `interval` on the clock, like the cron it replaces.
+        A failed fetch is logged and tried at the next tick: the ticker outlives any one failure."""
+        while True:
+            try:
+                await self.fetch_once()
+            except SpoolFull:
+                log.warning("%s: spool full, skipping this tick until the sinks catch up", self.name,
+                            extra={"component": self.name})
+            except Exception as exc:  # noqa: BLE001 - see the docstring
+                self.failures += 1
+                log.error("%s: fetch failed, next at the following tick: %s: %s", self.name, type(exc).__name__,
+                          exc, extra={"component": self.name})
+            now = time.time()
+            await asyncio.sleep((now // interval + 1) * interval - now)
 
     def open_spool(self) -> None:
         c: Any = self.config
@@ -43,5 +75,9 @@ class SpooledSource(Source):
         return {0: self.spool.mark} if self.spool.mark else {}
 
     async def close(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
         if hasattr(self, "spool"):
             self.spool.close()
