@@ -22,7 +22,16 @@ class RunHistory:
         self._lock = threading.Lock()
         # replicas may share a state volume: wait for each other's writes rather than fail
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        for attempt in range(50):
+            try:
+                # switching to WAL can answer "locked" at once, without waiting, while another
+                # process creates the same file: try again for a few seconds
+                self._db.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError:
+                if attempt == 49:
+                    raise
+                time.sleep(0.1)
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS runs (window_start TEXT, window_end TEXT, component TEXT, kind TEXT, "
