@@ -7,7 +7,7 @@ as `Config`. Adding a sink is then one new file (plus one import line in its pac
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from rtstream.config.models import Strict
 
@@ -19,6 +19,27 @@ T = TypeVar("T", bound=type)
 
 class ComponentConfig(Strict):
     type: str
+
+
+class Component:
+    """What every source, stage and sink has: a name, its validated config, the shared context,
+    and a lifecycle (start before use, close after, in reverse order)."""
+
+    type_name: ClassVar[str]
+
+    def __init__(self, name: str, config: Any, context: Any):
+        self.name = name
+        self.config = config
+        self.context = context
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    def describe(self) -> str:
+        return self.type_name
 
 
 def register(kind: Kind, type_name: str) -> Callable[[T], T]:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from rtstream.core.context import Context
 from rtstream.core.policy import PolicyOverrides
 from rtstream.core.record import Window
-from rtstream.core.registry import ComponentConfig
+from rtstream.core.registry import Component, ComponentConfig
 
 
 class SinkConfig(ComponentConfig, PolicyOverrides):
@@ -17,29 +16,14 @@ class SinkConfig(ComponentConfig, PolicyOverrides):
     depends_on_past: Literal[True] = True
 
 
-class Sink:
+class Sink(Component):
     """Base class. `write` returns only when the rows are durably delivered.
 
     A replayed window must leave the same result as writing it once: sinks upsert by
     (window_start, key) or replace the window's output whole.
     """
 
-    type_name: ClassVar[str]
     Config: ClassVar[type[SinkConfig]]
-
-    def __init__(self, name: str, config: Any, context: Context):
-        self.name = name
-        self.config = config
-        self.context = context
-
-    async def start(self) -> None:
-        pass
 
     async def write(self, window: Window, rows: list[dict[str, Any]]) -> None:
         raise NotImplementedError
-
-    async def close(self) -> None:
-        pass
-
-    def describe(self) -> str:
-        return self.type_name

@@ -3,33 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Hashable
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from rtstream.core.commit import Mark
-from rtstream.core.context import Context
 from rtstream.core.record import Batch
-from rtstream.core.registry import ComponentConfig
+from rtstream.core.registry import Component, ComponentConfig
 
 
 class SourceConfig(ComponentConfig):
     pass
 
 
-class Source:
+class Source(Component):
     """Base class. A source yields batches in offset order per partition.
 
     Sources with a fixed set of partitions list them in `partitions()`; sources whose partitions
     come and go (Kafka) announce them through `context.on_assign` / `on_revoke` instead.
     """
 
-    type_name: ClassVar[str]
     Config: ClassVar[type[SourceConfig]]
     has_source_time: ClassVar[bool] = True
-
-    def __init__(self, name: str, config: Any, context: Context):
-        self.name = name
-        self.config = config
-        self.context = context
 
     @property
     def finite(self) -> bool:
@@ -37,9 +30,6 @@ class Source:
 
     def partitions(self) -> list[Hashable] | None:
         return [0]
-
-    async def start(self) -> None:
-        pass
 
     def batches(self) -> AsyncIterator[Batch]:
         raise NotImplementedError
@@ -51,9 +41,6 @@ class Source:
         """The marks saved with the positions this source resumes from (fixed-partition sources)."""
         return {}
 
-    async def close(self) -> None:
-        pass
-
     async def keepalive(self) -> None:
         """Called while the pipeline is full and the source must wait: stay a live member of whatever
         it belongs to (a Kafka group) without taking more input."""
@@ -62,5 +49,3 @@ class Source:
         """Why this source cannot take input now (for /readyz), or None when it can."""
         return None
 
-    def describe(self) -> str:
-        return self.type_name

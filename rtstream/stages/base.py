@@ -10,37 +10,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from rtstream.core.context import Context
 from rtstream.core.policy import PolicyOverrides
 from rtstream.core.record import Window
-from rtstream.core.registry import ComponentConfig
+from rtstream.core.registry import Component, ComponentConfig
 
 
 class StageConfig(ComponentConfig, PolicyOverrides):
     pass
 
 
-class Stage:
-    type_name: ClassVar[str]
+class Stage(Component):
     Config: ClassVar[type[StageConfig]]
     per_record: ClassVar[bool] = False
 
-    def __init__(self, name: str, config: Any, context: Context):
-        self.name = name
-        self.config = config
-        self.context = context
-
-    async def start(self) -> None:
-        pass
-
     async def run(self, window: Window, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         raise NotImplementedError
-
-    async def close(self) -> None:
-        pass
-
-    def describe(self) -> str:
-        return self.type_name
 
 
 def load_callable(ref: Any, search_dirs: list[Path] | None = None) -> Callable[..., Any]:
