@@ -29,6 +29,7 @@ from rtstream.windows.clock import epoch_ms
 
 log = logging.getLogger("rtstream.source.kafka")
 _EMPTY_ROUNDS_AT_END = 3
+_QUIET_AT_END = 1.0  # seconds without data before a partition at its end offset counts as finished
 _MARK_PREFIX = "rtstream/1 "
 
 
@@ -79,11 +80,16 @@ class KafkaSource(Source):
         self._seen: set[TopicPartition] = set()
         self._ends: dict[TopicPartition, int] = {}
         self._empty_rounds: dict[TopicPartition, int] = {}
+        self._last_data: dict[TopicPartition, float] = {}
+        self._assigned_at = time.monotonic()
         self._done: set[TopicPartition] = set()
         self._next: dict[TopicPartition, int] = {}
         self.consumer: AIOKafkaConsumer | None = None
         self.joined = False
         self._paused = False
+        self._ready = asyncio.Event()
+        self._ready.set()
+        self._start_pos: dict[TopicPartition, int] = {}
 
     @property
     def finite(self) -> bool:
@@ -113,9 +119,18 @@ class KafkaSource(Source):
             self.consumer.subscribe(pattern=c.pattern, listener=listener)
 
     async def _assigned(self, assigned: list[TopicPartition]) -> None:
+        # From the revoke until this has set up (seeks, end offsets, marks), fetched records wait;
+        # batches() then refetches them under the new epoch, so none is dropped as stale.
+        try:
+            await self._setup_assignment(assigned)
+        finally:
+            self._ready.set()
+
+    async def _setup_assignment(self, assigned: list[TopicPartition]) -> None:
         assert self.consumer is not None
         self.epoch += 1
         self.joined = True
+        self._assigned_at = time.monotonic()
         fresh = [tp for tp in assigned if tp not in self._seen]
         self._seen.update(assigned)
         if fresh and self.config.start_at is not None:
@@ -132,6 +147,7 @@ class KafkaSource(Source):
                 self._done.discard(tp)
         for tp in assigned:
             self._next.pop(tp, None)
+            self._start_pos[tp] = await self.consumer.position(tp)
         marks = await self._committed_marks(assigned) if assigned else {}
         await self.context.on_assign(self.name, list(assigned), self.epoch, marks)
 
@@ -179,6 +195,8 @@ class KafkaSource(Source):
                 await self.consumer.seek_to_beginning(tp)
 
     async def _revoked(self, revoked: list[TopicPartition]) -> None:
+        self._ready.clear()
+        self.epoch += 1
         await self.context.on_revoke(self.name, list(revoked))
 
     async def batches(self) -> AsyncIterator[Batch]:
@@ -191,8 +209,20 @@ class KafkaSource(Source):
             if self._paused:
                 self.consumer.resume(*self.consumer.assignment())
                 self._paused = False
+            epoch = self.epoch
             data = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=c.max_batch)
+            await self._ready.wait()
+            owned = self.consumer.assignment()
+            if self.epoch != epoch:
+                # a rebalance happened while fetching: read again under the new assignment, from where
+                # it starts (the fetch may predate the revoke and lie beyond the committed offset)
+                for tp, msgs in data.items():
+                    if msgs and tp in owned:
+                        self.consumer.seek(tp, min(msgs[0].offset, self._start_pos.get(tp, msgs[0].offset)))
+                continue
             for tp, msgs in data.items():
+                if tp not in owned:
+                    continue
                 if not msgs:
                     continue
                 if raw:
@@ -218,25 +248,38 @@ class KafkaSource(Source):
                              extra={"component": self.name})
 
     async def _finished(self, data: dict[TopicPartition, list[Any]]) -> bool:
-        """Done when every assigned partition has reached its end snapshot and then fetched nothing
-        for a few rounds: an end offset alone is not trusted, as some brokers report it short."""
+        """Done when every assigned partition has reached its end: its position is at the end
+        offsets snapshot, at the high watermark of its last fetch, and at a fresh end offsets
+        answer, and it has fetched nothing for a few rounds and a while. An end offset alone is not
+        trusted (some brokers report it short), nor a few empty fetches on a busy machine."""
         assert self.consumer is not None
         assignment = self.consumer.assignment()
         if not assignment:
             return False
+        now = time.monotonic()
         for tp in assignment:
             if tp in self._done:
                 continue
             if data.get(tp):
                 self._empty_rounds[tp] = 0
+                self._last_data[tp] = now
                 continue
             pos = self._next.get(tp)
             if pos is None:
                 pos = await self.consumer.position(tp)
-            if pos >= self._ends.get(tp, 0):
-                self._empty_rounds[tp] = self._empty_rounds.get(tp, 0) + 1
-                if self._empty_rounds[tp] >= _EMPTY_ROUNDS_AT_END:
+            highwater = self.consumer.highwater(tp)
+            if highwater is None or pos < max(self._ends.get(tp, 0), highwater):
+                continue  # no fetch has answered for it yet, or it is not at the end
+            self._empty_rounds[tp] = self._empty_rounds.get(tp, 0) + 1
+            quiet = now - self._last_data.get(tp, self._assigned_at) >= _QUIET_AT_END
+            if self._empty_rounds[tp] >= _EMPTY_ROUNDS_AT_END and quiet:
+                fresh = (await self.consumer.end_offsets([tp])).get(tp, 0)
+                log.debug("%s: %s at %d: end snapshot %s, highwater %s, end now %s", self.name, tp, pos,
+                          self._ends.get(tp), highwater, fresh)
+                if pos >= fresh:
                     self._done.add(tp)
+                else:
+                    self._empty_rounds[tp] = 0
         return all(tp in self._done for tp in assignment)
 
     async def commit(self, positions: dict[Hashable, int], marks: dict[Hashable, Mark] | None = None) -> None:

@@ -46,7 +46,7 @@ def test_kafka_backfill_equals_the_live_run_and_commits_nothing(tmp_path, kafka)
     # the range widens to whole windows: 00:10 .. 00:35
     want = in_range(window_files(tmp_path / "live"), BASE_MS + 600_000, BASE_MS + 2_100_000)
     assert len(want) == 5
-    assert window_files(tmp_path / "bf") == want
+    assert window_files(tmp_path / "bf") == want, res.stderr[-3000:] + res.stdout
     assert re.search(r"windows written\s+5\n", res.stdout) and re.search(r"records read\s+6,000", res.stdout)
     assert asyncio.run(committed(kafka.bootstrap, group, topic, 3)) == {0: None, 1: None, 2: None}
 
