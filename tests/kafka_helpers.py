@@ -52,3 +52,9 @@ async def read_all(bootstrap: str, topic: str, expect: int | None = None, idle_s
     finally:
         await consumer.stop()
     return out
+
+
+def covers(bootstrap: str, topic: str, truth: dict[Any, Any]) -> bool:
+    """Whether `topic` holds a result for every (window_start, user_id) of `truth` (for wait_until)."""
+    seen = {(v["window_start"], v["user_id"]) for _, v in asyncio.run(read_all(bootstrap, topic, idle_s=0.5))}
+    return len(seen) >= len(truth)

@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from rtstream.testing.tansu import create_topic
 from tests.data import BASE_MS, make_events
-from tests.kafka_helpers import produce, read_all
+from tests.kafka_helpers import covers, produce, read_all
 from tests.reference import iso, tumbling_truth
 from tests.support import Daemon, read_jsonl, run_cli, wait_until, write_config
 
@@ -108,8 +108,7 @@ def test_sigkill_at_several_points_loses_nothing(tmp_path, kafka):
             d.kill()
     with Daemon(cfg, tmp_path) as d:  # the last run finishes the job: idle partitions close the windows
         truth = tumbling_truth(events, 300, "user_id")
-        wait_until(lambda: len({(v["window_start"], v["user_id"]) for _, v in
-                                asyncio.run(read_all(kafka.bootstrap, out, idle_s=0.5))}) >= len(truth),
+        wait_until(lambda: covers(kafka.bootstrap, out, truth),
                    90, interval=1, what="every window")
         d.signal(signal.SIGTERM)
         assert d.wait(30) == 0, d.stderr
@@ -132,8 +131,7 @@ def test_two_replicas_share_partitions_and_survive_a_kill(tmp_path, kafka):
         asyncio.run(produce(kafka.bootstrap, src, events[9000:]))
         b = Daemon(cfg, tmp_path)  # and comes back
         truth = tumbling_truth(events, 300, "user_id")
-        wait_until(lambda: len({(v["window_start"], v["user_id"]) for _, v in
-                                asyncio.run(read_all(kafka.bootstrap, out, idle_s=0.5))}) >= len(truth),
+        wait_until(lambda: covers(kafka.bootstrap, out, truth),
                    120, interval=1, what="every window from the two replicas")
         for d in (a, b):
             d.signal(signal.SIGTERM)
