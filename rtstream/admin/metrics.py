@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Histogram
@@ -39,59 +39,43 @@ class _RuntimeCollector(Collector):
 
     def collect(self) -> Iterator[Any]:
         rt = self.rt
-        c = CounterMetricFamily("rtstream_records_in", "Records read, per source", labels=["source"])
-        for name, n in rt.stats.records_in.items():
-            c.add_metric([name], n)
-        yield c
-        c = CounterMetricFamily("rtstream_rows_out", "Rows written, per sink", labels=["sink"])
-        for name, n in rt.flusher.rows_by_sink.items():
-            c.add_metric([name], n)
-        yield c
-        c = CounterMetricFamily("rtstream_dead_letters", "Records dead-lettered, per component and reason",
-                                labels=["component", "reason"])
-        for (comp, reason), n in rt.dead_letters.by_reason.items():
-            c.add_metric([comp or "", reason], n)
-        yield c
-        c = CounterMetricFamily("rtstream_windows_flushed", "Windows written to every sink")
-        c.add_metric([], rt.flusher.windows_flushed)
-        yield c
-        c = CounterMetricFamily("rtstream_retries", "Failed attempts that were retried, per component", labels=["component"])
-        for comp, n in rt.flusher.retries_by.items():
-            c.add_metric([comp], n)
-        yield c
-        c = CounterMetricFamily("rtstream_failures", "Final failures (window dead-lettered), per component",
-                                labels=["component"])
-        for comp, n in rt.flusher.failures.items():
-            c.add_metric([comp], n)
-        yield c
-        g = GaugeMetricFamily("rtstream_queue_depth", "Items waiting between the loops", labels=["queue"])
-        for name, q in rt.queues.items():
-            g.add_metric([name], q.qsize())
-        yield g
-        g = GaugeMetricFamily("rtstream_open_windows", "Windows open in memory")
-        g.add_metric([], rt.engine.store.open_windows())
-        yield g
+        yield _family(CounterMetricFamily, "rtstream_records_in", "Records read, per source", ["source"],
+                      [((name,), n) for name, n in rt.stats.records_in.items()])
+        yield _family(CounterMetricFamily, "rtstream_rows_out", "Rows written, per sink", ["sink"],
+                      [((name,), n) for name, n in rt.flusher.rows_by_sink.items()])
+        yield _family(CounterMetricFamily, "rtstream_dead_letters", "Records dead-lettered, per component and reason",
+                      ["component", "reason"],
+                      [((comp or "", reason), n) for (comp, reason), n in rt.dead_letters.by_reason.items()])
+        yield _family(CounterMetricFamily, "rtstream_windows_flushed", "Windows written to every sink", [],
+                      [((), rt.flusher.windows_flushed)])
+        yield _family(CounterMetricFamily, "rtstream_retries", "Failed attempts that were retried, per component",
+                      ["component"], [((comp,), n) for comp, n in rt.flusher.retries_by.items()])
+        yield _family(CounterMetricFamily, "rtstream_failures", "Final failures (window dead-lettered), per component",
+                      ["component"], [((comp,), n) for comp, n in rt.flusher.failures.items()])
+        yield _family(GaugeMetricFamily, "rtstream_queue_depth", "Items waiting between the loops", ["queue"],
+                      [((name,), q.qsize()) for name, q in rt.queues.items()])
+        yield _family(GaugeMetricFamily, "rtstream_open_windows", "Windows open in memory", [],
+                      [((), rt.engine.store.open_windows())])
         wm = rt.engine.watermark.current
         if wm > 0:
-            g = GaugeMetricFamily("rtstream_watermark_seconds", "Pipeline event-time watermark, epoch seconds")
-            g.add_metric([], wm / 1000)
-            yield g
-            g = GaugeMetricFamily("rtstream_watermark_lag_seconds", "Wall clock minus the watermark")
-            g.add_metric([], time.time() - wm / 1000)
-            yield g
-        g = GaugeMetricFamily("rtstream_kafka_consumer_lag", "Records behind the partition's end",
-                              labels=["source", "topic", "partition"])
-        g2 = GaugeMetricFamily("rtstream_spool_bytes", "Spooled bytes not yet written by every sink", labels=["source"])
-        for src in rt.sources:
-            for tp, lag in getattr(src, "lag", {}).items():
-                g.add_metric([src.name, tp.topic, str(tp.partition)], lag)
-            spool = getattr(src, "spool", None)
-            if spool is not None:
-                g2.add_metric([src.name], spool.pending_bytes)
-        yield g
-        yield g2
-        g = GaugeMetricFamily("rtstream_sink_halted", "1 while a sink's writes are failing and being retried",
-                              labels=["sink"])
-        for sink in rt.sinks:
-            g.add_metric([sink.name], 1 if sink.name in rt.flusher.failing else 0)
-        yield g
+            yield _family(GaugeMetricFamily, "rtstream_watermark_seconds", "Pipeline event-time watermark, epoch seconds",
+                          [], [((), wm / 1000)])
+            yield _family(GaugeMetricFamily, "rtstream_watermark_lag_seconds", "Wall clock minus the watermark", [],
+                          [((), time.time() - wm / 1000)])
+        yield _family(GaugeMetricFamily, "rtstream_kafka_consumer_lag", "Records behind the partition's end",
+                      ["source", "topic", "partition"],
+                      [((src.name, tp.topic, str(tp.partition)), lag)
+                       for src in rt.sources for tp, lag in getattr(src, "lag", {}).items()])
+        yield _family(GaugeMetricFamily, "rtstream_spool_bytes", "Spooled bytes not yet written by every sink",
+                      ["source"], [((src.name,), spool.pending_bytes)
+                                  for src in rt.sources if (spool := getattr(src, "spool", None)) is not None])
+        yield _family(GaugeMetricFamily, "rtstream_sink_halted", "1 while a sink's writes are failing and being retried",
+                      ["sink"], [((sink.name,), 1 if sink.name in rt.flusher.failing else 0) for sink in rt.sinks])
+
+
+def _family(kind: Any, name: str, help_text: str, labels: list[str], samples: Iterable[tuple[tuple[str, ...], float]]) -> Any:
+    """One metric family from (label values, value) pairs."""
+    family = kind(name, help_text, labels=labels)
+    for values, value in samples:
+        family.add_metric(list(values), value)
+    return family
