@@ -23,3 +23,22 @@ def tumbling_truth(events: Iterable[dict[str, Any]], size_s: int, key: str, amou
         row["spent"] += e[amount]
         row["biggest"] = e[amount] if row["biggest"] is None else max(row["biggest"], e[amount])
     return dict(out)
+
+
+def session_truth(events: Iterable[dict[str, Any]], gap_ms: int, key: str,
+                  amount: str = "amount") -> list[tuple[int, int, Any, int, float]]:
+    """Sorted (start ms, end ms, key, count, sum): per key, cut wherever neighbours are gap or more apart."""
+    by_key: dict[Any, list[tuple[int, float]]] = defaultdict(list)
+    for e in events:
+        by_key[e[key]].append((e["ts"], e[amount]))
+    out = []
+    for k, items in by_key.items():
+        items.sort()
+        run = [items[0]]
+        for item in items[1:]:
+            if item[0] - run[-1][0] >= gap_ms:
+                out.append((run[0][0], run[-1][0] + gap_ms, k, len(run), sum(v for _, v in run)))
+                run = []
+            run.append(item)
+        out.append((run[0][0], run[-1][0] + gap_ms, k, len(run), sum(v for _, v in run)))
+    return sorted(out)

@@ -55,7 +55,7 @@ class _RuntimeCollector(Collector):
         yield _family(GaugeMetricFamily, "rtstream_queue_depth", "Items waiting between the loops", ["queue"],
                       [((name,), q.qsize()) for name, q in rt.queues.items()])
         yield _family(GaugeMetricFamily, "rtstream_open_windows", "Windows open in memory", [],
-                      [((), rt.engine.store.open_windows())])
+                      [((), rt.engine.open_windows())])
         wm = rt.engine.watermark.current
         if wm > 0:
             yield _family(GaugeMetricFamily, "rtstream_watermark_seconds", "Pipeline event-time watermark, epoch seconds",

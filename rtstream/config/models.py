@@ -24,9 +24,10 @@ class PipelineConfig(Strict):
 
 
 class WindowConfig(Strict):
-    type: Literal["tumbling", "hopping"] = "tumbling"
+    type: Literal["tumbling", "hopping", "session"] = "tumbling"
     size: Duration | None = None
     hop: Duration | None = Field(default=None, description="hopping: a window starts every hop; size is a multiple")
+    gap: Duration | None = Field(default=None, description="session: records of one key less than gap apart share a session")
     emit_empty: bool = Field(default=False, description="a run for every window of the schedule, even with no record")
     schedule: str | None = None
     time: Literal["event", "source"] = "event"
@@ -36,6 +37,10 @@ class WindowConfig(Strict):
 
     @model_validator(mode="after")
     def _size_or_schedule(self) -> WindowConfig:
+        if self.type == "session":
+            return self._session()
+        if self.gap is not None:
+            raise ValueError('gap is for type = "session"')
         if self.size is not None and self.schedule is not None:
             raise ValueError("give either size or schedule, not both")
         if self.schedule is not None:
@@ -53,6 +58,23 @@ class WindowConfig(Strict):
         elif self.hop is not None:
             raise ValueError('hop is for type = "hopping"')
         return self
+
+    def _session(self) -> WindowConfig:
+        if self.gap is None:
+            raise ValueError('a session window needs a gap, e.g. gap = "30m"')
+        if self.gap < 0.001:
+            raise ValueError(f"gap must be at least 1ms (got {self.gap}s)")
+        for key in ("size", "schedule", "hop"):
+            if getattr(self, key) is not None:
+                raise ValueError(f"{key} is not for sessions: a session lasts while records keep coming within gap")
+        if self.emit_empty:
+            raise ValueError("emit_empty needs a schedule of windows; sessions have none")
+        self.size = self.gap  # what is sized by the window (a backfill's edges, a late record's reach)
+        return self
+
+    @property
+    def gap_ms(self) -> int | None:
+        return round(self.gap * 1000) if self.gap is not None else None
 
     @property
     def hop_ms(self) -> int:

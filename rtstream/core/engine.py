@@ -6,7 +6,7 @@ Everything here is synchronous CPU work on whole batches: no await and no log ca
 from __future__ import annotations
 
 import time
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +19,7 @@ from rtstream.errors import DecodeError
 from rtstream.windows.aggregates import Aggregator
 from rtstream.windows.assign import TumblingAssigner
 from rtstream.windows.clock import MAX_MS, MIN_MS, epoch_ms
+from rtstream.windows.sessions import Session, SessionStore
 from rtstream.windows.state import Pane, WindowStore
 from rtstream.windows.watermark import NEVER, WatermarkTracker
 
@@ -42,7 +43,7 @@ class WindowEngine:
     def __init__(self, *, size_ms: int, lateness_ms: int, idle_timeout_s: float, time_mode: str,
                  time_field: str, record_stages: list[MapStage], aggregator: Aggregator | None,
                  tracker: CommitTracker, max_window_records: int, hop_ms: int | None = None,
-                 emit_empty: bool = False):
+                 emit_empty: bool = False, session_gap_ms: int | None = None):
         self.assigner = TumblingAssigner(size_ms)
         self.size_ms = size_ms
         self.hop_ms = hop_ms or size_ms  # tumbling: one window per record; hopping: size / hop windows
@@ -56,6 +57,8 @@ class WindowEngine:
         self.tracker = tracker
         self.max_window_records = max_window_records
         self.store = WindowStore()
+        self.sessions = SessionStore(session_gap_ms, aggregator.merge_into if aggregator else None) \
+            if session_gap_ms else None
         self._emitted_upto: dict[PartitionKey, int] = {}
         self._epochs: dict[PartitionKey, int] = {}
         self._written: dict[PartitionKey, int] = {}  # windows ending by here are written, per partition
@@ -66,7 +69,6 @@ class WindowEngine:
         self.replayed_done = 0
         self.records_in = 0
         self.skipped = 0
-        self.window_counts: dict[int, int] = {}
         self.time_range: tuple[int, int] | None = None  # a backfill keeps only [from, to)
 
     # --- partitions -------------------------------------------------------------------------
@@ -91,6 +93,8 @@ class WindowEngine:
         self._seeds.pop(pk, None)
         for start in self.store.drop(pk):
             self.tracker.release(pk, ("open", start))
+        if self.sessions is not None:
+            self.sessions.drop(pk)
         self.watermark.forget(pk)
         self.tracker.drop(pk)
         self._emitted_upto.pop(pk, None)
@@ -98,6 +102,9 @@ class WindowEngine:
     def finish(self, pk: PartitionKey) -> None:
         """A finite partition has nothing more: it stops holding the watermark back."""
         self.watermark.forget(pk)
+
+    def open_windows(self) -> int:
+        return self.sessions.open_count() if self.sessions is not None else self.store.open_windows()
 
     def partitions(self, source: str) -> list[PartitionKey]:
         return [pk for pk in self._epochs if pk[0] == source]
@@ -120,7 +127,7 @@ class WindowEngine:
         maps = self.record_stages
         loads = orjson.loads
         tracker = self.tracker
-        counts = self.window_counts
+        sessions = self.sessions
         dead: list[DeadLetter] = []
         max_ts = NEVER
         time_range = self.time_range
@@ -163,6 +170,10 @@ class WindowEngine:
                 if time_range is not None and not (time_range[0] <= ts < time_range[1]):
                     self.skipped += 1
                     continue
+                if sessions is not None:
+                    if self._join_session(pk, batch, rec, v, ts, closed_upto, seed, reject) and ts > max_ts:
+                        max_ts = ts
+                    continue
                 if hop_n == 1:
                     starts: Any = (ts - ts % size,)
                 else:
@@ -199,7 +210,7 @@ class WindowEngine:
                             break
                         self.store.buffered[start] = buffered + 1
                         pane.records.append((ts, v))  # type: ignore[union-attr]
-                    counts[start] = counts.get(start, 0) + 1
+                    pane.count += 1
                     joined = True
                 if joined:
                     if ts > max_ts:
@@ -213,6 +224,52 @@ class WindowEngine:
         if max_ts != NEVER:
             self.watermark.observe(pk, max_ts, now)
         return dead
+
+    def _join_session(self, pk: PartitionKey, batch: Batch, rec: Any, v: dict[str, Any], ts: int,
+                      closed_upto: int, seed: Mark | None, reject: Any) -> bool:
+        """Fold one record into its key's session; False when it was refused."""
+        store = self.sessions
+        assert store is not None
+        agg = self.aggregator
+        if agg is not None and agg.key is not None:
+            key = v.get(agg.key)
+        elif batch.key_field is not None:
+            key = v.get(batch.key_field)
+        else:
+            key = rec.key.decode("utf-8", "replace") if isinstance(rec.key, bytes) else rec.key
+        if key.__class__ is dict or key.__class__ is list:
+            reject("invalid", "a session key must be a scalar", rec, v)
+            return False
+        # Below the seed, the record was read before a restart: it rebuilds its session whatever the
+        # watermark says; sessions that were written before are dropped when they close.
+        replaying = seed is not None and rec.offset < seed[1]
+        if ts < closed_upto and not replaying:
+            reject("late", f"sessions before {iso_utc(closed_upto)} were already emitted", rec, v,
+                   window=(ts, ts + store.gap))
+            return False
+        hits = store.overlapping(pk, key, ts)
+        if agg is not None:
+            table = hits[0].table if hits else {}
+            why = agg.update(table, v, ts)  # type: ignore[arg-type]
+            if why is not None:
+                reject("invalid", why, rec, v)
+                return False
+        elif hits and len(hits[0].records or ()) >= self.max_window_records:  # type: ignore[arg-type]
+            reject("window_full", f"session already holds max_window_records = {self.max_window_records} records",
+                   rec, v, window=(hits[0].start, hits[0].end(store.gap)))
+            return False
+        if hits:
+            s, folded = store.extend(pk, hits, ts)
+            for f in folded:
+                self.tracker.release(pk, ("session", f.id))
+            self.tracker.hold(pk, ("session", s.id), s.min_offset)
+        else:
+            s = store.open(pk, key, ts, rec.offset, table if agg is not None else None)
+            self.tracker.hold(pk, ("session", s.id), rec.offset)
+        if s.records is not None:
+            s.records.append((ts, v))
+        s.count += 1
+        return True
 
     def _apply_maps(self, values: list[dict[str, Any]], rec: Any, reject: Any) -> list[dict[str, Any]]:
         for stage in self.record_stages:
@@ -230,12 +287,15 @@ class WindowEngine:
         """Emit every window the watermark has passed (each partition's share by its own mark)."""
         wm = self.watermark
         wm.advance(now, wall_ms, caught_up)
-        taken = self.store.take(wm.mark, self.size_ms)
         marks = {}
         for pk in self._epochs:
             if wm.has_delivered(pk):
                 marks[pk] = self._emitted_upto[pk] = max(self._emitted_upto.get(pk, NEVER), wm.mark(pk))
-        emissions = [self._emit(start, panes) for start, panes in taken.items()]
+        if self.sessions is not None:
+            emissions = self._emit_sessions(self.sessions.take(wm.current, wm.mark))
+        else:
+            taken = self.store.take(wm.mark, self.size_ms)
+            emissions = [self._emit(start, panes) for start, panes in taken.items()]
         if self.emit_empty:
             emissions = self._with_empty(emissions, wm.current)
         self._settle(marks, emissions)
@@ -271,17 +331,40 @@ class WindowEngine:
 
     def close_all(self) -> list[Emission]:
         """End of a finite run: emit everything still open."""
+        if self.sessions is not None:
+            return self._emit_sessions(self.sessions.take_all())
         return [self._emit(start, panes) for start, panes in self.store.take(None, self.size_ms).items()]
 
-    def _emit(self, start: int, panes: list[tuple[Hashable, Pane]]) -> Emission:
+    def _emit_sessions(self, groups: list[list[tuple[PartitionKey, Session]]]) -> list[Emission]:
+        out = []
+        gap = self.size_ms if self.sessions is None else self.sessions.gap
+        for group in groups:
+            keep = []
+            for pk, s in group:
+                seed = self._seeds.get(pk)
+                if seed is not None and s.end(gap) <= seed[0]:  # written before the restart
+                    self.tracker.release(pk, ("session", s.id))
+                    self.replayed_done += s.count
+                else:
+                    keep.append((pk, s))
+            if keep:
+                start = min(s.start for _, s in keep)
+                end = max(s.end(gap) for _, s in keep)
+                out.append(self._emit(start, keep, Window(start, end, key=keep[0][1].key)))
+        return out
+
+    def _emit(self, start: int, panes: Sequence[tuple[Hashable, Any]], window: Window | None = None) -> Emission:
+        """One closed window from its partitions' shares (panes, or a key's sessions)."""
         self._next_id += 1
         eid = self._next_id
-        end = self.assigner.end(start)
-        window = Window(start, end, input_count=self.window_counts.pop(start, 0))
+        if window is None:
+            window = Window(start, self.assigner.end(start))
+        window.input_count = sum(pane.count for _, pane in panes)
         parts = []
         for pk, pane in panes:
             self.tracker.hold(pk, ("emit", eid), pane.min_offset)  # type: ignore[arg-type]
-            self.tracker.release(pk, ("open", start))  # type: ignore[arg-type]
+            holder = ("session", pane.id) if isinstance(pane, Session) else ("open", start)
+            self.tracker.release(pk, holder)  # type: ignore[arg-type]
             parts.append((pk, pane.min_offset))
         if self.aggregator is not None:
             table = panes[0][1].table if panes else self.aggregator.new_table()
@@ -291,6 +374,9 @@ class WindowEngine:
             if not table and self.aggregator.key is None:
                 table = self.aggregator.zero_table()  # a keyless window that saw nothing still has its row
             rows = self.aggregator.rows(table, window.start_iso, window.end_iso)
+            if window.key is not None and self.aggregator.key is None:
+                for row in rows:
+                    row["key"] = window.key  # a session of the source's record key
         else:
             buffered = [r for _, pane in panes for r in pane.records]  # type: ignore[union-attr]
             buffered.sort(key=lambda r: r[0])

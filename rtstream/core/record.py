@@ -41,6 +41,7 @@ class Batch:
     end: int
     decoded: bool = False
     epoch: int = 0
+    key_field: str | None = None  # the record key is this field of the value, not Record.key
 
 
 def iso_utc(ms: int) -> str:

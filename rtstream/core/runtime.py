@@ -79,7 +79,8 @@ class Runtime:
             size_ms=w.size_ms, lateness_ms=round(w.lateness * 1000), idle_timeout_s=w.idle_timeout,
             time_mode=w.time, time_field=w.time_field, record_stages=self.record_stages,  # type: ignore[arg-type]
             aggregator=self.incremental.aggregator if self.incremental else None, tracker=self.tracker,
-            max_window_records=root.daemon.max_window_records, hop_ms=w.hop_ms, emit_empty=w.emit_empty)
+            max_window_records=root.daemon.max_window_records, hop_ms=w.hop_ms, emit_empty=w.emit_empty,
+            session_gap_ms=w.gap_ms)
         dl_path = Path(root.dead_letter.path) if root.dead_letter.path else self.state_dir / "dead_letters.jsonl"
         self.dead_letters = DeadLetterFile(dl_path)
         self.stats = RuntimeStats()
@@ -354,7 +355,7 @@ class Runtime:
                 "components": comps, "uptime_s": time.time() - self.started,
                 "records_in": sum(self.stats.records_in.values()), "rows_out": self.flusher.rows_out,
                 "windows_flushed": self.flusher.windows_flushed, "dead_letters": self.dead_letters.count,
-                "open_windows": self.engine.store.open_windows(),
+                "open_windows": self.engine.open_windows(),
                 "watermark": iso_utc(wm) if wm > 0 else None}
 
     # --- commits and partitions -------------------------------------------------------------

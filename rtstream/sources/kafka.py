@@ -38,6 +38,8 @@ class KafkaSourceConfig(SourceConfig, KafkaConnection):
     pattern: str | None = None
     group_id: str
     format: Literal["json", "raw"] = "json"
+    key_field: str | None = Field(default=None, description="the record key is this JSON field, not the Kafka "
+                                  "message key (sessions without an aggregate key group by it)")
     start: Literal["committed", "earliest", "latest"] = "committed"
     stop_at_end: bool = False
     max_batch: int = Field(default=5000, ge=1, description="records per getmany at most")
@@ -235,7 +237,7 @@ class KafkaSource(Source):
                 hw = self.consumer.highwater(tp)
                 if hw is not None:
                     self.lag[tp] = max(0, hw - end)
-                yield Batch(self.name, tp, records, end, decoded=raw, epoch=self.epoch)
+                yield Batch(self.name, tp, records, end, decoded=raw, epoch=self.epoch, key_field=c.key_field)
             if c.stop_at_end and await self._finished(data):
                 log.info("%s: reached the end of every assigned partition", self.name,
                          extra={"component": self.name})

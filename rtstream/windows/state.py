@@ -9,12 +9,13 @@ from typing import Any
 class Pane:
     """One partition's share of one window: an aggregate table or the buffered records."""
 
-    __slots__ = ("min_offset", "table", "records")
+    __slots__ = ("min_offset", "table", "records", "count")
 
     def __init__(self, min_offset: int, table: dict[Any, list[Any]] | None):
         self.min_offset = min_offset
         self.table = table
         self.records: list[tuple[int, dict[str, Any]]] | None = None if table is not None else []
+        self.count = 0  # records folded in
 
 
 class WindowStore:

@@ -6,8 +6,9 @@ import sqlite3
 
 import pytest
 
+from rtstream.core.record import iso_utc
 from tests.data import BASE_MS, make_events, write_lines
-from tests.reference import iso, tumbling_truth
+from tests.reference import iso, session_truth, tumbling_truth
 from tests.support import read_jsonl, run_cli, window_files, write_config
 
 MALFORMED = [
@@ -35,6 +36,7 @@ def config(tmp_path, source, **extra):
     }
     for k, v in extra.items():
         doc[k].update(v)
+        doc[k] = {key: val for key, val in doc[k].items() if val is not None}  # None: leave the key out
     return write_config(tmp_path / "rt.toml", doc)
 
 
@@ -151,3 +153,24 @@ def test_generator_finite_run_python_api(tmp_path):
     rows = [r for rs in window_files(tmp_path / "out").values() for r in rs]
     assert sum(r["n"] for r in rows) == 3000
     assert len(window_files(tmp_path / "out")) == 5  # 300 s of event time at 10/s
+
+
+def test_session_windows_match_reference(tmp_path):
+    # sparse users, so sessions start, stop and (out of order within lateness) merge
+    events = make_events(2000, span_s=3600, users=60, seed=11)
+    for e in events[::7]:
+        e["ts"] -= 20_000
+    write_lines(tmp_path / "in.jsonl", events)
+    cfg = config(tmp_path, {"type": "file", "path": str(tmp_path / "in.jsonl"), "batch_size": 50},
+                 window={"type": "session", "gap": "2m", "lateness": "30s", "size": None})
+    res = run_cli("run", "-c", str(cfg))
+    assert res.returncode == 0, res.stderr
+    truth = session_truth(events, 120_000, "user_id")
+    db = sqlite3.connect(tmp_path / "out.db")
+    got = db.execute("select window_start, window_end, user_id, events, spent from activity").fetchall()
+    want = {(iso_utc(s), iso_utc(e), u): (n, pytest.approx(v)) for s, e, u, n, v in truth}
+    assert {(s, e, u): (n, v) for s, e, u, n, v in got} == want
+    assert read_jsonl(tmp_path / "dead.jsonl") == []
+    files = window_files(tmp_path / "out")  # one file per session: start and key
+    assert len(files) == len(truth)
+    assert f"{iso_utc(truth[0][0]).replace(':', '-')}.{truth[0][2]}.jsonl" in files
