@@ -29,6 +29,10 @@ class WindowConfig(Strict):
     hop: Duration | None = Field(default=None, description="hopping: a window starts every hop; size is a multiple")
     gap: Duration | None = Field(default=None, description="session: records of one key less than gap apart share a session")
     emit_empty: bool = Field(default=False, description="a run for every window of the schedule, even with no record")
+    emit: Literal["final", "updates"] = Field(default="final", description='"updates": running results of open '
+                                              'windows too, each row with "final": false, then the final row')
+    update_interval: Duration = Field(default=10.0, gt=0, description='emit = "updates": how often a running '
+                                      "result of each changed open window goes out")
     schedule: str | None = None
     time: Literal["event", "source"] = "event"
     time_field: str = "ts"
@@ -69,6 +73,9 @@ class WindowConfig(Strict):
                 raise ValueError(f"{key} is not for sessions: a session lasts while records keep coming within gap")
         if self.emit_empty:
             raise ValueError("emit_empty needs a schedule of windows; sessions have none")
+        if self.emit == "updates":
+            raise ValueError('emit = "updates" is for tumbling and hopping windows: a session\'s bounds move as it '
+                             "grows, so its running rows could not be replaced by its final one")
         self.size = self.gap  # what is sized by the window (a backfill's edges, a late record's reach)
         return self
 

@@ -37,17 +37,22 @@ class Emission:
     partitions: list[tuple[PartitionKey, int]]  # (partition, first offset in this window)
     marks: dict[PartitionKey, int] | None = None  # once written, these partitions are written up to here
     closed_at: float = field(default_factory=time.monotonic)  # when the watermark let it go
+    tag_final: bool = False  # emit = "updates": every row says whether it is final
 
 
 class WindowEngine:
     def __init__(self, *, size_ms: int, lateness_ms: int, idle_timeout_s: float, time_mode: str,
                  time_field: str, record_stages: list[MapStage], aggregator: Aggregator | None,
                  tracker: CommitTracker, max_window_records: int, hop_ms: int | None = None,
-                 emit_empty: bool = False, session_gap_ms: int | None = None):
+                 emit_empty: bool = False, session_gap_ms: int | None = None,
+                 update_interval_s: float | None = None):
         self.assigner = TumblingAssigner(size_ms)
         self.size_ms = size_ms
         self.hop_ms = hop_ms or size_ms  # tumbling: one window per record; hopping: size / hop windows
         self.emit_empty = emit_empty
+        self.update_interval_s = update_interval_s  # emit = "updates": running results this often
+        self._last_update = 0.0
+        self._updated_counts: dict[int, int] = {}  # window start -> input count at its last running row
         self._empty_from: int | None = None  # the first window start not yet emitted, for emit_empty
         self.watermark = WatermarkTracker(lateness_ms, idle_timeout_s)
         self.time_mode = time_mode
@@ -298,8 +303,38 @@ class WindowEngine:
             emissions = [self._emit(start, panes) for start, panes in taken.items()]
         if self.emit_empty:
             emissions = self._with_empty(emissions, wm.current)
+        if self.update_interval_s is not None:
+            for em in emissions:
+                em.tag_final = True
+                self._updated_counts.pop(em.window.start_ms, None)
+            if now - self._last_update >= self.update_interval_s:
+                self._last_update = now
+                emissions += self._running()
         self._settle(marks, emissions)
         return emissions
+
+    def _running(self) -> list[Emission]:
+        """The running result of every open window that took records since its last one."""
+        out = []
+        for start, panes in self.store.snapshot().items():
+            count = sum(p.count for _, p in panes)
+            if self._updated_counts.get(start) == count:
+                continue
+            self._updated_counts[start] = count
+            window = Window(start, self.assigner.end(start), input_count=count, final=False)
+            if self.aggregator is not None:
+                table = self.aggregator.new_table()
+                for _, pane in panes:
+                    self.aggregator.merge_into(table, pane.table)  # type: ignore[arg-type]
+                rows = self.aggregator.rows(table, window.start_iso, window.end_iso)
+            else:
+                rows = [v for _, v in sorted((r for _, p in panes for r in p.records or ()), key=lambda r: r[0])]
+            self._inflight += 1
+            self._next_id += 1
+            em = Emission(self._next_id, window, rows, [], tag_final=True)
+            self._last_emission = em
+            out.append(em)
+        return out
 
     def _with_empty(self, emissions: list[Emission], mark: int) -> list[Emission]:
         """Every window of the schedule up to the watermark, with a run for those no record reached

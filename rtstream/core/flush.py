@@ -60,7 +60,7 @@ class WindowFlusher:
         self.latencies: collections.deque[float] = collections.deque(maxlen=10_000)  # closed -> written, s
 
     def _record(self, em: Emission, component: str, kind: str, state: str, **kw: Any) -> None:
-        if self.history is not None:
+        if self.history is not None and em.window.final:  # a running result is not a run
             self.history.update(em.window.start_iso, em.window.end_iso, component, kind, state, **kw)
 
     async def flush(self, em: Emission) -> None:
@@ -91,11 +91,17 @@ class WindowFlusher:
                 if "window_start" not in row:
                     row["window_start"] = start
                     row["window_end"] = end
+                if em.tag_final:
+                    row["final"] = em.window.final
             await asyncio.gather(*(self._write(sink, em, rows) for sink in self.sinks))
             self.rows_out += len(rows)
         self.done(em)
-        self.windows_flushed += 1
         took = time.monotonic() - began
+        if not em.window.final:
+            log.debug("running result of window %s .. %s: %d records so far, %d rows", em.window.start_iso,
+                      em.window.end_iso, em.window.input_count, len(rows or ()), extra={"window": em.window.start_iso})
+            return
+        self.windows_flushed += 1
         self.latencies.append(time.monotonic() - em.closed_at)
         if self.metrics is not None:
             self.metrics.flush_seconds.observe(took)

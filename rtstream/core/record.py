@@ -66,6 +66,7 @@ class Window:
     records: list[dict[str, Any]] = field(default_factory=list)
     key: Any = None  # set for per-key windows (sessions); None for tumbling
     input_count: int = 0  # records that went into the window
+    final: bool = True  # False for a running result (emit = "updates"), which a later row replaces
 
     @property
     def start(self) -> datetime:

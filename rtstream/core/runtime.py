@@ -80,7 +80,7 @@ class Runtime:
             time_mode=w.time, time_field=w.time_field, record_stages=self.record_stages,  # type: ignore[arg-type]
             aggregator=self.incremental.aggregator if self.incremental else None, tracker=self.tracker,
             max_window_records=root.daemon.max_window_records, hop_ms=w.hop_ms, emit_empty=w.emit_empty,
-            session_gap_ms=w.gap_ms)
+            session_gap_ms=w.gap_ms, update_interval_s=w.update_interval if w.emit == "updates" else None)
         dl_path = Path(root.dead_letter.path) if root.dead_letter.path else self.state_dir / "dead_letters.jsonl"
         self.dead_letters = DeadLetterFile(dl_path)
         self.stats = RuntimeStats()

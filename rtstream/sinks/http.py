@@ -40,6 +40,8 @@ class HttpSinkConfig(SinkConfig, HttpAuth):
 
 def idempotency_key(pipeline: str, window: Window, sink: str, batch_no: int) -> str:
     raw = f"{pipeline}|{window.start_ms}|{window.end_ms}|{window.key}|{sink}|{batch_no}"
+    if not window.final:  # each running result is new content: it must not be taken for a retry
+        raw += f"|running|{window.input_count}"
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 

@@ -55,5 +55,13 @@ class WindowStore:
                         self.buffered.pop(start, None)
         return dict(sorted(out.items()))
 
+    def snapshot(self) -> dict[int, list[tuple[Hashable, Pane]]]:
+        """Every open pane grouped by window start, oldest first, left in place."""
+        out: dict[int, list[tuple[Hashable, Pane]]] = {}
+        for partition, panes in self._panes.items():
+            for start, pane in panes.items():
+                out.setdefault(start, []).append((partition, pane))
+        return dict(sorted(out.items()))
+
     def open_windows(self) -> int:
         return len({s for panes in self._panes.values() for s in panes})

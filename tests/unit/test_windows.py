@@ -119,3 +119,30 @@ def test_window_config():
     d["stages"]["a"]["aggregates"] = {"x": "tests.unit.userfns:NotAnAggregator()"}
     with pytest.raises(ConfigError, match="stages.a.aggregates: NotAnAggregator has no zero"):
         load_settings(doc=d, env={})
+
+
+def test_emit_updates_sends_running_rows_of_changed_windows_then_the_final_row():
+    e = WindowEngine(size_ms=5 * MIN, lateness_ms=0, idle_timeout_s=3600, time_mode="event", time_field="ts",
+                     record_stages=[], aggregator=Aggregator("k", [parse_aggregate("n", "count()")]),
+                     tracker=CommitTracker(), max_window_records=10, update_interval_s=1.0)
+    e.assign(("s", 0), 0)
+
+    def step(offset, ts, now):
+        e.process(Batch("s", 0, [Record({"k": "a", "ts": BASE + ts}, offset)], offset + 1, decoded=True), now)
+        return [(em.window.final, em.tag_final, em.partitions, [r["n"] for r in em.rows]) for em in e.close_ready(now, 0)]
+
+    assert step(0, 0, now=1.0) == [(False, True, [], [1])]
+    assert step(1, MIN, now=1.5) == []  # not yet time for the next running result
+    assert step(2, 2 * MIN, now=2.5) == [(False, True, [], [3])]
+    assert step(3, 2 * MIN, now=2.6) == []
+    # the window closes: its final row, and a running row for the new window
+    assert step(4, 6 * MIN, now=4.0) == [(True, True, [(("s", 0), 0)], [4]), (False, True, [], [1])]
+    assert step(5, 7 * MIN, now=4.1) == []
+    assert e._inflight == 4  # three running results and one final row wait for the sinks
+
+
+def test_emit_updates_is_refused_for_sessions():
+    d = doc(type="session", gap="5m", emit="updates")
+    del d["window"]["size"]
+    with pytest.raises(ConfigError, match='emit = "updates" is for tumbling and hopping'):
+        load_settings(doc=d, env={})
