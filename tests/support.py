@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -135,3 +136,12 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 def window_files(directory: Path) -> dict[str, list[dict[str, Any]]]:
     return {p.name: read_jsonl(p) for p in sorted(directory.glob("*.jsonl"))}
+
+
+def status(port: int) -> dict[str, Any] | None:
+    """The daemon's /api/status on an admin port without a token, or None while it is not up."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=2) as resp:
+            return orjson.loads(resp.read())  # type: ignore[no-any-return]
+    except OSError:
+        return None

@@ -104,6 +104,12 @@ class DaemonConfig(Strict):
     max_window_records: int = Field(default=1_000_000, ge=1)
 
 
+class StateConfig(Strict):
+    checkpoint_interval: Duration | None = Field(default=None, gt=0, description="snapshot open windows with "
+                                                 "their positions this often, so a restart reads on from there")
+    path: str | None = Field(default=None, description="default: STATE_DIR/checkpoints.db")
+
+
 class DeadLetterConfig(Strict):
     type: Literal["file"] = "file"
     path: str | None = Field(default=None, description="default: STATE_DIR/dead_letters.jsonl")
@@ -135,6 +141,7 @@ class RootConfig(Strict):
     pipeline: PipelineConfig
     window: WindowConfig
     daemon: DaemonConfig = DaemonConfig()
+    state: StateConfig = StateConfig()
     dead_letter: DeadLetterConfig = DeadLetterConfig()
     defaults: RetryConfig = RetryConfig()
     admin: AdminConfig | None = None

@@ -7,11 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-AssignCallback = Callable[..., Awaitable[None]]  # (source, partitions, epoch, marks)
+# (source, partitions, epoch, marks, resuming) -> positions to read from instead (restored checkpoints)
+AssignCallback = Callable[..., Awaitable[dict[Hashable, int] | None]]
 RevokeCallback = Callable[[str, list[Hashable]], Awaitable[None]]
 
 
-async def _nothing(source: str, partitions: list[Hashable], epoch: int = 0, marks: Any = None) -> None:
+async def _nothing(source: str, partitions: list[Hashable], epoch: int = 0, marks: Any = None,
+                   resuming: Any = None) -> None:
     return None
 
 
@@ -21,6 +23,6 @@ class Context:
     state_dir: Path
     time_mode: str = "event"
     key_fields: list[str] = field(default_factory=list)  # the output key, for upserting sinks
-    on_assign: AssignCallback = _nothing  # (source, partitions, epoch): batches carry the epoch
-    on_revoke: RevokeCallback = _nothing
+    on_assign: AssignCallback = _nothing  # batches carry the epoch
+    on_revoke: RevokeCallback = _nothing  # type: ignore[assignment]
     extra: dict[str, Any] = field(default_factory=dict)

@@ -12,7 +12,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Coroutine, Hashable
+from collections.abc import Callable, Coroutine, Hashable
 from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +22,8 @@ from rtstream.admin.history import RunHistory
 from rtstream.admin.metrics import Metrics
 from rtstream.config.load import Settings
 from rtstream.core.alert import AlertWebhook
-from rtstream.core.commit import CommitTracker, Mark
+from rtstream.core.checkpoint import CheckpointStore
+from rtstream.core.commit import CommitTracker, Mark, PartitionKey
 from rtstream.core.context import Context
 from rtstream.core.deadletter import DeadLetterFile
 from rtstream.core.engine import Emission, WindowEngine
@@ -86,6 +87,10 @@ class Runtime:
         self.stats = RuntimeStats()
         self.metrics = Metrics()
         self.history = RunHistory(self.state_dir / "runs.db", root.admin.history if root.admin else 100)
+        self.checkpoints: CheckpointStore | None = None
+        if root.state.checkpoint_interval is not None:
+            path = Path(root.state.path) if root.state.path else self.state_dir / "checkpoints.db"
+            self.checkpoints = CheckpointStore(path, root.pipeline.name)
         defaults = root.defaults
         policies = {c.name: resolve(defaults, c.config, "sink") for c in self.sinks}
         policies.update({c.name: resolve(defaults, c.config, "stage") for c in self.stages})
@@ -134,6 +139,9 @@ class Runtime:
             if self.admin is not None:
                 await self._guarded("admin", self.admin.start())
                 stack.push_async_callback(self._close, self.admin)
+            if self.checkpoints is not None:
+                self.checkpoints.open()
+                stack.callback(self.checkpoints.close)
             components: list[Any] = [self.dead_letters, *self.sinks, *self.stages, *self.sources]
             for comp in components:
                 await self._guarded(getattr(comp, "name", "dead_letter"), comp.start())
@@ -144,6 +152,8 @@ class Runtime:
                     self.engine.assign((src.name, p), now)
                 for p, mark in src.resume_marks().items():
                     self.engine.seed((src.name, p), mark)
+                if src.partitions():
+                    self._restore(src.name, src.partitions() or [], src.resume_at)
             log.info("pipeline %s running: %s", self.settings.root.pipeline.name, self.settings.flow)
             await self._run_loops()
             lat = self.flusher.latencies
@@ -152,6 +162,7 @@ class Runtime:
                          "p50 %.3fs, p99 %.3fs, max %.3fs", self.flusher.windows_flushed, percentile(lat, 0.5),
                          percentile(lat, 0.99), max(lat))
             try:
+                await self._checkpoint()  # what is still open, so the next start reads on from here
                 await self._commit_all()
             except StateDirError as exc:
                 log.error("final commit failed: %s", exc)
@@ -267,7 +278,14 @@ class Runtime:
         engine = self.engine
         live = {s.name for s in self.sources}
         records_in = self.stats.records_in
+        interval = self.settings.root.state.checkpoint_interval
+        next_checkpoint = loop.time() + (interval or 0)
         while not self._stop.is_set():
+            for em in engine.take_restored():
+                await flushq.put(em)
+            if interval is not None and loop.time() >= next_checkpoint:
+                await self._checkpoint()
+                next_checkpoint = loop.time() + interval
             try:
                 item = queue.get_nowait()
             except asyncio.QueueEmpty:
@@ -379,13 +397,55 @@ class Runtime:
                     log.warning("commit of %s failed: %s", src.name, exc, extra={"component": src.name})
 
     async def _assigned(self, source: str, partitions: list[Hashable], epoch: int,
-                        marks: dict[Hashable, Mark] | None = None) -> None:
+                        marks: dict[Hashable, Mark] | None = None,
+                        resuming: dict[Hashable, int] | None = None) -> dict[Hashable, int]:
+        """A source took `partitions`; `resuming` says from which committed positions it is about to
+        read them. Returns the positions to read from instead, where a checkpoint covers more."""
         now = asyncio.get_running_loop().time()
         for p in partitions:
             self.engine.assign((source, p), now, epoch)
             if marks and p in marks:
                 self.engine.seed((source, p), marks[p])
         log.info("%s: assigned %s", source, sorted(map(str, partitions)), extra={"component": source})
+        if not resuming:
+            return {}
+
+        def accept(found: dict[Hashable, int]) -> set[Hashable]:
+            return {p for p, pos in found.items() if pos >= resuming[p]}  # a checkpoint older than the commit: replay
+        return self._restore(source, list(resuming), accept)
+
+    def _restore(self, source: str, partitions: list[Hashable],
+                 accept: Callable[[dict[Hashable, int]], set[Hashable]]) -> dict[Hashable, int]:
+        """Bring back the checkpointed state of the partitions whose source `accept`s to read on from
+        the checkpoint's position; returns those positions."""
+        if self.checkpoints is None:
+            return {}
+        found = self.checkpoints.load(source, partitions)
+        ok = accept({p: pos for p, (pos, _) in found.items()})
+        now = asyncio.get_running_loop().time()
+        out = {}
+        for p in ok:
+            pos, blob = found[p]
+            windows = self.engine.restore((source, p), pos, blob, now)
+            out[p] = pos
+            log.info("%s: restored %s from its checkpoint: %d open windows, reading on from %s", source, p, windows,
+                     pos, extra={"component": source})
+        return out
+
+    async def _checkpoint(self, only: list[PartitionKey] | None = None) -> None:
+        """Snapshot the open windows of `only` (default: every partition owned) with their positions."""
+        if self.checkpoints is None or self.engine.time_range is not None:
+            return  # a backfill re-reads a range; it has nothing to resume
+        rows = []
+        t0 = time.monotonic()
+        for pk in only if only is not None else self.engine.owned():
+            snap = self.engine.snapshot(pk)
+            if snap is not None:
+                rows.append((pk[0], pk[1], snap[0], snap[1]))
+        if rows:
+            await asyncio.to_thread(self.checkpoints.save, rows)
+            log.debug("checkpoint: %d partitions, %d bytes, %.0f ms", len(rows), self.checkpoints.last_bytes,
+                      (time.monotonic() - t0) * 1000)
 
     async def _revoked(self, source: str, partitions: list[Hashable]) -> None:
         src = next(s for s in self.sources if s.name == source)
@@ -395,6 +455,10 @@ class Runtime:
                 await src.commit(safe, self._marks(source, safe))
             except Exception as exc:  # noqa: BLE001 - the next owner replays a little more
                 log.warning("commit on revoke of %s failed: %s", source, exc, extra={"component": source})
+        try:
+            await self._checkpoint([(source, p) for p in partitions])  # the next owner may share the store
+        except StateDirError as exc:
+            log.warning("checkpoint on revoke of %s failed: %s", source, exc, extra={"component": source})
         for p in partitions:
             self.engine.revoke((source, p))
         log.info("%s: revoked %s", source, sorted(map(str, partitions)), extra={"component": source})

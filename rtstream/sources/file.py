@@ -116,6 +116,13 @@ class FileSource(Source):
         await asyncio.to_thread(self._positions.save, doc)
         self._committed = (pos, mark)
 
+    def resume_at(self, positions: dict[Hashable, int]) -> set[Hashable]:
+        pos = positions.get(0)
+        if not self.config.follow or pos is None or "inode" not in self._resume or pos < self._resume["position"]:
+            return set()  # a checkpoint is only good on top of this file's commit
+        self._resume = {**self._resume, "position": pos}
+        return {0}
+
     def resume_marks(self) -> dict[Hashable, Mark]:
         mark = self._resume.get("mark")
         return {0: (int(mark[0]), int(mark[1]))} if mark else {}

@@ -151,7 +151,12 @@ class KafkaSource(Source):
             self._next.pop(tp, None)
             self._start_pos[tp] = await self.consumer.position(tp)
         marks = await self._committed_marks(assigned) if assigned else {}
-        await self.context.on_assign(self.name, list(assigned), self.epoch, marks)
+        explicit = self.config.start_at is not None or self.config.start != "committed"
+        resuming = {tp: self._start_pos[tp] for tp in assigned if not (explicit and tp in fresh)}
+        restored = await self.context.on_assign(self.name, list(assigned), self.epoch, marks, resuming)
+        for tp, pos in (restored or {}).items():  # a checkpoint covers these up to pos: read on from there
+            self.consumer.seek(tp, pos)
+            self._start_pos[tp] = pos
 
     async def _committed_marks(self, partitions: list[TopicPartition]) -> dict[Hashable, Mark]:
         """The marks the last owner committed with its offsets (see rtstream.core.commit.Mark)."""

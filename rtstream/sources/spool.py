@@ -59,6 +59,7 @@ class Spool:
         committed = self.dir / "committed"
         doc = orjson.loads(committed.read_bytes()) if committed.exists() else {}
         self.committed = int(doc.get("position", segs[0]))
+        self.read_from = self.committed  # later, where a restored checkpoint says
         self.mark: tuple[int, int] | None = tuple(doc["mark"]) if doc.get("mark") else None  # type: ignore[assignment]
 
     @property
@@ -110,7 +111,7 @@ class Spool:
     # --- reading ----------------------------------------------------------------------------
     async def read(self, source: str, batch_size: int = 5000, follow: bool = True) -> AsyncIterator[Batch]:
         """Batches from the committed position on; waits for appends when it reaches the end."""
-        pos = self.committed
+        pos = max(self.committed, self.read_from)
         pending = b""
         while True:
             self._appended.clear()

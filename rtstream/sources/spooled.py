@@ -71,6 +71,13 @@ class SpooledSource(Source):
         if pos is not None:
             self.spool.commit(pos, (marks or {}).get(0))
 
+    def resume_at(self, positions: dict[Hashable, int]) -> set[Hashable]:
+        pos = positions.get(0)
+        if pos is None or not self.spool.committed <= pos <= self.spool.end:
+            return set()
+        self.spool.read_from = pos
+        return {0}
+
     def resume_marks(self) -> dict[Hashable, Mark]:
         return {0: self.spool.mark} if self.spool.mark else {}
 

@@ -147,6 +147,16 @@ class SessionStore:
             del by_key[s.key]
         del self.alive[s.id]
 
+    def of(self, pk: PartitionKey) -> list[Session]:
+        return [s for sessions in self._open.get(pk, {}).values() for s in sessions]
+
+    def adopt(self, pk: PartitionKey, s: Session) -> None:
+        """Take in a session restored from a checkpoint, under a fresh id."""
+        s.id = next(self._ids)
+        self._open.setdefault(pk, {}).setdefault(s.key, []).append(s)
+        self.alive[s.id] = s
+        heapq.heappush(self._heap, (s.end(self.gap), s.id, pk, s))
+
     def drop(self, pk: PartitionKey) -> list[Session]:
         """Forget a partition's open sessions (a revoke); returns them."""
         gone = [s for sessions in self._open.pop(pk, {}).values() for s in sessions]

@@ -41,6 +41,10 @@ class WatermarkTracker:
         self._last_seen.pop(partition, None)
         self.marks.pop(partition, None)
 
+    def max_ts(self, partition: Hashable) -> int | None:
+        ts = self._max_ts.get(partition, NEVER)
+        return None if ts == NEVER else ts
+
     def has_delivered(self, partition: Hashable) -> bool:
         return self._max_ts.get(partition, NEVER) != NEVER
 

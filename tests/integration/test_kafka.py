@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sqlite3
 import uuid
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from rtstream.testing.ports import free_port
 from rtstream.testing.tansu import create_topic
 from tests.data import BASE_MS, make_events
 from tests.kafka_helpers import covers, produce, read_all
 from tests.reference import iso, tumbling_truth
-from tests.support import Daemon, read_jsonl, run_cli, wait_until, write_config
+from tests.support import Daemon, read_jsonl, run_cli, status, wait_until, write_config
 
 FAST_CONSUMER = {"session_timeout_ms": 2000, "heartbeat_interval_ms": 300, "fetch_max_wait_ms": 10}
 
@@ -175,3 +177,105 @@ def test_validate_shows_kafka_without_secrets(tmp_path, kafka):
 
 def test_window_start_iso_helper():
     assert iso(BASE_MS) == "2026-01-01T00:00:00Z"
+
+
+def hourly_config(tmp_path, bootstrap, src, group, name="hourly", checkpoints=None):
+    """Kafka -> per-user count over one-hour windows -> SQLite, checkpointed every second, with an admin port."""
+    port = free_port()
+    doc = {
+        "pipeline": {"name": "hourly", "flow": "events >> per_user >> db"},
+        "window": {"size": "1h", "lateness": "0s", "idle_timeout": "1h"},
+        "sources": {"events": {"type": "kafka", "bootstrap_servers": bootstrap, "topics": [src],
+                               "group_id": group, "consumer": FAST_CONSUMER}},
+        "stages": {"per_user": {"type": "aggregate", "key": "user_id", "aggregates": {"events": "count()"}}},
+        "sinks": {"db": {"type": "sqlite", "path": str(tmp_path / f"{name}.db"), "table": "hourly"}},
+        "state": {"checkpoint_interval": "1s", **({"path": str(checkpoints)} if checkpoints else {})},
+        "admin": {"listen": f"127.0.0.1:{port}"},
+        "daemon": {"state_dir": str(tmp_path / f"state-{name}"), "commit_interval": "200ms"},
+    }
+    return write_config(tmp_path / f"{name}.toml", doc), port
+
+
+def checkpointed(path):
+    if not path.exists():
+        return 0
+    with sqlite3.connect(path) as db:
+        return sum(r[0] for r in db.execute("select position from checkpoints"))
+
+
+def hourly_rows(*paths):
+    out = {}
+    for path in paths:
+        try:
+            with sqlite3.connect(path) as db:
+                out.update(db.execute("select user_id, events from hourly where user_id != 'closer'").fetchall())
+        except sqlite3.OperationalError:
+            pass  # not written yet
+    return out
+
+
+def close_the_hour(bootstrap, src, partitions):
+    closer = [{"user_id": "closer", "ts": BASE_MS + 7_200_000, "amount": 0.0}]
+    for p in range(partitions):
+        asyncio.run(produce(bootstrap, src, closer, partition=p))
+
+
+def test_checkpoint_restart_reads_on_from_the_snapshot_not_the_commit(tmp_path, kafka):
+    src, group = topic_name("in"), topic_name("grp")
+    events = make_events(4000, span_s=1800, seed=4)
+    asyncio.run(create_topic(kafka.bootstrap, src, 3))
+    cfg, port = hourly_config(tmp_path, kafka.bootstrap, src, group)
+    store = tmp_path / "state-hourly" / "checkpoints.db"
+    asyncio.run(produce(kafka.bootstrap, src, events[:3000]))
+    with Daemon(cfg, tmp_path) as d:
+        wait_until(lambda: checkpointed(store) == 3000, 60, what="a checkpoint of the first 3000")
+        asyncio.run(produce(kafka.bootstrap, src, events[3000:]))
+        wait_until(lambda: (status(port) or {}).get("records_in") == 4000, 60, what="all 4000 read")
+        d.kill()
+    covered = checkpointed(store)
+    assert 3000 <= covered <= 4000
+    # the hour is open, so the group's commits stay at its first records: a host without the
+    # checkpoint replays the whole hour and loses nothing
+    assert all(not c for c in asyncio.run(committed(kafka.bootstrap, group, src, 3)).values())
+
+    with Daemon(cfg, tmp_path) as d:
+        wait_until(lambda: "restored" in d.stderr and status(port), 60, what="the restore")
+        close_the_hour(kafka.bootstrap, src, 3)
+        truth = tumbling_truth(events, 3600, "user_id")
+        got = wait_until(lambda: len(hourly_rows(tmp_path / "hourly.db")) == len(truth) and
+                         hourly_rows(tmp_path / "hourly.db"), 60, what="the hour's rows")
+        assert status(port)["records_in"] == 4000 - covered + 3  # what followed the checkpoint, and the closers
+        d.signal(signal.SIGTERM)
+        assert d.wait(30) == 0, d.stderr
+    assert got == {user: want["events"] for (_, user), want in truth.items()}
+
+
+def test_a_partition_moves_with_its_state_through_a_shared_checkpoint_store(tmp_path, kafka):
+    src, group = topic_name("in"), topic_name("grp")
+    events = make_events(4000, span_s=1800, seed=8)
+    asyncio.run(create_topic(kafka.bootstrap, src, 4))
+    shared = tmp_path / "shared" / "checkpoints.db"
+    cfg_a, port_a = hourly_config(tmp_path, kafka.bootstrap, src, group, "a", shared)
+    cfg_b, port_b = hourly_config(tmp_path, kafka.bootstrap, src, group, "b", shared)
+    asyncio.run(produce(kafka.bootstrap, src, events))
+    a = Daemon(cfg_a, tmp_path)
+    b = None
+    try:
+        wait_until(lambda: checkpointed(shared) == 4000, 60, what="replica a to read and checkpoint everything")
+        b = Daemon(cfg_b, tmp_path)  # the group rebalances: a hands two partitions over
+        wait_until(lambda: "revoked" in a.stderr and "restored" in b.stderr, 60, what="b to restore a's partitions")
+        close_the_hour(kafka.bootstrap, src, 4)
+        truth = tumbling_truth(events, 3600, "user_id")
+        got = wait_until(lambda: len(hourly_rows(tmp_path / "a.db", tmp_path / "b.db")) == len(truth) and
+                         hourly_rows(tmp_path / "a.db", tmp_path / "b.db"), 60, what="the hour from both replicas")
+        assert status(port_b)["records_in"] == 2  # only the closers of its two partitions: nothing replayed
+        assert status(port_a)["records_in"] >= 4000
+        for d in (a, b):
+            d.signal(signal.SIGTERM)
+        assert a.wait(30) == 0 and b.wait(30) == 0
+    finally:
+        for d in (a, b):
+            if d is not None:
+                d.__exit__()
+    assert got == {user: want["events"] for (_, user), want in truth.items()}
+    assert read_jsonl(tmp_path / "state-b" / "dead_letters.jsonl") == []
