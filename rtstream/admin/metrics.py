@@ -69,6 +69,14 @@ class _RuntimeCollector(Collector):
         yield _family(GaugeMetricFamily, "rtstream_spool_bytes", "Spooled bytes not yet written by every sink",
                       ["source"], [((src.name,), spool.pending_bytes)
                                   for src in rt.sources if (spool := getattr(src, "spool", None)) is not None])
+        cp = rt.checkpoints
+        if cp is not None:
+            yield _family(CounterMetricFamily, "rtstream_checkpoints", "Checkpoints saved", [], [((), cp.saved)])
+            yield _family(GaugeMetricFamily, "rtstream_checkpoint_bytes", "Size of the last checkpoint", [],
+                          [((), cp.last_bytes)])
+            if cp.last_at is not None:
+                yield _family(GaugeMetricFamily, "rtstream_checkpoint_age_seconds", "Seconds since the last checkpoint",
+                              [], [((), time.time() - cp.last_at)])
         yield _family(GaugeMetricFamily, "rtstream_sink_halted", "1 while a sink's writes are failing and being retried",
                       ["sink"], [((sink.name,), 1 if sink.name in rt.flusher.failing else 0) for sink in rt.sinks])
 

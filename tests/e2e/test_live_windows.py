@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sqlite3
+import urllib.request
 
 import orjson
 
@@ -107,6 +108,9 @@ def test_sigkill_between_checkpoints_replays_only_what_came_after_the_checkpoint
         wait_until(lambda: len(rows(tmp_path)) == 3, 30, what="the hour's rows")
         assert status(port)["records_in"] == after + 1  # what followed the checkpoint, and the closer
         assert "restored 0 from its checkpoint: 1 open windows" in d.stderr
+        metrics = wait_until(lambda: "rtstream_checkpoint_age_seconds" in (m := _get(f"http://127.0.0.1:{port}/metrics"))
+                             and m, 10, what="a checkpoint in /metrics")
+        assert "rtstream_checkpoints_total 0.0" not in metrics and "rtstream_checkpoint_bytes 0.0" not in metrics
         d.signal(signal.SIGTERM)
         assert d.wait(30) == 0
     truth = tumbling_truth(events, 3600, "kind")
@@ -115,3 +119,8 @@ def test_sigkill_between_checkpoints_replays_only_what_came_after_the_checkpoint
     assert {k: n for k, (n, _) in got.items()} == {k[1]: v["events"] for k, v in truth.items()}
     for (_, kind), want in truth.items():
         assert abs(got[kind][1] - want["spent"]) < 1e-6
+
+
+def _get(url):
+    with urllib.request.urlopen(url, timeout=2) as resp:
+        return resp.read().decode()
