@@ -24,6 +24,7 @@ class ComponentError(RtstreamError):
 
     def __init__(self, component: str, message: str):
         self.component = component
+        self.message = message
         super().__init__(f"{component}: {message}")
 
 

@@ -28,11 +28,11 @@ async def produce(bootstrap: str, topic: str, items: list[Any], key: str | None 
 
 
 async def read_all(bootstrap: str, topic: str, expect: int | None = None, idle_s: float = 1.5,
-                   timeout_s: float = 60) -> list[tuple[bytes | None, dict[str, Any]]]:
+                   timeout_s: float = 60, isolation_level: str = "read_uncommitted") -> list[tuple[bytes | None, dict[str, Any]]]:
     """Every message of `topic` as (key, decoded value): until `expect` arrived, or nothing new for idle_s."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"reader-{uuid.uuid4().hex}",
                                 auto_offset_reset="earliest", enable_auto_commit=False, fetch_max_wait_ms=10,
-                                session_timeout_ms=6000, heartbeat_interval_ms=300)
+                                session_timeout_ms=6000, heartbeat_interval_ms=300, isolation_level=isolation_level)
     await consumer.start()
     out: list[tuple[bytes | None, dict[str, Any]]] = []
     loop = asyncio.get_running_loop()

@@ -227,6 +227,14 @@ def _cross_checks(root: RootConfig, flow: Flow, components: dict[str, Component]
                 build_aggregator(cfg, search_dirs)
             except (ValueError, TypeError) as exc:
                 problems.append((f"stages.{name}.aggregates", str(exc)))
+    eos = [name for name in flow.sinks if getattr(components[name].config, "exactly_once", False)]
+    not_kafka = [name for name in flow.sources if getattr(components[name].cls, "type_name", "") != "kafka"]
+    for name in eos:
+        if not_kafka:
+            problems.append((f"sinks.{name}.exactly_once", f"needs every source to be Kafka, so their offsets can be "
+                                                           f"committed in the transaction ({', '.join(not_kafka)} is not)"))
+    if len(eos) > 1:
+        problems.append((f"sinks.{eos[1]}.exactly_once", "only one sink can commit the offsets in its transactions"))
     for section, names in (("sources", flow.sources), ("stages", flow.stages), ("sinks", flow.sinks)):
         for name in names:
             call = getattr(components[name].config, "call", None)

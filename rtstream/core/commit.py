@@ -43,12 +43,15 @@ class CommitTracker:
     def next(self, pk: PartitionKey) -> int | None:
         return self._next.get(pk)
 
-    def safe(self, pk: PartitionKey) -> int | None:
+    def safe(self, pk: PartitionKey, ignoring: Hashable = None) -> int | None:
+        """The position to commit; `ignoring` a holder: as it will be once that holder is released."""
         nxt = self._next.get(pk)
         if nxt is None:
             return None
         holds = self._holds.get(pk)
-        return min(nxt, min(holds.values())) if holds else nxt
+        if not holds:
+            return nxt
+        return min(nxt, min((off for h, off in holds.items() if h != ignoring), default=nxt))
 
     def safe_positions(self, source: str) -> dict[Hashable, int]:
         out = {}

@@ -17,6 +17,10 @@ async def _nothing(source: str, partitions: list[Hashable], epoch: int = 0, mark
     return None
 
 
+async def _nothing_committed(window: Any) -> None:
+    return None
+
+
 @dataclass
 class Context:
     pipeline: str
@@ -25,4 +29,8 @@ class Context:
     key_fields: list[str] = field(default_factory=list)  # the output key, for upserting sinks
     on_assign: AssignCallback = _nothing  # batches carry the epoch
     on_revoke: RevokeCallback = _nothing  # type: ignore[assignment]
+    # window -> {consumer group: {partition: (offset, metadata)}} that writing it makes safe to commit,
+    # for a sink that commits them itself (Kafka transactions)
+    offsets_after: Callable[[Any], dict[str, dict[Any, tuple[int, str]]]] = lambda window: {}
+    offsets_committed: Callable[[Any], Awaitable[None]] = _nothing_committed  # that sink's transaction went through
     extra: dict[str, Any] = field(default_factory=dict)

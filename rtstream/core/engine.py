@@ -425,6 +425,24 @@ class WindowEngine:
         self._last_emission = em
         return em
 
+    def commit_after(self, window: Window) -> tuple[dict[PartitionKey, int], dict[PartitionKey, Mark]]:
+        """The positions (and marks) every owned partition can commit once `window` is written: for a
+        sink that commits them in the same transaction as the window's rows. Flushes go in order, so
+        every window before this one is written by then."""
+        em = next((e for e in self._pending.values() if e.window is window), None)
+        if em is None:
+            return {}, {}  # a running result: it makes nothing safe
+        positions, marks = {}, {}
+        for pk in self._epochs:
+            pos, nxt = self.tracker.safe(pk, ("emit", em.id)), self.tracker.next(pk)
+            if pos is None or nxt is None:
+                continue
+            positions[pk] = pos
+            written = max(self._written.get(pk, NEVER), (em.marks or {}).get(pk, NEVER))
+            if written != NEVER:
+                marks[pk] = (written, nxt)
+        return positions, marks
+
     def emitted(self, emission: Emission) -> None:
         """The sinks have the window: its partitions no longer hold commits back."""
         for pk, _ in emission.partitions:

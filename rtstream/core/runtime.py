@@ -75,6 +75,12 @@ class Runtime:
         if isinstance(last_window_stage, AggregateStage) and last_window_stage.config.key:
             self.context.key_fields = [last_window_stage.config.key]
         self.sinks: list[Sink] = [c.cls(c.name, c.config, self.context) for c in settings.of(flow.sinks)]
+        # a sink that commits source offsets in its own transactions (Kafka exactly_once) does all commits
+        self.transactional_commits = any(getattr(s.config, "exactly_once", False) for s in self.sinks)
+        self.context.offsets_after = self._offsets_after
+        self.context.offsets_committed = self._offsets_committed
+        # windows are written one at a time: the one transaction under way, and what it commits
+        self._in_transaction: tuple[Any, dict[PartitionKey, int], dict[PartitionKey, Mark]] | None = None
         w = root.window
         self.engine = WindowEngine(
             size_ms=w.size_ms, lateness_ms=round(w.lateness * 1000), idle_timeout_s=w.idle_timeout,
@@ -130,6 +136,15 @@ class Runtime:
             except (NotImplementedError, RuntimeError):
                 pass
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            return await self._run_components()
+        except ComponentError as exc:  # one did not start: what is up is closed again, nothing ran
+            log.error("component %s failed to start: %s", exc.component, exc.message,
+                      extra={"component": exc.component})
+            return 1
+
+    async def _run_components(self) -> int:
+        loop = asyncio.get_running_loop()
         async with AsyncExitStack() as stack:
             # Start from the end of the flow backwards, so nothing is produced into a component not yet up.
             stack.callback(self.history.close)
@@ -385,7 +400,32 @@ class Runtime:
                 out[p] = mark
         return out
 
+    def _offsets_after(self, window: Any) -> dict[str, dict[Any, tuple[int, str]]]:
+        positions, marks = self.engine.commit_after(window)
+        self._in_transaction = (window, positions, marks)
+        out = {}
+        for src in self.sources:
+            group = getattr(src.config, "group_id", None)
+            offsets = getattr(src, "offsets", None)
+            if group is not None and offsets is not None and getattr(src.config, "commit_offsets", True):
+                mine = {pk[1]: pos for pk, pos in positions.items() if pk[0] == src.name}
+                out[group] = offsets(mine, {pk[1]: m for pk, m in marks.items() if pk[0] == src.name})
+        return out
+
+    async def _offsets_committed(self, window: Any) -> None:
+        if self._in_transaction is None or self._in_transaction[0] is not window:
+            return
+        _, positions, marks = self._in_transaction
+        self._in_transaction = None
+        for src in self.sources:
+            remember = getattr(src, "remember_marks", None)
+            if remember is not None:
+                await remember({pk[1]: pos for pk, pos in positions.items() if pk[0] == src.name},
+                               {pk[1]: m for pk, m in marks.items() if pk[0] == src.name})
+
     async def _commit_all(self) -> None:
+        if self.transactional_commits:
+            return  # each window's transaction commits the offsets it makes safe, and nothing else does
         for src in self.sources:
             positions = self.tracker.safe_positions(src.name)
             if positions:
@@ -450,7 +490,7 @@ class Runtime:
     async def _revoked(self, source: str, partitions: list[Hashable]) -> None:
         src = next(s for s in self.sources if s.name == source)
         safe = {p: pos for p, pos in self.tracker.safe_positions(source).items() if p in partitions}
-        if safe:
+        if safe and not self.transactional_commits:
             try:
                 await src.commit(safe, self._marks(source, safe))
             except Exception as exc:  # noqa: BLE001 - the next owner replays a little more

@@ -3,17 +3,23 @@
 The message key is `window_start|key` (or the row's `key_field`), so a compacted topic keeps one
 value per (window, key) however often a window is replayed. `write` returns only when the broker
 has acknowledged every message (per `acks`).
+
+With `exactly_once`, each window is one transaction that also commits the source offsets its
+writing makes safe (`send_offsets_to_transaction`): the results and the offsets become visible
+together or not at all, so a `read_committed` consumer sees each window's rows once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
 from typing import Any, Literal
 
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from rtstream.config.durations import Duration
 from rtstream.core.record import Window
@@ -31,6 +37,20 @@ class KafkaSinkConfig(SinkConfig, KafkaConnection):
     linger: Duration = 0.005
     max_request_size: int = Field(default=1_048_576, ge=1024)
     producer: dict[str, Any] = {}
+    exactly_once: bool = Field(default=False, description="each window in one transaction with the source "
+                               "offsets it makes safe (needs Kafka sources)")
+    transactional_id: str | None = Field(default=None, description="default: rtstream-PIPELINE-SINK-HOSTNAME; "
+                                         "stable across restarts of one replica, unique among replicas")
+    transaction_timeout: Duration = 60.0
+
+    @model_validator(mode="after")
+    def _transactions_need_acks_all(self) -> KafkaSinkConfig:
+        if self.exactly_once and self.acks not in ("all", -1):
+            raise ValueError("exactly_once needs acks = \"all\" (transactions are idempotent writes)")
+        return self
+
+
+log = logging.getLogger("rtstream.sink.kafka")
 
 
 @register("sink", "kafka")
@@ -38,13 +58,30 @@ class KafkaSink(Sink):
     Config = KafkaSinkConfig
 
     async def start(self) -> None:
+        await self._start_producer()
+        self.partitioner = DefaultPartitioner()
+
+    async def _start_producer(self) -> None:
         c = self.config
+        txn: dict[str, Any] = {}
+        if c.exactly_once:
+            self.transactional_id = c.transactional_id or \
+                f"rtstream-{self.context.pipeline}-{self.name}-{socket.gethostname()}"
+            txn = {"transactional_id": self.transactional_id, "enable_idempotence": True,
+                   "transaction_timeout_ms": int(c.transaction_timeout * 1000)}
         self.producer = AIOKafkaProducer(
             **c.client_kwargs(f"rtstream-{self.context.pipeline}-{self.name}"),
             acks=c.acks, compression_type=c.compression, linger_ms=int(c.linger * 1000),
-            max_request_size=c.max_request_size, **c.producer)
-        await self.producer.start()
-        self.partitioner = DefaultPartitioner()
+            max_request_size=c.max_request_size, **txn, **c.producer)
+        try:
+            await self.producer.start()  # with a transactional id: fences this id's previous incarnation
+        except Exception as exc:
+            await self.producer.stop()
+            if c.exactly_once:
+                raise RuntimeError(f"{type(exc).__name__}: {exc} -- the broker refused a transactional producer id {self.transactional_id!r} "
+                                "(InitProducerId): does it support transactions, and may this client use that id?") \
+                    from exc
+            raise
 
     def message_key(self, row: dict[str, Any]) -> bytes:
         if self.config.key_field is not None:
@@ -53,6 +90,23 @@ class KafkaSink(Sink):
         return "|".join("" if p is None else str(p) for p in parts).encode()
 
     async def write(self, window: Window, rows: list[dict[str, Any]]) -> None:
+        if not self.config.exactly_once:
+            await self._send(rows)
+            return
+        try:
+            async with self.producer.transaction():  # aborted if anything below raises
+                await self._send(rows)
+                for group, offsets in self.context.offsets_after(window).items():
+                    if offsets:
+                        await self.producer.send_offsets_to_transaction(offsets, group)
+        except Exception:
+            # a fenced or failed transactional producer cannot go on: the retry starts a new one
+            await self.producer.stop()
+            await self._start_producer()
+            raise
+        await self.context.offsets_committed(window)
+
+    async def _send(self, rows: list[dict[str, Any]]) -> None:
         """Rows go out as whole record batches, one or more per partition, partitioned by key as the
         Java client does (murmur2), and the write returns when every batch is acknowledged."""
         topic, dumps, producer = self.config.topic, orjson.dumps, self.producer
@@ -79,7 +133,8 @@ class KafkaSink(Sink):
 
     def describe(self) -> str:
         c = self.config
-        return f"kafka: {c.topic} @ {c.servers_label()} (acks {c.acks}, compression {c.compression or 'none'})"
+        eos = ", exactly once" if c.exactly_once else ""
+        return f"kafka: {c.topic} @ {c.servers_label()} (acks {c.acks}, compression {c.compression or 'none'}{eos})"
 
 
 def _key_bytes(v: Any) -> bytes:

@@ -289,20 +289,33 @@ class KafkaSource(Source):
                     self._empty_rounds[tp] = 0
         return all(tp in self._done for tp in assignment)
 
+    def offsets(self, positions: dict[Hashable, int], marks: dict[Hashable, Mark]) -> dict[Any, OffsetAndMetadata]:
+        """What to commit for `positions` of the partitions this consumer owns, each with its mark."""
+        owned = self.consumer.assignment() if self.consumer is not None else set()
+        out = {}
+        for tp, off in positions.items():
+            if tp in owned:
+                mark = marks.get(tp)
+                out[tp] = OffsetAndMetadata(off, f"{_MARK_PREFIX}{mark[0]} {mark[1]}" if mark else "")
+        return out
+
     async def commit(self, positions: dict[Hashable, int], marks: dict[Hashable, Mark] | None = None) -> None:
         if self.consumer is None or not self.config.commit_offsets:
             return
         owned = self.consumer.assignment()
         marks = marks or {}
-        offsets = {}
-        for tp, off in positions.items():
-            if tp in owned:
-                mark = marks.get(tp)
-                offsets[tp] = OffsetAndMetadata(off, f"{_MARK_PREFIX}{mark[0]} {mark[1]}" if mark else "")
+        offsets = self.offsets(positions, marks)
         if offsets:
             await self.consumer.commit(offsets)  # type: ignore[arg-type]
-            self._saved_marks.update({f"{tp.topic}:{tp.partition}": [off, *marks[tp]]  # type: ignore[attr-defined]
-                                      for tp, off in positions.items() if tp in owned and tp in marks})
+            await self.remember_marks({tp: off for tp, off in positions.items() if tp in owned}, marks)
+
+    async def remember_marks(self, positions: dict[Hashable, int], marks: dict[Hashable, Mark]) -> None:
+        """Keep this host's copy of the marks committed with `positions` (for brokers that drop commit
+        metadata); called after the commit, or after the transaction that carried them."""
+        fresh = {f"{tp.topic}:{tp.partition}": [off, *marks[tp]]  # type: ignore[attr-defined]
+                 for tp, off in positions.items() if tp in marks}
+        if fresh:
+            self._saved_marks.update(fresh)
             await asyncio.to_thread(self._local_marks.save, self._saved_marks)
 
     async def keepalive(self) -> None:

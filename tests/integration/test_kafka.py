@@ -21,7 +21,7 @@ FAST_CONSUMER = {"session_timeout_ms": 2000, "heartbeat_interval_ms": 300, "fetc
 
 
 def kafka_config(tmp_path, bootstrap, topic, out_topic, *, group="g", stop_at_end=True, sink_bootstrap=None,
-                 name="kafka", window=None, time="event", **source):
+                 name="kafka", window=None, time="event", sink=None, **source):
     doc = {
         "pipeline": {"name": name, "flow": "events >> per_user >> results"},
         "window": {"size": "5m", "time": time, "lateness": "10s", "idle_timeout": "2s", **(window or {})},
@@ -30,7 +30,7 @@ def kafka_config(tmp_path, bootstrap, topic, out_topic, *, group="g", stop_at_en
         "stages": {"per_user": {"type": "aggregate", "key": "user_id",
                                 "aggregates": {"events": "count()", "spent": "sum(amount)", "biggest": "max(amount)"}}},
         "sinks": {"results": {"type": "kafka", "bootstrap_servers": sink_bootstrap or bootstrap, "topic": out_topic,
-                              "compression": "lz4"}},
+                              "compression": "lz4", **(sink or {})}},
         "dead_letter": {"path": str(tmp_path / "dead.jsonl")},
         "daemon": {"state_dir": str(tmp_path / "state"), "commit_interval": "200ms", "shutdown_grace": "10s"},
     }

@@ -105,3 +105,22 @@ def test_replay_from_a_commit_skips_records_of_windows_already_written():
     assert second.window.start_ms == BASE + MIN and [r["n"] for r in second.rows] == [2]
     late = e2.process(batch(0, [("a", 3000)], first_offset=4), 0)  # new input for a written window
     assert [d.reason for d in late] == ["late"]
+
+
+def test_commit_after_a_window_is_what_committing_would_give_once_it_is_written():
+    t = CommitTracker()
+    e = engine(t)
+    e.assign(("s", 0), 0)
+    e.assign(("s", 1), 0)
+    e.process(batch(0, [("a", 1000), ("a", MIN + 5)]), now=0)
+    e.process(batch(1, [("b", 2000), ("b", 2 * MIN + 5)]), now=0)
+    t.processed(("s", 0), 2)
+    t.processed(("s", 1), 2)
+    [em] = e.close_ready(0, 0)
+    positions, marks = e.commit_after(em.window)
+    assert positions == {("s", 0): 1, ("s", 1): 1}  # the second window's records stay uncommitted
+    assert marks == {("s", 0): (BASE + MIN + 5, 2), ("s", 1): (BASE + MIN + 5, 2)}  # the watermark it closed at
+    assert t.safe(("s", 0)) == 0  # nothing is released until the sinks have it
+    e.emitted(em)
+    assert {pk: t.safe(pk) for pk in positions} == positions
+    assert {pk: e.commit_mark(pk) for pk in marks} == marks
