@@ -25,6 +25,7 @@ import orjson
 
 from bench.ceilings import cpu_ceiling, raw_ceiling
 from bench.engine_only import engine_throughput
+from bench.state import checkpoint_cost, session_throughput
 from bench.workload import reference, w1_values
 from rtstream.testing.tansu import TansuBroker, create_topic
 
@@ -150,6 +151,11 @@ def main() -> None:
     eng_rate = engine_throughput(values, truth)
     rows.append(("pure CPU ceiling (orjson + dict)", f"{cpu_rate:,.0f}", ""))
     rows.append(("rtstream engine alone (null sink)", f"{eng_rate:,.0f}", f"{eng_rate / cpu_rate:.0%} of CPU ceiling"))
+    ses_rate = session_throughput(values)
+    rows.append(("engine alone, session windows (gap 5m)", f"{ses_rate:,.0f}", f"{ses_rate / eng_rate:.0%} of tumbling"))
+    cp = checkpoint_cost(values)
+    rows.append(("checkpoint of an open hour, 10,000 keys", f"{cp['bytes'] / 1e6:.1f} MB",
+                 f"snapshot {cp['snapshot_ms']:.0f} ms, save {cp['save_ms']:.0f} ms, restore {cp['restore_ms']:.0f} ms"))
     if not args.no_rss:
         # in a process of its own, so nothing this one holds counts
         code = "import orjson; from bench.engine_only import rss_scaling; print(orjson.dumps(rss_scaling()).decode())"
