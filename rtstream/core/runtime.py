@@ -75,6 +75,7 @@ class Runtime:
         if isinstance(last_window_stage, AggregateStage) and last_window_stage.config.key:
             self.context.key_fields = [last_window_stage.config.key]
         self.sinks: list[Sink] = [c.cls(c.name, c.config, self.context) for c in settings.of(flow.sinks)]
+        self._scopes = {s.name: s.checkpoint_scope() for s in self.sources}
         # a sink that commits source offsets in its own transactions (Kafka exactly_once) does all commits
         self.transactional_commits = any(getattr(s.config, "exactly_once", False) for s in self.sinks)
         self.context.offsets_after = self._offsets_after
@@ -460,8 +461,11 @@ class Runtime:
         the checkpoint's position; returns those positions."""
         if self.checkpoints is None:
             return {}
-        found = self.checkpoints.load(source, partitions)
+        found = self.checkpoints.load(self._scopes[source], partitions)
         ok = accept({p: pos for p, (pos, _) in found.items()})
+        for p in set(found) - ok:
+            log.info("%s: checkpoint of %s not used (older than the commit, or the source cannot resume from it); "
+                     "replaying from the commit", source, p, extra={"component": source})
         now = asyncio.get_running_loop().time()
         out = {}
         for p in ok:
@@ -481,7 +485,7 @@ class Runtime:
         for pk in only if only is not None else self.engine.owned():
             snap = self.engine.snapshot(pk)
             if snap is not None:
-                rows.append((pk[0], pk[1], snap[0], snap[1]))
+                rows.append((self._scopes[pk[0]], pk[1], snap[0], snap[1]))
         if rows:
             await asyncio.to_thread(self.checkpoints.save, rows)
             log.debug("checkpoint: %d partitions, %d bytes, %.0f ms", len(rows), self.checkpoints.last_bytes,

@@ -37,6 +37,10 @@ class Source(Component):
     async def commit(self, positions: dict[Hashable, int], marks: dict[Hashable, Mark] | None = None) -> None:
         """Persist positions that the commit rule says are safe (resume points), with their marks."""
 
+    def checkpoint_scope(self) -> str:
+        """What a checkpoint of this source is valid for: its positions mean nothing elsewhere."""
+        return self.name
+
     def resume_at(self, positions: dict[Hashable, int]) -> set[Hashable]:
         """Read these partitions from a checkpoint's positions instead of the committed ones (called
         after start, before batches). Returns the partitions it will; the rest replay from the commit."""

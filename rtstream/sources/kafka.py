@@ -158,6 +158,9 @@ class KafkaSource(Source):
             self.consumer.seek(tp, pos)
             self._start_pos[tp] = pos
 
+    def checkpoint_scope(self) -> str:
+        return f"{self.name}@{self.config.group_id}"  # a new group starts over, whatever an old one saved
+
     async def _committed_marks(self, partitions: list[TopicPartition]) -> dict[Hashable, Mark]:
         """The marks the last owner committed with its offsets (see rtstream.core.commit.Mark)."""
         assert self.consumer is not None

@@ -168,3 +168,15 @@ def test_session_config():
                      (dict(size="5m", gap="5m"), 'gap is for type = "session"')]:
         with pytest.raises(ConfigError, match=msg):
             load_settings(doc=doc(**bad), env={})
+
+
+def test_sessions_of_buffered_records_for_python_stages():
+    e = WindowEngine(size_ms=GAP, lateness_ms=0, idle_timeout_s=3600, time_mode="event", time_field="ts",
+                     record_stages=[], aggregator=None, tracker=CommitTracker(), max_window_records=2,
+                     session_gap_ms=GAP)
+    e.assign(("s", 0), 0)
+    recs = [Record({"ts": BASE + t * MIN, "i": i}, i, key=b"u") for i, t in enumerate([2, 0, 1, 20])]
+    dead = e.process(Batch("s", 0, recs, 4, decoded=True), 0)
+    out = e.close_all()
+    assert [(d.reason, d.offset) for d in dead] == [("window_full", 2)]  # a session holds max_window_records
+    assert [(em.window.key, [r["i"] for r in em.rows]) for em in out] == [("u", [1, 0]), ("u", [3])]  # by time
