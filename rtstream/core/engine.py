@@ -266,7 +266,13 @@ class WindowEngine:
             reject("window_full", f"session already holds max_window_records = {self.max_window_records} records",
                    rec, v, window=(hits[0].start, hits[0].end(store.gap)))
             return False
-        if hits:
+        if len(hits) == 1:  # the common case: stretch it; offsets only grow, so its hold stands
+            s = hits[0]
+            if ts > s.last:
+                s.last = ts
+            elif ts < s.start:
+                s.start = ts
+        elif hits:
             s, folded = store.extend(pk, hits, ts)
             for f in folded:
                 self.tracker.release(pk, ("session", f.id))

@@ -48,10 +48,14 @@ class SessionStore:
     # --- joining ------------------------------------------------------------------------------
     def overlapping(self, pk: PartitionKey, key: Any, ts: int) -> list[Session]:
         """The open sessions of `key` in `pk` a record at `ts` falls into or bridges."""
-        sessions = self._open.get(pk, {}).get(key)
+        by_key = self._open.get(pk)
+        sessions = by_key.get(key) if by_key is not None else None
         if not sessions:
             return []
         gap = self.gap
+        if len(sessions) == 1:
+            s = sessions[0]
+            return [s] if s.start < ts + gap and ts < s.last + gap else []
         return [s for s in sessions if s.start < ts + gap and ts < s.last + gap]
 
     def open(self, pk: PartitionKey, key: Any, ts: int, offset: int, table: dict[Any, list[Any]] | None) -> Session:
