@@ -74,6 +74,8 @@ class Runtime:
         last_window_stage: Stage | None = self.window_stages[-1] if self.window_stages else self.incremental
         if isinstance(last_window_stage, AggregateStage) and last_window_stage.config.key:
             self.context.key_fields = [last_window_stage.config.key]
+        elif isinstance(last_window_stage, AggregateStage) and root.window.type == "session":
+            self.context.key_fields = ["key"]  # sessions of the record key: rows carry it as "key"
         self.sinks: list[Sink] = [c.cls(c.name, c.config, self.context) for c in settings.of(flow.sinks)]
         self._scopes = {s.name: s.checkpoint_scope() for s in self.sources}
         # a sink that commits source offsets in its own transactions (Kafka exactly_once) does all commits

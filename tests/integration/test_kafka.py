@@ -10,11 +10,12 @@ import uuid
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from rtstream.core.record import iso_utc
 from rtstream.testing.ports import free_port
 from rtstream.testing.tansu import create_topic
 from tests.data import BASE_MS, make_events
 from tests.kafka_helpers import covers, produce, read_all
-from tests.reference import iso, tumbling_truth
+from tests.reference import iso, session_truth, tumbling_truth
 from tests.support import Daemon, read_jsonl, run_cli, status, wait_until, write_config
 
 FAST_CONSUMER = {"session_timeout_ms": 2000, "heartbeat_interval_ms": 300, "fetch_max_wait_ms": 10}
@@ -279,3 +280,29 @@ def test_a_partition_moves_with_its_state_through_a_shared_checkpoint_store(tmp_
                 d.__exit__()
     assert got == {user: want["events"] for (_, user), want in truth.items()}
     assert read_jsonl(tmp_path / "state-b" / "dead_letters.jsonl") == []
+
+
+@pytest.mark.parametrize("key_field", [None, "user_id"])
+def test_sessions_by_the_kafka_key_or_the_sources_key_field(tmp_path, kafka, key_field):
+    src, group = topic_name("in"), topic_name("grp")
+    events = make_events(1500, span_s=3600, users=30, seed=31)
+    for e in events:
+        e["account"] = e.pop("user_id")  # the message key is the account; key_field names it again
+    asyncio.run(create_topic(kafka.bootstrap, src, 2))
+    asyncio.run(produce(kafka.bootstrap, src, events, key="account"))
+    doc = {
+        "pipeline": {"name": "visits", "flow": "events >> visits >> db"},
+        "window": {"type": "session", "gap": "4m", "lateness": "10s"},
+        "sources": {"events": {"type": "kafka", "bootstrap_servers": kafka.bootstrap, "topics": [src],
+                               "group_id": group, "stop_at_end": True, "consumer": FAST_CONSUMER,
+                               **({"key_field": "account"} if key_field else {})}},
+        "stages": {"visits": {"type": "aggregate", "aggregates": {"events": "count()", "spent": "sum(amount)"}}},
+        "sinks": {"db": {"type": "sqlite", "path": str(tmp_path / "out.db"), "table": "visits"}},  # keyed by start, key
+        "daemon": {"state_dir": str(tmp_path / "state")},
+    }
+    res = run_cli("run", "-c", str(write_config(tmp_path / "visits.toml", doc)))
+    assert res.returncode == 0, res.stderr
+    with sqlite3.connect(tmp_path / "out.db") as db:
+        got = sorted(db.execute("select window_start, window_end, key, events from visits").fetchall())
+    want = sorted((iso_utc(s), iso_utc(e), k, n) for s, e, k, n, _ in session_truth(events, 240_000, "account"))
+    assert got == want

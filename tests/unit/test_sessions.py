@@ -11,6 +11,7 @@ from rtstream.core.commit import CommitTracker
 from rtstream.core.engine import WindowEngine
 from rtstream.core.record import Batch, Record
 from rtstream.errors import ConfigError
+from rtstream.stages.aggregate import AggregateConfig, build_aggregator
 from rtstream.windows.aggregates import Aggregator, parse_aggregate
 from tests.reference import session_truth
 
@@ -180,3 +181,25 @@ def test_sessions_of_buffered_records_for_python_stages():
     out = e.close_all()
     assert [(d.reason, d.offset) for d in dead] == [("window_full", 2)]  # a session holds max_window_records
     assert [(em.window.key, [r["i"] for r in em.rows]) for em in out] == [("u", [1, 0]), ("u", [3])]  # by time
+
+
+def test_a_user_aggregator_merges_when_a_record_bridges_sessions():
+    cfg = AggregateConfig.model_validate({"type": "aggregate", "key": "k",
+                                          "aggregates": {"spread": "tests.unit.userfns:Spread()"}})
+    e = WindowEngine(size_ms=GAP, lateness_ms=10 * MIN, idle_timeout_s=3600, time_mode="event", time_field="ts",
+                     record_stages=[], aggregator=build_aggregator(cfg, []), tracker=CommitTracker(),
+                     max_window_records=10, session_gap_ms=GAP)
+    e.assign(("s", 0), 0)
+    recs = [{"k": "a", "ts": BASE, "amount": 5}, {"k": "a", "ts": BASE + 8 * MIN, "amount": 20},
+            {"k": "a", "ts": BASE + 4 * MIN, "amount": 9}]  # the last bridges the first two
+    e.process(Batch("s", 0, [Record(r, i) for i, r in enumerate(recs)], 3, decoded=True), 0)
+    assert [(em.window.start_ms, r["spread"]) for em in e.close_all() for r in em.rows] == [(BASE, 15)]
+
+
+def test_sinks_upsert_sessions_of_the_record_key_by_start_and_key(tmp_path):
+    from rtstream.core.runtime import Runtime
+
+    d = doc(type="session", gap="5m")
+    del d["stages"]["a"]["key"]
+    d["daemon"] = {"state_dir": str(tmp_path)}
+    assert Runtime(load_settings(doc=d, env={})).context.key_fields == ["key"]
