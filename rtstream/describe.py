@@ -17,10 +17,12 @@ def describe(settings: Settings) -> str:
     lines = [
         f"pipeline   {root.pipeline.name}",
         f"flow       {settings.flow}",
-        f"window     {w.type} {format_duration(w.size)}"
+        f"window     {w.type} "
+        + (f"gap {format_duration(w.gap)}" if w.gap is not None else format_duration(w.size))
         + (f" every {format_duration(w.hop)}" if w.hop else "")
         + (f" (schedule {w.schedule!r})" if w.schedule else "")
-        + f", {time_from}, lateness {format_duration(w.lateness)}, idle timeout {format_duration(w.idle_timeout)}",
+        + f", {time_from}, lateness {format_duration(w.lateness)}, idle timeout {format_duration(w.idle_timeout)}"
+        + (f", running results every {format_duration(w.update_interval)}" if w.emit == "updates" else ""),
     ]
     for title, names in (("sources", settings.flow.sources), ("stages", settings.flow.stages),
                          ("sinks", settings.flow.sinks)):
@@ -33,4 +35,8 @@ def describe(settings: Settings) -> str:
     lines.append(f"dead letters  {dl}")
     lines.append(f"state dir     {root.daemon.state_dir} (commit every {format_duration(root.daemon.commit_interval)}, "
                  f"shutdown grace {format_duration(root.daemon.shutdown_grace)})")
+    cp = root.state.checkpoint_interval
+    if cp is not None:
+        lines.append(f"checkpoints   {root.state.path or f'{root.daemon.state_dir}/checkpoints.db'} "
+                     f"every {format_duration(cp)}")
     return "\n".join(lines)
