@@ -37,11 +37,11 @@ class Pipeline:
 
     def __init__(self, flow: Chain, name: str = "rtstream", window: dict[str, Any] | None = None,
                  daemon: dict[str, Any] | None = None, dead_letter: dict[str, Any] | None = None,
-                 defaults: dict[str, Any] | None = None):
+                 defaults: dict[str, Any] | None = None, state: dict[str, Any] | None = None):
         self.flow = flow
         self.name = name
         self.sections = {"window": window or {"size": "5m"}, "daemon": daemon or {},
-                         "dead_letter": dead_letter or {}, "defaults": defaults or {}}
+                         "dead_letter": dead_letter or {}, "defaults": defaults or {}, "state": state or {}}
 
     def config(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"pipeline": {"name": self.name, "flow": str(self.flow)},

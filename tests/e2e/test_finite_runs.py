@@ -148,8 +148,9 @@ def test_generator_finite_run_python_api(tmp_path):
     agg = Stage("agg", "aggregate", key="kind", aggregates={"n": "count()"})
     out = Sink("out", "file", path=str(tmp_path / "out"))
     code = Pipeline(gen >> agg >> out, name="api", window={"size": "1m"},
-                    daemon={"state_dir": str(tmp_path / "s")}).run()
+                    daemon={"state_dir": str(tmp_path / "s")}, state={"checkpoint_interval": "1m"}).run()
     assert code == 0
+    assert (tmp_path / "s" / "checkpoints.db").exists()  # the state section reached the daemon
     rows = [r for rs in window_files(tmp_path / "out").values() for r in rs]
     assert sum(r["n"] for r in rows) == 3000
     assert len(window_files(tmp_path / "out")) == 5  # 300 s of event time at 10/s
