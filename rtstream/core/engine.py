@@ -314,7 +314,6 @@ class WindowEngine:
             emissions = self._with_empty(emissions, wm.current)
         if self.update_interval_s is not None:
             for em in emissions:
-                em.tag_final = True
                 self._updated_counts.pop(em.window.start_ms, None)
             if now - self._last_update >= self.update_interval_s:
                 self._last_update = now
@@ -425,7 +424,7 @@ class WindowEngine:
             buffered = [r for _, pane in panes for r in pane.records]  # type: ignore[union-attr]
             buffered.sort(key=lambda r: r[0])
             rows = [v for _, v in buffered]
-        em = Emission(eid, window, rows, parts)  # type: ignore[arg-type]
+        em = Emission(eid, window, rows, parts, tag_final=self.update_interval_s is not None)  # type: ignore[arg-type]
         self._inflight += 1
         self._pending[eid] = em
         self._last_emission = em

@@ -146,3 +146,12 @@ def test_emit_updates_is_refused_for_sessions():
     del d["window"]["size"]
     with pytest.raises(ConfigError, match='emit = "updates" is for tumbling and hopping'):
         load_settings(doc=d, env={})
+
+
+def test_emit_updates_tags_the_rows_of_a_finite_runs_last_windows_final():
+    e = WindowEngine(size_ms=5 * MIN, lateness_ms=0, idle_timeout_s=3600, time_mode="event", time_field="ts",
+                     record_stages=[], aggregator=Aggregator("k", [parse_aggregate("n", "count()")]),
+                     tracker=CommitTracker(), max_window_records=10, update_interval_s=1.0)
+    e.assign(("s", 0), 0)
+    e.process(Batch("s", 0, [Record({"k": "a", "ts": BASE}, 0)], 1, decoded=True), 0)
+    assert [(em.window.final, em.tag_final) for em in e.close_all()] == [(True, True)]
