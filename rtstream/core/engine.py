@@ -510,7 +510,7 @@ class WindowEngine:
             again = next((em for em in self._pending.values() if em.window.id == window.id), None)
             if again is None:  # the same window may come back with each of its partitions: written once
                 self._next_id += 1
-                again = Emission(self._next_id, window, rows, [])
+                again = Emission(self._next_id, window, rows, [], tag_final=self.update_interval_s is not None)
                 self._inflight += 1
                 self._pending[again.id] = again
                 self._restored.append(again)
