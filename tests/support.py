@@ -145,3 +145,14 @@ def status(port: int) -> dict[str, Any] | None:
             return orjson.loads(resp.read())  # type: ignore[no-any-return]
     except OSError:
         return None
+
+
+def kill_after_a_commit(config: Path, workdir: Path, source: str = "tail") -> int:
+    """Run the daemon until `source` (a followed file) has committed a position past 0, SIGKILL it,
+    and return that position."""
+    pos_file = workdir / "state" / "positions" / f"{source}.json"
+    with Daemon(config, workdir) as d:
+        wait_until(lambda: pos_file.exists() and orjson.loads(pos_file.read_bytes())["position"] > 0, 30,
+                   what="a commit")
+        d.kill()
+    return int(orjson.loads(pos_file.read_bytes())["position"])

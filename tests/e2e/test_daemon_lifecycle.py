@@ -9,7 +9,7 @@ import orjson
 
 from tests.data import BASE_MS, make_events, write_lines
 from tests.reference import tumbling_truth
-from tests.support import Daemon, read_jsonl, run_cli, wait_until, window_files, write_config
+from tests.support import Daemon, kill_after_a_commit, read_jsonl, run_cli, wait_until, window_files, write_config
 
 
 def gen_config(tmp_path, **gen):
@@ -73,12 +73,7 @@ def test_follow_mode_sigkill_and_restart_loses_nothing(tmp_path):
         "daemon": {"state_dir": str(tmp_path / "state"), "commit_interval": "100ms"},
     }
     cfg = write_config(tmp_path / "tail.toml", doc)
-    pos_file = tmp_path / "state" / "positions" / "tail.json"
-    with Daemon(cfg, tmp_path) as d:
-        wait_until(lambda: pos_file.exists() and orjson.loads(pos_file.read_bytes())["position"] > 0, 30,
-                   what="a commit")
-        d.kill()
-    committed = orjson.loads(pos_file.read_bytes())["position"]
+    committed = kill_after_a_commit(cfg, tmp_path)
     assert 0 < committed < src.stat().st_size  # the open window's records were not committed
     write_lines(src, events[2500:], mode="ab")
     # a record far ahead closes every window of the data

@@ -12,7 +12,7 @@ from rtstream.core.record import iso_utc
 from rtstream.testing.ports import free_port
 from tests.data import BASE_MS, make_events, write_lines
 from tests.reference import session_truth, tumbling_truth
-from tests.support import Daemon, read_jsonl, status, wait_until, write_config
+from tests.support import Daemon, kill_after_a_commit, read_jsonl, status, wait_until, write_config
 
 
 def tail_config(tmp_path, window, state=None, admin_port=None):
@@ -142,12 +142,7 @@ def test_sessions_survive_sigkill_and_restart_without_checkpoints(tmp_path):
         "daemon": {"state_dir": str(tmp_path / "state"), "commit_interval": "100ms"},
     }
     cfg = write_config(tmp_path / "sessions.toml", doc)
-    pos_file = tmp_path / "state" / "positions" / "tail.json"
-    with Daemon(cfg, tmp_path) as d:
-        wait_until(lambda: pos_file.exists() and orjson.loads(pos_file.read_bytes())["position"] > 0, 30,
-                   what="a commit")
-        d.kill()
-    committed = orjson.loads(pos_file.read_bytes())["position"]
+    committed = kill_after_a_commit(cfg, tmp_path)
     assert 0 < committed < src.stat().st_size  # open sessions held the commit back
     write_lines(src, events[1500:], mode="ab")
     write_lines(src, [{"user_id": "closer", "ts": BASE_MS + 3 * 3_600_000, "amount": 0.0}], mode="ab")

@@ -121,11 +121,17 @@ def test_window_config():
         load_settings(doc=d, env={})
 
 
-def test_emit_updates_sends_running_rows_of_changed_windows_then_the_final_row():
+def updating_engine():
+    """Five-minute windows counting by k, running results every second."""
     e = WindowEngine(size_ms=5 * MIN, lateness_ms=0, idle_timeout_s=3600, time_mode="event", time_field="ts",
                      record_stages=[], aggregator=Aggregator("k", [parse_aggregate("n", "count()")]),
                      tracker=CommitTracker(), max_window_records=10, update_interval_s=1.0)
     e.assign(("s", 0), 0)
+    return e
+
+
+def test_emit_updates_sends_running_rows_of_changed_windows_then_the_final_row():
+    e = updating_engine()
 
     def step(offset, ts, now):
         e.process(Batch("s", 0, [Record({"k": "a", "ts": BASE + ts}, offset)], offset + 1, decoded=True), now)
@@ -149,9 +155,6 @@ def test_emit_updates_is_refused_for_sessions():
 
 
 def test_emit_updates_tags_the_rows_of_a_finite_runs_last_windows_final():
-    e = WindowEngine(size_ms=5 * MIN, lateness_ms=0, idle_timeout_s=3600, time_mode="event", time_field="ts",
-                     record_stages=[], aggregator=Aggregator("k", [parse_aggregate("n", "count()")]),
-                     tracker=CommitTracker(), max_window_records=10, update_interval_s=1.0)
-    e.assign(("s", 0), 0)
+    e = updating_engine()
     e.process(Batch("s", 0, [Record({"k": "a", "ts": BASE}, 0)], 1, decoded=True), 0)
     assert [(em.window.final, em.tag_final) for em in e.close_all()] == [(True, True)]
