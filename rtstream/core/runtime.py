@@ -170,8 +170,9 @@ class Runtime:
                     self.engine.assign((src.name, p), now)
                 for p, mark in src.resume_marks().items():
                     self.engine.seed((src.name, p), mark)
-                if src.partitions():
-                    self._restore(src.name, src.partitions() or [], src.resume_at)
+                fixed = src.partitions()
+                if fixed:
+                    self._restore(src.name, fixed, src.resume_at)
             log.info("pipeline %s running: %s", self.settings.root.pipeline.name, self.settings.flow)
             await self._run_loops()
             lat = self.flusher.latencies
@@ -411,8 +412,7 @@ class Runtime:
             group = getattr(src.config, "group_id", None)
             offsets = getattr(src, "offsets", None)
             if group is not None and offsets is not None and getattr(src.config, "commit_offsets", True):
-                mine = {pk[1]: pos for pk, pos in positions.items() if pk[0] == src.name}
-                out[group] = offsets(mine, {pk[1]: m for pk, m in marks.items() if pk[0] == src.name})
+                out[group] = offsets(_of_source(positions, src.name), _of_source(marks, src.name))
         return out
 
     async def _offsets_committed(self, window: Any) -> None:
@@ -423,8 +423,7 @@ class Runtime:
         for src in self.sources:
             remember = getattr(src, "remember_marks", None)
             if remember is not None:
-                await remember({pk[1]: pos for pk, pos in positions.items() if pk[0] == src.name},
-                               {pk[1]: m for pk, m in marks.items() if pk[0] == src.name})
+                await remember(_of_source(positions, src.name), _of_source(marks, src.name))
 
     async def _commit_all(self) -> None:
         if self.transactional_commits:
@@ -508,3 +507,8 @@ class Runtime:
         for p in partitions:
             self.engine.revoke((source, p))
         log.info("%s: revoked %s", source, sorted(map(str, partitions)), extra={"component": source})
+
+
+def _of_source(by_partition: dict[PartitionKey, Any], source: str) -> dict[Hashable, Any]:
+    """The entries of one source, keyed by its own partitions."""
+    return {pk[1]: v for pk, v in by_partition.items() if pk[0] == source}
