@@ -8,6 +8,7 @@ so commits never run ahead of a slow window, whatever order windows finish in.
 from __future__ import annotations
 
 from collections.abc import Hashable
+from collections.abc import Set as AbstractSet
 
 PartitionKey = tuple[str, Hashable]  # (source name, partition)
 
@@ -43,15 +44,15 @@ class CommitTracker:
     def next(self, pk: PartitionKey) -> int | None:
         return self._next.get(pk)
 
-    def safe(self, pk: PartitionKey, ignoring: Hashable = None) -> int | None:
-        """The position to commit; `ignoring` a holder: as it will be once that holder is released."""
+    def safe(self, pk: PartitionKey, ignoring: AbstractSet[Hashable] = frozenset()) -> int | None:
+        """The position to commit; `ignoring` holders: as it will be once they are released."""
         nxt = self._next.get(pk)
         if nxt is None:
             return None
         holds = self._holds.get(pk)
         if not holds:
             return nxt
-        return min(nxt, min((off for h, off in holds.items() if h != ignoring), default=nxt))
+        return min(nxt, min((off for h, off in holds.items() if h not in ignoring), default=nxt))
 
     def safe_positions(self, source: str) -> dict[Hashable, int]:
         out = {}

@@ -72,6 +72,7 @@ class WindowEngine:
         self._inflight = 0
         self._pending: dict[int, Emission] = {}  # final emissions handed to the sinks, not yet written
         self._restored: list[Emission] = []  # pending emissions of a restored checkpoint, to be flushed again
+        self._unreleased: list[Emission] = []  # written, still holding commits until their close is written
         self._last_emission: Emission | None = None
         self._next_id = 0
         self.replayed_done = 0
@@ -373,10 +374,13 @@ class WindowEngine:
                 self._written[pk] = max(self._written.get(pk, NEVER), m)
 
     def close_all(self) -> list[Emission]:
-        """End of a finite run: emit everything still open."""
+        """End of a finite run: emit everything still open; once written, every window is."""
         if self.sessions is not None:
-            return self._emit_sessions(self.sessions.take_all())
-        return [self._emit(start, panes) for start, panes in self.store.take(None, self.size_ms).items()]
+            emissions = self._emit_sessions(self.sessions.take_all())
+        else:
+            emissions = [self._emit(start, panes) for start, panes in self.store.take(None, self.size_ms).items()]
+        self._settle({pk: MAX_MS for pk in self._epochs}, emissions)
+        return emissions
 
     def _emit_sessions(self, groups: list[list[tuple[PartitionKey, Session]]]) -> list[Emission]:
         out = []
@@ -435,11 +439,12 @@ class WindowEngine:
         sink that commits them in the same transaction as the window's rows. Flushes go in order, so
         every window before this one is written by then."""
         em = next((e for e in self._pending.values() if e.window is window), None)
-        if em is None:
-            return {}, {}  # a running result: it makes nothing safe
+        if em is None or em.marks is None:
+            return {}, {}  # a running result, or a window whose close is not all written with it
+        released = {("emit", e.id) for e in (*self._unreleased, em)}
         positions, marks = {}, {}
         for pk in self._epochs:
-            pos, nxt = self.tracker.safe(pk, ("emit", em.id)), self.tracker.next(pk)
+            pos, nxt = self.tracker.safe(pk, released), self.tracker.next(pk)
             if pos is None or nxt is None:
                 continue
             positions[pk] = pos
@@ -449,12 +454,19 @@ class WindowEngine:
         return positions, marks
 
     def emitted(self, emission: Emission) -> None:
-        """The sinks have the window: its partitions no longer hold commits back."""
-        for pk, _ in emission.partitions:
-            self.tracker.release(pk, ("emit", emission.id))
+        """The sinks have the window. Its partitions stop holding commits back once every window of its
+        close is written too (the one carrying the close's marks): a commit past its records before
+        then would carry an older mark, and a replay from it would emit the window again in pieces."""
         self._inflight -= 1
         self._pending.pop(emission.id, None)
-        for pk, m in (emission.marks or {}).items():
+        if emission.marks is None:
+            self._unreleased.append(emission)
+            return
+        for em in (*self._unreleased, emission):
+            for pk, _ in em.partitions:
+                self.tracker.release(pk, ("emit", em.id))
+        self._unreleased = []
+        for pk, m in emission.marks.items():
             if pk in self._epochs:
                 self._written[pk] = max(self._written.get(pk, NEVER), m)
 
@@ -475,7 +487,9 @@ class WindowEngine:
             "panes": self.store.panes_of(pk), "sessions": sessions,
             "written": self._written.get(pk), "emitted_upto": self._emitted_upto.get(pk), "seed": self._seeds.get(pk),
             "max_ts": self.watermark.max_ts(pk), "mark": self.watermark.marks.get(pk),
-            "pending": [(em.window, em.rows, off) for em in self._pending.values()
+            # written windows still holding commits go too: restored, they hold them again until the
+            # next close is written (writing them again is harmless, sinks are idempotent)
+            "pending": [(em.window, em.rows, off) for em in (*self._unreleased, *self._pending.values())
                         for p, off in em.partitions if p == pk],
         }
         return position, pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
