@@ -9,6 +9,8 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from rtstream.testing.tansu import create_topic
+
 
 async def produce(bootstrap: str, topic: str, items: list[Any], key: str | None = "user_id",
                   timestamp_field: str | None = None, partition: int | None = None) -> None:
@@ -58,3 +60,17 @@ def covers(bootstrap: str, topic: str, truth: dict[Any, Any]) -> bool:
     """Whether `topic` holds a result for every (window_start, user_id) of `truth` (for wait_until)."""
     seen = {(v["window_start"], v["user_id"]) for _, v in asyncio.run(read_all(bootstrap, topic, idle_s=0.5))}
     return len(seen) >= len(truth)
+
+
+def topic_name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def new_topics(bootstrap: str, partitions: int, out_partitions: int | None = None) -> tuple[str, str, str]:
+    """(input topic, output topic, group): fresh names, the input topic created with `partitions`
+    and the output one with `out_partitions` (not created when None)."""
+    src, out, group = topic_name("in"), topic_name("out"), topic_name("grp")
+    asyncio.run(create_topic(bootstrap, src, partitions))
+    if out_partitions is not None:
+        asyncio.run(create_topic(bootstrap, out, out_partitions))
+    return src, out, group

@@ -12,7 +12,6 @@ together or not at all, so a `read_committed` consumer sees each window's rows o
 from __future__ import annotations
 
 import asyncio
-import logging
 import socket
 from typing import Any, Literal
 
@@ -50,9 +49,6 @@ class KafkaSinkConfig(SinkConfig, KafkaConnection):
         return self
 
 
-log = logging.getLogger("rtstream.sink.kafka")
-
-
 @register("sink", "kafka")
 class KafkaSink(Sink):
     Config = KafkaSinkConfig
@@ -78,9 +74,10 @@ class KafkaSink(Sink):
         except Exception as exc:
             await self.producer.stop()
             if c.exactly_once:
-                raise RuntimeError(f"{type(exc).__name__}: {exc} -- the broker refused a transactional producer id {self.transactional_id!r} "
-                                "(InitProducerId): does it support transactions, and may this client use that id?") \
-                    from exc
+                raise RuntimeError(
+                    f"{type(exc).__name__}: {exc} -- the broker refused a transactional producer id "
+                    f"{self.transactional_id!r} (InitProducerId): does it support transactions, and may this "
+                    "client use that id?") from exc
             raise
 
     def message_key(self, row: dict[str, Any]) -> bytes:

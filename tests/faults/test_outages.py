@@ -15,8 +15,8 @@ from rtstream.testing.ports import free_port
 from rtstream.testing.tansu import create_topic
 from tests.data import BASE_MS, make_events, write_lines
 from tests.http_peers import ThreadedServer
-from tests.integration.test_kafka import check_against_truth, kafka_config, topic_name
-from tests.kafka_helpers import covers, produce, read_all
+from tests.integration.test_kafka import check_against_truth, kafka_config
+from tests.kafka_helpers import covers, new_topics, produce, read_all
 from tests.reference import tumbling_truth
 from tests.support import Daemon, read_jsonl, wait_until, write_config
 
@@ -79,10 +79,8 @@ def test_receiver_down_in_the_middle_then_every_window_arrives(tmp_path):
 
 
 def test_a_stalled_sink_does_not_cost_the_kafka_group_membership(tmp_path, kafka):
-    src, out, group = topic_name("in"), topic_name("out"), topic_name("grp")
+    src, out, group = new_topics(kafka.bootstrap, 2, 1)
     events = make_events(3000, span_s=600, seed=82)
-    asyncio.run(create_topic(kafka.bootstrap, src, 2))
-    asyncio.run(create_topic(kafka.bootstrap, out, 1))
     asyncio.run(produce(kafka.bootstrap, src, events))
     cfg = kafka_config(tmp_path, kafka.bootstrap, src, out, group=group, stop_at_end=True, max_batch=50)
     # a sink slower than the poll interval the group allows, and a queue that fills at once
@@ -106,10 +104,8 @@ def _toml(d):
 
 @pytest.mark.soak
 def test_twenty_sigkills_during_a_kafka_run(tmp_path, kafka):
-    src, out, group = topic_name("in"), topic_name("out"), topic_name("grp")
+    src, out, group = new_topics(kafka.bootstrap, 4, 2)
     events = make_events(40_000, span_s=7200, seed=83, users=80)
-    asyncio.run(create_topic(kafka.bootstrap, src, 4))
-    asyncio.run(create_topic(kafka.bootstrap, out, 2))
     cfg = kafka_config(tmp_path, kafka.bootstrap, src, out, group=group, stop_at_end=False, max_batch=100)
     import random
 
@@ -138,9 +134,7 @@ def test_twenty_sigkills_during_a_kafka_run(tmp_path, kafka):
 def test_broker_restart_while_consuming(tmp_path, fresh_kafka):
     """The broker goes away and comes back (memory storage, so before the data is produced): the
     daemon stays up, reconnects, rejoins its group and processes everything produced afterwards."""
-    src, out, group = topic_name("in"), topic_name("out"), topic_name("grp")
-    asyncio.run(create_topic(fresh_kafka.bootstrap, src, 2))
-    asyncio.run(create_topic(fresh_kafka.bootstrap, out, 1))
+    src, out, group = new_topics(fresh_kafka.bootstrap, 2, 1)
     cfg = kafka_config(tmp_path, fresh_kafka.bootstrap, src, out, group=group, stop_at_end=False)
     events = make_events(3000, span_s=900, seed=96)
     with Daemon(cfg, tmp_path, "--set", "defaults.retry_delay=200ms", "--set", "defaults.max_retry_delay=1s") as d:

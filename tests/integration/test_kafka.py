@@ -14,7 +14,7 @@ from rtstream.core.record import iso_utc
 from rtstream.testing.ports import free_port
 from rtstream.testing.tansu import create_topic
 from tests.data import BASE_MS, make_events
-from tests.kafka_helpers import covers, produce, read_all
+from tests.kafka_helpers import covers, new_topics, produce, read_all
 from tests.reference import iso, session_truth, tumbling_truth
 from tests.support import Daemon, read_jsonl, run_cli, status, wait_until, write_config
 
@@ -38,10 +38,6 @@ def kafka_config(tmp_path, bootstrap, topic, out_topic, *, group="g", stop_at_en
     return write_config(tmp_path / f"{name}-{uuid.uuid4().hex[:6]}.toml", doc)
 
 
-def topic_name(prefix):
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
 def check_against_truth(messages, truth):
     latest = {}
     for key, value in messages:
@@ -57,10 +53,8 @@ def check_against_truth(messages, truth):
 
 
 def test_finite_kafka_to_kafka_matches_reference(tmp_path, kafka):
-    src, out = topic_name("in"), topic_name("out")
+    src, out, _ = new_topics(kafka.bootstrap, 4, 2)
     events = make_events(8000, span_s=1800, seed=3)
-    asyncio.run(create_topic(kafka.bootstrap, src, 4))
-    asyncio.run(create_topic(kafka.bootstrap, out, 2))
     asyncio.run(produce(kafka.bootstrap, src, events, timestamp_field="ts"))
     res = run_cli("run", "-c", str(kafka_config(tmp_path, kafka.bootstrap, src, out, time="source")))
     assert res.returncode == 0, res.stderr
@@ -71,9 +65,7 @@ def test_finite_kafka_to_kafka_matches_reference(tmp_path, kafka):
 
 
 def test_malformed_values_go_to_dead_letters_with_their_position(tmp_path, kafka):
-    src, out = topic_name("in"), topic_name("out")
-    asyncio.run(create_topic(kafka.bootstrap, src, 1))
-    asyncio.run(create_topic(kafka.bootstrap, out, 1))
+    src, out, _ = new_topics(kafka.bootstrap, 1, 1)
     good = make_events(200, span_s=600, seed=5)
     items = good[:100] + [b"{not json", b'"a string"', b'{"user_id": "x", "amount": 1}'] + good[100:]
     asyncio.run(produce(kafka.bootstrap, src, items, key=None))
@@ -95,10 +87,8 @@ async def committed(bootstrap, group, topic, partitions):
 
 
 def test_sigkill_at_several_points_loses_nothing(tmp_path, kafka):
-    src, out, group = topic_name("in"), topic_name("out"), topic_name("grp")
+    src, out, group = new_topics(kafka.bootstrap, 3, 3)
     events = make_events(12000, span_s=3600, seed=9)
-    asyncio.run(create_topic(kafka.bootstrap, src, 3))
-    asyncio.run(create_topic(kafka.bootstrap, out, 3))
     cfg = kafka_config(tmp_path, kafka.bootstrap, src, out, group=group, stop_at_end=False, max_batch=200)
     chunks = [events[i:i + 3000] for i in range(0, len(events), 3000)]
     for chunk in chunks:
@@ -120,10 +110,8 @@ def test_sigkill_at_several_points_loses_nothing(tmp_path, kafka):
 
 
 def test_two_replicas_share_partitions_and_survive_a_kill(tmp_path, kafka):
-    src, out, group = topic_name("in"), topic_name("out"), topic_name("grp")
+    src, out, group = new_topics(kafka.bootstrap, 6, 3)
     events = make_events(18000, span_s=3600, seed=21, users=60)
-    asyncio.run(create_topic(kafka.bootstrap, src, 6))
-    asyncio.run(create_topic(kafka.bootstrap, out, 3))
     cfg = kafka_config(tmp_path, kafka.bootstrap, src, out, group=group, stop_at_end=False, max_batch=100)
     asyncio.run(produce(kafka.bootstrap, src, events[:9000]))
     a = Daemon(cfg, tmp_path)
@@ -148,8 +136,7 @@ def test_two_replicas_share_partitions_and_survive_a_kill(tmp_path, kafka):
 
 
 def test_unreachable_sink_holds_commits_back(tmp_path, kafka, fresh_kafka):
-    src, out, group = topic_name("in"), topic_name("out"), topic_name("grp")
-    asyncio.run(create_topic(kafka.bootstrap, src, 1))
+    src, out, group = new_topics(kafka.bootstrap, 1)
     asyncio.run(create_topic(fresh_kafka.bootstrap, out, 1))
     events = make_events(2000, span_s=1200, seed=4)
     cfg = kafka_config(tmp_path, kafka.bootstrap, src, out, group=group, stop_at_end=False,
@@ -222,9 +209,8 @@ def close_the_hour(bootstrap, src, partitions):
 
 
 def test_checkpoint_restart_reads_on_from_the_snapshot_not_the_commit(tmp_path, kafka):
-    src, group = topic_name("in"), topic_name("grp")
+    src, _, group = new_topics(kafka.bootstrap, 3)
     events = make_events(4000, span_s=1800, seed=4)
-    asyncio.run(create_topic(kafka.bootstrap, src, 3))
     cfg, port = hourly_config(tmp_path, kafka.bootstrap, src, group)
     store = tmp_path / "state-hourly" / "checkpoints.db"
     asyncio.run(produce(kafka.bootstrap, src, events[:3000]))
@@ -252,9 +238,8 @@ def test_checkpoint_restart_reads_on_from_the_snapshot_not_the_commit(tmp_path, 
 
 
 def test_a_partition_moves_with_its_state_through_a_shared_checkpoint_store(tmp_path, kafka):
-    src, group = topic_name("in"), topic_name("grp")
+    src, _, group = new_topics(kafka.bootstrap, 4)
     events = make_events(4000, span_s=1800, seed=8)
-    asyncio.run(create_topic(kafka.bootstrap, src, 4))
     shared = tmp_path / "shared" / "checkpoints.db"
     cfg_a, port_a = hourly_config(tmp_path, kafka.bootstrap, src, group, "a", shared)
     cfg_b, port_b = hourly_config(tmp_path, kafka.bootstrap, src, group, "b", shared)
@@ -284,11 +269,10 @@ def test_a_partition_moves_with_its_state_through_a_shared_checkpoint_store(tmp_
 
 @pytest.mark.parametrize("key_field", [None, "user_id"])
 def test_sessions_by_the_kafka_key_or_the_sources_key_field(tmp_path, kafka, key_field):
-    src, group = topic_name("in"), topic_name("grp")
+    src, _, group = new_topics(kafka.bootstrap, 2)
     events = make_events(1500, span_s=3600, users=30, seed=31)
     for e in events:
         e["account"] = e.pop("user_id")  # the message key is the account; key_field names it again
-    asyncio.run(create_topic(kafka.bootstrap, src, 2))
     asyncio.run(produce(kafka.bootstrap, src, events, key="account"))
     doc = {
         "pipeline": {"name": "visits", "flow": "events >> visits >> db"},

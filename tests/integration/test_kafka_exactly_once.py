@@ -16,10 +16,9 @@ import pytest
 
 from rtstream.config.load import load_settings
 from rtstream.errors import ConfigError
-from rtstream.testing.tansu import create_topic
 from tests.data import make_events
-from tests.integration.test_kafka import check_against_truth, committed, kafka_config, topic_name
-from tests.kafka_helpers import produce, read_all
+from tests.integration.test_kafka import check_against_truth, committed, kafka_config
+from tests.kafka_helpers import new_topics, produce, read_all
 from tests.reference import tumbling_truth
 from tests.support import Daemon, run_cli, wait_until
 
@@ -52,10 +51,8 @@ def test_exactly_once_is_refused_where_it_cannot_hold():
 
 
 def test_finite_run_commits_its_offsets_in_the_transactions(tmp_path, kafka):
-    src, out, group = topic_name("in"), topic_name("out"), topic_name("grp")
+    src, out, group = new_topics(kafka.bootstrap, 3, 2)
     events = make_events(6000, span_s=1800, seed=13)
-    asyncio.run(create_topic(kafka.bootstrap, src, 3))
-    asyncio.run(create_topic(kafka.bootstrap, out, 2))
     asyncio.run(produce(kafka.bootstrap, src, events))
     cfg = kafka_config(tmp_path, kafka.bootstrap, src, out, group=group, sink=EOS)
     res = run_cli("run", "-c", str(cfg), env=SHIM)
@@ -70,11 +67,9 @@ def test_finite_run_commits_its_offsets_in_the_transactions(tmp_path, kafka):
 
 
 def test_sigkill_and_restart_sends_no_written_window_again(tmp_path, kafka):
-    src, out, group = topic_name("in"), topic_name("out"), topic_name("grp")
+    src, out, group = new_topics(kafka.bootstrap, 3, 2)
     events = make_events(8000, span_s=3600, seed=17)
     first, second = events[:4000], events[4000:]
-    asyncio.run(create_topic(kafka.bootstrap, src, 3))
-    asyncio.run(create_topic(kafka.bootstrap, out, 2))
     asyncio.run(produce(kafka.bootstrap, src, first))
     cfg = kafka_config(tmp_path, kafka.bootstrap, src, out, group=group, stop_at_end=False, sink=EOS,
                        window={"idle_timeout": "1h"})
@@ -107,8 +102,7 @@ def test_sigkill_and_restart_sends_no_written_window_again(tmp_path, kafka):
 
 
 def test_without_transactions_the_broker_refuses_and_the_daemon_names_the_sink(tmp_path, kafka):
-    src, out = topic_name("in"), topic_name("out")
-    asyncio.run(create_topic(kafka.bootstrap, src, 1))
+    src, out, _ = new_topics(kafka.bootstrap, 1)
     cfg = kafka_config(tmp_path, kafka.bootstrap, src, out, sink=EOS)
     res = run_cli("run", "-c", str(cfg))  # no shim: aiokafka's InitProducerId v0, which Tansu refuses
     assert res.returncode == 1
