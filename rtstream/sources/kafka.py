@@ -225,10 +225,12 @@ class KafkaSource(Source):
             owned = self.consumer.assignment()
             if self.epoch != epoch:
                 # a rebalance happened while fetching: read again under the new assignment, from where
-                # it starts (the fetch may predate the revoke and lie beyond the committed offset)
+                # its setup said to start. The fetch may predate the revoke and lie beyond the committed
+                # offset, or come from the committed offset when a restored checkpoint starts further on:
+                # either way the setup's position is the one to read from.
                 for tp, msgs in data.items():
                     if msgs and tp in owned:
-                        self.consumer.seek(tp, min(msgs[0].offset, self._start_pos.get(tp, msgs[0].offset)))
+                        self.consumer.seek(tp, self._start_pos.get(tp, msgs[0].offset))
                 continue
             for tp, msgs in data.items():
                 if tp not in owned:

@@ -185,10 +185,14 @@ def hourly_config(tmp_path, bootstrap, src, group, name="hourly", checkpoints=No
 
 
 def checkpointed(path):
+    """The positions checkpointed, summed over partitions (0 before the first checkpoint)."""
     if not path.exists():
         return 0
     with sqlite3.connect(path) as db:
-        return sum(r[0] for r in db.execute("select position from checkpoints"))
+        try:
+            return sum(r[0] for r in db.execute("select position from checkpoints"))
+        except sqlite3.OperationalError:
+            return 0  # the daemon has created the file but not yet its table
 
 
 def hourly_rows(*paths):
