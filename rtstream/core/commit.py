@@ -9,13 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from collections.abc import Set as AbstractSet
+from typing import NamedTuple
 
 PartitionKey = tuple[str, Hashable]  # (source name, partition)
 
-# Saved beside a committed position: (every window ending at or before this time is written,
-# offsets below this one had been processed). On replay from the position, a record below the
-# second whose window ends by the first was already counted: it is skipped, not emitted again.
-Mark = tuple[int, int]
+
+class Mark(NamedTuple):
+    """Saved beside a committed position. On replay from the position, a record below `next_offset`
+    whose window ends by `written_upto` was already counted: it is skipped, not emitted again."""
+
+    written_upto: int  # every window ending at or before this time (epoch ms) is written
+    next_offset: int  # offsets below this one had been processed
 
 
 class CommitTracker:

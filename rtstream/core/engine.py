@@ -93,7 +93,7 @@ class WindowEngine:
 
     def commit_mark(self, pk: PartitionKey) -> Mark | None:
         written, nxt = self._written.get(pk), self.tracker.next(pk)
-        return (written, nxt) if written is not None and nxt is not None else None
+        return Mark(written, nxt) if written is not None and nxt is not None else None
 
     def revoke(self, pk: PartitionKey) -> None:
         """Drop a partition's open state without emitting it; its next owner replays it."""
@@ -450,7 +450,7 @@ class WindowEngine:
             positions[pk] = pos
             written = max(self._written.get(pk, NEVER), (em.marks or {}).get(pk, NEVER))
             if written != NEVER:
-                marks[pk] = (written, nxt)
+                marks[pk] = Mark(written, nxt)
         return positions, marks
 
     def emitted(self, emission: Emission) -> None:

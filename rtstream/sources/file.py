@@ -125,7 +125,7 @@ class FileSource(Source):
 
     def resume_marks(self) -> dict[Hashable, Mark]:
         mark = self._resume.get("mark")
-        return {0: (int(mark[0]), int(mark[1]))} if mark else {}
+        return {0: Mark(int(mark[0]), int(mark[1]))} if mark else {}
 
     def describe(self) -> str:
         return f"file: {self.config.path}{' (follow)' if self.config.follow else ''}"

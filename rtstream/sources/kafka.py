@@ -121,91 +121,116 @@ class KafkaSource(Source):
             self.consumer.subscribe(pattern=c.pattern, listener=listener)
 
     async def _assigned(self, assigned: list[TopicPartition]) -> None:
-        # From the revoke until this has set up (seeks, end offsets, marks), fetched records wait;
-        # batches() then refetches them under the new epoch, so none is dropped as stale.
+        # Nothing fetched is accepted until the setup has decided and set every start position.
+        self._ready.clear()
+        self.epoch += 1
         try:
             await self._setup_assignment(assigned)
         finally:
             self._ready.set()
 
     async def _setup_assignment(self, assigned: list[TopicPartition]) -> None:
+        """Decide where each assigned partition starts, then seek there explicitly.
+
+        The start comes from what the group committed, `start`/`start_at`, or a checkpoint, never
+        from `consumer.position()`: a fetch running beside this setup may already have moved the
+        position past records nobody has accepted yet (they are discarded and read again from here).
+        """
         assert self.consumer is not None
-        self.epoch += 1
         self.joined = True
         self._assigned_at = time.monotonic()
+        if not assigned:
+            return
         fresh = [tp for tp in assigned if tp not in self._seen]
         self._seen.update(assigned)
-        if fresh and self.config.start_at is not None:
-            await self._seek_to_time(fresh, epoch_ms(self.config.start_at))
-        elif fresh and self.config.start == "earliest":
-            await self.consumer.seek_to_beginning(*fresh)
-        elif fresh and self.config.start == "latest":
-            await self.consumer.seek_to_end(*fresh)
-        if self.config.stop_at_end and assigned:
-            ends = await self.consumer.end_offsets(assigned)
-            self._ends.update(ends)
+        committed = await self._committed(assigned)
+        explicit = self.config.start_at is not None or self.config.start != "committed"
+        chosen = fresh if explicit else []
+        starts = await self._explicit_starts(chosen)
+        need_default = [tp for tp in assigned if tp not in starts and tp not in committed]
+        if need_default:
+            starts.update(await self._default_starts(need_default))
+        for tp in assigned:
+            if tp not in starts:
+                starts[tp] = committed[tp].offset
+        if self.config.stop_at_end:
+            self._ends.update(await self.consumer.end_offsets(assigned))
             for tp in assigned:
                 self._empty_rounds[tp] = 0
                 self._done.discard(tp)
+        marks = await self._committed_marks(committed)
+        resuming = {tp: starts[tp] for tp in assigned if tp not in chosen}
+        restored = await self.context.on_assign(self.name, list(assigned), self.epoch, marks, resuming)
+        starts.update(restored or {})  # a checkpoint covers these up to its position: read on from there
         for tp in assigned:
             self._next.pop(tp, None)
-            self._start_pos[tp] = await self.consumer.position(tp)
-        marks = await self._committed_marks(assigned) if assigned else {}
-        explicit = self.config.start_at is not None or self.config.start != "committed"
-        resuming = {tp: self._start_pos[tp] for tp in assigned if not (explicit and tp in fresh)}
-        restored = await self.context.on_assign(self.name, list(assigned), self.epoch, marks, resuming)
-        for tp, pos in (restored or {}).items():  # a checkpoint covers these up to pos: read on from there
-            self.consumer.seek(tp, pos)
-            self._start_pos[tp] = pos
+            self._start_pos[tp] = starts[tp]
+            self.consumer.seek(tp, starts[tp])
+
+    async def _committed(self, partitions: list[TopicPartition]) -> dict[TopicPartition, OffsetAndMetadata]:
+        """The group's committed offsets, with their metadata (our marks), in one request."""
+        assert self.consumer is not None
+        # aiokafka's public committed() drops the metadata that carries the marks
+        found: dict[TopicPartition, OffsetAndMetadata] = \
+            await self.consumer._coordinator.fetch_committed_offsets(partitions)
+        return {tp: meta for tp, meta in found.items() if meta.offset >= 0}
+
+    async def _explicit_starts(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """`start_at`, `start = "earliest"` or `"latest"`, for partitions this process has not read yet."""
+        assert self.consumer is not None
+        if not partitions:
+            return {}
+        if self.config.start_at is not None:
+            return await self._offsets_at_time(partitions, epoch_ms(self.config.start_at))
+        if self.config.start == "latest":
+            return dict(await self.consumer.end_offsets(partitions))
+        return dict(await self.consumer.beginning_offsets(partitions))
+
+    async def _default_starts(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """Where a partition with no commit starts: its end for `start = "latest"`, else its beginning."""
+        assert self.consumer is not None
+        if self.config.start == "latest":
+            return dict(await self.consumer.end_offsets(partitions))
+        return dict(await self.consumer.beginning_offsets(partitions))
 
     def checkpoint_scope(self) -> str:
         return f"{self.name}@{self.config.group_id}"  # a new group starts over, whatever an old one saved
 
-    async def _committed_marks(self, partitions: list[TopicPartition]) -> dict[Hashable, Mark]:
+    async def _committed_marks(self, committed: dict[TopicPartition, OffsetAndMetadata]) -> dict[Hashable, Mark]:
         """The marks the last owner committed with its offsets (see rtstream.core.commit.Mark)."""
-        assert self.consumer is not None
-        coordinator = getattr(self.consumer, "_coordinator", None)  # aiokafka keeps commit metadata here
-        if coordinator is None or not hasattr(coordinator, "fetch_committed_offsets"):
-            return {}
-        try:
-            found = await coordinator.fetch_committed_offsets(partitions)
-        except Exception as exc:  # noqa: BLE001 - without marks, replayed records count as late instead
-            log.warning("%s: could not read commit metadata: %s", self.name, exc)
-            return {}
         marks: dict[Hashable, Mark] = {}
-        local = await asyncio.to_thread(self._local_marks.load)
-        for tp, meta in found.items():
-            text = getattr(meta, "metadata", "") or ""
+        local = await asyncio.to_thread(self._local_marks.load) if committed else {}
+        for tp, meta in committed.items():
+            text = meta.metadata or ""
             if text.startswith(_MARK_PREFIX):
                 try:
                     written, nxt = text[len(_MARK_PREFIX):].split()
-                    marks[tp] = (int(written), int(nxt))
+                    marks[tp] = Mark(int(written), int(nxt))
                     continue
                 except ValueError:
                     pass
             # Some Kafka-compatible brokers drop commit metadata: use this host's own copy, but only
             # if it was saved with the very offset the group has committed.
             saved = local.get(f"{tp.topic}:{tp.partition}")
-            if saved and getattr(meta, "offset", None) == saved[0]:
-                marks[tp] = (int(saved[1]), int(saved[2]))
+            if saved and meta.offset == saved[0]:
+                marks[tp] = Mark(int(saved[1]), int(saved[2]))
         return marks
 
-    async def _seek_to_time(self, partitions: list[TopicPartition], ms: int) -> None:
+    async def _offsets_at_time(self, partitions: list[TopicPartition], ms: int) -> dict[TopicPartition, int]:
         assert self.consumer is not None
         try:
             found = await self.consumer.offsets_for_times({tp: ms for tp in partitions})
         except Exception as exc:  # noqa: BLE001 - some brokers cannot answer: scan from the start instead
             log.warning("%s: offsets_for_times failed (%s); reading from the beginning", self.name, exc)
             found = {}
-        for tp in partitions:
-            hit = found.get(tp)
-            if hit is not None:
-                self.consumer.seek(tp, hit.offset)
-            else:
-                await self.consumer.seek_to_beginning(tp)
+        out = {tp: hit.offset for tp, hit in found.items() if hit is not None}
+        missing = [tp for tp in partitions if tp not in out]
+        if missing:  # no record at or after that time (or no answer): the beginning
+            out.update(await self.consumer.beginning_offsets(missing))
+        return out
 
     async def _revoked(self, revoked: list[TopicPartition]) -> None:
-        self._ready.clear()
+        self._ready.clear()  # set again when the next assignment has decided its starts
         self.epoch += 1
         await self.context.on_revoke(self.name, list(revoked))
 
@@ -219,18 +244,18 @@ class KafkaSource(Source):
             if self._paused:
                 self.consumer.resume(*self.consumer.assignment())
                 self._paused = False
+            await self._ready.wait()
             epoch = self.epoch
             data = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=c.max_batch)
             await self._ready.wait()
             owned = self.consumer.assignment()
             if self.epoch != epoch:
-                # a rebalance happened while fetching: read again under the new assignment, from where
-                # its setup said to start. The fetch may predate the revoke and lie beyond the committed
-                # offset, or come from the committed offset when a restored checkpoint starts further on:
-                # either way the setup's position is the one to read from.
+                # A rebalance began while fetching: this fetch may come from before the setup's seek,
+                # or have moved the position past what nobody accepted. Read again from the start the
+                # setup decided.
                 for tp, msgs in data.items():
-                    if msgs and tp in owned:
-                        self.consumer.seek(tp, self._start_pos.get(tp, msgs[0].offset))
+                    if msgs and tp in owned and tp in self._start_pos:
+                        self.consumer.seek(tp, self._start_pos[tp])
                 continue
             for tp, msgs in data.items():
                 if tp not in owned:
@@ -276,9 +301,9 @@ class KafkaSource(Source):
                 self._empty_rounds[tp] = 0
                 self._last_data[tp] = now
                 continue
-            pos = self._next.get(tp)
+            pos = self._next.get(tp, self._start_pos.get(tp))
             if pos is None:
-                pos = await self.consumer.position(tp)
+                continue
             highwater = self.consumer.highwater(tp)
             if highwater is None or pos < max(self._ends.get(tp, 0), highwater):
                 continue  # no fetch has answered for it yet, or it is not at the end

@@ -79,7 +79,7 @@ class SpooledSource(Source):
         return {0}
 
     def resume_marks(self) -> dict[Hashable, Mark]:
-        return {0: self.spool.mark} if self.spool.mark else {}
+        return {0: Mark(*self.spool.mark)} if self.spool.mark else {}
 
     async def close(self) -> None:
         if self._ticker is not None:
