@@ -112,7 +112,7 @@ class FileSource(Source):
         pos, mark = positions.get(0), (marks or {}).get(0)
         if not self.config.follow or pos is None or (pos, mark) == self._committed or self._identity is None:
             return
-        doc: dict[str, Any] = {"inode": self._identity[1], "position": pos, "mark": mark}
+        doc: dict[str, Any] = {"inode": self._identity[1], "position": pos, "mark": list(mark) if mark else None}
         await asyncio.to_thread(self._positions.save, doc)
         self._committed = (pos, mark)
 

@@ -9,11 +9,9 @@ from typing import Any
 
 import orjson
 
-from rtstream.errors import RtstreamError
+from rtstream.errors import StateDirError
 
-
-class StateDirError(RtstreamError):
-    """state_dir cannot be written (full, read-only): the daemon stops rather than run on uncommitted."""
+__all__ = ["PositionFile", "StateDirError"]
 
 
 class PositionFile:
@@ -29,12 +27,14 @@ class PositionFile:
     def save(self, doc: dict[str, Any]) -> None:
         """Atomically: a crash leaves the old position or the new one, never half of one."""
         tmp = self.path.with_suffix(f".{uuid.uuid4().hex[:12]}.tmp")  # concurrent saves must not share one
+        blob = orjson.dumps(doc)  # before any file exists: a value it cannot encode leaves nothing behind
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as fh:
-                fh.write(orjson.dumps(doc))
+                fh.write(blob)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, self.path)
         except OSError as exc:
+            tmp.unlink(missing_ok=True)
             raise StateDirError(f"cannot save the position in {self.path}: {exc.strerror}") from exc

@@ -157,7 +157,7 @@ class Spool:
             return
         self.committed, self.mark = max(position, self.committed), mark
         tmp = self.dir / "committed.tmp"
-        tmp.write_bytes(orjson.dumps({"position": self.committed, "mark": mark}))
+        tmp.write_bytes(orjson.dumps({"position": self.committed, "mark": list(mark) if mark else None}))
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, self.dir / "committed")
