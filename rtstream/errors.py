@@ -40,6 +40,10 @@ class StageError(ComponentError):
     pass
 
 
+class StateDirError(RtstreamError):
+    """state_dir cannot be written (full, read-only): the daemon stops rather than run on uncommitted."""
+
+
 class DecodeError(RtstreamError):
     """A record could not be decoded or has no usable time; it goes to dead letters."""
 

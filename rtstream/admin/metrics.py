@@ -11,7 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from rtstream.core.runtime import Runtime
+    from rtstream.core.status import RuntimeStatus
 
 
 class Metrics:
@@ -26,59 +26,58 @@ class Metrics:
                                         buckets=(0, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000),
                                         registry=self.registry)
 
-    def attach(self, runtime: Runtime) -> None:
-        self.registry.register(_RuntimeCollector(runtime))
+    def attach(self, view: RuntimeStatus) -> None:
+        self.registry.register(_RuntimeCollector(view))
 
 
 class _RuntimeCollector(Collector):
-    def __init__(self, runtime: Runtime):
-        self.rt = runtime
+    def __init__(self, view: RuntimeStatus):
+        self.view = view
 
     def describe(self) -> list[Any]:
         return []  # metric names are only known at scrape time
 
     def collect(self) -> Iterator[Any]:
-        rt = self.rt
+        c = self.view.counters()
         yield _family(CounterMetricFamily, "rtstream_records_in", "Records read, per source", ["source"],
-                      [((name,), n) for name, n in rt.stats.records_in.items()])
+                      [((name,), n) for name, n in c["records_in"].items()])
         yield _family(CounterMetricFamily, "rtstream_rows_out", "Rows written, per sink", ["sink"],
-                      [((name,), n) for name, n in rt.flusher.rows_by_sink.items()])
+                      [((name,), n) for name, n in c["rows_by_sink"].items()])
         yield _family(CounterMetricFamily, "rtstream_dead_letters", "Records dead-lettered, per component and reason",
                       ["component", "reason"],
-                      [((comp or "", reason), n) for (comp, reason), n in rt.dead_letters.by_reason.items()])
+                      [((comp or "", reason), n) for (comp, reason), n in c["dead_letters_by_reason"].items()])
         yield _family(CounterMetricFamily, "rtstream_windows_flushed", "Windows written to every sink", [],
-                      [((), rt.flusher.windows_flushed)])
+                      [((), c["windows_flushed"])])
         yield _family(CounterMetricFamily, "rtstream_retries", "Failed attempts that were retried, per component",
-                      ["component"], [((comp,), n) for comp, n in rt.flusher.retries_by.items()])
+                      ["component"], [((comp,), n) for comp, n in c["retries_by"].items()])
         yield _family(CounterMetricFamily, "rtstream_failures", "Final failures (window dead-lettered), per component",
-                      ["component"], [((comp,), n) for comp, n in rt.flusher.failures.items()])
+                      ["component"], [((comp,), n) for comp, n in c["failures"].items()])
         yield _family(GaugeMetricFamily, "rtstream_queue_depth", "Items waiting between the loops", ["queue"],
-                      [((name,), q.qsize()) for name, q in rt.queues.items()])
+                      [((name,), n) for name, n in c["queue_depth"].items()])
         yield _family(GaugeMetricFamily, "rtstream_open_windows", "Windows open in memory", [],
-                      [((), rt.engine.open_windows())])
-        wm = rt.engine.watermark.current
+                      [((), c["open_windows"])])
+        wm = c["watermark_ms"]
         if wm > 0:
             yield _family(GaugeMetricFamily, "rtstream_watermark_seconds", "Pipeline event-time watermark, epoch seconds",
                           [], [((), wm / 1000)])
             yield _family(GaugeMetricFamily, "rtstream_watermark_lag_seconds", "Wall clock minus the watermark", [],
                           [((), time.time() - wm / 1000)])
+        gauges = list(self.view.source_gauges())
         yield _family(GaugeMetricFamily, "rtstream_kafka_consumer_lag", "Records behind the partition's end",
                       ["source", "topic", "partition"],
-                      [((src.name, tp.topic, str(tp.partition)), lag)
-                       for src in rt.sources for tp, lag in getattr(src, "lag", {}).items()])
+                      [((name, topic, str(part)), lag) for name, lags, _ in gauges for (topic, part), lag in lags.items()])
         yield _family(GaugeMetricFamily, "rtstream_spool_bytes", "Spooled bytes not yet written by every sink",
-                      ["source"], [((src.name,), spool.pending_bytes)
-                                  for src in rt.sources if (spool := getattr(src, "spool", None)) is not None])
-        cp = rt.checkpoints
+                      ["source"], [((name,), pending) for name, _, pending in gauges if pending is not None])
+        cp = c["checkpoints"]
         if cp is not None:
-            yield _family(CounterMetricFamily, "rtstream_checkpoints", "Checkpoints saved", [], [((), cp.saved)])
+            yield _family(CounterMetricFamily, "rtstream_checkpoints", "Checkpoints saved", [], [((), cp["saved"])])
             yield _family(GaugeMetricFamily, "rtstream_checkpoint_bytes", "Size of the last checkpoint", [],
-                          [((), cp.last_bytes)])
-            if cp.last_at is not None:
+                          [((), cp["bytes"])])
+            if cp["at"] is not None:
                 yield _family(GaugeMetricFamily, "rtstream_checkpoint_age_seconds", "Seconds since the last checkpoint",
-                              [], [((), time.time() - cp.last_at)])
+                              [], [((), time.time() - cp["at"])])
         yield _family(GaugeMetricFamily, "rtstream_sink_halted", "1 while a sink's writes are failing and being retried",
-                      ["sink"], [((sink.name,), 1 if sink.name in rt.flusher.failing else 0) for sink in rt.sinks])
+                      ["sink"], [((name,), 1 if halted else 0) for name, halted in c["halted"].items()])
 
 
 def _family(kind: Any, name: str, help_text: str, labels: list[str], samples: Iterable[tuple[tuple[str, ...], float]]) -> Any:

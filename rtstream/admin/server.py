@@ -17,7 +17,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from rtstream.logs import Redactor, secrets_of
 
 if TYPE_CHECKING:
-    from rtstream.core.runtime import Runtime
+    from rtstream.config.load import Settings
+    from rtstream.core.status import RuntimeStatus
 
 log = logging.getLogger("rtstream.admin")
 SAMPLE_EVERY = 2.0
@@ -37,13 +38,13 @@ class RecentErrors(logging.Handler):
 
 
 class AdminServer:
-    def __init__(self, runtime: Runtime, listen: str, token: str | None):
-        self.rt = runtime
+    def __init__(self, view: RuntimeStatus, listen: str, token: str | None, settings: Settings):
+        self.view = view
         self.listen = listen
         self.token = token
         self.samples: collections.deque[dict[str, float]] = collections.deque(maxlen=SAMPLES)
         self.errors = RecentErrors()
-        self.errors.addFilter(Redactor(secrets_of(runtime.settings)))  # the page never shows a secret either
+        self.errors.addFilter(Redactor(secrets_of(settings)))  # the page never shows a secret either
         self._runner: web.AppRunner | None = None
         self._sampler: asyncio.Task[None] | None = None
 
@@ -88,8 +89,8 @@ class AdminServer:
         while True:
             await asyncio.sleep(SAMPLE_EVERY)
             now = time.monotonic()
-            rin, rout = sum(self.rt.stats.records_in.values()), self.rt.flusher.rows_out
-            wm = self.rt.engine.watermark.current
+            seen = self.view.throughput()
+            rin, rout, wm = seen.records_in, seen.rows_out, seen.watermark_ms
             self.samples.append({"t": time.time(), "in_per_s": (rin - last_in) / (now - last_t),
                                  "out_per_s": (rout - last_out) / (now - last_t),
                                  "lag_s": max(0.0, time.time() - wm / 1000) if wm > 0 else None})  # type: ignore[dict-item]
@@ -100,22 +101,22 @@ class AdminServer:
         return _json({"status": "ok"})
 
     async def readyz(self, request: web.Request) -> web.Response:
-        problems = self.rt.readiness()
+        problems = self.view.readiness()
         if problems:
             return _json({"ready": False, "problems": problems}, 503)
         return _json({"ready": True})
 
     async def metrics(self, request: web.Request) -> web.Response:
-        body = generate_latest(self.rt.metrics.registry)
+        body = generate_latest(self.view.metrics_registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def runs(self, request: web.Request) -> web.Response:
         limit = int(request.query.get("limit", "0")) or None
-        windows = await asyncio.to_thread(self.rt.history.windows, limit)
-        return _json({"components": self.rt.component_order(), "windows": windows})
+        windows = await asyncio.to_thread(self.view.history.windows, limit)
+        return _json({"components": self.view.component_order(), "windows": windows})
 
     async def status(self, request: web.Request) -> web.Response:
-        return _json(self.rt.status() | {"samples": list(self.samples), "errors": list(self.errors.items)[::-1]})
+        return _json(self.view.status() | {"samples": list(self.samples), "errors": list(self.errors.items)[::-1]})
 
     async def page(self, request: web.Request) -> web.Response:
         html = resources.files("rtstream.admin").joinpath("page/index.html").read_text(encoding="utf-8")

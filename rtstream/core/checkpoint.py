@@ -19,7 +19,7 @@ import time
 from collections.abc import Hashable
 from pathlib import Path
 
-from rtstream.sources.positions import StateDirError
+from rtstream.errors import StateDirError
 
 _SCHEMA = """
 create table if not exists checkpoints (

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from rtstream.admin.history import RunHistory
     from rtstream.admin.metrics import Metrics
     from rtstream.core.alert import AlertWebhook
+    from rtstream.core.commit import Committer
 
 log = logging.getLogger("rtstream.flush")
 
@@ -41,7 +42,8 @@ class WindowFlusher:
     def __init__(self, stages: list[Stage], sinks: list[Sink], dead_letters: DeadLetterFile,
                  done: Callable[[Emission], None], policies: dict[str, Policy], *,
                  history: RunHistory | None = None, metrics: Metrics | None = None,
-                 alert: AlertWebhook | None = None, first_stage: str | None = None):
+                 alert: AlertWebhook | None = None, first_stage: str | None = None,
+                 committer: Committer | None = None):
         self.stages = stages
         self.sinks = sinks
         self.dead_letters = dead_letters
@@ -51,6 +53,7 @@ class WindowFlusher:
         self.metrics = metrics
         self.alert = alert
         self.first_stage = first_stage  # the aggregate folded as records arrived, shown in the history
+        self.committer = committer  # for sinks that commit source offsets with the window (transactions)
         self.windows_flushed = 0
         self.rows_out = 0
         self.rows_by_sink: dict[str, int] = {s.name: 0 for s in sinks}
@@ -117,7 +120,12 @@ class WindowFlusher:
         self._record(em, sink.name, "sink", "running", records=len(rows))
         state, error = "success", None
         try:
-            await self._attempts(em, sink.name, "sink", lambda: sink.write(em.window, rows))
+            if sink.commits_source_offsets and self.committer is not None:
+                commit = self.committer.for_window(em.window)
+                await self._attempts(em, sink.name, "sink", lambda: sink.write_committing(em.window, rows, commit))
+                await self.committer.confirmed(commit)
+            else:
+                await self._attempts(em, sink.name, "sink", lambda: sink.write(em.window, rows))
         except RowsRejected as rejected:  # the receiver refused some rows for good: not a failure to retry
             state, error = "dead_lettered", str(rejected)
             await self.dead_letters.write([

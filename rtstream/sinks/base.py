@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
+from rtstream.core.commit import WindowCommit
 from rtstream.core.policy import PolicyOverrides
 from rtstream.core.record import Window
 from rtstream.core.registry import Component, ComponentConfig
@@ -26,4 +27,14 @@ class Sink(Component):
     Config: ClassVar[type[SinkConfig]]
 
     async def write(self, window: Window, rows: list[dict[str, Any]]) -> None:
+        raise NotImplementedError
+
+    @property
+    def commits_source_offsets(self) -> bool:
+        """True for a sink that commits the sources' offsets in its own transactions (Kafka
+        exactly_once): the flusher then calls `write_committing` and nothing else commits."""
+        return False
+
+    async def write_committing(self, window: Window, rows: list[dict[str, Any]], commit: WindowCommit) -> None:
+        """Write the rows and commit `commit` atomically; only for `commits_source_offsets` sinks."""
         raise NotImplementedError

@@ -21,6 +21,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from pydantic import Field, model_validator
 
 from rtstream.config.durations import Duration
+from rtstream.core.commit import WindowCommit
 from rtstream.core.record import Window
 from rtstream.core.registry import register
 from rtstream.kafka_settings import KafkaConnection
@@ -86,14 +87,19 @@ class KafkaSink(Sink):
         parts = [row.get("window_start"), *(row.get(k) for k in self.context.key_fields)]
         return "|".join("" if p is None else str(p) for p in parts).encode()
 
+    @property
+    def commits_source_offsets(self) -> bool:
+        return bool(self.config.exactly_once)
+
     async def write(self, window: Window, rows: list[dict[str, Any]]) -> None:
-        if not self.config.exactly_once:
-            await self._send(rows)
-            return
+        await self._send(rows)
+
+    async def write_committing(self, window: Window, rows: list[dict[str, Any]], commit: WindowCommit) -> None:
+        """The window's rows and the source offsets its writing makes safe, in one transaction."""
         try:
             async with self.producer.transaction():  # aborted if anything below raises
                 await self._send(rows)
-                for group, offsets in self.context.offsets_after(window).items():
+                for group, offsets in commit.group_offsets.items():
                     if offsets:
                         await self.producer.send_offsets_to_transaction(offsets, group)
         except Exception:
@@ -101,7 +107,6 @@ class KafkaSink(Sink):
             await self.producer.stop()
             await self._start_producer()
             raise
-        await self.context.offsets_committed(window)
 
     async def _send(self, rows: list[dict[str, Any]]) -> None:
         """Rows go out as whole record batches, one or more per partition, partitioned by key as the

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Hashable
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from rtstream.core.commit import Mark
+from rtstream.core.commit import Mark, SourceCommit
 from rtstream.core.record import Batch
 from rtstream.core.registry import Component, ComponentConfig
 
@@ -18,7 +18,7 @@ class Source(Component):
     """Base class. A source yields batches in offset order per partition.
 
     Sources with a fixed set of partitions list them in `partitions()`; sources whose partitions
-    come and go (Kafka) announce them through `context.on_assign` / `on_revoke` instead.
+    come and go (Kafka) announce them through `context.partitions` (rtstream.core.partitions) instead.
     """
 
     Config: ClassVar[type[SourceConfig]]
@@ -37,6 +37,14 @@ class Source(Component):
     async def commit(self, positions: dict[Hashable, int], marks: dict[Hashable, Mark] | None = None) -> None:
         """Persist positions that the commit rule says are safe (resume points), with their marks."""
 
+    def transaction_offsets(self, commit: SourceCommit) -> tuple[str, dict[Any, Any]] | None:
+        """(consumer group, offsets) that a Kafka producer transaction can commit for `commit`; None
+        for sources whose positions do not live in a consumer group."""
+        return None
+
+    async def committed_in_transaction(self, commit: SourceCommit) -> None:
+        """A sink's transaction committed `commit` for this source: keep what a commit would keep."""
+
     def checkpoint_scope(self) -> str:
         """What a checkpoint of this source is valid for: its positions mean nothing elsewhere."""
         return self.name
@@ -53,6 +61,14 @@ class Source(Component):
     async def keepalive(self) -> None:
         """Called while the pipeline is full and the source must wait: stay a live member of whatever
         it belongs to (a Kafka group) without taking more input."""
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Records behind the end, per (topic, partition), for sources that can tell (Kafka)."""
+        return {}
+
+    def pending_bytes(self) -> int | None:
+        """Bytes taken in and not yet written by every sink, for sources that spool their input."""
+        return None
 
     def not_ready(self) -> str | None:
         """Why this source cannot take input now (for /readyz), or None when it can."""

@@ -19,7 +19,8 @@ from aiokafka.structs import OffsetAndMetadata
 from pydantic import Field, model_validator
 
 from rtstream.config.durations import Duration
-from rtstream.core.commit import Mark
+from rtstream.core.commit import Mark, SourceCommit
+from rtstream.core.partitions import Assignment
 from rtstream.core.record import Batch, Record
 from rtstream.core.registry import register
 from rtstream.kafka_settings import KafkaConnection
@@ -78,7 +79,7 @@ class KafkaSource(Source):
     def __init__(self, name: str, config: Any, context: Any):
         super().__init__(name, config, context)
         self.epoch = 0
-        self.lag: dict[TopicPartition, int] = {}
+        self._lag: dict[TopicPartition, int] = {}
         self._seen: set[TopicPartition] = set()
         self._ends: dict[TopicPartition, int] = {}
         self._empty_rounds: dict[TopicPartition, int] = {}
@@ -159,9 +160,9 @@ class KafkaSource(Source):
                 self._empty_rounds[tp] = 0
                 self._done.discard(tp)
         marks = await self._committed_marks(committed)
-        resuming = {tp: starts[tp] for tp in assigned if tp not in chosen}
-        restored = await self.context.on_assign(self.name, list(assigned), self.epoch, marks, resuming)
-        starts.update(restored or {})  # a checkpoint covers these up to its position: read on from there
+        # a checkpoint may cover the partitions that resume from the commit: read on from its position
+        starts = await self.context.partitions.assigned(Assignment(
+            self.name, self.epoch, dict(starts), marks, {tp for tp in assigned if tp not in chosen}))
         for tp in assigned:
             self._next.pop(tp, None)
             self._start_pos[tp] = starts[tp]
@@ -232,7 +233,7 @@ class KafkaSource(Source):
     async def _revoked(self, revoked: list[TopicPartition]) -> None:
         self._ready.clear()  # set again when the next assignment has decided its starts
         self.epoch += 1
-        await self.context.on_revoke(self.name, list(revoked))
+        await self.context.partitions.revoked(self.name, list(revoked))
 
     async def batches(self) -> AsyncIterator[Batch]:
         assert self.consumer is not None
@@ -271,7 +272,7 @@ class KafkaSource(Source):
                 self._next[tp] = end
                 hw = self.consumer.highwater(tp)
                 if hw is not None:
-                    self.lag[tp] = max(0, hw - end)
+                    self._lag[tp] = max(0, hw - end)
                 yield Batch(self.name, tp, records, end, decoded=raw, epoch=self.epoch, key_field=c.key_field)
             if c.stop_at_end and await self._finished(data):
                 log.info("%s: reached the end of every assigned partition", self.name,
@@ -279,9 +280,9 @@ class KafkaSource(Source):
                 return
             if time.monotonic() - last_lag_log >= c.lag_log_interval:
                 last_lag_log = time.monotonic()
-                if self.lag:
+                if self._lag:
                     log.info("%s: consumer lag %s", self.name,
-                             {f"{tp.topic}:{tp.partition}": n for tp, n in sorted(self.lag.items())},
+                             {f"{tp.topic}:{tp.partition}": n for tp, n in sorted(self._lag.items())},
                              extra={"component": self.name})
 
     async def _finished(self, data: dict[TopicPartition, list[Any]]) -> bool:
@@ -319,31 +320,35 @@ class KafkaSource(Source):
                     self._empty_rounds[tp] = 0
         return all(tp in self._done for tp in assignment)
 
-    def offsets(self, positions: dict[Hashable, int], marks: dict[Hashable, Mark]) -> dict[Any, OffsetAndMetadata]:
-        """What to commit for `positions` of the partitions this consumer owns, each with its mark."""
+    def _offsets(self, commit: SourceCommit) -> dict[TopicPartition, OffsetAndMetadata]:
+        """`commit` for the partitions this consumer owns, each offset with its mark as metadata."""
         owned = self.consumer.assignment() if self.consumer is not None else set()
         out = {}
-        for tp, off in positions.items():
+        for tp, off in commit.positions.items():
             if tp in owned:
-                mark = marks.get(tp)
-                out[tp] = OffsetAndMetadata(off, f"{_MARK_PREFIX}{mark[0]} {mark[1]}" if mark else "")
+                mark = commit.marks.get(tp)
+                out[tp] = OffsetAndMetadata(off, f"{_MARK_PREFIX}{mark[0]} {mark[1]}" if mark else "")  # type: ignore[index]
         return out
 
     async def commit(self, positions: dict[Hashable, int], marks: dict[Hashable, Mark] | None = None) -> None:
         if self.consumer is None or not self.config.commit_offsets:
             return
-        owned = self.consumer.assignment()
-        marks = marks or {}
-        offsets = self.offsets(positions, marks)
+        offsets = self._offsets(SourceCommit(positions, marks or {}))
         if offsets:
             await self.consumer.commit(offsets)  # type: ignore[arg-type]
-            await self.remember_marks({tp: off for tp, off in positions.items() if tp in owned}, marks)
+            await self._remember_marks(offsets, marks or {})
 
-    async def remember_marks(self, positions: dict[Hashable, int], marks: dict[Hashable, Mark]) -> None:
-        """Keep this host's copy of the marks committed with `positions` (for brokers that drop commit
-        metadata); called after the commit, or after the transaction that carried them."""
-        fresh = {f"{tp.topic}:{tp.partition}": [off, *marks[tp]]  # type: ignore[attr-defined]
-                 for tp, off in positions.items() if tp in marks}
+    def transaction_offsets(self, commit: SourceCommit) -> tuple[str, dict[Any, Any]] | None:
+        if not self.config.commit_offsets:
+            return None
+        return self.config.group_id, self._offsets(commit)
+
+    async def committed_in_transaction(self, commit: SourceCommit) -> None:
+        await self._remember_marks(self._offsets(commit), commit.marks)
+
+    async def _remember_marks(self, offsets: dict[TopicPartition, OffsetAndMetadata], marks: dict[Hashable, Mark]) -> None:
+        """Keep this host's copy of the marks committed with `offsets`, for brokers that drop commit metadata."""
+        fresh = {f"{tp.topic}:{tp.partition}": [meta.offset, *marks[tp]] for tp, meta in offsets.items() if tp in marks}
         if fresh:
             self._saved_marks.update(fresh)
             await asyncio.to_thread(self._local_marks.save, self._saved_marks)
@@ -358,6 +363,9 @@ class KafkaSource(Source):
             self.consumer.pause(*owned)
             self._paused = True
         await self.consumer.getmany(timeout_ms=0)
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        return {(tp.topic, tp.partition): n for tp, n in self._lag.items()}
 
     def not_ready(self) -> str | None:
         if self.consumer is None:

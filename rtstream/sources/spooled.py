@@ -78,6 +78,9 @@ class SpooledSource(Source):
         self.spool.read_from = pos
         return {0}
 
+    def pending_bytes(self) -> int | None:
+        return self.spool.pending_bytes if hasattr(self, "spool") else None
+
     def resume_marks(self) -> dict[Hashable, Mark]:
         return {0: Mark(*self.spool.mark)} if self.spool.mark else {}
 

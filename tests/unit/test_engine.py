@@ -90,7 +90,7 @@ def test_replay_from_a_commit_skips_records_of_windows_already_written():
     [first] = e.close_ready(0, 0)
     assert [(r["k"], r["n"]) for r in first.rows] == [("a", 2)]
     e.emitted(first)
-    commit, mark = t.safe(("s", 0)), e.commit_mark(("s", 0))
+    commit, mark = t.safe(("s", 0)), e.ledger.mark(("s", 0))
     assert commit == 1 and mark == (BASE + MIN + 30_000, 4)  # resume at offset 1; the first window is written
 
     # a restart: a fresh engine resumes from the commit with its mark, and reads offsets 1..3 again
@@ -117,13 +117,13 @@ def test_commit_after_a_window_is_what_committing_would_give_once_it_is_written(
     t.processed(("s", 0), 2)
     t.processed(("s", 1), 2)
     [em] = e.close_ready(0, 0)
-    positions, marks = e.commit_after(em.window)
+    positions, marks = e.ledger.after(em.window, e.owned())
     assert positions == {("s", 0): 1, ("s", 1): 1}  # the second window's records stay uncommitted
     assert marks == {("s", 0): (BASE + MIN + 5, 2), ("s", 1): (BASE + MIN + 5, 2)}  # the watermark it closed at
     assert t.safe(("s", 0)) == 0  # nothing is released until the sinks have it
     e.emitted(em)
     assert {pk: t.safe(pk) for pk in positions} == positions
-    assert {pk: e.commit_mark(pk) for pk in marks} == marks
+    assert {pk: e.ledger.mark(pk) for pk in marks} == marks
 
 
 def test_a_written_window_holds_the_commit_until_every_window_of_its_close_is_written():
@@ -139,13 +139,13 @@ def test_a_written_window_holds_the_commit_until_every_window_of_its_close_is_wr
     first, second = e.close_ready(0, 0)
     e.emitted(first)
     assert t.safe(pk) == 0  # not 1: window 0's straggler at offset 2 would be replayed under an old mark
-    assert e.commit_after(first.window) == ({}, {})  # nor may a transaction commit anything with it
-    positions, marks = e.commit_after(second.window)
+    assert e.ledger.after(first.window, e.owned()) == ({}, {})  # nor may a transaction commit anything with it
+    positions, marks = e.ledger.after(second.window, e.owned())
     e.emitted(second)
-    assert t.safe(pk) == 3 == positions[pk] and e.commit_mark(pk) == marks[pk] == (BASE + 2 * MIN + 5, 4)
+    assert t.safe(pk) == 3 == positions[pk] and e.ledger.mark(pk) == marks[pk] == (BASE + 2 * MIN + 5, 4)
     again = engine()
     again.assign(pk, 0)
-    again.seed(pk, e.commit_mark(pk))
+    again.seed(pk, e.ledger.mark(pk))
     again.process(batch(0, [("c", 2 * MIN + 5)], first_offset=3), now=0)
     assert [em.window.start_ms for em in again.close_all()] == [BASE + 2 * MIN]  # nothing written is sent again
 

@@ -117,7 +117,7 @@ def test_replay_from_a_commit_skips_written_sessions_and_rebuilds_open_ones():
     assert rows_of(out1) == [(BASE, BASE + 5 * MIN, "a", 1, 1)]
     pk = ("s", 0)
     first.emitted(out1[0])
-    committed, mark = first.tracker.safe(pk), first.commit_mark(pk)
+    committed, mark = first.tracker.safe(pk), first.ledger.mark(pk)
     assert committed == 1  # b's session holds offset 1
     again = engine(lateness=MIN)
     again.seed(pk, mark)

@@ -1,4 +1,4 @@
-from rtstream.core.commit import CommitTracker
+from rtstream.core.commit import CommitTracker, Hold, HoldKind
 from rtstream.windows.watermark import NEVER, WatermarkTracker
 
 
@@ -36,13 +36,13 @@ def test_watermark_never_goes_back():
 def test_commit_is_the_low_watermark_of_unwritten_windows():
     t = CommitTracker()
     pk = ("src", 0)
-    t.hold(pk, ("open", 0), 0)
+    t.hold(pk, Hold(HoldKind.OPEN, 0), 0)
     t.processed(pk, 10)
-    t.hold(pk, ("open", 300), 7)
+    t.hold(pk, Hold(HoldKind.OPEN, 300), 7)
     assert t.safe(pk) == 0
-    t.release(pk, ("open", 0))  # window 0 written
+    t.release(pk, Hold(HoldKind.OPEN, 0))  # window 0 written
     assert t.safe(pk) == 7
-    t.release(pk, ("open", 300))
+    t.release(pk, Hold(HoldKind.OPEN, 300))
     assert t.safe(pk) == 10
     assert t.safe_positions("src") == {0: 10}
     assert t.safe_positions("other") == {}

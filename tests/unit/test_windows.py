@@ -144,7 +144,7 @@ def test_emit_updates_sends_running_rows_of_changed_windows_then_the_final_row()
     # the window closes: its final row, and a running row for the new window
     assert step(4, 6 * MIN, now=4.0) == [(True, True, [(("s", 0), 0)], [4]), (False, True, [], [1])]
     assert step(5, 7 * MIN, now=4.1) == []
-    assert e._inflight == 4  # three running results and one final row wait for the sinks
+    assert e.ledger.inflight == 4  # three running results and one final row wait for the sinks
 
 
 def test_emit_updates_is_refused_for_sessions():
