@@ -48,86 +48,89 @@ class BatchFold(EngineState):
 
         decoded = batch.decoded
         for rec in batch.records:
-            value = rec.value
-            if not decoded:
-                try:
-                    value = loads(value)
-                except orjson.JSONDecodeError as exc:
-                    reject("decode", f"invalid JSON: {exc}", rec, rec.value)
+            try:
+                value = rec.value
+                if not decoded:
+                    try:
+                        value = loads(value)
+                    except orjson.JSONDecodeError as exc:
+                        reject("decode", f"invalid JSON: {exc}", rec, rec.value)
+                        continue
+                if value.__class__ is not dict:
+                    reject("decode", f"expected a JSON object, got {type(value).__name__}", rec, rec.value)
                     continue
-            if value.__class__ is not dict:
-                reject("decode", f"expected a JSON object, got {type(value).__name__}", rec, rec.value)
-                continue
-            values = self._apply_maps([value], rec, reject) if maps else (value,)
-            for v in values:
-                if event_time:
-                    t = v.get(tf)
-                    if t.__class__ is int and 100_000_000_000 <= t < 100_000_000_000_000:
-                        ts = t
+                values = self._apply_maps([value], rec, reject) if maps else (value,)
+                for v in values:
+                    if event_time:
+                        t = v.get(tf)
+                        if t.__class__ is int and 100_000_000_000 <= t < 100_000_000_000_000:
+                            ts = t
+                        else:
+                            try:
+                                ts = epoch_ms(t) if t is not None else _missing(tf)
+                            except DecodeError as exc:
+                                reject("no_time", str(exc), rec, v)
+                                continue
                     else:
-                        try:
-                            ts = epoch_ms(t) if t is not None else _missing(tf)
-                        except DecodeError as exc:
-                            reject("no_time", str(exc), rec, v)
+                        if rec.ts is None or not MIN_MS <= rec.ts <= MAX_MS:
+                            reject("no_time", f"the source gave this record no usable timestamp ({rec.ts!r})", rec, v)
                             continue
-                else:
-                    if rec.ts is None or not MIN_MS <= rec.ts <= MAX_MS:
-                        reject("no_time", f"the source gave this record no usable timestamp ({rec.ts!r})", rec, v)
+                        ts = rec.ts
+                    if time_range is not None and not (time_range[0] <= ts < time_range[1]):
+                        self.skipped += 1
                         continue
-                    ts = rec.ts
-                if time_range is not None and not (time_range[0] <= ts < time_range[1]):
-                    self.skipped += 1
-                    continue
-                if sessions is not None:
-                    if self._join_session(pk, batch, rec, v, ts, closed_upto, seed, reject) and ts > max_ts:
-                        max_ts = ts
-                    continue
-                if hop_n == 1:
-                    starts: Any = (ts - ts % size,)
-                else:
-                    last = ts - ts % hop
-                    starts = [last - k * hop for k in range(hop_n)]  # every window holding ts
-                joined = False
-                late_start = None
-                for start in starts:
-                    if start + size <= closed_upto:
-                        if not (seed is not None and rec.offset < seed[1] and start + size <= seed[0]):
-                            late_start = start
-                        # else: counted in a window written before the restart
+                    if sessions is not None:
+                        if self._join_session(pk, batch, rec, v, ts, closed_upto, seed, reject) and ts > max_ts:
+                            max_ts = ts
                         continue
-                    pane = panes.get(start)
-                    if pane is None:
-                        pane = panes[start] = Pane(rec.offset, {} if table_mode else None)
-                        tracker.hold(pk, Hold(HoldKind.OPEN, start), rec.offset)
-                    if table_mode:
-                        why = update(pane.table, v, ts)  # type: ignore[misc, arg-type]
-                        if why is not None:
-                            reject("invalid", why, rec, v)
-                            if not pane.table:
-                                del panes[start]
-                                tracker.release(pk, Hold(HoldKind.OPEN, start))
-                            break
+                    if hop_n == 1:
+                        starts: Any = (ts - ts % size,)
                     else:
-                        buffered = self.store.buffered.get(start, 0)
-                        if buffered >= self.max_window_records:
-                            reject("window_full", f"window already holds max_window_records = "
-                                   f"{self.max_window_records} records", rec, v, window=(start, start + size))
-                            if not pane.records:
-                                del panes[start]
-                                tracker.release(pk, Hold(HoldKind.OPEN, start))
-                            break
-                        self.store.buffered[start] = buffered + 1
-                        pane.records.append((ts, v))  # type: ignore[union-attr]
-                    pane.count += 1
-                    joined = True
-                if joined:
-                    if ts > max_ts:
-                        max_ts = ts
-                elif late_start is not None:
-                    reject("late", f"window {iso_utc(late_start)} was already emitted", rec, v,
-                           window=(late_start, late_start + size))
-                elif seed is not None:
-                    self.replayed_done += 1
+                        last = ts - ts % hop
+                        starts = [last - k * hop for k in range(hop_n)]  # every window holding ts
+                    joined = False
+                    late_start = None
+                    for start in starts:
+                        if start + size <= closed_upto:
+                            if not (seed is not None and rec.offset < seed[1] and start + size <= seed[0]):
+                                late_start = start
+                            # else: counted in a window written before the restart
+                            continue
+                        pane = panes.get(start)
+                        if pane is None:
+                            pane = panes[start] = Pane(rec.offset, {} if table_mode else None)
+                            tracker.hold(pk, Hold(HoldKind.OPEN, start), rec.offset)
+                        if table_mode:
+                            why = update(pane.table, v, ts)  # type: ignore[misc, arg-type]
+                            if why is not None:
+                                reject("invalid", why, rec, v)
+                                if not pane.table:
+                                    del panes[start]
+                                    tracker.release(pk, Hold(HoldKind.OPEN, start))
+                                break
+                        else:
+                            buffered = self.store.buffered.get(start, 0)
+                            if buffered >= self.max_window_records:
+                                reject("window_full", f"window already holds max_window_records = "
+                                       f"{self.max_window_records} records", rec, v, window=(start, start + size))
+                                if not pane.records:
+                                    del panes[start]
+                                    tracker.release(pk, Hold(HoldKind.OPEN, start))
+                                break
+                            self.store.buffered[start] = buffered + 1
+                            pane.records.append((ts, v))  # type: ignore[union-attr]
+                        pane.count += 1
+                        joined = True
+                    if joined:
+                        if ts > max_ts:
+                            max_ts = ts
+                    elif late_start is not None:
+                        reject("late", f"window {iso_utc(late_start)} was already emitted", rec, v,
+                               window=(late_start, late_start + size))
+                    elif seed is not None:
+                        self.replayed_done += 1
+            except Exception as exc:  # noqa: BLE001 - a bug met by one record must not stop the daemon for good
+                reject("error", f"{type(exc).__name__}: {exc}", rec, rec.value)
         self.records_in += len(batch.records)
         if max_ts != NEVER:
             self.watermark.observe(pk, max_ts, now)

@@ -160,3 +160,18 @@ def test_a_finite_runs_last_windows_release_every_hold_once_written():
     for em in e.close_all():
         e.emitted(em)
     assert t.safe(pk) == 2
+
+
+def test_a_record_that_raises_anywhere_in_the_fold_is_dead_lettered_and_the_batch_goes_on():
+    class Unhashable:  # what a python source could hand over as a key: the fold itself raises on it
+        __hash__ = None  # type: ignore[assignment]
+
+    e = engine()
+    e.assign(("s", 0), 0)
+    recs = [Record({"k": "a", "ts": BASE}, 0), Record({"k": Unhashable(), "ts": BASE + 1}, 1),
+            Record({"k": "a", "ts": BASE + 2}, 2)]
+    dead = e.process(Batch("s", 0, recs, 3, decoded=True), now=0)
+    assert [(d.reason, d.offset) for d in dead] == [("error", 1)]
+    assert "TypeError" in dead[0].detail
+    [em] = e.close_all()
+    assert [(r["k"], r["n"]) for r in em.rows] == [("a", 2)]
