@@ -76,6 +76,15 @@ class _RuntimeCollector(Collector):
             if cp["at"] is not None:
                 yield _family(GaugeMetricFamily, "rtstream_checkpoint_age_seconds", "Seconds since the last checkpoint",
                               [], [((), time.time() - cp["at"])])
+        lookups = c["lookups"]
+        yield _family(CounterMetricFamily, "rtstream_lookup_cache_hits", "Records a lookup stage answered from its cache",
+                      ["stage"], [((name,), v[0]) for name, v in lookups.items()])
+        yield _family(CounterMetricFamily, "rtstream_lookup_cache_misses", "Records whose key a lookup stage had to fetch",
+                      ["stage"], [((name,), v[1]) for name, v in lookups.items()])
+        yield _family(CounterMetricFamily, "rtstream_lookup_fetches", "Batched fetches a lookup stage made",
+                      ["stage"], [((name,), v[2]) for name, v in lookups.items()])
+        yield _family(CounterMetricFamily, "rtstream_lookup_seconds", "Time spent in a lookup stage's fetches",
+                      ["stage"], [((name,), v[3]) for name, v in lookups.items()])
         yield _family(GaugeMetricFamily, "rtstream_sink_halted", "1 while a sink's writes are failing and being retried",
                       ["sink"], [((name,), 1 if halted else 0) for name, halted in c["halted"].items()])
 

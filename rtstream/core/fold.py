@@ -131,7 +131,7 @@ class BatchFold(EngineState):
                         self.replayed_done += 1
             except Exception as exc:  # noqa: BLE001 - a bug met by one record must not stop the daemon for good
                 reject("error", f"{type(exc).__name__}: {exc}", rec, rec.value)
-        self.records_in += len(batch.records)
+        self.records_in += batch.read if batch.read is not None else len(batch.records)
         if max_ts != NEVER:
             self.watermark.observe(pk, max_ts, now)
         return dead

@@ -120,6 +120,12 @@ class PipelineLoops:
                     engine.finish(pk)
             elif item is not None and engine.owns(item):
                 records_in[item.source] = records_in.get(item.source, 0) + len(item.records)
+                if rt.staging is not None:
+                    item, staged_dead = await rt.staging.run(item)
+                    if staged_dead:
+                        await rt.dead_letters.write(staged_dead)
+                    if not engine.owns(item):  # revoked while a lookup was awaited
+                        continue
                 dead = engine.process(item, loop.time())
                 if dead:
                     await rt.dead_letters.write(dead)

@@ -42,6 +42,7 @@ class Batch:
     decoded: bool = False
     epoch: int = 0
     key_field: str | None = None  # the record key is this field of the value, not Record.key
+    read: int | None = None  # records read from the source, where per-record stages already changed `records`
 
 
 def iso_utc(ms: int) -> str:

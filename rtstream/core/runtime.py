@@ -31,6 +31,7 @@ from rtstream.core.flush import WindowFlusher, percentile
 from rtstream.core.loops import PipelineLoops, guarded
 from rtstream.core.partitions import PartitionLifecycle, checkpoint
 from rtstream.core.policy import resolve
+from rtstream.core.staging import RecordStaging
 from rtstream.core.status import RuntimeStatus
 from rtstream.errors import ComponentError, StateDirError
 from rtstream.sinks.base import Sink
@@ -72,10 +73,16 @@ class Runtime:
             self.context.key_fields = ["key"]  # sessions of the record key: rows carry it as "key"
         self.sinks: list[Sink] = [c.cls(c.name, c.config, self.context) for c in settings.of(flow.sinks)]
         self.scopes = {s.name: s.checkpoint_scope() for s in self.sources}
+        defaults = root.defaults
+        policies = {c.name: resolve(defaults, c.config, "sink") for c in self.sinks}
+        policies.update({c.name: resolve(defaults, c.config, "stage") for c in self.stages})
+        # a per-record stage that awaits (a lookup) moves every per-record stage out of the fold
+        self.staging = RecordStaging(self.record_stages, policies) \
+            if any(s.awaits_per_batch for s in self.record_stages) else None
         w = root.window
         self.engine = WindowEngine(
             size_ms=w.size_ms, lateness_ms=round(w.lateness * 1000), idle_timeout_s=w.idle_timeout,
-            time_mode=w.time, time_field=w.time_field, record_stages=self.record_stages,  # type: ignore[arg-type]
+            time_mode=w.time, time_field=w.time_field, record_stages=[] if self.staging else self.record_stages,  # type: ignore[arg-type]
             aggregator=self.incremental.aggregator if self.incremental else None, tracker=self.tracker,
             max_window_records=root.daemon.max_window_records, hop_ms=w.hop_ms, emit_empty=w.emit_empty,
             session_gap_ms=w.gap_ms, update_interval_s=w.update_interval if w.emit == "updates" else None)
@@ -94,9 +101,6 @@ class Runtime:
         self.stats = RuntimeStats()
         self.metrics = Metrics()
         self.history = RunHistory(self.state_dir / "runs.db", root.admin.history if root.admin else 100)
-        defaults = root.defaults
-        policies = {c.name: resolve(defaults, c.config, "sink") for c in self.sinks}
-        policies.update({c.name: resolve(defaults, c.config, "stage") for c in self.stages})
         self.alert = None
         if root.alert is not None:
             token = root.alert.bearer_token.get_secret_value() if root.alert.bearer_token else None

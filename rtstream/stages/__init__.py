@@ -1,3 +1,3 @@
 """Stages between sources and sinks; importing this package registers the built-in ones."""
 
-from rtstream.stages import aggregate, map, python  # noqa: F401
+from rtstream.stages import aggregate, lookup, map, python  # noqa: F401

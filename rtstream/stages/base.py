@@ -22,6 +22,7 @@ class StageConfig(ComponentConfig, PolicyOverrides):
 class Stage(Component):
     Config: ClassVar[type[StageConfig]]
     per_record: ClassVar[bool] = False
+    awaits_per_batch: ClassVar[bool] = False  # a per-record stage that must await (see rtstream.core.staging)
 
     async def run(self, window: Window, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         raise NotImplementedError

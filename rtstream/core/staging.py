@@ -1,0 +1,96 @@
+"""Per-record stages that must await (lookups), run over a whole batch before it is folded.
+
+Without such a stage, per-record stages run inside the fold (rtstream.core.fold), synchronously.
+With one, the batch is decoded here, every per-record stage runs in flow order over all its records,
+and a lookup awaits once per batch for the keys its cache cannot answer, under its retry policy.
+The fold then gets the staged records, already decoded. Every record that fails here is
+dead-lettered with its reason and position; the rest go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import orjson
+
+from rtstream.core.deadletter import DeadLetter
+from rtstream.core.policy import Policy
+from rtstream.core.record import Batch, Record
+from rtstream.core.retry import backoff_delay
+from rtstream.stages.base import Stage
+from rtstream.stages.lookup import LookupStage
+
+log = logging.getLogger("rtstream.staging")
+
+
+class RecordStaging:
+    def __init__(self, stages: list[Stage], policies: dict[str, Policy]):
+        self.stages = stages
+        self.policies = policies
+
+    async def run(self, batch: Batch) -> tuple[Batch, list[DeadLetter]]:
+        dead: list[DeadLetter] = []
+
+        def reject(reason: str, detail: str, rec: Record, value: Any, stage: str | None = None) -> None:
+            dead.append(DeadLetter(reason, detail, batch.source, batch.partition, rec.offset, stage, None, value))
+
+        pairs: list[tuple[Record, dict[str, Any]]] = []
+        for rec in batch.records:
+            value = rec.value
+            if not batch.decoded:
+                try:
+                    value = orjson.loads(value)
+                except orjson.JSONDecodeError as exc:
+                    reject("decode", f"invalid JSON: {exc}", rec, rec.value)
+                    continue
+            if value.__class__ is not dict:
+                reject("decode", f"expected a JSON object, got {type(value).__name__}", rec, rec.value)
+                continue
+            pairs.append((rec, value))
+        for stage in self.stages:
+            out: list[tuple[Record, dict[str, Any]]] = []
+            if isinstance(stage, LookupStage):
+                answers, wanted = stage.cached([v for _, v in pairs])
+                failed = None
+                if wanted:
+                    try:
+                        await self._attempts(stage, wanted, answers)
+                    except Exception as exc:  # noqa: BLE001 - the records needing these keys are dead-lettered
+                        failed = f"{type(exc).__name__}: {exc}"
+                for rec, v in pairs:
+                    values, why = stage.enrich(v, answers, failed)
+                    if why is not None:
+                        reject("lookup", why, rec, v, stage.name)
+                    out.extend((rec, x) for x in values)
+            else:
+                for rec, v in pairs:
+                    try:
+                        out.extend((rec, x) for x in stage.apply(v))  # type: ignore[attr-defined]
+                    except Exception as exc:  # noqa: BLE001 - a user function's failure dead-letters its record
+                        reject("stage_error", f"{type(exc).__name__}: {exc}", rec, v, stage.name)
+            pairs = out
+        staged = [Record(v, rec.offset, rec.ts, rec.key) for rec, v in pairs]
+        return Batch(batch.source, batch.partition, staged, batch.end, decoded=True, epoch=batch.epoch,
+                     key_field=batch.key_field, read=len(batch.records)), dead
+
+    async def _attempts(self, stage: LookupStage, keys: set[Any], answers: dict[Any, Any]) -> None:
+        """Fetch `keys` into `answers` under the stage's policy; each retry asks only for what is missing."""
+        policy = self.policies[stage.name]
+        attempt = 0
+        while True:
+            attempt += 1
+            missing = {k for k in keys if k not in answers}
+            try:
+                await asyncio.wait_for(stage.fetch(missing, answers), policy.timeout)
+                return
+            except Exception as exc:
+                if attempt > policy.retries:
+                    log.error("%s: lookup of %d keys failed after %d attempts: %s: %s", stage.name, len(keys), attempt,
+                              type(exc).__name__, str(exc)[:300], extra={"component": stage.name})
+                    raise
+                delay = backoff_delay(attempt, policy.retry_delay, policy.max_retry_delay)
+                log.warning("%s: lookup failed (attempt %d, next in %.1fs): %s: %s", stage.name, attempt, delay,
+                            type(exc).__name__, str(exc)[:300], extra={"component": stage.name})
+                await asyncio.sleep(delay)
