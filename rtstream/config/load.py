@@ -307,10 +307,13 @@ def _cross_checks(root: RootConfig, flow: Flow, components: dict[str, Component]
                                                            f"committed in the transaction ({', '.join(not_kafka)} is not)"))
     if len(eos) > 1:
         problems.append((f"sinks.{eos[1]}.exactly_once", "only one sink can commit the offsets in its transactions"))
+    from rtstream import airflow_shim
+
     for section, names in (("sources", flow.sources), ("stages", flow.stages), ("sinks", flow.sinks)):
         for name in names:
             call = getattr(components[name].config, "call", None)
             if call is not None:
+                airflow_shim.prepare_import(call, search_dirs)  # a DAG file's top level runs once, not twice
                 try:
                     load_callable(call, search_dirs)
                 except ValueError as exc:
