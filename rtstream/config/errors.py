@@ -81,10 +81,20 @@ def _reason(err: Any, secret: bool = False) -> str:
             msg = msg[len(lead):]
     if secret:
         value = err.get("input")
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool) and len(str(value)) >= 3:
-            msg = msg.replace(str(value), "***")  # a validator may have quoted it
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            text = value if isinstance(value, str) else _shown(value)
+            if len(text) >= 3:
+                msg = msg.replace(text, "***")  # a validator may have quoted it
         return f"{msg} ({HIDDEN})"
     if kind in {"string_type", "int_type", "int_parsing", "float_type", "float_parsing", "bool_type",
                 "bool_parsing", "dict_type", "list_type", "literal_error"}:
-        msg = f"{msg} (got {err.get('input')!r})"
+        msg = f"{msg} (got {_shown(err.get('input'))})"
     return msg
+
+
+def _shown(value: Any) -> str:
+    try:
+        text = repr(value)
+    except ValueError:  # an integer past the 4300-digit printing limit
+        return f"an integer of {value.bit_length()} bits" if isinstance(value, int) else "an unprintable value"
+    return text if len(text) <= 120 else text[:117] + "..."

@@ -68,8 +68,8 @@ def read_file(path: Path) -> dict[str, Any]:
 def _read_toml(path: Path, text: str) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError.at("", f"{path}: invalid TOML: {exc}") from None
+    except ValueError as exc:  # TOMLDecodeError, or an integer past Python's 4300-digit limit
+        raise ConfigError.at("", f"{path}: invalid TOML: {_short(exc)}") from None
     except RecursionError:  # tomllib reads nested arrays and inline tables recursively
         raise ConfigError.at("", f"{path}: invalid TOML: nested too deeply") from None
 
@@ -85,8 +85,8 @@ def _read_yaml(path: Path, text: str) -> dict[str, Any]:
         mark = exc.problem_mark or exc.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         raise ConfigError.at("", f"{path}: invalid YAML{where}: {exc.problem or exc.context}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError.at("", f"{path}: invalid YAML: {' '.join(str(exc).split())}") from None
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: an integer past Python's 4300-digit limit
+        raise ConfigError.at("", f"{path}: invalid YAML: {_short(exc)}") from None
     except RecursionError:  # PyYAML composes nested collections recursively
         raise ConfigError.at("", f"{path}: invalid YAML: nested too deeply") from None
     if not isinstance(doc, dict):
@@ -94,9 +94,17 @@ def _read_yaml(path: Path, text: str) -> dict[str, Any]:
     return doc
 
 
+def _short(exc: Exception) -> str:
+    text = " ".join(str(exc).split())
+    if text.startswith("Exceeds the limit"):
+        return "an integer of more than 4300 digits"
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
 def check_shape(doc: Any, source: str = "config") -> None:
     """Refuse a document nested deeper than MAX_DEPTH, larger than MAX_VALUES once YAML aliases are
-    expanded, or holding itself (a YAML alias inside its own anchor).
+    expanded, holding itself (a YAML alias inside its own anchor), or holding an integer past 64
+    bits (no setting needs one, and each place that prints or stores it would have to cope).
 
     YAML aliases are allowed (`<<: *kafka_defaults` is how YAML configs share settings), but PyYAML
     hands them over as one object reachable from many places, and everything after loading
@@ -114,6 +122,9 @@ def check_shape(doc: Any, source: str = "config") -> None:
             raise ConfigError.at("", f"{source}: more than {MAX_VALUES:,} values once YAML aliases are expanded "
                                      "(an alias bomb?)")
         if not isinstance(value, (dict, list)):
+            if value.__class__ is int and not -(2**63) <= value < 2**64:
+                raise ConfigError.at("", f"{source}: {key}: an integer of {value.bit_length()} bits is out of "
+                                         "range (64 bits at most)")
             continue
         if id(value) in above:
             raise ConfigError.at("", f"{source}: {key} holds itself (a YAML alias inside its own anchor)")
@@ -160,6 +171,8 @@ def apply_overrides(doc: dict[str, Any], overrides: list[str]) -> None:
             value = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:
             value = raw
+        except (RecursionError, ValueError):  # nested too deeply; an integer past 4300 digits
+            raise ConfigError.at(path.strip(), "the value is nested too deeply or too long to read") from None
         node = doc
         parts = path.strip().split(".")
         for part in parts[:-1]:
@@ -184,6 +197,8 @@ def load_settings(path: str | Path | None = None, overrides: list[str] | None = 
     check_shape(doc, str(p) if p is not None else "config")
     doc = interpolate(doc, os.environ if env is None else env)
     apply_overrides(doc, overrides or [])
+    if overrides:
+        check_shape(doc, "--set")
     search_dirs = [p.resolve().parent] if p is not None else []
     search_dirs.append(Path.cwd())
     settings = validate(doc, p, search_dirs)

@@ -71,6 +71,9 @@ MALFORMED = {
     "laughs.yaml": (billion_laughs(), "more than 100,000 values once YAML aliases are expanded"),
     "tagged.yaml": ("a: !!python/object/apply:os.system [echo hi]\n" + GOOD_YAML, "invalid YAML at line 1"),
     "list.yaml": ("- 1\n- 2\n", "the top level must be a mapping"),
+    "long_int.toml": ("a = " + "1" * 5000 + "\n", "invalid TOML: an integer of more than 4300 digits"),
+    "long_int.yaml": ("a: " + "1" * 5000 + "\n" + GOOD_YAML, "invalid YAML: an integer of more than 4300 digits"),
+    "hex_int.yaml": ("a: 0x" + "f" * 5000 + "\n" + GOOD_YAML, "a: an integer of 20000 bits is out of range"),
 }
 
 
@@ -97,6 +100,18 @@ def test_a_huge_file_is_not_read_whole(tmp_path, command):
     assert_refused(run_cli(command, "-c", str(path)), path, "larger than 4 MB")
 
 
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("value,reason", [("inf", "invalid duration inf (at most 10000 years)"),
+                                          ("nan", "invalid duration nan (not a number)"),
+                                          ("1e300", "invalid duration 1e+300 (at most 10000 years)"),
+                                          ('"' + "9" * 400 + 'd"', "(at most 10000 years)"),
+                                          ("0x" + "f" * 40, "an integer of 160 bits is out of range")])
+def test_durations_that_cannot_be_milliseconds(tmp_path, command, value, reason):
+    path = tmp_path / "c.toml"
+    path.write_text(good_toml(tmp_path).replace('size = "5m"', f"size = {value}"))
+    assert_refused(run_cli(command, "-c", str(path)), path, reason)
+
+
 def test_a_directory_as_config(tmp_path):
     assert_refused(run_cli("validate", "-c", str(tmp_path)), tmp_path, "Is a directory")
 
@@ -113,7 +128,7 @@ def test_billion_laughs_is_refused_within_a_small_memory_cap(tmp_path):
 def test_yaml_aliases_within_the_bound_still_work(tmp_path):
     # aliases are bounded, not banned: a merge key sharing settings is how YAML configs stay short
     path = tmp_path / "anchors.yaml"
-    path.write_text(GOOD_YAML.replace("src >> agg >> out", "src >> agg >> [out, summary]")
+    path.write_text(GOOD_YAML.replace("src >> agg >> out", "'src >> agg >> [out, summary]'")
                     .replace("sinks: {out: {type: stdout}}", "sinks:\n  out: &out {type: stdout}\n"
                                                               "  summary: {<<: *out, format: summary}"))
     res = run_cli("validate", "-c", str(path))
