@@ -103,8 +103,9 @@ def _short(exc: Exception) -> str:
 
 def check_shape(doc: Any, source: str = "config") -> None:
     """Refuse a document nested deeper than MAX_DEPTH, larger than MAX_VALUES once YAML aliases are
-    expanded, holding itself (a YAML alias inside its own anchor), or holding an integer past 64
-    bits (no setting needs one, and each place that prints or stores it would have to cope).
+    expanded, holding itself (a YAML alias inside its own anchor), holding an integer past 64 bits
+    or a string with a NUL character (no setting needs either, and every place that prints, stores
+    or opens them would have to cope).
 
     YAML aliases are allowed (`<<: *kafka_defaults` is how YAML configs share settings), but PyYAML
     hands them over as one object reachable from many places, and everything after loading
@@ -125,6 +126,8 @@ def check_shape(doc: Any, source: str = "config") -> None:
             if value.__class__ is int and not -(2**63) <= value < 2**64:
                 raise ConfigError.at("", f"{source}: {key}: an integer of {value.bit_length()} bits is out of "
                                          "range (64 bits at most)")
+            if value.__class__ is str and "\0" in value:  # no path, URL or name can hold one
+                raise ConfigError.at("", f"{source}: {key}: a string holding a NUL character")
             continue
         if id(value) in above:
             raise ConfigError.at("", f"{source}: {key} holds itself (a YAML alias inside its own anchor)")

@@ -73,6 +73,8 @@ MALFORMED = {
     "list.yaml": ("- 1\n- 2\n", "the top level must be a mapping"),
     "long_int.toml": ("a = " + "1" * 5000 + "\n", "invalid TOML: an integer of more than 4300 digits"),
     "long_int.yaml": ("a: " + "1" * 5000 + "\n" + GOOD_YAML, "invalid YAML: an integer of more than 4300 digits"),
+    "nul.toml": (to_toml({**GOOD, "daemon": {"state_dir": "/tmp/st\0ate"}}),
+                 "daemon.state_dir: a string holding a NUL character"),
     "hex_int.yaml": ("a: 0x" + "f" * 5000 + "\n" + GOOD_YAML, "a: an integer of 20000 bits is out of range"),
 }
 
