@@ -16,7 +16,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 # header values are secrets too: `headers = { Authorization = "..." }` is how many APIs are called
 _SECRET_NAME = re.compile(r"token|passw|secret|dsn|credential|api[_-]?key|auth|private[_-]?key|cookie|^headers$", re.I)
-_URL_PASSWORD = re.compile(r"(://[^/\s:@'\"]*):[^/\s@'\"]*@")
+_URL_PASSWORD = re.compile(r"(://[^/\s:@'\"]*):[^\s@'\"]*@")  # a password may hold a raw /
 HIDDEN = "a secret: its value is not shown"
 
 

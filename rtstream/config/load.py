@@ -84,7 +84,7 @@ def _read_yaml(path: Path, text: str) -> dict[str, Any]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ConfigError.at("", f"{path}: invalid YAML{where}: {exc.problem or exc.context}") from None
+        raise ConfigError.at("", f"{path}: invalid YAML{where}: {exc.problem or exc.context or 'malformed'}") from None
     except (yaml.YAMLError, ValueError) as exc:  # ValueError: an integer past Python's 4300-digit limit
         raise ConfigError.at("", f"{path}: invalid YAML: {_short(exc)}") from None
     except RecursionError:  # PyYAML composes nested collections recursively
