@@ -78,7 +78,7 @@ def _read_yaml(path: Path, text: str) -> dict[str, Any]:
     try:
         import yaml
     except ImportError:
-        raise ConfigError.at("", "YAML configs need PyYAML: pip install 'rtstream[yaml]'") from None
+        raise ConfigError.at("", f"{path}: YAML configs need PyYAML: pip install 'rtstream[yaml]'") from None
     try:
         doc = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
