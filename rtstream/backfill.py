@@ -110,7 +110,7 @@ def prepare(config_path: str, overrides: list[str], t_from: str, t_to: str) -> t
 
     from rtstream.config.load import load_settings
 
-    base = load_settings(Path(config_path), overrides)
+    base = load_settings(Path(config_path), overrides, check_paths=False)  # its state_dir is not used
     time_range = window_range(base, t_from, t_to)
     state = tempfile.mkdtemp(prefix="rtstream-backfill-")
     extra = backfill_overrides(base, time_range[0]) + [f'daemon.state_dir="{state}"']

@@ -9,12 +9,20 @@ tasks (as python source, stages and sink calling the same functions) and the dep
 from __future__ import annotations
 
 import ast
+import re
+import tomllib
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from rtstream.config import toml_text as toml
 from rtstream.config.durations import format_duration, schedule_to_size
+from rtstream.dag_values import DagRefused, DagValues, call_name, keyword_arg, show_value
+
+_COMPONENT_NAME = re.compile(r"^[A-Za-z_][\w\-]*$")  # what a flow accepts (rtstream.core.flow)
+MAX_RETRIES = 1000
+MAX_WINDOW_S = 366 * 86400.0
 
 
 @dataclass
@@ -42,50 +50,9 @@ class ImportResult:
         return "\n".join(out)
 
 
-def _const(node: ast.AST, names: dict[str, ast.AST]) -> Any:
-    """The value of a literal, a timedelta(...)/datetime(...) call, or a name bound to one."""
-    if isinstance(node, ast.Name) and node.id in names:
-        return _const(names[node.id], names)
-    if isinstance(node, ast.Constant):
-        return node.value
-    if isinstance(node, ast.Dict):
-        return {_const(k, names): v for k, v in zip(node.keys, node.values, strict=True) if k is not None}
-    if isinstance(node, (ast.List, ast.Tuple)):
-        return [_const(e, names) for e in node.elts]
-    if isinstance(node, ast.Call):
-        fname = _call_name(node)
-        if fname in ("timedelta", "datetime.timedelta"):
-            kwargs = {k.arg: _const(k.value, names) for k in node.keywords if k.arg}
-            args = [_const(a, names) for a in node.args]
-            return timedelta(*args, **kwargs)
-        if fname in ("datetime", "datetime.datetime", "pendulum.datetime"):
-            parts = [_const(a, names) for a in node.args][:6]
-            parts += [0] * (6 - len(parts))
-            return "{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}Z".format(*parts)
-    return None
-
-
-def _call_name(node: ast.Call) -> str:
-    f = node.func
-    if isinstance(f, ast.Name):
-        return f.id
-    if isinstance(f, ast.Attribute):
-        base = f.value.id if isinstance(f.value, ast.Name) else "?"
-        return f"{base}.{f.attr}"
-    return "?"
-
-
-def _kw(call: ast.Call, name: str, pos: int | None = None) -> ast.AST | None:
-    for k in call.keywords:
-        if k.arg == name:
-            return k.value
-    if pos is not None and len(call.args) > pos:
-        return call.args[pos]
-    return None
-
-
 class _Reader(ast.NodeVisitor):
-    def __init__(self) -> None:
+    def __init__(self, path: Path) -> None:
+        self.path = path
         self.names: dict[str, ast.AST] = {}
         self.dag: ast.Call | None = None
         self.tasks: dict[str, Task] = {}
@@ -105,7 +72,7 @@ class _Reader(ast.NodeVisitor):
 
     def visit_With(self, node: ast.With) -> None:
         for item in node.items:
-            if isinstance(item.context_expr, ast.Call) and _call_name(item.context_expr).endswith("DAG"):
+            if isinstance(item.context_expr, ast.Call) and call_name(item.context_expr).endswith("DAG"):
                 self.dag = item.context_expr
         self.generic_visit(node)
 
@@ -122,16 +89,19 @@ class _Reader(ast.NodeVisitor):
         self.generic_visit(node)
 
     def _call(self, call: ast.Call, var: str) -> None:
-        name = _call_name(call)
+        name = call_name(call)
         if name.endswith("DAG"):
             self.dag = call
             return
         if not name.endswith("Operator") and not name.endswith("Sensor"):
             return
-        tid = _const(_kw(call, "task_id") or ast.Constant(var), self.names)
-        fn = _kw(call, "python_callable")
+        tid = DagValues(self.path, self.names).of(keyword_arg(call, "task_id") or ast.Constant(var))  # the names bound so far
+        if not isinstance(tid, str):
+            self.unmapped.append(f"line {call.lineno}: the task_id of {var!r} is not a plain string: named {var!r}")
+            tid = var
+        fn = keyword_arg(call, "python_callable")
         fname = fn.id if isinstance(fn, ast.Name) else None
-        self.tasks[var] = Task(var, str(tid), name.split(".")[-1], fname, call.lineno)
+        self.tasks[var] = Task(var, tid, name.split(".")[-1], fname, call.lineno)
         if name.split(".")[-1] != "PythonOperator":
             self.unmapped.append(f"line {call.lineno}: task {tid!r} is a {name.split('.')[-1]}; only PythonOperator maps")
 
@@ -180,15 +150,54 @@ def _order(tasks: dict[str, Task], edges: list[tuple[str, str]]) -> list[list[st
     return layers
 
 
-def _toml_str(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def _component_names(tasks: list[Task]) -> tuple[dict[str, str], list[str]]:
+    """A component name for each task (the task_id where a flow can use it), and the renames made."""
+    names: dict[str, str] = {}
+    used = {t.task_id for t in tasks if _COMPONENT_NAME.match(t.task_id)}  # these keep their names
+    renamed = []
+    for t in tasks:
+        if _COMPONENT_NAME.match(t.task_id) and t.task_id not in names.values():
+            names[t.var] = t.task_id
+            continue
+        name = re.sub(r"[^\w\-]", "_", t.task_id)
+        if not _COMPONENT_NAME.match(name):
+            name = f"task_{name}"
+        base, n = name, 2
+        while name in used:
+            name, n = f"{base}_{n}", n + 1
+        used.add(name)
+        names[t.var] = name
+        renamed.append(f"line {t.line}: task {t.task_id!r} is named {name!r} (a name a flow can use)")
+    return names, renamed
+
+
+def _read(path: Path) -> ast.Module:
+    try:
+        source = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DagRefused(path, None, f"not valid UTF-8 (byte {exc.start})") from None
+    try:
+        return ast.parse(source, filename=str(path))
+    except (RecursionError, MemoryError):
+        raise DagRefused(path, None, "nested too deeply to read") from None
+    except ValueError as exc:  # null bytes, on older Pythons
+        raise DagRefused(path, None, str(exc)) from None
 
 
 def import_dag(path: Path) -> ImportResult:
-    source = path.read_text(encoding="utf-8")
-    tree = ast.parse(source, filename=str(path))
-    reader = _Reader()
-    reader.visit(tree)
+    """The config for the DAG file at `path`, read as source and never run.
+
+    Raises OSError (unreadable), SyntaxError (does not parse) or DagRefused (a SyntaxError: a
+    self-referencing name, a value out of range), each naming the line where it can.
+    """
+    tree = _read(path)
+    reader = _Reader(path)
+    for stmt in tree.body:
+        try:
+            reader.visit(stmt)
+        except RecursionError:
+            raise DagRefused(path, stmt.lineno, "nested too deeply to read") from None
+    values = DagValues(path, reader.names)
     module = path.stem
     mapped: list[str] = []
     todo: list[str] = []
@@ -201,30 +210,38 @@ def import_dag(path: Path) -> ImportResult:
     if dag is None:
         unmapped.append("no DAG(...) found: pipeline name and window left as placeholders")
     else:
-        dag_id = str(_const(_kw(dag, "dag_id", 0) or ast.Constant("imported"), reader.names))
-        description = _const(_kw(dag, "description") or ast.Constant(None), reader.names)
-        sched_node = _kw(dag, "schedule_interval") or _kw(dag, "schedule")
-        schedule = _const(sched_node, reader.names) if sched_node is not None else None
-        da = _kw(dag, "default_args")
-        defaults = _const(da, reader.names) if da is not None else {}
-        defaults = {k: _const(v, reader.names) if isinstance(v, ast.AST) else v for k, v in (defaults or {}).items()}
+        found = values.of(keyword_arg(dag, "dag_id", 0))
+        if isinstance(found, str) and found:
+            dag_id = found
+        else:
+            unmapped.append(f"line {dag.lineno}: the dag_id is not a plain string: pipeline.name left as {dag_id!r}")
+        description = values.of(keyword_arg(dag, "description"))
+        schedule = values.of(keyword_arg(dag, "schedule_interval") or keyword_arg(dag, "schedule"))
+        da = values.of(keyword_arg(dag, "default_args"))
+        for k, v in (da if isinstance(da, dict) else {}).items():
+            defaults[k] = (values.of(v) if isinstance(v, ast.AST) else v, getattr(v, "lineno", dag.lineno))
         mapped.append(f"DAG {dag_id!r} (line {dag.lineno}) -> pipeline.name")
 
-    lines = [f"# Imported from {path.name} by `rtstream import-dag`.", f"# {description}" if description else "", ""]
-    lines += ["[pipeline]", f"name = {_toml_str(dag_id)}"]
+    lines = [toml.comment(f"Imported from {path.name} by `rtstream import-dag`.")]
+    if description:
+        lines += [toml.comment(line) for line in str(description).splitlines()[:10]]
+    header_end = len(lines)
+    lines += ["", "[pipeline]", f"name = {toml.string(dag_id)}"]
     layers = _order(reader.tasks, reader.edges)
     python_tasks = {v for v, t in reader.tasks.items() if t.operator == "PythonOperator" and t.callable}
     chain = [[v for v in layer if v in python_tasks] for layer in layers]
     chain = [layer for layer in chain if layer]
+    names, renamed = _component_names([reader.tasks[v] for layer in chain for v in layer])
+    mapped += renamed
     flow = ""
     if len(chain) >= 2 and all(len(layer) == 1 for layer in chain[:-1]):
-        names = [[reader.tasks[v].task_id for v in layer] for layer in chain]
-        flow = " >> ".join(n[0] if len(n) == 1 else "[" + ", ".join(n) + "]" for n in names)
+        steps = [[names[v] for v in layer] for layer in chain]
+        flow = " >> ".join(n[0] if len(n) == 1 else "[" + ", ".join(n) + "]" for n in steps)
         mapped.append(f"dependencies -> flow = {flow!r}")
     else:
         todo.append("the tasks do not form a chain rtstream can run (sources >> stages >> sinks): write `flow` by hand")
         flow = "FILL_ME_source >> FILL_ME_sink"
-    lines += [f"flow = {_toml_str(flow)}", ""]
+    lines += [f"flow = {toml.string(flow)}", ""]
 
     lines += ["[window]", 'type = "tumbling"']
     size = None
@@ -235,56 +252,105 @@ def import_dag(path: Path) -> ImportResult:
             size = schedule_to_size(schedule)
         except ValueError:
             size = None
+    if size is not None and not 0.001 <= size <= MAX_WINDOW_S:
+        todo.append(f"schedule {schedule!r} is {format_duration(size) if size > 0 else 'not positive'}: "
+                    "not a window size rtstream can use (1ms to 366 days): set window.size")
+        size = None
     if size:
-        lines.append(f"size = {_toml_str(format_duration(size))}   # from schedule {schedule!r}")
+        lines.append(f"size = {toml.string(format_duration(size))}   {toml.comment(f'from schedule {schedule!r}')}")
         mapped.append(f"schedule {schedule!r} -> window.size = {format_duration(size)!r}")
     else:
         lines.append('size = "FILL_ME"   # e.g. "5m"')
-        todo.append(f"schedule {schedule!r} has no fixed window size: set window.size")
+        if not any("window size" in t for t in todo):
+            todo.append(f"schedule {schedule!r} has no fixed window size: set window.size")
     lines += ['time = "source"              # the time each record was fetched; use "event" + time_field if records carry one',
               'lateness = "0s"', ""]
 
-    if "retries" in defaults or "retry_delay" in defaults:
-        lines.append("[defaults]")
-        if isinstance(defaults.get("retries"), int):
-            lines.append(f"retries = {defaults['retries']}")
-        if isinstance(defaults.get("retry_delay"), timedelta):
-            lines.append(f"retry_delay = {_toml_str(format_duration(defaults['retry_delay'].total_seconds()))}")
-        lines.append("")
-        mapped.append("default_args retries / retry_delay -> [defaults]")
-    if defaults.get("depends_on_past"):
+    lines += _retry_defaults(path, defaults, mapped, todo)
+    if _value(defaults, "depends_on_past"):
         mapped.append("depends_on_past -> always true in rtstream: each sink writes windows in order, a failed one blocks")
-    if defaults.get("email_on_failure") or defaults.get("email"):
+    if _value(defaults, "email_on_failure") or _value(defaults, "email"):
         todo.append("email_on_failure / email: rtstream alerts by webhook; point an alert at your mail or chat relay")
-    start = defaults.get("start_date")
+    start = _value(defaults, "start_date")
     if start:
-        lines.insert(2, f"# backfill from the DAG's start_date: rtstream backfill -c THIS_FILE --from {start} --to <now>")
+        lines.insert(header_end, toml.comment(f"backfill from the DAG's start_date: rtstream backfill -c THIS_FILE "
+                                              f"--from {start} --to <now>"))
         mapped.append(f"start_date -> the default backfill start ({start})")
 
+    if chain and not module.isidentifier():
+        todo.append(f"{path.name!r} is not an importable module name: rename the file (e.g. "
+                    f"{re.sub(r'[^0-9A-Za-z_]', '_', module)!r}.py) and the calls with it")
     first = chain[0][0] if chain else None
     last = chain[-1] if len(chain) >= 2 else []
+    interval = format_duration(size) if size else "5m"
     for layer in chain:
         for var in layer:
-            t = reader.tasks[var]
+            t, name = reader.tasks[var], names[var]
             ref = f"{module}:{t.callable}"
             if var == first:
-                lines += [f"[sources.{t.task_id}]", 'type = "python"            # calls the function every interval; '
+                lines += [toml.table("sources", name), 'type = "python"            # calls the function every interval; '
                           "its return value is the input. Swap in kafka, http_poll, file ... when you can",
-                          f"call = {_toml_str(ref)}", f'interval = "{format_duration(size) if size else "5m"}"', ""]
-                mapped.append(f"line {t.line}: {t.task_id} -> source slot (python source calling {ref})")
+                          f"call = {toml.string(ref)}", f"interval = {toml.string(interval)}", ""]
+                mapped.append(f"line {t.line}: {name} -> source slot (python source calling {ref})")
             elif var in last:
-                lines += [f"[sinks.{t.task_id}]", 'type = "python"            # gets each window\'s rows; '
-                          "swap in postgres, kafka, http ... when you can", f"call = {_toml_str(ref)}", ""]
-                mapped.append(f"line {t.line}: {t.task_id} -> sink slot (python sink calling {ref})")
+                lines += [toml.table("sinks", name), 'type = "python"            # gets each window\'s rows; '
+                          "swap in postgres, kafka, http ... when you can", f"call = {toml.string(ref)}", ""]
+                mapped.append(f"line {t.line}: {name} -> sink slot (python sink calling {ref})")
             else:
-                lines += [f"[stages.{t.task_id}]", 'type = "python"', f"call = {_toml_str(ref)}", ""]
-                mapped.append(f"line {t.line}: {t.task_id} -> python stage calling {ref}")
+                lines += [toml.table("stages", name), 'type = "python"', f"call = {toml.string(ref)}", ""]
+                mapped.append(f"line {t.line}: {name} -> python stage calling {ref}")
     if first is not None or last:
         todo.append("the first task is a python source and the last a python sink: pick the real source and sink "
                     "types (kafka, http_poll, postgres, ...) when you are ready")
-    lines += ["[daemon]", f'state_dir = "var/{dag_id}"', ""]
+    lines += ["[daemon]", f"state_dir = {toml.string('var/' + _path_part(dag_id))}", ""]
     for t in reader.tasks.values():
         if t.operator == "PythonOperator" and not t.callable:
             unmapped.append(f"line {t.line}: task {t.task_id!r} has no python_callable by name")
-    text = "\n".join(line for line in lines if line is not None) + "\n"
-    return ImportResult(text.replace("\n\n\n", "\n\n"), mapped, unmapped, todo)
+    text = "\n".join(lines) + "\n"
+    while "\n\n\n" in text:
+        text = text.replace("\n\n\n", "\n\n")
+    _check_written(text, dag_id, chain, names)
+    return ImportResult(text, mapped, unmapped, todo)
+
+
+def _value(defaults: dict[str, tuple[Any, int]], key: str) -> Any:
+    return defaults[key][0] if key in defaults else None
+
+
+def _retry_defaults(path: Path, defaults: dict[str, tuple[Any, int]], mapped: list[str], todo: list[str]) -> list[str]:
+    if "retries" not in defaults and "retry_delay" not in defaults:
+        return []
+    out = ["[defaults]"]
+    retries, line = defaults.get("retries", (None, 0))
+    if isinstance(retries, int) and not isinstance(retries, bool):
+        if not 0 <= retries <= MAX_RETRIES:
+            raise DagRefused(path, line, f"retries = {show_value(retries)} is out of range (0 to {MAX_RETRIES})")
+        out.append(f"retries = {retries}")
+    elif "retries" in defaults:
+        todo.append(f"line {line}: retries {show_value(retries)} is not a whole number: set defaults.retries")
+    delay, line = defaults.get("retry_delay", (None, 0))
+    if isinstance(delay, timedelta):
+        if delay < timedelta(0):
+            raise DagRefused(path, line, f"retry_delay = {delay} is negative")
+        out.append(f"retry_delay = {toml.string(format_duration(delay.total_seconds()))}")
+    elif isinstance(delay, (int, float)) and not isinstance(delay, bool) and 0 <= delay < timedelta.max.total_seconds():
+        out.append(f"retry_delay = {toml.string(format_duration(delay))}")  # Airflow reads a number as seconds
+    elif "retry_delay" in defaults:
+        todo.append(f"line {line}: retry_delay {show_value(delay)} is not a duration: set defaults.retry_delay")
+    mapped.append("default_args retries / retry_delay -> [defaults]")
+    return [*out, ""]
+
+
+def _path_part(name: str) -> str:
+    """`name` as one safe directory name: no separators, no `..`."""
+    part = re.sub(r"[^A-Za-z0-9_.-]", "_", name).strip(".")
+    return part or "imported"
+
+
+def _check_written(text: str, dag_id: str, chain: list[list[str]], names: dict[str, str]) -> None:
+    """The config parses to exactly the tables written: a guard against any escaping slip."""
+    doc = tomllib.loads(text)
+    want = [names[v] for layer in chain for v in layer]
+    got = [n for section in ("sources", "stages", "sinks") for n in doc.get(section, {})]
+    if doc["pipeline"]["name"] != dag_id or sorted(got) != sorted(want):
+        raise AssertionError(f"import-dag wrote a config that reads back differently: {got} != {want}")

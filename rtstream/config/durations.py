@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated
 
@@ -10,6 +11,9 @@ from pydantic import BeforeValidator
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _HINT = "expected e.g. 250ms, 30s, 5m, 1m30s, 1h"
+# Event times are refused outside the years 1 to 9998, so no duration means anything beyond that
+# span; inf and NaN (TOML has both literals) would end in a traceback when turned into milliseconds.
+MAX_SECONDS = 10_000 * 365.25 * 86_400
 
 
 def parse_duration(value: object) -> float:
@@ -19,7 +23,7 @@ def parse_duration(value: object) -> float:
     if isinstance(value, (int, float)):
         if value < 0:
             raise ValueError(f"invalid duration {value!r} (must not be negative)")
-        return float(value)
+        return _bounded(float(value) if isinstance(value, float) or value <= MAX_SECONDS else math.inf, value)
     if not isinstance(value, str):
         raise ValueError(f"invalid duration {value!r} ({_HINT})")
     text = value.strip().replace(" ", "")
@@ -31,7 +35,15 @@ def parse_duration(value: object) -> float:
         pos = match.end()
     if not text or pos != len(text):
         raise ValueError(f"invalid duration {value!r} ({_HINT})")
-    return total
+    return _bounded(total, value)
+
+
+def _bounded(seconds: float, value: object) -> float:
+    if not seconds <= MAX_SECONDS:  # NaN too
+        shown = repr(value) if len(repr(value)) < 40 else repr(value)[:36] + "..."
+        why = "not a number" if seconds != seconds else "at most 10000 years"
+        raise ValueError(f"invalid duration {shown} ({why})")
+    return seconds
 
 
 def format_duration(seconds: float) -> str:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from rtstream.config.errors import problems_from
 from rtstream.config.models import RootConfig
+from rtstream.config.writable import state_path_problems
 from rtstream.core.flow import Flow, parse_flow, resolve_flow
 from rtstream.core.registry import Kind, known, lookup
 from rtstream.errors import ConfigError
@@ -42,27 +43,103 @@ class Settings:
         return [self.components[n] for n in names]
 
 
+MAX_CONFIG_BYTES = 4 * 1024 * 1024  # a config is a few kB; this only stops /dev/zero and the like
+MAX_DEPTH = 32  # tables and lists inside each other; real configs use 3 or 4
+MAX_VALUES = 100_000  # values in the whole document, YAML aliases expanded
+
+
 def read_file(path: Path) -> dict[str, Any]:
+    """The document in a TOML or YAML config file; any malformed file is a ConfigError naming it."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError.at("", f"cannot read config {str(path)!r}: {exc.strerror}") from None
-    if path.suffix in (".yaml", ".yml"):
-        try:
-            import yaml
-        except ImportError:
-            raise ConfigError.at("", "YAML configs need PyYAML: pip install 'rtstream[yaml]'") from None
-        try:
-            doc = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError.at("", f"{path}: invalid YAML: {exc}") from None
-        if not isinstance(doc, dict):
-            raise ConfigError.at("", f"{path}: the top level must be a mapping")
-        return doc
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError.at("", f"{path}: larger than {MAX_CONFIG_BYTES // (1024 * 1024)} MB: not a config file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError.at("", f"{path}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} on line {line})") from None
+    return _read_yaml(path, text) if path.suffix in (".yaml", ".yml") else _read_toml(path, text)
+
+
+def _read_toml(path: Path, text: str) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError.at("", f"{path}: invalid TOML: {exc}") from None
+    except ValueError as exc:  # TOMLDecodeError, or an integer past Python's 4300-digit limit
+        raise ConfigError.at("", f"{path}: invalid TOML: {_short(exc)}") from None
+    except RecursionError:  # tomllib reads nested arrays and inline tables recursively
+        raise ConfigError.at("", f"{path}: invalid TOML: nested too deeply") from None
+
+
+def _read_yaml(path: Path, text: str) -> dict[str, Any]:
+    try:
+        import yaml
+    except ImportError:
+        raise ConfigError.at("", f"{path}: YAML configs need PyYAML: pip install 'rtstream[yaml]'") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError.at("", f"{path}: invalid YAML{where}: {exc.problem or exc.context or 'malformed'}") from None
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: an integer past Python's 4300-digit limit
+        raise ConfigError.at("", f"{path}: invalid YAML: {_short(exc)}") from None
+    except RecursionError:  # PyYAML composes nested collections recursively
+        raise ConfigError.at("", f"{path}: invalid YAML: nested too deeply") from None
+    if not isinstance(doc, dict):
+        raise ConfigError.at("", f"{path}: the top level must be a mapping")
+    return doc
+
+
+def _short(exc: Exception) -> str:
+    text = " ".join(str(exc).split())
+    if text.startswith("Exceeds the limit"):
+        return "an integer of more than 4300 digits"
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def check_shape(doc: Any, source: str = "config") -> None:
+    """Refuse a document nested deeper than MAX_DEPTH, larger than MAX_VALUES once YAML aliases are
+    expanded, holding itself (a YAML alias inside its own anchor), holding an integer past 64 bits
+    or a string with a NUL character (no setting needs either, and every place that prints, stores
+    or opens them would have to cope).
+
+    YAML aliases are allowed (`<<: *kafka_defaults` is how YAML configs share settings), but PyYAML
+    hands them over as one object reachable from many places, and everything after loading
+    (interpolation, validation) walks the expanded tree. So the expanded tree is what is bounded:
+    a "billion laughs" is refused after MAX_VALUES steps, in milliseconds, instead of growing
+    to gigabytes. The walk is iterative, so the check itself cannot overflow the stack.
+    """
+    budget = MAX_VALUES
+    # (value, dotted key, depth, ids of the containers above it)
+    stack: list[tuple[Any, str, int, frozenset[int]]] = [(doc, "", 0, frozenset())]
+    while stack:
+        value, key, depth, above = stack.pop()
+        budget -= 1
+        if budget < 0:
+            raise ConfigError.at("", f"{source}: more than {MAX_VALUES:,} values once YAML aliases are expanded "
+                                     "(an alias bomb?)")
+        if not isinstance(value, (dict, list)):
+            if value.__class__ is int and not -(2**63) <= value < 2**64:
+                raise ConfigError.at("", f"{source}: {key}: an integer of {value.bit_length()} bits is out of "
+                                         "range (64 bits at most)")
+            if value.__class__ is str and "\0" in value:  # no path, URL or name can hold one
+                raise ConfigError.at("", f"{source}: {key}: a string holding a NUL character")
+            continue
+        if id(value) in above:
+            raise ConfigError.at("", f"{source}: {key} holds itself (a YAML alias inside its own anchor)")
+        if depth >= MAX_DEPTH:
+            raise ConfigError.at("", f"{source}: nested deeper than {MAX_DEPTH} levels (at {key})")
+        inner = above | {id(value)}
+        if isinstance(value, dict):
+            for k, v in value.items():
+                stack.append((v, f"{key}.{k}" if key else str(k), depth + 1, inner))
+        else:
+            for i, v in enumerate(value):
+                stack.append((v, f"{key}[{i}]", depth + 1, inner))
 
 
 def interpolate(doc: Any, env: dict[str, str] | os._Environ[str], key: str = "") -> Any:
@@ -97,6 +174,8 @@ def apply_overrides(doc: dict[str, Any], overrides: list[str]) -> None:
             value = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:
             value = raw
+        except (RecursionError, ValueError):  # nested too deeply; an integer past 4300 digits
+            raise ConfigError.at(path.strip(), "the value is nested too deeply or too long to read") from None
         node = doc
         parts = path.strip().split(".")
         for part in parts[:-1]:
@@ -108,17 +187,28 @@ def apply_overrides(doc: dict[str, Any], overrides: list[str]) -> None:
 
 
 def load_settings(path: str | Path | None = None, overrides: list[str] | None = None,
-                  doc: dict[str, Any] | None = None, env: Any = None) -> Settings:
-    """Everything a run needs, validated; raises ConfigError listing every problem found."""
+                  doc: dict[str, Any] | None = None, env: Any = None, check_paths: bool = True) -> Settings:
+    """Everything a run needs, validated; raises ConfigError listing every problem found.
+
+    `check_paths`: refuse a state_dir (and dead-letter or checkpoint directory) that cannot be
+    created or written; commands that only read the state (`runs`, `status`) pass False.
+    """
     p = Path(path) if path is not None else None
     if doc is None:
         assert p is not None
         doc = read_file(p)
+    check_shape(doc, str(p) if p is not None else "config")
     doc = interpolate(doc, os.environ if env is None else env)
     apply_overrides(doc, overrides or [])
+    if overrides:
+        check_shape(doc, "--set")
     search_dirs = [p.resolve().parent] if p is not None else []
     search_dirs.append(Path.cwd())
     settings = validate(doc, p, search_dirs)
+    if check_paths:
+        problems = state_path_problems(settings.root)
+        if problems:
+            raise ConfigError(problems)
     settings.overrides = list(overrides or [])
     return settings
 
@@ -159,7 +249,7 @@ def validate(doc: dict[str, Any], path: Path | None, search_dirs: list[Path]) ->
     try:
         root = RootConfig.model_validate(doc)
     except ValidationError as exc:
-        problems.extend(problems_from(exc))
+        problems.extend(problems_from(exc, model=RootConfig))
     components: dict[str, Component] = {}
     kinds: dict[str, str] = {}
     for section, kind in SECTIONS.items():
@@ -204,7 +294,7 @@ def _component(kind: Kind, name: str, body: Any, where: str, problems: list[tupl
     try:
         cfg = cls.Config.model_validate(body)  # type: ignore[attr-defined]
     except ValidationError as exc:
-        problems.extend(problems_from(exc, where))
+        problems.extend(problems_from(exc, where, cls.Config))  # type: ignore[attr-defined]
         return None
     return Component(name, kind, cls, cfg)
 
@@ -235,10 +325,13 @@ def _cross_checks(root: RootConfig, flow: Flow, components: dict[str, Component]
                                                            f"committed in the transaction ({', '.join(not_kafka)} is not)"))
     if len(eos) > 1:
         problems.append((f"sinks.{eos[1]}.exactly_once", "only one sink can commit the offsets in its transactions"))
+    from rtstream import airflow_shim
+
     for section, names in (("sources", flow.sources), ("stages", flow.stages), ("sinks", flow.sinks)):
         for name in names:
             call = getattr(components[name].config, "call", None)
             if call is not None:
+                airflow_shim.prepare_import(call, search_dirs)  # a DAG file's top level runs once, not twice
                 try:
                     load_callable(call, search_dirs)
                 except ValueError as exc:

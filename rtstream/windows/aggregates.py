@@ -8,6 +8,7 @@ same function merge (partitions of one window, and later sessions and hopping wi
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,10 @@ import orjson
 
 _EXPR = re.compile(r"^\s*([a-z_]+|[A-Za-z_][\w.]*:[A-Za-z_][\w.]*)\s*\(\s*([A-Za-z_][\w.\-]*)?\s*\)\s*$")
 _NUMBER = (int, float)
+# A value or running sum outside +-MAXF is refused: `not -MAXF <= x <= MAXF` is one comparison that
+# is true for inf, -inf, NaN and integers too big for a float (Python compares int and float exactly),
+# so a float sum never becomes inf and an exact integer sum can always meet a float later.
+MAXF = sys.float_info.max
 MISSING = None  # a missing or null field is skipped, as SQL skips NULL
 
 
@@ -27,6 +32,13 @@ class Function:
     result: Callable[[Any], Any]
     needs_field: bool = True
     numeric: bool = True
+
+
+def _show(v: Any) -> str:
+    """A refused value in a reason: an integer too long to print whole is described instead."""
+    if v.__class__ is int and not -MAXF <= v <= MAXF:
+        return f"an integer of {v.bit_length()} bits"
+    return repr(v)
 
 
 def _min(a: Any, b: Any) -> Any:
@@ -131,7 +143,7 @@ def compile_update(key: str | None, specs: list[AggregateSpec]) -> Callable[[dic
     The source is generated from our own templates only: field names and messages are passed in as
     constants, never written into the code, so no user text is ever evaluated.
     """
-    ns: dict[str, Any] = {"NUM": _NUMBER, "INF": (float("inf"), float("-inf"))}
+    ns: dict[str, Any] = {"NUM": _NUMBER, "MAXF": MAXF, "SHOW": _show}
     lines = ["def update(table, value, ts):"]
     if key is not None:
         ns["KEY"] = key
@@ -148,9 +160,17 @@ def compile_update(key: str | None, specs: list[AggregateSpec]) -> Callable[[dic
         lines.append(f"    v{i} = value.get(F{i})")
         if spec.fn.numeric:
             ns[f"BAD{i}"] = f"field {spec.field!r} of aggregate {spec.name!r} is not a finite number: "
-            lines.append(f"    if v{i} is not None and (v{i}.__class__ not in NUM or v{i} != v{i} or v{i} in INF): "
-                         f"return BAD{i} + repr(v{i})")
+            lines.append(f"    if v{i} is not None and (v{i}.__class__ not in NUM or not -MAXF <= v{i} <= MAXF): "
+                         f"return BAD{i} + SHOW(v{i})")
     lines.append("    accs = table.get(k)")
+    sums = [(i, spec) for i, spec in enumerate(specs) if spec.function in ("sum", "mean") and not spec.is_custom]
+    if sums:  # the sum this record would make, checked before anything is touched
+        lines.append("    if accs is not None:")
+        for i, spec in sums:
+            ns[f"OVF{i}"] = f"{spec.function} of {spec.field} overflows (aggregate {spec.name!r})"
+            acc = f"accs[{i}]" if spec.function == "sum" else f"accs[{i}][0]"
+            lines += [f"        if v{i} is not None:", f"            s{i} = {acc} + v{i}",
+                      f"            if not -MAXF <= s{i} <= MAXF: return OVF{i}"]
     for i, spec in enumerate(specs):
         if spec.is_custom:  # user code: call it before touching anything, so a raise leaves no trace
             ns[f"ADD{i}"], ns[f"ZERO{i}"] = spec.fn.add, spec.fn.zero

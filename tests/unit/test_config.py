@@ -124,3 +124,61 @@ def test_yaml_config(tmp_path):
     (tmp_path / "bad.yaml").write_text("pipeline: [unclosed\n")
     with pytest.raises(ConfigError, match="invalid YAML"):
         load_settings(tmp_path / "bad.yaml", env={})
+
+
+def test_shape_is_bounded_without_recursion():
+    from rtstream.config.load import check_shape
+
+    shared: list = ["x"] * 10
+    for _ in range(6):
+        shared = [shared] * 10  # 10**7 values once expanded, a few objects in memory
+    with pytest.raises(ConfigError, match="more than 100,000 values"):
+        check_shape({"a": shared})
+    loop: dict = {}
+    loop["b"] = [loop]
+    with pytest.raises(ConfigError, match=r"b\[0\]\.b holds itself"):
+        check_shape({"a": 1, "b": loop["b"]})
+    nested: list = []
+    for _ in range(5000):
+        nested = [nested]
+    with pytest.raises(ConfigError, match="nested deeper than 32 levels"):
+        load_settings(doc={**deep(), "x": nested}, env={})
+    same = ["v"] * 3
+    check_shape({"a": same, "b": same})  # shared, not cyclic: fine
+
+
+def test_secret_values_are_never_in_reasons():
+    p = refused(deep(admin={"token": 99999999}, alert={"url": "http://h/x", "bearer_token": ["s3cr3t-list"]}))
+    assert p["admin.token"] == "Input should be a valid string (a secret: its value is not shown)"
+    assert "s3cr3t" not in p["alert.bearer_token"]
+    doc = deep(sinks__out={"type": "postgres", "dsn": 12345678, "table": "t"})
+    assert "12345678" not in refused(doc)["sinks.out.dsn"]
+    doc = deep(sinks__out={"type": "http", "url": "http://h/x", "headers": {"X-Api-Key": 4242424242}})
+    assert "4242424242" not in refused(doc)["sinks.out.headers.X-Api-Key"]
+    # not secrets: the value helps
+    assert "(got 'many')" in refused(deep(sources__src__count="many"))["sources.src.count"]
+
+
+def test_secret_keys_by_name_and_by_model():
+    from pydantic import BaseModel, SecretStr
+
+    from rtstream.config.errors import is_secret_key, mask_url_passwords
+
+    class Inner(BaseModel):
+        shh: SecretStr | None = None
+        plain: str = ""
+
+    class Outer(BaseModel):
+        inner: Inner | None = None
+
+    assert is_secret_key(["inner", "shh"], Outer) and not is_secret_key(["inner", "plain"], Outer)
+    assert is_secret_key(["sasl_plain_password"]) and is_secret_key(["headers", "X-Anything"])
+    assert not is_secret_key(["window", "size"])
+    assert mask_url_passwords("bad 'postgresql://app:hunter2@db:5432/x'") == "bad 'postgresql://app:***@db:5432/x'"
+
+
+def test_state_dir_that_cannot_be_made_is_named(tmp_path):
+    (tmp_path / "f").write_text("x")
+    p = refused(deep(daemon={"state_dir": str(tmp_path / "f" / "s")}))
+    assert p == {"daemon.state_dir": f"'{tmp_path / 'f' / 's'}' cannot be created: {tmp_path / 'f'} is a file"}
+    load_settings(doc=deep(daemon={"state_dir": str(tmp_path / "f" / "s")}), env={}, check_paths=False)
