@@ -225,8 +225,9 @@ class Guard:
         self.protocol_log.handlers[:] = [_ProtocolLog(self.rejects)]
 
     def runner(self, app: web.Application) -> web.AppRunner:
-        """An AppRunner whose aiohttp protocol logs through the RejectLog."""
-        return web.AppRunner(app, access_log=None, logger=self.protocol_log,
+        """An AppRunner whose aiohttp protocol logs through the RejectLog. Bodies are not decompressed
+        by aiohttp (a broken gzip body would be a 500 there): handlers that take them do it, bounded."""
+        return web.AppRunner(app, access_log=None, logger=self.protocol_log, auto_decompress=False,
                              keepalive_timeout=self.limits.keepalive_timeout + 1)  # ours closes first
 
     async def serve(self, runner: web.AppRunner, listen: str) -> None:

@@ -145,7 +145,10 @@ class HttpIngestSource(SpooledSource):
         except BodyTimeout:
             return await answer_and_close(request, self._refuse(
                 408, f"body not complete within {c.body_timeout:g}s (body_timeout)"))
-        if request.headers.get("Content-Encoding", "").lower() == "gzip" and body[:2] == b"\x1f\x8b":
+        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in ("identity", "gzip", "x-gzip"):
+            return self._refuse(415, "unsupported Content-Encoding (gzip or none)")
+        if encoding != "identity":
             try:
                 body = _gunzip(body, c.max_body)
             except (OSError, EOFError, zlib.error):
@@ -179,10 +182,14 @@ class HttpIngestSource(SpooledSource):
 
 
 def _gunzip(body: bytes, limit: int) -> bytes:
+    if body[:2] != b"\x1f\x8b":
+        raise zlib.error("not gzip")
     d = zlib.decompressobj(16 + zlib.MAX_WBITS)
     out = d.decompress(body, limit + 1)
     if len(out) > limit:
         raise OverflowError
+    if not d.eof:
+        raise EOFError("truncated gzip body")
     return out
 
 

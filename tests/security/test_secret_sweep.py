@@ -122,7 +122,7 @@ def surfaces(tmp_path_factory, postgres):
             if path.is_file() and "spool" not in path.parts:
                 got[f"state file {path.relative_to(tmp_path)}"] = path.read_bytes().decode(errors="replace")
         got["dead letters"] = (tmp_path / "dead.jsonl").read_text()
-        for i, (url, headers, body) in enumerate(alert.requests):
+        for i, (_, _, body) in enumerate(alert.requests):
             got[f"alert payload {i}"] = body.decode()
         assert alert.requests[0][1]["Authorization"] == f"Bearer {SECRETS['alert_token']}"  # the alert did use it
         for what, d_ in (("validate", doc), ("validate with kafka", kafka_parts(doc))):
