@@ -157,10 +157,10 @@ class AdminConfig(Strict, HttpLimits):
 
     @field_validator("token")
     @classmethod
-    def _not_empty(cls, v: SecretStr | None) -> SecretStr | None:
-        if v is not None and not v.get_secret_value().strip():
-            raise ValueError("token is empty (is the environment variable it comes from set?)")
-        return v
+    def _empty_is_none(cls, v: SecretStr | None) -> SecretStr | None:
+        # `token = "${RTSTREAM_ADMIN_TOKEN:-}"` with the variable unset is no token: then the listen
+        # address must be loopback, so an unset secret cannot open the server to the network
+        return v if v is not None and v.get_secret_value().strip() else None
 
     @field_validator("listen")
     @classmethod
@@ -169,7 +169,7 @@ class AdminConfig(Strict, HttpLimits):
         if not sep or not port.isdigit() or not host:
             raise ValueError(f"listen must be HOST:PORT, e.g. 127.0.0.1:8080 (got {v!r})")
         if not is_loopback(host) and info.data.get("token") is None and not info.data.get("allow_unauthenticated"):
-            if "token" not in info.data and "allow_unauthenticated" in info.data:
+            if "token" not in info.data:
                 return v  # the token was refused itself: that is the problem to report
             raise ValueError(f"{v!r} is reachable from other machines and there is no token: set admin.token "
                              "(e.g. \"${RTSTREAM_ADMIN_TOKEN}\"), listen on 127.0.0.1, or set "
