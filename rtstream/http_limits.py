@@ -32,6 +32,8 @@ from rtstream.config.durations import Duration
 
 SUMMARY_EVERY = 10.0  # seconds between two summary lines of refused requests
 MAX_DETAIL = 200  # characters of a refused request's detail that reach the log
+SPARE_DESCRIPTORS = 256  # beside the servers' connections: files, sockets to sinks, the spool
+_reserved = 0  # connections the servers of this process may hold at once
 
 
 class HttpLimits(BaseModel):
@@ -234,6 +236,7 @@ class Guard:
         """Listen on HOST:PORT (IPv6 in brackets) with every connection guarded."""
         host, _, port = listen.rpartition(":")
         await _GuardedSite(runner, host.strip("[]"), int(port), self).start()
+        _reserve_descriptors(self.limits.max_connections, self.rejects.log)
 
     @web.middleware
     async def middleware(self, request: web.Request,
@@ -270,6 +273,27 @@ class _GuardedSite(web.BaseSite):
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: _Connection(self._guard), self._host, self._port,
                                                 reuse_address=True, backlog=128)
+
+
+def _reserve_descriptors(connections: int, log: logging.Logger) -> None:
+    """Make room for `connections` more open sockets: raise the soft open-file limit toward the hard
+    one if needed (as Go's runtime does), else say that max_connections cannot all be served."""
+    global _reserved
+    _reserved += connections
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = _reserved + SPARE_DESCRIPTORS
+        if soft != resource.RLIM_INFINITY and soft < want:
+            new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+            soft = new
+    except (ImportError, ValueError, OSError):
+        return
+    if soft < want:
+        log.warning("the HTTP servers may hold %d connections (max_connections), but the open-file limit is %d: "
+                    "raise it (ulimit -n) or lower max_connections", _reserved, soft)
 
 
 class BodyTimeout(Exception):

@@ -13,6 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from rtstream.http_limits import SPARE_DESCRIPTORS
 from rtstream.testing.ports import free_port
 from tests.data import BASE_MS
 from tests.security.peers import get, post, raw_request
@@ -252,3 +253,47 @@ def test_a_full_disk_answers_503_and_stores_nothing_of_it(tmp_path, small_disk):
                if a[0][0] == 503)
     (small_disk / "filler").unlink()
     assert spooled(tmp_path) == sum(n for a, n in answers if a[0] == 202)
+
+
+def test_more_slow_clients_than_open_files(tmp_path):
+    """The incident, scaled down: more half-sent requests than the daemon has file descriptors. The
+    cap refuses the excess at once, the admin server answers throughout, the slow ones are dropped
+    at the header timeout and then real requests are stored; the log stays a few lines long."""
+    import resource
+
+    ports = {"ingest": free_port(), "admin": free_port()}
+    cfg = write_config(tmp_path / "fds.toml", edge_doc(tmp_path, ports["ingest"], ports["admin"], max_connections=100,
+                                                       header_timeout="3s"))
+    url = f"http://127.0.0.1:{ports['ingest']}/ingest"
+    with Daemon(cfg, tmp_path) as d:
+        wait_until(lambda: "accepting POST" in d.stderr, 30, what="the ingest server")
+        # room for the cap and SPARE_DESCRIPTORS (a backlog of accepts in flight), not for 600 clients
+        used = len(list(Path(f"/proc/{d.proc.pid}/fd").iterdir()))
+        limit = used + 100 + SPARE_DESCRIPTORS
+        resource.prlimit(d.proc.pid, resource.RLIMIT_NOFILE, (limit, limit))
+        log_before = len(d.stderr.encode())
+        slow, refused = [], 0
+        for _ in range(limit + 100):
+            s = socket.create_connection(("127.0.0.1", ports["ingest"]), timeout=5)
+            s.sendall(b"POST /ingest HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            slow.append(s)
+        t0 = time.monotonic()
+        for s in slow:
+            s.settimeout(5)
+            try:
+                first = s.recv(200).split(b"\r\n", 1)[0]
+            except (ConnectionResetError, TimeoutError):
+                first = b""
+            refused += first == b"HTTP/1.1 503 Service Unavailable"
+            assert get(f"http://127.0.0.1:{ports['admin']}/healthz")[0] == 200 if refused % 50 == 1 else True
+        took = time.monotonic() - t0
+        for s in slow:
+            s.close()
+        assert refused == len(slow) - 100 and took < 5, (refused, d.stderr[log_before:])
+        wait_until(lambda: post(url, orjson.dumps({"user_id": "after", "ts": BASE_MS}), AUTH)[0] == 202, 10,
+                   what="a real POST to be stored again")
+        assert get(f"http://127.0.0.1:{ports['admin']}/api/status", ADMIN)[0] == 200
+        log = d.stderr.encode()[log_before:]
+        d.signal(signal.SIGTERM)
+        assert d.wait(30) == 0
+    assert len(log) < 2000 and b"Traceback" not in log, log.decode(errors="replace")
