@@ -32,7 +32,7 @@ from rtstream.config.durations import Duration
 
 SUMMARY_EVERY = 10.0  # seconds between two summary lines of refused requests
 MAX_DETAIL = 200  # characters of a refused request's detail that reach the log
-SPARE_DESCRIPTORS = 256  # beside the servers' connections: files, sockets to sinks, the spool
+SPARE_DESCRIPTORS = 512  # beside the servers' connections: accepts in flight (a backlog per server), files, sinks
 _reserved = 0  # connections the servers of this process may hold at once
 
 
@@ -45,7 +45,7 @@ class HttpLimits(BaseModel):
                                    "after its headers (10 MiB in 60s is 175 KB/s)")
     keepalive_timeout: Duration = Field(default=15.0, gt=0, description="an idle keep-alive connection is closed "
                                         "after this long")
-    max_connections: int = Field(default=512, ge=1, description="open connections at once; more are answered 503")
+    max_connections: int = Field(default=256, ge=1, description="open connections at once; more are answered 503")
 
 
 class RejectLog:

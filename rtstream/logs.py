@@ -81,12 +81,25 @@ class Redactor(logging.Filter):
         return True
 
 
+class _OneLineAcceptErrors(logging.Filter):
+    """asyncio logs a traceback each time a listening socket cannot accept (no file descriptor left),
+    once a second per server: one line says as much."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "asyncio" and record.exc_info and "accept" in str(record.msg):
+            exc = record.exc_info[1]
+            record.msg, record.args, record.exc_info, record.exc_text = (
+                "cannot accept a connection: %s (paused for a second; see max_connections)", (exc,), None, None)
+        return True
+
+
 def setup_logging(level: str = "info", fmt: str = "text", pipeline: str = "rtstream",
                   secrets: list[str] | None = None) -> None:
     """Log to stderr; every line is redacted with the process's known secrets plus `secrets`."""
     KNOWN.add(secrets or [])
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(pipeline) if fmt == "json" else TextFormatter())
+    handler.addFilter(_OneLineAcceptErrors())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
