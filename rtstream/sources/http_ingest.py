@@ -178,7 +178,9 @@ class HttpIngestSource(SpooledSource):
 
     def describe(self) -> str:
         c = self.config
-        return f"http_ingest: POST http://{c.listen}{c.path}{' (bearer token)' if c.token else ''}, spool fsync {c.fsync}"
+        return (f"http_ingest: POST http://{c.listen}{c.path}{' (bearer token)' if c.token else ' (NO TOKEN)'}, "
+                f"spool fsync {c.fsync}; headers within {c.header_timeout:g}s, body within {c.body_timeout:g}s, "
+                f"at most {c.max_connections} connections")
 
 
 def _gunzip(body: bytes, limit: int) -> bytes:
