@@ -24,6 +24,7 @@ from aiohttp import web
 from pydantic import Field, SecretStr, field_validator
 
 from rtstream.config.durations import Duration
+from rtstream.config.models import is_loopback
 from rtstream.core.registry import register
 from rtstream.http_limits import BodyTimeout, Guard, HttpLimits, answer_and_close, bearer_problem, read_body
 from rtstream.sources.spool import SpoolFull
@@ -124,6 +125,9 @@ class HttpIngestSource(SpooledSource):
         await self._runner.setup()
         await self.guard.serve(self._runner, c.listen)
         log.info("%s: accepting POST %s on %s", self.name, c.path, c.listen, extra={"component": self.name})
+        if c.token is None and not is_loopback(c.listen.rpartition(":")[0]):
+            log.warning("%s: %s is reachable from other machines and takes records from anyone: set a token",
+                        self.name, c.listen, extra={"component": self.name})
 
     def _refuse(self, status: int, error: str, headers: dict[str, str] | None = None) -> web.Response:
         self.refused += 1

@@ -192,3 +192,25 @@ def test_a_secret_written_as_a_number_is_not_echoed(tmp_path):
         tmp_path, {k: free_port() for k in ("ingest", "admin", "hook", "api", "alert")},
         "postgresql://postgres@127.0.0.1:5432/postgres"))), "--set", "admin.token=12345678")
     assert res.returncode == 2 and "12345678" not in res.stdout + res.stderr
+
+
+def test_a_poll_never_sends_its_credentials_to_another_origin(tmp_path):
+    """An API whose next page points at another host would hand it the poll's token and key."""
+    thief = Recorder(200, {"data": []})
+    with ThreadedServer(thief.app) as thief_srv:
+        api = Recorder(200, {"data": [{"user_id": "a", "ts": 1}], "next": f"{thief_srv.url}/steal"})
+        with ThreadedServer(api.app) as api_srv:
+            doc = sweep_config(tmp_path, {k: free_port() for k in ("ingest", "admin", "hook", "alert")} |
+                               {"api": api_srv.port}, "postgresql://postgres@127.0.0.1:5432/postgres")
+            doc["pipeline"]["flow"] = "poll2 >> per_user >> hook"
+            doc["sources"] = {"poll2": {"type": "http_poll", "interval": "1s", "url": f"{api_srv.url}/events",
+                                        "records": "/data", "next": "/next", "bearer_token": SECRETS["hook2_bearer"]}}
+            doc["sinks"] = {"hook": {"type": "stdout"}}
+            del doc["alert"]
+            with Daemon(write_config(tmp_path / "origin.toml", doc), tmp_path) as d:
+                wait_until(lambda: "is not on" in d.stderr, 30, what="the foreign next page refused")
+                d.signal(signal.SIGTERM)
+                d.wait(30)
+    assert api.requests and api.requests[0][1]["Authorization"] == f"Bearer {SECRETS['hook2_bearer']}"
+    assert thief.requests == []
+    assert leaks(d.stderr) == []
