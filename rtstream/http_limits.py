@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, Field
 
 from rtstream.config.durations import Duration
@@ -94,7 +95,7 @@ class _ProtocolLog(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         exc = record.exc_info[1] if record.exc_info else None
-        if record.getMessage().startswith("Error handling request") and exc is not None:
+        if isinstance(exc, HttpProcessingError):  # aiohttp's parser refused the request: it answered 400
             self.rejects.note("malformed requests (400)", str(exc).replace("\n", " "))
         elif exc is not None:  # a handler raised: a bug, answered 500; the first one with its traceback
             if "internal errors (500)" not in self.rejects.totals:
