@@ -136,9 +136,9 @@ class AdminServer:
 
     async def runs(self, request: web.Request) -> web.Response:
         raw = request.query.get("limit", "0")
-        if not raw.isascii() or not raw.isdigit() or len(raw) > 9:
+        if not raw.isascii() or not raw.isdigit() or len(raw) > 9 or int(raw) > MAX_RUNS:
             return self._json({"error": f"limit must be a whole number from 0 to {MAX_RUNS} (0: the default)"}, 400)
-        limit = min(int(raw), MAX_RUNS) or None
+        limit = int(raw) or None
         windows = await asyncio.to_thread(self.rt.history.windows, limit)
         return self._json({"components": self.rt.component_order(), "windows": windows})
 

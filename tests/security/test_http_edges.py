@@ -106,7 +106,7 @@ def test_every_malformed_request_gets_a_4xx_with_a_reason(daemon):
         status, answer = raw_request(ports["admin"], b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\n"
                                      b"Authorization: Bearer \xff\xfe\r\nConnection: close\r\n\r\n")
         assert status in ((400,) if path.startswith(("/api", "/metrics")) else (200, 503)), (path, status)
-    for limit in ("abc", "-1", "1e3", "99999999999999999999", "%FF"):
+    for limit in ("abc", "-1", "1e3", "1001", "99999999999999999999", "%FF", "%D9%A3"):
         status, answer, _ = get(f"{admin}/api/runs?limit={limit}", ADMIN)
         assert status == 400 and b"limit must be a whole number" in answer, limit
     assert get(f"{admin}/api/runs?limit=5", ADMIN)[0] == 200
