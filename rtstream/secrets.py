@@ -30,7 +30,7 @@ MIN_LENGTH = 3  # shorter values would mask half of every line; URL passwords ar
 # names of config keys, headers and query parameters that hold a credential
 _CREDENTIAL_NAME = re.compile(r"token|passw|pwd|secret|api[-_]?key|apikey|^authorization$|^x-auth|credential"
                               r"|signature|^sig$|cookie|^key$|[-_]key$|^dsn$", re.IGNORECASE)
-_URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/?#@\s\"'<>]*):(?P<pw>[^@\s\"'<>]*)@")
+_URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/?#@\s\"'<>]*):(?P<pw>[^@/?#\s\"'<>]*)@")
 _QUERY_SECRET = re.compile(r"(?P<head>[?&;](?P<name>[^=&;#\s\"'<>]+)=)(?P<value>[^&;#\s\"'<>]+)")
 _KEY = re.compile(r"([\w\[\].-]+): ")  # a dotted config key as config errors print it
 _CONTAINERS = {"headers", "params"}  # maps whose keys name what their values are
