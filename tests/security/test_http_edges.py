@@ -99,6 +99,17 @@ def test_every_malformed_request_gets_a_4xx_with_a_reason(daemon):
     assert raw_request(ports["ingest"], b"POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n")[0] == 400
     assert raw_request(ports["ingest"], b"POST /ingest HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n")[0] == 400
     assert raw_request(ports["ingest"], b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03" + b"\0" * 40)[0] == 400  # TLS
+    auth = b"Authorization: Bearer " + TOKEN.encode() + b"\r\n"
+    for raw in (b"POST /ingest HTTP/1.1\r\nHost: x\r\n" + auth + b"Content-Length: -1\r\n\r\n",
+                b"POST /ingest HTTP/1.1\r\nHost: x\r\n" + auth + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n",
+                b"POST /ingest HTTP/1.1\r\nHost: x\r\n" + auth + b"X-Big: " + b"a" * 20000 + b"\r\n\r\n",
+                b"POST /ingest HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(300)) + b"\r\n",
+                b"POST /ingest\xff HTTP/1.1\r\nHost: x\r\n\r\n", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"):
+        assert raw_request(ports["ingest"], raw)[0] == 400, raw[:60]
+    chunked = b"POST /ingest HTTP/1.1\r\nHost: x\r\n" + auth + b"Transfer-Encoding: chunked\r\n\r\n"
+    record = b'{"user_id": "chunked", "ts": %d}' % BASE_MS
+    assert raw_request(ports["ingest"], chunked + b"%x\r\n%s\r\n0\r\n\r\n" % (len(record), record))[0] == 202
+    accepted += 1
 
     # the admin server: the same headers, and a limit that is not a number
     admin = f"http://127.0.0.1:{ports['admin']}"
@@ -115,7 +126,7 @@ def test_every_malformed_request_gets_a_4xx_with_a_reason(daemon):
     wait_until(lambda: spooled(tmp_path) == accepted, 10, what="the accepted record in the spool")
     assert "Traceback" not in d.stderr and "(500)" not in d.stderr
     # each kind of refusal logged once, as one line; the rest are summed up later
-    assert d.stderr.count("ingest: malformed requests (400)") == 1
+    assert d.stderr.count("ingest: malformed requests (400)") == 1  # 9 of them
     assert d.stderr.count("ingest: requests refused (400)") == 1 and d.stderr.count("ingest: requests refused (401)") == 1
 
 
