@@ -223,7 +223,7 @@ class Guard:
         self.open: set[_Connection] = set()
         self.by_handler: dict[Any, _Connection] = {}
         self.make_handler: Callable[[], Any] = lambda: None
-        self.protocol_log = logging.getLogger(f"rtstream.http.{server}")
+        self.protocol_log = logging.getLogger(f"{log.name}.{server}.protocol")  # one per server
         self.protocol_log.propagate = False
         self.protocol_log.handlers[:] = [_ProtocolLog(self.rejects)]
 
