@@ -1,5 +1,9 @@
 # rtstream as a container: config at /etc/rtstream/, state in the /var/lib/rtstream volume.
 # Build with `make image` (podman or docker); BASE may name a local image where no registry is reachable.
+# The admin server listens on all interfaces here, so it needs its token, from a secret:
+#   docker run --env-file admin.env ...      (admin.env: RTSTREAM_ADMIN_TOKEN=<openssl rand -hex 32>)
+# Without RTSTREAM_ADMIN_TOKEN the daemon refuses to start (exit 2) rather than serve the admin API to
+# anyone; probes (/healthz, /readyz) need no token and show their status only. See docs/SECURITY.md.
 ARG BASE=python:3.11-slim
 
 FROM ${BASE} AS build
@@ -18,6 +22,7 @@ ENV PATH=/opt/rtstream/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     RTSTREAM_VAR=/var/lib/rtstream \
     RTSTREAM_ADMIN=0.0.0.0:8080
+# not an ENV default: a token baked into the image would be in every copy of it
 USER 10001:10001
 WORKDIR /var/lib/rtstream
 VOLUME ["/var/lib/rtstream"]

@@ -39,19 +39,27 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def refused(title: str, exc: ConfigError) -> int:
+    """Print a refused config's problems, with whatever they echo of a secret masked."""
+    from rtstream.secrets import redact
+
+    print(redact(title), file=sys.stderr)
+    for key, reason in exc.problems:
+        print(redact(f"  {key}: {reason}" if key else f"  {reason}"), file=sys.stderr)
+    return EXIT_CONFIG
+
+
 def backfill_command(args: argparse.Namespace) -> int:
     from rtstream.backfill import prepare, run_backfill
-    from rtstream.logs import secrets_of, setup_logging
+    from rtstream.logs import setup_logging
+    from rtstream.secrets import remember
 
     try:
         settings, time_range = prepare(args.config, args.overrides, args.t_from, args.t_to)
     except ConfigError as exc:
-        print("rtstream: backfill refused:", file=sys.stderr)
-        for key, reason in exc.problems:
-            print(f"  {key}: {reason}" if key else f"  {reason}", file=sys.stderr)
-        return EXIT_CONFIG
+        return refused("rtstream: backfill refused:", exc)
     root = settings.root
-    setup_logging(root.daemon.log_level, root.daemon.log_format, root.pipeline.name, secrets_of(settings))
+    setup_logging(root.daemon.log_level, root.daemon.log_format, root.pipeline.name, remember(settings))
     return asyncio.run(run_backfill(settings, time_range))
 
 
@@ -64,8 +72,12 @@ def import_dag_command(args: argparse.Namespace) -> int:
         print(f"rtstream: cannot read {args.dag}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(result.config)
+        try:
+            Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.output).write_text(result.config)
+        except OSError as exc:
+            print(f"rtstream: cannot write {args.output}: {exc.strerror}", file=sys.stderr)
+            return EXIT_CONFIG
         print(f"wrote {args.output}", file=sys.stderr)
     else:
         print(result.config)
@@ -84,16 +96,20 @@ def main(argv: list[str] | None = None) -> int:
     from rtstream.config.load import load_settings
 
     try:
-        settings = load_settings(Path(args.config), args.overrides)
+        # runs and status only read the state: a read-only state_dir is fine for them
+        settings = load_settings(Path(args.config), args.overrides,
+                                 check_paths=args.command not in ("runs", "status"))
     except ConfigError as exc:
-        print(f"rtstream: config {args.config} refused:", file=sys.stderr)
-        for key, reason in exc.problems:
-            print(f"  {key}: {reason}" if key else f"  {reason}", file=sys.stderr)
-        return EXIT_CONFIG
+        if len(exc.problems) == 1 and not exc.problems[0][0]:  # the file itself: its reason names it
+            return refused(f"rtstream: config refused: {exc.problems[0][1]}", ConfigError([]))
+        return refused(f"rtstream: config {args.config} refused:", exc)
+    from rtstream.secrets import remember
+
+    remember(settings)  # from here on every surface masks this config's secrets
     if args.command == "validate":
         from rtstream.describe import describe
 
-        print(describe(settings))
+        print(describe(settings))  # redacted by describe itself
         return 0
     if args.command == "runs":
         return runs_command(settings, args.limit)
@@ -132,6 +148,10 @@ def status_command(settings: object) -> int:
         req = urllib.request.Request(f"http://{host}:{port}/api/status", headers=headers)
         with urllib.request.urlopen(req, timeout=5) as resp:
             st = orjson.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        print(f"the daemon at {host}:{port} answered HTTP {exc.code}: {exc.read()[:200].decode(errors='replace')}",
+              file=sys.stderr)
+        return 1
     except (urllib.error.URLError, OSError) as exc:
         print(f"no daemon answers at {host}:{port}: {exc}", file=sys.stderr)
         return 1
@@ -145,14 +165,20 @@ def status_command(settings: object) -> int:
 
 def run(settings: object) -> int:
     from rtstream.core.runtime import Runtime
-    from rtstream.logs import secrets_of, setup_logging
+    from rtstream.logs import setup_logging
+    from rtstream.secrets import remember
 
     root = settings.root  # type: ignore[attr-defined]
-    setup_logging(root.daemon.log_level, root.daemon.log_format, root.pipeline.name, secrets_of(settings))
+    setup_logging(root.daemon.log_level, root.daemon.log_format, root.pipeline.name, remember(settings))
     try:
         import uvloop  # optional: pip install 'rtstream[fast]'
 
         runner = uvloop.run
     except ImportError:
         runner = asyncio.run
-    return runner(Runtime(settings).run())  # type: ignore[arg-type, no-any-return]
+    try:
+        runtime = Runtime(settings)  # type: ignore[arg-type]
+    except OSError as exc:  # the state_dir checked at load went away or filled up since
+        print(f"rtstream: cannot start: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    return runner(runtime.run())  # type: ignore[no-any-return]

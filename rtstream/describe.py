@@ -8,6 +8,13 @@ from rtstream.core.context import Context
 
 
 def describe(settings: Settings) -> str:
+    """The pipeline as `rtstream validate` prints it, every secret of the config masked."""
+    from rtstream.secrets import Scrubber, secrets_of
+
+    return Scrubber(secrets_of(settings)).redact(_describe(settings))
+
+
+def _describe(settings: Settings) -> str:
     root = settings.root
     w = root.window
     ctx = Context(pipeline=root.pipeline.name, state_dir=root.daemon.state_dir,  # type: ignore[arg-type]
@@ -39,4 +46,10 @@ def describe(settings: Settings) -> str:
     if cp is not None:
         lines.append(f"checkpoints   {root.state.path or f'{root.daemon.state_dir}/checkpoints.db'} "
                      f"every {format_duration(cp)}")
+    if root.admin is not None:
+        a = root.admin
+        auth = "bearer token" if a.token else "NO TOKEN (allow_unauthenticated)" if a.allow_unauthenticated else \
+            "no token (loopback only)"
+        lines.append(f"admin         http://{a.listen} ({auth}; header timeout {format_duration(a.header_timeout)}, "
+                     f"max {a.max_connections} connections)")
     return "\n".join(lines)

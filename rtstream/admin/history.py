@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rtstream.secrets import redact
+
 log = logging.getLogger("rtstream.history")
 STATES = ("running", "success", "retrying", "failed", "dead_lettered")
 
@@ -41,7 +43,10 @@ class RunHistory:
     def update(self, window_start: str, window_end: str, component: str, kind: str, state: str, *,
                attempts: int = 1, records: int | None = None, duration_ms: float | None = None,
                error: str | None = None) -> None:
-        """Record a run's state; the history is for people, so a failure here never stops the pipeline."""
+        """Record a run's state; the history is for people, so a failure here never stops the pipeline.
+        An error text is stored redacted (it may quote a sink's URL, with its password)."""
+        if error is not None:
+            error = redact(error)
         try:
             self._update(window_start, window_end, component, kind, state, attempts, records, duration_ms, error)
         except sqlite3.Error as exc:
@@ -72,7 +77,7 @@ class RunHistory:
         for ws, we, comp, kind, state, attempts, records, dur, err in rows:
             w = out.setdefault(ws, {"window_start": ws, "window_end": we, "components": {}})
             w["components"][comp] = {"kind": kind, "state": state, "attempts": attempts, "records": records,
-                                     "duration_ms": dur, "error": err}
+                                     "duration_ms": dur, "error": redact(err) if err else err}
         return list(out.values())
 
     def close(self) -> None:

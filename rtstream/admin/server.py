@@ -1,10 +1,17 @@
-"""The admin server: liveness, readiness, Prometheus metrics, the run history and the status page."""
+"""The admin server: liveness, readiness, Prometheus metrics, the run history and the status page.
+
+Who sees what: `/healthz` and `/readyz` answer anyone with their status alone (for probes); their
+details (which component is not ready, and why), `/api/*` and `/metrics` need `Authorization:
+Bearer <token>` when a token is set. Without a token the server may only listen on loopback, unless
+`allow_unauthenticated` says otherwise (see AdminConfig). Every answer passes through the redaction
+of rtstream.secrets, and connections are limited as every rtstream HTTP server's are
+(rtstream.http_limits).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import hmac
 import logging
 import time
 from importlib import resources
@@ -14,7 +21,9 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from rtstream.logs import Redactor, secrets_of
+from rtstream.http_limits import Guard, HttpLimits, bearer_problem
+from rtstream.logs import Redactor
+from rtstream.secrets import Scrubber, remember
 
 if TYPE_CHECKING:
     from rtstream.config.load import Settings
@@ -37,19 +46,28 @@ class RecentErrors(logging.Handler):
                            "component": getattr(record, "component", None), "message": record.getMessage()})
 
 
+MAX_RUNS = 1000  # windows one /api/runs answer may hold
+
+
 class AdminServer:
-    def __init__(self, view: RuntimeStatus, listen: str, token: str | None, settings: Settings):
+    def __init__(self, view: RuntimeStatus, listen: str, token: str | None, settings: Settings,
+                 limits: HttpLimits | None = None):
         self.view = view
         self.listen = listen
         self.token = token
+        admin = settings.root.admin
+        self.limits = limits or (admin if admin is not None else HttpLimits(max_connections=64))
+        # every answer is redacted with this config's secrets (and the token, were it not among them)
+        self.scrubber = Scrubber([*remember(settings), *([token] if token else [])])
         self.samples: collections.deque[dict[str, float]] = collections.deque(maxlen=SAMPLES)
         self.errors = RecentErrors()
-        self.errors.addFilter(Redactor(secrets_of(settings)))  # the page never shows a secret either
+        self.errors.addFilter(Redactor(self.scrubber))  # the page never shows a secret either
+        self.guard = Guard(self.limits, log, "admin")
         self._runner: web.AppRunner | None = None
         self._sampler: asyncio.Task[None] | None = None
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._auth])
+        app = web.Application(middlewares=[self.guard.middleware, self._auth])
         app.router.add_get("/", self.page)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
@@ -60,10 +78,9 @@ class AdminServer:
 
     async def start(self) -> None:
         logging.getLogger().addHandler(self.errors)
-        self._runner = web.AppRunner(self.app(), access_log=None)
+        self._runner = self.guard.runner(self.app())
         await self._runner.setup()
-        host, _, port = self.listen.rpartition(":")
-        await web.TCPSite(self._runner, host.strip("[]"), int(port)).start()
+        await self.guard.serve(self._runner, self.listen)
         self._sampler = asyncio.create_task(self._sample(), name="admin-sampler")
         log.info("admin server on http://%s (status page, /healthz, /readyz, /metrics, /api/runs)", self.listen)
 
@@ -73,14 +90,22 @@ class AdminServer:
             self._sampler.cancel()
         if self._runner is not None:
             await self._runner.cleanup()
+        self.guard.close()
+
+    def _problem(self, request: web.Request) -> tuple[int, str] | None:
+        """Why this request may not see details, or None when it may."""
+        if not self.token:
+            return None  # no token: loopback only, or allowed without one explicitly
+        return bearer_problem(request, self.token)
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        # probes and the page's shell stay open; the data behind them needs the token
-        if self.token and request.path.startswith(("/api/", "/metrics")):
-            given = request.headers.get("Authorization", "").removeprefix("Bearer ")
-            if not hmac.compare_digest(given.encode(), self.token.encode()):
-                return _json({"error": "missing or wrong bearer token"}, 401)
+        # probes and the page's shell stay open (probes then show no detail); the data needs the token
+        if request.path.startswith(("/api/", "/metrics")):
+            problem = self._problem(request)
+            if problem is not None:
+                self.guard.rejects.note(f"requests refused ({problem[0]})", f"{request.path}: {problem[1]}")
+                return self._json({"error": problem[1]}, problem[0])
         return await handler(request)  # type: ignore[no-any-return]
 
     async def _sample(self) -> None:
@@ -98,30 +123,41 @@ class AdminServer:
 
     # --- handlers -------------------------------------------------------------------------
     async def healthz(self, request: web.Request) -> web.Response:
-        return _json({"status": "ok"})
+        return self._json({"status": "ok"})
 
     async def readyz(self, request: web.Request) -> web.Response:
         problems = self.view.readiness()
-        if problems:
-            return _json({"ready": False, "problems": problems}, 503)
-        return _json({"ready": True})
+        doc: dict[str, Any] = {"ready": not problems}
+        if problems and self._problem(request) is None:
+            doc["problems"] = problems  # which component, and why: for those with the token
+        return self._json(doc, 503 if problems else 200)
 
     async def metrics(self, request: web.Request) -> web.Response:
-        body = generate_latest(self.view.metrics_registry)
+        body = self.scrubber.redact(generate_latest(self.view.metrics_registry).decode()).encode()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def runs(self, request: web.Request) -> web.Response:
-        limit = int(request.query.get("limit", "0")) or None
+        raw = request.query.get("limit", "0")
+        if not raw.isascii() or not raw.isdigit() or len(raw) > 9 or int(raw) > MAX_RUNS:
+            return self._json({"error": f"limit must be a whole number from 0 to {MAX_RUNS} (0: the default)"}, 400)
+        limit = int(raw) or None
         windows = await asyncio.to_thread(self.view.history.windows, limit)
-        return _json({"components": self.view.component_order(), "windows": windows})
+        return self._json({"components": self.view.component_order(), "windows": windows})
 
     async def status(self, request: web.Request) -> web.Response:
-        return _json(self.view.status() | {"samples": list(self.samples), "errors": list(self.errors.items)[::-1]})
+        return self._json(self.view.status() | {"samples": list(self.samples), "errors": list(self.errors.items)[::-1]})
 
     async def page(self, request: web.Request) -> web.Response:
         html = resources.files("rtstream.admin").joinpath("page/index.html").read_text(encoding="utf-8")
-        return web.Response(text=html, content_type="text/html")
+        return web.Response(text=html, content_type="text/html", headers=_PAGE_HEADERS)
+
+    def _json(self, doc: Any, status: int = 200) -> web.Response:
+        body = orjson.dumps(self.scrubber.redact_doc(doc), default=lambda v: self.scrubber.redact(str(v)))
+        return web.Response(body=body, status=status, content_type="application/json",
+                            headers={"Cache-Control": "no-store"})
 
 
-def _json(doc: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(doc, default=str), status=status, content_type="application/json")
+# the page runs only its own inline script and talks only to this server; no framing, no referrer
+_PAGE_HEADERS = {"Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                 "connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+                 "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}

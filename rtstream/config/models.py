@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from rtstream.config.durations import Duration, schedule_to_size
+from rtstream.http_limits import HttpLimits
 
 
 class Strict(BaseModel):
@@ -131,10 +132,49 @@ class AlertConfig(Strict):
     timeout: Duration = 10.0
 
 
-class AdminConfig(Strict):
+def is_loopback(host: str) -> bool:
+    """Is HOST (of a HOST:PORT listen address) reachable only from this machine?"""
+    import ipaddress
+
+    host = host.strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name that may resolve to anything
+
+
+class AdminConfig(Strict, HttpLimits):
+    # token and allow_unauthenticated come first: listen is checked against them
+    token: SecretStr | None = Field(default=None, description='needed for /api, /metrics and the details of '
+                                    '/readyz; e.g. "${RTSTREAM_ADMIN_TOKEN}"')
+    allow_unauthenticated: bool = Field(default=False, description="serve a non-loopback listen address without a "
+                                        "token (only behind something that authenticates)")
     listen: str = "127.0.0.1:8080"
-    token: SecretStr | None = None
     history: int = Field(default=100, ge=1, description="windows kept in the run history")
+    max_connections: int = Field(default=64, ge=1, description="open connections at once; more are answered 503")
+
+    @field_validator("token")
+    @classmethod
+    def _empty_is_none(cls, v: SecretStr | None) -> SecretStr | None:
+        # `token = "${RTSTREAM_ADMIN_TOKEN:-}"` with the variable unset is no token: then the listen
+        # address must be loopback, so an unset secret cannot open the server to the network
+        return v if v is not None and v.get_secret_value().strip() else None
+
+    @field_validator("listen")
+    @classmethod
+    def _token_unless_loopback(cls, v: str, info: ValidationInfo) -> str:
+        host, sep, port = v.rpartition(":")
+        if not sep or not port.isdigit() or not host:
+            raise ValueError(f"listen must be HOST:PORT, e.g. 127.0.0.1:8080 (got {v!r})")
+        if not is_loopback(host) and info.data.get("token") is None and not info.data.get("allow_unauthenticated"):
+            if "token" not in info.data:
+                return v  # the token was refused itself: that is the problem to report
+            raise ValueError(f"{v!r} is reachable from other machines and there is no token: set admin.token "
+                             "(e.g. \"${RTSTREAM_ADMIN_TOKEN}\"), listen on 127.0.0.1, or set "
+                             "admin.allow_unauthenticated = true")
+        return v
 
 
 class RootConfig(Strict):

@@ -10,6 +10,8 @@ from typing import Any
 import aiohttp
 import orjson
 
+from rtstream.secrets import Scrubber, redact_doc
+
 log = logging.getLogger("rtstream.alert")
 
 
@@ -20,6 +22,7 @@ class AlertWebhook:
         self.token = token
         self.timeout = timeout
         self.sent = 0
+        self._own = Scrubber([token] if token else [])  # the process's known secrets are masked too
         self._http: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -32,6 +35,7 @@ class AlertWebhook:
         """Never raises: an alert that cannot be delivered is logged, and the pipeline goes on."""
         doc = {"event": event, "pipeline": self.pipeline, "component": component, "window_start": window.start_iso,
                "window_end": window.end_iso, "error": error, "attempts": attempts, "at": time.time()}
+        doc = self._own.redact_doc(redact_doc(doc))  # an error text may quote a URL with its password
         try:
             assert self._http is not None
             async with self._http.post(self.url, data=orjson.dumps(doc)) as resp:

@@ -103,10 +103,14 @@ class BatchFold(EngineState):
                         if table_mode:
                             why = update(pane.table, v, ts)  # type: ignore[misc, arg-type]
                             if why is not None:
-                                reject("invalid", why, rec, v)
+                                # a value the first window refuses is refused whole; a later (hopping)
+                                # window refuses it only for its own sum, which would overflow
+                                reject("invalid", why, rec, v, window=(start, start + size) if joined else None)
                                 if not pane.table:
                                     del panes[start]
                                     tracker.release(pk, Hold(HoldKind.OPEN, start))
+                                if joined:
+                                    continue
                                 break
                         else:
                             buffered = self.store.buffered.get(start, 0)

@@ -34,6 +34,7 @@ from rtstream.core.policy import resolve
 from rtstream.core.staging import RecordStaging
 from rtstream.core.status import RuntimeStatus
 from rtstream.errors import ComponentError, StateDirError
+from rtstream.secrets import remember
 from rtstream.sinks.base import Sink
 from rtstream.sources.base import Source
 from rtstream.stages.aggregate import AggregateStage
@@ -50,6 +51,7 @@ class RuntimeStats:
 
 class Runtime:
     def __init__(self, settings: Settings):
+        remember(settings)  # the run history, dead letters and alerts mask this config's secrets
         self.settings = settings
         root = settings.root
         self.state_dir = Path(root.daemon.state_dir)

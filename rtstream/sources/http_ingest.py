@@ -1,14 +1,20 @@
 """`type = "http_ingest"`: producers push JSON over HTTP; accepted records are on disk before 202.
 
 POST a JSON object, a JSON array of objects, or NDJSON (`application/x-ndjson`), optionally gzipped
-(`Content-Encoding: gzip`). A malformed body is refused whole with 400 and the line of the first bad
-record; a body over `max_body` gets 413; a spool over `max_spool` gets 503 with Retry-After, so
-producers back off rather than the daemon growing without bound.
+(`Content-Encoding: gzip`). Every malformed request gets a 4xx with a one-line reason, never a 5xx:
+a body that is not JSON, or a record nested deeper than MAX_DEPTH levels, is refused whole with 400
+and the line (or item) of the first bad record; a body over `max_body` gets 413; a wrong or
+undecodable Authorization header 401 or 400; a body not complete within `body_timeout` 408.
+
+202 means the request's records are in the spool (on disk, per `fsync`); a request that is not
+stored is never answered 2xx, and one that is stored never 5xx. A spool over `max_spool`, or a disk
+that is full, answers 503 with Retry-After, so producers back off rather than the daemon growing
+without bound. Connections are limited as every rtstream HTTP server's are (see rtstream.http_limits).
 """
 
 from __future__ import annotations
 
-import hmac
+import errno
 import logging
 import zlib
 from typing import Any
@@ -18,14 +24,21 @@ from aiohttp import web
 from pydantic import Field, SecretStr, field_validator
 
 from rtstream.config.durations import Duration
+from rtstream.config.models import is_loopback
 from rtstream.core.registry import register
+from rtstream.http_limits import BodyTimeout, Guard, HttpLimits, answer_and_close, bearer_problem, read_body
 from rtstream.sources.spool import SpoolFull
 from rtstream.sources.spooled import SpooledConfig, SpooledSource
 
 log = logging.getLogger("rtstream.source.http_ingest")
+# Deeper records are refused at the door: orjson writes at most 254 levels, and a record is written
+# again inside a dead letter's envelope; 200 leaves that room and is far beyond any real document.
+MAX_DEPTH = 200
+_ENCODER_DEPTH = 254
+_FULL_DISK = {errno.ENOSPC, errno.EDQUOT}
 
 
-class HttpIngestConfig(SpooledConfig):
+class HttpIngestConfig(SpooledConfig, HttpLimits):
     listen: str = "127.0.0.1:8081"
     path: str = "/ingest"
     token: SecretStr | None = None
@@ -45,8 +58,31 @@ class BadBody(ValueError):
     pass
 
 
-def parse_body(body: bytes, content_type: str) -> list[dict[str, Any]]:
-    """Records from a JSON object, array or NDJSON body; BadBody names the first bad line."""
+def _invalid(where: str, exc: orjson.JSONDecodeError) -> BadBody:
+    if "depth" in exc.msg or "recursion" in exc.msg:
+        return BadBody(f"{where}: nested deeper than {MAX_DEPTH} levels")
+    return BadBody(f"{where}: invalid JSON: {exc.msg}")
+
+
+def encode_record(item: Any, where: str) -> bytes:
+    """A record as compact JSON for the spool; BadBody when it is not an object or nests deeper
+    than MAX_DEPTH (checked by the C encoder itself: the record is wrapped in enough one-item lists
+    to make any deeper record overflow its limit)."""
+    if not isinstance(item, dict):
+        raise BadBody(f"{where}: expected a JSON object, got {type(item).__name__}")
+    pad = _ENCODER_DEPTH - MAX_DEPTH
+    wrapped: Any = item
+    for _ in range(pad):
+        wrapped = [wrapped]
+    try:
+        return orjson.dumps(wrapped)[pad:-pad]
+    except orjson.JSONEncodeError:
+        raise BadBody(f"{where}: nested deeper than {MAX_DEPTH} levels") from None
+
+
+def parse_body(body: bytes, content_type: str) -> list[bytes]:
+    """The records of a JSON object, array or NDJSON body, encoded for the spool; BadBody names the
+    first bad line (or array item)."""
     text = body.strip()
     if not text:
         return []
@@ -55,13 +91,12 @@ def parse_body(body: bytes, content_type: str) -> list[dict[str, Any]]:
             doc = orjson.loads(text)
         except orjson.JSONDecodeError as exc:
             if text[:1] == b"[" or b"\n" not in text:
-                raise BadBody(f"line {exc.lineno}: invalid JSON: {exc.msg}") from None
+                raise _invalid(f"line {exc.lineno}", exc) from None
         else:
             items = doc if isinstance(doc, list) else [doc]
-            for i, item in enumerate(items):
-                if not isinstance(item, dict):
-                    raise BadBody(f"item {i + 1}: expected a JSON object, got {type(item).__name__}")
-            return items
+            if not isinstance(doc, list):
+                return [encode_record(doc, "line 1")]
+            return [encode_record(item, f"item {i + 1}") for i, item in enumerate(items)]
     out = []
     for lineno, line in enumerate(body.split(b"\n"), start=1):
         if not line.strip():
@@ -69,10 +104,8 @@ def parse_body(body: bytes, content_type: str) -> list[dict[str, Any]]:
         try:
             item = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
-            raise BadBody(f"line {lineno}: invalid JSON: {exc.msg}") from None
-        if not isinstance(item, dict):
-            raise BadBody(f"line {lineno}: expected a JSON object, got {type(item).__name__}")
-        out.append(item)
+            raise _invalid(f"line {lineno}", exc) from None
+        out.append(encode_record(item, f"line {lineno}"))
     return out
 
 
@@ -85,63 +118,84 @@ class HttpIngestSource(SpooledSource):
         self.open_spool()
         self.accepted = 0
         self.refused = 0
-        app = web.Application(client_max_size=c.max_body)
+        self.guard = Guard(c, log, self.name)
+        app = web.Application(client_max_size=c.max_body, middlewares=[self.guard.middleware])
         app.router.add_post(c.path, self._ingest)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = self.guard.runner(app)
         await self._runner.setup()
-        host, _, port = c.listen.rpartition(":")
-        site = web.TCPSite(self._runner, host.strip("[]"), int(port))
-        await site.start()
+        await self.guard.serve(self._runner, c.listen)
         log.info("%s: accepting POST %s on %s", self.name, c.path, c.listen, extra={"component": self.name})
+        if c.token is None and not is_loopback(c.listen.rpartition(":")[0]):
+            log.warning("%s: %s is reachable from other machines and takes records from anyone: set a token",
+                        self.name, c.listen, extra={"component": self.name})
 
-    async def _ingest(self, request: web.Request) -> web.Response:
+    def _refuse(self, status: int, error: str, headers: dict[str, str] | None = None) -> web.Response:
+        self.refused += 1
+        self.guard.rejects.note(f"requests refused ({status})", error)
+        return _json(status, {"error": error, "accepted": 0}, headers)
+
+    async def _ingest(self, request: web.Request) -> web.StreamResponse:
         c = self.config
         if c.token is not None:
-            given = request.headers.get("Authorization", "")
-            want = f"Bearer {c.token.get_secret_value()}"
-            if not hmac.compare_digest(given.encode(), want.encode()):
-                return _json(401, {"error": "missing or wrong bearer token"})
+            problem = bearer_problem(request, c.token.get_secret_value())
+            if problem is not None:
+                return self._refuse(*problem)
         if request.content_length is not None and request.content_length > c.max_body:
-            return _json(413, {"error": f"body over max_body = {c.max_body} bytes"})
+            return self._refuse(413, f"body over max_body = {c.max_body} bytes")
         try:
-            body = await request.read()
+            body = await read_body(request, c.body_timeout)
         except web.HTTPRequestEntityTooLarge:
-            return _json(413, {"error": f"body over max_body = {c.max_body} bytes"})
-        if request.headers.get("Content-Encoding", "").lower() == "gzip" and body[:2] == b"\x1f\x8b":
+            return self._refuse(413, f"body over max_body = {c.max_body} bytes")
+        except BodyTimeout:
+            return await answer_and_close(request, self._refuse(
+                408, f"body not complete within {c.body_timeout:g}s (body_timeout)"))
+        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in ("identity", "gzip", "x-gzip"):
+            return self._refuse(415, "unsupported Content-Encoding (gzip or none)")
+        if encoding != "identity":
             try:
                 body = _gunzip(body, c.max_body)
             except (OSError, EOFError, zlib.error):
-                return _json(400, {"error": "invalid gzip body"})
+                return self._refuse(400, "invalid gzip body")
             except OverflowError:
-                return _json(413, {"error": f"body over max_body = {c.max_body} bytes once decompressed"})
+                return self._refuse(413, f"body over max_body = {c.max_body} bytes once decompressed")
         try:
-            items = parse_body(body, request.content_type)
+            records = parse_body(body, request.content_type)
         except BadBody as exc:
-            self.refused += 1
-            return _json(400, {"error": str(exc), "accepted": 0})
+            return self._refuse(400, str(exc))
+        retry = {"Retry-After": str(max(1, round(c.retry_after)))}
         try:
-            await self.spool.append([orjson.dumps(i) for i in items])
+            await self.spool.append(records)
         except SpoolFull:
-            return _json(503, {"error": "spool full; retry later"},
-                         headers={"Retry-After": str(max(1, round(c.retry_after)))})
-        self.accepted += len(items)
-        return _json(202, {"accepted": len(items)})
+            return self._refuse(503, "spool full; retry later", retry)
+        except OSError as exc:  # the spool writes a request whole or not at all: nothing of it is stored
+            why = "disk full" if exc.errno in _FULL_DISK else (exc.strerror or type(exc).__name__)
+            return self._refuse(503, f"spool cannot be written ({why}); retry later", retry)
+        self.accepted += len(records)
+        return _json(202, {"accepted": len(records)})
 
     async def close(self) -> None:
         if hasattr(self, "_runner"):
             await self._runner.cleanup()
+            self.guard.close()
         await super().close()
 
     def describe(self) -> str:
         c = self.config
-        return f"http_ingest: POST http://{c.listen}{c.path}{' (bearer token)' if c.token else ''}, spool fsync {c.fsync}"
+        return (f"http_ingest: POST http://{c.listen}{c.path}{' (bearer token)' if c.token else ' (NO TOKEN)'}, "
+                f"spool fsync {c.fsync}; headers within {c.header_timeout:g}s, body within {c.body_timeout:g}s, "
+                f"at most {c.max_connections} connections")
 
 
 def _gunzip(body: bytes, limit: int) -> bytes:
+    if body[:2] != b"\x1f\x8b":
+        raise zlib.error("not gzip")
     d = zlib.decompressobj(16 + zlib.MAX_WBITS)
     out = d.decompress(body, limit + 1)
     if len(out) > limit:
         raise OverflowError
+    if not d.eof:
+        raise EOFError("truncated gzip body")
     return out
 
 

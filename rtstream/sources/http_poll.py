@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 from typing import Any, Literal
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 import orjson
@@ -128,13 +128,28 @@ class HttpPollSource(SpooledSource):
             link = headers.get("Link", "")
             for part in link.split(","):
                 if 'rel="next"' in part:
-                    return urljoin(url, part.split(";")[0].strip().strip("<>"))
+                    return self._same_origin(urljoin(url, part.split(";")[0].strip().strip("<>")))
             return None
         try:
             target = json_pointer(doc, nxt)
         except (KeyError, IndexError, TypeError):
             return None
-        return urljoin(url, target) if target else None
+        return self._same_origin(urljoin(url, str(target))) if target else None
+
+    def _same_origin(self, nxt: str) -> str:
+        """The session sends its credentials with every request: a next page on another origin (a
+        compromised or confused API) would receive them, so it is refused."""
+        def origin(u: str) -> tuple[str, str | None, int | None]:
+            parts = urlsplit(u)
+            return parts.scheme.lower(), parts.hostname, parts.port
+        try:
+            same = origin(nxt) == origin(self.config.url)
+        except ValueError:
+            same = False
+        if not same:
+            raise PollFailed(f"next page {nxt[:200]} is not on {self.config.url}'s origin; credentials are "
+                             "sent to that origin only")
+        return nxt
 
     async def _request(self, url: str, params: dict[str, Any] | None, headers: dict[str, str]) -> tuple[int, Any, Any]:
         c = self.config

@@ -54,8 +54,10 @@ class Spool:
             segs = [0]
             self._path(0).touch()
         self._active = segs[-1]
-        self._fh = open(self._path(self._active), "ab")
+        _drop_torn_tail(self._path(self._active))  # a crash (or a disk that filled) mid-append
+        self._fh = open(self._path(self._active), "ab", buffering=0)  # unbuffered: nothing left to flush later
         self.end = self._active + os.path.getsize(self._path(self._active))
+        self._last_marker = self.last_marker()
         committed = self.dir / "committed"
         doc = orjson.loads(committed.read_bytes()) if committed.exists() else {}
         self.committed = int(doc.get("position", segs[0]))
@@ -80,26 +82,53 @@ class Spool:
         if marker is not None:
             blob += MARKER + b" " + marker + b"\n"
         async with self._lock:
-            await asyncio.to_thread(self._write, blob)
+            await asyncio.to_thread(self._write, blob, marker)
         self._appended.set()
         return len(payloads)
 
-    def _write(self, blob: bytes) -> None:
+    def _write(self, blob: bytes, marker: bytes | None = None) -> None:
+        """All or nothing: a full disk (ENOSPC, EDQUOT) may take part of the blob, which the caller is
+        about to refuse; it is taken back (or, after a crash, dropped by the next open)."""
         fh = self._fh
         assert fh is not None
-        fh.write(blob)  # type: ignore[attr-defined]
-        fh.flush()  # type: ignore[attr-defined]
-        now = time.monotonic()
-        if self.fsync == "always" or now - self._last_sync >= self.fsync_interval:
-            os.fsync(fh.fileno())  # type: ignore[attr-defined]
-            self._last_sync = now
+        fd = fh.fileno()  # type: ignore[attr-defined]
+        size = self.end - self._active  # where this append starts in the active segment
+        try:
+            view = memoryview(blob)
+            while view:
+                view = view[os.write(fd, view):]
+            now = time.monotonic()
+            if self.fsync == "always" or now - self._last_sync >= self.fsync_interval:
+                os.fsync(fd)
+                self._last_sync = now
+        except OSError:
+            try:
+                os.ftruncate(fd, size)
+            except OSError:
+                pass
+            raise
         self.end += len(blob)
+        if marker is not None:
+            self._last_marker = marker
         if self.end - self._active >= self.segment_bytes:
-            os.fsync(fh.fileno())  # type: ignore[attr-defined]
-            fh.close()  # type: ignore[attr-defined]
-            self._active = self.end
-            self._fh = open(self._path(self._active), "ab")
-            self._sync_dir()
+            try:
+                self._roll()
+            except OSError:
+                pass  # the records are stored: a new segment is tried again at the next append
+
+    def _roll(self) -> None:
+        """Start a new segment. It opens with the newest marker, so the source's state (a poll cursor)
+        outlives the deletion of the segment that held it."""
+        fh = self._fh
+        os.fsync(fh.fileno())  # type: ignore[union-attr]
+        new = open(self._path(self.end), "ab", buffering=0)
+        if self._last_marker is not None:
+            new.write(MARKER + b" " + self._last_marker + b"\n")
+            os.fsync(new.fileno())
+        fh.close()  # type: ignore[union-attr]
+        self._active, self._fh = self.end, new
+        self.end += new.tell()
+        self._sync_dir()
 
     def _sync_dir(self) -> None:
         fd = os.open(self.dir, os.O_RDONLY)
@@ -170,6 +199,20 @@ class Spool:
         if self._fh is not None:
             self._fh.close()  # type: ignore[attr-defined]
             self._fh = None
+
+
+def _drop_torn_tail(path: Path) -> None:
+    """Cut a last line that a crash or a full disk left without its newline."""
+    with open(path, "rb+") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        if size == 0:
+            return
+        fh.seek(max(0, size - 65536))
+        tail = fh.read()
+        if tail.endswith(b"\n"):
+            return
+        cut = tail.rfind(b"\n")
+        fh.truncate(size - len(tail) + cut + 1 if cut >= 0 else (0 if size <= 65536 else size))
 
 
 def _parse(buf: bytes, base: int, limit: int) -> tuple[list[Record], int]:

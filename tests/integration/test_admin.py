@@ -8,6 +8,7 @@ import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
+from unittest.mock import ANY
 
 import orjson
 import pytest
@@ -105,9 +106,11 @@ def test_endpoints(running):
 
     receiver.failing.set()
     write_lines(src, [{"user_id": "late-comer", "ts": BASE_MS + 250_000, "amount": 1}], mode="ab")
-    status, body, _ = wait_until(lambda: (r := get(base + "/readyz"))[0] == 503 and r, 30, what="readyz to fail")
+    status, body, _ = wait_until(lambda: (r := get(base + "/readyz", "t0ken"))[0] == 503 and r, 30,
+                                 what="readyz to fail")
     problems = orjson.loads(body)["problems"]
     assert list(problems) == ["hook"] and "HTTP 500" in problems["hook"]
+    assert get(base + "/readyz") == (503, b'{"ready":false}', ANY)  # a probe without the token: the status alone
     assert 'rtstream_sink_halted{sink="hook"} 1.0' in get(base + "/metrics", "t0ken")[1].decode()
     receiver.failing.clear()
     wait_until(lambda: get(base + "/readyz")[0] == 200, 30, what="the sink to recover")
