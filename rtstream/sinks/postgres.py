@@ -3,6 +3,15 @@
 `INSERT ... ON CONFLICT (keys) DO UPDATE` makes a replayed window overwrite itself, so results are
 effectively-once on top of at-least-once processing. A window is written whole or not at all: a
 lost connection rolls it back and the flusher tries again.
+
+Rows PostgreSQL would refuse forever because of what they hold are found before the write and
+refused one by one (`RowsRejected`: to the dead letters, with the column and why), and the rest of
+the window is written: a NUL character in a text value or anywhere in a jsonb value (PostgreSQL
+text cannot hold it), a string that is not valid unicode, a value the column's type cannot hold
+(`'many'` in a bigint column, an int beyond the column's range, a time that does not parse), a
+value that cannot be encoded as JSON. The shape of the table is another matter: a field with no
+column, or a table that does not exist with `create_table = false`, fails the window (the sink
+halts and retries, commits stay behind it) until the table is fixed.
 """
 
 from __future__ import annotations
@@ -18,7 +27,7 @@ from pydantic import Field, SecretStr
 
 from rtstream.core.record import Window
 from rtstream.core.registry import register
-from rtstream.errors import SinkError
+from rtstream.errors import RowsRejected, SinkError
 from rtstream.sinks.base import Sink, SinkConfig
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -61,10 +70,21 @@ def _to_float(v: Any) -> float:
     return float(v)
 
 
-def _to_int(v: Any) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(v, float) and not v.is_integer()):
-        raise TypeError
-    return int(v)
+def _int_of(bits: int) -> Callable[[Any], int]:
+    low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+
+    def to_int(v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(v, float) and not v.is_integer()):
+            raise TypeError
+        n = int(v)
+        if not low <= n <= high:
+            raise ValueError(f"out of range for a {bits}-bit integer")
+        return n
+
+    return to_int
+
+
+_to_int = _int_of(64)
 
 
 def _to_bool(v: Any) -> bool:
@@ -74,18 +94,36 @@ def _to_bool(v: Any) -> bool:
 
 
 def _to_text(v: Any) -> str:
-    return v if isinstance(v, str) else orjson.dumps(v, default=str).decode()
+    text = v if isinstance(v, str) else orjson.dumps(v, default=str).decode()
+    if "\x00" in text:
+        raise ValueError("it holds a NUL character (\\x00), which PostgreSQL text cannot store")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("it is not valid unicode (a lone surrogate)") from None
+    return text
+
+
+_JSON_NUL = re.compile(r"(?:^|[^\\])(?:\\\\)*\\u0000")  # an escaped NUL, not an escaped backslash + "u0000"
 
 
 def _to_json(v: Any) -> str:
     return orjson.dumps(v, default=str).decode()
 
 
+def _to_jsonb(v: Any) -> str:
+    text = _to_json(v)
+    if "\\u0000" in text and _JSON_NUL.search(text):
+        raise ValueError("it holds a NUL character (\\u0000), which PostgreSQL jsonb cannot store")
+    return text
+
+
 CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "timestamp with time zone": _to_timestamp, "timestamp without time zone": _to_timestamp,
     "double precision": _to_float, "real": _to_float, "numeric": _to_float,
-    "bigint": _to_int, "integer": _to_int, "smallint": _to_int,
-    "boolean": _to_bool, "jsonb": _to_json, "json": _to_json,
+    "bigint": _to_int, "integer": _int_of(32), "smallint": _int_of(16),
+    "boolean": _to_bool, "jsonb": _to_jsonb, "json": _to_json,
     "text": _to_text, "character varying": _to_text,
 }
 
@@ -126,10 +164,13 @@ class PostgresSink(Sink):
         if not rows:
             return
         mapping = self._mapping(rows[0])
+        rejected: list[tuple[list[dict[str, Any]], str]] = []
         async with self.pool.acquire() as conn, conn.transaction():
             if not self.column_types:
                 await self._create(conn, rows[0], mapping)
-            records = self._records(rows, mapping)
+            records = self._records(rows, mapping, rejected)
+            if not records:
+                raise RowsRejected(self.name, rejected)  # nothing to write: the transaction is empty
             cols = list(mapping)
             await conn.execute(f"CREATE TEMPORARY TABLE rtstream_window (LIKE {self.target}) ON COMMIT DROP")
             step = self.config.chunk_rows
@@ -143,9 +184,13 @@ class PostgresSink(Sink):
                     "UPDATE SET " + ", ".join(f"{_quote(c)} = EXCLUDED.{_quote(c)}" for c in updates)
                     if updates else "NOTHING")
             await conn.execute(sql)
+        if rejected:
+            raise RowsRejected(self.name, rejected)  # the rest of the window is committed
 
-    def _records(self, rows: list[dict[str, Any]], mapping: dict[str, str]) -> list[tuple[Any, ...]]:
-        """Rows as tuples of column values, checked against the table before anything is written."""
+    def _records(self, rows: list[dict[str, Any]], mapping: dict[str, str],
+                 rejected: list[tuple[list[dict[str, Any]], str]]) -> list[tuple[Any, ...]]:
+        """Rows as tuples of column values, checked against the table before anything is written;
+        rows no column can take are added to `rejected` with why."""
         unknown = [c for c in mapping if c not in self.column_types]
         if unknown:
             raise SinkError(self.name, f"column {unknown[0]!r} is not in table {self.config.table!r} "
@@ -157,16 +202,22 @@ class PostgresSink(Sink):
             if extra and self.config.columns is None:
                 raise SinkError(self.name, f"field {extra[0]!r} has no column in table {self.config.table!r}")
             values = []
+            why = None
             for col, field, conv in convs:
                 v = row.get(field)
                 if v is not None:
                     try:
                         v = conv(v)
-                    except (TypeError, ValueError):
-                        raise SinkError(self.name, f"column {col!r} ({self.column_types[col]}) cannot hold "
-                                                   f"{v!r} from field {field!r}") from None
+                    except (TypeError, ValueError, OverflowError) as exc:
+                        because = f": {exc}" if str(exc) else ""
+                        why = (f"column {col!r} ({self.column_types[col]}) cannot hold {_shown(v)} from field "
+                               f"{field!r}{because}")
+                        break
                 values.append(v)
-            out.append(tuple(values))
+            if why is None:
+                out.append(tuple(values))
+            else:
+                rejected.append(([row], why))
         return out
 
     async def _create(self, conn: Any, first: dict[str, Any], mapping: dict[str, str]) -> None:
@@ -199,3 +250,12 @@ class PostgresSink(Sink):
 
 def _identity(v: Any) -> Any:
     return v
+
+
+def _shown(v: Any) -> str:
+    """A value quoted in a reason: bounded, whatever it holds."""
+    try:
+        text = repr(v) if not isinstance(v, int) or abs(v) < 10**100 else f"an int of {v.bit_length()} bits"
+    except Exception:  # noqa: BLE001 - repr of a user's object may do anything
+        text = f"a {type(v).__name__}"
+    return text if len(text) <= 200 else text[:200] + "…"
