@@ -9,13 +9,17 @@ refused one by one (`RowsRejected`: to the dead letters, with the column and why
 the window is written: a NUL character in a text value or anywhere in a jsonb value (PostgreSQL
 text cannot hold it), a string that is not valid unicode, a value the column's type cannot hold
 (`'many'` in a bigint column, an int beyond the column's range, a time that does not parse), a
-value that cannot be encoded as JSON. The shape of the table is another matter: a field with no
+value that cannot be encoded as JSON. What only the server knows (a CHECK or NOT NULL constraint, a
+`varchar(n)` length, a key twice in one window) makes it refuse the window's COPY; the window is
+then written again row by row, each in a savepoint, and the rows it refuses are rejected with its
+message. The shape of the table is another matter: a field with no
 column, or a table that does not exist with `create_table = false`, fails the window (the sink
 halts and retries, commits stay behind it) until the table is fixed.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from datetime import datetime
@@ -30,6 +34,7 @@ from rtstream.core.registry import register
 from rtstream.errors import RowsRejected, SinkError
 from rtstream.sinks.base import Sink, SinkConfig
 
+log = logging.getLogger("rtstream.sink.postgres")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 WINDOW_COLUMNS = ("window_start", "window_end")
 
@@ -141,6 +146,11 @@ class PostgresSink(Sink):
             import asyncpg
         except ImportError:
             raise SinkError(self.name, "the postgres sink needs asyncpg: pip install 'rtstream[postgres]'") from None
+        # what a row's content makes the server refuse: data exceptions (class 22), integrity
+        # constraints (23), one key twice in a window (21000); anything else is the server's trouble
+        self.row_errors: tuple[type[Exception], ...] = (
+            asyncpg.exceptions.DataError, asyncpg.exceptions.IntegrityConstraintViolationError,
+            asyncpg.exceptions.CardinalityViolationError)
         self.pool = await asyncpg.create_pool(self.config.dsn.get_secret_value(), min_size=1,
                                               max_size=self.config.pool_size)
         self.keys = self.config.key_columns or ["window_start", *self.context.key_fields]
@@ -164,31 +174,56 @@ class PostgresSink(Sink):
         if not rows:
             return
         mapping = self._mapping(rows[0])
+        cols = list(mapping)
         rejected: list[tuple[list[dict[str, Any]], str]] = []
-        async with self.pool.acquire() as conn, conn.transaction():
-            if not self.column_types:
-                await self._create(conn, rows[0], mapping)
-            records = self._records(rows, mapping, rejected)
-            if not records:
-                raise RowsRejected(self.name, rejected)  # nothing to write: the transaction is empty
-            cols = list(mapping)
-            await conn.execute(f"CREATE TEMPORARY TABLE rtstream_window (LIKE {self.target}) ON COMMIT DROP")
-            step = self.config.chunk_rows
-            for i in range(0, len(records), step):
-                await conn.copy_records_to_table("rtstream_window", records=records[i:i + step], columns=cols)
-            col_list = ", ".join(map(_quote, cols))
-            sql = f"INSERT INTO {self.target} ({col_list}) SELECT {col_list} FROM rtstream_window"
-            if self.config.mode == "upsert":
-                updates = [c for c in cols if c not in self.keys]
-                sql += f" ON CONFLICT ({', '.join(map(_quote, self.keys))}) DO " + (
-                    "UPDATE SET " + ", ".join(f"{_quote(c)} = EXCLUDED.{_quote(c)}" for c in updates)
-                    if updates else "NOTHING")
-            await conn.execute(sql)
+        kept: list[tuple[dict[str, Any], tuple[Any, ...]]] | None = None
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                if not self.column_types:
+                    await self._create(conn, rows[0], mapping)
+                kept = self._records(rows, mapping, rejected)
+                if not kept:
+                    raise RowsRejected(self.name, rejected)  # nothing to write: the transaction is empty
+                await conn.execute(f"CREATE TEMPORARY TABLE rtstream_window (LIKE {self.target}) ON COMMIT DROP")
+                step = self.config.chunk_rows
+                for i in range(0, len(kept), step):
+                    await conn.copy_records_to_table("rtstream_window", records=[v for _, v in kept[i:i + step]],
+                                                     columns=cols)
+                col_list = ", ".join(map(_quote, cols))
+                await conn.execute(f"INSERT INTO {self.target} ({col_list}) SELECT {col_list} FROM rtstream_window"
+                                   + self._on_conflict(cols))
+        except self.row_errors as exc:
+            if kept is None:  # before any row was looked at: the table's trouble, not a row's
+                raise
+            # something only the server knows refused a row (a constraint, a length, a range): find
+            # which, one row at a time, and write the others
+            log.warning("%s: window %s refused (%s: %s); writing it row by row to find the bad rows", self.name,
+                        window.start_iso, type(exc).__name__, str(exc)[:300], extra={"component": self.name})
+            await self._row_by_row(kept, cols, rejected)
         if rejected:
             raise RowsRejected(self.name, rejected)  # the rest of the window is committed
 
+    async def _row_by_row(self, kept: list[tuple[dict[str, Any], tuple[Any, ...]]], cols: list[str],
+                          rejected: list[tuple[list[dict[str, Any]], str]]) -> None:
+        sql = (f"INSERT INTO {self.target} ({', '.join(map(_quote, cols))}) "
+               f"VALUES ({', '.join(f'${i + 1}' for i in range(len(cols)))})" + self._on_conflict(cols))
+        async with self.pool.acquire() as conn, conn.transaction():
+            for row, values in kept:
+                try:
+                    async with conn.transaction():  # a savepoint: a refused row undoes only itself
+                        await conn.execute(sql, *values)
+                except self.row_errors as exc:
+                    rejected.append(([row], f"postgres refused the row: {type(exc).__name__}: {str(exc)[:300]}"))
+
+    def _on_conflict(self, cols: list[str]) -> str:
+        if self.config.mode != "upsert":
+            return ""
+        updates = [c for c in cols if c not in self.keys]
+        return f" ON CONFLICT ({', '.join(map(_quote, self.keys))}) DO " + (
+            "UPDATE SET " + ", ".join(f"{_quote(c)} = EXCLUDED.{_quote(c)}" for c in updates) if updates else "NOTHING")
+
     def _records(self, rows: list[dict[str, Any]], mapping: dict[str, str],
-                 rejected: list[tuple[list[dict[str, Any]], str]]) -> list[tuple[Any, ...]]:
+                 rejected: list[tuple[list[dict[str, Any]], str]]) -> list[tuple[dict[str, Any], tuple[Any, ...]]]:
         """Rows as tuples of column values, checked against the table before anything is written;
         rows no column can take are added to `rejected` with why."""
         unknown = [c for c in mapping if c not in self.column_types]
@@ -215,7 +250,7 @@ class PostgresSink(Sink):
                         break
                 values.append(v)
             if why is None:
-                out.append(tuple(values))
+                out.append((row, tuple(values)))
             else:
                 rejected.append(([row], why))
         return out

@@ -176,3 +176,42 @@ def test_a_nul_in_a_postgres_text_value_is_rejected_and_the_rest_goes_on(tmp_pat
     assert all(d["detail"].startswith("column 'user_id' (text) cannot hold") and "NUL" in d["detail"] for d in dead)
     assert "failed on window" not in d.stderr  # rejected, not retried
     assert os.path.getsize(src) > closer_at
+
+
+async def _server_side_refusals(dsn, table):
+    from rtstream.core.context import Context
+    from rtstream.core.record import Window
+    from rtstream.errors import RowsRejected
+    from rtstream.sinks.postgres import PostgresConfig, PostgresSink
+
+    conn = await asyncpg.connect(dsn)
+    await conn.execute(f"CREATE TABLE {table} (window_start timestamptz, k varchar(5), n bigint CHECK (n >= 0), "
+                       f"doc jsonb, PRIMARY KEY (window_start, k))")
+    config = PostgresConfig.model_validate({"type": "postgres", "dsn": dsn, "table": table})
+    sink = PostgresSink("db", config, Context(pipeline="t", state_dir=None, key_fields=["k"]))  # type: ignore[arg-type]
+    await sink.start()
+    start = "2026-01-01T00:00:00Z"
+    rows = [{"window_start": start, "k": f"k{i}", "n": i, "doc": {"i": i}} for i in range(6)]
+    rows[1]["k"] = "much too long"  # varchar(5): only the server knows
+    rows[2]["n"] = -1  # the CHECK constraint
+    rows[3]["doc"] = {"note": "a NUL \x00 inside"}  # jsonb cannot hold it: found before the write
+    rows[4]["n"] = 2**70  # beyond bigint: found before the write
+    try:
+        await sink.write(Window(1_767_225_600_000, 1_767_225_660_000), rows)
+        raise AssertionError("expected RowsRejected")
+    except RowsRejected as exc:
+        reasons = {r[0]["k"]: why for r, why in exc.rejected}
+    stored = {r["k"]: r["n"] for r in await conn.fetch(f"select k, n from {table}")}
+    await sink.close()
+    await conn.close()
+    return reasons, stored
+
+
+def test_rows_postgres_itself_refuses_are_found_row_by_row_and_the_rest_written(postgres):
+    reasons, stored = asyncio.run(_server_side_refusals(postgres, f"t_{uuid.uuid4().hex[:10]}"))
+    assert stored == {"k0": 0, "k5": 5}
+    assert set(reasons) == {"much too long", "k2", "k3", "k4"}
+    assert reasons["much too long"].startswith("postgres refused the row: StringDataRightTruncationError")
+    assert reasons["k2"].startswith("postgres refused the row: CheckViolationError")
+    assert "NUL" in reasons["k3"] and reasons["k3"].startswith("column 'doc' (jsonb) cannot hold")
+    assert reasons["k4"] == f"column 'n' (bigint) cannot hold {2**70} from field 'n': out of range for a 64-bit integer"
