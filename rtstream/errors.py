@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class RtstreamError(Exception):
     """Base of every error rtstream raises on purpose."""
@@ -63,6 +65,6 @@ class RowsRejected(SinkError):
     the reason; raising it means every other row of the window was written.
     """
 
-    def __init__(self, component: str, rejected: list[tuple[list[dict], str]]):  # type: ignore[type-arg]
+    def __init__(self, component: str, rejected: list[tuple[list[dict[str, Any]], str]]):
         self.rejected = rejected
         super().__init__(component, f"{sum(len(r) for r, _ in rejected)} rows rejected: {rejected[0][1]}")

@@ -106,7 +106,7 @@ class HttpSink(Sink):
             async with self.http.request(c.method, c.url, data=body, headers=headers) as resp:
                 if resp.status < 300:
                     return None
-                text = (await resp.text(errors="replace"))[:500]
+                text = (await resp.content.read(2048)).decode("utf-8", errors="replace")[:500]  # a huge body stays unread
                 if resp.status not in RETRY_STATUSES and resp.status != 408:
                     return f"HTTP {resp.status}: {text}"
                 wait = retry_after(resp.headers)
