@@ -81,7 +81,7 @@ def excerpt(value: Any, limit: int = EXCERPT_BYTES) -> tuple[Any, bool]:
     >>> excerpt({"a": [1, 2]})
     ({'a': [1, 2]}, False)
     >>> excerpt("x" * 10, limit=8)
-    ('"xxxxx…"', True)
+    ('"xxx…"', True)
     """
     if isinstance(value, (bytes, bytearray, memoryview)):
         raw = value[:limit].tobytes() if isinstance(value, memoryview) else bytes(value[:limit])
@@ -148,7 +148,7 @@ class _Walker:
         return self._str(_safe_str(v, self.budget))
 
     def _str(self, s: str) -> str:
-        room = max(0, self.budget - 2)
+        room = max(0, self.budget - 2 - len(_CUT.encode()))  # the quotes and the mark
         if len(s) > room:
             self.cut = True
             s = s[:room] + _CUT

@@ -51,7 +51,7 @@ def key_name(key: Any) -> str:
     prefix plus a hash of the exact key (see the module docstring).
 
     >>> key_name("u42"), key_name("a/b")[:4], len(key_name("x" * 5000))
-    ('u42', 'a_b~', 89)
+    ('u42', 'a_b~', 85)
     """
     if isinstance(key, str) and _PLAIN.fullmatch(key):
         return key

@@ -105,3 +105,13 @@ def test_the_file_and_its_log_line_stay_small(tmp_path, caplog):
     assert [orjson.loads(line)["offset"] for line in lines] == [1234, 1234]
     (record,) = caplog.records
     assert len(record.getMessage()) < 500 and "2 record(s) dead-lettered {'no_time': 2}" in record.getMessage()
+
+
+def test_the_examples_in_the_docstrings_hold():
+    import doctest
+
+    import rtstream.core.deadletter
+    import rtstream.sinks.file
+
+    for module in (rtstream.core.deadletter, rtstream.sinks.file):
+        assert doctest.testmod(module).failed == 0, module.__name__
