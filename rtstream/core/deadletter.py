@@ -22,6 +22,8 @@ from typing import Any
 
 import orjson
 
+from rtstream.secrets import redact
+
 log = logging.getLogger("rtstream.dead_letter")
 EXCERPT_BYTES = 4096  # encoded JSON of a letter's value, at most
 DETAIL_CHARS = 1000  # of a letter's detail
@@ -53,7 +55,7 @@ class DeadLetter:
     def _encode(self) -> bytes:
         doc: dict[str, Any] = {
             "reason": _text(self.reason, 100),
-            "detail": _text(self.detail, DETAIL_CHARS),
+            "detail": _text(redact(self.detail), DETAIL_CHARS),  # a sink's error may quote its URL
             "source": _text(self.source, 200) if self.source is not None else None,
             "partition": _partition_label(self.partition),
             "offset": self.offset if _is_int64(self.offset) else _text(self.offset, 100),
@@ -220,7 +222,7 @@ def _cut_utf8(encoded: bytes, limit: int) -> str:
 
 def _fallback(d: DeadLetter, exc: Exception) -> bytes:
     """The letter without its value, when even the excerpt could not be made."""
-    doc = {"reason": _text(d.reason, 100), "detail": _text(d.detail, DETAIL_CHARS),
+    doc = {"reason": _text(d.reason, 100), "detail": _text(redact(d.detail), DETAIL_CHARS),
            "source": _text(d.source, 200) if d.source is not None else None,
            "partition": _text(_partition_label(d.partition), 200),
            "offset": d.offset if _is_int64(d.offset) else None,

@@ -12,6 +12,7 @@ import orjson
 
 from rtstream.core.commit import Hold, HoldKind, Mark, PartitionKey
 from rtstream.core.deadletter import DeadLetter
+from rtstream.core.decode import decode_json
 from rtstream.core.engine_state import EngineState
 from rtstream.core.record import Batch, iso_utc
 from rtstream.errors import DecodeError
@@ -33,7 +34,7 @@ class BatchFold(EngineState):
         event_time = self.time_mode == "event"
         tf = self.time_field
         maps = self.record_stages
-        loads = orjson.loads
+        loads = decode_json  # orjson, with integers past 64 bits kept exact
         tracker = self.tracker
         sessions = self.sessions
         dead: list[DeadLetter] = []

@@ -13,9 +13,8 @@ import asyncio
 import logging
 from typing import Any
 
-import orjson
-
 from rtstream.core.deadletter import DeadLetter
+from rtstream.core.decode import decode_json
 from rtstream.core.policy import Policy
 from rtstream.core.record import Batch, Record
 from rtstream.core.retry import backoff_delay
@@ -41,8 +40,8 @@ class RecordStaging:
             value = rec.value
             if not batch.decoded:
                 try:
-                    value = orjson.loads(value)
-                except orjson.JSONDecodeError as exc:
+                    value = decode_json(value)
+                except Exception as exc:  # noqa: BLE001 - invalid JSON, or too deep for the exact re-read
                     reject("decode", f"invalid JSON: {exc}", rec, rec.value)
                     continue
             if value.__class__ is not dict:
