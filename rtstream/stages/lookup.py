@@ -152,7 +152,7 @@ class LookupStage(Stage):
         found: dict[Hashable, dict[str, Any] | None] = {}
         try:
             if self._sql is not None:
-                found = await self._sql.fetch_by_key(self.config.query, sorted(keys, key=str))
+                await self._sql.fetch_by_key(self.config.query, sorted(keys, key=str), found)
             else:
                 await self._fetch_http(keys, found)
         finally:
