@@ -106,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     from rtstream.secrets import remember
 
     remember(settings)  # from here on every surface masks this config's secrets
+    from rtstream.workers import split_problem
+
+    if (why := split_problem(settings)) is not None:  # type: ignore[arg-type]
+        return refused(f"rtstream: config {args.config} refused:", ConfigError.at("daemon.workers", why))
     if args.command == "validate":
         from rtstream.describe import describe
 
@@ -176,6 +180,10 @@ def run(settings: object) -> int:
         runner = uvloop.run
     except ImportError:
         runner = asyncio.run
+    if root.daemon.workers > 1:
+        from rtstream.workers import WorkerSupervisor
+
+        return runner(WorkerSupervisor(settings).run())  # type: ignore[arg-type, no-any-return]
     try:
         runtime = Runtime(settings)  # type: ignore[arg-type]
     except OSError as exc:  # the state_dir checked at load went away or filled up since

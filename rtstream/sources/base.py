@@ -23,6 +23,7 @@ class Source(Component):
 
     Config: ClassVar[type[SourceConfig]]
     has_source_time: ClassVar[bool] = True
+    splits_by_group: ClassVar[bool] = False  # several workers share it through a consumer group (Kafka)
 
     @property
     def finite(self) -> bool:

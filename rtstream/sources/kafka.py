@@ -74,6 +74,7 @@ class KafkaSource(Source):
     "earliest" and "latest" ignore the commits on this process's first assignment of a partition."""
 
     Config = KafkaSourceConfig
+    splits_by_group = True
 
     def __init__(self, name: str, config: Any, context: Any):
         super().__init__(name, config, context)
