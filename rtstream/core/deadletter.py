@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from rtstream.appends import append_whole, drop_torn_tail
 from rtstream.secrets import redact
 
 log = logging.getLogger("rtstream.dead_letter")
@@ -239,23 +240,6 @@ def _partition_label(p: Hashable) -> Any:
     return _text(f"{topic}:{part}" if topic is not None else _safe_str(p, 200), 200)
 
 
-def _drop_torn_tail(path: Path) -> None:
-    """Cut a last line that a crash or a full disk left half-written."""
-    try:
-        with open(path, "rb+") as fh:
-            size = fh.seek(0, os.SEEK_END)
-            if size == 0:
-                return
-            fh.seek(max(0, size - 65536))
-            tail = fh.read()
-            if tail.endswith(b"\n"):
-                return
-            cut = tail.rfind(b"\n")
-            fh.truncate(size - len(tail) + cut + 1 if cut >= 0 else (0 if size <= 65536 else size))
-    except FileNotFoundError:
-        pass
-
-
 class DeadLetterFile:
     """Appends dead letters as JSON lines; a write returns only once they are on disk."""
 
@@ -267,7 +251,7 @@ class DeadLetterFile:
 
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        _drop_torn_tail(self.path)
+        drop_torn_tail(self.path)
         self._fh = open(self.path, "ab", buffering=0)  # unbuffered: nothing half-written is left to flush later
 
     async def write(self, letters: list[DeadLetter]) -> None:
@@ -288,17 +272,9 @@ class DeadLetterFile:
 
     def _append(self, blob: bytes) -> None:
         fd = self._fh.fileno()
-        size = os.fstat(fd).st_size
         try:
-            view = memoryview(blob)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
+            append_whole(fd, blob, size=os.fstat(fd).st_size)
         except OSError as exc:  # a full or read-only disk: stop, naming the file, rather than lose them
-            try:
-                os.ftruncate(fd, size)  # leave no torn line behind
-            except OSError:
-                pass  # the next start drops it
             raise OSError(exc.errno, f"cannot write dead letters to {self.path}: {exc.strerror}") from exc
 
     async def close(self) -> None:
