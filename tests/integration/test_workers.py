@@ -93,7 +93,8 @@ def test_a_killed_worker_is_restarted_and_one_admin_server_shows_them_all(tmp_pa
                    what="the summed records")
         metrics = _admin(port, "/metrics").decode()
         assert 'worker="0"' in metrics and 'worker="1"' in metrics
-        assert _admin(port, "/readyz") == {"ready": True}
+        # the restarted worker joins the group again: ready once the rebalance is done
+        wait_until(lambda: _admin(port, "/readyz") == {"ready": True}, 60, what="every worker ready")
         d.signal(signal.SIGTERM)
         assert d.wait(30) == 0, d.stderr[-3000:]
     got = {k: v for k, v in _got(tmp_path).items() if k[1] != "closer"}
