@@ -93,6 +93,7 @@ class KafkaSource(Source):
         self._ready = asyncio.Event()
         self._ready.set()
         self._start_pos: dict[TopicPartition, int] = {}
+        self._cautious_end = False  # the broker's end offsets ran behind what was fetched: wait for quiet too
 
     @property
     def finite(self) -> bool:
@@ -220,8 +221,10 @@ class KafkaSource(Source):
     async def _finished(self, data: dict[TopicPartition, list[Any]]) -> bool:
         """Done when every assigned partition has reached its end: its position is at the end
         offsets snapshot, at the high watermark of its last fetch, and at a fresh end offsets
-        answer, and it has fetched nothing for a few rounds and a while. An end offset alone is not
-        trusted (some brokers report it short), nor a few empty fetches on a busy machine."""
+        answer. Where the broker's end offsets agree with what was fetched, that is enough (the end
+        is decided one fetch round after the last record). Once a fresh end offset is seen behind a
+        position already fetched (some brokers report it short for a while), the run falls back to
+        also waiting for a few empty rounds and a quiet second, and says so once."""
         assert self.consumer is not None
         assignment = self.consumer.assignment()
         if not assignment:
@@ -241,6 +244,17 @@ class KafkaSource(Source):
             if highwater is None or pos < max(self._ends.get(tp, 0), highwater):
                 continue  # no fetch has answered for it yet, or it is not at the end
             self._empty_rounds[tp] = self._empty_rounds.get(tp, 0) + 1
+            if not self._cautious_end:
+                fresh = (await self.consumer.end_offsets([tp])).get(tp, 0)
+                if fresh == pos == highwater:
+                    self._done.add(tp)
+                    continue
+                if fresh < pos:
+                    self._cautious_end = True
+                    log.info("%s: the broker reports the end of %s:%d at %d, behind the %d records already read; "
+                             "deciding the end of input by a quiet period as well", self.name, tp.topic,
+                             tp.partition, fresh, pos, extra={"component": self.name})
+                continue
             quiet = now - self._last_data.get(tp, self._assigned_at) >= _QUIET_AT_END
             if self._empty_rounds[tp] >= _EMPTY_ROUNDS_AT_END and quiet:
                 fresh = (await self.consumer.end_offsets([tp])).get(tp, 0)
