@@ -128,7 +128,11 @@ class WindowFlusher:
         try:
             if sink.commits_source_offsets and self.committer is not None:
                 commit = self.committer.for_window(em.window)
-                await self._attempts(em, sink.name, "sink", lambda: sink.write_committing(em.window, rows, commit))
+                try:
+                    await self._attempts(em, sink.name, "sink", lambda: sink.write_committing(em.window, rows, commit))
+                except RowsRejected:
+                    await self.committer.confirmed(commit)  # the transaction went through with the other rows
+                    raise
                 await self.committer.confirmed(commit)
             else:
                 await self._attempts(em, sink.name, "sink", lambda: sink.write(em.window, rows))
