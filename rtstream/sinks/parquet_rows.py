@@ -111,19 +111,23 @@ def _table(rows: list[dict[str, Any]]) -> tuple[Any, dict[int, str]]:
 
 def _timestamps(values: list[Any]) -> list[datetime | None] | None:
     """ISO-8601 window bounds as aware datetimes, or None when any is not one (then kept as it is)."""
+    parsed: dict[str, datetime] = {}  # a window's rows share one or two bounds: parse each once
     out: list[datetime | None] = []
     for v in values:
         if v is None:
             out.append(None)
             continue
-        if not isinstance(v, str):
-            return None
-        try:
-            dt = datetime.fromisoformat(v)
-        except ValueError:
-            return None
-        if dt.tzinfo is None:
-            return None
+        dt = parsed.get(v) if v.__class__ is str else None
+        if dt is None:
+            if not isinstance(v, str):
+                return None
+            try:
+                dt = datetime.fromisoformat(v)
+            except ValueError:
+                return None
+            if dt.tzinfo is None:
+                return None
+            parsed[v] = dt
         out.append(dt)
     return out
 

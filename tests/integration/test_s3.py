@@ -180,3 +180,53 @@ def test_sigkill_in_the_middle_of_a_multipart_upload_leaves_no_object(tmp_path, 
     assert sorted(r["i"] for r in rows) == list(range(n))
     assert obj["ETag"].endswith('-10"')  # a multipart object of ten parts
     print(f"\nrestart: {len(data) / 1e6:.1f} MB window written to moto in a run of {took:.1f}s")
+
+
+def test_a_failing_store_gets_one_request_per_attempt(tmp_path):
+    """The policy is the one retry layer: botocore makes one request per attempt, so `retries = 1`
+    is two PUTs, then the rows go to the dead letters (`on_failure = "dead_letter"`)."""
+    from aiohttp import web
+
+    from tests.http_peers import ThreadedServer
+
+    puts: list[str] = []
+
+    def app():
+        a = web.Application()
+
+        async def head(request):
+            return web.Response(status=200)
+
+        async def put(request):
+            await request.read()
+            puts.append(request.path)
+            return web.Response(status=500, text="<Error><Code>InternalError</Code><Message>down</Message></Error>",
+                                content_type="application/xml")
+
+        a.router.add_route("HEAD", "/lake", head)
+        a.router.add_put("/lake/{key:.*}", put)
+        return a
+
+    write_lines(tmp_path / "in.jsonl", [{"ts": BASE_MS + i, "n": i} for i in range(5)])
+    with ThreadedServer(app) as server:
+        sinks = {"lake": {"type": "s3", "bucket": "lake", "endpoint_url": server.url, "region": "us-east-1",
+                          "access_key_id": "k" * 16, "secret_access_key": "s" * 32, "format": "ndjson",
+                          "retries": 1, "retry_delay": "0.1s", "on_failure": "dead_letter"}}
+        res = run_cli("run", "-c", str(config(tmp_path, "fail", "events >> lake", sinks)))
+    assert res.returncode == 0, res.stderr
+    assert puts == ["/lake/2026-01-01T00-00-00Z.ndjson"] * 2
+    dead = [orjson.loads(line) for line in (tmp_path / "fail-dead.jsonl").read_bytes().splitlines()]
+    assert len(dead) == 5 and {d["reason"] for d in dead} == {"sink_failed"}
+    assert "s" * 32 not in res.stderr
+
+
+def test_parquet_without_pyarrow_is_refused_at_start_with_the_pip_command(tmp_path, s3):
+    fake = tmp_path / "nopyarrow" / "pyarrow"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('pyarrow is not installed here')\n")
+    write_lines(tmp_path / "in.jsonl", [{"ts": BASE_MS, "n": 1}])
+    sinks = {"lake": s3.sink_config(new_bucket(s3), format="parquet")}
+    res = run_cli("run", "-c", str(config(tmp_path, "nopa", "events >> lake", sinks)),
+                  env={"PYTHONPATH": str(tmp_path / "nopyarrow")})
+    assert res.returncode == 1
+    assert "pip install 'rtstream[parquet]'" in res.stderr
