@@ -1,4 +1,5 @@
-"""A window's rows as one object's bytes: Parquet with columns typed from the rows, or JSON lines.
+"""A window's rows as one object's bytes, and back: Parquet with columns typed from the rows, or JSON
+lines.
 
 Parquet (pyarrow, the `parquet` extra). Each column's type is what pyarrow infers from all its
 values (ints and floats together make a double; a nested object a struct); `window_start` and
@@ -10,6 +11,9 @@ them; a field missing from a row is null.
 
 The bytes depend only on the rows: the same window encodes to the same object (gzip without a
 timestamp, Parquet without a creation time), so a replay rewrites an identical object.
+
+Reading an object back (`rows_from`) gives rows as the sink was handed them, window bounds as
+ISO-8601 strings again, so that merging a window written in parts re-encodes to the same types.
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ from __future__ import annotations
 import gzip
 import io
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from rtstream.core.record import Window
+from rtstream.core.decode import decode_json
+from rtstream.core.record import Window, iso_utc
 from rtstream.sinks.rows import Rejected, encode_row
 
 BOUNDS = ("window_start", "window_end")
@@ -74,6 +79,25 @@ def parquet_bytes(rows: list[dict[str, Any]], window: Window, compression: str,
     buf = io.BytesIO()
     pq.write_table(table, buf, compression=compression)
     return buf.getvalue(), len(rows), rejected
+
+
+def rows_from(body: bytes, fmt: str, gzipped: bool) -> list[dict[str, Any]]:
+    """The rows of an object this module encoded (raises ValueError, or pyarrow's error, on another)."""
+    if fmt == "ndjson":
+        text = gzip.decompress(body) if gzipped else body
+        return [decode_json(line) for line in text.splitlines() if line.strip()]
+    import pyarrow.parquet as pq
+
+    rows: list[dict[str, Any]] = pq.read_table(io.BytesIO(body)).to_pylist()
+    for row in rows:
+        for name in BOUNDS:
+            value = row.get(name)
+            if isinstance(value, datetime):
+                row[name] = iso_utc((value - _EPOCH) // timedelta(milliseconds=1))
+    return rows
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _table(rows: list[dict[str, Any]]) -> tuple[Any, dict[int, str]]:

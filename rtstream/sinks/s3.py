@@ -17,6 +17,14 @@ is a template: `{window_start:FORMAT}` and `{window_end:FORMAT}` are the bounds 
 strftime (without FORMAT, ISO-8601). The name depends only on the window, so a replay writes the same
 object again, whole, and at-least-once delivery leaves one copy.
 
+Windows written in parts. With an output key (an aggregate's `key`), a window's object is upserted by
+that key, as the file sink does: the sink reads the object (if any), replaces the rows of the keys it
+writes, keeps the others, and writes it back on the condition that nobody changed it meanwhile
+(`If-Match` its ETag, or `If-None-Match: *` when there was none). So a window written in two parts
+(replicas in one Kafka group, each with its partitions' keys; a partition that moved) keeps both,
+and two writers racing on one object make the loser's attempt fail and its retry merge again. A
+replay finds its own rows and writes the same bytes again. `merge_by_key = false` skips the read.
+
 Atomicity. Readers never see part of a window: a body up to `part_size` is one PUT, a larger one a
 multipart upload of `part_size` parts (5 MiB at least, as S3 requires) that becomes visible only
 when completed. A failed or cancelled upload is aborted; one cut by a SIGKILL is never completed,
@@ -47,7 +55,7 @@ from rtstream.core.registry import register
 from rtstream.errors import RowsRejected, SinkError
 from rtstream.sinks.base import Sink, SinkConfig
 from rtstream.sinks.file import key_name
-from rtstream.sinks.parquet_rows import ndjson_bytes, parquet_bytes, require_pyarrow
+from rtstream.sinks.parquet_rows import ndjson_bytes, parquet_bytes, require_pyarrow, rows_from
 
 log = logging.getLogger("rtstream.sinks.s3")
 
@@ -75,6 +83,7 @@ class S3SinkConfig(SinkConfig):
     addressing_style: Literal["auto", "path", "virtual"] | None = None  # default: path with an endpoint_url
     part_size: int = Field(8 * MiB, ge=MIN_PART, le=5 * 1024 * MiB)  # bytes; larger bodies go up in parts
     upload_concurrency: int = Field(4, ge=1, le=64)  # parts in flight at once
+    merge_by_key: bool = True  # upsert into the window's object by the output key (see the module docstring)
     connect_timeout: float = Field(10.0, gt=0)
     read_timeout: float = Field(60.0, gt=0)
 
@@ -170,11 +179,42 @@ class S3Sink(Sink):
         return f"{render_prefix(self.config.prefix, window)}{name}{self.suffix}"
 
     async def write(self, window: Window, rows: list[dict[str, Any]]) -> None:
+        key = self.object_key(window)
+        condition: dict[str, str] = {}
+        keys = self.context.key_fields if self.config.merge_by_key else []
+        if keys:
+            existing, etag = await self._existing(key)
+            if existing:
+                rows = _upsert(existing, rows, keys)
+            condition = {"IfMatch": etag} if etag is not None else {"IfNoneMatch": "*"}
         body, kept, rejected = await asyncio.to_thread(self._encode, window, rows)
         if kept:
-            await self._upload(self.object_key(window), body, kept)
+            try:
+                await self._upload(key, body, kept, condition)
+            except Exception as exc:
+                if _code(exc) in ("PreconditionFailed", "ConditionalRequestConflict"):
+                    raise SinkError(self.name, f"{key} changed while this window was merged into it (another "
+                                               "writer of the same window); the next attempt merges again") from exc
+                raise
         if rejected:
             raise RowsRejected(self.name, rejected)
+
+    async def _existing(self, key: str) -> tuple[list[dict[str, Any]], str | None]:
+        """The rows already in the object and its ETag; ([], None) when there is no such object."""
+        try:
+            answer = await self.client.get_object(Bucket=self.config.bucket, Key=key)
+        except Exception as exc:
+            if _code(exc) in ("NoSuchKey", "404"):
+                return [], None
+            raise
+        async with answer["Body"] as stream:
+            body = await stream.read()
+        try:
+            rows = await asyncio.to_thread(rows_from, body, self.config.format, self.compression == "gzip")
+        except Exception as exc:  # noqa: BLE001 - not an object this sink wrote: do not overwrite it blindly
+            raise SinkError(self.name, f"{key} exists and cannot be read as {self.suffix[1:]} to merge this "
+                                       f"window into it: {type(exc).__name__}: {str(exc)[:200]}") from exc
+        return rows, answer["ETag"]
 
     def _encode(self, window: Window, rows: list[dict[str, Any]]) -> tuple[bytes, int, Any]:
         if self.config.format == "parquet":
@@ -182,17 +222,20 @@ class S3Sink(Sink):
             return parquet_bytes(rows, window, self.compression, meta)
         return ndjson_bytes(rows, self.compression == "gzip")
 
-    async def _upload(self, key: str, body: bytes, rows: int) -> None:
+    async def _upload(self, key: str, body: bytes, rows: int, condition: dict[str, str]) -> None:
+        """One PUT, or a multipart upload; `condition` (If-Match / If-None-Match) applies to the step
+        that makes the object visible."""
         common = {"Bucket": self.config.bucket, "Key": key}
         extra = {"ContentType": self.content_type, "Metadata": {"rtstream-rows": str(rows)}}
         part = max(self.config.part_size, -(-len(body) // MAX_PARTS))
         if len(body) <= part:
-            await self.client.put_object(Body=body, **common, **extra)
+            await self.client.put_object(Body=body, **common, **extra, **condition)
             return
         upload_id = (await self.client.create_multipart_upload(**common, **extra))["UploadId"]
         try:
             parts = await self._parts(common, upload_id, body, part)
-            await self.client.complete_multipart_upload(**common, UploadId=upload_id, MultipartUpload={"Parts": parts})
+            await self.client.complete_multipart_upload(**common, UploadId=upload_id, MultipartUpload={"Parts": parts},
+                                                        **condition)
         except BaseException:
             await self._abort(common, upload_id)
             raise
@@ -221,3 +264,23 @@ class S3Sink(Sink):
         except BaseException as exc:  # noqa: BLE001 - the write's own failure is the one to report
             log.warning("%s: could not abort the upload of %s: %s", self.name, common["Key"], exc,
                         extra={"component": self.name})
+
+
+def _code(exc: BaseException) -> str | None:
+    """The S3 error code of a botocore ClientError (`NoSuchKey`, `PreconditionFailed`), else None."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code"))
+    return None
+
+
+def _upsert(existing: list[dict[str, Any]], rows: list[dict[str, Any]], keys: list[str]) -> list[dict[str, Any]]:
+    """The object's rows with those of `rows`' keys replaced in place and new keys appended: a replay
+    (the same rows again) gives the same rows in the same order, hence the same bytes."""
+    merged = {_row_key(r, keys): r for r in existing}
+    merged.update((_row_key(r, keys), r) for r in rows)
+    return list(merged.values())
+
+
+def _row_key(row: dict[str, Any], keys: list[str]) -> str:
+    return repr([row.get(k) for k in keys])  # any value, hashable or not; 5 and "5" differ

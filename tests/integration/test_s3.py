@@ -230,3 +230,46 @@ def test_parquet_without_pyarrow_is_refused_at_start_with_the_pip_command(tmp_pa
                   env={"PYTHONPATH": str(tmp_path / "nopyarrow")})
     assert res.returncode == 1
     assert "pip install 'rtstream[parquet]'" in res.stderr
+
+
+async def test_a_window_written_in_parts_keeps_every_part_and_a_stale_writer_merges_again(tmp_path, s3):
+    from rtstream.core.context import Context
+    from rtstream.core.record import Window
+    from rtstream.errors import SinkError
+    from rtstream.sinks.s3 import S3Sink, S3SinkConfig
+
+    bucket = new_bucket(s3)
+    context = Context(pipeline="p", state_dir=tmp_path, key_fields=["user_id"])
+    sink = S3Sink("lake", S3SinkConfig.model_validate(s3.sink_config(bucket, prefix="m/")), context)
+    await sink.start()
+    w = Window(BASE_MS, BASE_MS + 300_000)
+    key = sink.object_key(w)
+
+    def row(user: str, n: int) -> dict:
+        return {"window_start": w.start_iso, "window_end": w.end_iso, "user_id": user, "events": n}
+
+    def stored() -> list[tuple[str, int]]:
+        table = pq.read_table(io.BytesIO(body(s3, bucket, key)))
+        return [(r["user_id"], r["events"]) for r in table.to_pylist()]
+
+    try:
+        await sink.write(w, [row("a", 1), row("b", 2)])
+        await sink.write(w, [row("c", 3), row("b", 5)])  # another replica's part; b again, newer
+        assert stored() == [("a", 1), ("b", 5), ("c", 3)]
+
+        stale = await sink._existing(key)  # a writer reads the object ...
+        await sink.write(w, [row("d", 4)])  # ... another one writes it meanwhile ...
+        real = sink._existing
+
+        async def stale_once(k):
+            sink._existing = real
+            return stale
+
+        sink._existing = stale_once
+        with pytest.raises(SinkError, match="changed while this window was merged"):
+            await sink.write(w, [row("e", 5)])  # ... so the first one's conditional write fails
+        assert stored() == [("a", 1), ("b", 5), ("c", 3), ("d", 4)]
+        await sink.write(w, [row("e", 5)])  # and its retry merges again: nothing lost
+        assert stored() == [("a", 1), ("b", 5), ("c", 3), ("d", 4), ("e", 5)]
+    finally:
+        await sink.close()
