@@ -84,7 +84,7 @@ class Where:
         self.text = text
         self.matches = matches
 
-    def split(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def select(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The rows that match, in order."""
         m = self.matches
         return [r for r in rows if m(r)]
@@ -156,23 +156,16 @@ def _tokens(text: str) -> list[_Token]:
     return out
 
 
+_ESCAPE = re.compile(r"\\(.)", re.DOTALL)
+
+
 def _unescape(body: str, col: int) -> str:
-    if "\\" not in body:
-        return body
-    out = []
-    i = 0
-    while i < len(body):
-        ch = body[i]
-        if ch == "\\":
-            nxt = body[i + 1]  # the tokenizer guarantees a character after a backslash
-            if nxt not in _ESCAPES:
-                raise WhereError(f"unknown escape \\{nxt} in a string", col + i + 1)
-            out.append(_ESCAPES[nxt])
-            i += 2
-        else:
-            out.append(ch)
-            i += 1
-    return "".join(out)
+    def one(m: re.Match[str]) -> str:
+        if m.group(1) not in _ESCAPES:
+            raise WhereError(f"unknown escape \\{m.group(1)} in a string", col + m.start() + 1)
+        return _ESCAPES[m.group(1)]
+
+    return _ESCAPE.sub(one, body) if "\\" in body else body
 
 
 class _Parser:

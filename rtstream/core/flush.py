@@ -126,7 +126,7 @@ class WindowFlusher:
     async def _write(self, sink: Sink, em: Emission, rows: list[dict[str, Any]]) -> None:
         t0 = time.monotonic()
         if sink.where is not None:  # routing: this sink gets only its rows; none is still a written window
-            rows = sink.where.split(rows)
+            rows = sink.where.select(rows)
         self._record(em, sink.name, "sink", "running", records=len(rows))
         state, error = "success", None
         written = len(rows)
