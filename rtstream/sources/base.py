@@ -16,7 +16,7 @@ from rtstream.where import Where, compile_where
 
 class SourceConfig(ComponentConfig):
     # only the records this expression holds for go into the windows (rtstream.where), checked
-    # after decoding and the per-record stages; the others are skipped (read, not dead-lettered)
+    # right after decoding, before any stage; the others are skipped (read, not dead-lettered)
     where: str | None = None
 
     @field_validator("where")
