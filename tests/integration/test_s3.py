@@ -273,3 +273,42 @@ async def test_a_window_written_in_parts_keeps_every_part_and_a_stale_writer_mer
         assert stored() == [("a", 1), ("b", 5), ("c", 3), ("d", 4), ("e", 5)]
     finally:
         await sink.close()
+
+
+def test_two_workers_write_each_window_in_parts_and_every_object_holds_every_key(tmp_path, kafka, s3):
+    """`[daemon] workers = 2` in one consumer group: each worker writes its partitions' users of the
+    same window to the same object; the merge by key keeps both parts (a blind PUT would keep one)."""
+    import asyncio
+
+    from tests.data import make_events
+    from tests.kafka_helpers import new_topics, produce
+
+    bucket = new_bucket(s3)
+    topic, _, group = new_topics(kafka.bootstrap, 4)
+    events = make_events(12_000, span_s=3600, seed=23)
+    asyncio.run(produce(kafka.bootstrap, topic, events))
+    doc = {
+        "pipeline": {"name": "lake", "flow": "events >> per_user >> lake"},
+        "window": {"size": "5m", "lateness": "1s", "idle_timeout": "2s"},
+        "sources": {"events": {"type": "kafka", "bootstrap_servers": kafka.bootstrap, "topics": [topic],
+                               "group_id": group, "start": "earliest", "stop_at_end": True,
+                               "consumer": {"session_timeout_ms": 6000, "heartbeat_interval_ms": 300,
+                                            "fetch_max_wait_ms": 10}}},
+        "stages": {"per_user": {"type": "aggregate", "key": "user_id", "aggregates": AGGREGATES}},
+        "sinks": {"lake": s3.sink_config(bucket, prefix=PREFIX, retry_delay="0.2s")},
+        "daemon": {"state_dir": str(tmp_path / "state"), "commit_interval": "200ms", "workers": 2,
+                   "shutdown_grace": "10s"},
+    }
+    res = run_cli("run", "-c", str(write_config(tmp_path / "workers.toml", doc)), timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "worker 1 started" in res.stderr
+    truth = tumbling_truth(events, 300, "user_id")
+    got = {}
+    for key in objects(s3, bucket):
+        for row in pq.read_table(io.BytesIO(body(s3, bucket, key))).to_pylist():
+            got[(row["window_start"].astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), row["user_id"])] = row
+    assert len(objects(s3, bucket)) == 12 and set(got) == set(truth)
+    assert all(got[k]["events"] == t["events"] and got[k]["spent"] == pytest.approx(t["spent"])
+               for k, t in truth.items())
+    print(f"\nworkers: {res.stderr.count('changed while this window was merged')} conditional writes lost a race "
+          "and merged again")
