@@ -217,7 +217,10 @@ def test_a_failing_store_gets_one_request_per_attempt(tmp_path):
     assert puts == ["/lake/2026-01-01T00-00-00Z.ndjson"] * 2
     dead = [orjson.loads(line) for line in (tmp_path / "fail-dead.jsonl").read_bytes().splitlines()]
     assert len(dead) == 5 and {d["reason"] for d in dead} == {"sink_failed"}
-    assert "s" * 32 not in res.stderr
+    assert "InternalError" in dead[0]["detail"]
+    for place in (res.stderr.encode(), (tmp_path / "fail-dead.jsonl").read_bytes(),
+                  (tmp_path / "fail" / "runs.db").read_bytes()):
+        assert b"s" * 32 not in place and b"k" * 16 not in place  # the credentials are redacted everywhere
 
 
 def test_parquet_without_pyarrow_is_refused_at_start_with_the_pip_command(tmp_path, s3):
