@@ -329,6 +329,8 @@ def _compare(op: Callable[[Any, Any], Any], left: tuple[bool, Any], right: tuple
         kinds = _KINDS.get(lit.__class__)
         if kinds is None:  # null: no comparison with it is ever true
             return lambda row: False
+        if len(field_side[1]) == 1 and lit.__class__ is not Decimal:
+            return _top_field_vs_literal(op, field_side[1][0], lit)
         get = _getter(field_side[1])
         as_decimal = _decimal(lit)
 
@@ -346,6 +348,30 @@ def _compare(op: Callable[[Any, Any], Any], left: tuple[bool, Any], right: tuple
         return field_vs_literal
     a, b = _getter(left[1]), _getter(right[1])
     return lambda row: _same_kind_compare(op, a(row), b(row))
+
+
+def _top_field_vs_literal(op: Callable[[Any, Any], Any], name: str, lit: Any) -> Predicate:
+    """The common case (`store != 's001'`, `total > 1000`) with the getter inlined: str and bool
+    comparisons cannot raise, nor can int and float ones; only a Decimal value takes the slow path."""
+    if lit.__class__ is str:
+        return lambda row: (v := row.get(name)).__class__ is str and op(v, lit)
+    if lit.__class__ is bool:
+        return lambda row: (v := row.get(name)).__class__ is bool and op(v, lit)
+    as_decimal = _decimal(lit)
+
+    def number_vs_literal(row: dict[str, Any]) -> bool:
+        v = row.get(name)
+        c = v.__class__
+        if c is int or c is float:
+            return op(v, lit)  # type: ignore[no-any-return]
+        if c is Decimal:
+            try:
+                return op(v, as_decimal) is True
+            except ArithmeticError:  # a NaN Decimal ordered
+                return False
+        return False
+
+    return number_vs_literal
 
 
 def _decimal(lit: Any) -> Any:
@@ -384,6 +410,10 @@ def _member(side: tuple[bool, Any], items: list[Any], negate: bool) -> Predicate
     by_kind: dict[type, frozenset[Any]] = {int: numbers, float: numbers, Decimal: decimals, str: strings,
                                            bool: bools}
 
+    if side[0] and len(side[1]) == 1 and not numbers and not bools and not negate:
+        name = side[1][0]  # the common case, `kind in ['view', 'click']`: strings cannot raise
+        return lambda row: (v := row.get(name)).__class__ is str and v in strings
+
     def member(row: dict[str, Any]) -> bool:
         v = get(row)
         pool = by_kind.get(v.__class__)
@@ -409,7 +439,17 @@ def _all(parts: list[Predicate]) -> Predicate:
     if len(parts) == 2:
         a, b = parts
         return lambda row: a(row) and b(row)
-    return lambda row: all(p(row) for p in parts)
+    if len(parts) == 3:
+        a, b, c = parts
+        return lambda row: a(row) and b(row) and c(row)
+
+    def every(row: dict[str, Any]) -> bool:  # a loop, not nested closures: any length, no deep recursion
+        for p in parts:
+            if not p(row):
+                return False
+        return True
+
+    return every
 
 
 def _any(parts: list[Predicate]) -> Predicate:
@@ -418,4 +458,14 @@ def _any(parts: list[Predicate]) -> Predicate:
     if len(parts) == 2:
         a, b = parts
         return lambda row: a(row) or b(row)
-    return lambda row: any(p(row) for p in parts)
+    if len(parts) == 3:
+        a, b, c = parts
+        return lambda row: a(row) or b(row) or c(row)
+
+    def some(row: dict[str, Any]) -> bool:
+        for p in parts:
+            if p(row):
+                return True
+        return False
+
+    return some

@@ -120,3 +120,23 @@ def test_any_expression_evaluates_to_a_bool_without_raising(text: str, rows: lis
         result = w.matches(row)
         assert result is True or result is False
         assert negated.matches(row) is (not result)
+
+
+_literals = st.sampled_from(["1", "-2.5", "1e3", "0", "'s'", "''", "true", "false", "null", "9.9", "10"])
+_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=3) | st.decimals() \
+    | st.sampled_from([Decimal("9.90"), Decimal("NaN"), Decimal("sNaN"), 10, 9.9, "s", ""])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from(["=", "!=", "<", "<=", ">", ">="]), _literals, _scalars)
+def test_the_top_level_fast_path_agrees_with_the_general_one(op: str, literal: str, value: Any) -> None:
+    row = {"b": value, "a": {"b": value}}
+    fast = compile_where(f"b {op} {literal}").matches(row)
+    general = compile_where(f"a.b {op} {literal}").matches(row)
+    assert fast is general
+
+
+def test_long_chains_evaluate_without_deep_recursion() -> None:
+    chain = " and ".join(["a = 1"] * 990)
+    assert compile_where(chain).matches({"a": 1}) is True
+    assert compile_where(" or ".join(["a = 2"] * 990)).matches({"a": 1}) is False
