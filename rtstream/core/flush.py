@@ -9,6 +9,9 @@ the component halts (`"halt"`, the sink default): `failing` names it at once (wh
 and it keeps retrying at the capped delay, holding back every later window and every commit behind
 it. Final failures and recoveries are sent to the alert webhook.
 
+A sink with a `where` is given only the rows it holds for (rtstream.where), possibly none: the
+window is then written to it with no rows, a successful run like any other.
+
 A sink that raises `RowsRejected` wrote the window except the rows it lists, which it can never
 write because of what they hold: those go to dead letters (`sink_rejected`) and nothing is retried.
 """
@@ -122,6 +125,8 @@ class WindowFlusher:
 
     async def _write(self, sink: Sink, em: Emission, rows: list[dict[str, Any]]) -> None:
         t0 = time.monotonic()
+        if sink.where is not None:  # routing: this sink gets only its rows; none is still a written window
+            rows = sink.where.select(rows)
         self._record(em, sink.name, "sink", "running", records=len(rows))
         state, error = "success", None
         written = len(rows)
