@@ -7,9 +7,11 @@ snapshots (rtstream.core.snapshot). Delivery bookkeeping is rtstream.core.commit
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from rtstream.core.commit import CommitTracker, DeliveryLedger, Mark, PartitionKey
+from rtstream.where import Where
 from rtstream.windows.aggregates import Aggregator
 from rtstream.windows.assign import TumblingAssigner
 from rtstream.windows.sessions import SessionStore
@@ -26,7 +28,7 @@ class EngineState:
                  time_field: str, record_stages: list[MapStage], aggregator: Aggregator | None,
                  tracker: CommitTracker, max_window_records: int, hop_ms: int | None = None,
                  emit_empty: bool = False, session_gap_ms: int | None = None,
-                 update_interval_s: float | None = None):
+                 update_interval_s: float | None = None, source_where: Mapping[str, Where] | None = None):
         self.assigner = TumblingAssigner(size_ms)
         self.size_ms = size_ms
         self.hop_ms = hop_ms or size_ms  # tumbling: one window per record; hopping: size / hop windows
@@ -54,3 +56,7 @@ class EngineState:
         self.records_in = 0
         self.skipped = 0
         self.time_range: tuple[int, int] | None = None  # a backfill keeps only [from, to)
+        # source name -> its compiled `where`: records it does not hold for are skipped right after
+        # decoding (read and committed like the others, never dead-lettered)
+        self.source_where: Mapping[str, Where] = source_where or {}
+        self.filtered_out = 0  # records a source's `where` skipped

@@ -7,8 +7,6 @@ used comes back as a dead letter with its reason and position; nothing here rais
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -19,18 +17,12 @@ from rtstream.core.decode import decode_json
 from rtstream.core.engine_state import EngineState
 from rtstream.core.record import Batch, iso_utc
 from rtstream.errors import DecodeError
-from rtstream.where import Where
 from rtstream.windows.clock import MAX_MS, MIN_MS, epoch_ms
 from rtstream.windows.state import Pane
 from rtstream.windows.watermark import NEVER
 
 
 class BatchFold(EngineState):
-    # source name -> its compiled `where`; records it does not hold for are skipped right after
-    # decoding (read and committed like the others, never dead-lettered). Set by the runtime, which
-    # leaves it empty when RecordStaging applies the same filter before the batch gets here.
-    source_where: Mapping[str, Where] = MappingProxyType({})
-    filtered_out = 0  # records a source's `where` skipped
 
     def process(self, batch: Batch, now: float) -> list[DeadLetter]:
         """Fold one batch into open windows; returns the records that could not be used."""

@@ -79,7 +79,8 @@ class Runtime:
         policies = {c.name: resolve(defaults, c.config, "sink") for c in self.sinks}
         policies.update({c.name: resolve(defaults, c.config, "stage") for c in self.stages})
         # a per-record stage that awaits (a lookup) moves every per-record stage out of the fold
-        self.staging = RecordStaging(self.record_stages, policies) \
+        source_where = {s.name: flt for s in self.sources if (flt := s.where) is not None}
+        self.staging = RecordStaging(self.record_stages, policies, source_where) \
             if any(s.awaits_per_batch for s in self.record_stages) else None
         w = root.window
         self.engine = WindowEngine(
@@ -87,7 +88,8 @@ class Runtime:
             time_mode=w.time, time_field=w.time_field, record_stages=[] if self.staging else self.record_stages,  # type: ignore[arg-type]
             aggregator=self.incremental.aggregator if self.incremental else None, tracker=self.tracker,
             max_window_records=root.daemon.max_window_records, hop_ms=w.hop_ms, emit_empty=w.emit_empty,
-            session_gap_ms=w.gap_ms, update_interval_s=w.update_interval if w.emit == "updates" else None)
+            session_gap_ms=w.gap_ms, update_interval_s=w.update_interval if w.emit == "updates" else None,
+            source_where={} if self.staging else source_where)  # staging filters before its stages
         # a sink that commits source offsets in its own transactions (Kafka exactly_once) does all commits
         self.committer = Committer(self.tracker, self.engine.ledger, self.sources,
                                    transactional=any(s.commits_source_offsets for s in self.sinks),

@@ -4,12 +4,10 @@ matching row is a successful run with 0 rows, a source's `where` filters before 
 
 from __future__ import annotations
 
-import inspect
 import sqlite3
 
 import pytest
 
-import rtstream.core.runtime
 from tests.data import write_lines
 from tests.reference import tumbling_truth
 from tests.support import run_cli, window_files, write_config
@@ -67,13 +65,6 @@ def test_complementary_wheres_split_the_rows_exactly(tmp_path, events):
                     ("nobody", "success", 6, 0), ("rest", "success", 6, len(rest))]
 
 
-def _runtime_wires_source_where() -> bool:
-    # the runtime hands each source's compiled `where` to the fold (or to RecordStaging): see the
-    # lake branch's report for the two lines rtstream/core/runtime.py needs
-    return "source_where" in inspect.getsource(rtstream.core.runtime)
-
-
-@pytest.mark.skipif(not _runtime_wires_source_where(), reason="rtstream/core/runtime.py does not pass source_where yet")
 def test_a_source_where_filters_records_before_the_windows(tmp_path, events):
     write_lines(tmp_path / "in.jsonl", events)
     keep = "kind = 'purchase' and amount >= 10"
