@@ -15,6 +15,7 @@ It is a low-watermark, so commits never run ahead of a slow window, whatever ord
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Hashable, Iterable
 from collections.abc import Set as AbstractSet
@@ -211,12 +212,13 @@ class Committer:
     """Commits what the ledger says is safe, through each source's own `commit`."""
 
     def __init__(self, tracker: CommitTracker, ledger: DeliveryLedger, sources: list[Source], *,
-                 transactional: bool, owned: Any):
+                 transactional: bool, owned: Any, timeout: float = 10.0):
         self.tracker = tracker
         self.ledger = ledger
         self.sources = {s.name: s for s in sources}
         self.transactional = transactional  # a sink commits offsets in its transactions; nothing else does
         self._owned = owned  # () -> the partitions owned now
+        self.timeout = timeout  # a commit the source cannot make (its broker is gone) is given up after this
 
     def safe(self, source: str, only: AbstractSet[Hashable] | None = None) -> SourceCommit:
         positions = {p: pos for p, pos in self.tracker.safe_positions(source).items() if only is None or p in only}
@@ -230,9 +232,12 @@ class Committer:
             commit = self.safe(name)
             if commit.positions:
                 try:
-                    await src.commit(commit.positions, commit.marks)
+                    await asyncio.wait_for(src.commit(commit.positions, commit.marks), self.timeout)
                 except StateDirError:
                     raise  # a full or read-only state_dir stops the daemon, naming the file
+                except TimeoutError:
+                    log.warning("commit of %s did not complete within %.0fs; the next commit tries again", name,
+                                self.timeout, extra={"component": name})
                 except Exception as exc:  # noqa: BLE001 - the next commit tries again
                     log.warning("commit of %s failed: %s", name, exc, extra={"component": name})
 
@@ -241,8 +246,8 @@ class Committer:
         commit = self.safe(source, set(partitions))
         if commit.positions and not self.transactional:
             try:
-                await self.sources[source].commit(commit.positions, commit.marks)
-            except Exception as exc:  # noqa: BLE001 - the next owner replays a little more
+                await asyncio.wait_for(self.sources[source].commit(commit.positions, commit.marks), self.timeout)
+            except Exception as exc:  # noqa: BLE001 - the next owner replays a little more (a timeout too)
                 log.warning("commit on revoke of %s failed: %s", source, exc, extra={"component": source})
 
     def for_window(self, window: Window) -> WindowCommit:

@@ -55,8 +55,8 @@ class PipelineLoops:
                     self.stop_sources()
                 window_loop = tg.create_task(guarded("windows", self._window_loop()))
                 flushing = tg.create_task(guarded("flush", self._flush_loop()))
-                tg.create_task(guarded("commit", self._commit_loop(flushing)))
-                tg.create_task(self._grace_watch(flushing, window_loop))
+                committing = tg.create_task(guarded("commit", self._commit_loop(flushing)))
+                tg.create_task(self._grace_watch(flushing, window_loop, committing))
         except* ComponentError as group:
             rt.exit_code = 1
             for exc in group.exceptions:
@@ -153,7 +153,8 @@ class PipelineLoops:
             await asyncio.wait({flushing}, timeout=interval)
             await self.rt.committer.commit_all()
 
-    async def _grace_watch(self, flushing: asyncio.Task[Any], window_loop: asyncio.Task[Any]) -> None:
+    async def _grace_watch(self, flushing: asyncio.Task[Any], window_loop: asyncio.Task[Any],
+                           committing: asyncio.Task[Any]) -> None:
         """After a stop, give the windows in flight `shutdown_grace` to be written; then cancel what
         is left (it stays uncommitted and is rebuilt on restart), whatever the sinks are doing."""
         stopping = asyncio.ensure_future(self.rt.stop_requested.wait())
@@ -161,16 +162,18 @@ class PipelineLoops:
             await asyncio.wait({stopping, flushing}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopping.cancel()
-        if flushing.done():
+        if flushing.done() and committing.done():
             return
         grace = self.rt.settings.root.daemon.shutdown_grace
         # keep a little of the grace for the final checkpoint, commit and closes
-        await asyncio.wait({flushing}, timeout=grace - min(GRACE_RESERVE, grace / 4))
+        await asyncio.wait({flushing, committing}, timeout=grace - min(GRACE_RESERVE, grace / 4),
+                           return_when=asyncio.ALL_COMPLETED)
         if not flushing.done():
             self.grace_over = True
             log.warning("shutdown grace of %.0fs is over with windows still unwritten; they stay uncommitted "
                         "and are rebuilt on restart", grace)
-            for task in (flushing, window_loop, *self.pumps.values()):
+        if not (flushing.done() and committing.done()):
+            for task in (flushing, window_loop, committing, *self.pumps.values()):
                 task.cancel()
 
 

@@ -137,7 +137,7 @@ class Runtime:
         """How long the next shutdown step may take: within the grace once a stop was requested."""
         if self._stop_deadline is None:
             return CLOSE_TIMEOUT
-        return min(CLOSE_TIMEOUT, max(0.2, self._stop_deadline - time.monotonic()))
+        return min(CLOSE_TIMEOUT, max(0.05, self._stop_deadline - time.monotonic()))
 
     # --- lifecycle --------------------------------------------------------------------------
     async def run(self) -> int:
@@ -256,5 +256,12 @@ class Runtime:
                 await comp.close()
         except TimeoutError:
             log.warning("closing %s did not finish in time; left behind", getattr(comp, "name", comp))
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # the daemon itself is being cancelled
+            # a client library's own background task, cancelled inside its close (aiokafka's fetcher
+            # when its broker is gone): the component is closed as far as it goes
+            log.warning("closing %s was cut short", getattr(comp, "name", comp))
         except Exception as exc:  # noqa: BLE001 - one failed close must not skip the others
             log.warning("closing %s failed: %s", getattr(comp, "name", comp), exc)

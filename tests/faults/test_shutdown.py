@@ -15,6 +15,7 @@ from aiohttp import web
 
 from tests.data import BASE_MS, make_events, write_lines
 from tests.http_peers import ThreadedServer
+from tests.kafka_helpers import new_topics, produce
 from tests.reference import tumbling_truth
 from tests.support import Daemon, wait_until, write_config
 
@@ -98,3 +99,25 @@ def test_sigterm_with_a_stuck_sink_exits_within_the_grace_and_a_restart_writes_e
     got = {(r["window_start"], r["user_id"]): r for r in receiver.rows}
     assert set(got) == set(truth)
     assert all(got[k]["events"] == want["events"] for k, want in truth.items())
+
+
+def test_sigterm_after_the_broker_is_gone_exits_within_the_grace(tmp_path, fresh_kafka):
+    topic, _, group = new_topics(fresh_kafka.bootstrap, 2)
+    asyncio.run(produce(fresh_kafka.bootstrap, topic, make_events(500, span_s=60, seed=6)))
+    doc = {"pipeline": {"name": "gone", "flow": "events >> out"}, "window": {"size": "1m"},
+           "sources": {"events": {"type": "kafka", "bootstrap_servers": fresh_kafka.bootstrap, "topics": [topic],
+                                  "group_id": group, "consumer": {"session_timeout_ms": 6000,
+                                                                  "heartbeat_interval_ms": 300}}},
+           "sinks": {"out": {"type": "file", "path": str(tmp_path / "out")}},
+           "daemon": {"state_dir": str(tmp_path / "state"), "shutdown_grace": f"{GRACE_S}s", "commit_interval": "1s"}}
+    cfg = write_config(tmp_path / "gone.toml", doc)
+    with Daemon(cfg, tmp_path) as d:
+        wait_until(lambda: "events: assigned" in d.stderr, 60, what="the partitions assigned")
+        fresh_kafka.stop()  # commits, fetches and the consumer's close now wait on a broker that is gone
+        wait_until(lambda: "Connect call failed" in d.stderr, 30, what="the broker gone")
+        began = time.monotonic()
+        d.signal(signal.SIGTERM)
+        assert d.wait(GRACE_S + 10) == 0, d.stderr[-3000:]
+        took = time.monotonic() - began
+    assert took < GRACE_S + 1, f"exited {took:.1f}s after SIGTERM, grace {GRACE_S}s"
+    assert "Traceback" not in d.stderr

@@ -111,3 +111,23 @@ def test_workers_refuse_sources_a_group_cannot_split(tmp_path, source):
         res = run_cli(command, "-c", str(cfg))
         assert res.returncode == 2, res.stderr
         assert "daemon.workers" in res.stderr and "src (" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_workers_do_not_outlive_a_supervisor_killed_hard(tmp_path, kafka):
+    topic, _, group = new_topics(kafka.bootstrap, 2)
+    port = free_port()
+    with Daemon(_config(tmp_path, kafka.bootstrap, topic, group, finite=False, admin=port), tmp_path) as d:
+        st = wait_until(lambda: (s := _admin(port, "/api/status")) and len(s.get("workers", [])) == 2
+                        and all(w["pid"] for w in s["workers"]) and s, 60, what="two workers")
+        pids = [w["pid"] for w in st["workers"]]
+        d.kill()  # SIGKILL: the supervisor cannot pass anything on
+
+    def gone(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        with open(f"/proc/{pid}/stat") as fh:  # a zombie waiting for its (dead) parent's reaper is gone too
+            return fh.read().split(") ")[1].startswith("Z")
+
+    wait_until(lambda: all(gone(p) for p in pids), 30, what="the workers to exit with their supervisor")
