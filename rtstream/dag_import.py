@@ -9,6 +9,7 @@ tasks (as python source, stages and sink calling the same functions) and the dep
 from __future__ import annotations
 
 import ast
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -25,6 +26,9 @@ MAX_RETRIES = 1000
 MAX_WINDOW_S = 366 * 86400.0
 
 
+TASK_KEYS = ("op_args", "op_kwargs", "templates_dict", "params")  # carried over to the config as they are
+
+
 @dataclass
 class Task:
     var: str
@@ -32,6 +36,7 @@ class Task:
     operator: str
     callable: str | None
     line: int
+    keys: dict[str, ast.AST] = field(default_factory=dict)
 
 
 @dataclass
@@ -101,7 +106,8 @@ class _Reader(ast.NodeVisitor):
             tid = var
         fn = keyword_arg(call, "python_callable")
         fname = fn.id if isinstance(fn, ast.Name) else None
-        self.tasks[var] = Task(var, tid, name.split(".")[-1], fname, call.lineno)
+        keys = {k: node for k in TASK_KEYS if (node := keyword_arg(call, k)) is not None}
+        self.tasks[var] = Task(var, tid, name.split(".")[-1], fname, call.lineno, keys)
         if name.split(".")[-1] != "PythonOperator":
             self.unmapped.append(f"line {call.lineno}: task {tid!r} is a {name.split('.')[-1]}; only PythonOperator maps")
 
@@ -184,8 +190,9 @@ def _read(path: Path) -> ast.Module:
         raise DagRefused(path, None, str(exc)) from None
 
 
-def import_dag(path: Path) -> ImportResult:
-    """The config for the DAG file at `path`, read as source and never run.
+def import_dag(path: Path, config_dir: Path | None = None) -> ImportResult:
+    """The config for the DAG file at `path`, read as source and never run; `config_dir` is where the
+    config will be written (default: the working directory), so it can find the DAG's module.
 
     Raises OSError (unreadable), SyntaxError (does not parse) or DagRefused (a SyntaxError: a
     self-referencing name, a value out of range), each naming the line where it can.
@@ -204,6 +211,7 @@ def import_dag(path: Path) -> ImportResult:
     unmapped = list(reader.unmapped)
     dag = reader.dag
     dag_id = "imported"
+    dag_params: Any = None
     description = None
     schedule: Any = None
     defaults: dict[str, Any] = {}
@@ -216,6 +224,7 @@ def import_dag(path: Path) -> ImportResult:
         else:
             unmapped.append(f"line {dag.lineno}: the dag_id is not a plain string: pipeline.name left as {dag_id!r}")
         description = values.of(keyword_arg(dag, "description"))
+        dag_params = _plain(values, keyword_arg(dag, "params"), "the DAG's params", unmapped)
         schedule = values.of(keyword_arg(dag, "schedule_interval") or keyword_arg(dag, "schedule"))
         da = values.of(keyword_arg(dag, "default_args"))
         for k, v in (da if isinstance(da, dict) else {}).items():
@@ -227,6 +236,8 @@ def import_dag(path: Path) -> ImportResult:
         lines += [toml.comment(line) for line in str(description).splitlines()[:10]]
     header_end = len(lines)
     lines += ["", "[pipeline]", f"name = {toml.string(dag_id)}"]
+    dag_dir = os.path.relpath(path.resolve().parent, (config_dir or Path.cwd()).resolve())
+    lines.append(f"python_path = [{toml.string(dag_dir)}]   {toml.comment('the DAG file folder, from this file')}")
     layers = _order(reader.tasks, reader.edges)
     python_tasks = {v for v, t in reader.tasks.items() if t.operator == "PythonOperator" and t.callable}
     chain = [[v for v in layer if v in python_tasks] for layer in layers]
@@ -263,8 +274,9 @@ def import_dag(path: Path) -> ImportResult:
         lines.append('size = "FILL_ME"   # e.g. "5m"')
         if not any("window size" in t for t in todo):
             todo.append(f"schedule {schedule!r} has no fixed window size: set window.size")
-    lines += ['time = "source"              # the time each record was fetched; use "event" + time_field if records carry one',
-              'lateness = "0s"', ""]
+    lines += ['time = "source"              # the interval each record was fetched for; use "event" + time_field '
+              "if records carry one",
+              'lateness = "0s"', 'idle_timeout = "1s"          # a window is written 1s after the fetch that ends it', ""]
 
     lines += _retry_defaults(path, defaults, mapped, todo)
     if _value(defaults, "depends_on_past"):
@@ -299,6 +311,7 @@ def import_dag(path: Path) -> ImportResult:
             else:
                 lines += [toml.table("stages", name), 'type = "python"', f"call = {toml.string(ref)}", ""]
                 mapped.append(f"line {t.line}: {name} -> python stage calling {ref}")
+            lines[-1:-1] = _task_keys(values, t, name, dag_params, unmapped, mapped)
     if first is not None or last:
         todo.append("the first task is a python source and the last a python sink: pick the real source and sink "
                     "types (kafka, http_poll, postgres, ...) when you are ready")
@@ -311,6 +324,36 @@ def import_dag(path: Path) -> ImportResult:
         text = text.replace("\n\n\n", "\n\n")
     _check_written(text, dag_id, chain, names)
     return ImportResult(text, mapped, unmapped, todo)
+
+
+def _plain(values: DagValues, node: ast.AST | None, what: str, unmapped: list[str]) -> Any:
+    if node is None:
+        return None
+    try:
+        value = values.plain(node)
+    except ValueError:
+        value = None
+    if toml.inline(value) is None:
+        unmapped.append(f"line {getattr(node, 'lineno', '?')}: {what} are not constants: left out")
+        return None
+    return value
+
+
+def _task_keys(values: DagValues, t: Task, name: str, dag_params: Any, unmapped: list[str],
+               mapped: list[str]) -> list[str]:
+    """op_args, op_kwargs, templates_dict and params (the DAG's, then the task's), and the Airflow
+    task_id where the component was renamed (what xcom_pull(task_ids=...) asks for)."""
+    out = []
+    found = {k: _plain(values, node, f"the {k} of task {t.task_id!r}", unmapped) for k, node in t.keys.items()}
+    if isinstance(dag_params, dict):
+        found["params"] = {**dag_params, **(found.get("params") or {})}
+    for k in TASK_KEYS:
+        if found.get(k) is not None:
+            out.append(f"{k} = {toml.inline(found[k])}")
+            mapped.append(f"line {t.line}: {k} of {t.task_id!r} -> {name}.{k}")
+    if name != t.task_id:
+        out.append(f"task_id = {toml.string(t.task_id)}   # what xcom_pull(task_ids=...) asks for")
+    return out
 
 
 def _value(defaults: dict[str, tuple[Any, int]], key: str) -> Any:

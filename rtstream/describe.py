@@ -37,6 +37,8 @@ def _describe(settings: Settings) -> str:
         width = max((len(n) for n in names), default=0)
         for comp in settings.of(names):
             obj = comp.cls(comp.name, comp.config, ctx)
+            if callable(getattr(comp.config, "call", None)) and not hasattr(obj, "fn"):
+                obj.fn = comp.config.call  # type: ignore[attr-defined]  # a sink loads it at start; describe() reads it
             lines.append(f"  {comp.name:<{width}}  {obj.describe()}")
     dl = root.dead_letter.path or f"{root.daemon.state_dir}/dead_letters.jsonl"
     lines.append(f"dead letters  {dl}")

@@ -11,8 +11,10 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from rtstream.config.errors import problems_from
+from rtstream.config.airflow_tasks import bind_python_calls, take_airflow_keys
+from rtstream.config.errors import did_you_mean, problems_from, with_suggestions
 from rtstream.config.models import RootConfig
+from rtstream.config.paths import input_problems, resolve_paths
 from rtstream.config.writable import state_path_problems
 from rtstream.core.flow import Flow, parse_flow, resolve_flow
 from rtstream.core.registry import Kind, known, lookup
@@ -142,12 +144,24 @@ def check_shape(doc: Any, source: str = "config") -> None:
                 stack.append((v, f"{key}[{i}]", depth + 1, inner))
 
 
-def interpolate(doc: Any, env: dict[str, str] | os._Environ[str], key: str = "") -> Any:
-    """Replace ${VAR} and ${VAR:-default} in every string value; `$$` is a literal `$`."""
+def interpolate(doc: Any, env: dict[str, str] | os._Environ[str], key: str = "",
+                problems: list[tuple[str, str]] | None = None) -> Any:
+    """Replace ${VAR} and ${VAR:-default} in every string value; `$$` is a literal `$`.
+
+    Every variable that is not set is reported at once (in `problems`, or raised when None)."""
+    own = problems is None
+    found: list[tuple[str, str]] = [] if problems is None else problems
+    out = _interpolate(doc, env, key, found)
+    if own and found:
+        raise ConfigError(found)
+    return out
+
+
+def _interpolate(doc: Any, env: Any, key: str, problems: list[tuple[str, str]]) -> Any:
     if isinstance(doc, dict):
-        return {k: interpolate(v, env, f"{key}.{k}" if key else str(k)) for k, v in doc.items()}
+        return {k: _interpolate(v, env, f"{key}.{k}" if key else str(k), problems) for k, v in doc.items()}
     if isinstance(doc, list):
-        return [interpolate(v, env, f"{key}[{i}]") for i, v in enumerate(doc)]
+        return [_interpolate(v, env, f"{key}[{i}]", problems) for i, v in enumerate(doc)]
     if not isinstance(doc, str) or "$" not in doc:
         return doc
 
@@ -159,7 +173,8 @@ def interpolate(doc: Any, env: dict[str, str] | os._Environ[str], key: str = "")
             return env[name]
         if default is not None:
             return default
-        raise ConfigError.at(key, f"environment variable {name} is not set (write ${{{name}:-default}} for a default)")
+        problems.append((key, f"environment variable {name} is not set (write ${{{name}:-default}} for a default)"))
+        return ""
 
     return _VAR.sub(sub, doc)
 
@@ -198,17 +213,24 @@ def load_settings(path: str | Path | None = None, overrides: list[str] | None = 
         assert p is not None
         doc = read_file(p)
     check_shape(doc, str(p) if p is not None else "config")
-    doc = interpolate(doc, os.environ if env is None else env)
+    problems: list[tuple[str, str]] = []
+    doc = interpolate(doc, os.environ if env is None else env, problems=problems)
+    base = p.resolve().parent if p is not None else Path.cwd()
+    resolve_paths(doc, base)  # before --set: a path typed on the command line is relative to where it is typed
     apply_overrides(doc, overrides or [])
     if overrides:
         check_shape(doc, "--set")
-    search_dirs = [p.resolve().parent] if p is not None else []
-    search_dirs.append(Path.cwd())
-    settings = validate(doc, p, search_dirs)
+    pipeline = doc.get("pipeline")
+    extra_dirs = pipeline.get("python_path") if isinstance(pipeline, dict) else None
+    search_dirs = [*(Path(d) for d in extra_dirs if isinstance(d, str))] if isinstance(extra_dirs, list) else []
+    search_dirs += [base, Path.cwd()]
     if check_paths:
-        problems = state_path_problems(settings.root)
-        if problems:
-            raise ConfigError(problems)
+        problems += input_problems(doc)
+    settings = validate(doc, p, search_dirs, problems)
+    if check_paths:
+        found = state_path_problems(settings.root)
+        if found:
+            raise ConfigError(found)
     settings.overrides = list(overrides or [])
     return settings
 
@@ -243,8 +265,10 @@ def reload_changes(old: Settings, new: Settings) -> tuple[dict[str, Any], list[s
     return live, [k for k in changed if k not in LIVE_KEYS]
 
 
-def validate(doc: dict[str, Any], path: Path | None, search_dirs: list[Path]) -> Settings:
-    problems: list[tuple[str, str]] = []
+def validate(doc: dict[str, Any], path: Path | None, search_dirs: list[Path],
+             problems: list[tuple[str, str]] | None = None) -> Settings:
+    """The settings of `doc`; every problem found (with those already in `problems`) raised at once."""
+    problems = [] if problems is None else problems
     root = None
     try:
         root = RootConfig.model_validate(doc)
@@ -252,6 +276,7 @@ def validate(doc: dict[str, Any], path: Path | None, search_dirs: list[Path]) ->
         problems.extend(problems_from(exc, model=RootConfig))
     components: dict[str, Component] = {}
     kinds: dict[str, str] = {}
+    airflow_keys: dict[str, dict[str, Any]] = {}
     for section, kind in SECTIONS.items():
         bodies = doc.get(section)
         if not isinstance(bodies, dict):
@@ -262,6 +287,9 @@ def validate(doc: dict[str, Any], path: Path | None, search_dirs: list[Path]) ->
                 problems.append((where, f"the name {name!r} is already used by a {kinds[name]}"))
                 continue
             kinds[name] = kind
+            if isinstance(body, dict):
+                body = dict(body)
+                airflow_keys[name] = take_airflow_keys(body, where, problems)
             comp = _component(kind, name, body, where, problems)
             if comp is not None:
                 components[name] = comp
@@ -270,9 +298,14 @@ def validate(doc: dict[str, Any], path: Path | None, search_dirs: list[Path]) ->
         try:
             flow = resolve_flow(parse_flow(root.pipeline.flow), kinds)
         except ConfigError as exc:
-            problems.extend(exc.problems)
-    if root is not None and flow is not None and not problems:
-        _cross_checks(root, flow, components, search_dirs, problems)
+            problems.extend(with_suggestions(exc.problems, list(kinds)))
+    elif isinstance(doc.get("pipeline"), dict) and isinstance(doc["pipeline"].get("flow"), str):
+        try:  # the flow's names are worth checking even when another [pipeline] key is wrong
+            resolve_flow(parse_flow(doc["pipeline"]["flow"]), kinds)
+        except ConfigError as exc:
+            problems.extend(with_suggestions(exc.problems, list(kinds)))
+    if root is not None and flow is not None and all(n in components for n in kinds):
+        _cross_checks(root, flow, components, search_dirs, problems, airflow_keys)
     if problems:
         raise ConfigError(problems)
     assert root is not None and flow is not None
@@ -289,7 +322,8 @@ def _component(kind: Kind, name: str, body: Any, where: str, problems: list[tupl
         return None
     cls = lookup(kind, str(type_name))
     if cls is None:
-        problems.append((f"{where}.type", f"unknown {kind} type {type_name!r} (known: {', '.join(known(kind))})"))
+        problems.append((f"{where}.type", f"unknown {kind} type {type_name!r}{did_you_mean(str(type_name), known(kind))} "
+                                          f"(known: {', '.join(known(kind))})"))
         return None
     try:
         cfg = cls.Config.model_validate(body)  # type: ignore[attr-defined]
@@ -300,9 +334,7 @@ def _component(kind: Kind, name: str, body: Any, where: str, problems: list[tupl
 
 
 def _cross_checks(root: RootConfig, flow: Flow, components: dict[str, Component], search_dirs: list[Path],
-                  problems: list[tuple[str, str]]) -> None:
-    from rtstream.stages.base import load_callable
-
+                  problems: list[tuple[str, str]], airflow_keys: dict[str, dict[str, Any]]) -> None:
     if root.window.time == "source":
         for name in flow.sources:
             if not getattr(components[name].cls, "has_source_time", True):
@@ -325,14 +357,4 @@ def _cross_checks(root: RootConfig, flow: Flow, components: dict[str, Component]
                                                            f"committed in the transaction ({', '.join(not_kafka)} is not)"))
     if len(eos) > 1:
         problems.append((f"sinks.{eos[1]}.exactly_once", "only one sink can commit the offsets in its transactions"))
-    from rtstream import airflow_shim
-
-    for section, names in (("sources", flow.sources), ("stages", flow.stages), ("sinks", flow.sinks)):
-        for name in names:
-            call = getattr(components[name].config, "call", None)
-            if call is not None:
-                airflow_shim.prepare_import(call, search_dirs)  # a DAG file's top level runs once, not twice
-                try:
-                    load_callable(call, search_dirs)
-                except ValueError as exc:
-                    problems.append((f"{section}.{name}.call", str(exc)))
+    bind_python_calls(root, flow, components, search_dirs, problems, airflow_keys)

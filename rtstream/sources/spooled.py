@@ -28,16 +28,28 @@ class SpooledConfig(SourceConfig):
 
 
 class SpooledSource(Source):
-    """Subclasses that fetch on a schedule implement `fetch_once` and call `start_ticker`."""
+    """Subclasses that fetch on a schedule implement `fetch_once` and call `start_ticker`.
+
+    In a run of `rtstream test` (`context.extra["run_once"]`) there is no ticker: the source fetches
+    once, reads what that fetch spooled and finishes, so the run ends when its windows are written.
+    """
 
     spool: Spool
     _ticker: asyncio.Task[None] | None = None
+    _once = False
     failures = 0
 
     async def fetch_once(self) -> int:
         raise NotImplementedError
 
+    @property
+    def finite(self) -> bool:
+        return self._once
+
     def start_ticker(self, interval: float) -> None:
+        if self.context.extra.get("run_once"):
+            self._once = True
+            return
         self._ticker = asyncio.create_task(self._tick_forever(interval), name=f"{self.name}-ticker")
 
     async def _tick_forever(self, interval: float) -> None:
@@ -63,7 +75,9 @@ class SpooledSource(Source):
         self.spool.open()
 
     async def batches(self) -> AsyncIterator[Batch]:
-        async for batch in self.spool.read(self.name, self.config.batch_size):
+        if self._once:
+            await self.fetch_once()  # a failure here fails the run, naming this source
+        async for batch in self.spool.read(self.name, self.config.batch_size, follow=not self._once):
             yield batch
 
     async def commit(self, positions: dict[Hashable, int], marks: dict[Hashable, Mark] | None = None) -> None:

@@ -1,0 +1,109 @@
+"""A DAG that passes data by XCom and reads the task context: import, validate, test and run, as a newcomer would."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tomllib
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+
+from tests.support import ROOT, Daemon, read_jsonl, run_cli, wait_until
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+
+def _project(tmp_path: Path) -> Path:
+    """dags/realtime.py and config/realtime.toml, the layout of the issue; returns the config."""
+    (tmp_path / "dags").mkdir()
+    shutil.copy(FIXTURES / "xcom_dag.py", tmp_path / "dags" / "realtime.py")
+    cfg = tmp_path / "config" / "realtime.toml"
+    res = run_cli("import-dag", str(tmp_path / "dags" / "realtime.py"), "-o", str(cfg))
+    assert res.returncode == 0, res.stderr
+    return cfg
+
+
+def test_import_writes_a_python_path_from_the_config_folder(tmp_path):
+    cfg = tomllib.loads(_project(tmp_path).read_text())
+    assert cfg["pipeline"]["python_path"] == ["../dags"]
+    assert cfg["window"]["lateness"] == "0s" and cfg["window"]["idle_timeout"] == "1s"
+    # validate runs from the repository root (run_cli's cwd), not from the config's folder
+    res = run_cli("validate", "-c", str(tmp_path / "config" / "realtime.toml"))
+    assert res.returncode == 0, res.stderr
+    assert "realtime:process_data(**context)" in res.stdout
+    assert f"state dir     {tmp_path / 'config' / 'var' / 'realtime_data_processing'}" in res.stdout
+    assert not (ROOT / "var" / "realtime_data_processing").exists()
+
+
+def test_validate_says_which_folder_to_add(tmp_path):
+    cfg = _project(tmp_path)
+    cfg.write_text(cfg.read_text().replace('python_path = ["../dags"]', ""))
+    res = run_cli("validate", "-c", str(cfg))
+    assert res.returncode == 2
+    assert "sources.fetch_data.call: cannot import module 'realtime'" in res.stderr
+    assert "add the folder holding realtime.py to [pipeline] python_path" in res.stderr
+
+
+def test_rtstream_test_runs_the_dag_once_with_xcom_and_context(tmp_path):
+    cfg = _project(tmp_path)
+    store = tmp_path / "stored.jsonl"
+    env = {"STORE_PATH": str(store)}
+    res = run_cli("test", "-c", str(cfg), "--at", "2026-11-24T12:00:00Z", env=env)
+    assert res.returncode == 0, res.stderr
+    rows = [orjson.loads(line) for line in res.stdout.splitlines()]
+    assert [r["amount"] for r in rows] == [0, 2, 4, 6, 8, 10]  # fetch's rows, doubled by process via XCom
+    assert {(r["window_start"], r["window_end"]) for r in rows} == {("2026-11-24T12:00:00Z", "2026-11-24T12:05:00Z")}
+    assert {r["fetched_for"] for r in rows} == {"2026-11-24"}  # fetch got the interval's ds
+    assert "6 records in, 1 windows, 6 rows printed, 0 dead letters" in res.stderr
+    assert not store.exists()  # configured sinks are not written without --sinks
+    assert not (tmp_path / "config" / "var").exists()  # no state kept
+
+    res = run_cli("test", "-c", str(cfg), "--at", "2026-11-24T12:00:00Z", "--sinks", "--output",
+                  str(tmp_path / "out.jsonl"), env=env)
+    assert res.returncode == 0, res.stderr
+    stored = read_jsonl(store)
+    assert [r["amount"] for r in stored] == [0, 2, 4, 6, 8, 10]
+    assert {r["ds"] for r in stored} == {"2026-11-24"}
+    assert {r["interval_end"] for r in stored} == {"2026-11-24 12:05:00+00:00"}
+    assert len(read_jsonl(tmp_path / "out.jsonl")) == 6
+
+
+def test_rtstream_test_names_the_failing_task(tmp_path):
+    cfg = _project(tmp_path)
+    dag = tmp_path / "dags" / "realtime.py"
+    dag.write_text(dag.read_text().replace('return [{**r, "amount": r["amount"] * 2} for r in rows]',
+                                           'raise RuntimeError("the API said no")'))
+    res = run_cli("test", "-c", str(cfg), env={"STORE_PATH": str(tmp_path / "s.jsonl")})
+    assert res.returncode == 1, res.stderr
+    assert "FAILED: process_data failed on window" in res.stderr
+    assert "the API said no" in res.stderr
+
+
+def test_rtstream_run_stores_each_fetch_in_its_own_interval(tmp_path):
+    cfg = _project(tmp_path)
+    store = tmp_path / "stored.jsonl"
+    fast = ["--set", "window.size=2s", "--set", "sources.fetch_data.interval=2s",
+            "--set", "window.idle_timeout=200ms"]
+    with Daemon(cfg, tmp_path, *fast, env={"STORE_PATH": str(store)}) as d:
+        wait_until(lambda: len(read_jsonl(store)) >= 12, 40, what="two windows stored")
+        d.signal(signal.SIGTERM)
+        assert d.wait(30) == 0, d.stderr
+    stored = read_jsonl(store)
+    assert sorted({r["amount"] for r in stored}) == [0, 2, 4, 6, 8, 10]
+    by_window: dict[str, list[dict]] = {}
+    for r in stored:
+        by_window.setdefault(r["window_start"], []).append(r)
+    assert all(len(rows) == 6 for rows in by_window.values())  # one fetch per interval, none doubled
+    for start, rows in by_window.items():
+        begin = datetime.fromisoformat(start.replace("Z", "+00:00"))
+        assert {r["ds"] for r in rows} == {begin.strftime("%Y-%m-%d")}
+        end = datetime.fromisoformat(rows[0]["interval_end"])
+        assert (end - begin).total_seconds() == 2
+        # the fetch at `end` is stored right after it, not at the next tick (`end` + 2s)
+        assert all(0 <= r["stored_at"] - end.timestamp() < 1.5 for r in rows), rows
+        assert end <= datetime.now(UTC)
+    assert (tmp_path / "config" / "var" / "realtime_data_processing" / "runs.db").exists()
+    assert os.path.exists(cfg)
