@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # runs and status only read the state: a read-only state_dir is fine for them
         settings = load_settings(Path(args.config), args.overrides,
-                                 check_paths=args.command not in ("runs", "status"))
+                                 check_paths=args.command not in ("runs", "status"),
+                                 check_inputs=args.command == "validate")
     except ConfigError as exc:
         if len(exc.problems) == 1 and not exc.problems[0][0]:  # the file itself: its reason names it
             return refused(f"rtstream: config refused: {exc.problems[0][1]}", ConfigError([]))

@@ -22,6 +22,7 @@ from rtstream.config.durations import format_duration, schedule_to_size
 from rtstream.dag_values import DagRefused, DagValues, call_name, keyword_arg, show_value
 
 _COMPONENT_NAME = re.compile(r"^[A-Za-z_][\w\-]*$")  # what a flow accepts (rtstream.core.flow)
+_AIRFLOW_TASK_ID = re.compile(r"^[\w.-]+$", re.ASCII)  # airflow.utils.helpers.KEY_REGEX
 MAX_RETRIES = 1000
 MAX_WINDOW_S = 366 * 86400.0
 
@@ -236,8 +237,11 @@ def import_dag(path: Path, config_dir: Path | None = None) -> ImportResult:
         lines += [toml.comment(line) for line in str(description).splitlines()[:10]]
     header_end = len(lines)
     lines += ["", "[pipeline]", f"name = {toml.string(dag_id)}"]
-    dag_dir = os.path.relpath(path.resolve().parent, (config_dir or Path.cwd()).resolve())
-    lines.append(f"python_path = [{toml.string(dag_dir)}]   {toml.comment('the DAG file folder, from this file')}")
+    if config_dir is not None:
+        dag_dir, where = os.path.relpath(path.resolve().parent, config_dir.resolve()), "from this file"
+    else:  # printed: wherever it is saved, this still finds the DAG
+        dag_dir, where = str(path.resolve().parent), "(absolute: import-dag -o writes it relative)"
+    lines.append(f"python_path = [{toml.string(dag_dir)}]   {toml.comment('the DAG file folder, ' + where)}")
     layers = _order(reader.tasks, reader.edges)
     python_tasks = {v for v, t in reader.tasks.items() if t.operator == "PythonOperator" and t.callable}
     chain = [[v for v in layer if v in python_tasks] for layer in layers]
@@ -351,7 +355,7 @@ def _task_keys(values: DagValues, t: Task, name: str, dag_params: Any, unmapped:
         if found.get(k) is not None:
             out.append(f"{k} = {toml.inline(found[k])}")
             mapped.append(f"line {t.line}: {k} of {t.task_id!r} -> {name}.{k}")
-    if name != t.task_id:
+    if name != t.task_id and _AIRFLOW_TASK_ID.match(t.task_id):  # ids Airflow itself refuses are not kept
         out.append(f"task_id = {toml.string(t.task_id)}   # what xcom_pull(task_ids=...) asks for")
     return out
 

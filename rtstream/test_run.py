@@ -48,7 +48,16 @@ class TestOutcome:
 
     @property
     def rows(self) -> list[dict[str, Any]]:
+        """Every row, in the order the windows were written."""
         return [r for w in self.windows for r in w.rows]
+
+    @property
+    def by_window(self) -> dict[str, list[dict[str, Any]]]:
+        """window_start (ISO-8601 UTC) -> the rows of that window (of every session starting then)."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for w in self.windows:
+            out.setdefault(w.window_start, []).extend(w.rows)
+        return out
 
 
 class OutputConfig(SinkConfig):

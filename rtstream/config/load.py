@@ -202,11 +202,14 @@ def apply_overrides(doc: dict[str, Any], overrides: list[str]) -> None:
 
 
 def load_settings(path: str | Path | None = None, overrides: list[str] | None = None,
-                  doc: dict[str, Any] | None = None, env: Any = None, check_paths: bool = True) -> Settings:
+                  doc: dict[str, Any] | None = None, env: Any = None, check_paths: bool = True,
+                  check_inputs: bool = False) -> Settings:
     """Everything a run needs, validated; raises ConfigError listing every problem found.
 
     `check_paths`: refuse a state_dir (and dead-letter or checkpoint directory) that cannot be
     created or written; commands that only read the state (`runs`, `status`) pass False.
+    `check_inputs`: refuse input files and folders that are not there (validate; a run finds out
+    at start, from the component that needs them).
     """
     p = Path(path) if path is not None else None
     if doc is None:
@@ -224,7 +227,7 @@ def load_settings(path: str | Path | None = None, overrides: list[str] | None = 
     extra_dirs = pipeline.get("python_path") if isinstance(pipeline, dict) else None
     search_dirs = [*(Path(d) for d in extra_dirs if isinstance(d, str))] if isinstance(extra_dirs, list) else []
     search_dirs += [base, Path.cwd()]
-    if check_paths:
+    if check_inputs:
         problems += input_problems(doc)
     settings = validate(doc, p, search_dirs, problems)
     if check_paths:
