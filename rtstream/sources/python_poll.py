@@ -57,10 +57,26 @@ class PythonSource(SpooledSource):
             return (at // step_ms + 1) * step_ms
         return math.floor(time.time() * 1000 / step_ms) * step_ms
 
+    async def fetch_for_run(self) -> None:
+        """In a backfill, the call of every interval in the range, as Airflow's backfill runs each run."""
+        span = self.context.extra.get("backfill_range")
+        if span is None:
+            await self.fetch_once()
+            return
+        step_ms = max(1, round(self.config.interval * 1000))
+        end_ms = (span[0] // step_ms + 1) * step_ms
+        while end_ms <= span[1]:
+            await self.fetch_interval(end_ms)
+            end_ms += step_ms
+
     async def fetch_once(self) -> int:
         end_ms = self.interval_end_ms()
         if end_ms <= self.fetched_through and not self._once:
             return 0  # fetched before a restart: wait for the next tick
+        return await self.fetch_interval(end_ms)
+
+    async def fetch_interval(self, end_ms: int) -> int:
+        """Call the function for the interval ending at `end_ms`; spool what it returns."""
         start_ms = end_ms - max(1, round(self.config.interval * 1000))
         if isinstance(self.fn, AirflowTask):
             out = await asyncio.to_thread(self.fn.fetch, start_ms, end_ms)

@@ -42,6 +42,10 @@ class SpooledSource(Source):
     async def fetch_once(self) -> int:
         raise NotImplementedError
 
+    async def fetch_for_run(self) -> None:
+        """What a run-once source fetches (a python source in a backfill fetches every interval)."""
+        await self.fetch_once()
+
     @property
     def finite(self) -> bool:
         return self._once
@@ -76,7 +80,7 @@ class SpooledSource(Source):
 
     async def batches(self) -> AsyncIterator[Batch]:
         if self._once:
-            await self.fetch_once()  # a failure here fails the run, naming this source
+            await self.fetch_for_run()  # a failure here fails the run, naming this source
         async for batch in self.spool.read(self.name, self.config.batch_size, follow=not self._once):
             yield batch
 
