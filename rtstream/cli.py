@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from pathlib import Path
 
@@ -189,6 +190,9 @@ def run(settings: object) -> int:
         runner = uvloop.run
     except ImportError:
         runner = asyncio.run
+    from rtstream.describe import first_window_note
+
+    logging.getLogger("rtstream").info(first_window_note(settings))  # type: ignore[arg-type]
     try:
         runtime = Runtime(settings)  # type: ignore[arg-type]
     except OSError as exc:  # the state_dir checked at load went away or filled up since
