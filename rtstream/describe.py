@@ -74,7 +74,7 @@ def first_window_note(settings: Settings, now: float | None = None) -> str:
     while end_ms - step_ms > now_ms:
         end_ms -= step_ms
     close_ms = end_ms + round(w.lateness * 1000)
-    note = (f"windows of {format_duration(w.size)}: for records arriving now, the first closes at "
+    note = (f"windows of {format_duration(w.size or 0)}: for records arriving now, the first closes at "
             f"{iso_utc(close_ms)} (in {format_duration(max(0, round((close_ms - now_ms) / 1000)))}, its end + lateness)")
     if w.emit == "updates":
         note += f"; running results every {format_duration(w.update_interval)} until then"
