@@ -77,3 +77,17 @@ def test_testing_run_reports_the_failing_component(tmp_path):
     assert result.exit_code == 1
     assert result.failures and result.failures[0].startswith("boom failed on window 2026-11-24T12:00:00Z")
     assert "bad batch" in result.failures[0]
+
+
+def test_the_example_test_of_the_docs_passes(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.support import ROOT
+
+    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "docs" / "examples")],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "1 passed" in res.stdout
