@@ -107,3 +107,59 @@ def test_rtstream_run_stores_each_fetch_in_its_own_interval(tmp_path):
             assert all(0 <= r["stored_at"] - end.timestamp() < 1.5 for r in rows), rows
     assert (tmp_path / "config" / "var" / "realtime_data_processing" / "runs.db").exists()
     assert os.path.exists(cfg)
+
+
+TEMPLATED = """
+import os
+
+from airflow import DAG
+from airflow.operators.python import PythonOperator
+
+with DAG("templated", schedule="@hourly", params={"team": "ops", "limit": 2}) as dag:
+    def fetch(limit, **context):
+        return [{"n": i} for i in range(limit)]
+
+    def label(tag, templates_dict, params, **_):
+        return [{"tag": tag, "query": templates_dict["query"], "team": params["team"]}]
+
+    def keep(rows, prefix, **context):
+        out = context["ti"].xcom_pull(task_ids="label.rows")
+        with open(prefix + "/kept.jsonl", "a") as fh:
+            for r in out:
+                fh.write(__import__("json").dumps(r) + "\\n")
+
+    a = PythonOperator(task_id="fetch", python_callable=fetch, op_kwargs={"limit": "{{ params.limit }}"})
+    b = PythonOperator(task_id="label.rows", python_callable=label, op_args=["day {{ ds_nodash }}"],
+                       templates_dict={"query": "SELECT * FROM t WHERE d = '{{ ds }}' AND h < '{{ data_interval_end }}'"})
+    c = PythonOperator(task_id="keep", python_callable=keep, op_args=[[]], op_kwargs={"prefix": os.environ.get("OUT", ".")})
+    a >> b >> c
+"""
+
+
+def test_op_args_op_kwargs_templates_and_params_are_carried_over(tmp_path):
+    (tmp_path / "dags").mkdir()
+    (tmp_path / "dags" / "templated.py").write_text(TEMPLATED)
+    cfg = tmp_path / "config" / "templated.toml"
+    res = run_cli("import-dag", str(tmp_path / "dags" / "templated.py"), "-o", str(cfg))
+    assert res.returncode == 0, res.stderr
+    doc = tomllib.loads(cfg.read_text())
+    stage = doc["stages"]["label_rows"]
+    assert stage["task_id"] == "label.rows" and stage["op_args"] == ["day {{ ds_nodash }}"]
+    assert stage["params"] == {"team": "ops", "limit": 2}
+    assert doc["sources"]["fetch"]["op_kwargs"] == {"limit": "{{ params.limit }}"}
+    assert "the op_kwargs of task 'keep' are not constants: left out" in res.stderr  # os.environ[...]: reported
+    cfg.write_text(cfg.read_text().replace('call = "templated:keep"',
+                                           f'call = "templated:keep"\nop_kwargs = {{ prefix = "{tmp_path}" }}'))
+    res = run_cli("test", "-c", str(cfg), "--at", "2026-11-24T13:00:00Z", "--sinks")
+    assert res.returncode == 1 and "FAILED: fetch" not in res.stderr  # limit renders as the string "2": range() refuses
+    assert "'str' object cannot be interpreted as an integer" in res.stderr
+    cfg.write_text(cfg.read_text().replace('{ limit = "{{ params.limit }}" }', "{ limit = 2 }"))
+    res = run_cli("test", "-c", str(cfg), "--at", "2026-11-24T13:00:00Z", "--sinks")
+    assert res.returncode == 0, res.stderr
+    kept = [{k: r[k] for k in ("tag", "team", "query")} for r in read_jsonl(tmp_path / "kept.jsonl")]
+    assert kept == [{"tag": "day 20261124", "team": "ops",
+                     "query": "SELECT * FROM t WHERE d = '2026-11-24' AND h < '2026-11-24 14:00:00+00:00'"}]
+    # an unsupported template is refused before anything runs
+    cfg.write_text(cfg.read_text().replace("{{ ds_nodash }}", "{{ macros.ds_add(ds, 1) }}"))
+    res = run_cli("validate", "-c", str(cfg))
+    assert res.returncode == 2 and "stages.label_rows.op_args: cannot render {{ macros.ds_add(ds, 1) }}" in res.stderr
