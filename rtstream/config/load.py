@@ -229,11 +229,12 @@ def load_settings(path: str | Path | None = None, overrides: list[str] | None = 
     search_dirs += [base, Path.cwd()]
     if check_inputs:
         problems += input_problems(doc)
+    if check_paths:  # in the same pass as the rest, when the top-level sections read
+        try:
+            problems += state_path_problems(RootConfig.model_validate(doc))
+        except ValidationError:
+            pass  # validate reports why
     settings = validate(doc, p, search_dirs, problems)
-    if check_paths:
-        found = state_path_problems(settings.root)
-        if found:
-            raise ConfigError(found)
     settings.overrides = list(overrides or [])
     return settings
 

@@ -215,3 +215,15 @@ def test_relative_paths_are_beside_the_config(tmp_path, monkeypatch):
     assert s.root.dead_letter.path == str(tmp_path / "conf" / "dl.jsonl")
     assert s.root.daemon.state_dir == "here"  # typed on the command line: relative to where it was typed
     assert load_settings(cfg).root.daemon.state_dir == str(tmp_path / "conf" / "var" / "rtstream")
+
+
+def test_an_unusable_state_dir_is_reported_with_the_other_problems(tmp_path):
+    (tmp_path / "blocker").write_text("a file")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[pipeline]\nflow = "src >> out"\n[window]\nsize = "5m"\n[sources.src]\ntype = "generator"\n'
+                   'rat = 5\n[sinks.out]\ntype = "stdout"\n[daemon]\nstate_dir = "blocker/state"\n')
+    with pytest.raises(ConfigError) as exc:
+        load_settings(cfg)
+    p = dict(exc.value.problems)
+    assert p["sources.src.rat"] == "unknown key (did you mean 'rate'?)"
+    assert "daemon.state_dir" in p and "is a file" in p["daemon.state_dir"]
