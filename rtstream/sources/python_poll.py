@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import math
 import time
 from typing import Any
 
@@ -47,15 +46,6 @@ class PythonSource(SpooledSource):
         self.fetched_through = int(orjson.loads(self.spool.last_marker() or b"{}").get("through", 0))
         self.calls = 0
         self.start_ticker(c.interval)
-
-    def interval_end_ms(self) -> int:
-        """The end of the interval this call is the run of: the latest interval boundary (in a test
-        run, the interval starting at `--at`, or the latest one)."""
-        step_ms = max(1, round(self.config.interval * 1000))
-        at = self.context.extra.get("run_at_ms")
-        if at is not None:
-            return (at // step_ms + 1) * step_ms
-        return math.floor(time.time() * 1000 / step_ms) * step_ms
 
     async def fetch_for_run(self) -> None:
         """In a backfill, the call of every interval in the range, as Airflow's backfill runs each run."""

@@ -50,6 +50,17 @@ class SpooledSource(Source):
     def finite(self) -> bool:
         return self._once
 
+    def interval_end_ms(self) -> int:
+        """The end of the interval a fetch now is the run of: the latest boundary of `interval` on the
+        clock (in a test run, the end of the interval starting at `--at`). Its records belong to the
+        interval before it (stamped end - 1 ms), as Airflow's run at 12:05 is the run of [12:00, 12:05),
+        so they are written when that window closes, not a whole interval later."""
+        step_ms = max(1, round(self.config.interval * 1000))  # type: ignore[attr-defined]
+        at = self.context.extra.get("run_at_ms")
+        if at is not None:
+            return (at // step_ms + 1) * step_ms
+        return int(time.time() * 1000) // step_ms * step_ms
+
     def start_ticker(self, interval: float) -> None:
         if self.context.extra.get("run_once"):
             self._once = True
