@@ -91,3 +91,38 @@ def test_the_example_test_of_the_docs_passes(tmp_path):
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert res.returncode == 0, res.stdout + res.stderr
     assert "1 passed" in res.stdout
+
+
+def test_a_polled_source_fetches_once(tmp_path):
+    from aiohttp import web
+
+    from tests.http_peers import ThreadedServer
+
+    calls = []
+
+    def app():
+        async def events(request):
+            calls.append(request.path_qs)
+            return web.json_response({"items": [{"user_id": "u1", "ts": "2026-11-24T12:01:00Z"},
+                                                {"user_id": "u2", "ts": "2026-11-24T12:02:00Z"}]})
+
+        a = web.Application()
+        a.router.add_get("/events", events)
+        return a
+
+    with ThreadedServer(app) as server:
+        cfg = write_config(tmp_path / "poll.toml", {
+            "pipeline": {"name": "poll", "flow": "api >> per_user >> store"},
+            "window": {"size": "5m", "lateness": "0s"},
+            "sources": {"api": {"type": "http_poll", "url": f"{server.url}/events", "interval": "1s",
+                                "records": "/items"}},
+            "stages": {"per_user": {"type": "aggregate", "key": "user_id", "aggregates": {"n": "count()"}}},
+            "sinks": {"store": {"type": "sqlite", "path": "out.db", "table": "t"}},
+        })
+        res = run_cli("test", "-c", str(cfg))
+    assert res.returncode == 0, res.stderr
+    assert len(calls) == 1  # once, not every second
+    rows = [orjson.loads(line) for line in res.stdout.splitlines()]
+    assert [(r["window_start"], r["user_id"], r["n"]) for r in rows] == [
+        ("2026-11-24T12:00:00Z", "u1", 1), ("2026-11-24T12:00:00Z", "u2", 1)]
+    assert not (tmp_path / "out.db").exists()
