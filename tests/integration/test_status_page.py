@@ -143,3 +143,25 @@ def test_the_grid_in_a_browser(daemon, tmp_path):
         if shot.name:
             shutil.copy(tmp_path / "grid-rerun.png", shot)
         browser.close()
+
+
+def test_rerun_needs_a_token_even_on_loopback(tmp_path):
+    port = free_port()
+    write_lines(tmp_path / "in.jsonl", make_events(50, span_s=60, seed=3))
+    doc = {
+        "pipeline": {"name": "no-token", "flow": "events >> files"},
+        "window": {"size": "1m", "lateness": "0s", "idle_timeout": "300ms"},
+        "sources": {"events": {"type": "file", "path": "in.jsonl", "follow": True, "poll_interval": "50ms"}},
+        "sinks": {"files": {"type": "file", "path": "out"}},
+        "admin": {"listen": f"127.0.0.1:{port}"},
+        "daemon": {"state_dir": "state", "shutdown_grace": "2s"},
+    }
+    with Daemon(write_config(tmp_path / "nt.toml", doc), tmp_path) as d:
+        base = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _up(base), 30, what="the admin server")
+        wait_until(lambda: call(base + "/api/runs", token=None)[1]["windows"], 30, what="a window")
+        assert call(base + "/api/status", token=None)[1]["can_rerun"] is False
+        code, doc = call(base + "/api/rerun", token=None, body={"window_start": "2026-01-01T00:00:00Z"})
+        assert code == 403 and "admin.token" in doc["error"]
+        d.signal(signal.SIGTERM)
+        assert d.wait(30) == 0, d.stderr
