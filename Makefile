@@ -23,9 +23,11 @@ install: $(VENV)/.installed
 run: $(VENV)/.installed
 	$(BIN)/rtstream run -c $(CONFIG)
 
+# Three pytest workers, a test file each at a time: most of the suite waits on real daemons and brokers.
+TEST_WORKERS ?= 3
 test: $(VENV)/.installed-test
 	bash .ci/system-deps
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The long fault scenarios (twenty SIGKILLs, a slow sink for a minute, a 20 s outage).
 soak: $(VENV)/.installed-test

@@ -70,8 +70,9 @@ async def read_results(bootstrap: str, topic: str, expect: int) -> dict[tuple[in
     return out
 
 
-def run_rtstream(bootstrap: str, topic: str, out_topic: str, workdir: Path) -> tuple[float, float, str]:
-    cfg = workdir / "w1.toml"
+def run_rtstream(bootstrap: str, topic: str, out_topic: str, workdir: Path, workers: int = 1) -> tuple[float, float, str]:
+    """Wall seconds from process start to exit, peak RSS in MB (the largest process), and stderr."""
+    cfg = workdir / f"w1-{workers}.toml"
     cfg.write_text(f"""
 [pipeline]
 name = "w1"
@@ -96,8 +97,9 @@ type = "kafka"
 bootstrap_servers = "{bootstrap}"
 topic = "{out_topic}"
 [daemon]
-state_dir = "{workdir / 'state'}"
+state_dir = "{workdir / f'state-{workers}'}"
 log_level = "info"
+workers = {workers}
 """)
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "rtstream", "run", "-c", str(cfg)], cwd=ROOT,
@@ -105,13 +107,21 @@ log_level = "info"
     # ru_maxrss of a child counts the parent's memory at fork; VmHWM is the child's own peak
     peak_kb = 0
     while proc.poll() is None:
-        peak_kb = max(peak_kb, _vm_hwm_kb(proc.pid))
+        peak_kb = max([peak_kb, _vm_hwm_kb(proc.pid), *(_vm_hwm_kb(c) for c in _children(proc.pid))])
         time.sleep(0.02)
     took = time.perf_counter() - t0
     err = proc.stderr.read() if proc.stderr else ""
     if proc.returncode != 0:
         raise SystemExit(f"rtstream exited {proc.returncode}:\n{err}")
     return took, peak_kb / 1024, err
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            return [int(c) for c in fh.read().split()]
+    except OSError:
+        return []
 
 
 def _vm_hwm_kb(pid: int) -> int:
@@ -140,6 +150,7 @@ def main() -> None:
     ap.add_argument("--skip-kafka", action="store_true", help="only the in-memory engine and CPU ceiling")
     ap.add_argument("--no-record", action="store_true", help="do not append to bench/RESULTS.md")
     ap.add_argument("--no-rss", action="store_true", help="skip the 1M -> 10M records RSS run (about a minute)")
+    ap.add_argument("--workers", type=int, default=2, help="also run W1 with [daemon] workers = N (0: skip)")
     args = ap.parse_args()
     n = args.records
     print(f"W1: {n:,} records, {args.partitions} partitions", flush=True)
@@ -178,6 +189,14 @@ def main() -> None:
             rows.append(("raw aiokafka ceiling (getmany + orjson + dict + produce)", f"{raw_rate:,.0f}", ""))
             rows.append(("rtstream W1 end to end (process start to exit)", f"{rt_rate:,.0f}",
                          f"{rt_rate / raw_rate:.0%} of raw ceiling; peak RSS {rss_mb:.0f} MB"))
+            if args.workers > 1:
+                out2 = f"results-{uuid.uuid4().hex[:6]}"
+                asyncio.run(create_topic(broker.bootstrap, out2, args.partitions))
+                took2, rss2, _ = run_rtstream(broker.bootstrap, topic, out2, Path(tmp), workers=args.workers)
+                verify(asyncio.run(read_results(broker.bootstrap, out2, len(truth))), truth,
+                       f"rtstream W1, workers = {args.workers}")
+                rows.append((f"rtstream W1 end to end, workers = {args.workers}", f"{n / took2:,.0f}",
+                             f"{took / took2:.2f} x one process; peak RSS {rss2:.0f} MB per worker"))
             m = re.search(r"p50 ([\d.]+)s, p99 ([\d.]+)s", err)
             if m:
                 rows.append(("W1 window latency: watermark passed -> every sink has it", f"p99 {m.group(2)}s",

@@ -120,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     from rtstream.secrets import remember
 
     remember(settings)  # from here on every surface masks this config's secrets
+    from rtstream.workers import split_problem
+
+    if (why := split_problem(settings)) is not None:  # type: ignore[arg-type]
+        return refused(f"rtstream: config {args.config} refused:", ConfigError.at("daemon.workers", why))
     if args.command == "validate":
         from rtstream.describe import describe
 
@@ -193,6 +197,10 @@ def run(settings: object) -> int:
     from rtstream.describe import first_window_note
 
     logging.getLogger("rtstream").info(first_window_note(settings))  # type: ignore[arg-type]
+    if root.daemon.workers > 1:
+        from rtstream.workers import WorkerSupervisor
+
+        return runner(WorkerSupervisor(settings).run())  # type: ignore[arg-type, no-any-return]
     try:
         runtime = Runtime(settings)  # type: ignore[arg-type]
     except OSError as exc:  # the state_dir checked at load went away or filled up since

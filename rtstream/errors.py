@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class RtstreamError(Exception):
     """Base of every error rtstream raises on purpose."""
@@ -48,9 +50,25 @@ class DecodeError(RtstreamError):
     """A record could not be decoded or has no usable time; it goes to dead letters."""
 
 
-class RowsRejected(SinkError):
-    """The receiver refused some rows for good (an HTTP 4xx): they go to dead letters, not to retry."""
+class SinkBackpressure(SinkError):
+    """The destination asked to be called again later (an HTTP 429 or 503 with Retry-After).
 
-    def __init__(self, component: str, rejected: list[tuple[list[dict], str]]):  # type: ignore[type-arg]
+    It counts as a failed attempt of the sink's policy, which waits `retry_after` seconds (capped by
+    `max_retry_delay`) instead of its own backoff before the next one. Like Quix Streams'
+    `SinkBackpressureError`.
+    """
+
+    def __init__(self, component: str, message: str, retry_after: float):
+        self.retry_after = max(0.0, retry_after)
+        super().__init__(component, message)
+
+
+class RowsRejected(SinkError):
+    """The destination refused some rows for good because of what they hold (an HTTP 4xx, a NUL in a
+    PostgreSQL text value, a value the file sink cannot encode): only those go to dead letters, with
+    the reason; raising it means every other row of the window was written.
+    """
+
+    def __init__(self, component: str, rejected: list[tuple[list[dict[str, Any]], str]]):
         self.rejected = rejected
         super().__init__(component, f"{sum(len(r) for r, _ in rejected)} rows rejected: {rejected[0][1]}")

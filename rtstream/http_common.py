@@ -1,8 +1,11 @@
-"""What the HTTP source and sink share: auth settings and retrying with Retry-After honoured."""
+"""What the HTTP source and sink share: auth settings, the statuses worth another try, and Retry-After.
+
+The poll source retries a request itself (a poll has no policy around it); the sink never does: it
+raises, and its failure policy retries (see rtstream.core.flush).
+"""
 
 from __future__ import annotations
 
-import asyncio
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -53,7 +56,3 @@ def retry_after(headers: Any) -> float | None:
         return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
     except (TypeError, ValueError):
         return None
-
-
-async def sleep_for_retry(delay: float) -> None:
-    await asyncio.sleep(delay)

@@ -91,24 +91,46 @@ class SqlClient:
         rows = await self._pool.fetch(sql, *(params[n] for n in names))
         return [{k: json_friendly(v) for k, v in r.items()} for r in rows]
 
-    async def fetch_by_key(self, query: str, keys: list[Hashable]) -> dict[Hashable, dict[str, Any] | None]:
-        """The first row of `query` for each key bound to `:key`, in one round trip (None: no row)."""
+    async def fetch_by_key(self, query: str, keys: list[Hashable], found: dict[Hashable, dict[str, Any] | None]) -> None:
+        """Into `found`, the first row of `query` for each key bound to `:key` (None: no row), in one
+        round trip per kind of key (integers, floats, text): a kind whose query fails (a text key
+        against an integer column) leaves the others answered, then raises."""
         if self._sqlite is not None:
             async with self._lock:
-                return await asyncio.to_thread(self._sqlite_by_key, query, keys)
-        # One query for every key: the user's query joined laterally to the list of keys.
-        array_type = "bigint[]" if all(type(k) is int for k in keys) else "text[]"
-        args = keys if array_type == "bigint[]" else [str(k) for k in keys]
+                error = await asyncio.to_thread(self._sqlite_by_key, query, keys, found)
+            if error is not None:
+                raise error
+            return
+        for k in keys:
+            if "\x00" in str(k) and type(k) is not int:
+                found[k] = None
+        groups: dict[str, dict[Any, Hashable]] = {}  # array type -> {value sent: the key it stands for}
+        for k in keys:
+            if type(k) is int and -(1 << 63) <= k < (1 << 63):
+                groups.setdefault("bigint[]", {})[k] = k
+            elif type(k) is float:
+                groups.setdefault("float8[]", {})[k] = k
+            elif "\x00" not in str(k):  # PostgreSQL text holds no NUL: such a key has no row
+                groups.setdefault("text[]", {})[str(k)] = k
         inner = _NAMED.sub(lambda m: "k.rtstream_key" if m.group(1) == "key" else m.group(0), query)
-        sql = (f"SELECT k.rtstream_key, q.* FROM unnest($1::{array_type}) AS k(rtstream_key) "
-               f"CROSS JOIN LATERAL ({inner}) AS q")
-        found: dict[Hashable, dict[str, Any] | None] = dict.fromkeys(keys)
-        by_text = {str(k): k for k in keys}
-        for r in await self._pool.fetch(sql, args):
-            key = by_text.get(str(r["rtstream_key"]))
-            if key is not None and found.get(key) is None:
-                found[key] = {k: json_friendly(v) for k, v in r.items() if k != "rtstream_key"}
-        return found
+        failed: Exception | None = None
+        for array_type, sent in groups.items():
+            # the user's query joined laterally to the list of keys: one query for all of them
+            sql = (f"SELECT k.rtstream_key, q.* FROM unnest($1::{array_type}) AS k(rtstream_key) "
+                   f"CROSS JOIN LATERAL ({inner}) AS q")
+            try:
+                rows = await self._pool.fetch(sql, list(sent))
+            except Exception as exc:  # noqa: BLE001 - the other kinds of key are still answered
+                failed = failed or exc
+                continue
+            answered: dict[Hashable, dict[str, Any] | None] = dict.fromkeys(sent.values())
+            for r in rows:
+                key = sent.get(r["rtstream_key"])
+                if key is not None and answered.get(key) is None:
+                    answered[key] = {c: json_friendly(v) for c, v in r.items() if c != "rtstream_key"}
+            found.update(answered)
+        if failed is not None:
+            raise failed
 
     def _sqlite_fetch(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         assert self._sqlite is not None
@@ -117,16 +139,19 @@ class SqlClient:
         except sqlite3.Error as exc:
             raise SqlError(f"{self.component}: {exc}") from None
 
-    def _sqlite_by_key(self, query: str, keys: list[Hashable]) -> dict[Hashable, dict[str, Any] | None]:
+    def _sqlite_by_key(self, query: str, keys: list[Hashable],
+                       found: dict[Hashable, dict[str, Any] | None]) -> SqlError | None:
+        """Each key on its own: one that fails (an int beyond 64 bits) leaves the others answered."""
         assert self._sqlite is not None
-        out: dict[Hashable, dict[str, Any] | None] = {}
-        try:
-            for key in keys:
+        error = None
+        for key in keys:
+            try:
                 row = self._sqlite.execute(query, {"key": key}).fetchone()
-                out[key] = None if row is None else {k: json_friendly(row[k]) for k in row.keys()}
-        except sqlite3.Error as exc:
-            raise SqlError(f"{self.component}: {exc}") from None
-        return out
+            except (sqlite3.Error, OverflowError) as exc:
+                error = error or SqlError(f"{self.component}: {type(exc).__name__}: {exc}")
+                continue
+            found[key] = None if row is None else {k: json_friendly(row[k]) for k in row.keys()}
+        return error
 
     async def close(self) -> None:
         if self._sqlite is not None:

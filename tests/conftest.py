@@ -32,3 +32,13 @@ def postgres():
 def events():
     """Six thousand clickstream events over thirty minutes of event time."""
     return make_events(6000, span_s=1800)
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """An S3-compatible server (moto) on a free loopback port for the whole session; tests make
+    buckets of their own."""
+    from rtstream.testing.moto import MotoServer
+
+    with MotoServer() as server:
+        yield server

@@ -69,7 +69,9 @@ class AdminServer:
         self.errors.addFilter(Redactor(self.scrubber))  # the page never shows a secret either
         self.window_logs = WindowLogs()
         self.window_logs.addFilter(Redactor(self.scrubber))
-        self.reruns = Reruns(view.config_path, view.config_overrides)
+        # a combined view of several workers (rtstream.admin.workers_view) has no single runtime's
+        # open windows, dead-letter file or config: those parts of the page are then empty
+        self.reruns = Reruns(getattr(view, "config_path", None), list(getattr(view, "config_overrides", [])))
         self.guard = Guard(self.limits, log, "admin")
         self._runner: web.AppRunner | None = None
         self._sampler: asyncio.Task[None] | None = None
@@ -178,8 +180,12 @@ class AdminServer:
     async def status(self, request: web.Request) -> web.Response:
         return self._json(self.view.status() | {
             "samples": list(self.samples), "rates": self.rates(), "errors": list(self.errors.items)[::-1],
-            "open": self.view.open_window_runs(), "reruns": list(self.reruns.runs.values())[::-1],
-            "can_rerun": bool(self.token) and self.view.config_path is not None})
+            "open": self._open_windows(), "reruns": list(self.reruns.runs.values())[::-1],
+            "can_rerun": bool(self.token) and self.reruns.config_path is not None})
+
+    def _open_windows(self) -> list[dict[str, Any]]:
+        opened = getattr(self.view, "open_window_runs", None)
+        return opened() if opened is not None else []
 
     async def window(self, request: web.Request) -> web.Response:
         """One window: each component's run, the log lines that named it, its dead letters, its re-run."""
@@ -188,8 +194,9 @@ class AdminServer:
             return self._json({"error": "start must be a window start, e.g. 2026-11-24T12:05:00Z"}, 400)
         found = await asyncio.to_thread(self.view.history.windows, MAX_RUNS)
         run = next((w for w in found if w["window_start"] == start), None)
-        opened = next((w for w in self.view.open_window_runs() if w["window_start"] == start), None)
-        letters = await asyncio.to_thread(dead_letters_of, self.view.dead_letter_path, start)
+        opened = next((w for w in self._open_windows() if w["window_start"] == start), None)
+        path = getattr(self.view, "dead_letter_path", None)
+        letters = await asyncio.to_thread(dead_letters_of, path, start) if path else []
         return self._json({"window_start": start, "window_end": (run or opened or {}).get("window_end"),
                            "open": opened is not None, "records": opened["records"] if opened else None,
                            "components": run["components"] if run else {}, "logs": self.window_logs.of(start),

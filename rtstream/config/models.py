@@ -105,6 +105,8 @@ class DaemonConfig(Strict):
     flush_queue_size: int = Field(default=8, ge=1, description="closed windows waiting for the sinks")
     commit_interval: Duration = 5.0
     max_window_records: int = Field(default=1_000_000, ge=1)
+    workers: int = Field(default=1, ge=1, le=64, description="worker processes in the sources' consumer group "
+                         "(every source must be kafka); one admin server for all")
 
 
 class StateConfig(Strict):

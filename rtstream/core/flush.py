@@ -1,11 +1,19 @@
 """Flushing a closed window: run the window stages, then write every sink, then release commits.
 
-Each stage call and sink write follows its failure policy (rtstream.core.policy): retried with
-capped backoff and jitter, each attempt bounded by the policy's timeout; after the last retry the
-window's rows go to dead letters (`on_failure = "dead_letter"`, the stage default) or the component
-halts (`"halt"`, the sink default): it keeps retrying at the capped delay, holding back every later
-window and every commit behind it, and reports itself unhealthy. Final failures and recoveries are
-sent to the alert webhook.
+Each stage call and sink write follows its failure policy (rtstream.core.policy), the one retry
+layer: components never retry inside a call. A call is attempted `retries + 1` times, each attempt
+bounded by the policy's timeout, with capped backoff and jitter between attempts, or, when the sink
+raised `SinkBackpressure`, the delay it asked for (capped by `max_retry_delay`). After the last
+attempt the window's rows go to dead letters (`on_failure = "dead_letter"`, the stage default) or
+the component halts (`"halt"`, the sink default): `failing` names it at once (what /readyz reads),
+and it keeps retrying at the capped delay, holding back every later window and every commit behind
+it. Final failures and recoveries are sent to the alert webhook.
+
+A sink with a `where` is given only the rows it holds for (rtstream.where), possibly none: the
+window is then written to it with no rows, a successful run like any other.
+
+A sink that raises `RowsRejected` wrote the window except the rows it lists, which it can never
+write because of what they hold: those go to dead letters (`sink_rejected`) and nothing is retried.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from rtstream.core.deadletter import DeadLetter, DeadLetterFile
 from rtstream.core.engine import Emission
 from rtstream.core.policy import Policy
 from rtstream.core.retry import backoff_delay
-from rtstream.errors import RowsRejected
+from rtstream.errors import RowsRejected, SinkBackpressure
 from rtstream.sinks.base import Sink
 from rtstream.stages.base import Stage
 
@@ -117,26 +125,36 @@ class WindowFlusher:
 
     async def _write(self, sink: Sink, em: Emission, rows: list[dict[str, Any]]) -> None:
         t0 = time.monotonic()
+        if sink.where is not None:  # routing: this sink gets only its rows; none is still a written window
+            rows = sink.where.select(rows)
         self._record(em, sink.name, "sink", "running", records=len(rows))
         state, error = "success", None
+        written = len(rows)
         try:
             if sink.commits_source_offsets and self.committer is not None:
                 commit = self.committer.for_window(em.window)
-                await self._attempts(em, sink.name, "sink", lambda: sink.write_committing(em.window, rows, commit))
+                try:
+                    await self._attempts(em, sink.name, "sink", lambda: sink.write_committing(em.window, rows, commit))
+                except RowsRejected:
+                    await self.committer.confirmed(commit)  # the transaction went through with the other rows
+                    raise
                 await self.committer.confirmed(commit)
             else:
                 await self._attempts(em, sink.name, "sink", lambda: sink.write(em.window, rows))
         except RowsRejected as rejected:  # the receiver refused some rows for good: not a failure to retry
-            state, error = "dead_lettered", str(rejected)
-            await self.dead_letters.write([
-                DeadLetter("sink_rejected", reason, stage=sink.name, window=(em.window.start_ms, em.window.end_ms),
-                           value=row) for batch, reason in rejected.rejected for row in batch])
+            state, error = "dead_lettered", _bounded(str(rejected))
+            letters = [DeadLetter("sink_rejected", reason, stage=sink.name,
+                                  window=(em.window.start_ms, em.window.end_ms), value=row)
+                       for batch, reason in rejected.rejected for row in batch]
+            written -= len(letters)
+            await self.dead_letters.write(letters)
         except GaveUp as exc:
             state, error = "dead_lettered", str(exc)
+            written = 0
             await self.dead_letters.write([
                 DeadLetter("sink_failed", str(exc), stage=sink.name, window=(em.window.start_ms, em.window.end_ms),
                            value=row) for row in rows])
-        self.rows_by_sink[sink.name] = self.rows_by_sink.get(sink.name, 0) + len(rows)
+        self.rows_by_sink[sink.name] = self.rows_by_sink.get(sink.name, 0) + written
         self._record(em, sink.name, "sink", state, records=len(rows), error=error,
                      duration_ms=(time.monotonic() - t0) * 1000)
 
@@ -169,7 +187,10 @@ class WindowFlusher:
                 if final:
                     self.failing[name] = error
                 self.retries_by[name] = self.retries_by.get(name, 0) + 1
-                delay = backoff_delay(attempt, policy.retry_delay, policy.max_retry_delay)
+                if isinstance(exc, SinkBackpressure):  # the destination said when: that replaces the backoff
+                    delay = min(exc.retry_after, policy.max_retry_delay)
+                else:
+                    delay = backoff_delay(attempt, policy.retry_delay, policy.max_retry_delay)
                 log.error("%s %s failed on window %s (attempt %d, next in %.1fs%s): %s", kind, name,
                           em.window.start_iso, attempt, delay, ", halted" if final else "", error,
                           extra={"component": name, "window": em.window.start_iso})
@@ -193,4 +214,9 @@ def percentile(values: Any, q: float) -> float:
 def _describe(exc: BaseException, policy: Policy) -> str:
     if isinstance(exc, asyncio.TimeoutError):
         return f"timed out after {policy.timeout:g}s"
-    return f"{type(exc).__name__}: {exc}"
+    return _bounded(f"{type(exc).__name__}: {exc}")
+
+
+def _bounded(text: str, limit: int = 1000) -> str:
+    """An error as logs, alerts and the run history show it: an exception may quote a whole row."""
+    return text if len(text) <= limit else text[:limit] + "…"

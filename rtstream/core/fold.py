@@ -1,4 +1,5 @@
-"""Folding a batch into open windows: decode, per-record stages, event time, assignment, update.
+"""Folding a batch into open windows: decode, the source's `where`, per-record stages, event time,
+assignment, update.
 
 Synchronous CPU work on whole batches: no await and no log call per record. A record that cannot be
 used comes back as a dead letter with its reason and position; nothing here raises for one record.
@@ -6,21 +7,31 @@ used comes back as a dead letter with its reason and position; nothing here rais
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import orjson
 
 from rtstream.core.commit import Hold, HoldKind, Mark, PartitionKey
 from rtstream.core.deadletter import DeadLetter
+from rtstream.core.decode import decode_json
 from rtstream.core.engine_state import EngineState
 from rtstream.core.record import Batch, iso_utc
 from rtstream.errors import DecodeError
+from rtstream.where import Where
 from rtstream.windows.clock import MAX_MS, MIN_MS, epoch_ms
 from rtstream.windows.state import Pane
 from rtstream.windows.watermark import NEVER
 
 
 class BatchFold(EngineState):
+    # source name -> its compiled `where`; records it does not hold for are skipped right after
+    # decoding (read and committed like the others, never dead-lettered). Set by the runtime, which
+    # leaves it empty when RecordStaging applies the same filter before the batch gets here.
+    source_where: Mapping[str, Where] = MappingProxyType({})
+    filtered_out = 0  # records a source's `where` skipped
+
     def process(self, batch: Batch, now: float) -> list[DeadLetter]:
         """Fold one batch into open windows; returns the records that could not be used."""
         pk = (batch.source, batch.partition)
@@ -33,7 +44,7 @@ class BatchFold(EngineState):
         event_time = self.time_mode == "event"
         tf = self.time_field
         maps = self.record_stages
-        loads = orjson.loads
+        loads = decode_json  # orjson, with integers past 64 bits kept exact
         tracker = self.tracker
         sessions = self.sessions
         dead: list[DeadLetter] = []
@@ -41,6 +52,9 @@ class BatchFold(EngineState):
         time_range = self.time_range
         seed = self._seeds.get(pk)
         hop, hop_n = self.hop_ms, self.size_ms // self.hop_ms
+        where = self.source_where.get(batch.source)
+        keep = where.matches if where is not None else None  # compiled once: no parsing per record
+        filtered = 0
 
         def reject(reason: str, detail: str, rec: Any, value: Any, stage: str | None = None,
                    window: tuple[int, int] | None = None) -> None:
@@ -58,6 +72,9 @@ class BatchFold(EngineState):
                         continue
                 if value.__class__ is not dict:
                     reject("decode", f"expected a JSON object, got {type(value).__name__}", rec, rec.value)
+                    continue
+                if keep is not None and not keep(value):
+                    filtered += 1
                     continue
                 values = self._apply_maps([value], rec, reject) if maps else (value,)
                 for v in values:
@@ -136,6 +153,8 @@ class BatchFold(EngineState):
             except Exception as exc:  # noqa: BLE001 - a bug met by one record must not stop the daemon for good
                 reject("error", f"{type(exc).__name__}: {exc}", rec, rec.value)
         self.records_in += batch.read if batch.read is not None else len(batch.records)
+        if filtered:
+            self.filtered_out += filtered
         if max_ts != NEVER:
             self.watermark.observe(pk, max_ts, now)
         return dead

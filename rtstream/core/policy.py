@@ -1,5 +1,6 @@
-"""Failure policy, like Airflow's default_args: retries, capped backoff, a timeout per call, and what
-happens after the last retry. `[defaults]` sets it for all; any stage or sink may override it."""
+"""Failure policy, like Airflow's default_args: retries, capped backoff, a timeout per attempt, and
+what happens after the last retry. `[defaults]` sets it for all; any stage or sink may override it.
+It is the only retry layer: a stage or sink never retries inside an attempt (rtstream.core.flush)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,10 @@ OnFailure = Literal["dead_letter", "halt"]
 class PolicyOverrides(BaseModel):
     """The keys a stage or sink section may set to override `[defaults]`."""
 
-    retries: int | None = Field(default=None, ge=0)
-    retry_delay: Duration | None = None
-    max_retry_delay: Duration | None = None
-    timeout: Duration | None = Field(default=None, description="per stage call or sink write")
+    retries: int | None = Field(default=None, ge=0, description="retries after the first attempt (Airflow's)")
+    retry_delay: Duration | None = Field(default=None, description="the first backoff; doubled each retry")
+    max_retry_delay: Duration | None = Field(default=None, description="cap of the backoff and of a Retry-After")
+    timeout: Duration | None = Field(default=None, description="per attempt: one stage call or one sink write")
     on_failure: OnFailure | None = None
 
 

@@ -3,7 +3,8 @@
 Without such a stage, per-record stages run inside the fold (rtstream.core.fold), synchronously.
 With one, the batch is decoded here, every per-record stage runs in flow order over all its records,
 and a lookup awaits once per batch for the keys its cache cannot answer, under its retry policy.
-The fold then gets the staged records, already decoded. Every record that fails here is
+A source's `where` is applied here, right after decoding, before the stages (and so before a
+lookup asks for anything); the fold then gets the staged records, already decoded and filtered. Every record that fails here is
 dead-lettered with its reason and position; the rest go on.
 """
 
@@ -13,22 +14,24 @@ import asyncio
 import logging
 from typing import Any
 
-import orjson
-
 from rtstream.core.deadletter import DeadLetter
+from rtstream.core.decode import decode_json
 from rtstream.core.policy import Policy
 from rtstream.core.record import Batch, Record
 from rtstream.core.retry import backoff_delay
 from rtstream.stages.base import Stage
 from rtstream.stages.lookup import LookupStage
+from rtstream.where import Where
 
 log = logging.getLogger("rtstream.staging")
 
 
 class RecordStaging:
-    def __init__(self, stages: list[Stage], policies: dict[str, Policy]):
+    def __init__(self, stages: list[Stage], policies: dict[str, Policy], source_where: dict[str, Where] | None = None):
         self.stages = stages
         self.policies = policies
+        self.source_where = source_where or {}  # source name -> its compiled `where`
+        self.filtered_out = 0  # records a source's `where` skipped
 
     async def run(self, batch: Batch) -> tuple[Batch, list[DeadLetter]]:
         dead: list[DeadLetter] = []
@@ -37,17 +40,22 @@ class RecordStaging:
             dead.append(DeadLetter(reason, detail, batch.source, batch.partition, rec.offset, stage, None, value))
 
         pairs: list[tuple[Record, dict[str, Any]]] = []
+        where = self.source_where.get(batch.source)
+        keep = where.matches if where is not None else None
         for rec in batch.records:
             value = rec.value
             if not batch.decoded:
                 try:
-                    value = orjson.loads(value)
-                except orjson.JSONDecodeError as exc:
+                    value = decode_json(value)
+                except Exception as exc:  # noqa: BLE001 - invalid JSON, or too deep for the exact re-read
                     reject("decode", f"invalid JSON: {exc}", rec, rec.value)
                     continue
             if value.__class__ is not dict:
                 reject("decode", f"expected a JSON object, got {type(value).__name__}", rec, rec.value)
                 continue
+            if keep is not None and not keep(value):
+                self.filtered_out += 1
+                continue  # read (the batch's `read` counts it), not windowed, not dead-lettered
             pairs.append((rec, value))
         for stage in self.stages:
             out: list[tuple[Record, dict[str, Any]]] = []

@@ -56,7 +56,7 @@ class RuntimeStatus:
             if why:
                 problems[src.name] = why
         for comp, error in rt.flusher.failing.items():
-            problems[comp] = f"halted: {error}"
+            problems[comp] = f"halted, retrying: {error}"
         if rt.stopping:
             problems["daemon"] = "shutting down"
         return problems

@@ -1,3 +1,3 @@
 """Sinks; importing this package registers the built-in ones."""
 
-from rtstream.sinks import file, http, kafka, postgres, python, sqlite, stdout  # noqa: F401
+from rtstream.sinks import file, http, kafka, postgres, python, s3, sqlite, stdout  # noqa: F401

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any, ClassVar, Literal
+
+from pydantic import field_validator
 
 from rtstream.core.commit import WindowCommit
 from rtstream.core.policy import PolicyOverrides
 from rtstream.core.record import Window
 from rtstream.core.registry import Component, ComponentConfig
+from rtstream.where import Where, compile_where
 
 
 class SinkConfig(ComponentConfig, PolicyOverrides):
@@ -15,6 +19,16 @@ class SinkConfig(ComponentConfig, PolicyOverrides):
     # window order, and a window that fails blocks the later ones until it succeeds. The key is
     # accepted so imported configs read naturally; false cannot be honoured and is refused.
     depends_on_past: Literal[True] = True
+    # only the output rows this expression holds for are sent here (rtstream.where); a window with
+    # none is still a completed run of this sink, written with no rows
+    where: str | None = None
+
+    @field_validator("where")
+    @classmethod
+    def _parses(cls, text: str | None) -> str | None:
+        if text is not None:
+            compile_where(text)  # a WhereError is a ValueError: validate reports it with its column
+        return text
 
 
 class Sink(Component):
@@ -25,6 +39,12 @@ class Sink(Component):
     """
 
     Config: ClassVar[type[SinkConfig]]
+
+    @cached_property
+    def where(self) -> Where | None:
+        """The compiled `where` of this sink, or None when it takes every row."""
+        text = getattr(self.config, "where", None)
+        return compile_where(text) if text is not None else None
 
     async def write(self, window: Window, rows: list[dict[str, Any]]) -> None:
         raise NotImplementedError

@@ -2,12 +2,29 @@
 
 Rows are upserted by the output key: a replayed window rewrites the same file with the same rows,
 and a window flushed in two parts (a partition that moved between replicas) keeps both parts.
+
+File names. A tumbling or hopping window is `<start>.jsonl` (`2026-11-24T12-05-00Z.jsonl`). A
+session window adds its key: `<start>.<key>.jsonl` when the key is a string of at most 64 of the
+characters `A-Z a-z 0-9 - _ . @ + =`; any other key (a `/`, `..`, a NUL, other unicode, a longer
+key, or a key that is not a string) keeps a readable prefix of those characters (others become `_`,
+at most 64) followed by `~` and 20 hex digits of the SHA-256 of the exact key:
+`2026-11-24T12-05-00Z.a_b~3f1c....jsonl` for `a/b`. So a name is never a path (it has no `/` and
+starts with the window start), it stays under 120 bytes, and two different keys never share a
+file: a name without `~` spells its key exactly, one with `~` carries the hash of it (and of its
+type, so the key `5` and the key `"5"` differ).
+
+Rows that cannot be written as JSON (an int beyond 64 bits, nesting deeper than orjson's 254
+levels, a non-string dict key) are refused one by one (`RowsRejected`, to the dead letters) and the
+rest of the window is written; NaN and infinities are written as `null`. A failing disk (full,
+read-only) fails the write and the policy retries it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +32,37 @@ import orjson
 
 from rtstream.core.record import Window
 from rtstream.core.registry import register
+from rtstream.errors import RowsRejected
 from rtstream.sinks.base import Sink, SinkConfig
+from rtstream.sinks.rows import Rejected, encode_row
+
+KEY_CHARS = 64  # of a key kept readable in a file name
+_PLAIN = re.compile(r"[A-Za-z0-9._@+=-]{1,64}")
+_OTHER = re.compile(r"[^A-Za-z0-9._@+=-]")
 
 
 class FileSinkConfig(SinkConfig):
     path: str
     fsync: bool = True
+
+
+def key_name(key: Any) -> str:
+    """The file-name part for a session key: the key itself when it is plain, else a readable
+    prefix plus a hash of the exact key (see the module docstring).
+
+    >>> key_name("u42"), key_name("a/b")[:4], len(key_name("x" * 5000))
+    ('u42', 'a_b~', 85)
+    """
+    if isinstance(key, str) and _PLAIN.fullmatch(key):
+        return key
+    if isinstance(key, str):
+        exact = b"str:" + key.encode("utf-8", errors="surrogatepass")
+        readable = key[:KEY_CHARS]
+    else:
+        text = repr(key)
+        exact = f"{type(key).__module__}.{type(key).__qualname__}:{text}".encode("utf-8", errors="surrogatepass")
+        readable = text[:KEY_CHARS]
+    return f"{_OTHER.sub('_', readable)}~{hashlib.sha256(exact).hexdigest()[:20]}"
 
 
 @register("sink", "file")
@@ -34,21 +76,34 @@ class FileSink(Sink):
     def file_for(self, window: Window) -> Path:
         name = window.start_iso.replace(":", "-")
         if window.key is not None:
-            name += f".{window.key}"
+            name += f".{key_name(window.key)}"
         return self.dir / f"{name}.jsonl"
 
     async def write(self, window: Window, rows: list[dict[str, Any]]) -> None:
-        await asyncio.to_thread(self._write, self.file_for(window), rows)
+        rejected = await asyncio.to_thread(self._write, self.file_for(window), rows)
+        if rejected:
+            raise RowsRejected(self.name, rejected)
 
-    def _write(self, target: Path, rows: list[dict[str, Any]]) -> None:
+    def _write(self, target: Path, rows: list[dict[str, Any]]) -> Rejected:
+        rejected: Rejected = []
+        good: list[tuple[dict[str, Any], bytes]] = []
+        for row in rows:
+            line = encode_row(row)
+            if isinstance(line, str):
+                rejected.append(([row], line))
+            else:
+                good.append((row, line))
+        if rejected and not good and not target.exists():
+            return rejected  # nothing of this window can be written: leave no empty file behind
+        lines = [line for _, line in good]
         keys = self.context.key_fields
         if keys and target.exists():
-            merged = {_key(r, keys): r for r in _read(target)}
-            merged.update({_key(r, keys): r for r in rows})
-            rows = list(merged.values())
+            merged = {_key(r, keys): orjson.dumps(r) for r in _read(target)}
+            merged.update((_key(r, keys), line) for r, line in good)
+            lines = list(merged.values())
         tmp = target.with_name(f".{target.name}.tmp")
         with open(tmp, "wb") as fh:
-            fh.write(b"".join(orjson.dumps(r, default=str) + b"\n" for r in rows))
+            fh.write(b"".join(line + b"\n" for line in lines))
             fh.flush()
             if self.config.fsync:
                 os.fsync(fh.fileno())
@@ -59,6 +114,7 @@ class FileSink(Sink):
                 os.fsync(fd)
             finally:
                 os.close(fd)
+        return rejected
 
 
 def _key(row: dict[str, Any], keys: list[str]) -> bytes:

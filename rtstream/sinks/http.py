@@ -1,10 +1,16 @@
 """`type = "http"`: deliver each window's rows to a webhook or API, in batches.
 
 Every request carries an `Idempotency-Key` derived from (pipeline, window, sink, batch number), the
-same on every replay, so a receiver can drop repeats. Connect errors, 5xx and 429 are retried with
-capped exponential backoff and jitter (Retry-After honoured) up to `max_retries`, then the whole
-write fails and is retried later by the flusher; other 4xx are final, and those rows go to dead
-letters with the status and an excerpt of the response.
+same on every replay, so a receiver can drop repeats. The sink sends each batch once per attempt
+and never retries by itself: the sink's failure policy (`retries`, `retry_delay`, `timeout`,
+`on_failure`) is the only retry layer. A connect error, a timeout or a 5xx fails the attempt; a 429
+or 503 with Retry-After raises `SinkBackpressure`, and the policy waits what the receiver asked
+(capped by `max_retry_delay`). Batches already delivered (or refused) in an earlier attempt of the
+same window are not sent again. Another 4xx is final: that batch's rows go to dead letters with
+the status and an excerpt of the response, and the rest of the window is delivered.
+
+`max_retries` (per request, before) is still accepted so old configs load, but ignored, with a
+warning at start: one `retries = 1` now means two attempts in all, not two times six.
 """
 
 from __future__ import annotations
@@ -20,14 +26,12 @@ from pydantic import Field
 
 from rtstream.core.record import Window
 from rtstream.core.registry import register
-from rtstream.core.retry import backoff_delay
-from rtstream.errors import RowsRejected, SinkError
+from rtstream.errors import RowsRejected, SinkBackpressure, SinkError
 from rtstream.http_common import RETRY_STATUSES, HttpAuth, retry_after
 from rtstream.sinks.base import Sink, SinkConfig
+from rtstream.sinks.rows import encodable_rows
 
 log = logging.getLogger("rtstream.sink.http")
-REQUEST_RETRY_DELAY = 0.2  # between the quick retries of one request; the write as a whole follows the policy
-REQUEST_RETRY_CAP = 5.0
 
 
 class HttpSinkConfig(SinkConfig, HttpAuth):
@@ -35,7 +39,9 @@ class HttpSinkConfig(SinkConfig, HttpAuth):
     method: Literal["POST", "PUT"] = "POST"
     batch_size: int = Field(default=500, ge=1)
     format: Literal["json", "ndjson"] = "json"
-    max_retries: int = Field(default=5, ge=0, description="per request, within one write")
+    max_retries: int | None = Field(default=None, ge=0, description=(
+        "deprecated and ignored: the sink never retries inside a write; use `retries` (the sink's "
+        "failure policy, the one retry layer)"))
 
 
 def idempotency_key(pipeline: str, window: Window, sink: str, batch_no: int) -> str:
@@ -50,7 +56,15 @@ class HttpSink(Sink):
     Config = HttpSinkConfig
 
     async def start(self) -> None:
+        if self.config.max_retries is not None:
+            log.warning("%s: max_retries is deprecated and ignored: the sink sends each batch once per attempt "
+                        "and its policy (retries = %s) is the only retry layer", self.name,
+                        self.config.retries if self.config.retries is not None else "the [defaults] value",
+                        extra={"component": self.name})
         self.http = self.config.session()
+        # batch number -> None (delivered) or why it was refused, for the window being written: an
+        # attempt after a failed one sends only what is still missing
+        self._progress: tuple[tuple[Any, ...], dict[int, str | None]] | None = None
 
     def body(self, rows: list[dict[str, Any]]) -> tuple[bytes, str]:
         if self.config.format == "ndjson":
@@ -58,41 +72,50 @@ class HttpSink(Sink):
         return orjson.dumps(rows, default=str), "application/json"
 
     async def write(self, window: Window, rows: list[dict[str, Any]]) -> None:
+        rows, unencodable = encodable_rows(rows)
+        ident = (window.start_ms, window.end_ms, window.key, window.final, window.input_count, len(rows))
+        if self._progress is None or self._progress[0] != ident:
+            self._progress = (ident, {})
+        done = self._progress[1]
         size = self.config.batch_size
         batches = [rows[i:i + size] for i in range(0, len(rows), size)]
-        results = await asyncio.gather(*(self._send(window, n, b) for n, b in enumerate(batches)),
-                                       return_exceptions=True)
-        rejected = [(b, r) for b, r in zip(batches, results, strict=True) if isinstance(r, str)]
-        errors = [r for r in results if isinstance(r, BaseException)]
+        todo = [n for n in range(len(batches)) if n not in done]
+        results = await asyncio.gather(*(self._send(window, n, batches[n]) for n in todo), return_exceptions=True)
+        errors: list[BaseException] = []
+        for n, result in zip(todo, results, strict=True):
+            if isinstance(result, BaseException):
+                errors.append(result)
+            else:
+                done[n] = result
         if errors:
-            raise errors[0]
+            waits = [e for e in errors if isinstance(e, SinkBackpressure)]
+            raise waits[0] if len(waits) == len(errors) else next(e for e in errors if e not in waits)
+        self._progress = None
+        rejected = [(batches[n], why) for n, why in sorted(done.items()) if why is not None]
+        rejected += unencodable
         if rejected:
             raise RowsRejected(self.name, rejected)
 
     async def _send(self, window: Window, batch_no: int, rows: list[dict[str, Any]]) -> str | None:
-        """Deliver one batch; returns a reason when the receiver refused it for good."""
+        """Deliver one batch, once; returns a reason when the receiver refused it for good."""
         c = self.config
         body, ctype = self.body(rows)
         headers = {"Content-Type": ctype,
                    "Idempotency-Key": idempotency_key(self.context.pipeline, window, self.name, batch_no)}
-        last = ""
-        for attempt in range(1, c.max_retries + 2):
-            wait = None
-            try:
-                async with self.http.request(c.method, c.url, data=body, headers=headers) as resp:
-                    if resp.status < 300:
-                        return None
-                    text = (await resp.text(errors="replace"))[:500]
-                    if resp.status not in RETRY_STATUSES:
-                        return f"HTTP {resp.status}: {text}"
-                    wait, last = retry_after(resp.headers), f"HTTP {resp.status}: {text[:200]}"
-            except (TimeoutError, aiohttp.ClientError) as exc:
-                last = f"{type(exc).__name__}: {exc}"
-            if attempt <= c.max_retries:
-                delay = min(wait if wait is not None else backoff_delay(attempt, REQUEST_RETRY_DELAY, REQUEST_RETRY_CAP),
-                            REQUEST_RETRY_CAP)
-                await asyncio.sleep(delay)
-        raise SinkError(self.name, f"{c.url}: {last} after {c.max_retries + 1} attempts")
+        try:
+            async with self.http.request(c.method, c.url, data=body, headers=headers) as resp:
+                if resp.status < 300:
+                    return None
+                text = (await resp.content.read(2048)).decode("utf-8", errors="replace")[:500]  # a huge body stays unread
+                if resp.status not in RETRY_STATUSES and resp.status != 408:
+                    return f"HTTP {resp.status}: {text}"
+                wait = retry_after(resp.headers)
+                message = f"{c.url}: HTTP {resp.status}: {text[:200]}"
+                if wait is not None and resp.status in (429, 503):
+                    raise SinkBackpressure(self.name, f"{message} (Retry-After {wait:g}s)", wait)
+                raise SinkError(self.name, message)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise SinkError(self.name, f"{c.url}: {type(exc).__name__}: {exc}") from exc
 
     async def close(self) -> None:
         if hasattr(self, "http"):

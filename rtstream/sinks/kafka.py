@@ -15,7 +15,6 @@ import asyncio
 import socket
 from typing import Any, Literal
 
-import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 from pydantic import Field, model_validator
@@ -24,8 +23,10 @@ from rtstream.config.durations import Duration
 from rtstream.core.commit import WindowCommit
 from rtstream.core.record import Window
 from rtstream.core.registry import register
+from rtstream.errors import RowsRejected
 from rtstream.kafka_settings import KafkaConnection
 from rtstream.sinks.base import Sink, SinkConfig
+from rtstream.sinks.rows import Rejected, encode_row
 
 
 class KafkaSinkConfig(SinkConfig, KafkaConnection):
@@ -92,13 +93,15 @@ class KafkaSink(Sink):
         return bool(self.config.exactly_once)
 
     async def write(self, window: Window, rows: list[dict[str, Any]]) -> None:
-        await self._send(rows)
+        rejected = await self._send(rows)
+        if rejected:
+            raise RowsRejected(self.name, rejected)
 
     async def write_committing(self, window: Window, rows: list[dict[str, Any]], commit: WindowCommit) -> None:
         """The window's rows and the source offsets its writing makes safe, in one transaction."""
         try:
             async with self.producer.transaction():  # aborted if anything below raises
-                await self._send(rows)
+                rejected = await self._send(rows)
                 for group, offsets in commit.group_offsets.items():
                     if offsets:
                         await self.producer.send_offsets_to_transaction(offsets, group)
@@ -107,17 +110,25 @@ class KafkaSink(Sink):
             await self.producer.stop()
             await self._start_producer()
             raise
+        if rejected:  # the transaction went through with the other rows
+            raise RowsRejected(self.name, rejected)
 
-    async def _send(self, rows: list[dict[str, Any]]) -> None:
+    async def _send(self, rows: list[dict[str, Any]]) -> Rejected:
         """Rows go out as whole record batches, one or more per partition, partitioned by key as the
-        Java client does (murmur2), and the write returns when every batch is acknowledged."""
-        topic, dumps, producer = self.config.topic, orjson.dumps, self.producer
+        Java client does (murmur2), and the write returns when every batch is acknowledged. A row
+        that cannot be JSON (an int beyond 64 bits) is not sent: it is returned with why."""
+        topic, producer = self.config.topic, self.producer
         partitions = sorted(await producer.partitions_for(topic))
         by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
+        rejected: Rejected = []
         for row in rows:
+            value = encode_row(row)
+            if isinstance(value, str):
+                rejected.append(([row], value))
+                continue
             key = self.message_key(row)
             p = self.partitioner(key, partitions, partitions)
-            by_partition.setdefault(p, []).append((key, dumps(row, default=str)))
+            by_partition.setdefault(p, []).append((key, value))
         acks = []
         for p, items in by_partition.items():
             batch = producer.create_batch()
@@ -128,6 +139,7 @@ class KafkaSink(Sink):
                     batch.append(key=key, value=value, timestamp=None)
             acks.append(await producer.send_batch(batch, topic, partition=p))
         await asyncio.gather(*acks)
+        return rejected
 
     async def close(self) -> None:
         if hasattr(self, "producer"):

@@ -3,10 +3,23 @@
 `INSERT ... ON CONFLICT (keys) DO UPDATE` makes a replayed window overwrite itself, so results are
 effectively-once on top of at-least-once processing. A window is written whole or not at all: a
 lost connection rolls it back and the flusher tries again.
+
+Rows PostgreSQL would refuse forever because of what they hold are found before the write and
+refused one by one (`RowsRejected`: to the dead letters, with the column and why), and the rest of
+the window is written: a NUL character in a text value or anywhere in a jsonb value (PostgreSQL
+text cannot hold it), a string that is not valid unicode, a value the column's type cannot hold
+(`'many'` in a bigint column, an int beyond the column's range, a time that does not parse), a
+value that cannot be encoded as JSON. What only the server knows (a CHECK or NOT NULL constraint, a
+`varchar(n)` length, a key twice in one window) makes it refuse the window's COPY; the window is
+then written again row by row, each in a savepoint, and the rows it refuses are rejected with its
+message. The shape of the table is another matter: a field with no
+column, or a table that does not exist with `create_table = false`, fails the window (the sink
+halts and retries, commits stay behind it) until the table is fixed.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from datetime import datetime
@@ -18,9 +31,10 @@ from pydantic import Field, SecretStr
 
 from rtstream.core.record import Window
 from rtstream.core.registry import register
-from rtstream.errors import SinkError
+from rtstream.errors import RowsRejected, SinkError
 from rtstream.sinks.base import Sink, SinkConfig
 
+log = logging.getLogger("rtstream.sink.postgres")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 WINDOW_COLUMNS = ("window_start", "window_end")
 
@@ -61,10 +75,21 @@ def _to_float(v: Any) -> float:
     return float(v)
 
 
-def _to_int(v: Any) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(v, float) and not v.is_integer()):
-        raise TypeError
-    return int(v)
+def _int_of(bits: int) -> Callable[[Any], int]:
+    low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+
+    def to_int(v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(v, float) and not v.is_integer()):
+            raise TypeError
+        n = int(v)
+        if not low <= n <= high:
+            raise ValueError(f"out of range for a {bits}-bit integer")
+        return n
+
+    return to_int
+
+
+_to_int = _int_of(64)
 
 
 def _to_bool(v: Any) -> bool:
@@ -74,18 +99,36 @@ def _to_bool(v: Any) -> bool:
 
 
 def _to_text(v: Any) -> str:
-    return v if isinstance(v, str) else orjson.dumps(v, default=str).decode()
+    text = v if isinstance(v, str) else orjson.dumps(v, default=str).decode()
+    if "\x00" in text:
+        raise ValueError("it holds a NUL character (\\x00), which PostgreSQL text cannot store")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("it is not valid unicode (a lone surrogate)") from None
+    return text
+
+
+_JSON_NUL = re.compile(r"(?:^|[^\\])(?:\\\\)*\\u0000")  # an escaped NUL, not an escaped backslash + "u0000"
 
 
 def _to_json(v: Any) -> str:
     return orjson.dumps(v, default=str).decode()
 
 
+def _to_jsonb(v: Any) -> str:
+    text = _to_json(v)
+    if "\\u0000" in text and _JSON_NUL.search(text):
+        raise ValueError("it holds a NUL character (\\u0000), which PostgreSQL jsonb cannot store")
+    return text
+
+
 CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "timestamp with time zone": _to_timestamp, "timestamp without time zone": _to_timestamp,
     "double precision": _to_float, "real": _to_float, "numeric": _to_float,
-    "bigint": _to_int, "integer": _to_int, "smallint": _to_int,
-    "boolean": _to_bool, "jsonb": _to_json, "json": _to_json,
+    "bigint": _to_int, "integer": _int_of(32), "smallint": _int_of(16),
+    "boolean": _to_bool, "jsonb": _to_jsonb, "json": _to_json,
     "text": _to_text, "character varying": _to_text,
 }
 
@@ -103,6 +146,11 @@ class PostgresSink(Sink):
             import asyncpg
         except ImportError:
             raise SinkError(self.name, "the postgres sink needs asyncpg: pip install 'rtstream[postgres]'") from None
+        # what a row's content makes the server refuse: data exceptions (class 22), integrity
+        # constraints (23), one key twice in a window (21000); anything else is the server's trouble
+        self.row_errors: tuple[type[Exception], ...] = (
+            asyncpg.exceptions.DataError, asyncpg.exceptions.IntegrityConstraintViolationError,
+            asyncpg.exceptions.CardinalityViolationError)
         self.pool = await asyncpg.create_pool(self.config.dsn.get_secret_value(), min_size=1,
                                               max_size=self.config.pool_size)
         self.keys = self.config.key_columns or ["window_start", *self.context.key_fields]
@@ -126,26 +174,58 @@ class PostgresSink(Sink):
         if not rows:
             return
         mapping = self._mapping(rows[0])
-        async with self.pool.acquire() as conn, conn.transaction():
-            if not self.column_types:
-                await self._create(conn, rows[0], mapping)
-            records = self._records(rows, mapping)
-            cols = list(mapping)
-            await conn.execute(f"CREATE TEMPORARY TABLE rtstream_window (LIKE {self.target}) ON COMMIT DROP")
-            step = self.config.chunk_rows
-            for i in range(0, len(records), step):
-                await conn.copy_records_to_table("rtstream_window", records=records[i:i + step], columns=cols)
-            col_list = ", ".join(map(_quote, cols))
-            sql = f"INSERT INTO {self.target} ({col_list}) SELECT {col_list} FROM rtstream_window"
-            if self.config.mode == "upsert":
-                updates = [c for c in cols if c not in self.keys]
-                sql += f" ON CONFLICT ({', '.join(map(_quote, self.keys))}) DO " + (
-                    "UPDATE SET " + ", ".join(f"{_quote(c)} = EXCLUDED.{_quote(c)}" for c in updates)
-                    if updates else "NOTHING")
-            await conn.execute(sql)
+        cols = list(mapping)
+        rejected: list[tuple[list[dict[str, Any]], str]] = []
+        kept: list[tuple[dict[str, Any], tuple[Any, ...]]] | None = None
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                if not self.column_types:
+                    await self._create(conn, rows[0], mapping)
+                kept = self._records(rows, mapping, rejected)
+                if not kept:
+                    raise RowsRejected(self.name, rejected)  # nothing to write: the transaction is empty
+                await conn.execute(f"CREATE TEMPORARY TABLE rtstream_window (LIKE {self.target}) ON COMMIT DROP")
+                step = self.config.chunk_rows
+                for i in range(0, len(kept), step):
+                    await conn.copy_records_to_table("rtstream_window", records=[v for _, v in kept[i:i + step]],
+                                                     columns=cols)
+                col_list = ", ".join(map(_quote, cols))
+                await conn.execute(f"INSERT INTO {self.target} ({col_list}) SELECT {col_list} FROM rtstream_window"
+                                   + self._on_conflict(cols))
+        except self.row_errors as exc:
+            if kept is None:  # before any row was looked at: the table's trouble, not a row's
+                raise
+            # something only the server knows refused a row (a constraint, a length, a range): find
+            # which, one row at a time, and write the others
+            log.warning("%s: window %s refused (%s: %s); writing it row by row to find the bad rows", self.name,
+                        window.start_iso, type(exc).__name__, str(exc)[:300], extra={"component": self.name})
+            await self._row_by_row(kept, cols, rejected)
+        if rejected:
+            raise RowsRejected(self.name, rejected)  # the rest of the window is committed
 
-    def _records(self, rows: list[dict[str, Any]], mapping: dict[str, str]) -> list[tuple[Any, ...]]:
-        """Rows as tuples of column values, checked against the table before anything is written."""
+    async def _row_by_row(self, kept: list[tuple[dict[str, Any], tuple[Any, ...]]], cols: list[str],
+                          rejected: list[tuple[list[dict[str, Any]], str]]) -> None:
+        sql = (f"INSERT INTO {self.target} ({', '.join(map(_quote, cols))}) "
+               f"VALUES ({', '.join(f'${i + 1}' for i in range(len(cols)))})" + self._on_conflict(cols))
+        async with self.pool.acquire() as conn, conn.transaction():
+            for row, values in kept:
+                try:
+                    async with conn.transaction():  # a savepoint: a refused row undoes only itself
+                        await conn.execute(sql, *values)
+                except self.row_errors as exc:
+                    rejected.append(([row], f"postgres refused the row: {type(exc).__name__}: {str(exc)[:300]}"))
+
+    def _on_conflict(self, cols: list[str]) -> str:
+        if self.config.mode != "upsert":
+            return ""
+        updates = [c for c in cols if c not in self.keys]
+        return f" ON CONFLICT ({', '.join(map(_quote, self.keys))}) DO " + (
+            "UPDATE SET " + ", ".join(f"{_quote(c)} = EXCLUDED.{_quote(c)}" for c in updates) if updates else "NOTHING")
+
+    def _records(self, rows: list[dict[str, Any]], mapping: dict[str, str],
+                 rejected: list[tuple[list[dict[str, Any]], str]]) -> list[tuple[dict[str, Any], tuple[Any, ...]]]:
+        """Rows as tuples of column values, checked against the table before anything is written;
+        rows no column can take are added to `rejected` with why."""
         unknown = [c for c in mapping if c not in self.column_types]
         if unknown:
             raise SinkError(self.name, f"column {unknown[0]!r} is not in table {self.config.table!r} "
@@ -157,16 +237,22 @@ class PostgresSink(Sink):
             if extra and self.config.columns is None:
                 raise SinkError(self.name, f"field {extra[0]!r} has no column in table {self.config.table!r}")
             values = []
+            why = None
             for col, field, conv in convs:
                 v = row.get(field)
                 if v is not None:
                     try:
                         v = conv(v)
-                    except (TypeError, ValueError):
-                        raise SinkError(self.name, f"column {col!r} ({self.column_types[col]}) cannot hold "
-                                                   f"{v!r} from field {field!r}") from None
+                    except (TypeError, ValueError, OverflowError) as exc:
+                        because = f": {exc}" if str(exc) else ""
+                        why = (f"column {col!r} ({self.column_types[col]}) cannot hold {_shown(v)} from field "
+                               f"{field!r}{because}")
+                        break
                 values.append(v)
-            out.append(tuple(values))
+            if why is None:
+                out.append((row, tuple(values)))
+            else:
+                rejected.append(([row], why))
         return out
 
     async def _create(self, conn: Any, first: dict[str, Any], mapping: dict[str, str]) -> None:
@@ -199,3 +285,12 @@ class PostgresSink(Sink):
 
 def _identity(v: Any) -> Any:
     return v
+
+
+def _shown(v: Any) -> str:
+    """A value quoted in a reason: bounded, whatever it holds."""
+    try:
+        text = repr(v) if not isinstance(v, int) or abs(v) < 10**100 else f"an int of {v.bit_length()} bits"
+    except Exception:  # noqa: BLE001 - repr of a user's object may do anything
+        text = f"a {type(v).__name__}"
+    return text if len(text) <= 200 else text[:200] + "…"

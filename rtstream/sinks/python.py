@@ -2,7 +2,10 @@
 
 Like python stages it may take nothing, the window or the list of records, and be plain (run in a
 thread) or async. It must be idempotent per window: a replayed window calls it again. If it raises,
-the write is retried like any sink's.
+the write is retried like any sink's (rtstream cannot tell a bad row from a down destination). A
+function that finds rows it can never store, and stores the others, raises
+`rtstream.errors.RowsRejected(name, [(rows, reason), ...])`: those rows go to the dead letters
+with the reason, and nothing is retried.
 """
 
 from __future__ import annotations

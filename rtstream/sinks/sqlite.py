@@ -1,4 +1,11 @@
-"""SQLite: each window in one transaction, upserted by (window_start, key), WAL mode."""
+"""SQLite: each window in one transaction, upserted by (window_start, key), WAL mode.
+
+A row SQLite can never take (an int beyond 64 bits, a string that is not valid unicode, a value
+that cannot be encoded as JSON, a constraint of a table you made) is refused on its own
+(`RowsRejected`, to the dead letters with SQLite's reason) and the rest of the window is written
+in the same transaction. A field with no column fails the window until the table is fixed; a
+locked or full database fails it and the policy retries.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +20,7 @@ import orjson
 
 from rtstream.core.record import Window
 from rtstream.core.registry import register
-from rtstream.errors import SinkError
+from rtstream.errors import RowsRejected, SinkError
 from rtstream.sinks.base import Sink, SinkConfig
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -41,6 +48,11 @@ def to_sql_value(value: Any) -> Any:
     return orjson.dumps(value, default=str).decode()
 
 
+# what a row's content raises (at bind or from a constraint); anything else is the database's trouble
+ROW_ERRORS = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError, OverflowError,
+              UnicodeEncodeError, TypeError, ValueError)
+
+
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -63,12 +75,14 @@ class SQLiteSink(Sink):
         return [r[1] for r in rows] or None
 
     async def write(self, window: Window, rows: list[dict[str, Any]]) -> None:
-        await asyncio.to_thread(self._write, window, rows)
+        rejected = await asyncio.to_thread(self._write, window, rows)
+        if rejected:
+            raise RowsRejected(self.name, rejected)
 
-    def _write(self, window: Window, rows: list[dict[str, Any]]) -> None:
+    def _write(self, window: Window, rows: list[dict[str, Any]]) -> list[tuple[list[dict[str, Any]], str]]:
         with self._lock:
             if not rows:
-                return
+                return []
             if self._columns is None:
                 self._create(rows[0])
             assert self._columns is not None
@@ -77,7 +91,6 @@ class SQLiteSink(Sink):
                 raise SinkError(self.name, f"column {unknown[0]!r} is not in table {self.config.table!r} "
                                            f"(columns: {', '.join(self._columns)})")
             cols = self._columns
-            params = [tuple(to_sql_value(r.get(c)) for c in cols) for r in rows]
             sql = f"INSERT INTO {_quote(self.config.table)} ({', '.join(map(_quote, cols))}) " \
                   f"VALUES ({', '.join('?' for _ in cols)})"
             if self.config.mode == "upsert":
@@ -85,14 +98,34 @@ class SQLiteSink(Sink):
                 sql += f" ON CONFLICT ({', '.join(map(_quote, self.keys))}) DO " + (
                     "UPDATE SET " + ", ".join(f"{_quote(c)}=excluded.{_quote(c)}" for c in updates)
                     if updates else "NOTHING")
-            cur = self._db.cursor()
             try:
-                cur.execute("BEGIN IMMEDIATE")
-                cur.executemany(sql, params)
-                cur.execute("COMMIT")
-            except BaseException:
+                params = [tuple(to_sql_value(r.get(c)) for c in cols) for r in rows]
+                self._transaction(lambda cur: cur.executemany(sql, params))
+                return []
+            except ROW_ERRORS:
+                pass  # some row cannot be stored: find which, one by one, and store the others
+            rejected: list[tuple[list[dict[str, Any]], str]] = []
+
+            def one_by_one(cur: sqlite3.Cursor) -> None:
+                for r in rows:
+                    try:
+                        cur.execute(sql, tuple(to_sql_value(r.get(c)) for c in cols))
+                    except ROW_ERRORS as exc:  # a failed statement leaves the transaction open in SQLite
+                        rejected.append(([r], f"sqlite refused the row: {type(exc).__name__}: {str(exc)[:200]}"))
+
+            self._transaction(one_by_one)
+            return rejected
+
+    def _transaction(self, body: Any) -> None:
+        cur = self._db.cursor()
+        try:
+            cur.execute("BEGIN IMMEDIATE")
+            body(cur)
+            cur.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
                 cur.execute("ROLLBACK")
-                raise
+            raise
 
     def _create(self, first: dict[str, Any]) -> None:
         if not self.config.create_table:

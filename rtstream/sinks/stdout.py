@@ -1,4 +1,9 @@
-"""Print each flushed window: a one-line summary, or every row as JSON."""
+"""Print each flushed window: a one-line summary, or every row as JSON.
+
+With `format = "json"`, a row that cannot be encoded as JSON (an int beyond 64 bits, nesting past
+254 levels) is refused on its own (to the dead letters) and the others are printed. The summary
+quotes at most `PREVIEW_CHARS` of the first row.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,14 @@ from typing import Any, Literal
 
 import orjson
 
+from rtstream.core.deadletter import excerpt
 from rtstream.core.record import Window
 from rtstream.core.registry import register
+from rtstream.errors import RowsRejected
 from rtstream.sinks.base import Sink, SinkConfig
+from rtstream.sinks.rows import encode_row
+
+PREVIEW_CHARS = 200
 
 
 class StdoutConfig(SinkConfig):
@@ -21,16 +31,27 @@ class StdoutSink(Sink):
     Config = StdoutConfig
 
     async def write(self, window: Window, rows: list[dict[str, Any]]) -> None:
+        rejected: list[tuple[list[dict[str, Any]], str]] = []
         if self.config.format == "json":
-            sys.stdout.buffer.write(b"".join(orjson.dumps(r, default=str) + b"\n" for r in rows))
+            lines = []
+            for r in rows:
+                line = encode_row(r)
+                if isinstance(line, str):
+                    rejected.append(([r], line))
+                else:
+                    lines.append(line + b"\n")
+            sys.stdout.buffer.write(b"".join(lines))
         else:
             sys.stdout.write(f"{self.context.pipeline} window {window.start_iso} .. {window.end_iso}: "
                              f"{window.input_count} records -> {len(rows)} rows{_preview(rows)}\n")
         sys.stdout.flush()
+        if rejected:
+            raise RowsRejected(self.name, rejected)
 
 
 def _preview(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return ""
     totals = {k: v for k, v in rows[0].items() if k not in ("window_start", "window_end")}
-    return f", first {orjson.dumps(totals, default=str).decode()}"
+    shown, cut = excerpt(totals, PREVIEW_CHARS)  # bounded, whatever the row holds
+    return f", first {shown if cut else orjson.dumps(shown).decode()}"

@@ -1,3 +1,3 @@
 """Sources; importing this package registers the built-in ones."""
 
-from rtstream.sources import file, generator, http_ingest, http_poll, kafka, python_poll  # noqa: F401
+from rtstream.sources import file, generator, http_ingest, http_poll, kafka, python_poll, sql  # noqa: F401

@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Hashable
+from functools import cached_property
 from typing import Any, ClassVar
+
+from pydantic import field_validator
 
 from rtstream.core.commit import Mark, SourceCommit
 from rtstream.core.record import Batch
 from rtstream.core.registry import Component, ComponentConfig
+from rtstream.where import Where, compile_where
 
 
 class SourceConfig(ComponentConfig):
-    pass
+    # only the records this expression holds for go into the windows (rtstream.where), checked
+    # right after decoding, before any stage; the others are skipped (read, not dead-lettered)
+    where: str | None = None
+
+    @field_validator("where")
+    @classmethod
+    def _parses(cls, text: str | None) -> str | None:
+        if text is not None:
+            compile_where(text)  # a WhereError is a ValueError: validate reports it with its column
+        return text
 
 
 class Source(Component):
@@ -23,6 +36,13 @@ class Source(Component):
 
     Config: ClassVar[type[SourceConfig]]
     has_source_time: ClassVar[bool] = True
+    splits_by_group: ClassVar[bool] = False  # several workers share it through a consumer group (Kafka)
+
+    @cached_property
+    def where(self) -> Where | None:
+        """The compiled `where` of this source, or None when it keeps every record."""
+        text = getattr(self.config, "where", None)
+        return compile_where(text) if text is not None else None
 
     @property
     def finite(self) -> bool:

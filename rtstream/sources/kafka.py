@@ -25,13 +25,12 @@ from rtstream.core.record import Batch, Record
 from rtstream.core.registry import register
 from rtstream.kafka_settings import KafkaConnection
 from rtstream.sources.base import Source, SourceConfig
+from rtstream.sources.kafka_starts import StartPositions, mark_metadata
 from rtstream.sources.positions import PositionFile
-from rtstream.windows.clock import epoch_ms
 
 log = logging.getLogger("rtstream.source.kafka")
 _EMPTY_ROUNDS_AT_END = 3
 _QUIET_AT_END = 1.0  # seconds without data before a partition at its end offset counts as finished
-_MARK_PREFIX = "rtstream/1 "
 
 
 class KafkaSourceConfig(SourceConfig, KafkaConnection):
@@ -75,6 +74,7 @@ class KafkaSource(Source):
     "earliest" and "latest" ignore the commits on this process's first assignment of a partition."""
 
     Config = KafkaSourceConfig
+    splits_by_group = True
 
     def __init__(self, name: str, config: Any, context: Any):
         super().__init__(name, config, context)
@@ -93,6 +93,7 @@ class KafkaSource(Source):
         self._ready = asyncio.Event()
         self._ready.set()
         self._start_pos: dict[TopicPartition, int] = {}
+        self._cautious_end = False  # the broker's end offsets ran behind what was fetched: wait for quiet too
 
     @property
     def finite(self) -> bool:
@@ -115,6 +116,7 @@ class KafkaSource(Source):
         }
         self.consumer = AIOKafkaConsumer(**settings)
         await self.consumer.start()
+        self._starts = StartPositions(self.consumer, c, self.name, self._local_marks)
         listener = _Rebalance(self)
         if c.topics:
             self.consumer.subscribe(topics=c.topics, listener=listener)
@@ -144,91 +146,22 @@ class KafkaSource(Source):
             return
         fresh = [tp for tp in assigned if tp not in self._seen]
         self._seen.update(assigned)
-        committed = await self._committed(assigned)
-        explicit = self.config.start_at is not None or self.config.start != "committed"
-        chosen = fresh if explicit else []
-        starts = await self._explicit_starts(chosen)
-        need_default = [tp for tp in assigned if tp not in starts and tp not in committed]
-        if need_default:
-            starts.update(await self._default_starts(need_default))
-        for tp in assigned:
-            if tp not in starts:
-                starts[tp] = committed[tp].offset
+        decided = await self._starts.decide(assigned, fresh)
         if self.config.stop_at_end:
             self._ends.update(await self.consumer.end_offsets(assigned))
             for tp in assigned:
                 self._empty_rounds[tp] = 0
                 self._done.discard(tp)
-        marks = await self._committed_marks(committed)
         # a checkpoint may cover the partitions that resume from the commit: read on from its position
         starts = await self.context.partitions.assigned(Assignment(
-            self.name, self.epoch, dict(starts), marks, {tp for tp in assigned if tp not in chosen}))
+            self.name, self.epoch, dict(decided.starts), dict(decided.marks), set(decided.resumable)))
         for tp in assigned:
             self._next.pop(tp, None)
             self._start_pos[tp] = starts[tp]
             self.consumer.seek(tp, starts[tp])
 
-    async def _committed(self, partitions: list[TopicPartition]) -> dict[TopicPartition, OffsetAndMetadata]:
-        """The group's committed offsets, with their metadata (our marks), in one request."""
-        assert self.consumer is not None
-        # aiokafka's public committed() drops the metadata that carries the marks
-        found: dict[TopicPartition, OffsetAndMetadata] = \
-            await self.consumer._coordinator.fetch_committed_offsets(partitions)
-        return {tp: meta for tp, meta in found.items() if meta.offset >= 0}
-
-    async def _explicit_starts(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
-        """`start_at`, `start = "earliest"` or `"latest"`, for partitions this process has not read yet."""
-        assert self.consumer is not None
-        if not partitions:
-            return {}
-        if self.config.start_at is not None:
-            return await self._offsets_at_time(partitions, epoch_ms(self.config.start_at))
-        if self.config.start == "latest":
-            return dict(await self.consumer.end_offsets(partitions))
-        return dict(await self.consumer.beginning_offsets(partitions))
-
-    async def _default_starts(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
-        """Where a partition with no commit starts: its end for `start = "latest"`, else its beginning."""
-        assert self.consumer is not None
-        if self.config.start == "latest":
-            return dict(await self.consumer.end_offsets(partitions))
-        return dict(await self.consumer.beginning_offsets(partitions))
-
     def checkpoint_scope(self) -> str:
         return f"{self.name}@{self.config.group_id}"  # a new group starts over, whatever an old one saved
-
-    async def _committed_marks(self, committed: dict[TopicPartition, OffsetAndMetadata]) -> dict[Hashable, Mark]:
-        """The marks the last owner committed with its offsets (see rtstream.core.commit.Mark)."""
-        marks: dict[Hashable, Mark] = {}
-        local = await asyncio.to_thread(self._local_marks.load) if committed else {}
-        for tp, meta in committed.items():
-            text = meta.metadata or ""
-            if text.startswith(_MARK_PREFIX):
-                try:
-                    written, nxt = text[len(_MARK_PREFIX):].split()
-                    marks[tp] = Mark(int(written), int(nxt))
-                    continue
-                except ValueError:
-                    pass
-            # Some Kafka-compatible brokers drop commit metadata: use this host's own copy, but only
-            # if it was saved with the very offset the group has committed.
-            saved = local.get(f"{tp.topic}:{tp.partition}")
-            if saved and meta.offset == saved[0]:
-                marks[tp] = Mark(int(saved[1]), int(saved[2]))
-        return marks
-
-    async def _offsets_at_time(self, partitions: list[TopicPartition], ms: int) -> dict[TopicPartition, int]:
-        assert self.consumer is not None
-        try:
-            found = await self.consumer.offsets_for_times({tp: ms for tp in partitions})
-        except Exception as exc:  # noqa: BLE001 - some brokers cannot answer: scan from the start instead
-            log.warning("%s: offsets_for_times failed (%s); reading from the beginning", self.name, exc)
-            found = {}
-        out = {tp: hit.offset for tp, hit in found.items() if hit is not None}
-        missing = [tp for tp in partitions if tp not in out]
-        if missing:  # no record at or after that time (or no answer): the beginning
-            out.update(await self.consumer.beginning_offsets(missing))
-        return out
 
     async def _revoked(self, revoked: list[TopicPartition]) -> None:
         self._ready.clear()  # set again when the next assignment has decided its starts
@@ -288,8 +221,10 @@ class KafkaSource(Source):
     async def _finished(self, data: dict[TopicPartition, list[Any]]) -> bool:
         """Done when every assigned partition has reached its end: its position is at the end
         offsets snapshot, at the high watermark of its last fetch, and at a fresh end offsets
-        answer, and it has fetched nothing for a few rounds and a while. An end offset alone is not
-        trusted (some brokers report it short), nor a few empty fetches on a busy machine."""
+        answer. Where the broker's end offsets agree with what was fetched, that is enough (the end
+        is decided one fetch round after the last record). Once a fresh end offset is seen behind a
+        position already fetched (some brokers report it short for a while), the run falls back to
+        also waiting for a few empty rounds and a quiet second, and says so once."""
         assert self.consumer is not None
         assignment = self.consumer.assignment()
         if not assignment:
@@ -309,6 +244,17 @@ class KafkaSource(Source):
             if highwater is None or pos < max(self._ends.get(tp, 0), highwater):
                 continue  # no fetch has answered for it yet, or it is not at the end
             self._empty_rounds[tp] = self._empty_rounds.get(tp, 0) + 1
+            if not self._cautious_end:
+                fresh = (await self.consumer.end_offsets([tp])).get(tp, 0)
+                if fresh == pos == highwater:
+                    self._done.add(tp)
+                    continue
+                if fresh < pos:
+                    self._cautious_end = True
+                    log.info("%s: the broker reports the end of %s:%d at %d, behind the %d records already read; "
+                             "deciding the end of input by a quiet period as well", self.name, tp.topic,
+                             tp.partition, fresh, pos, extra={"component": self.name})
+                continue
             quiet = now - self._last_data.get(tp, self._assigned_at) >= _QUIET_AT_END
             if self._empty_rounds[tp] >= _EMPTY_ROUNDS_AT_END and quiet:
                 fresh = (await self.consumer.end_offsets([tp])).get(tp, 0)
@@ -327,7 +273,7 @@ class KafkaSource(Source):
         for tp, off in commit.positions.items():
             if tp in owned:
                 mark = commit.marks.get(tp)
-                out[tp] = OffsetAndMetadata(off, f"{_MARK_PREFIX}{mark[0]} {mark[1]}" if mark else "")  # type: ignore[index]
+                out[tp] = OffsetAndMetadata(off, mark_metadata(mark))
         return out
 
     async def commit(self, positions: dict[Hashable, int], marks: dict[Hashable, Mark] | None = None) -> None:

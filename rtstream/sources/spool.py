@@ -18,6 +18,7 @@ from typing import Literal
 
 import orjson
 
+from rtstream.appends import append_whole, drop_torn_tail
 from rtstream.core.record import Batch, Record
 
 MARKER = b"#"  # a line holding the source's own state (a poll cursor), not a record
@@ -54,7 +55,7 @@ class Spool:
             segs = [0]
             self._path(0).touch()
         self._active = segs[-1]
-        _drop_torn_tail(self._path(self._active))  # a crash (or a disk that filled) mid-append
+        drop_torn_tail(self._path(self._active))  # a crash (or a disk that filled) mid-append
         self._fh = open(self._path(self._active), "ab", buffering=0)  # unbuffered: nothing left to flush later
         self.end = self._active + os.path.getsize(self._path(self._active))
         self._last_marker = self.last_marker()
@@ -92,21 +93,11 @@ class Spool:
         fh = self._fh
         assert fh is not None
         fd = fh.fileno()  # type: ignore[attr-defined]
-        size = self.end - self._active  # where this append starts in the active segment
-        try:
-            view = memoryview(blob)
-            while view:
-                view = view[os.write(fd, view):]
-            now = time.monotonic()
-            if self.fsync == "always" or now - self._last_sync >= self.fsync_interval:
-                os.fsync(fd)
-                self._last_sync = now
-        except OSError:
-            try:
-                os.ftruncate(fd, size)
-            except OSError:
-                pass
-            raise
+        now = time.monotonic()
+        sync = self.fsync == "always" or now - self._last_sync >= self.fsync_interval
+        append_whole(fd, blob, size=self.end - self._active, fsync=sync)
+        if sync:
+            self._last_sync = now
         self.end += len(blob)
         if marker is not None:
             self._last_marker = marker
@@ -199,20 +190,6 @@ class Spool:
         if self._fh is not None:
             self._fh.close()  # type: ignore[attr-defined]
             self._fh = None
-
-
-def _drop_torn_tail(path: Path) -> None:
-    """Cut a last line that a crash or a full disk left without its newline."""
-    with open(path, "rb+") as fh:
-        size = fh.seek(0, os.SEEK_END)
-        if size == 0:
-            return
-        fh.seek(max(0, size - 65536))
-        tail = fh.read()
-        if tail.endswith(b"\n"):
-            return
-        cut = tail.rfind(b"\n")
-        fh.truncate(size - len(tail) + cut + 1 if cut >= 0 else (0 if size <= 65536 else size))
 
 
 def _parse(buf: bytes, base: int, limit: int) -> tuple[list[Record], int]:

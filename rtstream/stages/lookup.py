@@ -28,7 +28,7 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 import orjson
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from rtstream.config.durations import Duration
 from rtstream.core.registry import register
@@ -42,7 +42,7 @@ _MISSING = object()  # a cached "no such key"
 class LookupConfig(StageConfig, HttpAuth):
     key: str
     source: Literal["sqlite", "postgres", "http"] = Field(alias="from")
-    dsn: str | None = None
+    dsn: SecretStr | None = None  # a PostgreSQL DSN holds a password
     query: str | None = None
     url: str | None = Field(default=None, description='e.g. "https://api.example.com/stores/{key}"')
     cache_size: int = Field(default=100_000, ge=0)
@@ -61,7 +61,7 @@ class LookupConfig(StageConfig, HttpAuth):
             return self
         if not self.dsn or not self.query:
             raise ValueError(f'from = "{self.source}" needs dsn and query')
-        if dsn_kind(self.dsn) != self.source:
+        if dsn_kind(self.dsn.get_secret_value()) != self.source:
             raise ValueError(f'dsn does not match from = "{self.source}"')
         if parameters(self.query) != {"key"}:
             raise ValueError("query must use :key, and no other parameter")
@@ -119,7 +119,7 @@ class LookupStage(Stage):
         if c.source == "http":
             self.http = c.session()
         else:
-            self._sql = SqlClient(c.dsn, self.name)
+            self._sql = SqlClient(c.dsn.get_secret_value(), self.name)
             await self._sql.start()
 
     async def close(self) -> None:
@@ -152,7 +152,7 @@ class LookupStage(Stage):
         found: dict[Hashable, dict[str, Any] | None] = {}
         try:
             if self._sql is not None:
-                found = await self._sql.fetch_by_key(self.config.query, sorted(keys, key=str))
+                await self._sql.fetch_by_key(self.config.query, sorted(keys, key=str), found)
             else:
                 await self._fetch_http(keys, found)
         finally:
@@ -206,5 +206,5 @@ class LookupStage(Stage):
 
     def describe(self) -> str:
         c = self.config
-        target = c.url if c.source == "http" else c.dsn
+        target = c.url if c.source == "http" else "(dsn)"
         return f"lookup: {c.key} in {c.source} {target} (cache {c.cache_size}, ttl {c.cache_ttl:g}s, missing: {c.on_missing})"

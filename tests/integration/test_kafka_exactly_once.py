@@ -20,7 +20,7 @@ from tests.data import make_events
 from tests.integration.test_kafka import check_against_truth, committed, kafka_config
 from tests.kafka_helpers import new_topics, produce, read_all
 from tests.reference import tumbling_truth
-from tests.support import Daemon, run_cli, wait_until
+from tests.support import Daemon, read_jsonl, run_cli, wait_until
 
 SHIM = {"PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent.parent / "shims"),
                                        os.environ.get("PYTHONPATH", "")])}
@@ -109,3 +109,25 @@ def test_without_transactions_the_broker_refuses_and_the_daemon_names_the_sink(t
     assert "component results failed to start: RuntimeError: UnknownError" in res.stderr
     assert "the broker refused a transactional producer id" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("sink", [{}, EOS], ids=["acks", "exactly_once"])
+def test_a_row_kafka_cannot_carry_is_rejected_and_the_rest_and_the_offsets_go_through(tmp_path, kafka, sink):
+    src, out, group = new_topics(kafka.bootstrap, 2, 2)
+    events = make_events(1500, span_s=900, seed=17, users=10)
+    asyncio.run(produce(kafka.bootstrap, src, events))
+    cfg = kafka_config(tmp_path, kafka.bootstrap, src, out, group=group, sink=sink)
+    text = cfg.read_text().replace('flow = "events >> per_user >> results"', 'flow = "events >> per_user >> huge >> results"')
+    cfg.write_text(text + '\n[stages.huge]\ntype = "python"\ncall = "tests.faults.rowfns:one_huge_int"\n')
+    res = run_cli("run", "-c", str(cfg), env=SHIM)
+    assert res.returncode == 0, res.stderr[-3000:]
+    truth = tumbling_truth(events, 300, "user_id")
+    good = {k for k in truth if k[1] != "u7"}
+    got = {(v["window_start"], v["user_id"]) for _, v in asyncio.run(read_all(kafka.bootstrap, out, expect=len(good)))}
+    assert got == good  # every row but u7's, which carries an int beyond 64 bits
+    dead = [d for d in read_jsonl(tmp_path / "dead.jsonl") if d["stage"] == "results"]
+    assert len(dead) == len({k[0] for k in truth if k[1] == "u7"})
+    assert {d["reason"] for d in dead} == {"sink_rejected"}
+    assert {d["detail"] for d in dead} == {"row cannot be encoded as JSON: Integer exceeds 64-bit range"}
+    offsets = asyncio.run(committed(kafka.bootstrap, group, src, 2))
+    assert sum(offsets.values()) == len(events)  # the rejected rows hold nothing back

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import sqlite3
 import threading
@@ -188,3 +189,30 @@ def test_a_lookup_that_keeps_failing_dead_letters_its_records_and_the_run_goes_o
     dead = read_jsonl(tmp_path / "dead.jsonl")
     assert len(dead) == len(orders)
     assert all(d["reason"] == "lookup" and "failed" in d["detail"] for d in dead)
+
+
+def test_postgres_keys_of_another_kind_or_with_a_nul_fail_only_their_own_records(tmp_path, postgres):
+    table = f"ids_{uuid.uuid4().hex[:6]}"
+
+    async def load() -> None:
+        conn = await asyncpg.connect(postgres)
+        await conn.execute(f"create table {table} (id bigint primary key, label text)")
+        await conn.executemany(f"insert into {table} values ($1, $2)", [(i, f"label {i}") for i in range(10)])
+        await conn.close()
+
+    asyncio.run(load())
+    keys: list[Any] = [*range(12), "seven", "a\x00b", 2**70]
+    records = [{"id": n, "store": keys[n % len(keys)], "ts": BASE_MS + n * 1000} for n in range(150)]
+    (tmp_path / "orders.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))  # 2**70: not orjson
+    cfg = _config(tmp_path, {"from": "postgres", "dsn": postgres, "on_missing": "dead_letter", "retries": 0,
+                             "query": f"SELECT label FROM {table} WHERE id = :key"}, aggregate=False)
+    res = run_cli("run", "-c", str(cfg))
+    assert res.returncode == 0, res.stderr
+    rows = {r["id"]: r for rows in window_files(tmp_path / "out").values() for r in rows}
+    want = {r["id"]: f"label {r['store']}" for r in records if type(r["store"]) is int and r["store"] < 10}
+    assert {i: r["label"] for i, r in rows.items()} == want  # every int key answered, whatever the others did
+    dead = read_jsonl(tmp_path / "dead.jsonl")
+    assert len(dead) == len(records) - len(want)
+    by_key = {d["value"]["store"] if isinstance(d["value"], dict) else None: d["detail"] for d in dead}
+    assert "no postgres row" in by_key[10] and "no postgres row" in by_key["a\x00b"]
+    assert "failed" in by_key["seven"]

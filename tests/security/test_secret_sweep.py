@@ -167,8 +167,6 @@ def test_no_secret_leaves_by_any_surface(surfaces, surface):
     assert any(picked(k) for k in surfaces)
 
 
-@pytest.mark.xfail(strict=True, reason="core/deadletter.py writes `detail` unredacted: the one-line change is in "
-                                       "docs/SECURITY.md (Known gaps) and the report of issue 15")
 def test_no_secret_in_dead_letters(surfaces):
     assert leaks(surfaces["dead letters"]) == []
 

@@ -1,0 +1,10 @@
+"""Window stages for the sink tests: rows that some sinks can never write."""
+
+from __future__ import annotations
+
+
+def one_huge_int(records):
+    """Every row gets `big`; the row of user u7 an int beyond 64 bits, which no JSON writer takes."""
+    for r in records:
+        r["big"] = 2**70 if r["user_id"] == "u7" else 1
+    return records
