@@ -57,11 +57,27 @@ class Pipeline:
         return load_settings(doc=self.config())
 
     async def run_async(self) -> int:
-        from rtstream.core.runtime import Runtime
+        """As `run`, inside a running event loop (signals are then left to that loop's owner)."""
+        import logging
 
-        return await Runtime(self.settings()).run()
+        from rtstream.core.runtime import Runtime
+        from rtstream.describe import first_window_note
+        from rtstream.logs import setup_logging
+        from rtstream.secrets import remember
+
+        settings = self.settings()
+        root = settings.root
+        if not logging.getLogger().handlers:  # the CLI's logging, unless the program has set up its own
+            setup_logging(root.daemon.log_level, root.daemon.log_format, root.pipeline.name, remember(settings))
+        logging.getLogger("rtstream").info(first_window_note(settings))
+        return await Runtime(settings).run()
 
     def run(self) -> int:
+        """Run until every source is finished (finite sources) or SIGTERM / SIGINT; returns the exit code
+        the CLI would: 0 after a clean stop or a finished run, 1 when a component failed (the log
+        names it). Logs go to stderr like the CLI's (`daemon.log_level`, `daemon.log_format`) unless
+        the program has configured logging itself. Rows go to the sinks; to get them back in Python,
+        use `rtstream.testing.run(pipeline, records)`."""
         import asyncio
 
         return asyncio.run(self.run_async())

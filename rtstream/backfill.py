@@ -23,7 +23,7 @@ from rtstream.errors import ConfigError
 from rtstream.windows.clock import epoch_ms
 
 log = logging.getLogger("rtstream.backfill")
-REPLAYABLE = {"kafka", "file", "generator"}
+REPLAYABLE = {"kafka", "file", "generator", "python"}  # python: its function is called for each interval
 
 
 def backfill_overrides(settings: Settings, from_ms: int) -> list[str]:
@@ -66,6 +66,7 @@ async def run_backfill(settings: Settings, time_range: tuple[int, int]) -> int:
 
     runtime = Runtime(settings)
     runtime.engine.time_range = time_range
+    runtime.context.extra.update(run_once=True, backfill_range=time_range)  # python sources: each interval once
     began = time.monotonic()
     progress = asyncio.create_task(_progress(runtime, began))
     try:
@@ -114,4 +115,6 @@ def prepare(config_path: str, overrides: list[str], t_from: str, t_to: str) -> t
     time_range = window_range(base, t_from, t_to)
     state = tempfile.mkdtemp(prefix="rtstream-backfill-")
     extra = backfill_overrides(base, time_range[0]) + [f'daemon.state_dir="{state}"']
-    return load_settings(Path(config_path), overrides + extra), time_range
+    settings = load_settings(Path(config_path), overrides + extra)
+    settings.root.admin = None  # the live daemon serves the admin address; a backfill beside it serves none
+    return settings, time_range

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from pathlib import Path
 
@@ -33,6 +34,14 @@ def _parser() -> argparse.ArgumentParser:
     bf.add_argument("--from", dest="t_from", required=True, help="start time (ISO-8601 or epoch)")
     bf.add_argument("--to", dest="t_to", required=True, help="end time (ISO-8601 or epoch)")
     bf.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    tst = sub.add_parser("test", help="run the pipeline once, in-process, keeping nothing (like airflow dags test)")
+    tst.add_argument("-c", "--config", default=DEFAULT_CONFIG)
+    tst.add_argument("--input", help="JSON lines read by every source that does not fetch by itself")
+    tst.add_argument("--output", help="write the rows here (default: stdout), one JSON object per line")
+    tst.add_argument("--at", help="the logical date (start of the interval a python or polled source "
+                                  "fetches for, as in airflow dags test DAG DATE); default: the latest interval")
+    tst.add_argument("--sinks", action="store_true", help="write to the configured sinks too")
+    tst.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     imp = sub.add_parser("import-dag", help="turn an Airflow DAG file into an rtstream config")
     imp.add_argument("dag", help="the DAG file (read as source, never run)")
     imp.add_argument("-o", "--output", help="write the config here (default: print it)")
@@ -67,7 +76,7 @@ def import_dag_command(args: argparse.Namespace) -> int:
     from rtstream.dag_import import import_dag
 
     try:
-        result = import_dag(Path(args.dag))
+        result = import_dag(Path(args.dag), Path(args.output).parent if args.output else None)
     except (OSError, SyntaxError) as exc:
         print(f"rtstream: cannot read {args.dag}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -91,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
         return import_dag_command(args)
     if args.command == "backfill":
         return backfill_command(args)
+    if args.command == "test":
+        from rtstream.test_command import test_command
+
+        return test_command(args)
     if args.command in ("runs", "status"):
         args.overrides = []
     from rtstream.config.load import load_settings
@@ -98,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # runs and status only read the state: a read-only state_dir is fine for them
         settings = load_settings(Path(args.config), args.overrides,
-                                 check_paths=args.command not in ("runs", "status"))
+                                 check_paths=args.command not in ("runs", "status"),
+                                 check_inputs=args.command == "validate")
     except ConfigError as exc:
         if len(exc.problems) == 1 and not exc.problems[0][0]:  # the file itself: its reason names it
             return refused(f"rtstream: config refused: {exc.problems[0][1]}", ConfigError([]))
@@ -180,6 +194,9 @@ def run(settings: object) -> int:
         runner = uvloop.run
     except ImportError:
         runner = asyncio.run
+    from rtstream.describe import first_window_note
+
+    logging.getLogger("rtstream").info(first_window_note(settings))  # type: ignore[arg-type]
     if root.daemon.workers > 1:
         from rtstream.workers import WorkerSupervisor
 

@@ -9,6 +9,7 @@ tasks (as python source, stages and sink calling the same functions) and the dep
 from __future__ import annotations
 
 import ast
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -18,20 +19,13 @@ from typing import Any
 
 from rtstream.config import toml_text as toml
 from rtstream.config.durations import format_duration, schedule_to_size
-from rtstream.dag_values import DagRefused, DagValues, call_name, keyword_arg, show_value
+from rtstream.dag_reader import TASK_KEYS, DagReader, Task, read_source, task_layers
+from rtstream.dag_values import DagRefused, DagValues, keyword_arg, show_value
 
 _COMPONENT_NAME = re.compile(r"^[A-Za-z_][\w\-]*$")  # what a flow accepts (rtstream.core.flow)
+_AIRFLOW_TASK_ID = re.compile(r"^[\w.-]+$", re.ASCII)  # airflow.utils.helpers.KEY_REGEX
 MAX_RETRIES = 1000
 MAX_WINDOW_S = 366 * 86400.0
-
-
-@dataclass
-class Task:
-    var: str
-    task_id: str
-    operator: str
-    callable: str | None
-    line: int
 
 
 @dataclass
@@ -48,106 +42,6 @@ class ImportResult:
         if self.todo:
             out += ["to do:"] + [f"  {t}" for t in self.todo]
         return "\n".join(out)
-
-
-class _Reader(ast.NodeVisitor):
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.names: dict[str, ast.AST] = {}
-        self.dag: ast.Call | None = None
-        self.tasks: dict[str, Task] = {}
-        self.edges: list[tuple[str, str]] = []
-        self.unmapped: list[str] = []
-        self.functions: set[str] = set()
-
-    def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
-        self.functions.add(node.name)
-
-    def visit_Assign(self, node: ast.Assign) -> None:
-        if len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            self.names[node.targets[0].id] = node.value
-            if isinstance(node.value, ast.Call):
-                self._call(node.value, node.targets[0].id)
-        self.generic_visit(node)
-
-    def visit_With(self, node: ast.With) -> None:
-        for item in node.items:
-            if isinstance(item.context_expr, ast.Call) and call_name(item.context_expr).endswith("DAG"):
-                self.dag = item.context_expr
-        self.generic_visit(node)
-
-    def visit_Expr(self, node: ast.Expr) -> None:
-        if isinstance(node.value, ast.BinOp):
-            self._chain(node.value)
-        elif isinstance(node.value, ast.Call):
-            c = node.value
-            if isinstance(c.func, ast.Attribute) and c.func.attr in ("set_downstream", "set_upstream") and c.args:
-                a, b = self._refs(c.func.value), self._refs(c.args[0])
-                if c.func.attr == "set_upstream":
-                    a, b = b, a
-                self.edges += [(x, y) for x in a for y in b]
-        self.generic_visit(node)
-
-    def _call(self, call: ast.Call, var: str) -> None:
-        name = call_name(call)
-        if name.endswith("DAG"):
-            self.dag = call
-            return
-        if not name.endswith("Operator") and not name.endswith("Sensor"):
-            return
-        tid = DagValues(self.path, self.names).of(keyword_arg(call, "task_id") or ast.Constant(var))  # the names bound so far
-        if not isinstance(tid, str):
-            self.unmapped.append(f"line {call.lineno}: the task_id of {var!r} is not a plain string: named {var!r}")
-            tid = var
-        fn = keyword_arg(call, "python_callable")
-        fname = fn.id if isinstance(fn, ast.Name) else None
-        self.tasks[var] = Task(var, tid, name.split(".")[-1], fname, call.lineno)
-        if name.split(".")[-1] != "PythonOperator":
-            self.unmapped.append(f"line {call.lineno}: task {tid!r} is a {name.split('.')[-1]}; only PythonOperator maps")
-
-    def _refs(self, node: ast.AST) -> list[str]:
-        if isinstance(node, ast.Name):
-            return [node.id]
-        if isinstance(node, (ast.List, ast.Tuple)):
-            return [r for e in node.elts for r in self._refs(e)]
-        if isinstance(node, ast.BinOp):
-            return self._chain(node)
-        return []
-
-    def _chain(self, node: ast.BinOp) -> list[str]:
-        """Record the edges of `a >> b` / `a << b`; returns the right-hand side (what a chain continues from)."""
-        if not isinstance(node.op, (ast.RShift, ast.LShift)):
-            return []
-        left = self._refs(node.left)
-        right = self._refs(node.right)
-        if isinstance(node.op, ast.RShift):
-            self.edges += [(a, b) for a in left for b in right]
-        else:
-            self.edges += [(b, a) for a in left for b in right]
-        return right
-
-
-def _order(tasks: dict[str, Task], edges: list[tuple[str, str]]) -> list[list[str]]:
-    """Tasks in dependency layers: [[first], [second], ..., [last a, last b]]."""
-    nodes = [v for v in tasks]
-    indeg = {n: 0 for n in nodes}
-    for a, b in edges:
-        if a in indeg and b in indeg:
-            indeg[b] += 1
-    layers = []
-    ready = [n for n in nodes if indeg[n] == 0]
-    seen: set[str] = set()
-    while ready:
-        layers.append(ready)
-        seen.update(ready)
-        nxt = []
-        for a, b in edges:
-            if a in ready and b in indeg:
-                indeg[b] -= 1
-                if indeg[b] == 0 and b not in seen and b not in nxt:
-                    nxt.append(b)
-        ready = nxt
-    return layers
 
 
 def _component_names(tasks: list[Task]) -> tuple[dict[str, str], list[str]]:
@@ -171,27 +65,15 @@ def _component_names(tasks: list[Task]) -> tuple[dict[str, str], list[str]]:
     return names, renamed
 
 
-def _read(path: Path) -> ast.Module:
-    try:
-        source = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DagRefused(path, None, f"not valid UTF-8 (byte {exc.start})") from None
-    try:
-        return ast.parse(source, filename=str(path))
-    except (RecursionError, MemoryError):
-        raise DagRefused(path, None, "nested too deeply to read") from None
-    except ValueError as exc:  # null bytes, on older Pythons
-        raise DagRefused(path, None, str(exc)) from None
-
-
-def import_dag(path: Path) -> ImportResult:
-    """The config for the DAG file at `path`, read as source and never run.
+def import_dag(path: Path, config_dir: Path | None = None) -> ImportResult:
+    """The config for the DAG file at `path`, read as source and never run; `config_dir` is where the
+    config will be written (default: the working directory), so it can find the DAG's module.
 
     Raises OSError (unreadable), SyntaxError (does not parse) or DagRefused (a SyntaxError: a
     self-referencing name, a value out of range), each naming the line where it can.
     """
-    tree = _read(path)
-    reader = _Reader(path)
+    tree = read_source(path)
+    reader = DagReader(path)
     for stmt in tree.body:
         try:
             reader.visit(stmt)
@@ -204,6 +86,7 @@ def import_dag(path: Path) -> ImportResult:
     unmapped = list(reader.unmapped)
     dag = reader.dag
     dag_id = "imported"
+    dag_params: Any = None
     description = None
     schedule: Any = None
     defaults: dict[str, Any] = {}
@@ -216,6 +99,7 @@ def import_dag(path: Path) -> ImportResult:
         else:
             unmapped.append(f"line {dag.lineno}: the dag_id is not a plain string: pipeline.name left as {dag_id!r}")
         description = values.of(keyword_arg(dag, "description"))
+        dag_params = _plain(values, keyword_arg(dag, "params"), "the DAG's params", unmapped)
         schedule = values.of(keyword_arg(dag, "schedule_interval") or keyword_arg(dag, "schedule"))
         da = values.of(keyword_arg(dag, "default_args"))
         for k, v in (da if isinstance(da, dict) else {}).items():
@@ -227,7 +111,12 @@ def import_dag(path: Path) -> ImportResult:
         lines += [toml.comment(line) for line in str(description).splitlines()[:10]]
     header_end = len(lines)
     lines += ["", "[pipeline]", f"name = {toml.string(dag_id)}"]
-    layers = _order(reader.tasks, reader.edges)
+    if config_dir is not None:
+        dag_dir, where = os.path.relpath(path.resolve().parent, config_dir.resolve()), "from this file"
+    else:  # printed: wherever it is saved, this still finds the DAG
+        dag_dir, where = str(path.resolve().parent), "(absolute: import-dag -o writes it relative)"
+    lines.append(f"python_path = [{toml.string(dag_dir)}]   {toml.comment('the DAG file folder, ' + where)}")
+    layers = task_layers(reader.tasks, reader.edges)
     python_tasks = {v for v, t in reader.tasks.items() if t.operator == "PythonOperator" and t.callable}
     chain = [[v for v in layer if v in python_tasks] for layer in layers]
     chain = [layer for layer in chain if layer]
@@ -263,8 +152,9 @@ def import_dag(path: Path) -> ImportResult:
         lines.append('size = "FILL_ME"   # e.g. "5m"')
         if not any("window size" in t for t in todo):
             todo.append(f"schedule {schedule!r} has no fixed window size: set window.size")
-    lines += ['time = "source"              # the time each record was fetched; use "event" + time_field if records carry one',
-              'lateness = "0s"', ""]
+    lines += ['time = "source"              # the interval each record was fetched for; use "event" + time_field '
+              "if records carry one",
+              'lateness = "0s"', 'idle_timeout = "1s"          # a window is written 1s after the fetch that ends it', ""]
 
     lines += _retry_defaults(path, defaults, mapped, todo)
     if _value(defaults, "depends_on_past"):
@@ -299,6 +189,7 @@ def import_dag(path: Path) -> ImportResult:
             else:
                 lines += [toml.table("stages", name), 'type = "python"', f"call = {toml.string(ref)}", ""]
                 mapped.append(f"line {t.line}: {name} -> python stage calling {ref}")
+            lines[-1:-1] = _task_keys(values, t, name, dag_params, unmapped, mapped)
     if first is not None or last:
         todo.append("the first task is a python source and the last a python sink: pick the real source and sink "
                     "types (kafka, http_poll, postgres, ...) when you are ready")
@@ -311,6 +202,36 @@ def import_dag(path: Path) -> ImportResult:
         text = text.replace("\n\n\n", "\n\n")
     _check_written(text, dag_id, chain, names)
     return ImportResult(text, mapped, unmapped, todo)
+
+
+def _plain(values: DagValues, node: ast.AST | None, what: str, unmapped: list[str]) -> Any:
+    if node is None:
+        return None
+    try:
+        value = values.plain(node)
+    except ValueError:
+        value = None
+    if toml.inline(value) is None:
+        unmapped.append(f"line {getattr(node, 'lineno', '?')}: {what} are not constants: left out")
+        return None
+    return value
+
+
+def _task_keys(values: DagValues, t: Task, name: str, dag_params: Any, unmapped: list[str],
+               mapped: list[str]) -> list[str]:
+    """op_args, op_kwargs, templates_dict and params (the DAG's, then the task's), and the Airflow
+    task_id where the component was renamed (what xcom_pull(task_ids=...) asks for)."""
+    out = []
+    found = {k: _plain(values, node, f"the {k} of task {t.task_id!r}", unmapped) for k, node in t.keys.items()}
+    if isinstance(dag_params, dict):
+        found["params"] = {**dag_params, **(found.get("params") or {})}
+    for k in TASK_KEYS:
+        if found.get(k) is not None:
+            out.append(f"{k} = {toml.inline(found[k])}")
+            mapped.append(f"line {t.line}: {k} of {t.task_id!r} -> {name}.{k}")
+    if name != t.task_id and _AIRFLOW_TASK_ID.match(t.task_id):  # ids Airflow itself refuses are not kept
+        out.append(f"task_id = {toml.string(t.task_id)}   # what xcom_pull(task_ids=...) asks for")
+    return out
 
 
 def _value(defaults: dict[str, tuple[Any, int]], key: str) -> Any:

@@ -73,6 +73,23 @@ class DagValues:
                 return {k.arg: k.value for k in node.keywords if k.arg}
         return None
 
+    def plain(self, node: ast.AST | None) -> Any:
+        """The value of `node` with every dict and list resolved all the way down (for writing it
+        into a config); raises ValueError where any part of it is not a constant."""
+        value = self.of(node)
+        if value is None and not (isinstance(node, ast.Constant) and node.value is None):
+            raise ValueError(f"line {getattr(node, 'lineno', '?')}: not a constant")
+        return self._deep(value)
+
+    def _deep(self, value: Any) -> Any:
+        if isinstance(value, ast.AST):
+            return self.plain(value)
+        if isinstance(value, dict):
+            return {k: self._deep(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._deep(v) for v in value]
+        return value
+
     def _name(self, node: ast.Name) -> Any:
         name = node.id
         if name in self.memo:

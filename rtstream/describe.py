@@ -37,6 +37,8 @@ def _describe(settings: Settings) -> str:
         width = max((len(n) for n in names), default=0)
         for comp in settings.of(names):
             obj = comp.cls(comp.name, comp.config, ctx)
+            if callable(getattr(comp.config, "call", None)) and not hasattr(obj, "fn"):
+                obj.fn = comp.config.call  # type: ignore[attr-defined]  # a sink loads it at start; describe() reads it
             lines.append(f"  {comp.name:<{width}}  {obj.describe()}")
     dl = root.dead_letter.path or f"{root.daemon.state_dir}/dead_letters.jsonl"
     lines.append(f"dead letters  {dl}")
@@ -53,3 +55,27 @@ def _describe(settings: Settings) -> str:
         lines.append(f"admin         http://{a.listen} ({auth}; header timeout {format_duration(a.header_timeout)}, "
                      f"max {a.max_connections} connections)")
     return "\n".join(lines)
+
+
+def first_window_note(settings: Settings, now: float | None = None) -> str:
+    """When a newcomer will first see a result: the first window's close for records arriving now."""
+    import time
+
+    from rtstream.core.record import iso_utc
+
+    w = settings.root.window
+    now = time.time() if now is None else now
+    if w.type == "session":
+        return (f"sessions close {format_duration(w.gap or 0)} after their key's last record "
+                f"(+ lateness {format_duration(w.lateness)})")
+    step_ms = w.hop_ms
+    now_ms = int(now * 1000)
+    end_ms = (now_ms // step_ms) * step_ms + w.size_ms  # the first window holding a record of now
+    while end_ms - step_ms > now_ms:
+        end_ms -= step_ms
+    close_ms = end_ms + round(w.lateness * 1000)
+    note = (f"windows of {format_duration(w.size or 0)}: for records arriving now, the first closes at "
+            f"{iso_utc(close_ms)} (in {format_duration(max(0, round((close_ms - now_ms) / 1000)))}, its end + lateness)")
+    if w.emit == "updates":
+        note += f"; running results every {format_duration(w.update_interval)} until then"
+    return note

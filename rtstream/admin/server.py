@@ -21,9 +21,13 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from rtstream.admin.rerun import RerunRefused, Reruns
+from rtstream.admin.window_details import WindowLogs, dead_letters_of
+from rtstream.core.record import iso_utc
 from rtstream.http_limits import Guard, HttpLimits, bearer_problem
 from rtstream.logs import Redactor
 from rtstream.secrets import Scrubber, remember
+from rtstream.windows.clock import epoch_ms
 
 if TYPE_CHECKING:
     from rtstream.config.load import Settings
@@ -32,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("rtstream.admin")
 SAMPLE_EVERY = 2.0
 SAMPLES = 150  # five minutes of throughput and lag for the page's charts
+RATE_SPAN = 60.0  # the page's rates are averages over the last minute: windows flush in bursts
 
 
 class RecentErrors(logging.Handler):
@@ -59,9 +64,14 @@ class AdminServer:
         self.limits = limits or (admin if admin is not None else HttpLimits(max_connections=64))
         # every answer is redacted with this config's secrets (and the token, were it not among them)
         self.scrubber = Scrubber([*remember(settings), *([token] if token else [])])
-        self.samples: collections.deque[dict[str, float]] = collections.deque(maxlen=SAMPLES)
+        self.samples: collections.deque[dict[str, float | None]] = collections.deque(maxlen=SAMPLES)
         self.errors = RecentErrors()
         self.errors.addFilter(Redactor(self.scrubber))  # the page never shows a secret either
+        self.window_logs = WindowLogs()
+        self.window_logs.addFilter(Redactor(self.scrubber))
+        # a combined view of several workers (rtstream.admin.workers_view) has no single runtime's
+        # open windows, dead-letter file or config: those parts of the page are then empty
+        self.reruns = Reruns(getattr(view, "config_path", None), list(getattr(view, "config_overrides", [])))
         self.guard = Guard(self.limits, log, "admin")
         self._runner: web.AppRunner | None = None
         self._sampler: asyncio.Task[None] | None = None
@@ -74,10 +84,13 @@ class AdminServer:
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/api/runs", self.runs)
         app.router.add_get("/api/status", self.status)
+        app.router.add_get("/api/window", self.window)
+        app.router.add_post("/api/rerun", self.rerun)
         return app
 
     async def start(self) -> None:
         logging.getLogger().addHandler(self.errors)
+        logging.getLogger().addHandler(self.window_logs)
         self._runner = self.guard.runner(self.app())
         await self._runner.setup()
         await self.guard.serve(self._runner, self.listen)
@@ -86,8 +99,10 @@ class AdminServer:
 
     async def close(self) -> None:
         logging.getLogger().removeHandler(self.errors)
+        logging.getLogger().removeHandler(self.window_logs)
         if self._sampler is not None:
             self._sampler.cancel()
+        await self.reruns.close()
         if self._runner is not None:
             await self._runner.cleanup()
         self.guard.close()
@@ -109,17 +124,35 @@ class AdminServer:
         return await handler(request)  # type: ignore[no-any-return]
 
     async def _sample(self) -> None:
-        last_in = last_out = 0
-        last_t = time.monotonic()
+        """Every SAMPLE_EVERY seconds: the counters' totals, and the per-second rates since the last sample."""
+        seen = self.view.throughput()
+        last_in, last_out, last_t = seen.records_in, seen.rows_out, time.monotonic()
+        # the first point: a burst written before the first sample still counts in the rates
+        self.samples.append({"t": time.time(), "records_in": last_in, "rows_out": last_out, "in_per_s": None,
+                             "out_per_s": None, "lag_s": None})
         while True:
             await asyncio.sleep(SAMPLE_EVERY)
             now = time.monotonic()
             seen = self.view.throughput()
             rin, rout, wm = seen.records_in, seen.rows_out, seen.watermark_ms
-            self.samples.append({"t": time.time(), "in_per_s": (rin - last_in) / (now - last_t),
+            self.samples.append({"t": time.time(), "records_in": rin, "rows_out": rout,
+                                 "in_per_s": (rin - last_in) / (now - last_t),
                                  "out_per_s": (rout - last_out) / (now - last_t),
-                                 "lag_s": max(0.0, time.time() - wm / 1000) if wm > 0 else None})  # type: ignore[dict-item]
+                                 "lag_s": max(0.0, time.time() - wm / 1000) if wm > 0 else None})
             last_in, last_out, last_t = rin, rout, now
+
+    def rates(self) -> dict[str, float | None]:
+        """Records in and rows out per second over the last RATE_SPAN (or since the first sample):
+        rows leave in a burst when a window closes, so one sample's rate is mostly 0."""
+        if len(self.samples) < 2:
+            return {"in_per_s": None, "out_per_s": None, "span_s": None}
+        points = [(x["t"] or 0.0, x["records_in"] or 0.0, x["rows_out"] or 0.0) for x in self.samples]
+        t1, in1, out1 = points[-1]
+        t0, in0, out0 = next(p for p in points if t1 - p[0] <= RATE_SPAN)
+        span = t1 - t0
+        if span <= 0:
+            return {"in_per_s": None, "out_per_s": None, "span_s": None}
+        return {"in_per_s": (in1 - in0) / span, "out_per_s": (out1 - out0) / span, "span_s": span}
 
     # --- handlers -------------------------------------------------------------------------
     async def healthz(self, request: web.Request) -> web.Response:
@@ -145,7 +178,49 @@ class AdminServer:
         return self._json({"components": self.view.component_order(), "windows": windows})
 
     async def status(self, request: web.Request) -> web.Response:
-        return self._json(self.view.status() | {"samples": list(self.samples), "errors": list(self.errors.items)[::-1]})
+        return self._json(self.view.status() | {
+            "samples": list(self.samples), "rates": self.rates(), "errors": list(self.errors.items)[::-1],
+            "open": self._open_windows(), "reruns": list(self.reruns.runs.values())[::-1],
+            "can_rerun": bool(self.token) and self.reruns.config_path is not None})
+
+    def _open_windows(self) -> list[dict[str, Any]]:
+        opened = getattr(self.view, "open_window_runs", None)
+        return opened() if opened is not None else []
+
+    async def window(self, request: web.Request) -> web.Response:
+        """One window: each component's run, the log lines that named it, its dead letters, its re-run."""
+        start = _window_start(request.query.get("start", ""))
+        if start is None:
+            return self._json({"error": "start must be a window start, e.g. 2026-11-24T12:05:00Z"}, 400)
+        found = await asyncio.to_thread(self.view.history.windows, MAX_RUNS)
+        run = next((w for w in found if w["window_start"] == start), None)
+        opened = next((w for w in self._open_windows() if w["window_start"] == start), None)
+        path = getattr(self.view, "dead_letter_path", None)
+        letters = await asyncio.to_thread(dead_letters_of, path, start) if path else []
+        return self._json({"window_start": start, "window_end": (run or opened or {}).get("window_end"),
+                           "open": opened is not None, "records": opened["records"] if opened else None,
+                           "components": run["components"] if run else {}, "logs": self.window_logs.of(start),
+                           "dead_letters": letters, "rerun": self.reruns.runs.get(start)})
+
+    async def rerun(self, request: web.Request) -> web.Response:
+        """POST {"window_start": ...}: a backfill of that window. Needs the admin token even on loopback."""
+        if not self.token:
+            return self._json({"error": "re-running a window needs admin.token to be set"}, 403)
+        try:
+            doc = await request.json(loads=orjson.loads)
+        except (ValueError, orjson.JSONDecodeError):
+            return self._json({"error": 'the body must be JSON: {"window_start": "..."}'}, 400)
+        start = _window_start(doc.get("window_start", "") if isinstance(doc, dict) else "")
+        if start is None:
+            return self._json({"error": "window_start must be a window start, e.g. 2026-11-24T12:05:00Z"}, 400)
+        found = await asyncio.to_thread(self.view.history.windows, MAX_RUNS)
+        run = next((w for w in found if w["window_start"] == start), None)
+        if run is None:
+            return self._json({"error": f"no closed window starts at {start}"}, 404)
+        try:
+            return self._json({"rerun": self.reruns.start(start, run["window_end"])}, 202)
+        except RerunRefused as exc:
+            return self._json({"error": str(exc)}, exc.status)
 
     async def page(self, request: web.Request) -> web.Response:
         html = resources.files("rtstream.admin").joinpath("page/index.html").read_text(encoding="utf-8")
@@ -155,6 +230,16 @@ class AdminServer:
         body = orjson.dumps(self.scrubber.redact_doc(doc), default=lambda v: self.scrubber.redact(str(v)))
         return web.Response(body=body, status=status, content_type="application/json",
                             headers={"Cache-Control": "no-store"})
+
+
+def _window_start(text: Any) -> str | None:
+    """The window start `text` names, spelled as the history spells it, or None."""
+    if not isinstance(text, str) or not 0 < len(text) <= 40:
+        return None
+    try:
+        return iso_utc(epoch_ms(text))
+    except Exception:  # noqa: BLE001 - anything unreadable is a 400
+        return None
 
 
 # the page runs only its own inline script and talks only to this server; no framing, no referrer

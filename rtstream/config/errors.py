@@ -7,6 +7,7 @@ written as a number is still the token). A password inside a URL is masked in ev
 
 from __future__ import annotations
 
+import difflib
 import re
 import types
 import typing
@@ -27,8 +28,52 @@ def problems_from(exc: ValidationError, prefix: str = "", model: type[BaseModel]
         loc = ".".join(str(part) for part in parts)
         key = ".".join(p for p in (prefix, loc) if p)
         secret = is_secret_key(parts, model)
-        out.append((key, mask_url_passwords(_reason(err, secret))))
+        reason = _reason(err, secret)
+        if err["type"] == "extra_forbidden" and parts:
+            reason += did_you_mean(str(parts[-1]), _field_names(model, parts[:-1]))
+        out.append((key, mask_url_passwords(reason)))
     return out
+
+
+def did_you_mean(word: str, known: list[str]) -> str:
+    """` (did you mean 'follow'?)` for the known name nearest to `word`, or nothing."""
+    near = difflib.get_close_matches(word, known, n=1, cutoff=0.6)
+    return f" (did you mean {near[0]!r}?)" if near else ""
+
+
+def with_suggestions(problems: list[tuple[str, str]], names: list[str]) -> list[tuple[str, str]]:
+    """The flow's "'x' is not defined" problems, each with the nearest defined name."""
+    out = []
+    for key, reason in problems:
+        m = re.match(r"^'([^']*)' is not defined", reason)
+        out.append((key, reason + did_you_mean(m.group(1), names) if m else reason))
+    return out
+
+
+def import_hint(reason: str, call: object, search_dirs: list[Any]) -> str:
+    """A module that cannot be imported: say where rtstream looked and which folder to add."""
+    if not reason.startswith("cannot import module") or not isinstance(call, str):
+        return reason
+    module = call.partition(":")[0]
+    looked = ", ".join(str(d) for d in search_dirs)
+    return (f"{reason}; looked in {looked} and the installed packages: add the folder holding "
+            f"{module.replace('.', '/')}.py to [pipeline] python_path (relative to this config file), "
+            f"e.g. python_path = [\"../dags\"]")
+
+
+def _field_names(model: type[BaseModel] | None, parts: list[Any]) -> list[str]:
+    """The keys the model accepts at `parts` (a nested table), for suggesting the nearest one."""
+    cls: Any = model
+    for part in parts:
+        if not (isinstance(cls, type) and issubclass(cls, BaseModel)) or not isinstance(part, str):
+            return []
+        field = cls.model_fields.get(part)
+        if field is None:
+            return []
+        cls = next((m for m in _members(field.annotation) if isinstance(m, type) and issubclass(m, BaseModel)), None)
+    if isinstance(cls, type) and issubclass(cls, BaseModel):
+        return list(cls.model_fields)
+    return []
 
 
 def mask_url_passwords(text: str) -> str:

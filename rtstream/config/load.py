@@ -11,8 +11,11 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from rtstream.config.errors import problems_from
+from rtstream.config.airflow_tasks import bind_python_calls, take_airflow_keys
+from rtstream.config.errors import did_you_mean, problems_from, with_suggestions
+from rtstream.config.files import check_shape, read_file
 from rtstream.config.models import RootConfig
+from rtstream.config.paths import input_problems, resolve_paths
 from rtstream.config.writable import state_path_problems
 from rtstream.core.flow import Flow, parse_flow, resolve_flow
 from rtstream.core.registry import Kind, known, lookup
@@ -43,111 +46,24 @@ class Settings:
         return [self.components[n] for n in names]
 
 
-MAX_CONFIG_BYTES = 4 * 1024 * 1024  # a config is a few kB; this only stops /dev/zero and the like
-MAX_DEPTH = 32  # tables and lists inside each other; real configs use 3 or 4
-MAX_VALUES = 100_000  # values in the whole document, YAML aliases expanded
+def interpolate(doc: Any, env: dict[str, str] | os._Environ[str], key: str = "",
+                problems: list[tuple[str, str]] | None = None) -> Any:
+    """Replace ${VAR} and ${VAR:-default} in every string value; `$$` is a literal `$`.
+
+    Every variable that is not set is reported at once (in `problems`, or raised when None)."""
+    own = problems is None
+    found: list[tuple[str, str]] = [] if problems is None else problems
+    out = _interpolate(doc, env, key, found)
+    if own and found:
+        raise ConfigError(found)
+    return out
 
 
-def read_file(path: Path) -> dict[str, Any]:
-    """The document in a TOML or YAML config file; any malformed file is a ConfigError naming it."""
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read(MAX_CONFIG_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError.at("", f"cannot read config {str(path)!r}: {exc.strerror}") from None
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise ConfigError.at("", f"{path}: larger than {MAX_CONFIG_BYTES // (1024 * 1024)} MB: not a config file")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise ConfigError.at("", f"{path}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} on line {line})") from None
-    return _read_yaml(path, text) if path.suffix in (".yaml", ".yml") else _read_toml(path, text)
-
-
-def _read_toml(path: Path, text: str) -> dict[str, Any]:
-    try:
-        return tomllib.loads(text)
-    except ValueError as exc:  # TOMLDecodeError, or an integer past Python's 4300-digit limit
-        raise ConfigError.at("", f"{path}: invalid TOML: {_short(exc)}") from None
-    except RecursionError:  # tomllib reads nested arrays and inline tables recursively
-        raise ConfigError.at("", f"{path}: invalid TOML: nested too deeply") from None
-
-
-def _read_yaml(path: Path, text: str) -> dict[str, Any]:
-    try:
-        import yaml
-    except ImportError:
-        raise ConfigError.at("", f"{path}: YAML configs need PyYAML: pip install 'rtstream[yaml]'") from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ConfigError.at("", f"{path}: invalid YAML{where}: {exc.problem or exc.context or 'malformed'}") from None
-    except (yaml.YAMLError, ValueError) as exc:  # ValueError: an integer past Python's 4300-digit limit
-        raise ConfigError.at("", f"{path}: invalid YAML: {_short(exc)}") from None
-    except RecursionError:  # PyYAML composes nested collections recursively
-        raise ConfigError.at("", f"{path}: invalid YAML: nested too deeply") from None
-    if not isinstance(doc, dict):
-        raise ConfigError.at("", f"{path}: the top level must be a mapping")
-    return doc
-
-
-def _short(exc: Exception) -> str:
-    text = " ".join(str(exc).split())
-    if text.startswith("Exceeds the limit"):
-        return "an integer of more than 4300 digits"
-    return text if len(text) <= 200 else text[:197] + "..."
-
-
-def check_shape(doc: Any, source: str = "config") -> None:
-    """Refuse a document nested deeper than MAX_DEPTH, larger than MAX_VALUES once YAML aliases are
-    expanded, holding itself (a YAML alias inside its own anchor), holding an integer past 64 bits
-    or a string with a NUL character (no setting needs either, and every place that prints, stores
-    or opens them would have to cope).
-
-    YAML aliases are allowed (`<<: *kafka_defaults` is how YAML configs share settings), but PyYAML
-    hands them over as one object reachable from many places, and everything after loading
-    (interpolation, validation) walks the expanded tree. So the expanded tree is what is bounded:
-    a "billion laughs" is refused after MAX_VALUES steps, in milliseconds, instead of growing
-    to gigabytes. The walk is iterative, so the check itself cannot overflow the stack.
-    """
-    budget = MAX_VALUES
-    # (value, dotted key, depth, ids of the containers above it)
-    stack: list[tuple[Any, str, int, frozenset[int]]] = [(doc, "", 0, frozenset())]
-    while stack:
-        value, key, depth, above = stack.pop()
-        budget -= 1
-        if budget < 0:
-            raise ConfigError.at("", f"{source}: more than {MAX_VALUES:,} values once YAML aliases are expanded "
-                                     "(an alias bomb?)")
-        if not isinstance(value, (dict, list)):
-            if value.__class__ is int and not -(2**63) <= value < 2**64:
-                raise ConfigError.at("", f"{source}: {key}: an integer of {value.bit_length()} bits is out of "
-                                         "range (64 bits at most)")
-            if value.__class__ is str and "\0" in value:  # no path, URL or name can hold one
-                raise ConfigError.at("", f"{source}: {key}: a string holding a NUL character")
-            continue
-        if id(value) in above:
-            raise ConfigError.at("", f"{source}: {key} holds itself (a YAML alias inside its own anchor)")
-        if depth >= MAX_DEPTH:
-            raise ConfigError.at("", f"{source}: nested deeper than {MAX_DEPTH} levels (at {key})")
-        inner = above | {id(value)}
-        if isinstance(value, dict):
-            for k, v in value.items():
-                stack.append((v, f"{key}.{k}" if key else str(k), depth + 1, inner))
-        else:
-            for i, v in enumerate(value):
-                stack.append((v, f"{key}[{i}]", depth + 1, inner))
-
-
-def interpolate(doc: Any, env: dict[str, str] | os._Environ[str], key: str = "") -> Any:
-    """Replace ${VAR} and ${VAR:-default} in every string value; `$$` is a literal `$`."""
+def _interpolate(doc: Any, env: Any, key: str, problems: list[tuple[str, str]]) -> Any:
     if isinstance(doc, dict):
-        return {k: interpolate(v, env, f"{key}.{k}" if key else str(k)) for k, v in doc.items()}
+        return {k: _interpolate(v, env, f"{key}.{k}" if key else str(k), problems) for k, v in doc.items()}
     if isinstance(doc, list):
-        return [interpolate(v, env, f"{key}[{i}]") for i, v in enumerate(doc)]
+        return [_interpolate(v, env, f"{key}[{i}]", problems) for i, v in enumerate(doc)]
     if not isinstance(doc, str) or "$" not in doc:
         return doc
 
@@ -159,7 +75,8 @@ def interpolate(doc: Any, env: dict[str, str] | os._Environ[str], key: str = "")
             return env[name]
         if default is not None:
             return default
-        raise ConfigError.at(key, f"environment variable {name} is not set (write ${{{name}:-default}} for a default)")
+        problems.append((key, f"environment variable {name} is not set (write ${{{name}:-default}} for a default)"))
+        return ""
 
     return _VAR.sub(sub, doc)
 
@@ -187,28 +104,39 @@ def apply_overrides(doc: dict[str, Any], overrides: list[str]) -> None:
 
 
 def load_settings(path: str | Path | None = None, overrides: list[str] | None = None,
-                  doc: dict[str, Any] | None = None, env: Any = None, check_paths: bool = True) -> Settings:
+                  doc: dict[str, Any] | None = None, env: Any = None, check_paths: bool = True,
+                  check_inputs: bool = False) -> Settings:
     """Everything a run needs, validated; raises ConfigError listing every problem found.
 
     `check_paths`: refuse a state_dir (and dead-letter or checkpoint directory) that cannot be
     created or written; commands that only read the state (`runs`, `status`) pass False.
+    `check_inputs`: refuse input files and folders that are not there (validate; a run finds out
+    at start, from the component that needs them).
     """
     p = Path(path) if path is not None else None
     if doc is None:
         assert p is not None
         doc = read_file(p)
     check_shape(doc, str(p) if p is not None else "config")
-    doc = interpolate(doc, os.environ if env is None else env)
+    problems: list[tuple[str, str]] = []
+    doc = interpolate(doc, os.environ if env is None else env, problems=problems)
+    base = p.resolve().parent if p is not None else Path.cwd()
+    resolve_paths(doc, base)  # before --set: a path typed on the command line is relative to where it is typed
     apply_overrides(doc, overrides or [])
     if overrides:
         check_shape(doc, "--set")
-    search_dirs = [p.resolve().parent] if p is not None else []
-    search_dirs.append(Path.cwd())
-    settings = validate(doc, p, search_dirs)
-    if check_paths:
-        problems = state_path_problems(settings.root)
-        if problems:
-            raise ConfigError(problems)
+    pipeline = doc.get("pipeline")
+    extra_dirs = pipeline.get("python_path") if isinstance(pipeline, dict) else None
+    search_dirs = [*(Path(d) for d in extra_dirs if isinstance(d, str))] if isinstance(extra_dirs, list) else []
+    search_dirs += [base, Path.cwd()]
+    if check_inputs:
+        problems += input_problems(doc)
+    if check_paths:  # in the same pass as the rest, when the top-level sections read
+        try:
+            problems += state_path_problems(RootConfig.model_validate(doc))
+        except ValidationError:
+            pass  # validate reports why
+    settings = validate(doc, p, search_dirs, problems)
     settings.overrides = list(overrides or [])
     return settings
 
@@ -243,8 +171,10 @@ def reload_changes(old: Settings, new: Settings) -> tuple[dict[str, Any], list[s
     return live, [k for k in changed if k not in LIVE_KEYS]
 
 
-def validate(doc: dict[str, Any], path: Path | None, search_dirs: list[Path]) -> Settings:
-    problems: list[tuple[str, str]] = []
+def validate(doc: dict[str, Any], path: Path | None, search_dirs: list[Path],
+             problems: list[tuple[str, str]] | None = None) -> Settings:
+    """The settings of `doc`; every problem found (with those already in `problems`) raised at once."""
+    problems = [] if problems is None else problems
     root = None
     try:
         root = RootConfig.model_validate(doc)
@@ -252,6 +182,7 @@ def validate(doc: dict[str, Any], path: Path | None, search_dirs: list[Path]) ->
         problems.extend(problems_from(exc, model=RootConfig))
     components: dict[str, Component] = {}
     kinds: dict[str, str] = {}
+    airflow_keys: dict[str, dict[str, Any]] = {}
     for section, kind in SECTIONS.items():
         bodies = doc.get(section)
         if not isinstance(bodies, dict):
@@ -262,6 +193,9 @@ def validate(doc: dict[str, Any], path: Path | None, search_dirs: list[Path]) ->
                 problems.append((where, f"the name {name!r} is already used by a {kinds[name]}"))
                 continue
             kinds[name] = kind
+            if isinstance(body, dict):
+                body = dict(body)
+                airflow_keys[name] = take_airflow_keys(body, where, problems)
             comp = _component(kind, name, body, where, problems)
             if comp is not None:
                 components[name] = comp
@@ -270,9 +204,14 @@ def validate(doc: dict[str, Any], path: Path | None, search_dirs: list[Path]) ->
         try:
             flow = resolve_flow(parse_flow(root.pipeline.flow), kinds)
         except ConfigError as exc:
-            problems.extend(exc.problems)
-    if root is not None and flow is not None and not problems:
-        _cross_checks(root, flow, components, search_dirs, problems)
+            problems.extend(with_suggestions(exc.problems, list(kinds)))
+    elif isinstance(doc.get("pipeline"), dict) and isinstance(doc["pipeline"].get("flow"), str):
+        try:  # the flow's names are worth checking even when another [pipeline] key is wrong
+            resolve_flow(parse_flow(doc["pipeline"]["flow"]), kinds)
+        except ConfigError as exc:
+            problems.extend(with_suggestions(exc.problems, list(kinds)))
+    if root is not None and flow is not None and all(n in components for n in kinds):
+        _cross_checks(root, flow, components, search_dirs, problems, airflow_keys)
     if problems:
         raise ConfigError(problems)
     assert root is not None and flow is not None
@@ -289,7 +228,8 @@ def _component(kind: Kind, name: str, body: Any, where: str, problems: list[tupl
         return None
     cls = lookup(kind, str(type_name))
     if cls is None:
-        problems.append((f"{where}.type", f"unknown {kind} type {type_name!r} (known: {', '.join(known(kind))})"))
+        problems.append((f"{where}.type", f"unknown {kind} type {type_name!r}{did_you_mean(str(type_name), known(kind))} "
+                                          f"(known: {', '.join(known(kind))})"))
         return None
     try:
         cfg = cls.Config.model_validate(body)  # type: ignore[attr-defined]
@@ -300,9 +240,7 @@ def _component(kind: Kind, name: str, body: Any, where: str, problems: list[tupl
 
 
 def _cross_checks(root: RootConfig, flow: Flow, components: dict[str, Component], search_dirs: list[Path],
-                  problems: list[tuple[str, str]]) -> None:
-    from rtstream.stages.base import load_callable
-
+                  problems: list[tuple[str, str]], airflow_keys: dict[str, dict[str, Any]]) -> None:
     if root.window.time == "source":
         for name in flow.sources:
             if not getattr(components[name].cls, "has_source_time", True):
@@ -325,14 +263,4 @@ def _cross_checks(root: RootConfig, flow: Flow, components: dict[str, Component]
                                                            f"committed in the transaction ({', '.join(not_kafka)} is not)"))
     if len(eos) > 1:
         problems.append((f"sinks.{eos[1]}.exactly_once", "only one sink can commit the offsets in its transactions"))
-    from rtstream import airflow_shim
-
-    for section, names in (("sources", flow.sources), ("stages", flow.stages), ("sinks", flow.sinks)):
-        for name in names:
-            call = getattr(components[name].config, "call", None)
-            if call is not None:
-                airflow_shim.prepare_import(call, search_dirs)  # a DAG file's top level runs once, not twice
-                try:
-                    load_callable(call, search_dirs)
-                except ValueError as exc:
-                    problems.append((f"{section}.{name}.call", str(exc)))
+    bind_python_calls(root, flow, components, search_dirs, problems, airflow_keys)

@@ -22,6 +22,8 @@ class Strict(BaseModel):
 class PipelineConfig(Strict):
     name: str = "rtstream"
     flow: str = Field(description='e.g. "fetch >> process >> [store, show]"')
+    python_path: list[str] = Field(default=[], description="folders to import `call` modules from, relative to "
+                                   'the config file (e.g. ["../dags"]); the config\'s own folder is always searched')
 
 
 class WindowConfig(Strict):

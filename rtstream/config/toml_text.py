@@ -42,3 +42,25 @@ def table(*path: str) -> str:
 def comment(text: str) -> str:
     """`# text` on one line, whatever `text` holds: line breaks and control characters are escaped."""
     return "# " + "".join(ch if ch.isprintable() or ch == "\t" else ascii(ch)[1:-1] for ch in text)
+
+
+def inline(value: object) -> str | None:
+    """A TOML inline value for a plain Python value (str, int, float, bool, lists and dicts of them),
+    or None when TOML cannot hold it (None, a NaN, any other object)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value) if -(2**63) <= value < 2**63 else None
+    if isinstance(value, float):
+        return repr(value) if value == value and abs(value) != float("inf") else None
+    if isinstance(value, str):
+        return string(value)
+    if isinstance(value, (list, tuple)):
+        items = [inline(v) for v in value]
+        return None if any(i is None for i in items) else "[" + ", ".join(items) + "]"  # type: ignore[arg-type]
+    if isinstance(value, dict):
+        pairs = [(k, inline(v)) for k, v in value.items()]
+        if any(not isinstance(k, str) or v is None for k, v in pairs):
+            return None
+        return "{ " + ", ".join(f"{key(k)} = {v}" for k, v in pairs) + " }" if pairs else "{}"
+    return None

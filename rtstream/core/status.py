@@ -83,6 +83,32 @@ class RuntimeStatus:
                 "open_windows": rt.engine.open_windows(),
                 "watermark": iso_utc(wm) if wm > 0 else None}
 
+    def open_window_runs(self) -> list[dict[str, Any]]:
+        """The windows still open (Airflow's running column): bounds and records folded in so far,
+        oldest first. Sessions are per key and move as they grow: they are not listed."""
+        engine = self._rt.engine
+        if engine.sessions is not None:
+            return []
+        out = []
+        for start, panes in engine.store.snapshot().items():
+            out.append({"window_start": iso_utc(start), "window_end": iso_utc(start + engine.size_ms),
+                        "records": sum(pane.count for _, pane in panes)})
+        return out
+
+    @property
+    def config_path(self) -> str | None:
+        """The config file this runtime was started from (None from the Python API)."""
+        path = self._rt.settings.path
+        return str(path) if path is not None else None
+
+    @property
+    def config_overrides(self) -> list[str]:
+        return list(self._rt.settings.overrides)
+
+    @property
+    def dead_letter_path(self) -> str:
+        return str(self._rt.dead_letters.path)
+
     # --- for the metrics collector ------------------------------------------------------------
     def counters(self) -> dict[str, Any]:
         """Plain numbers and maps, read at scrape time."""

@@ -28,16 +28,43 @@ class SpooledConfig(SourceConfig):
 
 
 class SpooledSource(Source):
-    """Subclasses that fetch on a schedule implement `fetch_once` and call `start_ticker`."""
+    """Subclasses that fetch on a schedule implement `fetch_once` and call `start_ticker`.
+
+    In a run of `rtstream test` (`context.extra["run_once"]`) there is no ticker: the source fetches
+    once, reads what that fetch spooled and finishes, so the run ends when its windows are written.
+    """
 
     spool: Spool
     _ticker: asyncio.Task[None] | None = None
+    _once = False
     failures = 0
 
     async def fetch_once(self) -> int:
         raise NotImplementedError
 
+    async def fetch_for_run(self) -> None:
+        """What a run-once source fetches (a python source in a backfill fetches every interval)."""
+        await self.fetch_once()
+
+    @property
+    def finite(self) -> bool:
+        return self._once
+
+    def interval_end_ms(self) -> int:
+        """The end of the interval a fetch now is the run of: the latest boundary of `interval` on the
+        clock (in a test run, the end of the interval starting at `--at`). Its records belong to the
+        interval before it (stamped end - 1 ms), as Airflow's run at 12:05 is the run of [12:00, 12:05),
+        so they are written when that window closes, not a whole interval later."""
+        step_ms = max(1, round(self.config.interval * 1000))  # type: ignore[attr-defined]
+        at = self.context.extra.get("run_at_ms")
+        if at is not None:
+            return (at // step_ms + 1) * step_ms
+        return int(time.time() * 1000) // step_ms * step_ms
+
     def start_ticker(self, interval: float) -> None:
+        if self.context.extra.get("run_once"):
+            self._once = True
+            return
         self._ticker = asyncio.create_task(self._tick_forever(interval), name=f"{self.name}-ticker")
 
     async def _tick_forever(self, interval: float) -> None:
@@ -63,7 +90,9 @@ class SpooledSource(Source):
         self.spool.open()
 
     async def batches(self) -> AsyncIterator[Batch]:
-        async for batch in self.spool.read(self.name, self.config.batch_size):
+        if self._once:
+            await self.fetch_for_run()  # a failure here fails the run, naming this source
+        async for batch in self.spool.read(self.name, self.config.batch_size, follow=not self._once):
             yield batch
 
     async def commit(self, positions: dict[Hashable, int], marks: dict[Hashable, Mark] | None = None) -> None:

@@ -3,6 +3,8 @@
 It may take no argument, the window (`window.start`, `window.end`, `window.records`) or the list of
 records; it may be async or plain (plain ones run in a thread so they cannot stall the daemon).
 Return a list of rows (or one row) to replace the rows, or None to pass them on unchanged.
+A function of an Airflow DAG that takes the task context is called through an AirflowTask
+(rtstream.airflow_context): anything else it returns is its XCom, and the rows pass on unchanged.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 from pydantic import field_validator
 
+from rtstream.airflow_context import AirflowTask
 from rtstream.core.record import Window
 from rtstream.core.registry import register
 from rtstream.errors import StageError
@@ -59,4 +62,6 @@ class PythonStage(Stage):
 
     def describe(self) -> str:
         ref = self.config.call if isinstance(self.config.call, str) else getattr(self.fn, "__qualname__", "?")
+        if isinstance(self.fn, AirflowTask):
+            return f"python: {ref}(**context), its return value the XCom of {self.fn.task_id!r}"
         return f"python: {ref}({ {'none': '', 'window': 'window', 'records': 'records'}[self.style] })"

@@ -46,7 +46,8 @@ def test_seed_dag_imports_validates_and_runs(tmp_path):
     res = run_cli("import-dag", str(dag), "-o", str(tmp_path / "seed.toml"))
     assert res.returncode == 0, res.stderr
     cfg = tomllib.loads((tmp_path / "seed.toml").read_text())
-    assert cfg["pipeline"] == {"name": "realtime_data_processing", "flow": "fetch_data >> process_data >> store_data"}
+    assert cfg["pipeline"] == {"name": "realtime_data_processing", "flow": "fetch_data >> process_data >> store_data",
+                               "python_path": ["."]}  # the DAG's folder, from the config's
     assert cfg["window"]["size"] == "5m"
     assert cfg["defaults"] == {"retries": 1, "retry_delay": "1m"}
     assert cfg["sources"]["fetch_data"] == {"type": "python", "call": "seed_dag:fetch_data", "interval": "5m"}

@@ -153,9 +153,11 @@ def test_status_page_in_a_browser(running, tmp_path):
         page.wait_for_selector("body[data-loaded='1']", timeout=15_000)
         page.wait_for_selector("td.cell.failed", timeout=15_000)
         assert page.inner_text("#name") == "admin-demo"
-        # the grid has the windows that ran: four columns, one row per stage and sink
-        assert page.locator("table.grid th.win").count() == 4
-        assert page.locator("td.cell.success").count() == 3 * 3 + 2  # three whole windows, then stage and file sink
+        # the grid has the windows that ran: four columns (and the open one), one row per source, stage and sink
+        assert page.locator("table.grid th.win:not(.open)").count() == 4
+        assert page.locator("td.cell.success[data-component='events']").count() == 4  # the source delivered each
+        # three whole windows, then stage and file sink
+        assert page.locator("td.cell.success:not([data-component='events'])").count() == 3 * 3 + 2
         failed = page.locator("td.cell.failed[data-component='hook']")
         assert failed.count() == 1
         assert "receiver is down for maintenance" in failed.get_attribute("title")

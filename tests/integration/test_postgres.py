@@ -146,6 +146,7 @@ def test_insert_mode_and_column_mapping(postgres):
 
 
 def test_validate_hides_the_password(tmp_path):
+    (tmp_path / "in.jsonl").write_text("")  # validate checks that a file source's input exists
     cfg = pg_config(tmp_path, "", "x", tmp_path / "in.jsonl")
     res = run_cli("validate", "-c", str(cfg), env={"TEST_DATABASE_URL": "postgresql://u:s3cret@db.example:5433/app"})
     assert res.returncode == 0, res.stderr

@@ -82,6 +82,6 @@ def test_kubernetes_and_compose_take_the_token_from_a_secret(tmp_path):
     clean = {k: v for k, v in os.environ.items() if k != "RTSTREAM_ADMIN_TOKEN"}
     missing = run_cli("validate", "-c", str(cfg), env={**clean, **base})
     assert missing.returncode == 2 and "RTSTREAM_ADMIN_TOKEN" in missing.stderr
-    compose = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())["services"]["rtstream"]
+    compose = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())["services"]["rtstream-1"]
     assert compose["environment"]["RTSTREAM_ADMIN_TOKEN"].startswith("${RTSTREAM_ADMIN_TOKEN:?")
     assert all(p.startswith("127.0.0.1:") for p in compose["ports"])

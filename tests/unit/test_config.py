@@ -50,8 +50,8 @@ def test_bad_duration_names_key():
 
 def test_unknown_key_and_type():
     p = refused(deep(window__sise="5m", sources__src__rat=3))
-    assert p["window.sise"] == "unknown key"
-    assert p["sources.src.rat"] == "unknown key"
+    assert p["window.sise"] == "unknown key (did you mean 'size'?)"  # the nearest known key
+    assert p["sources.src.rat"] == "unknown key (did you mean 'rate'?)"
 
 
 def test_wrong_type():
@@ -182,3 +182,48 @@ def test_state_dir_that_cannot_be_made_is_named(tmp_path):
     p = refused(deep(daemon={"state_dir": str(tmp_path / "f" / "s")}))
     assert p == {"daemon.state_dir": f"'{tmp_path / 'f' / 's'}' cannot be created: {tmp_path / 'f'} is a file"}
     load_settings(doc=deep(daemon={"state_dir": str(tmp_path / "f" / "s")}), env={}, check_paths=False)
+
+
+def test_every_problem_in_one_pass_with_the_nearest_names(tmp_path):
+    src = tmp_path / "in.jsonl"
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[pipeline]\nflow = "src >> per_usr >> out"\n[window]\nsize = "5m"\n'
+                   '[sources.src]\ntype = "file"\npath = "in.jsonl"\nfolow = true\n'
+                   '[stages.per_user]\ntype = "agregate"\n[sinks.out]\ntype = "stdout"\n'
+                   '[daemon]\nstate_dir = "${NOT_SET_ANYWHERE}"\n')
+    with pytest.raises(ConfigError) as exc:
+        load_settings(cfg, check_inputs=True)
+    p = dict(exc.value.problems)
+    assert p["sources.src.folow"] == "unknown key (did you mean 'follow'?)"
+    assert p["stages.per_user.type"].startswith("unknown stage type 'agregate' (did you mean 'aggregate'?)")
+    assert p["pipeline.flow"] == "'per_usr' is not defined in [sources], [stages] or [sinks] (did you mean 'per_user'?)"
+    assert p["daemon.state_dir"].startswith("environment variable NOT_SET_ANYWHERE is not set")
+    assert p["sources.src.path"] == f"no such file {str(src)!r}"
+
+
+def test_relative_paths_are_beside_the_config(tmp_path, monkeypatch):
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "in.jsonl").write_text("")
+    cfg = tmp_path / "conf" / "c.toml"
+    cfg.write_text('[pipeline]\nflow = "src >> out"\n[window]\nsize = "5m"\n'
+                   '[sources.src]\ntype = "file"\npath = "in.jsonl"\n[sinks.out]\ntype = "sqlite"\npath = "db/o.db"\n'
+                   'table = "t"\n[dead_letter]\npath = "dl.jsonl"\n')
+    monkeypatch.chdir(tmp_path)
+    s = load_settings(cfg, ["daemon.state_dir=here"], check_inputs=True)
+    assert s.components["src"].config.path == str(tmp_path / "conf" / "in.jsonl")
+    assert s.components["out"].config.path == str(tmp_path / "conf" / "db" / "o.db")
+    assert s.root.dead_letter.path == str(tmp_path / "conf" / "dl.jsonl")
+    assert s.root.daemon.state_dir == "here"  # typed on the command line: relative to where it was typed
+    assert load_settings(cfg).root.daemon.state_dir == str(tmp_path / "conf" / "var" / "rtstream")
+
+
+def test_an_unusable_state_dir_is_reported_with_the_other_problems(tmp_path):
+    (tmp_path / "blocker").write_text("a file")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[pipeline]\nflow = "src >> out"\n[window]\nsize = "5m"\n[sources.src]\ntype = "generator"\n'
+                   'rat = 5\n[sinks.out]\ntype = "stdout"\n[daemon]\nstate_dir = "blocker/state"\n')
+    with pytest.raises(ConfigError) as exc:
+        load_settings(cfg)
+    p = dict(exc.value.problems)
+    assert p["sources.src.rat"] == "unknown key (did you mean 'rate'?)"
+    assert "daemon.state_dir" in p and "is a file" in p["daemon.state_dir"]
