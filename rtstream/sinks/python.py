@@ -41,5 +41,5 @@ class PythonSink(Sink):
             await asyncio.to_thread(self.fn, *args)
 
     def describe(self) -> str:
-        ref = self.config.call if isinstance(self.config.call, str) else getattr(self.fn, "__qualname__", "?")
+        ref = self.config.call if isinstance(self.config.call, str) else getattr(self.config.call, "__qualname__", "?")
         return f"python: {ref}"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Any, Literal
 from urllib.parse import urljoin, urlsplit
 
@@ -68,11 +67,14 @@ class HttpPollSource(SpooledSource):
         self.cursor: Any = state.get("cursor")
         self.etag: str | None = state.get("etag")
         self.last_modified: str | None = state.get("last_modified")
+        self.fetched_through = int(state.get("through", 0))  # the end of the last interval polled
         self.http = c.session()
         self.polls = 0
         self.start_ticker(c.interval)
 
     async def fetch_once(self) -> int:
+        if self.interval_end_ms() <= self.fetched_through and not self._once:
+            return 0  # this interval was polled before a restart: wait for the next tick
         return await self.poll_once()
 
     async def poll_once(self) -> int:
@@ -89,7 +91,8 @@ class HttpPollSource(SpooledSource):
             headers["If-Modified-Since"] = self.last_modified
         fetched: list[bytes] = []
         cursor, etag, modified = self.cursor, self.etag, self.last_modified
-        arrival = int(time.time() * 1000)
+        through = self.interval_end_ms()
+        arrival = through - 1  # the poll at 12:05 is the run of [12:00, 12:05): stored when that window closes
         pages = 0
         while url is not None and pages < c.max_pages:
             status, doc, resp_headers = await self._request(url, params if pages == 0 else None,
@@ -113,10 +116,11 @@ class HttpPollSource(SpooledSource):
                     if cursor is None or v > cursor:
                         cursor = v
             url = self._next_url(url, doc, resp_headers)
-        state = orjson.dumps({"cursor": cursor, "etag": etag, "last_modified": modified})
+        state = orjson.dumps({"cursor": cursor, "etag": etag, "last_modified": modified, "through": through})
         if fetched or (cursor, etag, modified) != (self.cursor, self.etag, self.last_modified):
             await self.spool.append(fetched, arrival_ms=arrival, marker=state)
         self.cursor, self.etag, self.last_modified = cursor, etag, modified
+        self.fetched_through = max(self.fetched_through, through)
         self.polls += 1
         return len(fetched)
 
