@@ -24,6 +24,13 @@ def _resolved(value: Any, base: Path) -> Any:
     return value
 
 
+def _resolved_dsn(value: Any, base: Path) -> Any:
+    """`sqlite:///relative.db` is a file beside the config too (`sqlite:////abs.db` stays as it is)."""
+    if isinstance(value, str) and value.startswith("sqlite:///"):
+        return "sqlite:///" + str(_resolved(value.removeprefix("sqlite:///"), base))
+    return value
+
+
 def resolve_paths(doc: dict[str, Any], base: Path) -> None:
     """Make every relative path in `doc` (before --set) relative to `base`, the config's folder."""
     for section, key in ROOT_PATHS:
@@ -46,6 +53,11 @@ def resolve_paths(doc: dict[str, Any], base: Path) -> None:
             for key in (*COMPONENT_PATHS.get(str(body.get("type")), ()), *COMPONENT_PATHS["*"]):
                 if key in body:
                     body[key] = _resolved(body[key], base)
+    for section in ("sources", "stages"):  # the sql source and the lookup stage read SQLite files
+        bodies = doc.get(section)
+        for body in bodies.values() if isinstance(bodies, dict) else ():
+            if isinstance(body, dict) and "dsn" in body:
+                body["dsn"] = _resolved_dsn(body["dsn"], base)
 
 
 def input_problems(doc: dict[str, Any]) -> list[tuple[str, str]]:

@@ -137,3 +137,13 @@ def test_a_query_without_the_cursor_is_refused(tmp_path):
     res = run_cli("validate", "-c", str(cfg))
     assert res.returncode == 2
     assert "query must use :cursor" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_a_relative_sqlite_dsn_is_beside_the_config(tmp_path):
+    rows = _orders(1, 700, seed=6)
+    (tmp_path / "data").mkdir()
+    _sqlite(tmp_path / "data" / "orders.db", rows)
+    cfg = _config(tmp_path, "sqlite:///data/orders.db", stop_at_end=True)
+    res = run_cli("run", "-c", str(cfg))  # run from the repository root, not from tmp_path
+    assert res.returncode == 0, res.stderr
+    _assert_equal(_got(tmp_path), _truth(rows))
