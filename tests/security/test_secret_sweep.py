@@ -26,7 +26,8 @@ from tests.support import Daemon, read_jsonl, run_cli, wait_until, write_config
 
 FIELDS = ["ingest_token", "admin_token", "alert_token", "alert_sig", "poll1_url_password", "poll1_query_key",
           "poll1_header_key", "poll2_password", "hook_url_password", "hook_query_token", "hook_header_key",
-          "hook2_query_token", "hook2_bearer", "pg_password", "kafka_src_sasl", "kafka_src_ssl", "kafka_sink_sasl"]
+          "hook2_query_token", "hook2_bearer", "pg_password", "kafka_src_sasl", "kafka_src_ssl", "kafka_sink_sasl",
+          "sql_password", "lookup_password", "lookup_bearer", "s3_key_id", "s3_secret"]
 SECRETS = {f: f"{f.replace('_', '')}{pysecrets.token_hex(4)}" for f in FIELDS}
 
 
@@ -68,10 +69,21 @@ def sweep_config(tmp_path: Path, ports: dict[str, int], pg_dsn: str) -> dict:
 
 
 def kafka_parts(doc: dict) -> dict:
-    """The same config with a Kafka source and sink beside: for validate, which connects to nothing."""
+    """The same config with a Kafka source and sink, an sql source, lookups and an s3 sink beside: for
+    validate, which connects to nothing."""
     s = SECRETS
     doc = orjson.loads(orjson.dumps(doc))
-    doc["pipeline"]["flow"] = "[ingest, poll1, poll2, kin] >> per_user >> [hook, hook2, pg, kout]"
+    doc["pipeline"]["flow"] = ("[ingest, poll1, poll2, kin, db] >> look >> look2 >> per_user "
+                               ">> [hook, hook2, pg, kout, lake]")
+    doc["sources"]["db"] = {"type": "sql", "dsn": f"postgresql://app:{s['sql_password']}@127.0.0.1:1/db",
+                            "query": "SELECT id FROM t WHERE id > :cursor", "cursor_field": "id"}
+    doc["stages"]["look"] = {"type": "lookup", "key": "user_id", "from": "postgres",
+                             "dsn": f"postgresql://app:{s['lookup_password']}@127.0.0.1:1/db",
+                             "query": "SELECT region FROM users WHERE id = :key"}
+    doc["stages"]["look2"] = {"type": "lookup", "key": "user_id", "from": "http",
+                              "url": "http://127.0.0.1:1/users/{key}", "bearer_token": s["lookup_bearer"]}
+    doc["sinks"]["lake"] = {"type": "s3", "bucket": "lake", "format": "ndjson", "endpoint_url": "http://127.0.0.1:1",
+                            "access_key_id": s["s3_key_id"], "secret_access_key": s["s3_secret"]}
     kafka = {"bootstrap_servers": "127.0.0.1:1", "security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN",
              "sasl_plain_username": "k"}
     doc["sources"]["kin"] = {"type": "kafka", "topics": ["t"], "group_id": "g", **kafka,
@@ -139,7 +151,8 @@ def test_the_sweep_saw_what_it_should(surfaces):
     assert "sink_failed" in surfaces["dead letters"] and "hook2" in surfaces["dead letters"]
     assert "http://poller:***@127.0.0.1" in surfaces["daemon stderr"] and "api_key=***" in surfaces["daemon stderr"]
     assert any("hook" in v and "***" in v for k, v in surfaces.items() if k.startswith("alert payload"))
-    assert "kafka" in surfaces["validate with kafka"]
+    for part in ("kafka", "sql", "lookup", "s3"):
+        assert part in surfaces["validate with kafka"], part
     assert any("hooker:***@" in v for k, v in surfaces.items() if k.startswith("state file state/runs.db"))
     assert "Traceback" not in surfaces["daemon stderr"]
 
