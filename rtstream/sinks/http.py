@@ -1,7 +1,9 @@
 """`type = "http"`: deliver each window's rows to a webhook or API, in batches.
 
-Every request carries an `Idempotency-Key` derived from (pipeline, window, sink, batch number), the
-same on every replay, so a receiver can drop repeats. The sink sends each batch once per attempt
+Every request carries an `Idempotency-Key` derived from (pipeline, window, sink, batch number) and
+the batch's content: a retry or a replay that sends the same rows sends the same key, so a receiver
+can drop repeats, while two replicas each writing their own partitions' share of one window send
+different keys (with the window alone as the key, a receiver dropping repeats lost one share). The sink sends each batch once per attempt
 and never retries by itself: the sink's failure policy (`retries`, `retry_delay`, `timeout`,
 `on_failure`) is the only retry layer. A connect error, a timeout or a 5xx fails the attempt; a 429
 or 503 with Retry-After raises `SinkBackpressure`, and the policy waits what the receiver asked
@@ -44,11 +46,12 @@ class HttpSinkConfig(SinkConfig, HttpAuth):
         "failure policy, the one retry layer)"))
 
 
-def idempotency_key(pipeline: str, window: Window, sink: str, batch_no: int) -> str:
-    raw = f"{pipeline}|{window.start_ms}|{window.end_ms}|{window.key}|{sink}|{batch_no}"
+def idempotency_key(pipeline: str, window: Window, sink: str, batch_no: int, body: bytes) -> str:
+    digest = hashlib.sha256(f"{pipeline}|{window.start_ms}|{window.end_ms}|{window.key}|{sink}|{batch_no}|".encode())
     if not window.final:  # each running result is new content: it must not be taken for a retry
-        raw += f"|running|{window.input_count}"
-    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+        digest.update(f"running|{window.input_count}|".encode())
+    digest.update(body)
+    return digest.hexdigest()[:32]
 
 
 @register("sink", "http")
@@ -101,7 +104,7 @@ class HttpSink(Sink):
         c = self.config
         body, ctype = self.body(rows)
         headers = {"Content-Type": ctype,
-                   "Idempotency-Key": idempotency_key(self.context.pipeline, window, self.name, batch_no)}
+                   "Idempotency-Key": idempotency_key(self.context.pipeline, window, self.name, batch_no, body)}
         try:
             async with self.http.request(c.method, c.url, data=body, headers=headers) as resp:
                 if resp.status < 300:
