@@ -23,6 +23,7 @@ from rtstream.core.commit import Mark, SourceCommit
 from rtstream.core.partitions import Assignment
 from rtstream.core.record import Batch, Record
 from rtstream.core.registry import register
+from rtstream.core.retry import backoff_delay
 from rtstream.kafka_settings import KafkaConnection
 from rtstream.sources.base import Source, SourceConfig
 from rtstream.sources.kafka_starts import StartPositions, mark_metadata
@@ -128,7 +129,19 @@ class KafkaSource(Source):
         self._ready.clear()
         self.epoch += 1
         try:
-            await self._setup_assignment(assigned)
+            attempt = 0
+            while True:
+                try:
+                    await self._setup_assignment(assigned)
+                    return
+                except Exception as exc:  # noqa: BLE001 - a broker restarting: the setup is tried again
+                    # Given up, the partitions would stay assigned here with no decided start, and
+                    # every batch of them would be dropped as not owned, for good.
+                    attempt += 1
+                    delay = backoff_delay(attempt, 0.2, 5.0)
+                    log.warning("%s: setting up the assigned partitions failed (%s: %s); again in %.1fs", self.name,
+                                type(exc).__name__, str(exc)[:300], delay, extra={"component": self.name})
+                    await asyncio.sleep(delay)
         finally:
             self._ready.set()
 
@@ -145,7 +158,6 @@ class KafkaSource(Source):
         if not assigned:
             return
         fresh = [tp for tp in assigned if tp not in self._seen]
-        self._seen.update(assigned)
         decided = await self._starts.decide(assigned, fresh)
         if self.config.stop_at_end:
             self._ends.update(await self.consumer.end_offsets(assigned))
@@ -159,6 +171,7 @@ class KafkaSource(Source):
             self._next.pop(tp, None)
             self._start_pos[tp] = starts[tp]
             self.consumer.seek(tp, starts[tp])
+        self._seen.update(assigned)  # only once decided: a retried setup still applies `start` to them
 
     def checkpoint_scope(self) -> str:
         return f"{self.name}@{self.config.group_id}"  # a new group starts over, whatever an old one saved
@@ -166,6 +179,8 @@ class KafkaSource(Source):
     async def _revoked(self, revoked: list[TopicPartition]) -> None:
         self._ready.clear()  # set again when the next assignment has decided its starts
         self.epoch += 1
+        for tp in revoked:
+            self._lag.pop(tp, None)
         await self.context.partitions.revoked(self.name, list(revoked))
 
     async def batches(self) -> AsyncIterator[Batch]:

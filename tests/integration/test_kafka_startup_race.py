@@ -112,3 +112,57 @@ def test_randomized_setup_delays_lose_nothing(kafka, tmp_path, run):
         _assert_exact(offsets)
     except AssertionError as exc:
         raise AssertionError(f"seed {seed} (replay: RTSTREAM_RACE_SEED={seed}): {exc}") from None
+
+
+class RecordingPartitions:
+    """The pipeline's side of an assignment, as the source sees it: which partitions, at which epoch."""
+
+    def __init__(self) -> None:
+        self.epochs: dict[Any, int] = {}
+
+    async def assigned(self, assignment: Any) -> dict[Any, int]:
+        for tp in assignment.starts:
+            self.epochs[tp] = assignment.epoch
+        return dict(assignment.starts)
+
+    async def revoked(self, source: str, partitions: list[Any]) -> None:
+        for tp in partitions:
+            self.epochs.pop(tp, None)
+
+
+def test_an_assignment_setup_that_fails_is_tried_again_and_every_batch_is_owned(kafka, tmp_path):
+    """A broker that is restarting fails the setup's requests: the setup is tried again, so the
+    pipeline learns of every partition, and no batch arrives for a partition it was not told of."""
+    topic, _, group = new_topics(kafka.bootstrap, PARTITIONS)
+
+    async def scenario() -> tuple[dict[int, list[int]], list[str]]:
+        await produce(kafka.bootstrap, topic, [{"i": i, "user_id": f"u{i % 37}"} for i in range(PARTITIONS * 400)])
+        source = _source(kafka.bootstrap, topic, group, tmp_path)
+        events = RecordingPartitions()
+        source.context.partitions = events
+        await source.start()
+        failures: list[str] = []
+        assert source.consumer is not None
+        real = source.consumer.beginning_offsets
+
+        async def flaky(*args: Any) -> Any:
+            if len(failures) < 2:
+                failures.append("refused")
+                raise ConnectionError("the broker is restarting")
+            return await real(*args)
+
+        source.consumer.beginning_offsets = flaky  # type: ignore[method-assign]
+        offsets: dict[int, list[int]] = {}
+        try:
+            async with asyncio.timeout(90):
+                async for batch in source.batches():
+                    assert events.epochs.get(batch.partition) == batch.epoch, "a batch of a partition not set up"
+                    offsets.setdefault(batch.partition.partition, []).extend(r.offset for r in batch.records)
+        finally:
+            await source.close()
+        return offsets, failures
+
+    offsets, failures = asyncio.run(scenario())
+    assert failures == ["refused", "refused"]
+    assert sum(len(v) for v in offsets.values()) == PARTITIONS * 400
+    assert all(seen == list(range(len(seen))) for seen in offsets.values())
