@@ -74,3 +74,17 @@ def new_topics(bootstrap: str, partitions: int, out_partitions: int | None = Non
     if out_partitions is not None:
         asyncio.run(create_topic(bootstrap, out, out_partitions))
     return src, out, group
+
+
+async def produce_to_partitions(bootstrap: str, topic: str, items: list[tuple[bytes | None, bytes, int | None]],
+                                max_request_size: int = 16 << 20) -> list[tuple[int, int]]:
+    """Send (key, value, partition or None) as they are, values of several MB included; returns
+    each message's (partition, offset)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_request_size=max_request_size)
+    await producer.start()
+    try:
+        futs = [await producer.send(topic, value, key=key, partition=partition) for key, value, partition in items]
+        metas = await asyncio.gather(*futs)
+    finally:
+        await producer.stop()
+    return [(m.partition, m.offset) for m in metas]
