@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -53,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep every run's folder (a failing one is always kept)")
     ap.add_argument("--workdir", type=Path, default=None)
     args = ap.parse_args(argv)
+    # stopped with SIGTERM, still stop the replicas, the broker and the receiver of the seed running
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     seeds = [args.seed] if args.seed is not None else parse_seeds(args.seeds or "1-10")
     root = args.workdir or Path(tempfile.mkdtemp(prefix="rtstream-harness-"))
     results = []

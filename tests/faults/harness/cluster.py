@@ -12,6 +12,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -201,10 +202,13 @@ def post(url: str, body: bytes, timeout: float = 30) -> int:
         return err.code
 
 
-def post_until_answered(url: str, body: bytes, deadline_s: float = 60) -> int:
-    """POST until the daemon answers (it may be restarting); 503 (spool full) is tried again."""
+def post_until_answered(url: str, body: bytes, alive: Callable[[], bool], deadline_s: float = 60) -> int:
+    """POST until the daemon answers (it may be restarting); 503 (spool full) is tried again. -1 when
+    the daemon is gone for good."""
     end = time.monotonic() + deadline_s
     while True:
+        if not alive():
+            return -1
         try:
             status = post(url, body)
             if status != 503:

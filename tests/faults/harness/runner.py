@@ -70,6 +70,9 @@ class Run:
         self.replicas: list[Replica] = []
         self.receiver = Receiver(dedupe="http_key" not in s.extra["known"]) if s.http_sink else None
         self.broker_restarted_at = -1e9
+        self.restarting = False
+        self.input_lost = False
+        self.figures: dict[str, int] = {}
         self.timers: list[threading.Timer] = []
         self.broker: Broker | None = None
         self.refused: set[str] = set()
@@ -135,16 +138,18 @@ class Run:
             body: list[bytes] = []
             for e in entries:
                 if e[0] == "poison" and s.poison[e[1]].kind in REFUSED_BY_INGEST:
-                    status = post_until_answered(url, s.poison[e[1]].raw)
+                    status = post_until_answered(url, s.poison[e[1]].raw, self.alive)
                     if status == 400:
                         self.refused.add(s.poison[e[1]].marker)
                     elif status != 202:
+                        self.input_lost = True
                         self.failures.append(f"ingest answered {status} to poison {s.poison[e[1]].marker}")
                 else:
                     body.append(self.item(e)[1])
             if body:
-                status = post_until_answered(url, b"\n".join(body) + b"\n")
+                status = post_until_answered(url, b"\n".join(body) + b"\n", self.alive)
                 if status != 202:
+                    self.input_lost = True  # the outputs cannot complete: no need to wait for them
                     self.failures.append(f"ingest answered {status} to a body of {len(body)} records")
 
     def write_closers(self) -> None:
@@ -158,7 +163,7 @@ class Run:
             with open(self.dir / "input.jsonl", "ab") as fh:
                 fh.write(orjson.dumps(closer) + b"\n")
         else:
-            post_until_answered(f"http://127.0.0.1:{self.ingest_port}/ingest", orjson.dumps(closer))
+            post_until_answered(f"http://127.0.0.1:{self.ingest_port}/ingest", orjson.dumps(closer), self.alive)
 
     # -- replicas and faults ---------------------------------------------------------------------
     def add_replica(self) -> Replica:
@@ -169,6 +174,10 @@ class Run:
         r.start()
         return r
 
+    def alive(self) -> bool:
+        """Whether a replica runs or is being restarted by a fault."""
+        return bool(self.running()) or self.restarting
+
     def running(self) -> list[Replica]:
         return [r for r in self.replicas if r.running]
 
@@ -178,7 +187,19 @@ class Run:
         t.start()
         self.timers.append(t)
 
+    def revive(self) -> None:
+        """Reap replicas that ended on their own: finished (a finite run), or failed to start near a
+        broker restart (restarted, as their supervisor would), or failed (a failure)."""
+        for r in self.replicas:
+            if r.daemon is not None and not r.running:
+                code = r.reap(1)
+                if code == 0 and self.s.finite:
+                    continue
+                if not self.restart_after_broker(r):
+                    self.failures.append(f"replica r{r.index} exited on its own with {code}: {r.stderr_tail(800)}")
+
     def apply(self, f: Fault) -> None:
+        self.revive()
         live = self.running()
         kind = f.kind
         if kind == "join" and len(live) >= MAX_REPLICAS:
@@ -310,25 +331,39 @@ class Run:
             written = cut
             while pending and pending[0].after <= written:
                 self.apply(pending.pop(0))
+            self.revive()
             time.sleep(self.rnd.uniform(0.0, 0.4))
         self.write_closers()
         self.quiet()
         deadline = time.monotonic() + (60 if s.fast else 150)
-        while not self.complete():
+        while not self.input_lost and not self.complete():
             if time.monotonic() > deadline:
                 self.failures.append("outputs never became complete (see the other failures for what was missing); "
                                      + " | ".join(f"r{r.index}: {r.stderr_tail(400)}" for r in self.running()))
                 break
-            dead = [r for r in self.replicas if r.daemon is not None and not r.running]
-            for r in dead:
-                code = r.reap(1)
-                if not self.restart_after_broker(r):
-                    self.failures.append(f"replica r{r.index} exited on its own with {code}: {r.stderr_tail(800)}")
+            self.revive()
+            if not self.running():
+                break  # nothing left to complete the outputs: the failures above say why
+            if self.receiver is not None and self.receiver.conflicts:
+                break  # a receiver that drops repeats has lost rows for good
             time.sleep(0.5)
         for r in self.running():
             code = r.terminate(30)
             if code != 0:
                 self.failures.append(f"replica r{r.index} ended on SIGTERM with exit {code}: {r.stderr_tail(800)}")
+
+    def check_logs(self) -> None:
+        """Log lines that say something went wrong although the outputs may still be right."""
+        commit_failures = 0
+        for log in sorted((self.dir / "logs").glob("r*/daemon-*.err")):
+            for line in log.read_text(errors="replace").splitlines():
+                if "commit of " in line and " failed" in line:
+                    commit_failures += 1
+                    example = line
+        self.figures["commit_failures_logged"] = commit_failures
+        # without a broker nothing excuses a failed commit; with one, a rebalance or a restart may
+        if commit_failures and self.s.kind != "kafka" and "mark_json" not in self.s.extra["known"]:
+            self.failures.append(f"{commit_failures} failed commits logged, e.g. {example[:300]}")
 
     def close(self) -> None:
         self.quiet()
@@ -348,6 +383,8 @@ def run_seed(seed: int, workdir: Path, fast: bool = False, known: frozenset[str]
     try:
         run.play()
         verdict = check(s, run.outputs())
+        run.check_logs()
+        verdict.figures.update(run.figures)
     except Exception as exc:  # noqa: BLE001 - a harness error is reported with its seed like any failure
         verdict = Verdict([f"harness error: {type(exc).__name__}: {exc}"], {})
     finally:

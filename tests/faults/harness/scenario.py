@@ -110,6 +110,15 @@ KNOWN_BUGS = {
     "http_key": "the http sink's Idempotency-Key (pipeline, window, sink, batch number) is the same for the "
                 "different rows two replicas (or a moved partition) write for one window: let the receiver "
                 "keep every body instead of dropping repeats by key",
+    "mark_json": "since 1b22b79 (marks are a named type) the file source and the spool (http_ingest) fail "
+                 "every commit: orjson cannot write the Mark named tuple ('commit of events failed: Type is not "
+                 "JSON serializable: Mark'); outputs stay right but nothing is committed: count those log lines "
+                 "instead of failing on them",
+    "tansu_metadata": "not a product bug: Tansu drops offset-commit metadata (memory and s3 storage alike), "
+                      "so the marks reach a replica taking a partition over only through the old owner's "
+                      "state_dir, which it does not see: it rebuilds and writes the piece of an already written "
+                      "window that lies after the commit. Count such pieces (another replica's folder, fewer "
+                      "records, the whole result present too) instead of failing on them",
 }
 
 
@@ -122,7 +131,7 @@ def generate(seed: int, fast: bool = False, known: frozenset[str] = frozenset())
     window_s = rnd.choice([60, 60, 300])
     lateness_s = rnd.choice([60, 90, 120])
     users = rnd.randrange(8, 60)
-    n_good = rnd.randrange(1500, 3000) if fast else rnd.randrange(3000, 12_000)
+    n_good = rnd.randrange(1500, 3000) if fast else rnd.randrange(3000, 8000)
     partitions = rnd.randrange(4, 7) if kind == "kafka" else 1
     replicas = rnd.randrange(1, 4) if kind == "kafka" else 1
     max_batch = rnd.choice([100, 250, 500])
