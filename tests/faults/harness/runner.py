@@ -18,7 +18,7 @@ from rtstream.testing.tansu import create_topic
 from tests.faults.harness.checker import Outputs, Verdict, check, read_dead_letters, read_file_sinks
 from tests.faults.harness.cluster import Broker, Receiver, Replica, S3Store, post_until_answered
 from tests.faults.harness.scenario import CLOSER_KEY, REFUSED_BY_INGEST, Fault, Scenario, closer_time, generate
-from tests.kafka_helpers import produce_to_partitions
+from tests.kafka_helpers import count_per_partition, produce_to_partitions
 from tests.support import wait_until, write_config
 
 MAX_REPLICAS = 3
@@ -73,6 +73,7 @@ class Run:
         self.restarting = False
         self.input_lost = False
         self.figures: dict[str, int] = {}
+        self.acked: Counter[int] = Counter()  # messages the broker acknowledged, by partition
         self.timers: list[threading.Timer] = []
         self.broker: Broker | None = None
         self.refused: set[str] = set()
@@ -129,7 +130,8 @@ class Run:
         s = self.s
         if s.kind == "kafka":
             assert self.broker is not None
-            asyncio.run(produce_to_partitions(self.broker.bootstrap, self.topic, [self.item(e) for e in entries]))
+            acked = asyncio.run(produce_to_partitions(self.broker.bootstrap, self.topic, [self.item(e) for e in entries]))
+            self.acked.update(p for p, _ in acked)
         elif s.kind == "file":
             with open(self.dir / "input.jsonl", "ab") as fh:
                 fh.write(b"".join(self.item(e)[1] + b"\n" for e in entries))
@@ -158,7 +160,7 @@ class Run:
         if self.s.kind == "kafka":
             assert self.broker is not None
             items = [(CLOSER_KEY.encode(), orjson.dumps(closer), p) for p in range(self.s.partitions)]
-            asyncio.run(produce_to_partitions(self.broker.bootstrap, self.topic, items))
+            self.acked.update(p for p, _ in asyncio.run(produce_to_partitions(self.broker.bootstrap, self.topic, items)))
         elif self.s.kind == "file":
             with open(self.dir / "input.jsonl", "ab") as fh:
                 fh.write(orjson.dumps(closer) + b"\n")
@@ -255,6 +257,12 @@ class Run:
                 out.http_conflicts = list(self.receiver.conflicts)
         return out
 
+    def progress(self) -> int:
+        """A number that grows while the replicas write anything."""
+        files = [*(self.dir / "out").glob("*/*.jsonl"), *(self.dir / "dead").glob("*.jsonl")]
+        n = sum(int(f.stat().st_mtime_ns) for f in files if f.exists())
+        return n + (len(self.receiver.rows) if self.receiver is not None else 0)
+
     def complete(self) -> bool:
         return check(self.s, self.outputs()).ok
 
@@ -335,10 +343,18 @@ class Run:
             time.sleep(self.rnd.uniform(0.0, 0.4))
         self.write_closers()
         self.quiet()
-        deadline = time.monotonic() + (60 if s.fast else 150)
+        # slow is not stuck (an S3-backed broker on a busy machine fetches slowly): wait while the
+        # outputs grow, up to a cap
+        began = last_change = time.monotonic()
+        seen = -1
         while not self.input_lost and not self.complete():
-            if time.monotonic() > deadline:
-                self.failures.append("outputs never became complete (see the other failures for what was missing); "
+            now = time.monotonic()
+            size = self.progress()
+            if size != seen:
+                seen, last_change = size, now
+            if now - last_change > (30 if s.fast else 60) or now - began > (240 if s.fast else 480):
+                self.failures.append(f"outputs never became complete, {now - last_change:.0f}s without a new output "
+                                     "(see the other failures for what was missing); "
                                      + " | ".join(f"r{r.index}: {r.stderr_tail(400)}" for r in self.running()))
                 break
             self.revive()
@@ -365,6 +381,17 @@ class Run:
         if commit_failures and self.s.kind != "kafka" and "mark_json" not in self.s.extra["known"]:
             self.failures.append(f"{commit_failures} failed commits logged, e.g. {example[:300]}")
 
+    def audit_broker(self) -> None:
+        """After a failure: does the broker still hold every message it acknowledged? A test broker
+        that lost some explains missing results without rtstream losing anything."""
+        if self.broker is None or self.broker.proc is None:
+            return
+        held = asyncio.run(count_per_partition(self.broker.bootstrap, self.topic, self.s.partitions))
+        short = {p: self.acked[p] - n for p, n in held.items() if n < self.acked[p]}
+        if short:
+            self.failures.append(f"the BROKER lost acknowledged messages (partition: how many): {short}; "
+                                 f"storage {self.broker.storage}")
+
     def close(self) -> None:
         self.quiet()
         for r in self.replicas:
@@ -385,6 +412,8 @@ def run_seed(seed: int, workdir: Path, fast: bool = False, known: frozenset[str]
         verdict = check(s, run.outputs())
         run.check_logs()
         verdict.figures.update(run.figures)
+        if not verdict.ok and s.kind == "kafka":
+            run.audit_broker()
     except Exception as exc:  # noqa: BLE001 - a harness error is reported with its seed like any failure
         verdict = Verdict([f"harness error: {type(exc).__name__}: {exc}"], {})
     finally:

@@ -152,7 +152,8 @@ def generate(seed: int, fast: bool = False, known: frozenset[str] = frozenset())
     order: list[tuple[str, int]] = [("good", i) for i in good_order]
     for i in rnd.sample(range(len(poison)), len(poison)):
         at = rnd.randrange(len(order) + 1)
-        near = good[order[min(at, len(order) - 1)][1]]["ts"]  # a valid time next to its neighbours: never late
+        # a valid time: that of the next good record, which trails nothing before it by lateness
+        near = next((good[j]["ts"] for w, j in order[at:] if w == "good"), times[-1])
         order.insert(at, ("poison", i))
         p = poison[i]
         poison[i] = Poison(p.marker, p.kind, poison_record(p.kind, p.marker, near, rnd, fast))
