@@ -102,6 +102,18 @@ def _compare(name: str, truth: dict[Key, tuple[int, int]], got: dict[Key, list[t
     return len(dups)
 
 
+def _drop_pieces(truth: dict[Key, tuple[int, int]], got: dict[Key, list[tuple[int, int]]]) -> int:
+    """Drop the results of fewer records than the reference where the whole result is there too (see
+    KNOWN_BUGS["tansu_metadata"]); returns how many."""
+    pieces = 0
+    for k, vs in got.items():
+        if k in truth and truth[k] in vs and len(vs) > 1:
+            kept = [v for v in vs if not v[0] < truth[k][0]]
+            pieces += len(vs) - len(kept)
+            got[k] = kept
+    return pieces
+
+
 def check(s: Scenario, out: Outputs, ingest_refusals_expected: bool = False) -> Verdict:
     truth = reference(s)
     failures: list[str] = []
@@ -117,13 +129,7 @@ def check(s: Scenario, out: Outputs, ingest_refusals_expected: bool = False) -> 
                 failures.append(f"file sink {k}: {len(vs)} rows in one replica's folder")
             union[k].extend(vs)
     if "tansu_metadata" in s.extra["known"]:
-        pieces = 0
-        for k, vs in union.items():
-            if k in truth and truth[k] in vs and len(vs) > 1:
-                kept = [v for v in vs if v == truth[k] or not (v[0] < truth[k][0])]
-                pieces += len(vs) - len(kept)
-                union[k] = kept
-        figures["pieces_rewritten_without_marks"] = pieces
+        figures["pieces_rewritten_without_marks"] = _drop_pieces(truth, union)
     # the same (window, key) in two replicas' folders: written again after a partition moved
     figures["rewritten_by_another_replica"] = _compare("file sink", truth, union, failures, dup_is_failure=False)
     figures["file_rows"] = len(out.file_rows)
@@ -131,7 +137,10 @@ def check(s: Scenario, out: Outputs, ingest_refusals_expected: bool = False) -> 
     if s.http_sink:
         rows = [r for batch in out.http.values() for r in batch]
         figures["http_requests_kept"] = len(out.http)
-        figures["http_duplicates"] = _compare("http sink", truth, _rows_by_key(rows), failures,
+        http_rows = _rows_by_key(rows)
+        if "tansu_metadata" in s.extra["known"]:
+            figures["pieces_resent_without_marks"] = _drop_pieces(truth, http_rows)
+        figures["http_duplicates"] = _compare("http sink", truth, http_rows, failures,
                                              dup_is_failure="http_key" not in s.extra["known"])
         figures["http_key_conflicts"] = len(out.http_conflicts)
         if out.http_conflicts:
