@@ -187,6 +187,10 @@ class Replica:
         self.daemon = None
         return code
 
+    def has_logged(self, text: str) -> bool:
+        """Whether the current run's log holds `text`, anywhere in it."""
+        return self.daemon is not None and text in self.daemon.stderr
+
     def stderr_tail(self, n: int = 2000) -> str:
         """The end of the last run's log."""
         logs = sorted(self.workdir.glob("daemon-*.err"), key=lambda p: p.stat().st_mtime)

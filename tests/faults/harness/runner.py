@@ -222,7 +222,7 @@ class Run:
             victim = live[f.replica % len(live)]
             # a process that has not yet set its signal handlers dies of SIGTERM like any other:
             # leaving is tested from a replica that is up
-            wait_until(lambda: " running: " in victim.stderr_tail(100_000) or not victim.running, 30,
+            wait_until(lambda: victim.has_logged(" running: ") or not victim.running, 30,
                        what=f"replica r{victim.index} up")
             code = victim.terminate(30)
             if code != 0:
@@ -320,7 +320,7 @@ class Run:
     def restart_after_broker(self, r: Replica) -> bool:
         """A replica that could not reach the broker at its start exits 1 (by design: its supervisor
         restarts it). Only then, and only near a broker restart, does the harness restart it."""
-        if "failed to start" in r.stderr_tail(100_000) and time.monotonic() - self.broker_restarted_at < 20:
+        if "failed to start" in r.stderr_tail(3000) and time.monotonic() - self.broker_restarted_at < 20:
             self.faults["restart_after_failed_start"] += 1
             r.start()
             return True
