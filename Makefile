@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= config/rtstream.toml
 
-.PHONY: install run test soak lint bench image clean
+.PHONY: install run test soak soak-random lint bench image clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,10 +29,19 @@ test: $(VENV)/.installed-test
 	bash .ci/system-deps
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
-# The long fault scenarios (twenty SIGKILLs, a slow sink for a minute, a 20 s outage).
+# The long fault scenarios (twenty SIGKILLs, a slow sink for a minute, a 20 s outage), then the
+# randomized harness over SEEDS.
 soak: $(VENV)/.installed-test
 	bash .ci/system-deps
 	RTSTREAM_OUTAGE_S=20 $(BIN)/python -m pytest -m soak -s tests/faults $(PYTEST_ARGS)
+	$(MAKE) soak-random
+
+# The randomized fault harness (tests/faults/harness) over many seeds, with its figures at the end.
+# KNOWN_BUGS lists product bugs to step around (empty: run everything).
+SEEDS ?= 1-200
+KNOWN_BUGS ?= deep_nested,http_key,mark_json,tansu_metadata
+soak-random: $(VENV)/.installed-test
+	$(BIN)/python -m tests.faults.harness --seeds $(SEEDS) --known-bugs "$(KNOWN_BUGS)"
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check rtstream tests bench

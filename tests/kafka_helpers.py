@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from rtstream.testing.tansu import create_topic
 
@@ -74,3 +74,40 @@ def new_topics(bootstrap: str, partitions: int, out_partitions: int | None = Non
     if out_partitions is not None:
         asyncio.run(create_topic(bootstrap, out, out_partitions))
     return src, out, group
+
+
+async def produce_to_partitions(bootstrap: str, topic: str, items: list[tuple[bytes | None, bytes, int | None]],
+                                max_request_size: int = 16 << 20) -> list[tuple[int, int]]:
+    """Send (key, value, partition or None) as they are, values of several MB included; returns
+    each message's (partition, offset)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_request_size=max_request_size,
+                                max_batch_size=1 << 20)
+    await producer.start()
+    try:
+        futs = [await producer.send(topic, value, key=key, partition=partition) for key, value, partition in items]
+        metas = await asyncio.gather(*futs)
+    finally:
+        await producer.stop()
+    return [(m.partition, m.offset) for m in metas]
+
+
+async def count_per_partition(bootstrap: str, topic: str, partitions: int, idle_s: float = 2.0) -> dict[int, int]:
+    """How many messages each partition of `topic` holds, read from the beginning without a group."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10,
+                                max_partition_fetch_bytes=32 << 20)
+    await consumer.start()
+    tps = [TopicPartition(topic, p) for p in range(partitions)]
+    consumer.assign(tps)
+    await consumer.seek_to_beginning(*tps)
+    counts = dict.fromkeys(range(partitions), 0)
+    loop = asyncio.get_running_loop()
+    last_new = loop.time()
+    try:
+        while loop.time() - last_new < idle_s:
+            data = await consumer.getmany(timeout_ms=200)
+            for tp, msgs in data.items():
+                counts[tp.partition] += len(msgs)
+                last_new = loop.time()
+    finally:
+        await consumer.stop()
+    return counts
