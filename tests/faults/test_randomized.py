@@ -11,8 +11,8 @@ from tests.faults.harness.__main__ import parse_seeds
 from tests.faults.harness.runner import run_seed
 from tests.faults.harness.scenario import KNOWN_BUGS
 
-# Product bugs open while this was written (see KNOWN_BUGS): the seeds step around them, and one
-# test each below shows the bug until it is fixed. Empty it (HARNESS_KNOWN_BUGS=) to run everything.
+# What the seeds step around (KNOWN_BUGS: today only the test broker's dropping of commit metadata).
+# Empty it (HARNESS_KNOWN_BUGS=) to run everything.
 KNOWN = frozenset(k for k in os.environ.get("HARNESS_KNOWN_BUGS", ",".join(KNOWN_BUGS)).split(",") if k)
 FAST_SEEDS = parse_seeds(os.environ.get("HARNESS_FAST_SEEDS", "1-10"))
 
@@ -24,20 +24,21 @@ def test_seed(seed, tmp_path):
     assert result.ok, result.report()
 
 
-@pytest.mark.xfail(reason="KNOWN_BUGS['deep_nested'] (issue 14 item 2): the daemon exits 1 on the record", strict=False)
+# Product bugs the harness found, fixed since: each seed that showed one runs as it did then.
 def test_deep_nested_poison_is_dead_lettered_over_ingest(tmp_path):
-    result = run_seed(5, tmp_path, fast=True, known=KNOWN - {"deep_nested"})
+    """Seed 5: a record nested 300 levels deep stopped the daemon with exit 1 on every restart."""
+    result = run_seed(5, tmp_path, fast=True, known=KNOWN)
     assert result.ok, result.report()
 
 
-@pytest.mark.xfail(reason="KNOWN_BUGS['http_key']: two replicas send one Idempotency-Key with different rows",
-                   strict=False)
 def test_two_replicas_never_share_an_idempotency_key(tmp_path):
-    result = run_seed(1, tmp_path, fast=True, known=KNOWN - {"http_key"})
+    """Seed 1: two replicas sent one Idempotency-Key with different rows; a receiver dropping
+    repeats lost one replica's share of the window."""
+    result = run_seed(1, tmp_path, fast=True, known=KNOWN)
     assert result.ok, result.report()
 
 
-@pytest.mark.xfail(reason="KNOWN_BUGS['mark_json']: file and spool commits fail on the Mark named tuple", strict=False)
 def test_a_followed_file_commits_its_position(tmp_path):
-    result = run_seed(9, tmp_path, fast=True, known=KNOWN - {"mark_json"})
+    """Seed 9: every commit of a followed file failed (the mark could not be written as JSON)."""
+    result = run_seed(9, tmp_path, fast=True, known=KNOWN)
     assert result.ok, result.report()

@@ -28,7 +28,9 @@ POISON_REASONS: dict[str, set[str]] = {
     "missing_key": {"invalid"},
     "huge_field": {"invalid"},
 }
-REFUSED_BY_INGEST = {"invalid_json", "not_object", "odd_bytes"}
+# what HTTP ingest refuses at the door (400, nothing stored): malformed bodies, and records nested
+# deeper than its limit (200 levels, see docs/SECURITY.md); each is posted on its own
+REFUSED_BY_INGEST = {"invalid_json", "not_object", "odd_bytes", "deep_nested"}
 
 
 @dataclass(frozen=True)
@@ -105,15 +107,6 @@ def poison_record(kind: str, marker: str, ts: int, rnd: random.Random, fast: boo
 # Product bugs the harness can step around while they are being fixed, without changing anything
 # else a seed decides (--known-bugs): what each one would otherwise fail.
 KNOWN_BUGS = {
-    "deep_nested": "issue 14 item 2: a record nested over 254 levels with a bad time stops the daemon "
-                   "(the dead-letter encoder raises), and every restart replays it: leave that poison kind out",
-    "http_key": "the http sink's Idempotency-Key (pipeline, window, sink, batch number) is the same for the "
-                "different rows two replicas (or a moved partition) write for one window: let the receiver "
-                "keep every body instead of dropping repeats by key",
-    "mark_json": "since 1b22b79 (marks are a named type) the file source and the spool (http_ingest) fail "
-                 "every commit: orjson cannot write the Mark named tuple ('commit of events failed: Type is not "
-                 "JSON serializable: Mark'); outputs stay right but nothing is committed: count those log lines "
-                 "instead of failing on them",
     "tansu_metadata": "not a product bug: Tansu drops offset-commit metadata (memory and s3 storage alike), "
                       "so the marks reach a replica taking a partition over only through the old owner's "
                       "state_dir, which it does not see: it rebuilds and writes the piece of an already written "
