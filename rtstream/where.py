@@ -35,7 +35,9 @@ from __future__ import annotations
 import operator
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import AfterValidator
 
 from rtstream.where_predicates import Predicate, all_of, any_of, compare, is_null, member_of, truthy
 
@@ -101,6 +103,16 @@ def compile_where(text: str) -> Where:
     pred = parser.expr(0)
     parser.expect_end()
     return Where(text, pred)
+
+
+def _checked(text: str | None) -> str | None:
+    if text is not None:
+        compile_where(text)  # a WhereError is a ValueError: validate reports it with its column
+    return text
+
+
+# A config key holding a `where`: refused at load with the column of the problem.
+WhereText = Annotated[str | None, AfterValidator(_checked)]
 
 
 class _Token:

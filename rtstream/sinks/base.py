@@ -5,13 +5,11 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any, ClassVar, Literal
 
-from pydantic import field_validator
-
 from rtstream.core.commit import WindowCommit
 from rtstream.core.policy import PolicyOverrides
 from rtstream.core.record import Window
 from rtstream.core.registry import Component, ComponentConfig
-from rtstream.where import Where, compile_where
+from rtstream.where import Where, WhereText, compile_where
 
 
 class SinkConfig(ComponentConfig, PolicyOverrides):
@@ -21,14 +19,7 @@ class SinkConfig(ComponentConfig, PolicyOverrides):
     depends_on_past: Literal[True] = True
     # only the output rows this expression holds for are sent here (rtstream.where); a window with
     # none is still a completed run of this sink, written with no rows
-    where: str | None = None
-
-    @field_validator("where")
-    @classmethod
-    def _parses(cls, text: str | None) -> str | None:
-        if text is not None:
-            compile_where(text)  # a WhereError is a ValueError: validate reports it with its column
-        return text
+    where: WhereText = None
 
 
 class Sink(Component):

@@ -6,25 +6,16 @@ from collections.abc import AsyncIterator, Hashable
 from functools import cached_property
 from typing import Any, ClassVar
 
-from pydantic import field_validator
-
 from rtstream.core.commit import Mark, SourceCommit
 from rtstream.core.record import Batch
 from rtstream.core.registry import Component, ComponentConfig
-from rtstream.where import Where, compile_where
+from rtstream.where import Where, WhereText, compile_where
 
 
 class SourceConfig(ComponentConfig):
     # only the records this expression holds for go into the windows (rtstream.where), checked
     # right after decoding, before any stage; the others are skipped (read, not dead-lettered)
-    where: str | None = None
-
-    @field_validator("where")
-    @classmethod
-    def _parses(cls, text: str | None) -> str | None:
-        if text is not None:
-            compile_where(text)  # a WhereError is a ValueError: validate reports it with its column
-        return text
+    where: WhereText = None
 
 
 class Source(Component):

@@ -11,7 +11,7 @@ import sys
 import tempfile
 from typing import Any
 
-from rtstream.testing.ports import free_port, wait_for_port
+from rtstream.testing.ports import free_port, terminate, wait_for_port
 
 ACCESS_KEY_ID = "rtstream-test-key"  # moto accepts any credentials
 SECRET_ACCESS_KEY = "rtstream-test-secret-0123456789"
@@ -34,13 +34,7 @@ class MotoServer:
         return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        terminate(self.proc)
         self.proc = None
 
     def client(self) -> Any:

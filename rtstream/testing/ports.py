@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import time
 
 
@@ -22,3 +23,14 @@ def wait_for_port(port: int, timeout: float = 20.0, host: str = "127.0.0.1") -> 
             if time.monotonic() > deadline:
                 raise TimeoutError(f"nothing listened on {host}:{port} within {timeout}s") from None
             time.sleep(0.05)
+
+
+def terminate(proc: subprocess.Popen[bytes] | None) -> None:
+    """Stop a helper server: SIGTERM, then SIGKILL after ten seconds."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from rtstream.testing.ports import free_port, wait_for_port
+from rtstream.testing.ports import free_port, terminate, wait_for_port
 
 
 def tansu_binary() -> Path:
@@ -43,13 +43,7 @@ class TansuBroker:
         return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        terminate(self.proc)
         self.proc = None
 
     def restart(self) -> None:

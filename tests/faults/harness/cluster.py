@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from rtstream.testing.ports import free_port, wait_for_port
+from rtstream.testing.ports import free_port, terminate, wait_for_port
 from rtstream.testing.tansu import tansu_binary
 from tests.http_peers import ThreadedServer
 from tests.support import Daemon
@@ -85,13 +85,7 @@ class Broker:
         return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        terminate(self.proc)
         self.proc = None
 
 
