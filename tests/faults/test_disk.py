@@ -4,27 +4,19 @@ again, a restart resumes and the results are whole."""
 from __future__ import annotations
 
 import os
-import subprocess
 
 import orjson
 import pytest
 
 from tests.data import BASE_MS, make_events
 from tests.reference import tumbling_truth
-from tests.support import Daemon, read_jsonl, wait_until, window_files, write_config
+from tests.support import Daemon, read_jsonl, small_tmpfs, wait_until, window_files, write_config
 
 
 @pytest.fixture
 def small_disk(tmp_path):
-    mount = tmp_path / "state"
-    mount.mkdir()
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True)
-    if res.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {res.stderr.decode().strip()}")
-    try:
+    with small_tmpfs(tmp_path / "state", "2m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
 def test_full_state_dir_stops_clearly_and_resumes_with_space(tmp_path, small_disk):

@@ -17,7 +17,7 @@ from rtstream.http_limits import SPARE_DESCRIPTORS
 from rtstream.testing.ports import free_port
 from tests.data import BASE_MS
 from tests.security.peers import get, post, raw_request
-from tests.support import Daemon, wait_until, write_config
+from tests.support import Daemon, small_tmpfs, wait_until, write_config
 
 TOKEN = "ingest-t0ken"
 ADMIN = "admin-t0ken"
@@ -231,17 +231,8 @@ def test_a_full_spool_answers_503_and_stores_nothing_of_it(tmp_path):
 
 @pytest.fixture
 def small_disk(tmp_path):
-    import subprocess
-
-    mount = tmp_path / "state"
-    mount.mkdir()
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True)
-    if res.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {res.stderr.decode().strip()}")
-    try:
+    with small_tmpfs(tmp_path / "state", "1m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
 def test_a_full_disk_answers_503_and_stores_nothing_of_it(tmp_path, small_disk):
