@@ -11,6 +11,7 @@ take that path; the cost on them is one regular-expression scan (see bench figur
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
@@ -48,6 +49,18 @@ def decode_json(raw: bytes | bytearray | memoryview | str) -> Any:
             return _exact(raw)
         at = digits.find(_NUL_RUN, at + 19)
     return value
+
+
+def decoder_for(raws: Iterable[Any]) -> Callable[[Any], Any]:
+    """The decoder for a whole batch of raw values: plain orjson.loads when no value holds a run of
+    19 digits (one scan of the joined batch, about 5x cheaper per record than a scan each), else
+    `decode_json`, which checks every record. Values that cannot be joined (None, str) get
+    `decode_json`, which refuses them one by one."""
+    try:
+        joined = b"\n".join(raws)
+    except TypeError:
+        return decode_json
+    return decode_json if _NUL_RUN in joined.translate(_DIGITS_TO_NUL) else _orjson_loads
 
 
 def _refuse_constant(name: str) -> Any:

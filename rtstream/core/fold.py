@@ -7,13 +7,14 @@ used comes back as a dead letter with its reason and position; nothing here rais
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Any
 
 import orjson
 
 from rtstream.core.commit import Hold, HoldKind, Mark, PartitionKey
 from rtstream.core.deadletter import DeadLetter
-from rtstream.core.decode import decode_json
+from rtstream.core.decode import decoder_for
 from rtstream.core.engine_state import EngineState
 from rtstream.core.record import Batch, iso_utc
 from rtstream.errors import DecodeError
@@ -36,7 +37,9 @@ class BatchFold(EngineState):
         event_time = self.time_mode == "event"
         tf = self.time_field
         maps = self.record_stages
-        loads = decode_json  # orjson, with integers past 64 bits kept exact
+        decoded = batch.decoded
+        # orjson, with integers past 64 bits kept exact; not called on a decoded batch
+        loads = orjson.loads if decoded else decoder_for(map(_value, batch.records))
         tracker = self.tracker
         sessions = self.sessions
         dead: list[DeadLetter] = []
@@ -52,7 +55,6 @@ class BatchFold(EngineState):
                    window: tuple[int, int] | None = None) -> None:
             dead.append(DeadLetter(reason, detail, batch.source, batch.partition, rec.offset, stage, window, value))
 
-        decoded = batch.decoded
         for rec in batch.records:
             try:
                 value = rec.value
@@ -81,10 +83,11 @@ class BatchFold(EngineState):
                                 reject("no_time", str(exc), rec, v)
                                 continue
                     else:
-                        if rec.ts is None or not MIN_MS <= rec.ts <= MAX_MS:
-                            reject("no_time", f"the source gave this record no usable timestamp ({rec.ts!r})", rec, v)
+                        given = rec.timestamp
+                        if given is None or not MIN_MS <= given <= MAX_MS:
+                            reject("no_time", f"the source gave this record no usable timestamp ({given!r})", rec, v)
                             continue
-                        ts = rec.ts
+                        ts = given
                     if time_range is not None and not (time_range[0] <= ts < time_range[1]):
                         self.skipped += 1
                         continue
@@ -213,6 +216,9 @@ class BatchFold(EngineState):
                     reject("stage_error", f"{type(exc).__name__}: {exc}", rec, v, stage=stage.name)
             values = out
         return values
+
+
+_value = attrgetter("value")
 
 
 def _missing(field: str) -> int:

@@ -2,29 +2,44 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
+
+
+class SourceRecord(Protocol):
+    """What the engine reads of an input record; any object with these attributes will do.
+
+    `value` is the raw bytes (or, for a batch marked `decoded`, the decoded JSON), `offset` the
+    source position, `timestamp` the source's own persisted time in epoch ms (Kafka timestamp, spool
+    arrival time) or None, `key` the optional message key. The Kafka source hands aiokafka's own
+    record objects over as they are, so no object is built per message on the hot path.
+    """
+
+    @property
+    def value(self) -> Any: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> int | None: ...
+    @property
+    def key(self) -> Any: ...
 
 
 class Record:
-    """One input record: its value, optional key, time in epoch ms and source offset.
+    """One input record built by a source: its value, optional key, time in epoch ms and offset."""
 
-    `value` holds the raw bytes until the decode step replaces them with the decoded JSON.
-    `ts` is the source's own persisted time (Kafka timestamp, spool arrival time), or None.
-    """
+    __slots__ = ("value", "key", "timestamp", "offset")
 
-    __slots__ = ("value", "key", "ts", "offset")
-
-    def __init__(self, value: Any, offset: int, ts: int | None = None, key: Any = None):
+    def __init__(self, value: Any, offset: int, timestamp: int | None = None, key: Any = None):
         self.value = value
         self.offset = offset
-        self.ts = ts
+        self.timestamp = timestamp
         self.key = key
 
     def __repr__(self) -> str:
-        return f"Record(offset={self.offset}, ts={self.ts}, key={self.key!r}, value={self.value!r})"
+        return f"Record(offset={self.offset}, timestamp={self.timestamp}, key={self.key!r}, value={self.value!r})"
 
 
 @dataclass(slots=True)
@@ -37,7 +52,7 @@ class Batch:
 
     source: str
     partition: Hashable
-    records: list[Record]
+    records: Sequence[SourceRecord]
     end: int
     decoded: bool = False
     epoch: int = 0

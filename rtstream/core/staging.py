@@ -17,7 +17,7 @@ from typing import Any
 from rtstream.core.deadletter import DeadLetter
 from rtstream.core.decode import decode_json
 from rtstream.core.policy import Policy
-from rtstream.core.record import Batch, Record
+from rtstream.core.record import Batch, Record, SourceRecord
 from rtstream.core.retry import backoff_delay
 from rtstream.stages.base import Stage
 from rtstream.stages.lookup import LookupStage
@@ -36,10 +36,10 @@ class RecordStaging:
     async def run(self, batch: Batch) -> tuple[Batch, list[DeadLetter]]:
         dead: list[DeadLetter] = []
 
-        def reject(reason: str, detail: str, rec: Record, value: Any, stage: str | None = None) -> None:
+        def reject(reason: str, detail: str, rec: SourceRecord, value: Any, stage: str | None = None) -> None:
             dead.append(DeadLetter(reason, detail, batch.source, batch.partition, rec.offset, stage, None, value))
 
-        pairs: list[tuple[Record, dict[str, Any]]] = []
+        pairs: list[tuple[SourceRecord, dict[str, Any]]] = []
         where = self.source_where.get(batch.source)
         keep = where.matches if where is not None else None
         for rec in batch.records:
@@ -58,7 +58,7 @@ class RecordStaging:
                 continue  # read (the batch's `read` counts it), not windowed, not dead-lettered
             pairs.append((rec, value))
         for stage in self.stages:
-            out: list[tuple[Record, dict[str, Any]]] = []
+            out: list[tuple[SourceRecord, dict[str, Any]]] = []
             if isinstance(stage, LookupStage):
                 answers, wanted = stage.cached([v for _, v in pairs])
                 failed = None
@@ -79,7 +79,7 @@ class RecordStaging:
                     except Exception as exc:  # noqa: BLE001 - a user function's failure dead-letters its record
                         reject("stage_error", f"{type(exc).__name__}: {exc}", rec, v, stage.name)
             pairs = out
-        staged = [Record(v, rec.offset, rec.ts, rec.key) for rec, v in pairs]
+        staged = [Record(v, rec.offset, rec.timestamp, rec.key) for rec, v in pairs]
         return Batch(batch.source, batch.partition, staged, batch.end, decoded=True, epoch=batch.epoch,
                      key_field=batch.key_field, read=len(batch.records)), dead
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rtstream.core.decode import JSONDecodeError, decode_json
+from rtstream.core.decode import JSONDecodeError, decode_json, decoder_for
 from rtstream.windows.aggregates import Aggregator, parse_aggregate
 from tests.data import BASE_MS
 from tests.support import read_jsonl, run_cli, window_files, write_config
@@ -108,6 +108,17 @@ def test_two_30_digit_keys_stay_two_keys_through_decode_and_aggregate():
     assert [(r["k"], r["n"], r["total"]) for r in rows] == [(KEY_A, 2, 200000000000000000000000000002),
                                                              (KEY_B, 1, 5)]
     assert type(rows[0]["total"]) is int
+
+
+@pytest.mark.parametrize("odd", [b'{"k": 123456789012345678901234567890}', b'{"k": -9223372036854775809}'])
+def test_one_big_integer_in_a_batch_makes_the_whole_batch_decode_exactly(odd):
+    plain = [b'{"k": %d, "ts": 1767225600000}' % i for i in range(1000)]
+    assert decoder_for(plain) is orjson.loads  # the common case: one scan, then plain orjson
+    batch = plain[:500] + [odd] + plain[500:]
+    loads = decoder_for(batch)
+    assert [loads(r) for r in batch] == [decode_json(r) for r in batch]
+    assert loads(odd)["k"] == int(odd[6:-1])
+    assert decoder_for([b"{}", None]) is decode_json  # cannot be scanned whole: every record checked
 
 
 def test_a_sum_that_would_overflow_is_refused_and_touches_nothing():
