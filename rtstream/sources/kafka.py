@@ -26,10 +26,12 @@ from rtstream.core.registry import register
 from rtstream.core.retry import backoff_delay
 from rtstream.kafka_settings import KafkaConnection
 from rtstream.sources.base import Source, SourceConfig
+from rtstream.sources.kafka_records import as_parsed, install
 from rtstream.sources.kafka_starts import StartPositions, mark_metadata
 from rtstream.sources.positions import PositionFile
 
 log = logging.getLogger("rtstream.source.kafka")
+install()
 _EMPTY_ROUNDS_AT_END = 3
 _QUIET_AT_END = 1.0  # seconds without data before a partition at its end offset counts as finished
 
@@ -113,6 +115,7 @@ class KafkaSource(Source):
             "group_id": c.group_id,
             "enable_auto_commit": False,
             "auto_offset_reset": "latest" if c.start == "latest" else "earliest",
+            "value_deserializer": as_parsed,  # messages as parsed, no ConsumerRecord each (kafka_records)
             **c.consumer,
         }
         self.consumer = AIOKafkaConsumer(**settings)
@@ -215,7 +218,7 @@ class KafkaSource(Source):
                     records = [Record({"key": _text(m.key), "value": _text(m.value)}, m.offset, m.timestamp, m.key)
                                for m in msgs]
                 else:
-                    records = [Record(m.value, m.offset, m.timestamp, m.key) for m in msgs]
+                    records = msgs  # they have what a SourceRecord needs: no object is built per message
                 end = msgs[-1].offset + 1
                 self._next[tp] = end
                 hw = self.consumer.highwater(tp)
