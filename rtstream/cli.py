@@ -195,8 +195,10 @@ def run(settings: object) -> int:
     except ImportError:
         runner = asyncio.run
     from rtstream.describe import first_window_note
+    from rtstream.gc_tuning import tune_for_streaming
 
     logging.getLogger("rtstream").info(first_window_note(settings))  # type: ignore[arg-type]
+    tune_for_streaming()
     if root.daemon.workers > 1:
         from rtstream.workers import WorkerSupervisor
 
