@@ -1,6 +1,7 @@
 """What the hardware and libraries allow, measured in the same run as rtstream, for the ratios.
 
-- raw: an aiokafka design with nothing else: getmany + orjson + a dict aggregate + producing results.
+- raw: an aiokafka design with nothing else: getmany + orjson + a dict aggregate + producing results,
+  reading every partition by manual assignment (no consumer group, so no join wait), as in the issue.
 - cpu: records already in memory: orjson + a dict aggregate.
 """
 
@@ -8,12 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Iterable
 from operator import itemgetter
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from bench.workload import WINDOW_MS
 
@@ -45,12 +45,14 @@ def cpu_ceiling(values: list[tuple[bytes, bytes]]) -> tuple[float, int]:
 
 
 async def raw_ceiling(bootstrap: str, topic: str, out_topic: str, n: int) -> tuple[float, int]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"ceiling-{uuid.uuid4().hex}",
-                                auto_offset_reset="earliest", enable_auto_commit=False, fetch_max_wait_ms=10)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, fetch_max_wait_ms=10)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     t0 = time.perf_counter()
     await consumer.start()
     await producer.start()
+    await consumer.topics()  # fresh metadata
+    consumer.assign([TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())])
     windows: dict[int, dict[str, list[float]]] = {}
     seen = 0
     try:
@@ -69,3 +71,9 @@ async def raw_ceiling(bootstrap: str, topic: str, out_topic: str, n: int) -> tup
         await consumer.stop()
         await producer.stop()
     return n / (time.perf_counter() - t0), len(futs)
+
+
+if __name__ == "__main__":  # the raw loop in a fresh process of its own: python -m bench.ceilings BOOTSTRAP TOPIC N
+    import sys
+
+    asyncio.run(raw_ceiling(sys.argv[1], sys.argv[2], f"raw-{sys.argv[2]}", int(sys.argv[3])))
