@@ -11,6 +11,7 @@ import asyncio
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -48,10 +49,10 @@ def _cpu(who: int) -> float:
 
 
 def raw_run(bootstrap: str, topic: str, n: int) -> KafkaRun:
-    c0, t0 = _cpu(resource.RUSAGE_CHILDREN), time.perf_counter()
-    subprocess.run([sys.executable, "-m", "bench.ceilings", bootstrap, topic, str(n)], cwd=ROOT, check=True)
-    return KafkaRun("raw aiokafka loop (no group; getmany + orjson + dict + produce)", n,
-                    time.perf_counter() - t0, _cpu(resource.RUSAGE_CHILDREN) - c0)
+    c0 = _cpu(resource.RUSAGE_CHILDREN)
+    took, rss_mb, _ = measured([sys.executable, "-m", "bench.ceilings", bootstrap, topic, str(n)])
+    return KafkaRun("raw aiokafka loop (no group; getmany + orjson + dict + produce)", n, took,
+                    _cpu(resource.RUSAGE_CHILDREN) - c0, rss_mb)
 
 
 def rtstream_run(bootstrap: str, topic: str, partitions: int, truth: dict, workdir: Path, workers: int = 1,
@@ -139,18 +140,25 @@ state_dir = "{workdir / f'state-{run_id}'}"
 log_level = "info"
 workers = {workers}
 """)
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "rtstream", "run", "-c", str(cfg)], cwd=ROOT,
-                            stderr=subprocess.PIPE, text=True)
-    # ru_maxrss of a child counts the parent's memory at fork; VmHWM is the child's own peak
-    peak_kb = 0
-    while proc.poll() is None:
-        peak_kb = max([peak_kb, _vm_hwm_kb(proc.pid), *(_vm_hwm_kb(c) for c in _children(proc.pid))])
-        time.sleep(0.02)
-    took = time.perf_counter() - t0
-    err = proc.stderr.read() if proc.stderr else ""
+    return measured([sys.executable, "-m", "rtstream", "run", "-c", str(cfg)])
+
+
+def measured(cmd: list[str]) -> tuple[float, float, str]:
+    """Run `cmd` from the repository root: wall seconds to exit, the peak RSS in MB of its largest
+    process, and its stderr (kept in a file: a full pipe would stall it)."""
+    with tempfile.TemporaryFile("w+") as err_file:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=ROOT, stderr=err_file, text=True)
+        # ru_maxrss of a child counts the parent's memory at fork; VmHWM is the child's own peak
+        peak_kb = 0
+        while proc.poll() is None:
+            peak_kb = max([peak_kb, _vm_hwm_kb(proc.pid), *(_vm_hwm_kb(c) for c in _children(proc.pid))])
+            time.sleep(0.02)
+        took = time.perf_counter() - t0
+        err_file.seek(0)
+        err = err_file.read()
     if proc.returncode != 0:
-        raise SystemExit(f"rtstream exited {proc.returncode}:\n{err}")
+        raise SystemExit(f"{' '.join(cmd[1:4])} exited {proc.returncode}:\n{err[-5000:]}")
     return took, peak_kb / 1024, err
 
 
