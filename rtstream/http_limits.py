@@ -27,26 +27,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from pydantic import BaseModel, Field
 
-from rtstream.config.durations import Duration
+from rtstream.config.http_limits import HttpLimits
 
 SUMMARY_EVERY = 10.0  # seconds between two summary lines of refused requests
 MAX_DETAIL = 200  # characters of a refused request's detail that reach the log
 SPARE_DESCRIPTORS = 512  # beside the servers' connections: accepts in flight (a backlog per server), files, sinks
 _reserved = 0  # connections the servers of this process may hold at once
-
-
-class HttpLimits(BaseModel):
-    """The limits of an HTTP server: defaults a slow client cannot outlast and a real one never meets."""
-
-    header_timeout: Duration = Field(default=10.0, gt=0, description="a request's headers must be complete this "
-                                     "long after its first byte (or after the connection opened)")
-    body_timeout: Duration = Field(default=60.0, gt=0, description="a request's body must be complete this long "
-                                   "after its headers (10 MiB in 60s is 175 KB/s)")
-    keepalive_timeout: Duration = Field(default=15.0, gt=0, description="an idle keep-alive connection is closed "
-                                        "after this long")
-    max_connections: int = Field(default=256, ge=1, description="open connections at once; more are answered 503")
 
 
 class RejectLog:

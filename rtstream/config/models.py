@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from rtstream.config.durations import Duration, schedule_to_size
-from rtstream.http_limits import HttpLimits
+from rtstream.config.http_limits import HttpLimits
 
 
 class Strict(BaseModel):

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import orjson
 
 from rtstream.secrets import Scrubber, redact_doc
+
+if TYPE_CHECKING:
+    import aiohttp
 
 log = logging.getLogger("rtstream.alert")
 
@@ -26,6 +28,8 @@ class AlertWebhook:
         self._http: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
+        import aiohttp  # only a pipeline with an alert webhook loads the HTTP client
+
         headers = {"Content-Type": "application/json"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"

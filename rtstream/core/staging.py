@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from rtstream.core.deadletter import DeadLetter
 from rtstream.core.decode import decode_json
@@ -20,10 +20,12 @@ from rtstream.core.policy import Policy
 from rtstream.core.record import Batch, Record, SourceRecord
 from rtstream.core.retry import backoff_delay
 from rtstream.stages.base import Stage
-from rtstream.stages.lookup import LookupStage
 from rtstream.where import Where
 
 log = logging.getLogger("rtstream.staging")
+
+if TYPE_CHECKING:
+    from rtstream.stages.lookup import LookupStage
 
 
 class RecordStaging:
@@ -59,7 +61,8 @@ class RecordStaging:
             pairs.append((rec, value))
         for stage in self.stages:
             out: list[tuple[SourceRecord, dict[str, Any]]] = []
-            if isinstance(stage, LookupStage):
+            if stage.awaits_per_batch:  # a lookup (the only stage that awaits); its module loads only when used
+                stage = cast("LookupStage", stage)
                 answers, wanted = stage.cached([v for _, v in pairs])
                 failed = None
                 if wanted:

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rtstream.core.record import iso_utc
-from rtstream.stages.lookup import LookupStage
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -126,8 +125,7 @@ class RuntimeStatus:
             "watermark_ms": rt.engine.watermark.current,
             "checkpoints": None if cp is None else {"saved": cp.saved, "bytes": cp.last_bytes, "at": cp.last_at},
             "halted": {sink.name: sink.name in rt.flusher.failing for sink in rt.sinks},
-            "lookups": {s.name: (s.cache.hits, s.cache.misses, s.lookups, s.lookup_seconds)
-                        for s in rt.stages if isinstance(s, LookupStage)},
+            "lookups": {s.name: figures for s in rt.stages if (figures := s.lookup_figures()) is not None},
         }
 
     def source_gauges(self) -> Iterator[tuple[str, dict[tuple[str, int], int], int | None]]:

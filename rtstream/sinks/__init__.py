@@ -1,3 +1,1 @@
-"""Sinks; importing this package registers the built-in ones."""
-
-from rtstream.sinks import file, http, kafka, postgres, python, s3, sqlite, stdout  # noqa: F401
+"""Sinks; each built-in registers itself when a config first names its type (rtstream.core.registry)."""

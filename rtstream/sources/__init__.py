@@ -1,3 +1,1 @@
-"""Sources; importing this package registers the built-in ones."""
-
-from rtstream.sources import file, generator, http_ingest, http_poll, kafka, python_poll, sql  # noqa: F401
+"""Sources; each built-in registers itself when a config first names its type (rtstream.core.registry)."""

@@ -1,3 +1,1 @@
-"""Stages between sources and sinks; importing this package registers the built-in ones."""
-
-from rtstream.stages import aggregate, lookup, map, python  # noqa: F401
+"""Stages between sources and sinks; each built-in registers itself when a config first names its type (rtstream.core.registry)."""

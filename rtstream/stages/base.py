@@ -27,6 +27,10 @@ class Stage(Component):
     async def run(self, window: Window, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         raise NotImplementedError
 
+    def lookup_figures(self) -> tuple[int, int, int, float] | None:
+        """(cache hits, cache misses, lookups made, seconds spent) for a stage that looks values up."""
+        return None
+
 
 def load_callable(ref: Any, search_dirs: list[Path] | None = None) -> Callable[..., Any]:
     """`"package.module:function"` (or a callable, from the Python API) -> the function."""

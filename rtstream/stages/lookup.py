@@ -114,6 +114,9 @@ class LookupStage(Stage):
         self.lookups = 0
         self._sql: SqlClient | None = None
 
+    def lookup_figures(self) -> tuple[int, int, int, float]:
+        return self.cache.hits, self.cache.misses, self.lookups, self.lookup_seconds
+
     async def start(self) -> None:
         c = self.config
         if c.source == "http":

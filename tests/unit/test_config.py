@@ -227,3 +227,28 @@ def test_an_unusable_state_dir_is_reported_with_the_other_problems(tmp_path):
     p = dict(exc.value.problems)
     assert p["sources.src.rat"] == "unknown key (did you mean 'rate'?)"
     assert "daemon.state_dir" in p and "is a file" in p["daemon.state_dir"]
+
+
+def test_every_built_in_type_registers_from_the_module_the_registry_names():
+    from rtstream.core.registry import _BUILTINS, lookup
+
+    for kind, types in _BUILTINS.items():
+        for type_name in types:
+            cls = lookup(kind, type_name)
+            assert cls is not None and cls.type_name == type_name, (kind, type_name)
+
+
+def test_a_kafka_to_kafka_config_loads_without_the_http_stack(tmp_path):
+    """Start-up imports what the config uses: no aiohttp, database driver or cloud client here."""
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "k.toml"
+    cfg.write_text('[pipeline]\nflow = "src >> agg >> out"\n[window]\nsize = "5m"\n'
+                   '[sources.src]\ntype = "kafka"\nbootstrap_servers = "127.0.0.1:9"\ntopics = ["t"]\ngroup_id = "g"\n'
+                   '[stages.agg]\ntype = "aggregate"\naggregates = { n = "count()" }\n'
+                   '[sinks.out]\ntype = "kafka"\nbootstrap_servers = "127.0.0.1:9"\ntopic = "o"\n')
+    code = ("import sys; from rtstream.config.load import load_settings; load_settings(sys.argv[1]); "
+            "print(sorted(m for m in ('aiohttp', 'asyncpg', 'aiobotocore', 'pyarrow') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, str(cfg)], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
