@@ -24,6 +24,7 @@ import multiprocessing as mp
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -258,7 +259,8 @@ async def run(args: argparse.Namespace, bootstrap: str, workdir: Path) -> int:
     try:
         await wait_for_log(log_path, r"assigned \[", daemon, 60)
         if args.profile:
-            profiler = subprocess.Popen(["py-spy", "record", "-r", "200", "-o", args.profile, "-f", "speedscope",
+            spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+            profiler = subprocess.Popen([spy, "record", "-r", "200", "-o", args.profile, "-f", "speedscope",
                                          "--pid", str(daemon.pid)], stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL)
         results, stop = Results(), asyncio.Event()
