@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
 from typing import Any, Literal
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import DefaultPartitioner
 from pydantic import Field, model_validator
 
 from rtstream.config.durations import Duration
@@ -57,7 +57,7 @@ class KafkaSink(Sink):
 
     async def start(self) -> None:
         await self._start_producer()
-        self.partitioner = DefaultPartitioner()
+        self.partitioner = KeyPartitioner()
 
     async def _start_producer(self) -> None:
         c = self.config
@@ -117,7 +117,7 @@ class KafkaSink(Sink):
         """Rows go out as whole record batches, one or more per partition, partitioned by key as the
         Java client does (murmur2), and the write returns when every batch is acknowledged. A row
         that cannot be JSON (an int beyond 64 bits) is not sent: it is returned with why."""
-        topic, producer = self.config.topic, self.producer
+        topic, producer, partition = self.config.topic, self.producer, self.partitioner
         partitions = sorted(await producer.partitions_for(topic))
         by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
         rejected: Rejected = []
@@ -127,7 +127,7 @@ class KafkaSink(Sink):
                 rejected.append(([row], value))
                 continue
             key = self.message_key(row)
-            p = self.partitioner(key, partitions, partitions)
+            p = partition(key, partitions)
             by_partition.setdefault(p, []).append((key, value))
         acks = []
         for p, items in by_partition.items():
@@ -149,6 +149,53 @@ class KafkaSink(Sink):
         c = self.config
         eos = ", exactly once" if c.exactly_once else ""
         return f"kafka: {c.topic} @ {c.servers_label()} (acks {c.acks}, compression {c.compression or 'none'}{eos})"
+
+
+class KeyPartitioner:
+    """The partition of a key as the Java client (and aiokafka's DefaultPartitioner) chooses it:
+    murmur2 of the key bytes. aiokafka's murmur2 handles a byte at a time; this one unpacks the
+    key's 4-byte blocks at once (about half the cost) and keeps the hashes of recent keys, as
+    running results and replays write the same keys again. Keys are never None here."""
+
+    def __init__(self, max_keys: int = 100_000):
+        self.max_keys = max_keys
+        self._hashes: dict[bytes, int] = {}
+
+    def __call__(self, key: bytes, partitions: list[int]) -> int:
+        """`partitions`: every partition of the topic, sorted."""
+        h = self._hashes.get(key)
+        if h is None:
+            if len(self._hashes) >= self.max_keys:
+                self._hashes.clear()  # O(1) and bounded; the next keys fill it again
+            h = self._hashes[key] = murmur2(key) & 0x7FFFFFFF
+        return partitions[h % len(partitions)]
+
+
+_M = 0x5BD1E995
+_MASK = 0xFFFFFFFF
+_BLOCKS = [struct.Struct(f"<{n}I") for n in range(64)]
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 (org.apache.kafka.common.utils.Utils.murmur2), equal to aiokafka's."""
+    length = len(data)
+    h = 0x9747B28C ^ length
+    n = length >> 2
+    blocks = _BLOCKS[n].unpack_from(data) if n < 64 else struct.unpack_from(f"<{n}I", data)
+    for k in blocks:
+        k = (k * _M) & _MASK
+        h = ((h * _M) & _MASK) ^ (((k ^ (k >> 24)) * _M) & _MASK)
+    extra = length & 3
+    if extra:
+        tail = n << 2
+        if extra == 3:
+            h ^= data[tail + 2] << 16
+        if extra >= 2:
+            h ^= data[tail + 1] << 8
+        h = ((h ^ data[tail]) * _M) & _MASK
+    h ^= h >> 13
+    h = (h * _M) & _MASK
+    return h ^ (h >> 15)
 
 
 def _key_bytes(v: Any) -> bytes:
