@@ -239,12 +239,29 @@ async def wait_for_log(path: Path, pattern: str, proc: subprocess.Popen[bytes], 
     raise SystemExit(f"no {pattern!r} in the daemon's log within {timeout}s")
 
 
+def _busy_cpus() -> float:
+    """CPU seconds the whole machine has spent busy since boot."""
+    with open("/proc/stat") as fh:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fh.readline().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its waited-for children (the producer's)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def run(args: argparse.Namespace, bootstrap: str, workdir: Path) -> int:
+async def run(args: argparse.Namespace, bootstrap: str, broker_pid: int, workdir: Path) -> int:
     window_ms = round(parse_duration(args.window) * 1000)
     lateness_ms = round(parse_duration(args.lateness) * 1000)
     topic, out_topic = f"live-{uuid.uuid4().hex[:6]}", f"results-{uuid.uuid4().hex[:6]}"
@@ -253,6 +270,8 @@ async def run(args: argparse.Namespace, bootstrap: str, workdir: Path) -> int:
     cfg = write_config(workdir, bootstrap, topic, out_topic, args.window, args.lateness)
     log_path = workdir / "daemon.log"
     cmd = [sys.executable, "-m", "rtstream", "run", "-c", str(cfg)]
+    wall0, cpu0 = time.time(), _busy_cpus()
+    ours0 = _cpu_seconds(os.getpid()) + _cpu_seconds(broker_pid)
     with open(log_path, "wb") as log_fh:
         daemon = subprocess.Popen(cmd, cwd=ROOT, stderr=log_fh, stdout=log_fh)
     profiler = None
@@ -285,6 +304,9 @@ async def run(args: argparse.Namespace, bootstrap: str, workdir: Path) -> int:
         stop.set()
         await consumer
     finally:
+        took = time.time() - wall0
+        busy = (_busy_cpus() - cpu0) / took
+        ours = (_cpu_seconds(os.getpid()) + _cpu_seconds(broker_pid) + _cpu_seconds(daemon.pid) - ours0) / took
         if profiler is not None:
             profiler.send_signal(signal.SIGINT)
         daemon.send_signal(signal.SIGTERM)
@@ -294,6 +316,8 @@ async def run(args: argparse.Namespace, bootstrap: str, workdir: Path) -> int:
     log_text = log_path.read_text(errors="replace")
     (Path(args.keep_log) if args.keep_log else workdir / "kept.log").write_text(log_text)
     rate = summary["sent"] / summary["seconds"]
+    print(f"machine: {busy:.2f} of {os.cpu_count()} CPUs busy during the run, {busy - ours:.2f} of them outside "
+          "this bench (other processes: figures are comparable only between runs with little of that)")
     print(f"producer: {summary['sent']:,} records in {summary['seconds']:.1f}s = {rate:,.0f} records/s "
           f"(asked {args.rate:,})")
     if rc != 0:
@@ -358,7 +382,8 @@ def main() -> None:
     print(f"live latency: {args.rate:,} records/s for {args.seconds:.0f}s, windows of {args.window}, lateness "
           f"{args.lateness}, {args.partitions} partitions, {args.users:,} users; {os.cpu_count()} cores", flush=True)
     with TansuBroker() as broker, tempfile.TemporaryDirectory() as tmp:
-        sys.exit(asyncio.run(run(args, broker.bootstrap, Path(tmp))))
+        assert broker.proc is not None
+        sys.exit(asyncio.run(run(args, broker.bootstrap, broker.proc.pid, Path(tmp))))
 
 
 if __name__ == "__main__":
