@@ -29,12 +29,6 @@ from rtstream.sinks.base import Sink, SinkConfig
 from rtstream.sinks.rows import Rejected, encode_row
 
 
-# A window's rows go out as one batch per partition up to this size (a request per partition per
-# 256 KiB, not per aiokafka's default of 16 KiB): fewer round trips before the write is acknowledged.
-# `producer = { max_batch_size = ... }` overrides it.
-BATCH_BYTES = 256 * 1024
-
-
 class KafkaSinkConfig(SinkConfig, KafkaConnection):
     topic: str
     key_field: str | None = None
@@ -42,6 +36,9 @@ class KafkaSinkConfig(SinkConfig, KafkaConnection):
     acks: Literal["all", 0, 1, -1] = "all"
     compression: Literal["gzip", "lz4", "zstd", "snappy"] | None = None
     linger: Duration = 0.005
+    # also the size of the sink's record batches (unless `producer = { max_batch_size = N }`): a
+    # window's rows go out as one batch per partition where they fit, not in aiokafka's 16 KiB
+    # batches, each of which costs a round trip to the broker before the next may follow
     max_request_size: int = Field(default=1_048_576, ge=1024)
     producer: dict[str, Any] = {}
     exactly_once: bool = Field(default=False, description="each window in one transaction with the source "
@@ -76,7 +73,7 @@ class KafkaSink(Sink):
         self.producer = AIOKafkaProducer(
             **c.client_kwargs(f"rtstream-{self.context.pipeline}-{self.name}"),
             acks=c.acks, compression_type=c.compression, linger_ms=int(c.linger * 1000),
-            max_request_size=c.max_request_size, **txn, **{"max_batch_size": BATCH_BYTES, **c.producer})
+            max_request_size=c.max_request_size, **txn, **{"max_batch_size": c.max_request_size, **c.producer})
         try:
             await self.producer.start()  # with a transactional id: fences this id's previous incarnation
         except Exception as exc:

@@ -14,7 +14,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from rtstream.core.context import Context
 from rtstream.core.record import Window
-from rtstream.sinks.kafka import BATCH_BYTES, KafkaSink
+from rtstream.sinks.kafka import KafkaSink
 from rtstream.testing.tansu import create_topic
 
 START_MS = 1_767_225_600_000
@@ -41,7 +41,7 @@ def test_a_window_of_many_batches_arrives_whole_on_the_keys_partitions(tmp_path,
     asyncio.run(create_topic(kafka.bootstrap, topic, 3))
     window = Window(START_MS, START_MS + 300_000)
     rows = [{"window_start": window.start_iso, "window_end": window.end_iso, "user_id": f"u{i}", "events": i,
-             "note": "x" * 100} for i in range(6000)]  # about 1 MB: several batches per partition either way
+             "note": "x" * 500} for i in range(6000)]  # about 3.5 MB: several batches per partition either way
     context = Context(pipeline="p", state_dir=tmp_path, key_fields=["user_id"])
     config = KafkaSink.Config(type="kafka", bootstrap_servers=kafka.bootstrap, topic=topic, producer=producer)
     sink = KafkaSink("out", config, context)
@@ -55,7 +55,7 @@ def test_a_window_of_many_batches_arrives_whole_on_the_keys_partitions(tmp_path,
             await sink.close()
 
     batch_size = asyncio.run(write())
-    assert batch_size == producer.get("max_batch_size", BATCH_BYTES)
+    assert batch_size == producer.get("max_batch_size", config.max_request_size)
     got = asyncio.run(read_with_partitions(kafka.bootstrap, topic, len(rows)))
     assert sorted(v["events"] for _, _, v in got) == list(range(6000))  # each row once
     default = DefaultPartitioner()
