@@ -47,8 +47,10 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check rtstream tests bench
 	$(BIN)/mypy rtstream
 
+# W1 (1M records, then 4M side by side with the raw loop), then live latency at 50,000 records/s
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench $(BENCH_ARGS)
+	$(BIN)/python -m bench.latency $(LATENCY_ARGS)
 
 # Build the container image with podman or docker. Where no registry is reachable, pass a local
 # base image that has python3: make image BASE=localhost/debian-python:12
