@@ -226,8 +226,9 @@ class KafkaSource(Source):
                     self._lag[tp] = max(0, hw - end)
                 yield Batch(self.name, tp, records, end, decoded=raw, epoch=self.epoch, key_field=c.key_field)
             if c.stop_at_end and await self._finished(data):
-                log.info("%s: reached the end of every assigned partition", self.name,
-                         extra={"component": self.name})
+                last = max(self._last_data.values(), default=self._assigned_at)
+                log.info("%s: reached the end of every assigned partition, %.2fs after the last record", self.name,
+                         time.monotonic() - last, extra={"component": self.name})
                 return
             if time.monotonic() - last_lag_log >= c.lag_log_interval:
                 last_lag_log = time.monotonic()
