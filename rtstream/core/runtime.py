@@ -57,7 +57,7 @@ class Runtime:
         self.state_dir = Path(root.daemon.state_dir)
         self.tracker = CommitTracker()
         self.context = Context(pipeline=root.pipeline.name, state_dir=self.state_dir, time_mode=root.window.time,
-                               extra={"search_dirs": settings.search_dirs})
+                               extra={"search_dirs": settings.search_dirs}, worker=root.daemon.worker)
         flow = settings.flow
         self.sources: list[Source] = [c.cls(c.name, c.config, self.context) for c in settings.of(flow.sources)]
         self.stages: list[Stage] = [c.cls(c.name, c.config, self.context) for c in settings.of(flow.stages)]
