@@ -27,6 +27,7 @@ from rtstream.core.retry import backoff_delay
 from rtstream.kafka_settings import KafkaConnection
 from rtstream.sources.base import Source, SourceConfig
 from rtstream.sources.kafka_starts import StartPositions, mark_metadata
+from rtstream.sources.kafka_static import static_share
 from rtstream.sources.positions import PositionFile
 
 log = logging.getLogger("rtstream.source.kafka")
@@ -49,12 +50,16 @@ class KafkaSourceConfig(SourceConfig, KafkaConnection):
     start_at: str | int | None = Field(default=None, description="seek to this time on first assignment "
                                        "(offsets_for_times; the beginning where the broker cannot say)")
     commit_offsets: bool = Field(default=True, description="false for backfills: the group's offsets stay as they were")
+    assignment: Literal["group", "static"] = Field(default="group", description="static: read the topics' partitions "
+                                                   "without joining the group (rtstream.sources.kafka_static)")
     consumer: dict[str, Any] = {}
 
     @model_validator(mode="after")
     def _topics_or_pattern(self) -> KafkaSourceConfig:
         if bool(self.topics) == bool(self.pattern):
             raise ValueError("give either topics = [...] or pattern = \"...\"")
+        if self.assignment == "static" and self.pattern:
+            raise ValueError('assignment = "static" reads the partitions of named topics: give topics = [...], not pattern')
         return self
 
 
@@ -119,7 +124,11 @@ class KafkaSource(Source):
         await self.consumer.start()
         self._starts = StartPositions(self.consumer, c, self.name, self._local_marks)
         listener = _Rebalance(self)
-        if c.topics:
+        if c.assignment == "static":  # no group: no rebalance, so no revoke; the one setup path all the same
+            share = await static_share(c, self.name, self.context.worker)
+            self.consumer.assign(share)
+            await self._assigned(share)
+        elif c.topics:
             self.consumer.subscribe(topics=c.topics, listener=listener)
         else:
             self.consumer.subscribe(pattern=c.pattern, listener=listener)
@@ -343,7 +352,8 @@ class KafkaSource(Source):
     def describe(self) -> str:
         c = self.config
         what = ",".join(c.topics) if c.topics else f"/{c.pattern}/"
-        return f"kafka: {what} @ {c.servers_label()} group {c.group_id} ({c.format}, start {c.start}" + (
+        static = ", static assignment: the partitions at start, new ones after a restart" if c.assignment == "static" else ""
+        return f"kafka: {what} @ {c.servers_label()} group {c.group_id} ({c.format}, start {c.start}{static}" + (
             ", stop at end)" if c.stop_at_end else ")")
 
 
