@@ -124,6 +124,7 @@ class Runtime:
         self.stop_requested = asyncio.Event()
         self._stop_deadline: float | None = None  # monotonic time by which a requested stop must be done
         self._loops: PipelineLoops | None = None
+        self._starting: asyncio.Task[Any] | None = None  # until the loops run: a stop cancels the start-up
         self._signals = 0
         self.exit_code = 0
         self.started = time.time()
@@ -153,8 +154,15 @@ class Runtime:
             except (NotImplementedError, RuntimeError):
                 pass
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._starting = asyncio.current_task()
         try:
             return await self._run_components()
+        except asyncio.CancelledError:
+            if not self.stopping or self._loops is not None:
+                raise
+            # a component's start may wait without end (a static Kafka source for its topic): a stop ends it
+            log.info("stopped before the pipeline started; what had started is closed again")
+            return self.exit_code
         except ComponentError as exc:  # one did not start: what is up is closed again, nothing ran
             log.error("component %s failed to start: %s", exc.component, exc.message,
                       extra={"component": exc.component})
@@ -213,6 +221,8 @@ class Runtime:
             self.stop_requested.set()
             if self._loops is not None:
                 self._loops.stop_sources()
+            elif self._starting is not None:
+                self._starting.cancel()
 
     def _on_signal(self, sig: int) -> None:
         self._signals += 1

@@ -113,6 +113,8 @@ class KafkaSource(Source):
         # per host: replicas sharing a state volume must not overwrite each other's copy
         self._local_marks = PositionFile(self.context.state_dir, f"{self.name}.{c.group_id}.{socket.gethostname()}.marks")
         self._saved_marks: dict[str, list[int]] = await asyncio.to_thread(self._local_marks.load)
+        # before the consumer exists: a refusal, or a stop while waiting for a topic, leaves nothing open
+        share = await static_share(c, self.name, self.context.worker) if c.assignment == "static" else None
         settings: dict[str, Any] = {
             **c.client_kwargs(f"rtstream-{self.context.pipeline}"),
             "group_id": c.group_id,
@@ -124,8 +126,7 @@ class KafkaSource(Source):
         await self.consumer.start()
         self._starts = StartPositions(self.consumer, c, self.name, self._local_marks)
         listener = _Rebalance(self)
-        if c.assignment == "static":  # no group: no rebalance, so no revoke; the one setup path all the same
-            share = await static_share(c, self.name, self.context.worker)
+        if share is not None:  # no group: no rebalance, so no revoke; the one setup path all the same
             self.consumer.assign(share)
             await self._assigned(share)
         elif c.topics:

@@ -161,6 +161,14 @@ def test_a_topic_that_does_not_exist_yet_is_waited_for(tmp_path, kafka):
     assert_exact(got_rows(tmp_path), tumbling_truth(events, 300, "user_id"))
 
 
+def test_a_stop_while_waiting_for_the_topic_exits_at_once(tmp_path, kafka):
+    with Daemon(static_config(tmp_path, kafka.bootstrap, topic_name("in"), topic_name("grp")), tmp_path) as d:
+        wait_until(lambda: "do not exist yet" in d.stderr, 30, what="the wait for the topic")
+        d.signal(signal.SIGTERM)
+        assert d.wait(30) == 0, d.stderr[-3000:]
+    assert "stopped before the pipeline started" in d.stderr and "Unclosed" not in d.stderr
+
+
 def test_static_with_a_pattern_is_refused(tmp_path, kafka):
     cfg = static_config(tmp_path, kafka.bootstrap, "t", "g")
     for command in ("validate", "run"):
@@ -187,6 +195,6 @@ def test_static_is_refused_while_a_group_mode_replica_is_in_the_group(tmp_path, 
         res = run_cli("run", "-c", str(static_config(tmp_path, kafka.bootstrap, topic, group)), timeout=120)
         assert res.returncode == 1, res.stderr[-3000:]
         assert f"consumer group {group!r} has 1 active member(s)" in res.stderr, res.stderr[-3000:]
-        assert "all sources finished" not in res.stderr
+        assert "all sources finished" not in res.stderr and "Unclosed" not in res.stderr
         d.signal(signal.SIGTERM)
         assert d.wait(30) == 0
