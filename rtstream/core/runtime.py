@@ -154,13 +154,14 @@ class Runtime:
             except (NotImplementedError, RuntimeError):
                 pass
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self._starting = asyncio.current_task()
+        self._starting = starting = asyncio.current_task()
         try:
             return await self._run_components()
         except asyncio.CancelledError:
-            if not self.stopping or self._loops is not None:
+            if starting is None or not self.stopping or self._loops is not None:
                 raise
             # a component's start may wait without end (a static Kafka source for its topic): a stop ends it
+            starting.uncancel()  # for a caller awaiting run() in its own task
             log.info("stopped before the pipeline started; what had started is closed again")
             return self.exit_code
         except ComponentError as exc:  # one did not start: what is up is closed again, nothing ran
