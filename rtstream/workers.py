@@ -1,11 +1,13 @@
-"""`[daemon] workers = N`: N worker processes in one Kafka consumer group, under one supervisor.
+"""`[daemon] workers = N`: N worker processes of one pipeline, under one supervisor.
 
 Each worker is the ordinary daemon (`rtstream run`) with its own state under
 `STATE_DIR/worker-I`, joining the group of every Kafka source, so the group spreads the partitions
 over the workers as it would over replicas on other machines: rtstream invents no cluster protocol
-of its own. The supervisor restarts a worker that crashes (with backoff, naming it in the log),
-passes SIGTERM on to every worker and exits once all have, and serves one admin server that
-combines the workers' status and metrics (rtstream.admin.workers_view).
+of its own. A Kafka source with `assignment = "static"` joins no group: each worker is told its
+index and the count (`daemon.worker`) and reads its fixed share (rtstream.sources.kafka_static).
+The supervisor restarts a worker that crashes (with backoff, naming it in the log), passes SIGTERM
+on to every worker and exits once all have, and serves one admin server that combines the workers'
+status and metrics (rtstream.admin.workers_view).
 
 Only pipelines whose every source can be split by a consumer group can have workers: a file, an
 HTTP ingest port, a poll or a generator would be read N times. Those are refused with the reason.
@@ -41,8 +43,8 @@ def split_problem(settings: Settings) -> str | None:
     sources: list[tuple[str, type[Source]]] = [(c.name, c.cls) for c in settings.of(settings.flow.sources)]
     single = [f"{name} ({cls.type_name})" for name, cls in sources if not cls.splits_by_group]
     if single:
-        return (f"daemon.workers = {settings.root.daemon.workers} needs sources that a consumer group splits "
-                f"(kafka); these would be read once per worker: {', '.join(single)}")
+        return (f"daemon.workers = {settings.root.daemon.workers} needs sources that a consumer group or the "
+                f"supervisor splits (kafka); these would be read once per worker: {', '.join(single)}")
     return None
 
 
@@ -71,7 +73,7 @@ class WorkerSupervisor:
     def command(self, w: Worker) -> list[str]:
         assert self.settings.path is not None
         sets = [*self.settings.overrides, f"daemon.state_dir={self.state_dir / f'worker-{w.index}'}",
-                "daemon.workers=1"]
+                "daemon.workers=1", f"daemon.worker={{index = {w.index}, count = {self.count}}}"]
         dl = self.settings.root.dead_letter.path
         if dl:
             sets.append(f"dead_letter.path={Path(dl).with_suffix('')}-worker-{w.index}{Path(dl).suffix}")

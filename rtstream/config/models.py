@@ -96,6 +96,20 @@ class WindowConfig(Strict):
         return round(self.size * 1000)
 
 
+class WorkerShare(Strict):
+    """Which of the `[daemon] workers` this process is: the supervisor sets it on each worker's
+    command line (`--set daemon.worker=...`); sources it splits itself read every `count`-th item."""
+
+    index: int = Field(default=0, ge=0)
+    count: int = Field(default=1, ge=1, le=64)
+
+    @model_validator(mode="after")
+    def _index_below_count(self) -> WorkerShare:
+        if self.index >= self.count:
+            raise ValueError(f"index {self.index} is not below count {self.count}")
+        return self
+
+
 class DaemonConfig(Strict):
     state_dir: str = "var/rtstream"
     shutdown_grace: Duration = 30.0
@@ -107,6 +121,8 @@ class DaemonConfig(Strict):
     max_window_records: int = Field(default=1_000_000, ge=1)
     workers: int = Field(default=1, ge=1, le=64, description="worker processes in the sources' consumer group "
                          "(every source must be kafka); one admin server for all")
+    worker: WorkerShare = Field(default_factory=WorkerShare, description="set by the workers supervisor for "
+                                "each worker, not by hand")
 
 
 class StateConfig(Strict):

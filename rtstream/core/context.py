@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rtstream.config.models import WorkerShare
 from rtstream.core.partitions import NoPartitionEvents, PartitionEvents
 
 
@@ -17,3 +18,4 @@ class Context:
     key_fields: list[str] = field(default_factory=list)  # the output key, for upserting sinks
     partitions: PartitionEvents = field(default_factory=NoPartitionEvents)  # sources whose partitions come and go
     extra: dict[str, Any] = field(default_factory=dict)
+    worker: WorkerShare = field(default_factory=WorkerShare)  # which of `[daemon] workers` this process is

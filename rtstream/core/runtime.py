@@ -57,7 +57,7 @@ class Runtime:
         self.state_dir = Path(root.daemon.state_dir)
         self.tracker = CommitTracker()
         self.context = Context(pipeline=root.pipeline.name, state_dir=self.state_dir, time_mode=root.window.time,
-                               extra={"search_dirs": settings.search_dirs})
+                               extra={"search_dirs": settings.search_dirs}, worker=root.daemon.worker)
         flow = settings.flow
         self.sources: list[Source] = [c.cls(c.name, c.config, self.context) for c in settings.of(flow.sources)]
         self.stages: list[Stage] = [c.cls(c.name, c.config, self.context) for c in settings.of(flow.stages)]
@@ -124,6 +124,7 @@ class Runtime:
         self.stop_requested = asyncio.Event()
         self._stop_deadline: float | None = None  # monotonic time by which a requested stop must be done
         self._loops: PipelineLoops | None = None
+        self._starting: asyncio.Task[Any] | None = None  # until the loops run: a stop cancels the start-up
         self._signals = 0
         self.exit_code = 0
         self.started = time.time()
@@ -153,8 +154,16 @@ class Runtime:
             except (NotImplementedError, RuntimeError):
                 pass
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._starting = starting = asyncio.current_task()
         try:
             return await self._run_components()
+        except asyncio.CancelledError:
+            if starting is None or not self.stopping or self._loops is not None:
+                raise
+            # a component's start may wait without end (a static Kafka source for its topic): a stop ends it
+            starting.uncancel()  # for a caller awaiting run() in its own task
+            log.info("stopped before the pipeline started; what had started is closed again")
+            return self.exit_code
         except ComponentError as exc:  # one did not start: what is up is closed again, nothing ran
             log.error("component %s failed to start: %s", exc.component, exc.message,
                       extra={"component": exc.component})
@@ -213,6 +222,8 @@ class Runtime:
             self.stop_requested.set()
             if self._loops is not None:
                 self._loops.stop_sources()
+            elif self._starting is not None:
+                self._starting.cancel()
 
     def _on_signal(self, sig: int) -> None:
         self._signals += 1

@@ -22,6 +22,7 @@ read-only) fails the write and the policy retries it.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import os
 import re
@@ -95,26 +96,40 @@ class FileSink(Sink):
                 good.append((row, line))
         if rejected and not good and not target.exists():
             return rejected  # nothing of this window can be written: leave no empty file behind
-        lines = [line for _, line in good]
+        # `workers = N` share this folder: read, merge and replace a window's file one process at a time
+        # (a lock on the folder itself, no file beside the windows), each through its own temporary file
+        # (two workers' interleaved writes to one had corrupted a window's file)
+        folder = os.open(self.dir, os.O_RDONLY)
+        try:
+            fcntl.flock(folder, fcntl.LOCK_EX)
+            self._replace(target, [line for _, line in good], good)
+        finally:
+            os.close(folder)  # releases the lock
+        return rejected
+
+    def _replace(self, target: Path, lines: list[bytes], good: list[tuple[dict[str, Any], bytes]]) -> None:
         keys = self.context.key_fields
         if keys and target.exists():
             merged = {_key(r, keys): orjson.dumps(r) for r in _read(target)}
             merged.update((_key(r, keys), line) for r, line in good)
             lines = list(merged.values())
-        tmp = target.with_name(f".{target.name}.tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(b"".join(line + b"\n" for line in lines))
-            fh.flush()
-            if self.config.fsync:
-                os.fsync(fh.fileno())
-        os.replace(tmp, target)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(b"".join(line + b"\n" for line in lines))
+                fh.flush()
+                if self.config.fsync:
+                    os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # named after this process: nobody else would replace it
+            raise
         if self.config.fsync:
             fd = os.open(self.dir, os.O_RDONLY)
             try:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        return rejected
 
 
 def _key(row: dict[str, Any], keys: list[str]) -> bytes:

@@ -27,7 +27,7 @@ class Source(Component):
 
     Config: ClassVar[type[SourceConfig]]
     has_source_time: ClassVar[bool] = True
-    splits_by_group: ClassVar[bool] = False  # several workers share it through a consumer group (Kafka)
+    splits_by_group: ClassVar[bool] = False  # several workers share it: by a consumer group, or a static share (Kafka)
 
     @cached_property
     def where(self) -> Where | None:

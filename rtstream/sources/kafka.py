@@ -28,6 +28,7 @@ from rtstream.kafka_settings import KafkaConnection
 from rtstream.sources.base import Source, SourceConfig
 from rtstream.sources.kafka_records import as_parsed, install
 from rtstream.sources.kafka_starts import StartPositions, mark_metadata
+from rtstream.sources.kafka_static import static_share
 from rtstream.sources.positions import PositionFile
 
 log = logging.getLogger("rtstream.source.kafka")
@@ -51,12 +52,16 @@ class KafkaSourceConfig(SourceConfig, KafkaConnection):
     start_at: str | int | None = Field(default=None, description="seek to this time on first assignment "
                                        "(offsets_for_times; the beginning where the broker cannot say)")
     commit_offsets: bool = Field(default=True, description="false for backfills: the group's offsets stay as they were")
+    assignment: Literal["group", "static"] = Field(default="group", description="static: read the topics' partitions "
+                                                   "without joining the group (rtstream.sources.kafka_static)")
     consumer: dict[str, Any] = {}
 
     @model_validator(mode="after")
     def _topics_or_pattern(self) -> KafkaSourceConfig:
         if bool(self.topics) == bool(self.pattern):
             raise ValueError("give either topics = [...] or pattern = \"...\"")
+        if self.assignment == "static" and self.pattern:
+            raise ValueError('assignment = "static" reads the partitions of named topics: give topics = [...], not pattern')
         return self
 
 
@@ -110,6 +115,8 @@ class KafkaSource(Source):
         # per host: replicas sharing a state volume must not overwrite each other's copy
         self._local_marks = PositionFile(self.context.state_dir, f"{self.name}.{c.group_id}.{socket.gethostname()}.marks")
         self._saved_marks: dict[str, list[int]] = await asyncio.to_thread(self._local_marks.load)
+        # before the consumer exists: a refusal, or a stop while waiting for a topic, leaves nothing open
+        share = await static_share(c, self.name, self.context.worker) if c.assignment == "static" else None
         settings: dict[str, Any] = {
             **c.client_kwargs(f"rtstream-{self.context.pipeline}"),
             "group_id": c.group_id,
@@ -122,7 +129,10 @@ class KafkaSource(Source):
         await self.consumer.start()
         self._starts = StartPositions(self.consumer, c, self.name, self._local_marks)
         listener = _Rebalance(self)
-        if c.topics:
+        if share is not None:  # no group: no rebalance, so no revoke; the one setup path all the same
+            self.consumer.assign(share)
+            await self._assigned(share)
+        elif c.topics:
             self.consumer.subscribe(topics=c.topics, listener=listener)
         else:
             self.consumer.subscribe(pattern=c.pattern, listener=listener)
@@ -347,7 +357,8 @@ class KafkaSource(Source):
     def describe(self) -> str:
         c = self.config
         what = ",".join(c.topics) if c.topics else f"/{c.pattern}/"
-        return f"kafka: {what} @ {c.servers_label()} group {c.group_id} ({c.format}, start {c.start}" + (
+        static = ", static assignment: the partitions at start, new ones after a restart" if c.assignment == "static" else ""
+        return f"kafka: {what} @ {c.servers_label()} group {c.group_id} ({c.format}, start {c.start}{static}" + (
             ", stop at end)" if c.stop_at_end else ")")
 
 
