@@ -26,6 +26,7 @@ from rtstream.core.registry import register
 from rtstream.core.retry import backoff_delay
 from rtstream.kafka_settings import KafkaConnection
 from rtstream.sources.base import Source, SourceConfig
+from rtstream.sources.kafka_end import EndOfInput
 from rtstream.sources.kafka_records import as_parsed, install
 from rtstream.sources.kafka_starts import StartPositions, mark_metadata
 from rtstream.sources.kafka_static import static_share
@@ -33,8 +34,6 @@ from rtstream.sources.positions import PositionFile
 
 log = logging.getLogger("rtstream.source.kafka")
 install()
-_EMPTY_ROUNDS_AT_END = 3
-_QUIET_AT_END = 1.0  # seconds without data before a partition at its end offset counts as finished
 
 
 class KafkaSourceConfig(SourceConfig, KafkaConnection):
@@ -89,11 +88,6 @@ class KafkaSource(Source):
         self.epoch = 0
         self._lag: dict[TopicPartition, int] = {}
         self._seen: set[TopicPartition] = set()
-        self._ends: dict[TopicPartition, int] = {}
-        self._empty_rounds: dict[TopicPartition, int] = {}
-        self._last_data: dict[TopicPartition, float] = {}
-        self._assigned_at = time.monotonic()
-        self._done: set[TopicPartition] = set()
         self._next: dict[TopicPartition, int] = {}
         self.consumer: AIOKafkaConsumer | None = None
         self.joined = False
@@ -101,7 +95,7 @@ class KafkaSource(Source):
         self._ready = asyncio.Event()
         self._ready.set()
         self._start_pos: dict[TopicPartition, int] = {}
-        self._cautious_end = False  # the broker's end offsets ran behind what was fetched: wait for quiet too
+        self._end: EndOfInput | None = None  # for stop_at_end, once the consumer exists
 
     @property
     def finite(self) -> bool:
@@ -128,6 +122,8 @@ class KafkaSource(Source):
         self.consumer = AIOKafkaConsumer(**settings)
         await self.consumer.start()
         self._starts = StartPositions(self.consumer, c, self.name, self._local_marks)
+        if c.stop_at_end:
+            self._end = EndOfInput(self.name, self.consumer, self._position, nothing_assigned_is_done=share is not None)
         listener = _Rebalance(self)
         if share is not None:  # no group: no rebalance, so no revoke; the one setup path all the same
             self.consumer.assign(share)
@@ -167,16 +163,12 @@ class KafkaSource(Source):
         """
         assert self.consumer is not None
         self.joined = True
-        self._assigned_at = time.monotonic()
         if not assigned:
             return
         fresh = [tp for tp in assigned if tp not in self._seen]
         decided = await self._starts.decide(assigned, fresh)
-        if self.config.stop_at_end:
-            self._ends.update(await self.consumer.end_offsets(assigned))
-            for tp in assigned:
-                self._empty_rounds[tp] = 0
-                self._done.discard(tp)
+        if self._end is not None:
+            await self._end.assigned(assigned)
         # a checkpoint may cover the partitions that resume from the commit: read on from its position
         starts = await self.context.partitions.assigned(Assignment(
             self.name, self.epoch, dict(decided.starts), dict(decided.marks), set(decided.resumable)))
@@ -185,6 +177,9 @@ class KafkaSource(Source):
             self._start_pos[tp] = starts[tp]
             self.consumer.seek(tp, starts[tp])
         self._seen.update(assigned)  # only once decided: a retried setup still applies `start` to them
+
+    def _position(self, tp: TopicPartition) -> int | None:
+        return self._next.get(tp, self._start_pos.get(tp))
 
     def checkpoint_scope(self) -> str:
         return f"{self.name}@{self.config.group_id}"  # a new group starts over, whatever an old one saved
@@ -235,10 +230,9 @@ class KafkaSource(Source):
                 if hw is not None:
                     self._lag[tp] = max(0, hw - end)
                 yield Batch(self.name, tp, records, end, decoded=raw, epoch=self.epoch, key_field=c.key_field)
-            if c.stop_at_end and await self._finished(data):
-                last = max(self._last_data.values(), default=self._assigned_at)
+            if self._end is not None and await self._end.reached(data):
                 log.info("%s: reached the end of every assigned partition, %.2fs after the last record", self.name,
-                         time.monotonic() - last, extra={"component": self.name})
+                         self._end.since_last_record(), extra={"component": self.name})
                 return
             if time.monotonic() - last_lag_log >= c.lag_log_interval:
                 last_lag_log = time.monotonic()
@@ -246,54 +240,6 @@ class KafkaSource(Source):
                     log.info("%s: consumer lag %s", self.name,
                              {f"{tp.topic}:{tp.partition}": n for tp, n in sorted(self._lag.items())},
                              extra={"component": self.name})
-
-    async def _finished(self, data: dict[TopicPartition, list[Any]]) -> bool:
-        """Done when every assigned partition has reached its end: its position is at the end
-        offsets snapshot, at the high watermark of its last fetch, and at a fresh end offsets
-        answer. Where the broker's end offsets agree with what was fetched, that is enough (the end
-        is decided one fetch round after the last record). Once a fresh end offset is seen behind a
-        position already fetched (some brokers report it short for a while), the run falls back to
-        also waiting for a few empty rounds and a quiet second, and says so once."""
-        assert self.consumer is not None
-        assignment = self.consumer.assignment()
-        if not assignment:
-            return False
-        now = time.monotonic()
-        for tp in assignment:
-            if tp in self._done:
-                continue
-            if data.get(tp):
-                self._empty_rounds[tp] = 0
-                self._last_data[tp] = now
-                continue
-            pos = self._next.get(tp, self._start_pos.get(tp))
-            if pos is None:
-                continue
-            highwater = self.consumer.highwater(tp)
-            if highwater is None or pos < max(self._ends.get(tp, 0), highwater):
-                continue  # no fetch has answered for it yet, or it is not at the end
-            self._empty_rounds[tp] = self._empty_rounds.get(tp, 0) + 1
-            if not self._cautious_end:
-                fresh = (await self.consumer.end_offsets([tp])).get(tp, 0)
-                if fresh == pos == highwater:
-                    self._done.add(tp)
-                    continue
-                if fresh < pos:
-                    self._cautious_end = True
-                    log.info("%s: the broker reports the end of %s:%d at %d, behind the %d records already read; "
-                             "deciding the end of input by a quiet period as well", self.name, tp.topic,
-                             tp.partition, fresh, pos, extra={"component": self.name})
-                continue
-            quiet = now - self._last_data.get(tp, self._assigned_at) >= _QUIET_AT_END
-            if self._empty_rounds[tp] >= _EMPTY_ROUNDS_AT_END and quiet:
-                fresh = (await self.consumer.end_offsets([tp])).get(tp, 0)
-                log.debug("%s: %s at %d: end snapshot %s, highwater %s, end now %s", self.name, tp, pos,
-                          self._ends.get(tp), highwater, fresh)
-                if pos >= fresh:
-                    self._done.add(tp)
-                else:
-                    self._empty_rounds[tp] = 0
-        return all(tp in self._done for tp in assignment)
 
     def _offsets(self, commit: SourceCommit) -> dict[TopicPartition, OffsetAndMetadata]:
         """`commit` for the partitions this consumer owns, each offset with its mark as metadata."""

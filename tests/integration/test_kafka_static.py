@@ -132,6 +132,16 @@ def test_two_static_workers_read_disjoint_shares_and_the_whole_topic(tmp_path, k
     assert asyncio.run(group_commits(kafka.bootstrap, group, topic, 4)) == end_offsets(kafka.bootstrap, topic, 4)
 
 
+def test_a_finite_run_with_more_workers_than_partitions_ends(tmp_path, kafka):
+    """The worker whose share is empty has nothing to read: it finishes at once instead of waiting for good."""
+    topic, _, group = new_topics(kafka.bootstrap, 2)
+    events = make_events(3000, span_s=1800, seed=35)
+    asyncio.run(produce(kafka.bootstrap, topic, events))
+    res = run_cli("run", "-c", str(static_config(tmp_path, kafka.bootstrap, topic, group, workers=3)), timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert_exact(got_rows(tmp_path), tumbling_truth(events, 300, "user_id"))
+
+
 def test_two_live_static_workers_are_exact_and_stop_on_sigterm(tmp_path, kafka):
     topic, _, group = new_topics(kafka.bootstrap, 4)
     events = make_events(8000, span_s=1800, seed=34)

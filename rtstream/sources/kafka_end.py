@@ -1,0 +1,89 @@
+"""When a finite Kafka run (`stop_at_end`) has read everything there is.
+
+A partition is at its end when its position has reached the end-offsets snapshot taken at
+assignment, the high watermark of its last fetch, and a fresh end-offsets answer. Where the
+broker's end offsets agree with what was fetched, that is enough: the end is decided one fetch round
+after the last record. Some brokers report end offsets short for a while (Tansu after batched
+produces); once a fresh end offset is seen behind a position already fetched, the run also waits
+for a few empty rounds and a quiet second, and says so once in the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+log = logging.getLogger("rtstream.source.kafka")
+EMPTY_ROUNDS_AT_END = 3
+QUIET_AT_END = 1.0  # seconds without data before a partition at its end offset counts as finished
+
+
+class EndOfInput:
+    def __init__(self, name: str, consumer: AIOKafkaConsumer, position: Callable[[TopicPartition], int | None],
+                 *, nothing_assigned_is_done: bool):
+        self.name = name
+        self.consumer = consumer
+        self.position = position  # where reading goes on in a partition (next offset), None before a start
+        self.nothing_assigned_is_done = nothing_assigned_is_done  # static: an empty share has nothing to read
+        self._ends: dict[TopicPartition, int] = {}
+        self._empty_rounds: dict[TopicPartition, int] = {}
+        self._last_data: dict[TopicPartition, float] = {}
+        self._assigned_at = time.monotonic()
+        self._done: set[TopicPartition] = set()
+        self._cautious = False
+
+    async def assigned(self, tps: list[TopicPartition]) -> None:
+        self._assigned_at = time.monotonic()
+        self._ends.update(await self.consumer.end_offsets(tps))
+        for tp in tps:
+            self._empty_rounds[tp] = 0
+            self._done.discard(tp)
+
+    def since_last_record(self) -> float:
+        return time.monotonic() - max(self._last_data.values(), default=self._assigned_at)
+
+    async def reached(self, data: dict[TopicPartition, list[Any]]) -> bool:
+        """Whether every assigned partition is at its end, given the last fetch's `data`."""
+        assignment = self.consumer.assignment()
+        if not assignment:
+            return self.nothing_assigned_is_done
+        now = time.monotonic()
+        for tp in assignment:
+            if tp in self._done:
+                continue
+            if data.get(tp):
+                self._empty_rounds[tp] = 0
+                self._last_data[tp] = now
+                continue
+            pos = self.position(tp)
+            if pos is None:
+                continue
+            highwater = self.consumer.highwater(tp)
+            if highwater is None or pos < max(self._ends.get(tp, 0), highwater):
+                continue  # no fetch has answered for it yet, or it is not at the end
+            self._empty_rounds[tp] = self._empty_rounds.get(tp, 0) + 1
+            if not self._cautious:
+                fresh = (await self.consumer.end_offsets([tp])).get(tp, 0)
+                if fresh == pos == highwater:
+                    self._done.add(tp)
+                    continue
+                if fresh < pos:
+                    self._cautious = True
+                    log.info("%s: the broker reports the end of %s:%d at %d, behind the %d records already read; "
+                             "deciding the end of input by a quiet period as well", self.name, tp.topic,
+                             tp.partition, fresh, pos, extra={"component": self.name})
+                continue
+            quiet = now - self._last_data.get(tp, self._assigned_at) >= QUIET_AT_END
+            if self._empty_rounds[tp] >= EMPTY_ROUNDS_AT_END and quiet:
+                fresh = (await self.consumer.end_offsets([tp])).get(tp, 0)
+                log.debug("%s: %s at %d: end snapshot %s, highwater %s, end now %s", self.name, tp, pos,
+                          self._ends.get(tp), highwater, fresh)
+                if pos >= fresh:
+                    self._done.add(tp)
+                else:
+                    self._empty_rounds[tp] = 0
+        return all(tp in self._done for tp in assignment)
