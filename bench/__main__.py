@@ -48,7 +48,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="also run W1 with [daemon] workers = N (0: skip)")
     ap.add_argument("--big", type=int, default=4_000_000, help="records of the side-by-side Kafka table (0: skip)")
     ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds of the side-by-side table")
-    ap.add_argument("--assignments", default="group", help="Kafka source assignments to run side by side, "
+    ap.add_argument("--assignments", default="group,static", help="Kafka source assignments to run side by side, "
                     "comma-separated (group, static)")
     args = ap.parse_args()
     n = args.records
