@@ -78,11 +78,14 @@ class BatchFold(EngineState):
                     if t.__class__ is int and 100_000_000_000 <= t < 100_000_000_000_000:
                         start = t - t % size
                         pane = panes.get(start)
-                        # a refusal touches nothing: the general path asks again and dead-letters it
-                        if pane is not None and start + size > closed_upto and update(pane.table, value, t) is None:  # type: ignore[misc, arg-type]
-                            pane.count += 1
-                            if t > max_ts:
-                                max_ts = t
+                        if pane is not None and start + size > closed_upto:
+                            why = update(pane.table, value, t)  # type: ignore[misc, arg-type]
+                            if why is None:
+                                pane.count += 1
+                                if t > max_ts:
+                                    max_ts = t
+                            else:  # asked once only: a user's add may already have changed its accumulator
+                                reject("invalid", why, rec, value)
                             continue
                 if keep is not None and not keep(value):
                     filtered += 1

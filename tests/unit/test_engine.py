@@ -1,9 +1,11 @@
 """The window engine alone: batches in, emissions out, commits held back until written."""
 
+import pytest
+
 from rtstream.core.commit import CommitTracker
 from rtstream.core.engine import WindowEngine
 from rtstream.core.record import Batch, Record
-from rtstream.windows.aggregates import Aggregator, parse_aggregate
+from rtstream.windows.aggregates import AggregateSpec, Aggregator, parse_aggregate, user_function
 
 MIN = 60_000
 BASE = 1_767_225_600_000  # event times in epoch ms, as the engine reads them
@@ -177,7 +179,41 @@ def test_a_record_that_raises_anywhere_in_the_fold_is_dead_lettered_and_the_batc
     assert [(r["k"], r["n"]) for r in em.rows] == [("a", 2)]
 
 
-def test_short_path_of_the_fold_agrees_with_the_general_path_on_random_input():
+class _TallyInPlace:
+    """A user aggregator that changes its accumulator in place (a common way to write one)."""
+
+    def zero(self):
+        return {}
+
+    def add(self, acc, record):
+        acc[record["kind"]] = acc.get(record["kind"], 0) + 1
+        return acc
+
+    def merge(self, a, b):
+        return {k: a.get(k, 0) + b.get(k, 0) for k in a.keys() | b.keys()}
+
+    def result(self, acc):
+        return acc
+
+
+class _NeedsX:
+    """A user aggregator that raises on records without a numeric x (after _TallyInPlace ran)."""
+
+    def zero(self):
+        return 0.0
+
+    def add(self, acc, record):
+        return acc + float(record["x"])
+
+    def merge(self, a, b):
+        return a + b
+
+    def result(self, acc):
+        return acc
+
+
+@pytest.mark.parametrize("user_aggregates", [False, True])
+def test_short_path_of_the_fold_agrees_with_the_general_path_on_random_input(user_aggregates):
     """W1's shape (epoch-ms event time, tumbling, aggregated) folds most records on a short path;
     a time_range that keeps everything sends every record down the general path. Both must give the
     same rows, dead letters and commit positions, batch by batch, on input with late records, new
@@ -191,7 +227,11 @@ def test_short_path_of_the_fold_agrees_with_the_general_path_on_random_input():
 
     def one_engine(general: bool):
         t = CommitTracker()
-        agg = Aggregator("k", [parse_aggregate("n", "count()"), parse_aggregate("s", "sum(x)")])
+        specs = [parse_aggregate("n", "count()"), parse_aggregate("s", "sum(x)")]
+        if user_aggregates:  # each add asked once per record and window on both paths
+            specs += [AggregateSpec("kinds", "tests:_TallyInPlace", None, user_function(_TallyInPlace)),
+                      AggregateSpec("xs", "tests:_NeedsX", None, user_function(_NeedsX))]
+        agg = Aggregator("k", specs)
         e = WindowEngine(size_ms=MIN, lateness_ms=5_000, idle_timeout_s=3600, time_mode="event", time_field="ts",
                          record_stages=[], aggregator=agg, tracker=t, max_window_records=10)
         if general:
@@ -201,7 +241,8 @@ def test_short_path_of_the_fold_agrees_with_the_general_path_on_random_input():
 
     def raw(i: int) -> bytes:
         ts = BASE + i * 400 + rnd.randint(-8_000, 2_000)
-        doc = {"k": f"k{rnd.randrange(5)}", "ts": ts, "x": rnd.choice([1, 2.5, 1e308, "a", None])}
+        doc = {"k": f"k{rnd.randrange(5)}", "ts": ts, "x": rnd.choice([1, 2.5, 1e308, "a", None]),
+               "kind": rnd.choice("abc")}
         odd = rnd.random()
         if odd < 0.03:
             doc["ts"] = "2026-01-01T00:00:30Z"
