@@ -96,13 +96,18 @@ class FileSink(Sink):
                 good.append((row, line))
         if rejected and not good and not target.exists():
             return rejected  # nothing of this window can be written: leave no empty file behind
+        lines = [line for _, line in good]
+        if self.context.worker.count == 1:
+            self._replace(target, lines, good)
+            return rejected
         # `workers = N` share this folder: read, merge and replace a window's file one process at a time
         # (a lock on the folder itself, no file beside the windows), each through its own temporary file
-        # (two workers' interleaved writes to one had corrupted a window's file)
+        # (two workers' interleaved writes to one had corrupted a window's file). One process needs no
+        # lock, which also keeps folders on mounts without flock (some NFS, FUSE) usable.
         folder = os.open(self.dir, os.O_RDONLY)
         try:
             fcntl.flock(folder, fcntl.LOCK_EX)
-            self._replace(target, [line for _, line in good], good)
+            self._replace(target, lines, good)
         finally:
             os.close(folder)  # releases the lock
         return rejected
