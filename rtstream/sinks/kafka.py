@@ -119,17 +119,23 @@ class KafkaSink(Sink):
     async def _send(self, rows: list[dict[str, Any]]) -> Rejected:
         """Rows go out as whole record batches, one or more per partition, partitioned by key as the
         Java client does (murmur2), and the write returns when every batch is acknowledged. A row
-        that cannot be JSON (an int beyond 64 bits) is not sent: it is returned with why."""
+        that cannot be JSON (an int beyond 64 bits) or is larger than `max_request_size` is not sent:
+        it is returned with why."""
         topic, producer, partition = self.config.topic, self.producer, self.partitioner
         partitions = sorted(await producer.partitions_for(topic))
         by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
         rejected: Rejected = []
+        room = self.config.max_request_size - _RECORD_OVERHEAD
         for row in rows:
             value = encode_row(row)
             if isinstance(value, str):
                 rejected.append(([row], value))
                 continue
             key = self.message_key(row)
+            if len(key) + len(value) > room:  # a batch takes it whole; the broker would refuse it every time
+                rejected.append(([row], f"message of {len(key) + len(value)} bytes is larger than the sink's "
+                                        f"max_request_size ({self.config.max_request_size})"))
+                continue
             p = partition(key, partitions)
             by_partition.setdefault(p, []).append((key, value))
         acks = []
@@ -152,6 +158,9 @@ class KafkaSink(Sink):
         c = self.config
         eos = ", exactly once" if c.exactly_once else ""
         return f"kafka: {c.topic} @ {c.servers_label()} (acks {c.acks}, compression {c.compression or 'none'}{eos})"
+
+
+_RECORD_OVERHEAD = 128  # bytes a batch adds around one record, at most: header, lengths, varints
 
 
 async def _send_batch(producer: AIOKafkaProducer, batch: Any, topic: str, partition: int) -> Any:

@@ -8,3 +8,11 @@ def one_huge_int(records):
     for r in records:
         r["big"] = 2**70 if r["user_id"] == "u7" else 1
     return records
+
+
+def one_oversized_row(records):
+    """The row of user u7 carries 2 MiB of text: more than a Kafka sink's max_request_size (1 MiB)."""
+    for r in records:
+        if r["user_id"] == "u7":
+            r["blob"] = "x" * (2 << 20)
+    return records

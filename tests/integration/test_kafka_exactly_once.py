@@ -131,3 +131,25 @@ def test_a_row_kafka_cannot_carry_is_rejected_and_the_rest_and_the_offsets_go_th
     assert {d["detail"] for d in dead} == {"row cannot be encoded as JSON: Integer exceeds 64-bit range"}
     offsets = asyncio.run(committed(kafka.bootstrap, group, src, 2))
     assert sum(offsets.values()) == len(events)  # the rejected rows hold nothing back
+
+
+@pytest.mark.parametrize("sink", [{}, EOS], ids=["acks", "exactly_once"])
+def test_a_row_larger_than_max_request_size_is_rejected_not_retried_for_good(tmp_path, kafka, sink):
+    src, out, group = new_topics(kafka.bootstrap, 2, 2)
+    events = make_events(1500, span_s=900, seed=18, users=10)
+    asyncio.run(produce(kafka.bootstrap, src, events))
+    cfg = kafka_config(tmp_path, kafka.bootstrap, src, out, group=group, sink=sink)
+    text = cfg.read_text().replace('flow = "events >> per_user >> results"', 'flow = "events >> per_user >> huge >> results"')
+    cfg.write_text(text + '\n[stages.huge]\ntype = "python"\ncall = "tests.faults.rowfns:one_oversized_row"\n')
+    res = run_cli("run", "-c", str(cfg), env=SHIM)
+    assert res.returncode == 0, res.stderr[-3000:]
+    truth = tumbling_truth(events, 300, "user_id")
+    good = {k for k in truth if k[1] != "u7"}
+    got = {(v["window_start"], v["user_id"]) for _, v in asyncio.run(read_all(kafka.bootstrap, out, expect=len(good)))}
+    assert got == good
+    dead = [d for d in read_jsonl(tmp_path / "dead.jsonl") if d["stage"] == "results"]
+    assert len(dead) == len({k[0] for k in truth if k[1] == "u7"})
+    assert {d["reason"] for d in dead} == {"sink_rejected"}
+    assert all("larger than the sink's max_request_size (1048576)" in d["detail"] for d in dead)
+    offsets = asyncio.run(committed(kafka.bootstrap, group, src, 2))
+    assert sum(offsets.values()) == len(events)
