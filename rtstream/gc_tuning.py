@@ -16,6 +16,7 @@ YOUNG_THRESHOLD = 10_000
 
 
 def tune_for_streaming() -> None:
+    gc.collect()  # start-up's own garbage is not frozen with it
     gc.freeze()
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(YOUNG_THRESHOLD, older, oldest)

@@ -58,7 +58,7 @@ def decoder_for(raws: Iterable[Any]) -> Callable[[Any], Any]:
     `decode_json`, which refuses them one by one."""
     try:
         joined = b"\n".join(raws)
-    except TypeError:
+    except (TypeError, BufferError):
         return decode_json
     return decode_json if _NUL_RUN in joined.translate(_DIGITS_TO_NUL) else _orjson_loads
 

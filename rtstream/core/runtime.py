@@ -183,8 +183,9 @@ class Runtime:
                 stack.callback(self.checkpoints.close)
             components: list[Any] = [self.dead_letters, *self.sinks, *self.stages, *self.sources]
             for comp in components:
-                await guarded(getattr(comp, "name", "dead_letter"), comp.start())
+                # closed even when its start is cut short: a stop may land after it opened a client
                 stack.push_async_callback(self._close, comp)
+                await guarded(getattr(comp, "name", "dead_letter"), comp.start())
             for src in self.sources:
                 self.partitions.start_fixed(src)
             log.info("pipeline %s running: %s", self.settings.root.pipeline.name, self.settings.flow)

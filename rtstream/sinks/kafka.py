@@ -160,6 +160,7 @@ class KafkaSink(Sink):
         return f"kafka: {c.topic} @ {c.servers_label()} (acks {c.acks}, compression {c.compression or 'none'}{eos})"
 
 
+_CACHED_KEY_BYTES = 128
 _RECORD_OVERHEAD = 128  # bytes a batch adds around one record, at most: header, lengths, varints
 
 
@@ -183,9 +184,11 @@ class KeyPartitioner:
         """`partitions`: every partition of the topic, sorted."""
         h = self._hashes.get(key)
         if h is None:
-            if len(self._hashes) >= self.max_keys:
-                self._hashes.clear()  # O(1) and bounded; the next keys fill it again
-            h = self._hashes[key] = murmur2(key) & 0x7FFFFFFF
+            h = murmur2(key) & 0x7FFFFFFF
+            if len(key) <= _CACHED_KEY_BYTES:  # bounded in bytes too: long keys are hashed each time
+                if len(self._hashes) >= self.max_keys:
+                    self._hashes.clear()  # O(1) and bounded; the next keys fill it again
+                self._hashes[key] = h
         return partitions[h % len(partitions)]
 
 

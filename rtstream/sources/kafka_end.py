@@ -86,4 +86,5 @@ class EndOfInput:
                     self._done.add(tp)
                 else:
                     self._empty_rounds[tp] = 0
-        return all(tp in self._done for tp in assignment)
+        # a rebalance during the awaits above may have changed what this consumer reads
+        return assignment == self.consumer.assignment() and all(tp in self._done for tp in assignment)

@@ -11,7 +11,8 @@ positions and highwaters.
 The hook is the fetcher's per-record conversion, `PartitionRecords._consumer_record`, which the
 fetcher looks up by name in its module; the subclass installed there changes nothing for any other
 consumer. It is installed only for the aiokafka versions it was checked against
-(`tests/unit/test_kafka_records.py` fails when an upgrade moves the hook); with any other version
+(`tests/integration/test_kafka_records.py` fails when an upgrade moves the hook: it checks that
+the records read through it are not ConsumerRecords); with any other version
 `as_parsed` is an ordinary identity deserializer and records come as ConsumerRecords, which have
 the same attributes.
 """
