@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from rtstream.testing.tansu import create_topic
 from tests.data import BASE_MS, make_events
+from tests.integration.test_kafka import committed
 from tests.kafka_helpers import count_per_partition, new_topics, produce, topic_name
 from tests.reference import tumbling_truth
 from tests.support import Daemon, run_cli, wait_until, window_files, write_config
@@ -52,16 +52,6 @@ def assert_exact(got: dict[Any, tuple[int, float]], truth: dict[Any, dict[str, A
     assert not wrong, f"{len(wrong)} windows wrong, e.g. {wrong[:3]}"
 
 
-async def group_commits(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int | None]:
-    """The group's committed offsets, read by a fresh consumer that joins nothing."""
-    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-    await c.start()
-    try:
-        return {p: await c.committed(TopicPartition(topic, p)) for p in range(partitions)}
-    finally:
-        await c.stop()
-
-
 def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
     """Each partition's end, counted by reading it (Tansu's ListOffsets answer lags batched produces)."""
     return asyncio.run(count_per_partition(bootstrap, topic, partitions, idle_s=1.0))
@@ -88,7 +78,7 @@ def test_a_finite_static_run_is_exact_and_commits_the_end_offsets(tmp_path, kafk
     assert shares(res.stderr, topic) == {"": {f"{topic}:{p}" for p in range(4)}}
     assert_exact(got_rows(tmp_path), tumbling_truth(events, 300, "user_id"))
     ends = end_offsets(kafka.bootstrap, topic, 4)
-    assert asyncio.run(group_commits(kafka.bootstrap, group, topic, 4)) == ends
+    assert asyncio.run(committed(kafka.bootstrap, group, topic, 4)) == ends
     assert sum(ends.values()) == len(events)
 
 
@@ -98,14 +88,14 @@ def test_sigkill_mid_run_then_a_restart_loses_nothing(tmp_path, kafka):
     cfg = static_config(tmp_path, kafka.bootstrap, topic, group, finite=False, max_batch=200, start="committed")
     for chunk in (events[i:i + 6000] for i in range(0, len(events), 6000)):
         asyncio.run(produce(kafka.bootstrap, topic, chunk))
-        before = asyncio.run(group_commits(kafka.bootstrap, group, topic, 4))
+        before = asyncio.run(committed(kafka.bootstrap, group, topic, 4))
         with Daemon(cfg, tmp_path) as d:
             # killed without warning once it has committed something new
-            wait_until(lambda d=d, before=before: asyncio.run(group_commits(kafka.bootstrap, group, topic, 4))
+            wait_until(lambda d=d, before=before: asyncio.run(committed(kafka.bootstrap, group, topic, 4))
                        != before or d.proc.poll() is not None, 60, what="a commit")
             assert d.proc.poll() is None, d.stderr[-3000:]
             d.kill()
-    restart_from = asyncio.run(group_commits(kafka.bootstrap, group, topic, 4))
+    restart_from = asyncio.run(committed(kafka.bootstrap, group, topic, 4))
     ends = end_offsets(kafka.bootstrap, topic, 4)
     assert sum(ends.values()) == len(events)
     # the restart is a finite run of the same config: it reads on from the commits to the end
@@ -115,7 +105,7 @@ def test_sigkill_mid_run_then_a_restart_loses_nothing(tmp_path, kafka):
     assert behind < len(events)  # the killed runs' commits are where the restart reads on from
     assert f"all sources finished: {behind} records read" in res.stderr, res.stderr[-3000:]
     assert_exact(got_rows(tmp_path), tumbling_truth(events, 300, "user_id"))
-    assert asyncio.run(group_commits(kafka.bootstrap, group, topic, 4)) == ends
+    assert asyncio.run(committed(kafka.bootstrap, group, topic, 4)) == ends
 
 
 def test_two_static_workers_read_disjoint_shares_and_the_whole_topic(tmp_path, kafka):
@@ -129,7 +119,7 @@ def test_two_static_workers_read_disjoint_shares_and_the_whole_topic(tmp_path, k
     assert found["0"] | found["1"] == {f"{topic}:{p}" for p in range(4)}
     assert_exact(got_rows(tmp_path), tumbling_truth(events, 300, "user_id"))
     # each worker committed its share under the one group
-    assert asyncio.run(group_commits(kafka.bootstrap, group, topic, 4)) == end_offsets(kafka.bootstrap, topic, 4)
+    assert asyncio.run(committed(kafka.bootstrap, group, topic, 4)) == end_offsets(kafka.bootstrap, topic, 4)
 
 
 def test_a_finite_run_with_more_workers_than_partitions_ends(tmp_path, kafka):
