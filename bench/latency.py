@@ -126,8 +126,11 @@ async def _produce(bootstrap: str, topic: str, partitions: int, rate: int, secon
         took = time.time() - t0
     finally:
         await producer.stop()
-    return {"sent": sent, "seconds": took, "last_ts": last_ts, "crossing": crossing,
+    return {"sent": sent, "seconds": took, "last_ts": last_ts, "crossing": crossing, "ack_waits": ACK_WAITS,
             "truth": {w: {f"u{u}": v for u, v in by_user.items()} for w, by_user in truth.items()}}
+
+
+ACK_WAITS: list[tuple[float, float]] = []  # (batch handed over, seconds until the broker acknowledged it)
 
 
 async def _submit(producer: Any, topic: str, p: int, builders: list[Any], in_flight: list[Any],
@@ -140,9 +143,12 @@ async def _submit(producer: Any, topic: str, p: int, builders: list[Any], in_fli
             return
         await task
     batch, builders[p] = builders[p], producer.create_batch()
+    made = time.time()
 
     async def send() -> None:
-        acks.append(await producer.send_batch(batch, topic, partition=p))
+        ack = await producer.send_batch(batch, topic, partition=p)
+        ack.add_done_callback(lambda _: ACK_WAITS.append((made, time.time() - made)))
+        acks.append(ack)
 
     in_flight[p] = asyncio.ensure_future(send())
 
@@ -333,9 +339,13 @@ async def run(args: argparse.Namespace, bootstrap: str, broker_pid: int, workdir
     lat = [results.last_arrival[w] - crossing[w] for w in closed]
     m = re.search(r"p50 ([\d.]+)s, p99 ([\d.]+)s, max ([\d.]+)s", log_text)
     flush_ms = [int(x) for x in re.findall(r"rows out, (\d+) ms", log_text)]
+    ack_waits = summary["ack_waits"]
     for w, seconds in zip(closed, lat, strict=True):
+        # the broker's side: how long the producer's batches around the crossing waited for their ack
+        near = [wait for made, wait in ack_waits if crossing[w] - 0.5 <= made <= crossing[w] + seconds]
         print(f"  window {datetime.fromtimestamp(w / 1000).strftime('%H:%M:%S')}: {len(truth[w]):>6,} rows, "
-              f"last row {seconds:.3f}s after the first record past its end + lateness")
+              f"last row {seconds:.3f}s after the first record past its end + lateness; slowest produce ack "
+              f"meanwhile {max(near, default=0.0):.3f}s")
     print(f"independent (first record past end + lateness made -> last result row consumed): p50 {pct(lat, 0.5):.3f}s, "
           f"p99 {pct(lat, 0.99):.3f}s, max {max(lat):.3f}s over {len(lat)} windows")
     if m:
