@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Hashable
 from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import IllegalStateError
 from aiokafka.structs import OffsetAndMetadata
 from pydantic import Field, model_validator
 
@@ -88,7 +89,6 @@ class KafkaSource(Source):
         self.epoch = 0
         self._lag: dict[TopicPartition, int] = {}
         self._seen: set[TopicPartition] = set()
-        self._next: dict[TopicPartition, int] = {}
         self.consumer: AIOKafkaConsumer | None = None
         self.joined = False
         self._paused = False
@@ -137,6 +137,8 @@ class KafkaSource(Source):
         # Nothing fetched is accepted until the setup has decided and set every start position.
         self._ready.clear()
         self.epoch += 1
+        if self._end is not None:
+            self._end.changing()
         try:
             attempt = 0
             while True:
@@ -173,13 +175,19 @@ class KafkaSource(Source):
         starts = await self.context.partitions.assigned(Assignment(
             self.name, self.epoch, dict(decided.starts), dict(decided.marks), set(decided.resumable)))
         for tp in assigned:
-            self._next.pop(tp, None)
             self._start_pos[tp] = starts[tp]
             self.consumer.seek(tp, starts[tp])
         self._seen.update(assigned)  # only once decided: a retried setup still applies `start` to them
 
-    def _position(self, tp: TopicPartition) -> int | None:
-        return self._next.get(tp, self._start_pos.get(tp))
+    async def _position(self, tp: TopicPartition) -> int | None:
+        """The consumer's fetch position once this setup has decided the partition's start: past the
+        last record handed out, and past transaction markers and compacted-away offsets after it."""
+        if tp not in self._start_pos or self.consumer is None or not self._ready.is_set():
+            return None
+        try:
+            return await self.consumer.position(tp)
+        except IllegalStateError:  # revoked meanwhile: the end decision starts over
+            return None
 
     def checkpoint_scope(self) -> str:
         return f"{self.name}@{self.config.group_id}"  # a new group starts over, whatever an old one saved
@@ -187,7 +195,10 @@ class KafkaSource(Source):
     async def _revoked(self, revoked: list[TopicPartition]) -> None:
         self._ready.clear()  # set again when the next assignment has decided its starts
         self.epoch += 1
+        if self._end is not None:
+            self._end.changing()
         for tp in revoked:
+            self._start_pos.pop(tp, None)
             self._lag.pop(tp, None)
         await self.context.partitions.revoked(self.name, list(revoked))
 
@@ -225,12 +236,12 @@ class KafkaSource(Source):
                 else:
                     records = msgs  # they have what a SourceRecord needs: no object is built per message
                 end = msgs[-1].offset + 1
-                self._next[tp] = end
                 hw = self.consumer.highwater(tp)
                 if hw is not None:
                     self._lag[tp] = max(0, hw - end)
                 yield Batch(self.name, tp, records, end, decoded=raw, epoch=self.epoch, key_field=c.key_field)
-            if self._end is not None and await self._end.reached(data):
+            current = self.epoch == epoch and self._ready.is_set()  # no rebalance while the batches were handed on
+            if self._end is not None and current and await self._end.reached(data):
                 log.info("%s: reached the end of every assigned partition, %.2fs after the last record", self.name,
                          self._end.since_last_record(), extra={"component": self.name})
                 return

@@ -1,18 +1,24 @@
 """When a finite Kafka run (`stop_at_end`) has read everything there is.
 
 A partition is at its end when its position has reached the end-offsets snapshot taken at
-assignment, the high watermark of its last fetch, and a fresh end-offsets answer. Where the
+assignment, the high watermark of its last fetch, and a fresh end-offsets answer. The position is
+the consumer's fetch position, which moves past transaction markers and compacted-away offsets
+(the offset after the last record read would stay short of the end there for good). Where the
 broker's end offsets agree with what was fetched, that is enough: the end is decided one fetch round
 after the last record. Some brokers report end offsets short for a while (Tansu after batched
 produces); once a fresh end offset is seen behind a position already fetched, the run also waits
 for a few empty rounds and a quiet second, and says so once in the log.
+
+A rebalance (or a static setup) may move a partition back to its committed offset while `reached`
+awaits the broker: every change of assignment starts a new generation, and a decision taken across
+one is thrown away, never trusted.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -23,8 +29,8 @@ QUIET_AT_END = 1.0  # seconds without data before a partition at its end offset 
 
 
 class EndOfInput:
-    def __init__(self, name: str, consumer: AIOKafkaConsumer, position: Callable[[TopicPartition], int | None],
-                 *, nothing_assigned_is_done: bool):
+    def __init__(self, name: str, consumer: AIOKafkaConsumer,
+                 position: Callable[[TopicPartition], Awaitable[int | None]], *, nothing_assigned_is_done: bool):
         self.name = name
         self.consumer = consumer
         self.position = position  # where reading goes on in a partition (next offset), None before a start
@@ -35,19 +41,26 @@ class EndOfInput:
         self._assigned_at = time.monotonic()
         self._done: set[TopicPartition] = set()
         self._cautious = False
+        self._generation = 0
+
+    def changing(self) -> None:
+        """The assignment is about to change (called before any await of a revoke or a setup): what was
+        decided before is void, and so is any `reached` awaiting the broker meanwhile."""
+        self._generation += 1
+        self._done.clear()
 
     async def assigned(self, tps: list[TopicPartition]) -> None:
         self._assigned_at = time.monotonic()
         self._ends.update(await self.consumer.end_offsets(tps))
         for tp in tps:
             self._empty_rounds[tp] = 0
-            self._done.discard(tp)
 
     def since_last_record(self) -> float:
         return time.monotonic() - max(self._last_data.values(), default=self._assigned_at)
 
     async def reached(self, data: dict[TopicPartition, list[Any]]) -> bool:
         """Whether every assigned partition is at its end, given the last fetch's `data`."""
+        generation = self._generation
         assignment = self.consumer.assignment()
         if not assignment:
             return self.nothing_assigned_is_done
@@ -59,7 +72,9 @@ class EndOfInput:
                 self._empty_rounds[tp] = 0
                 self._last_data[tp] = now
                 continue
-            pos = self.position(tp)
+            pos = await self.position(tp)
+            if generation != self._generation:
+                return False  # the assignment changed under the await: decide again on the next round
             if pos is None:
                 continue
             highwater = self.consumer.highwater(tp)
@@ -68,6 +83,8 @@ class EndOfInput:
             self._empty_rounds[tp] = self._empty_rounds.get(tp, 0) + 1
             if not self._cautious:
                 fresh = (await self.consumer.end_offsets([tp])).get(tp, 0)
+                if generation != self._generation:
+                    return False
                 if fresh == pos == highwater:
                     self._done.add(tp)
                     continue
@@ -80,11 +97,12 @@ class EndOfInput:
             quiet = now - self._last_data.get(tp, self._assigned_at) >= QUIET_AT_END
             if self._empty_rounds[tp] >= EMPTY_ROUNDS_AT_END and quiet:
                 fresh = (await self.consumer.end_offsets([tp])).get(tp, 0)
+                if generation != self._generation:
+                    return False
                 log.debug("%s: %s at %d: end snapshot %s, highwater %s, end now %s", self.name, tp, pos,
                           self._ends.get(tp), highwater, fresh)
                 if pos >= fresh:
                     self._done.add(tp)
                 else:
                     self._empty_rounds[tp] = 0
-        # a rebalance during the awaits above may have changed what this consumer reads
-        return assignment == self.consumer.assignment() and all(tp in self._done for tp in assignment)
+        return generation == self._generation and all(tp in self._done for tp in assignment)
