@@ -8,15 +8,17 @@ consumer outside the group (generation -1), which Kafka accepts only while the g
 members: so one process, or the workers of one supervisor, reads a group statically, and a start is
 refused while group-mode members are in the group.
 
-With `[daemon] workers = N`, worker i takes the items at positions i, i + N, ... of the sorted
-(topic, partition) list: a function of the topics' partitions only, so a restarted worker gets the
-same share. Partitions added to a topic after the start are read after a restart.
+With `[daemon] workers = N`, partition p of topic t goes to worker (p + crc32(t)) mod N: a function
+of the partition alone, so a restarted worker gets the same share, and partitions added to any
+topic (read after a restart) never move an existing partition to another worker, which would then
+be read by two workers at once. The topic's offset spreads topics of one partition over the workers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import zlib
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -30,8 +32,9 @@ log = logging.getLogger("rtstream.source.kafka")
 
 
 def share_of(partitions: list[TopicPartition], worker: WorkerShare) -> list[TopicPartition]:
-    """The partitions worker `index` of `count` reads: every count-th of the sorted list."""
-    return [tp for i, tp in enumerate(sorted(partitions)) if i % worker.count == worker.index]
+    """The partitions worker `index` of `count` reads, sorted, each once."""
+    return sorted({tp for tp in partitions
+                   if (tp.partition + zlib.crc32(tp.topic.encode())) % worker.count == worker.index})
 
 
 async def static_share(config: Any, source: str, worker: WorkerShare) -> list[TopicPartition]:
@@ -63,7 +66,7 @@ async def _wait_for_partitions(admin: AIOKafkaAdminClient, topics: list[str], so
         found = {t["topic"]: t["partitions"] for t in await admin.describe_topics() if t["error_code"] == 0}
         missing = [t for t in topics if not found.get(t)]
         if not missing:
-            return [TopicPartition(t, p["partition"]) for t in topics for p in found[t]]
+            return [TopicPartition(t, p["partition"]) for t in dict.fromkeys(topics) for p in found[t]]
         attempt += 1
         delay = backoff_delay(attempt, 0.5, 10.0)
         log.warning("%s: topic(s) %s do not exist yet; looking again in %.1fs", source, ", ".join(missing), delay,

@@ -35,6 +35,23 @@ def test_the_shares_are_disjoint_cover_everything_and_ignore_the_listing_order(i
     assert shares == [share_of(list(reversed(partitions)), WorkerShare(index=i, count=count)) for i in range(count)]
 
 
+@given(partition_sets, partition_sets, st.integers(2, 8))
+def test_partitions_added_later_never_move_a_partition_to_another_worker(before, added, count):
+    """A worker restarted after partitions (or topics) were added reads what it read before, plus
+    new ones: none of its old partitions is now another worker's, which still reads it."""
+    old = [TopicPartition(t, p) for t, p in before]
+    new = old + [TopicPartition(t, p) for t, p in added]
+    for i in range(count):
+        worker = WorkerShare(index=i, count=count)
+        assert set(share_of(old, worker)) <= set(share_of(new, worker))
+
+
+def test_a_topic_listed_twice_is_read_once():
+    partitions = [TopicPartition("a", p) for p in range(4)] * 2
+    shares = [share_of(partitions, WorkerShare(index=i, count=2)) for i in range(2)]
+    assert sorted(tp for s in shares for tp in s) == sorted(set(partitions))
+
+
 def test_one_process_reads_everything():
     partitions = [TopicPartition("a", p) for p in range(4)]
     assert share_of(partitions, WorkerShare()) == partitions
