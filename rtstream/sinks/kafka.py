@@ -16,7 +16,7 @@ import socket
 import struct
 from typing import Any, Literal
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, codec
 from pydantic import Field, model_validator
 
 from rtstream.config.durations import Duration
@@ -119,8 +119,8 @@ class KafkaSink(Sink):
     async def _send(self, rows: list[dict[str, Any]]) -> Rejected:
         """Rows go out as whole record batches, one or more per partition, partitioned by key as the
         Java client does (murmur2), and the write returns when every batch is acknowledged. A row
-        that cannot be JSON (an int beyond 64 bits) or is larger than `max_request_size` is not sent:
-        it is returned with why."""
+        that cannot be JSON (an int beyond 64 bits) or is larger than `max_request_size` (compressed,
+        where the sink compresses) is not sent: it is returned with why."""
         topic, producer, partition = self.config.topic, self.producer, self.partitioner
         partitions = sorted(await producer.partitions_for(topic))
         by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
@@ -133,9 +133,11 @@ class KafkaSink(Sink):
                 continue
             key = self.message_key(row)
             if len(key) + len(value) > room:  # a batch takes it whole; the broker would refuse it every time
-                rejected.append(([row], f"message of {len(key) + len(value)} bytes is larger than the sink's "
-                                        f"max_request_size ({self.config.max_request_size})"))
-                continue
+                size = self._sent_size(key, value)
+                if size > room:
+                    rejected.append(([row], f"message of {size} bytes{' compressed' if self.config.compression else ''}"
+                                            f" is larger than the sink's max_request_size ({self.config.max_request_size})"))
+                    continue
             p = partition(key, partitions)
             by_partition.setdefault(p, []).append((key, value))
         acks = []
@@ -150,6 +152,12 @@ class KafkaSink(Sink):
         await asyncio.gather(*acks)
         return rejected
 
+    def _sent_size(self, key: bytes, value: bytes) -> int:
+        """The bytes a row takes in a batch of its own: compressed, where the sink compresses (asked
+        only of rows over the limit uncompressed, which are rare)."""
+        codec = self.config.compression
+        return len(key) + len(value) if codec is None else len(_COMPRESS[codec](key + value))
+
     async def close(self) -> None:
         if hasattr(self, "producer"):
             await self.producer.stop()
@@ -160,6 +168,8 @@ class KafkaSink(Sink):
         return f"kafka: {c.topic} @ {c.servers_label()} (acks {c.acks}, compression {c.compression or 'none'}{eos})"
 
 
+_COMPRESS = {"gzip": codec.gzip_encode, "lz4": codec.lz4_encode, "zstd": codec.zstd_encode,
+             "snappy": codec.snappy_encode}
 _CACHED_KEY_BYTES = 128
 _RECORD_OVERHEAD = 128  # bytes a batch adds around one record, at most: header, lengths, varints
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import random
+
 
 def one_huge_int(records):
     """Every row gets `big`; the row of user u7 an int beyond 64 bits, which no JSON writer takes."""
@@ -11,8 +14,9 @@ def one_huge_int(records):
 
 
 def one_oversized_row(records):
-    """The row of user u7 carries 2 MiB of text: more than a Kafka sink's max_request_size (1 MiB)."""
+    """The row of user u7 carries 2 MiB of text no codec shrinks below 1 MiB: more than a Kafka
+    sink's max_request_size (1 MiB), compressed or not."""
     for r in records:
         if r["user_id"] == "u7":
-            r["blob"] = "x" * (2 << 20)
+            r["blob"] = base64.b64encode(random.Random(7).randbytes(3 << 19)).decode()
     return records

@@ -62,3 +62,26 @@ def test_a_window_of_many_batches_arrives_whole_on_the_keys_partitions(tmp_path,
     for partition, key, value in got:
         assert key == f"{window.start_iso}|{value['user_id']}".encode()
         assert partition == default(key, [0, 1, 2], [0, 1, 2])
+
+
+@pytest.mark.parametrize("compression", ["lz4", "zstd", "gzip", "snappy"])
+def test_a_row_over_max_request_size_that_compresses_below_it_is_written(tmp_path, kafka, compression):
+    """The limit is on what the broker receives: 2 MiB of repetitive text is a few KiB compressed."""
+    topic = f"sink-{uuid.uuid4().hex[:8]}"
+    asyncio.run(create_topic(kafka.bootstrap, topic, 1))
+    window = Window(START_MS, START_MS + 300_000)
+    rows = [{"window_start": window.start_iso, "user_id": f"u{i}", "blob": "x" * (2 << 20) if i == 1 else ""}
+            for i in range(3)]
+    config = KafkaSink.Config(type="kafka", bootstrap_servers=kafka.bootstrap, topic=topic, compression=compression)
+    sink = KafkaSink("out", config, Context(pipeline="p", state_dir=tmp_path, key_fields=["user_id"]))
+
+    async def write() -> None:
+        await sink.start()
+        try:
+            await sink.write(window, rows)  # raises RowsRejected if any row is refused
+        finally:
+            await sink.close()
+
+    asyncio.run(write())
+    got = asyncio.run(read_with_partitions(kafka.bootstrap, topic, len(rows)))
+    assert sorted((v["user_id"], len(v["blob"])) for _, _, v in got) == [("u0", 0), ("u1", 2 << 20), ("u2", 0)]
