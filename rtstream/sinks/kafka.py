@@ -16,7 +16,8 @@ import socket
 import struct
 from typing import Any, Literal
 
-from aiokafka import AIOKafkaProducer, codec
+from aiokafka import AIOKafkaProducer
+from aiokafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 from pydantic import Field, model_validator
 
 from rtstream.config.durations import Duration
@@ -119,8 +120,8 @@ class KafkaSink(Sink):
     async def _send(self, rows: list[dict[str, Any]]) -> Rejected:
         """Rows go out as whole record batches, one or more per partition, partitioned by key as the
         Java client does (murmur2), and the write returns when every batch is acknowledged. A row
-        that cannot be JSON (an int beyond 64 bits) or is larger than `max_request_size` (compressed,
-        where the sink compresses) is not sent: it is returned with why."""
+        that cannot be JSON (an int beyond 64 bits) or whose batch alone is larger than
+        `max_request_size` (compressed, where the sink compresses) is not sent: it is returned with why."""
         topic, producer, partition = self.config.topic, self.producer, self.partitioner
         partitions = sorted(await producer.partitions_for(topic))
         by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
@@ -134,9 +135,9 @@ class KafkaSink(Sink):
             key = self.message_key(row)
             if len(key) + len(value) > room:  # a batch takes it whole; the broker would refuse it every time
                 size = self._sent_size(key, value)
-                if size > room:
+                if size > self.config.max_request_size:
                     rejected.append(([row], f"message of {size} bytes{' compressed' if self.config.compression else ''}"
-                                            f" is larger than the sink's max_request_size ({self.config.max_request_size})"))
+                                            f" (a batch of its own) is larger than the sink's max_request_size ({self.config.max_request_size})"))
                     continue
             p = partition(key, partitions)
             by_partition.setdefault(p, []).append((key, value))
@@ -153,10 +154,13 @@ class KafkaSink(Sink):
         return rejected
 
     def _sent_size(self, key: bytes, value: bytes) -> int:
-        """The bytes a row takes in a batch of its own: compressed, where the sink compresses (asked
-        only of rows over the limit uncompressed, which are rare)."""
-        codec = self.config.compression
-        return len(key) + len(value) if codec is None else len(_COMPRESS[codec](key + value))
+        """The bytes of a record batch holding this row alone, as the broker receives it (compressed
+        with the sink's codec, framing and header included): built only for rows near or over the
+        limit, which are rare."""
+        builder = DefaultRecordBatchBuilder(2, _CODECS[self.config.compression], is_transactional=0, producer_id=-1,
+                                            producer_epoch=-1, base_sequence=0, batch_size=1 << 62)
+        builder.append(0, timestamp=None, key=key, value=value, headers=[])
+        return len(builder.build())
 
     async def close(self) -> None:
         if hasattr(self, "producer"):
@@ -168,8 +172,9 @@ class KafkaSink(Sink):
         return f"kafka: {c.topic} @ {c.servers_label()} (acks {c.acks}, compression {c.compression or 'none'}{eos})"
 
 
-_COMPRESS = {"gzip": codec.gzip_encode, "lz4": codec.lz4_encode, "zstd": codec.zstd_encode,
-             "snappy": codec.snappy_encode}
+_CODECS = {None: DefaultRecordBatch.CODEC_NONE, "gzip": DefaultRecordBatch.CODEC_GZIP,
+           "snappy": DefaultRecordBatch.CODEC_SNAPPY, "lz4": DefaultRecordBatch.CODEC_LZ4,
+           "zstd": DefaultRecordBatch.CODEC_ZSTD}
 _CACHED_KEY_BYTES = 128
 _RECORD_OVERHEAD = 128  # bytes a batch adds around one record, at most: header, lengths, varints
 

@@ -239,7 +239,8 @@ class KafkaSource(Source):
                 hw = self.consumer.highwater(tp)
                 if hw is not None:
                     self._lag[tp] = max(0, hw - end)
-                yield Batch(self.name, tp, records, end, decoded=raw, epoch=self.epoch, key_field=c.key_field)
+                # the epoch it was fetched in: a rebalance while an earlier batch was handed on makes it stale
+                yield Batch(self.name, tp, records, end, decoded=raw, epoch=epoch, key_field=c.key_field)
             current = self.epoch == epoch and self._ready.is_set()  # no rebalance while the batches were handed on
             if self._end is not None and current and await self._end.reached(data):
                 log.info("%s: reached the end of every assigned partition, %.2fs after the last record", self.name,
