@@ -123,7 +123,7 @@ class KafkaSource(Source):
         await self.consumer.start()
         self._starts = StartPositions(self.consumer, c, self.name, self._local_marks)
         if c.stop_at_end:
-            self._end = EndOfInput(self.name, self.consumer, self._position, nothing_assigned_is_done=share is not None)
+            self._end = EndOfInput(self.name, self.consumer, nothing_assigned_is_done=share is not None)
         listener = _Rebalance(self)
         if share is not None:  # no group: no rebalance, so no revoke; the one setup path all the same
             self.consumer.assign(share)
@@ -181,7 +181,8 @@ class KafkaSource(Source):
 
     async def _position(self, tp: TopicPartition) -> int | None:
         """The consumer's fetch position once this setup has decided the partition's start: past the
-        last record handed out, and past transaction markers and compacted-away offsets after it."""
+        last record handed out, and past transaction markers and compacted-away offsets after it.
+        Answered without suspending while the position is valid (after the setup's seek it is)."""
         if tp not in self._start_pos or self.consumer is None or not self._ready.is_set():
             return None
         try:
@@ -225,6 +226,8 @@ class KafkaSource(Source):
                     if msgs and tp in owned and tp in self._start_pos:
                         self.consumer.seek(tp, self._start_pos[tp])
                 continue
+            # with the fetch, before anything awaits: the end is decided on what was handed out
+            positions = {tp: await self._position(tp) for tp in owned} if self._end is not None else {}
             for tp, msgs in data.items():
                 if tp not in owned:
                     continue
@@ -242,7 +245,7 @@ class KafkaSource(Source):
                 # the epoch it was fetched in: a rebalance while an earlier batch was handed on makes it stale
                 yield Batch(self.name, tp, records, end, decoded=raw, epoch=epoch, key_field=c.key_field)
             current = self.epoch == epoch and self._ready.is_set()  # no rebalance while the batches were handed on
-            if self._end is not None and current and await self._end.reached(data):
+            if self._end is not None and current and await self._end.reached(data, positions):
                 log.info("%s: reached the end of every assigned partition, %.2fs after the last record", self.name,
                          self._end.since_last_record(), extra={"component": self.name})
                 return

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -29,11 +28,9 @@ QUIET_AT_END = 1.0  # seconds without data before a partition at its end offset 
 
 
 class EndOfInput:
-    def __init__(self, name: str, consumer: AIOKafkaConsumer,
-                 position: Callable[[TopicPartition], Awaitable[int | None]], *, nothing_assigned_is_done: bool):
+    def __init__(self, name: str, consumer: AIOKafkaConsumer, *, nothing_assigned_is_done: bool):
         self.name = name
         self.consumer = consumer
-        self.position = position  # where reading goes on in a partition (next offset), None before a start
         self.nothing_assigned_is_done = nothing_assigned_is_done  # static: an empty share has nothing to read
         self._ends: dict[TopicPartition, int] = {}
         self._empty_rounds: dict[TopicPartition, int] = {}
@@ -58,8 +55,11 @@ class EndOfInput:
     def since_last_record(self) -> float:
         return time.monotonic() - max(self._last_data.values(), default=self._assigned_at)
 
-    async def reached(self, data: dict[TopicPartition, list[Any]]) -> bool:
-        """Whether every assigned partition is at its end, given the last fetch's `data`."""
+    async def reached(self, data: dict[TopicPartition, list[Any]], positions: dict[TopicPartition, int | None]) -> bool:
+        """Whether every assigned partition is at its end, given the last fetch's `data` and the
+        positions read with it, before any await (None: no start decided yet). Read later, a
+        position could have moved on in the background past a record never handed out (aiokafka
+        skips an unreadable one that way, and raises its error only on the next fetch)."""
         generation = self._generation
         assignment = self.consumer.assignment()
         if not assignment:
@@ -72,9 +72,7 @@ class EndOfInput:
                 self._empty_rounds[tp] = 0
                 self._last_data[tp] = now
                 continue
-            pos = await self.position(tp)
-            if generation != self._generation:
-                return False  # the assignment changed under the await: decide again on the next round
+            pos = positions.get(tp)
             if pos is None:
                 continue
             highwater = self.consumer.highwater(tp)
