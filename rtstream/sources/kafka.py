@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import time
 from collections.abc import AsyncIterator, Hashable
 from typing import Any, Literal
@@ -29,9 +28,8 @@ from rtstream.kafka_settings import KafkaConnection
 from rtstream.sources.base import Source, SourceConfig
 from rtstream.sources.kafka_end import EndOfInput
 from rtstream.sources.kafka_records import as_parsed, install
-from rtstream.sources.kafka_starts import StartPositions, mark_metadata
+from rtstream.sources.kafka_starts import HostMarks, StartPositions, offsets_to_commit
 from rtstream.sources.kafka_static import static_share
-from rtstream.sources.positions import PositionFile
 
 log = logging.getLogger("rtstream.source.kafka")
 install()
@@ -106,9 +104,8 @@ class KafkaSource(Source):
 
     async def start(self) -> None:
         c = self.config
-        # per host: replicas sharing a state volume must not overwrite each other's copy
-        self._local_marks = PositionFile(self.context.state_dir, f"{self.name}.{c.group_id}.{socket.gethostname()}.marks")
-        self._saved_marks: dict[str, list[int]] = await asyncio.to_thread(self._local_marks.load)
+        self._marks = HostMarks(self.context.state_dir, self.name, c.group_id)
+        await self._marks.load()
         # before the consumer exists: a refusal, or a stop while waiting for a topic, leaves nothing open
         share = await static_share(c, self.name, self.context.worker) if c.assignment == "static" else None
         settings: dict[str, Any] = {
@@ -121,7 +118,7 @@ class KafkaSource(Source):
         }
         self.consumer = AIOKafkaConsumer(**settings)
         await self.consumer.start()
-        self._starts = StartPositions(self.consumer, c, self.name, self._local_marks)
+        self._starts = StartPositions(self.consumer, c, self.name, self._marks.file)
         if c.stop_at_end:
             self._end = EndOfInput(self.name, self.consumer, nothing_assigned_is_done=share is not None)
         listener = _Rebalance(self)
@@ -257,14 +254,7 @@ class KafkaSource(Source):
                              extra={"component": self.name})
 
     def _offsets(self, commit: SourceCommit) -> dict[TopicPartition, OffsetAndMetadata]:
-        """`commit` for the partitions this consumer owns, each offset with its mark as metadata."""
-        owned = self.consumer.assignment() if self.consumer is not None else set()
-        out = {}
-        for tp, off in commit.positions.items():
-            if tp in owned:
-                mark = commit.marks.get(tp)
-                out[tp] = OffsetAndMetadata(off, mark_metadata(mark))
-        return out
+        return offsets_to_commit(commit, self.consumer.assignment() if self.consumer is not None else set())
 
     async def commit(self, positions: dict[Hashable, int], marks: dict[Hashable, Mark] | None = None) -> None:
         if self.consumer is None or not self.config.commit_offsets:
@@ -272,7 +262,7 @@ class KafkaSource(Source):
         offsets = self._offsets(SourceCommit(positions, marks or {}))
         if offsets:
             await self.consumer.commit(offsets)  # type: ignore[arg-type]
-            await self._remember_marks(offsets, marks or {})
+            await self._marks.remember(offsets, marks or {})
 
     def transaction_offsets(self, commit: SourceCommit) -> tuple[str, dict[Any, Any]] | None:
         if not self.config.commit_offsets:
@@ -280,14 +270,7 @@ class KafkaSource(Source):
         return self.config.group_id, self._offsets(commit)
 
     async def committed_in_transaction(self, commit: SourceCommit) -> None:
-        await self._remember_marks(self._offsets(commit), commit.marks)
-
-    async def _remember_marks(self, offsets: dict[TopicPartition, OffsetAndMetadata], marks: dict[Hashable, Mark]) -> None:
-        """Keep this host's copy of the marks committed with `offsets`, for brokers that drop commit metadata."""
-        fresh = {f"{tp.topic}:{tp.partition}": [meta.offset, *marks[tp]] for tp, meta in offsets.items() if tp in marks}
-        if fresh:
-            self._saved_marks.update(fresh)
-            await asyncio.to_thread(self._local_marks.save, self._saved_marks)
+        await self._marks.remember(self._offsets(commit), commit.marks)
 
     async def keepalive(self) -> None:
         """Pause fetching and poll with nothing to take, so the group does not drop this member for

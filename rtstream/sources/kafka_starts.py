@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
-from rtstream.core.commit import Mark
+from rtstream.core.commit import Mark, SourceCommit
 from rtstream.sources.positions import PositionFile
 from rtstream.windows.clock import epoch_ms
 
@@ -28,6 +29,31 @@ MARK_PREFIX = "rtstream/1 "
 def mark_metadata(mark: Mark | None) -> str:
     """A mark as the metadata of the committed offset it goes with."""
     return f"{MARK_PREFIX}{mark[0]} {mark[1]}" if mark else ""
+
+
+def offsets_to_commit(commit: SourceCommit, owned: set[TopicPartition]) -> dict[TopicPartition, OffsetAndMetadata]:
+    """`commit` for the partitions this consumer owns, each offset with its mark as metadata."""
+    return {tp: OffsetAndMetadata(off, mark_metadata(commit.marks.get(tp)))
+            for tp, off in commit.positions.items() if tp in owned}
+
+
+class HostMarks:
+    """This host's copy of the marks committed, for brokers that drop commit metadata (read back by
+    `StartPositions` only where the group's offset is the one it was saved with). Per host: replicas
+    sharing a state volume must not overwrite each other's copy."""
+
+    def __init__(self, state_dir: Any, source: str, group_id: str):
+        self.file = PositionFile(state_dir, f"{source}.{group_id}.{socket.gethostname()}.marks")
+        self._saved: dict[str, list[int]] = {}
+
+    async def load(self) -> None:
+        self._saved = await asyncio.to_thread(self.file.load)
+
+    async def remember(self, offsets: dict[TopicPartition, OffsetAndMetadata], marks: dict[Hashable, Mark]) -> None:
+        fresh = {f"{tp.topic}:{tp.partition}": [meta.offset, *marks[tp]] for tp, meta in offsets.items() if tp in marks}
+        if fresh:
+            self._saved.update(fresh)
+            await asyncio.to_thread(self.file.save, self._saved)
 
 
 @dataclass(frozen=True)
