@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import struct
 from typing import Any, Literal
 
 from aiokafka import AIOKafkaProducer
@@ -27,6 +26,7 @@ from rtstream.core.registry import register
 from rtstream.errors import RowsRejected
 from rtstream.kafka_settings import KafkaConnection
 from rtstream.sinks.base import Sink, SinkConfig
+from rtstream.sinks.kafka_partitioner import KeyPartitioner
 from rtstream.sinks.rows import Rejected, encode_row
 
 
@@ -175,7 +175,6 @@ class KafkaSink(Sink):
 _CODECS = {None: DefaultRecordBatch.CODEC_NONE, "gzip": DefaultRecordBatch.CODEC_GZIP,
            "snappy": DefaultRecordBatch.CODEC_SNAPPY, "lz4": DefaultRecordBatch.CODEC_LZ4,
            "zstd": DefaultRecordBatch.CODEC_ZSTD}
-_CACHED_KEY_BYTES = 128
 _RECORD_OVERHEAD = 128  # bytes a batch adds around one record, at most: header, lengths, varints
 
 
@@ -183,55 +182,6 @@ async def _send_batch(producer: AIOKafkaProducer, batch: Any, topic: str, partit
     # closed, the batch is complete: the client sends it at once instead of lingering for more
     batch.close()
     return await producer.send_batch(batch, topic, partition=partition)
-
-
-class KeyPartitioner:
-    """The partition of a key as the Java client (and aiokafka's DefaultPartitioner) chooses it:
-    murmur2 of the key bytes. aiokafka's murmur2 handles a byte at a time; this one unpacks the
-    key's 4-byte blocks at once (about half the cost) and keeps the hashes of recent keys, as
-    running results and replays write the same keys again. Keys are never None here."""
-
-    def __init__(self, max_keys: int = 100_000):
-        self.max_keys = max_keys
-        self._hashes: dict[bytes, int] = {}
-
-    def __call__(self, key: bytes, partitions: list[int]) -> int:
-        """`partitions`: every partition of the topic, sorted."""
-        h = self._hashes.get(key)
-        if h is None:
-            h = murmur2(key) & 0x7FFFFFFF
-            if len(key) <= _CACHED_KEY_BYTES:  # bounded in bytes too: long keys are hashed each time
-                if len(self._hashes) >= self.max_keys:
-                    self._hashes.clear()  # O(1) and bounded; the next keys fill it again
-                self._hashes[key] = h
-        return partitions[h % len(partitions)]
-
-
-_M = 0x5BD1E995
-_MASK = 0xFFFFFFFF
-_BLOCKS = [struct.Struct(f"<{n}I") for n in range(64)]
-
-
-def murmur2(data: bytes) -> int:
-    """Kafka's murmur2 (org.apache.kafka.common.utils.Utils.murmur2), equal to aiokafka's."""
-    length = len(data)
-    h = 0x9747B28C ^ length
-    n = length >> 2
-    blocks = _BLOCKS[n].unpack_from(data) if n < 64 else struct.unpack_from(f"<{n}I", data)
-    for k in blocks:
-        k = (k * _M) & _MASK
-        h = ((h * _M) & _MASK) ^ (((k ^ (k >> 24)) * _M) & _MASK)
-    extra = length & 3
-    if extra:
-        tail = n << 2
-        if extra == 3:
-            h ^= data[tail + 2] << 16
-        if extra >= 2:
-            h ^= data[tail + 1] << 8
-        h = ((h ^ data[tail]) * _M) & _MASK
-    h ^= h >> 13
-    h = (h * _M) & _MASK
-    return h ^ (h >> 15)
 
 
 def _key_bytes(v: Any) -> bytes:
