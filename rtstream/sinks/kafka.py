@@ -16,6 +16,13 @@ import socket
 from typing import Any, Literal
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (
+    CorruptRecordException,
+    InvalidTimestampError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    UnknownError,
+)
 from aiokafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 from pydantic import Field, model_validator
 
@@ -121,10 +128,10 @@ class KafkaSink(Sink):
         """Rows go out as whole record batches, one or more per partition, partitioned by key as the
         Java client does (murmur2), and the write returns when every batch is acknowledged. A row
         that cannot be JSON (an int beyond 64 bits) or whose batch alone is larger than
-        `max_request_size` (compressed, where the sink compresses) is not sent: it is returned with why."""
-        topic, producer, partition = self.config.topic, self.producer, self.partitioner
-        partitions = sorted(await producer.partitions_for(topic))
-        by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
+        `max_request_size` (compressed, where the sink compresses) is not sent: it is returned with why,
+        and so is a row the broker refuses for what it holds (`_refused`)."""
+        partitions = sorted(await self.producer.partitions_for(self.config.topic))
+        by_partition: dict[int, list[_Message]] = {}
         rejected: Rejected = []
         room = self.config.max_request_size - _RECORD_OVERHEAD
         for row in rows:
@@ -139,19 +146,51 @@ class KafkaSink(Sink):
                     rejected.append(([row], f"message of {size} bytes{' compressed' if self.config.compression else ''}"
                                             f" (a batch of its own) is larger than the sink's max_request_size ({self.config.max_request_size})"))
                     continue
-            p = partition(key, partitions)
-            by_partition.setdefault(p, []).append((key, value))
-        acks = []
-        for p, items in by_partition.items():
-            batch = producer.create_batch()
-            for key, value in items:
-                if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, start another
-                    acks.append(await _send_batch(producer, batch, topic, p))
-                    batch = producer.create_batch()
-                    batch.append(key=key, value=value, timestamp=None)
-            acks.append(await _send_batch(producer, batch, topic, p))
-        await asyncio.gather(*acks)
-        return rejected
+            by_partition.setdefault(self.partitioner(key, partitions), []).append((row, key, value))
+        return rejected + await self._refused(list(by_partition.items()))
+
+    async def _refused(self, pending: list[tuple[int, list[_Message]]]) -> Rejected:
+        """Send every partition's messages; return those the broker refuses for good for what they
+        hold. A broker refuses a whole batch for one bad record (a schema it validates against, a
+        topic's smaller max.message.bytes): a refused batch is split in halves and sent again, down to
+        single rows, so the rest is written. A refusal that names no cause (aiokafka reports
+        INVALID_RECORD as UnknownError) counts against the row only where the broker took other
+        batches of this write: refusing everything, the broker is what fails, and the write is
+        retried by the sink's policy. Idempotent and transactional producers do not split: a refused
+        batch breaks their sequence, so the error goes to the policy as it is."""
+        refused: list[tuple[_Message, BaseException]] = []
+        took_any = False
+        while pending:
+            sent = [chunk for p, messages in pending for chunk in await self._send_partition(p, messages)]
+            outcomes = await asyncio.gather(*(ack for _, _, ack in sent), return_exceptions=True)
+            pending = []
+            for (p, messages, _), outcome in zip(sent, outcomes, strict=True):
+                if not isinstance(outcome, BaseException):
+                    took_any = True
+                elif not isinstance(outcome, _FOR_WHAT_IT_HOLDS) or self.config.exactly_once or \
+                        self.config.producer.get("enable_idempotence"):
+                    raise outcome
+                elif len(messages) > 1:
+                    half = len(messages) // 2
+                    pending += [(p, messages[:half]), (p, messages[half:])]
+                else:
+                    refused.append((messages[0], outcome))
+        for _, outcome in refused:
+            if isinstance(outcome, UnknownError) and not took_any:
+                raise outcome
+        return [([row], f"the broker refused it: {type(outcome).__name__}: {outcome}") for (row, _, _), outcome in refused]
+
+    async def _send_partition(self, p: int, messages: list[_Message]) -> list[tuple[int, list[_Message], Any]]:
+        """Partition p's messages in as few batches as hold them: (partition, messages, ack) each."""
+        sent = []
+        batch, first = self.producer.create_batch(), 0
+        for i, (_, key, value) in enumerate(messages):
+            if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, start another
+                sent.append((p, messages[first:i], await _send_batch(self.producer, batch, self.config.topic, p)))
+                batch, first = self.producer.create_batch(), i
+                batch.append(key=key, value=value, timestamp=None)
+        sent.append((p, messages[first:], await _send_batch(self.producer, batch, self.config.topic, p)))
+        return sent
 
     def _sent_size(self, key: bytes, value: bytes) -> int:
         """The bytes of a record batch holding this row alone, as the broker receives it (compressed
@@ -172,6 +211,10 @@ class KafkaSink(Sink):
         return f"kafka: {c.topic} @ {c.servers_label()} (acks {c.acks}, compression {c.compression or 'none'}{eos})"
 
 
+_Message = tuple[dict[str, Any], bytes, bytes]  # row, key, value
+# refusals of a batch for what it holds, never for the broker's state (those are retried by aiokafka)
+_FOR_WHAT_IT_HOLDS = (MessageSizeTooLargeError, RecordListTooLargeError, CorruptRecordException,
+                      InvalidTimestampError, UnknownError)
 _CODECS = {None: DefaultRecordBatch.CODEC_NONE, "gzip": DefaultRecordBatch.CODEC_GZIP,
            "snappy": DefaultRecordBatch.CODEC_SNAPPY, "lz4": DefaultRecordBatch.CODEC_LZ4,
            "zstd": DefaultRecordBatch.CODEC_ZSTD}

@@ -25,9 +25,14 @@ def tansu_binary() -> Path:
 
 
 class TansuBroker:
-    """A broker on a free loopback port with memory storage: start(), .bootstrap, stop()."""
+    """A broker on a free loopback port with memory storage: start(), .bootstrap, stop().
 
-    def __init__(self, port: int | None = None):
+    With `schemas`, a folder of JSON schemas named after topics (`TOPIC.json`, describing `key`
+    and `value`), the broker validates what is produced to those topics and refuses a batch holding
+    a record that does not conform, as a broker with schema validation does."""
+
+    def __init__(self, port: int | None = None, schemas: Path | None = None):
+        self.schemas = schemas
         self.port = port or free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -35,10 +40,12 @@ class TansuBroker:
 
     def start(self) -> TansuBroker:
         url = f"tcp://127.0.0.1:{self.port}"
+        # Tansu reads a file:// registry relative to its working directory
+        registry = ["--schema-registry", "file://."] if self.schemas is not None else []
         self.proc = subprocess.Popen(
             [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"],
-            stdout=self.log, stderr=subprocess.STDOUT)
+             "--storage-engine", "memory://tansu/", *registry],
+            stdout=self.log, stderr=subprocess.STDOUT, cwd=self.schemas)
         wait_for_port(self.port)
         return self
 

@@ -20,3 +20,16 @@ def one_oversized_row(records):
         if r["user_id"] == "u7":
             r["blob"] = base64.b64encode(random.Random(7).randbytes(3 << 19)).decode()
     return records
+
+
+def one_row_off_schema(records):
+    """Every row gets `flag`: an integer, but a string for user u7, which the topic's schema refuses."""
+    for r in records:
+        r["flag"] = "seven" if r["user_id"] == "u7" else 1
+    return records
+
+
+def every_row_off_schema(records):
+    for r in records:
+        r["flag"] = "none"
+    return records

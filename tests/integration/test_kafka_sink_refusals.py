@@ -1,0 +1,73 @@
+"""A broker that refuses rows for what they hold: schema validation (Confluent Server, Redpanda; here
+Tansu's embedded registry), which refuses a whole batch for one record that does not conform.
+
+The Kafka sink splits a refused batch until the refused rows stand alone: those go to the dead
+letters, the rest of each window is written, and the source's offsets go through. A broker that
+refuses every row of a write is what fails: nothing is dead-lettered, the sink is retried by its
+policy, and nothing is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+
+import pytest
+
+from rtstream.testing.tansu import TansuBroker
+from tests.data import make_events
+from tests.integration.test_kafka import committed, kafka_config
+from tests.kafka_helpers import new_topics, produce, read_all
+from tests.reference import tumbling_truth
+from tests.support import Daemon, read_jsonl, run_cli, wait_until
+
+# results must carry an integer `flag`
+SCHEMA = {"type": "object", "properties": {
+    "value": {"type": "object", "properties": {"flag": {"type": "integer"}}, "required": ["flag"]}}}
+
+
+@pytest.fixture(scope="module")
+def strict_kafka(tmp_path_factory):
+    with TansuBroker(schemas=tmp_path_factory.mktemp("schemas")) as broker:
+        yield broker
+
+
+def _pipeline(tmp_path, broker, rowfn, events, seed_partitions=2):
+    src, out, group = new_topics(broker.bootstrap, seed_partitions, seed_partitions)
+    (broker.schemas / f"{out}.json").write_text(json.dumps(SCHEMA))
+    asyncio.run(produce(broker.bootstrap, src, events))
+    cfg = kafka_config(tmp_path, broker.bootstrap, src, out, group=group)
+    text = cfg.read_text().replace('flow = "events >> per_user >> results"', 'flow = "events >> per_user >> odd >> results"')
+    cfg.write_text(text + f'\n[stages.odd]\ntype = "python"\ncall = "tests.faults.rowfns:{rowfn}"\n')
+    return cfg, src, out, group
+
+
+def test_rows_the_broker_refuses_are_dead_lettered_and_the_rest_written(tmp_path, strict_kafka):
+    events = make_events(1500, span_s=900, seed=31, users=10)
+    cfg, src, out, group = _pipeline(tmp_path, strict_kafka, "one_row_off_schema", events)
+    res = run_cli("run", "-c", str(cfg))
+    assert res.returncode == 0, res.stderr[-3000:]
+    truth = tumbling_truth(events, 300, "user_id")
+    good = {k for k in truth if k[1] != "u7"}
+    got = [v for _, v in asyncio.run(read_all(strict_kafka.bootstrap, out, expect=len(good)))]
+    assert {(v["window_start"], v["user_id"]) for v in got} == good
+    assert all(v["events"] == truth[(v["window_start"], v["user_id"])]["events"] for v in got)
+    dead = [d for d in read_jsonl(tmp_path / "dead.jsonl") if d["stage"] == "results"]
+    assert sorted(d["window_start"] for d in dead) == sorted(k[0] for k in truth if k[1] == "u7")
+    assert {d["reason"] for d in dead} == {"sink_rejected"}
+    assert all("the broker refused it" in d["detail"] for d in dead)
+    offsets = asyncio.run(committed(strict_kafka.bootstrap, group, src, 2))
+    assert sum(offsets.values()) == len(events)  # the refused rows hold nothing back
+
+
+def test_a_broker_refusing_every_row_holds_the_sink_and_dead_letters_nothing(tmp_path, strict_kafka):
+    events = make_events(600, span_s=900, seed=32, users=10)
+    cfg, src, out, group = _pipeline(tmp_path, strict_kafka, "every_row_off_schema", events, seed_partitions=1)
+    with Daemon(cfg, tmp_path, "--set", "defaults.retry_delay=100ms", "--set", "defaults.max_retry_delay=300ms") as d:
+        wait_until(lambda: d.stderr.count("sink results failed on window") >= 3, 60, what="retries")
+        assert d.proc.poll() is None  # alive, retrying: the policy (halt by default) decides, not the sink
+        assert [x for x in read_jsonl(tmp_path / "dead.jsonl") if x["stage"] == "results"] == []
+        assert asyncio.run(committed(strict_kafka.bootstrap, group, src, 1))[0] in (None, 0)
+        d.signal(signal.SIGTERM)
+        assert d.wait(30) == 0
