@@ -18,7 +18,6 @@ from typing import Any, Literal
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (
     CorruptRecordException,
-    InvalidTimestampError,
     MessageSizeTooLargeError,
     RecordListTooLargeError,
     UnknownError,
@@ -153,31 +152,42 @@ class KafkaSink(Sink):
         """Send every partition's messages; return those the broker refuses for good for what they
         hold. A broker refuses a whole batch for one bad record (a schema it validates against, a
         topic's smaller max.message.bytes): a refused batch is split in halves and sent again, down to
-        single rows, so the rest is written. A refusal that names no cause (aiokafka reports
-        INVALID_RECORD as UnknownError) counts against the row only where the broker took other
-        batches of this write: refusing everything, the broker is what fails, and the write is
-        retried by the sink's policy. Idempotent and transactional producers do not split: a refused
-        batch breaks their sequence, so the error goes to the policy as it is."""
+        single rows, so the rest is written (a partition's rows after a refusal may then land after
+        later batches of it). A refusal that names no cause (aiokafka reports INVALID_RECORD as
+        UnknownError, and a broker's internal failure too) counts against a row only where the
+        broker took other batches of the same partition in this write: where it takes none of 16
+        parts (or of all the rows, split to the last), the broker is what fails, and the write goes
+        to the sink's policy. Idempotent and
+        transactional producers do not split: a refused batch breaks their sequence."""
+        if self.config.exactly_once or self.config.producer.get("enable_idempotence"):
+            sent = [chunk for p, messages in pending for chunk in await self._send_partition(p, messages)]
+            await asyncio.gather(*(ack for _, _, ack in sent))
+            return []
         refused: list[tuple[_Message, BaseException]] = []
-        took_any = False
+        took: set[int] = set()  # partitions that took a batch of this write
+        splits = 0
         while pending:
             sent = [chunk for p, messages in pending for chunk in await self._send_partition(p, messages)]
             outcomes = await asyncio.gather(*(ack for _, _, ack in sent), return_exceptions=True)
-            pending = []
+            pending, unnamed = [], {}
             for (p, messages, _), outcome in zip(sent, outcomes, strict=True):
                 if not isinstance(outcome, BaseException):
-                    took_any = True
-                elif not isinstance(outcome, _FOR_WHAT_IT_HOLDS) or self.config.exactly_once or \
-                        self.config.producer.get("enable_idempotence"):
+                    took.add(p)
+                    continue
+                if not isinstance(outcome, _FOR_WHAT_IT_HOLDS):
                     raise outcome
-                elif len(messages) > 1:
+                if isinstance(outcome, UnknownError):
+                    unnamed[p] = outcome
+                if len(messages) > 1:
                     half = len(messages) // 2
                     pending += [(p, messages[:half]), (p, messages[half:])]
                 else:
                     refused.append((messages[0], outcome))
-        for _, outcome in refused:
-            if isinstance(outcome, UnknownError) and not took_any:
-                raise outcome
+            splits += 1
+            splitting = {p for p, _ in pending}
+            for p, outcome in unnamed.items():
+                if p not in took and (splits >= _SPLITS_BEFORE_BLAMING_THE_BROKER or p not in splitting):
+                    raise outcome
         return [([row], f"the broker refused it: {type(outcome).__name__}: {outcome}") for (row, _, _), outcome in refused]
 
     async def _send_partition(self, p: int, messages: list[_Message]) -> list[tuple[int, list[_Message], Any]]:
@@ -213,8 +223,8 @@ class KafkaSink(Sink):
 
 _Message = tuple[dict[str, Any], bytes, bytes]  # row, key, value
 # refusals of a batch for what it holds, never for the broker's state (those are retried by aiokafka)
-_FOR_WHAT_IT_HOLDS = (MessageSizeTooLargeError, RecordListTooLargeError, CorruptRecordException,
-                      InvalidTimestampError, UnknownError)
+_SPLITS_BEFORE_BLAMING_THE_BROKER = 5  # 1 + 2 + 4 + 8 + 16 batches of a partition, all refused
+_FOR_WHAT_IT_HOLDS = (MessageSizeTooLargeError, RecordListTooLargeError, CorruptRecordException, UnknownError)
 _CODECS = {None: DefaultRecordBatch.CODEC_NONE, "gzip": DefaultRecordBatch.CODEC_GZIP,
            "snappy": DefaultRecordBatch.CODEC_SNAPPY, "lz4": DefaultRecordBatch.CODEC_LZ4,
            "zstd": DefaultRecordBatch.CODEC_ZSTD}

@@ -12,16 +12,23 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import uuid
 
 import pytest
+from aiokafka.errors import UnknownError
 
-from rtstream.testing.tansu import TansuBroker
+from rtstream.core.context import Context
+from rtstream.core.record import Window
+from rtstream.errors import RowsRejected
+from rtstream.sinks.kafka import KafkaSink
+from rtstream.testing.tansu import TansuBroker, create_topic
 from tests.data import make_events
 from tests.integration.test_kafka import committed, kafka_config
 from tests.kafka_helpers import new_topics, produce, read_all
 from tests.reference import tumbling_truth
 from tests.support import Daemon, read_jsonl, run_cli, wait_until
 
+WINDOW = Window(1_767_225_600_000, 1_767_225_900_000)
 # results must carry an integer `flag`
 SCHEMA = {"type": "object", "properties": {
     "value": {"type": "object", "properties": {"flag": {"type": "integer"}}, "required": ["flag"]}}}
@@ -71,3 +78,39 @@ def test_a_broker_refusing_every_row_holds_the_sink_and_dead_letters_nothing(tmp
         assert asyncio.run(committed(strict_kafka.bootstrap, group, src, 1))[0] in (None, 0)
         d.signal(signal.SIGTERM)
         assert d.wait(30) == 0
+
+
+async def _write(tmp_path, broker, topic, rows):
+    sink = KafkaSink("out", KafkaSink.Config(type="kafka", bootstrap_servers=broker.bootstrap, topic=topic),
+                     Context(pipeline="p", state_dir=tmp_path, key_fields=["user_id"]))
+    await sink.start()
+    try:
+        await sink.write(WINDOW, rows)
+    finally:
+        await sink.close()
+
+
+def _strict_topic(broker):
+    topic = f"strict-{uuid.uuid4().hex[:8]}"
+    (broker.schemas / f"{topic}.json").write_text(json.dumps(SCHEMA))
+    asyncio.run(create_topic(broker.bootstrap, topic, 1))
+    return topic
+
+
+def test_the_sink_splits_a_refused_batch_down_to_the_refused_rows(tmp_path, strict_kafka):
+    topic = _strict_topic(strict_kafka)
+    rows = [{"window_start": WINDOW.start_iso, "user_id": f"u{i}", "flag": "bad" if i in (3, 70) else i}
+            for i in range(100)]
+    with pytest.raises(RowsRejected) as info:
+        asyncio.run(_write(tmp_path, strict_kafka, topic, rows))
+    assert sorted(r["user_id"] for rejected, _ in info.value.rejected for r in rejected) == ["u3", "u70"]
+    assert all("the broker refused it" in why for _, why in info.value.rejected)
+    got = asyncio.run(read_all(strict_kafka.bootstrap, topic, expect=98))
+    assert sorted(v["flag"] for _, v in got) == [i for i in range(100) if i not in (3, 70)]
+
+
+def test_a_partition_that_takes_nothing_is_a_failing_broker_not_bad_rows(tmp_path, strict_kafka):
+    topic = _strict_topic(strict_kafka)
+    rows = [{"window_start": WINDOW.start_iso, "user_id": f"u{i}", "flag": "bad"} for i in range(40)]
+    with pytest.raises(UnknownError):  # to the sink's policy: retried, nothing dead-lettered
+        asyncio.run(_write(tmp_path, strict_kafka, topic, rows))
