@@ -38,6 +38,7 @@ from typing import Any
 
 import orjson
 
+from bench.latency_reference import InputDelays, read_input
 from rtstream.config.durations import parse_duration
 from rtstream.testing.tansu import TansuBroker, create_topic
 
@@ -290,6 +291,8 @@ async def run(args: argparse.Namespace, bootstrap: str, broker_pid: int, workdir
                                         stderr=subprocess.DEVNULL)
         results, stop = Results(), asyncio.Event()
         consumer = asyncio.create_task(consume(bootstrap, out_topic, results, stop))
+        delays = InputDelays() if args.reference else None
+        reference = asyncio.create_task(read_input(bootstrap, topic, args.partitions, delays, stop)) if delays else None
         await asyncio.sleep(1.0)  # the consumer is assigned and at the beginning before anything is produced
         summary_path = workdir / "produced.json"
         producer = mp.get_context("spawn").Process(target=produce_main, args=(
@@ -309,6 +312,8 @@ async def run(args: argparse.Namespace, bootstrap: str, broker_pid: int, workdir
         await asyncio.sleep(0.5)  # anything late or duplicated shows up too
         stop.set()
         await consumer
+        if reference is not None:
+            await reference
     finally:
         took = time.time() - wall0
         busy = (_busy_cpus() - cpu0) / took
@@ -343,9 +348,11 @@ async def run(args: argparse.Namespace, bootstrap: str, broker_pid: int, workdir
     for w, seconds in zip(closed, lat, strict=True):
         # the broker's side: how long the producer's batches around the crossing waited for their ack
         near = [wait for made, wait in ack_waits if crossing[w] - 0.5 <= made <= crossing[w] + seconds]
+        plain = "" if delays is None else \
+            f"; a plain reader of the input meanwhile {delays.worst_between(crossing[w], crossing[w] + seconds):.3f}s late"
         print(f"  window {datetime.fromtimestamp(w / 1000).strftime('%H:%M:%S')}: {len(truth[w]):>6,} rows, "
               f"last row {seconds:.3f}s after the first record past its end + lateness; slowest produce ack "
-              f"meanwhile {max(near, default=0.0):.3f}s")
+              f"meanwhile {max(near, default=0.0):.3f}s{plain}")
     print(f"independent (first record past end + lateness made -> last result row consumed): p50 {pct(lat, 0.5):.3f}s, "
           f"p99 {pct(lat, 0.99):.3f}s, max {max(lat):.3f}s over {len(lat)} windows")
     if m:
@@ -388,6 +395,8 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=10_000)
     ap.add_argument("--profile", help="write a py-spy (speedscope) profile of the daemon here")
     ap.add_argument("--keep-log", help="copy the daemon's log here")
+    ap.add_argument("--reference", action="store_true", help="also read the input with a plain consumer and say "
+                    "how late records reached it (bench.latency_reference)")
     args = ap.parse_args()
     print(f"live latency: {args.rate:,} records/s for {args.seconds:.0f}s, windows of {args.window}, lateness "
           f"{args.lateness}, {args.partitions} partitions, {args.users:,} users; {os.cpu_count()} cores", flush=True)
