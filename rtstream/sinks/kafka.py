@@ -157,12 +157,9 @@ class KafkaSink(Sink):
         UnknownError, and a broker's internal failure too) counts against a row only where the
         broker took other batches of the same partition in this write: where it takes none of 16
         parts (or of all the rows, split to the last), the broker is what fails, and the write goes
-        to the sink's policy. Idempotent and
-        transactional producers do not split: a refused batch breaks their sequence."""
-        if self.config.exactly_once or self.config.producer.get("enable_idempotence"):
-            sent = [chunk for p, messages in pending for chunk in await self._send_partition(p, messages)]
-            await asyncio.gather(*(ack for _, _, ack in sent))
-            return []
+        to the sink's policy. Idempotent and transactional producers do not split: a refused batch
+        breaks their sequence, so any refusal goes to the policy as it is."""
+        splits_batches = not (self.config.exactly_once or self.config.producer.get("enable_idempotence"))
         refused: list[tuple[_Message, BaseException]] = []
         took: set[int] = set()  # partitions that took a batch of this write
         splits = 0
@@ -174,7 +171,7 @@ class KafkaSink(Sink):
                 if not isinstance(outcome, BaseException):
                     took.add(p)
                     continue
-                if not isinstance(outcome, _FOR_WHAT_IT_HOLDS):
+                if not splits_batches or not isinstance(outcome, _FOR_WHAT_IT_HOLDS):
                     raise outcome
                 if isinstance(outcome, UnknownError):
                     unnamed[p] = outcome
@@ -222,8 +219,8 @@ class KafkaSink(Sink):
 
 
 _Message = tuple[dict[str, Any], bytes, bytes]  # row, key, value
-# refusals of a batch for what it holds, never for the broker's state (those are retried by aiokafka)
 _SPLITS_BEFORE_BLAMING_THE_BROKER = 5  # 1 + 2 + 4 + 8 + 16 batches of a partition, all refused
+# refusals of a batch for what it holds, never for the broker's state (those are retried by aiokafka)
 _FOR_WHAT_IT_HOLDS = (MessageSizeTooLargeError, RecordListTooLargeError, CorruptRecordException, UnknownError)
 _CODECS = {None: DefaultRecordBatch.CODEC_NONE, "gzip": DefaultRecordBatch.CODEC_GZIP,
            "snappy": DefaultRecordBatch.CODEC_SNAPPY, "lz4": DefaultRecordBatch.CODEC_LZ4,

@@ -32,10 +32,6 @@ class KeyPartitioner:
         return partitions[h % len(partitions)]
 
 
-_M = 0x5BD1E995
-_MASK = 0xFFFFFFFF
-_BLOCKS = [struct.Struct(f"<{n}I") for n in range(64)]
-
 
 def murmur2(data: bytes) -> int:
     """Kafka's murmur2 (org.apache.kafka.common.utils.Utils.murmur2), equal to aiokafka's."""
