@@ -32,7 +32,7 @@ from bench.engine_only import engine_throughput
 from bench.kafka_runs import load_topic, raw_run, rtstream_run, side_by_side
 from bench.state import checkpoint_cost, session_throughput
 from bench.workload import reference, w1_values
-from rtstream.testing.tansu import TansuBroker
+from rtstream.testing.peers.tansu import TansuBroker
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "RESULTS.md"

@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from rtstream.core.commit import CommitTracker
-from rtstream.core.engine import WindowEngine
-from rtstream.core.record import Batch, Record
+from rtstream.engine.commit_rule import CommitTracker
+from rtstream.engine.window_engine import WindowEngine
+from rtstream.model.batch import Batch
+from rtstream.model.record import Record
 from rtstream.windows.aggregates import Aggregator, parse_aggregate
 
 

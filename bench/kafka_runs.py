@@ -20,7 +20,7 @@ from pathlib import Path
 
 import orjson
 
-from rtstream.testing.tansu import create_topic
+from rtstream.testing.peers.tansu import create_topic
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -39,8 +39,8 @@ from typing import Any
 import orjson
 
 from bench.latency_reference import InputDelays, read_input
-from rtstream.config.durations import parse_duration
-from rtstream.testing.tansu import TansuBroker, create_topic
+from rtstream.model.durations import parse_duration
+from rtstream.testing.peers.tansu import TansuBroker, create_topic
 
 ROOT = Path(__file__).resolve().parent.parent
 KINDS = ["view", "click", "cart", "buy", "search"]

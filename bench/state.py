@@ -10,10 +10,11 @@ from typing import Any
 
 import orjson
 
-from rtstream.core.checkpoint import CheckpointStore
-from rtstream.core.commit import CommitTracker
-from rtstream.core.engine import WindowEngine
-from rtstream.core.record import Batch, Record
+from rtstream.engine.commit_rule import CommitTracker
+from rtstream.engine.window_engine import WindowEngine
+from rtstream.model.batch import Batch
+from rtstream.model.record import Record
+from rtstream.runtime.checkpoint_store import CheckpointStore
 from rtstream.windows.aggregates import Aggregator, parse_aggregate
 
 PK = ("w1", 0)

@@ -16,8 +16,9 @@ __version__ = "0.1.0"
 
 from typing import Any
 
-from rtstream.core.flow import Chain, Node
-from rtstream.core.record import Record, Window
+from rtstream.config.flow import Chain, Node
+from rtstream.model.record import Record
+from rtstream.model.window import Window
 
 
 class Source(Node):
@@ -60,10 +61,10 @@ class Pipeline:
         """As `run`, inside a running event loop (signals are then left to that loop's owner)."""
         import logging
 
-        from rtstream.core.runtime import Runtime
-        from rtstream.describe import first_window_note
-        from rtstream.logs import setup_logging
-        from rtstream.secrets import remember
+        from rtstream.run.pipeline_text import first_window_note
+        from rtstream.runtime.supervisor import Runtime
+        from rtstream.support.logs import setup_logging
+        from rtstream.support.secrets import remember
 
         settings = self.settings()
         root = settings.root

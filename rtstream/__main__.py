@@ -1,3 +1,3 @@
-from rtstream.cli import main
+from rtstream.cli.main import main
 
 raise SystemExit(main())

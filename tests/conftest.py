@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from rtstream.testing.postgres import PostgresCluster
-from rtstream.testing.tansu import TansuBroker
+from rtstream.testing.peers.postgres import PostgresCluster
+from rtstream.testing.peers.tansu import TansuBroker
 from tests.data import make_events
 
 
@@ -38,7 +38,7 @@ def events():
 def s3():
     """An S3-compatible server (moto) on a free loopback port for the whole session; tests make
     buckets of their own."""
-    from rtstream.testing.moto import MotoServer
+    from rtstream.testing.peers.moto import MotoServer
 
     with MotoServer() as server:
         yield server

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from rtstream.testing.ports import free_port
+from rtstream.testing.peers.ports import free_port
 
 
 class ThreadedServer:

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from rtstream.testing.tansu import create_topic
+from rtstream.testing.peers.tansu import create_topic
 
 
 async def produce(bootstrap: str, topic: str, items: list[Any], key: str | None = "user_id",

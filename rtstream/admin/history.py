@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rtstream.secrets import redact
+from rtstream.support.secrets import redact
 
 log = logging.getLogger("rtstream.history")
 STATES = ("running", "success", "retrying", "failed", "dead_lettered")

@@ -11,7 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from rtstream.core.status import RuntimeStatus
+    from rtstream.runtime.status import RuntimeStatus
 
 
 class Metrics:

@@ -4,8 +4,8 @@ Who sees what: `/healthz` and `/readyz` answer anyone with their status alone (f
 details (which component is not ready, and why), `/api/*` and `/metrics` need `Authorization:
 Bearer <token>` when a token is set. Without a token the server may only listen on loopback, unless
 `allow_unauthenticated` says otherwise (see AdminConfig). Every answer passes through the redaction
-of rtstream.secrets, and connections are limited as every rtstream HTTP server's are
-(rtstream.http_limits).
+of rtstream.support.secrets, and connections are limited as every rtstream HTTP server's are
+(rtstream.connect.http_guard).
 """
 
 from __future__ import annotations
@@ -23,15 +23,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from rtstream.admin.rerun import RerunRefused, Reruns
 from rtstream.admin.window_details import WindowLogs, dead_letters_of
-from rtstream.core.record import iso_utc
-from rtstream.http_limits import Guard, HttpLimits, bearer_problem
-from rtstream.logs import Redactor
-from rtstream.secrets import Scrubber, remember
+from rtstream.connect.http_guard import Guard, HttpLimits, bearer_problem
+from rtstream.model.window import iso_utc
+from rtstream.support.logs import Redactor
+from rtstream.support.secrets import Scrubber, remember
 from rtstream.windows.clock import epoch_ms
 
 if TYPE_CHECKING:
     from rtstream.config.load import Settings
-    from rtstream.core.status import RuntimeStatus
+    from rtstream.runtime.status import RuntimeStatus
 
 log = logging.getLogger("rtstream.admin")
 SAMPLE_EVERY = 2.0
@@ -69,7 +69,7 @@ class AdminServer:
         self.errors.addFilter(Redactor(self.scrubber))  # the page never shows a secret either
         self.window_logs = WindowLogs()
         self.window_logs.addFilter(Redactor(self.scrubber))
-        # a combined view of several workers (rtstream.admin.workers_view) has no single runtime's
+        # a combined view of several workers (rtstream.run.workers_status) has no single runtime's
         # open windows, dead-letter file or config: those parts of the page are then empty
         self.reruns = Reruns(getattr(view, "config_path", None), list(getattr(view, "config_overrides", [])))
         self.guard = Guard(self.limits, log, "admin")

@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from rtstream.errors import ConfigError
+from rtstream.model.errors import ConfigError
 
 MAX_CONFIG_BYTES = 4 * 1024 * 1024  # a config is a few kB; this only stops /dev/zero and the like
 MAX_DEPTH = 32  # tables and lists inside each other; real configs use 3 or 4

@@ -11,15 +11,15 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from rtstream.config.airflow_tasks import bind_python_calls, take_airflow_keys
-from rtstream.config.errors import did_you_mean, problems_from, with_suggestions
+from rtstream.config.airflow_keys import bind_python_calls, take_airflow_keys
 from rtstream.config.files import check_shape, read_file
+from rtstream.config.flow import Flow, parse_flow, resolve_flow
 from rtstream.config.models import RootConfig
 from rtstream.config.paths import input_problems, resolve_paths
+from rtstream.config.problems import did_you_mean, problems_from, with_suggestions
 from rtstream.config.writable import state_path_problems
-from rtstream.core.flow import Flow, parse_flow, resolve_flow
-from rtstream.core.registry import Kind, known, lookup
-from rtstream.errors import ConfigError
+from rtstream.model.errors import ConfigError
+from rtstream.model.registry import Kind, known, lookup
 
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 SECTIONS: dict[str, Kind] = {"sources": "source", "stages": "stage", "sinks": "sink"}

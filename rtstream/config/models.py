@@ -1,22 +1,19 @@
 """The typed shape of a config file: everything but the components' own keys.
 
-Each component module holds its own model next to its code (see rtstream.core.registry).
+Each component module holds its own model next to its code (see rtstream.model.registry).
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
-from rtstream.config.durations import Duration, schedule_to_size
-from rtstream.config.http_limits import HttpLimits
-
-
-class Strict(BaseModel):
-    """Unknown keys are refused, so a typo never silently falls back to a default."""
-
-    model_config = ConfigDict(extra="forbid", frozen=False)
+from rtstream.connect.addresses import is_loopback
+from rtstream.connect.http_limits import HttpLimits
+from rtstream.model.durations import Duration, schedule_to_size
+from rtstream.model.strict import Strict
+from rtstream.model.worker import WorkerShare
 
 
 class PipelineConfig(Strict):
@@ -96,20 +93,6 @@ class WindowConfig(Strict):
         return round(self.size * 1000)
 
 
-class WorkerShare(Strict):
-    """Which of the `[daemon] workers` this process is: the supervisor sets it on each worker's
-    command line (`--set daemon.worker=...`); sources it splits itself read every `count`-th item."""
-
-    index: int = Field(default=0, ge=0)
-    count: int = Field(default=1, ge=1, le=64)
-
-    @model_validator(mode="after")
-    def _index_below_count(self) -> WorkerShare:
-        if self.index >= self.count:
-            raise ValueError(f"index {self.index} is not below count {self.count}")
-        return self
-
-
 class DaemonConfig(Strict):
     state_dir: str = "var/rtstream"
     shutdown_grace: Duration = 30.0
@@ -150,19 +133,6 @@ class AlertConfig(Strict):
     url: str
     bearer_token: SecretStr | None = None
     timeout: Duration = 10.0
-
-
-def is_loopback(host: str) -> bool:
-    """Is HOST (of a HOST:PORT listen address) reachable only from this machine?"""
-    import ipaddress
-
-    host = host.strip("[]")
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a name that may resolve to anything
 
 
 class AdminConfig(Strict, HttpLimits):

@@ -1,1 +1,1 @@
-"""Sinks; each built-in registers itself when a config first names its type (rtstream.core.registry)."""
+"""Sinks; each built-in registers itself when a config first names its type (rtstream.model.registry)."""

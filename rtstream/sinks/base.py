@@ -5,11 +5,11 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any, ClassVar, Literal
 
-from rtstream.core.commit import WindowCommit
-from rtstream.core.policy import PolicyOverrides
-from rtstream.core.record import Window
-from rtstream.core.registry import Component, ComponentConfig
-from rtstream.where import Where, WhereText, compile_where
+from rtstream.model.policy import PolicyOverrides
+from rtstream.model.positions import WindowCommit
+from rtstream.model.registry import Component, ComponentConfig
+from rtstream.model.window import Window
+from rtstream.where.language import Where, WhereText, compile_where
 
 
 class SinkConfig(ComponentConfig, PolicyOverrides):
@@ -17,7 +17,7 @@ class SinkConfig(ComponentConfig, PolicyOverrides):
     # window order, and a window that fails blocks the later ones until it succeeds. The key is
     # accepted so imported configs read naturally; false cannot be honoured and is refused.
     depends_on_past: Literal[True] = True
-    # only the output rows this expression holds for are sent here (rtstream.where); a window with
+    # only the output rows this expression holds for are sent here (rtstream.where.language); a window with
     # none is still a completed run of this sink, written with no rows
     where: WhereText = None
 

@@ -31,9 +31,9 @@ from typing import Any
 
 import orjson
 
-from rtstream.core.record import Window
-from rtstream.core.registry import register
-from rtstream.errors import RowsRejected
+from rtstream.model.errors import RowsRejected
+from rtstream.model.registry import register
+from rtstream.model.window import Window
 from rtstream.sinks.base import Sink, SinkConfig
 from rtstream.sinks.rows import Rejected, encode_row
 

@@ -26,10 +26,10 @@ import aiohttp
 import orjson
 from pydantic import Field
 
-from rtstream.core.record import Window
-from rtstream.core.registry import register
-from rtstream.errors import RowsRejected, SinkBackpressure, SinkError
-from rtstream.http_common import RETRY_STATUSES, HttpAuth, retry_after
+from rtstream.connect.http_client import RETRY_STATUSES, HttpAuth, retry_after
+from rtstream.model.errors import RowsRejected, SinkBackpressure, SinkError
+from rtstream.model.registry import register
+from rtstream.model.window import Window
 from rtstream.sinks.base import Sink, SinkConfig
 from rtstream.sinks.rows import encodable_rows
 

@@ -24,8 +24,8 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from rtstream.core.decode import decode_json
-from rtstream.core.record import Window, iso_utc
+from rtstream.engine.decode import decode_json
+from rtstream.model.window import Window, iso_utc
 from rtstream.sinks.rows import Rejected, encode_row
 
 BOUNDS = ("window_start", "window_end")

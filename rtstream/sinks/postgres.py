@@ -29,9 +29,9 @@ from urllib.parse import urlsplit
 import orjson
 from pydantic import Field, SecretStr
 
-from rtstream.core.record import Window
-from rtstream.core.registry import register
-from rtstream.errors import RowsRejected, SinkError
+from rtstream.model.errors import RowsRejected, SinkError
+from rtstream.model.registry import register
+from rtstream.model.window import Window
 from rtstream.sinks.base import Sink, SinkConfig
 
 log = logging.getLogger("rtstream.sink.postgres")

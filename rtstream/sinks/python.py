@@ -4,7 +4,7 @@ Like python stages it may take nothing, the window or the list of records, and b
 thread) or async. It must be idempotent per window: a replayed window calls it again. If it raises,
 the write is retried like any sink's (rtstream cannot tell a bad row from a down destination). A
 function that finds rows it can never store, and stores the others, raises
-`rtstream.errors.RowsRejected(name, [(rows, reason), ...])`: those rows go to the dead letters
+`rtstream.model.errors.RowsRejected(name, [(rows, reason), ...])`: those rows go to the dead letters
 with the reason, and nothing is retried.
 """
 
@@ -14,10 +14,10 @@ import asyncio
 import inspect
 from typing import Any
 
-from rtstream.core.record import Window
-from rtstream.core.registry import register
+from rtstream.airflow.callables import call_style, load_callable
+from rtstream.model.registry import register
+from rtstream.model.window import Window
 from rtstream.sinks.base import Sink, SinkConfig
-from rtstream.stages.base import call_style, load_callable
 
 
 class PythonSinkConfig(SinkConfig):

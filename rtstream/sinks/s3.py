@@ -50,9 +50,9 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from rtstream.core.record import Window
-from rtstream.core.registry import register
-from rtstream.errors import RowsRejected, SinkError
+from rtstream.model.errors import RowsRejected, SinkError
+from rtstream.model.registry import register
+from rtstream.model.window import Window
 from rtstream.sinks.base import Sink, SinkConfig
 from rtstream.sinks.file import key_name
 from rtstream.sinks.parquet_rows import ndjson_bytes, parquet_bytes, require_pyarrow, rows_from

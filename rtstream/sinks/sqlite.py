@@ -18,9 +18,9 @@ from typing import Any, Literal
 
 import orjson
 
-from rtstream.core.record import Window
-from rtstream.core.registry import register
-from rtstream.errors import RowsRejected, SinkError
+from rtstream.model.errors import RowsRejected, SinkError
+from rtstream.model.registry import register
+from rtstream.model.window import Window
 from rtstream.sinks.base import Sink, SinkConfig
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -12,10 +12,10 @@ from typing import Any, Literal
 
 import orjson
 
-from rtstream.core.deadletter import excerpt
-from rtstream.core.record import Window
-from rtstream.core.registry import register
-from rtstream.errors import RowsRejected
+from rtstream.engine.dead_letter import excerpt
+from rtstream.model.errors import RowsRejected
+from rtstream.model.registry import register
+from rtstream.model.window import Window
 from rtstream.sinks.base import Sink, SinkConfig
 from rtstream.sinks.rows import encode_row
 

@@ -1,1 +1,1 @@
-"""Sources; each built-in registers itself when a config first names its type (rtstream.core.registry)."""
+"""Sources; each built-in registers itself when a config first names its type (rtstream.model.registry)."""

@@ -6,14 +6,14 @@ from collections.abc import AsyncIterator, Hashable
 from functools import cached_property
 from typing import Any, ClassVar
 
-from rtstream.core.commit import Mark, SourceCommit
-from rtstream.core.record import Batch
-from rtstream.core.registry import Component, ComponentConfig
-from rtstream.where import Where, WhereText, compile_where
+from rtstream.model.batch import Batch
+from rtstream.model.positions import Mark, SourceCommit
+from rtstream.model.registry import Component, ComponentConfig
+from rtstream.where.language import Where, WhereText, compile_where
 
 
 class SourceConfig(ComponentConfig):
-    # only the records this expression holds for go into the windows (rtstream.where), checked
+    # only the records this expression holds for go into the windows (rtstream.where.language), checked
     # right after decoding, before any stage; the others are skipped (read, not dead-lettered)
     where: WhereText = None
 
@@ -22,7 +22,7 @@ class Source(Component):
     """Base class. A source yields batches in offset order per partition.
 
     Sources with a fixed set of partitions list them in `partitions()`; sources whose partitions
-    come and go (Kafka) announce them through `context.partitions` (rtstream.core.partitions) instead.
+    come and go (Kafka) announce them through `context.partitions` (rtstream.runtime.partitions) instead.
     """
 
     Config: ClassVar[type[SourceConfig]]

@@ -14,12 +14,13 @@ from typing import Any, BinaryIO
 
 from pydantic import Field
 
-from rtstream.config.durations import Duration
-from rtstream.core.commit import Mark
-from rtstream.core.record import Batch, Record
-from rtstream.core.registry import register
+from rtstream.model.batch import Batch
+from rtstream.model.durations import Duration
+from rtstream.model.positions import Mark
+from rtstream.model.record import Record
+from rtstream.model.registry import register
 from rtstream.sources.base import Source, SourceConfig
-from rtstream.sources.positions import PositionFile
+from rtstream.sources.file_positions import PositionFile
 
 _READ = 1 << 20
 

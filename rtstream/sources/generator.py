@@ -16,10 +16,11 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from rtstream.core.record import Batch, Record
-from rtstream.core.registry import register
+from rtstream.model.batch import Batch
+from rtstream.model.record import Record
+from rtstream.model.registry import register
 from rtstream.sources.base import Source, SourceConfig
-from rtstream.sources.positions import PositionFile
+from rtstream.sources.file_positions import PositionFile
 from rtstream.windows.clock import epoch_ms
 
 PAGES = ["/", "/search", "/product", "/cart", "/checkout", "/account", "/help"]

@@ -9,7 +9,7 @@ undecodable Authorization header 401 or 400; a body not complete within `body_ti
 202 means the request's records are in the spool (on disk, per `fsync`); a request that is not
 stored is never answered 2xx, and one that is stored never 5xx. A spool over `max_spool`, or a disk
 that is full, answers 503 with Retry-After, so producers back off rather than the daemon growing
-without bound. Connections are limited as every rtstream HTTP server's are (see rtstream.http_limits).
+without bound. Connections are limited as every rtstream HTTP server's are (see rtstream.connect.http_guard).
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ import orjson
 from aiohttp import web
 from pydantic import Field, SecretStr, field_validator
 
-from rtstream.config.durations import Duration
-from rtstream.config.models import is_loopback
-from rtstream.core.registry import register
-from rtstream.http_limits import BodyTimeout, Guard, HttpLimits, answer_and_close, bearer_problem, read_body
-from rtstream.sources.spool import SpoolFull
-from rtstream.sources.spooled import SpooledConfig, SpooledSource
+from rtstream.connect.addresses import is_loopback
+from rtstream.connect.http_guard import BodyTimeout, Guard, HttpLimits, answer_and_close, bearer_problem, read_body
+from rtstream.model.durations import Duration
+from rtstream.model.registry import register
+from rtstream.sources.spool.spool_file import SpoolFull
+from rtstream.sources.spool.spooled_source import SpooledConfig, SpooledSource
 
 log = logging.getLogger("rtstream.source.http_ingest")
 # Deeper records are refused at the door: orjson writes at most 254 levels, and a record is written

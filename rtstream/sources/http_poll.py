@@ -18,11 +18,11 @@ import aiohttp
 import orjson
 from pydantic import Field
 
-from rtstream.config.durations import Duration
-from rtstream.core.registry import register
-from rtstream.core.retry import backoff_delay
-from rtstream.http_common import RETRY_STATUSES, HttpAuth, retry_after
-from rtstream.sources.spooled import SpooledConfig, SpooledSource
+from rtstream.connect.http_client import RETRY_STATUSES, HttpAuth, retry_after
+from rtstream.model.durations import Duration
+from rtstream.model.registry import register
+from rtstream.sources.spool.spooled_source import SpooledConfig, SpooledSource
+from rtstream.support.backoff import backoff_delay
 
 log = logging.getLogger("rtstream.source.http_poll")
 

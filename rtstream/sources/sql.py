@@ -26,11 +26,11 @@ from typing import Any
 import orjson
 from pydantic import Field, SecretStr, model_validator
 
-from rtstream.config.durations import Duration
-from rtstream.core.record import Batch
-from rtstream.core.registry import register
-from rtstream.sources.spooled import SpooledConfig, SpooledSource
-from rtstream.sql_client import SqlClient, dsn_kind, parameters
+from rtstream.connect.sql_client import SqlClient, dsn_kind, parameters
+from rtstream.model.batch import Batch
+from rtstream.model.durations import Duration
+from rtstream.model.registry import register
+from rtstream.sources.spool.spooled_source import SpooledConfig, SpooledSource
 
 log = logging.getLogger("rtstream.source.sql")
 _LIMIT = re.compile(r"\blimit\s+(\d+)\s*;?\s*$", re.IGNORECASE)

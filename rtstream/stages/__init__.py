@@ -1,1 +1,1 @@
-"""Stages between sources and sinks; each built-in registers itself when a config first names its type (rtstream.core.registry)."""
+"""Stages between sources and sinks; each built-in registers itself when a config first names its type (rtstream.model.registry)."""

@@ -7,9 +7,10 @@ from typing import Any
 
 from pydantic import field_validator
 
-from rtstream.core.record import Window
-from rtstream.core.registry import register
-from rtstream.stages.base import Stage, StageConfig, load_callable
+from rtstream.airflow.callables import load_callable
+from rtstream.model.registry import register
+from rtstream.model.window import Window
+from rtstream.stages.base import Stage, StageConfig
 from rtstream.windows.aggregates import Aggregator, parse_aggregate, user_function
 
 

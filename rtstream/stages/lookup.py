@@ -30,10 +30,10 @@ from urllib.parse import quote
 import orjson
 from pydantic import Field, SecretStr, model_validator
 
-from rtstream.config.durations import Duration
-from rtstream.core.registry import register
-from rtstream.http_common import HttpAuth
-from rtstream.sql_client import SqlClient, dsn_kind, parameters
+from rtstream.connect.http_client import HttpAuth
+from rtstream.connect.sql_client import SqlClient, dsn_kind, parameters
+from rtstream.model.durations import Duration
+from rtstream.model.registry import register
 from rtstream.stages.base import Stage, StageConfig
 
 _MISSING = object()  # a cached "no such key"
@@ -101,7 +101,7 @@ class LookupFailed(Exception):
 
 @register("stage", "lookup")
 class LookupStage(Stage):
-    """A per-record stage whose work is asynchronous: see rtstream.core.staging."""
+    """A per-record stage whose work is asynchronous: see rtstream.runtime.awaiting_stages."""
 
     Config = LookupConfig
     per_record = True

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from rtstream.core.registry import register
-from rtstream.stages.base import Stage, load_callable
+from rtstream.airflow.callables import load_callable
+from rtstream.model.registry import register
+from rtstream.stages.base import Stage
 from rtstream.stages.python import PythonConfig
 
 

@@ -4,7 +4,7 @@ It may take no argument, the window (`window.start`, `window.end`, `window.recor
 records; it may be async or plain (plain ones run in a thread so they cannot stall the daemon).
 Return a list of rows (or one row) to replace the rows, or None to pass them on unchanged.
 A function of an Airflow DAG that takes the task context is called through an AirflowTask
-(rtstream.airflow_context): anything else it returns is its XCom, and the rows pass on unchanged.
+(rtstream.airflow.task_context): anything else it returns is its XCom, and the rows pass on unchanged.
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ from typing import Any
 
 from pydantic import field_validator
 
-from rtstream.airflow_context import AirflowTask
-from rtstream.core.record import Window
-from rtstream.core.registry import register
-from rtstream.errors import StageError
-from rtstream.stages.base import Stage, StageConfig, call_style, load_callable
+from rtstream.airflow.callables import call_style, load_callable
+from rtstream.airflow.task_context import AirflowTask
+from rtstream.model.errors import StageError
+from rtstream.model.registry import register
+from rtstream.model.window import Window
+from rtstream.stages.base import Stage, StageConfig
 
 
 class PythonConfig(StageConfig):

@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from rtstream.test_run import TestOutcome, run_test
+from rtstream.run.oneshot import TestOutcome, run_test
 from rtstream.windows.clock import epoch_ms
 
 

@@ -6,7 +6,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from rtstream.errors import DecodeError
+from rtstream.model.errors import DecodeError
 
 # Times a window can be named by (ISO-8601 years 1..9999), with a year to spare for the window's end.
 MIN_MS = -62_135_596_800_000

@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from rtstream.core.record import iso_utc
+from rtstream.model.window import iso_utc
 from tests.data import BASE_MS, make_events, write_lines
 from tests.reference import iso, session_truth, tumbling_truth
 from tests.support import read_jsonl, run_cli, window_files, write_config

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 
-from rtstream.testing.ports import free_port
+from rtstream.testing.peers.ports import free_port
 from tests.support import ROOT, Daemon, wait_until
 
 

@@ -8,8 +8,8 @@ import urllib.request
 
 import orjson
 
-from rtstream.core.record import iso_utc
-from rtstream.testing.ports import free_port
+from rtstream.model.window import iso_utc
+from rtstream.testing.peers.ports import free_port
 from tests.data import BASE_MS, make_events, write_lines
 from tests.reference import session_truth, tumbling_truth
 from tests.support import Daemon, kill_after_a_commit, read_jsonl, status, wait_until, write_config

@@ -11,7 +11,7 @@ import urllib.request
 
 import orjson
 
-from rtstream.testing.ports import free_port
+from rtstream.testing.peers.ports import free_port
 from tests.data import BASE_MS, make_events, write_lines
 from tests.reference import tumbling_truth
 from tests.support import Daemon, read_jsonl, wait_until, window_files, write_config

@@ -11,8 +11,8 @@ import time
 import pytest
 from aiohttp import web
 
-from rtstream.testing.ports import free_port
-from rtstream.testing.tansu import create_topic
+from rtstream.testing.peers.ports import free_port
+from rtstream.testing.peers.tansu import create_topic
 from tests.data import BASE_MS, make_events, write_lines
 from tests.http_peers import ThreadedServer
 from tests.integration.test_kafka import check_against_truth, kafka_config

@@ -80,9 +80,10 @@ def test_a_thousand_poison_records_among_good_ones(tmp_path):
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=300))
 def test_any_bytes_never_crash_the_engine(raw):
-    from rtstream.core.commit import CommitTracker
-    from rtstream.core.engine import WindowEngine
-    from rtstream.core.record import Batch, Record
+    from rtstream.engine.commit_rule import CommitTracker
+    from rtstream.engine.window_engine import WindowEngine
+    from rtstream.model.batch import Batch
+    from rtstream.model.record import Record
     from rtstream.windows.aggregates import Aggregator, parse_aggregate
 
     agg = Aggregator("user_id", [parse_aggregate("n", "count()"), parse_aggregate("s", "sum(amount)"),
@@ -100,9 +101,10 @@ def test_any_bytes_never_crash_the_engine(raw):
                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
                     max_leaves=10))
 def test_any_json_value_in_any_field_never_crashes(value):
-    from rtstream.core.commit import CommitTracker
-    from rtstream.core.engine import WindowEngine
-    from rtstream.core.record import Batch, Record
+    from rtstream.engine.commit_rule import CommitTracker
+    from rtstream.engine.window_engine import WindowEngine
+    from rtstream.model.batch import Batch
+    from rtstream.model.record import Record
     from rtstream.windows.aggregates import Aggregator, parse_aggregate
 
     specs = [parse_aggregate(n, e) for n, e in {"n": "count()", "s": "sum(v)", "lo": "min(v)", "hi": "max(v)",

@@ -13,7 +13,7 @@ import urllib.request
 import orjson
 from aiohttp import web
 
-from rtstream.testing.ports import free_port
+from rtstream.testing.peers.ports import free_port
 from tests.data import make_events, write_lines
 from tests.http_peers import ThreadedServer
 from tests.support import Daemon, wait_until, write_config

@@ -179,9 +179,9 @@ def test_a_nul_in_a_postgres_text_value_is_rejected_and_the_rest_goes_on(tmp_pat
 
 
 async def _server_side_refusals(dsn, table):
-    from rtstream.core.context import Context
-    from rtstream.core.record import Window
-    from rtstream.errors import RowsRejected
+    from rtstream.model.errors import RowsRejected
+    from rtstream.model.window import Window
+    from rtstream.runtime.context import Context
     from rtstream.sinks.postgres import PostgresConfig, PostgresSink
 
     conn = await asyncpg.connect(dsn)

@@ -14,7 +14,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from rtstream.testing.ports import free_port
+from rtstream.testing.peers.ports import free_port
 from tests.data import BASE_MS, make_events, write_lines
 from tests.http_peers import ThreadedServer
 from tests.support import Daemon, run_cli, wait_until, write_config

@@ -6,7 +6,7 @@ import asyncio
 import re
 import uuid
 
-from rtstream.testing.tansu import create_topic
+from rtstream.testing.peers.tansu import create_topic
 from tests.data import BASE_MS, make_events, write_lines
 from tests.integration.test_kafka import committed
 from tests.kafka_helpers import produce

@@ -13,7 +13,7 @@ from collections import defaultdict
 import orjson
 from aiohttp import web
 
-from rtstream.testing.ports import free_port
+from rtstream.testing.peers.ports import free_port
 from tests.data import BASE_MS, make_events
 from tests.http_peers import ThreadedServer
 from tests.reference import tumbling_truth

@@ -10,9 +10,9 @@ import uuid
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from rtstream.core.record import iso_utc
-from rtstream.testing.ports import free_port
-from rtstream.testing.tansu import create_topic
+from rtstream.model.window import iso_utc
+from rtstream.testing.peers.ports import free_port
+from rtstream.testing.peers.tansu import create_topic
 from tests.data import BASE_MS, make_events
 from tests.kafka_helpers import covers, new_topics, produce, read_all
 from tests.reference import iso, session_truth, tumbling_truth

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from rtstream.config.load import load_settings
-from rtstream.errors import ConfigError
+from rtstream.model.errors import ConfigError
 from tests.data import make_events
 from tests.integration.test_kafka import check_against_truth, committed, kafka_config
 from tests.kafka_helpers import new_topics, produce, read_all

@@ -1,4 +1,4 @@
-"""Parsed Kafka messages (rtstream.sources.kafka_records) equal what aiokafka's ConsumerRecords say.
+"""Parsed Kafka messages (rtstream.sources.kafka.records) equal what aiokafka's ConsumerRecords say.
 
 A consumer with `value_deserializer=as_parsed` skips the ConsumerRecord built per message; these
 tests read one topic both ways, through real batches from a real broker, and compare every field
@@ -14,8 +14,8 @@ import aiokafka
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
-from rtstream.sources.kafka_records import as_parsed, install
-from rtstream.testing.tansu import create_topic
+from rtstream.sources.kafka.records import as_parsed, install
+from rtstream.testing.peers.tansu import create_topic
 
 
 def test_hook_is_installed() -> None:

@@ -12,10 +12,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.partitioner import DefaultPartitioner
 
-from rtstream.core.context import Context
-from rtstream.core.record import Window
-from rtstream.sinks.kafka import KafkaSink
-from rtstream.testing.tansu import create_topic
+from rtstream.model.window import Window
+from rtstream.runtime.context import Context
+from rtstream.sinks.kafka.sink import KafkaSink
+from rtstream.testing.peers.tansu import create_topic
 
 START_MS = 1_767_225_600_000
 

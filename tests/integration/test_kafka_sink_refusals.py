@@ -17,11 +17,11 @@ import uuid
 import pytest
 from aiokafka.errors import UnknownError
 
-from rtstream.core.context import Context
-from rtstream.core.record import Window
-from rtstream.errors import RowsRejected
-from rtstream.sinks.kafka import KafkaSink
-from rtstream.testing.tansu import TansuBroker, create_topic
+from rtstream.model.errors import RowsRejected
+from rtstream.model.window import Window
+from rtstream.runtime.context import Context
+from rtstream.sinks.kafka.sink import KafkaSink
+from rtstream.testing.peers.tansu import TansuBroker, create_topic
 from tests.data import make_events
 from tests.integration.test_kafka import committed, kafka_config
 from tests.kafka_helpers import new_topics, produce, read_all

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from rtstream.core.context import Context
-from rtstream.sources.kafka import KafkaSource
+from rtstream.runtime.context import Context
+from rtstream.sources.kafka.source import KafkaSource
 from tests.kafka_helpers import new_topics, produce
 
 PARTITIONS = 3

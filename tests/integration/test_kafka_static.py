@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from rtstream.testing.tansu import create_topic
+from rtstream.testing.peers.tansu import create_topic
 from tests.data import BASE_MS, make_events
 from tests.integration.test_kafka import committed
 from tests.kafka_helpers import count_per_partition, new_topics, produce, topic_name

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
-from rtstream.core.context import Context
-from rtstream.core.record import Window
-from rtstream.errors import SinkError
+from rtstream.model.errors import SinkError
+from rtstream.model.window import Window
+from rtstream.runtime.context import Context
 from rtstream.sinks.postgres import PostgresConfig, PostgresSink
 from tests.data import write_lines
 from tests.reference import tumbling_truth

@@ -236,9 +236,9 @@ def test_parquet_without_pyarrow_is_refused_at_start_with_the_pip_command(tmp_pa
 
 
 async def test_a_window_written_in_parts_keeps_every_part_and_a_stale_writer_merges_again(tmp_path, s3):
-    from rtstream.core.context import Context
-    from rtstream.core.record import Window
-    from rtstream.errors import SinkError
+    from rtstream.model.errors import SinkError
+    from rtstream.model.window import Window
+    from rtstream.runtime.context import Context
     from rtstream.sinks.s3 import S3Sink, S3SinkConfig
 
     bucket = new_bucket(s3)

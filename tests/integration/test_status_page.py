@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from rtstream.testing.ports import free_port
+from rtstream.testing.peers.ports import free_port
 from tests.data import BASE_MS, make_events, write_lines
 from tests.support import ROOT, Daemon, wait_until, write_config
 

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
-from rtstream.testing.ports import free_port
+from rtstream.testing.peers.ports import free_port
 from tests.data import BASE_MS, make_events, write_lines
 from tests.kafka_helpers import new_topics, produce
 from tests.reference import tumbling_truth

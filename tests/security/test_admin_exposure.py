@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rtstream.testing.ports import free_port
+from rtstream.testing.peers.ports import free_port
 from tests.support import ROOT, Daemon, run_cli, write_config
 
 

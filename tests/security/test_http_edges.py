@@ -13,8 +13,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from rtstream.http_limits import SPARE_DESCRIPTORS
-from rtstream.testing.ports import free_port
+from rtstream.connect.http_guard import SPARE_DESCRIPTORS
+from rtstream.testing.peers.ports import free_port
 from tests.data import BASE_MS
 from tests.security.peers import get, post, raw_request
 from tests.support import Daemon, small_tmpfs, wait_until, write_config

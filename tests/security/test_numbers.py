@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rtstream.core.decode import JSONDecodeError, decode_json, decoder_for
+from rtstream.engine.decode import JSONDecodeError, decode_json, decoder_for
 from rtstream.windows.aggregates import Aggregator, parse_aggregate
 from tests.data import BASE_MS
 from tests.support import read_jsonl, run_cli, window_files, write_config

@@ -1,12 +1,12 @@
-"""The one notion of a secret (rtstream.secrets), on its own: what counts, and how it is masked."""
+"""The one notion of a secret (rtstream.support.secrets), on its own: what counts, and how it is masked."""
 
 from __future__ import annotations
 
 import logging
 
 from rtstream.config.load import load_settings
-from rtstream.logs import JsonFormatter, TextFormatter
-from rtstream.secrets import Scrubber, secrets_of
+from rtstream.support.logs import JsonFormatter, TextFormatter
+from rtstream.support.secrets import Scrubber, secrets_of
 
 
 def settings_with_secrets():

@@ -19,7 +19,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from rtstream.testing.ports import free_port
+from rtstream.testing.peers.ports import free_port
 from tests.http_peers import ThreadedServer
 from tests.security.peers import Recorder, get, post
 from tests.support import Daemon, read_jsonl, run_cli, wait_until, write_config

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rtstream.airflow_context import AirflowTask, XComStore, render, template_problems
-from rtstream.core.record import Window
+from rtstream.airflow.task_context import AirflowTask, XComStore, render, template_problems
+from rtstream.model.window import Window
 
 START, END = 1_764_000_000_000 - 1_764_000_000_000 % 300_000, 1_764_000_000_000 - 1_764_000_000_000 % 300_000 + 300_000
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from rtstream.core.checkpoint import CheckpointStore
-from rtstream.core.commit import CommitTracker
-from rtstream.core.engine import WindowEngine
-from rtstream.core.record import Batch, Record
+from rtstream.engine.commit_rule import CommitTracker
+from rtstream.engine.window_engine import WindowEngine
+from rtstream.model.batch import Batch
+from rtstream.model.record import Record
+from rtstream.runtime.checkpoint_store import CheckpointStore
 from rtstream.windows.aggregates import Aggregator, parse_aggregate
 
 BASE = 1_767_225_600_000

@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rtstream.errors import DecodeError
+from rtstream.model.errors import DecodeError
 from rtstream.windows.assign import TumblingAssigner
 from rtstream.windows.clock import epoch_ms
 

@@ -1,7 +1,7 @@
 import pytest
 
 from rtstream.config.load import interpolate, load_settings
-from rtstream.errors import ConfigError
+from rtstream.model.errors import ConfigError
 
 BASE = {
     "pipeline": {"name": "t", "flow": "src >> agg >> out"},
@@ -162,7 +162,7 @@ def test_secret_values_are_never_in_reasons():
 def test_secret_keys_by_name_and_by_model():
     from pydantic import BaseModel, SecretStr
 
-    from rtstream.config.errors import is_secret_key, mask_url_passwords
+    from rtstream.config.problems import is_secret_key, mask_url_passwords
 
     class Inner(BaseModel):
         shh: SecretStr | None = None
@@ -230,7 +230,7 @@ def test_an_unusable_state_dir_is_reported_with_the_other_problems(tmp_path):
 
 
 def test_every_built_in_type_registers_from_the_module_the_registry_names():
-    from rtstream.core.registry import _BUILTINS, lookup
+    from rtstream.model.registry import _BUILTINS, lookup
 
     for kind, types in _BUILTINS.items():
         for type_name in types:

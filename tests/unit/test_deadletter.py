@@ -9,7 +9,8 @@ import time
 import orjson
 import pytest
 
-from rtstream.core.deadletter import DETAIL_CHARS, EXCERPT_BYTES, DeadLetter, DeadLetterFile, excerpt
+from rtstream.engine.dead_letter import DETAIL_CHARS, EXCERPT_BYTES, DeadLetter, excerpt
+from rtstream.runtime.dead_letter_file import DeadLetterFile
 
 LINE_MAX = EXCERPT_BYTES + DETAIL_CHARS + 600  # the value, the detail and the fixed keys
 
@@ -107,8 +108,8 @@ def test_the_file_and_its_log_line_stay_small(tmp_path, caplog):
 def test_the_examples_in_the_docstrings_hold():
     import doctest
 
-    import rtstream.core.deadletter
+    import rtstream.engine.dead_letter
     import rtstream.sinks.file
 
-    for module in (rtstream.core.deadletter, rtstream.sinks.file):
+    for module in (rtstream.engine.dead_letter, rtstream.sinks.file):
         assert doctest.testmod(module).failed == 0, module.__name__

@@ -1,6 +1,6 @@
 import pytest
 
-from rtstream.config.durations import format_duration, parse_duration, schedule_to_size
+from rtstream.model.durations import format_duration, parse_duration, schedule_to_size
 
 
 @pytest.mark.parametrize("text,seconds", [("250ms", 0.25), ("90s", 90), ("5m", 300), ("1m30s", 90), ("1h", 3600),

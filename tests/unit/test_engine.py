@@ -2,9 +2,10 @@
 
 import pytest
 
-from rtstream.core.commit import CommitTracker
-from rtstream.core.engine import WindowEngine
-from rtstream.core.record import Batch, Record
+from rtstream.engine.commit_rule import CommitTracker
+from rtstream.engine.window_engine import WindowEngine
+from rtstream.model.batch import Batch
+from rtstream.model.record import Record
 from rtstream.windows.aggregates import AggregateSpec, Aggregator, parse_aggregate, user_function
 
 MIN = 60_000

@@ -9,7 +9,7 @@ import random
 
 from aiokafka import TopicPartition
 
-from rtstream.sources.kafka_end import EndOfInput
+from rtstream.sources.kafka.end import EndOfInput
 
 TP = TopicPartition("t", 0)
 

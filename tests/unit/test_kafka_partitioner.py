@@ -10,7 +10,7 @@ from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rtstream.sinks.kafka_partitioner import KeyPartitioner, murmur2
+from rtstream.sinks.kafka.partitioner import KeyPartitioner, murmur2
 
 
 def some_keys(n: int, seed: int = 5) -> list[bytes]:

@@ -8,10 +8,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rtstream.config.load import load_settings
-from rtstream.config.models import WorkerShare
-from rtstream.errors import ConfigError
-from rtstream.sources.kafka_static import share_of
-from rtstream.workers import WorkerSupervisor, split_problem
+from rtstream.model.errors import ConfigError
+from rtstream.model.worker import WorkerShare
+from rtstream.run.workers import WorkerSupervisor, split_problem
+from rtstream.sources.kafka.static import share_of
 
 DOC = {
     "pipeline": {"name": "t", "flow": "src >> agg >> out"},

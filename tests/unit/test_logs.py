@@ -1,7 +1,7 @@
 import logging
 
 from rtstream.config.load import load_settings
-from rtstream.logs import JsonFormatter, Redactor, secrets_of
+from rtstream.support.logs import JsonFormatter, Redactor, secrets_of
 
 
 def test_no_secret_reaches_a_log_line():

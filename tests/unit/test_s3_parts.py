@@ -9,11 +9,11 @@ import io
 import pytest
 
 from rtstream.config.load import load_settings
-from rtstream.core.record import Window
-from rtstream.errors import ConfigError
-from rtstream.secrets import secrets_of
+from rtstream.model.errors import ConfigError
+from rtstream.model.window import Window
 from rtstream.sinks.parquet_rows import ndjson_bytes, parquet_bytes
 from rtstream.sinks.s3 import render_prefix
+from rtstream.support.secrets import secrets_of
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")

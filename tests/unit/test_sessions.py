@@ -7,10 +7,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rtstream.config.load import load_settings
-from rtstream.core.commit import CommitTracker
-from rtstream.core.engine import WindowEngine
-from rtstream.core.record import Batch, Record
-from rtstream.errors import ConfigError
+from rtstream.engine.commit_rule import CommitTracker
+from rtstream.engine.window_engine import WindowEngine
+from rtstream.model.batch import Batch
+from rtstream.model.errors import ConfigError
+from rtstream.model.record import Record
 from rtstream.stages.aggregate import AggregateConfig, build_aggregator
 from rtstream.windows.aggregates import Aggregator, parse_aggregate
 from tests.reference import session_truth
@@ -197,7 +198,7 @@ def test_a_user_aggregator_merges_when_a_record_bridges_sessions():
 
 
 def test_sinks_upsert_sessions_of_the_record_key_by_start_and_key(tmp_path):
-    from rtstream.core.runtime import Runtime
+    from rtstream.runtime.supervisor import Runtime
 
     d = doc(type="session", gap="5m")
     del d["stages"]["a"]["key"]

@@ -3,11 +3,12 @@ counted as read, never dead-lettered, and hold back no commit."""
 
 from __future__ import annotations
 
-from rtstream.core.commit import CommitTracker
-from rtstream.core.engine import WindowEngine
-from rtstream.core.record import Batch, Record
-from rtstream.core.staging import RecordStaging
-from rtstream.where import compile_where
+from rtstream.engine.commit_rule import CommitTracker
+from rtstream.engine.window_engine import WindowEngine
+from rtstream.model.batch import Batch
+from rtstream.model.record import Record
+from rtstream.runtime.awaiting_stages import RecordStaging
+from rtstream.where.language import compile_where
 from rtstream.windows.aggregates import Aggregator, parse_aggregate
 
 MIN = 60_000

@@ -4,7 +4,7 @@ import asyncio
 
 import orjson
 
-from rtstream.sources.spool import Spool
+from rtstream.sources.spool.spool_file import Spool
 
 
 def test_the_newest_marker_outlives_the_segment_that_held_it(tmp_path):

@@ -1,4 +1,4 @@
-from rtstream.core.commit import CommitTracker, Hold, HoldKind
+from rtstream.engine.commit_rule import CommitTracker, Hold, HoldKind
 from rtstream.windows.watermark import NEVER, WatermarkTracker
 
 

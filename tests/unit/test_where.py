@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rtstream.where import MAX_DEPTH, WhereError, compile_where
+from rtstream.where.language import MAX_DEPTH, WhereError, compile_where
 
 ROW = {"total": 1500, "store": "s002", "kind": "click", "rate": 0.5, "member": True, "coupon": None,
        "customer": {"country": "FR", "age": 41}, "order total": 7, "price": Decimal("9.90")}

@@ -9,10 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rtstream.config.load import load_settings
-from rtstream.core.commit import CommitTracker
-from rtstream.core.engine import WindowEngine
-from rtstream.core.record import Batch, Record
-from rtstream.errors import ConfigError
+from rtstream.engine.commit_rule import CommitTracker
+from rtstream.engine.window_engine import WindowEngine
+from rtstream.model.batch import Batch
+from rtstream.model.errors import ConfigError
+from rtstream.model.record import Record
 from rtstream.stages.aggregate import AggregateConfig, build_aggregator
 from rtstream.windows.aggregates import Aggregator, parse_aggregate
 

@@ -18,8 +18,8 @@ from typing import Any
 
 from aiohttp import web
 
-from rtstream.testing.ports import free_port, terminate, wait_for_port
-from rtstream.testing.tansu import tansu_binary
+from rtstream.testing.peers.ports import free_port, terminate, wait_for_port
+from rtstream.testing.peers.tansu import tansu_binary
 from tests.http_peers import ThreadedServer
 from tests.support import Daemon
 

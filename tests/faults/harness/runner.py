@@ -13,8 +13,8 @@ from typing import Any
 
 import orjson
 
-from rtstream.testing.ports import free_port
-from rtstream.testing.tansu import create_topic
+from rtstream.testing.peers.ports import free_port
+from rtstream.testing.peers.tansu import create_topic
 from tests.faults.harness.checker import Outputs, Verdict, check, read_dead_letters, read_file_sinks
 from tests.faults.harness.cluster import Broker, Receiver, Replica, S3Store, post_until_answered
 from tests.faults.harness.scenario import CLOSER_KEY, REFUSED_BY_INGEST, Fault, Scenario, closer_time, generate

@@ -1,0 +1,162 @@
+"""Queries against SQLite or PostgreSQL with `:name` parameters, for the `sql` source and the
+`lookup` stage. Rows come back as dicts of JSON-friendly values (timestamps as ISO-8601 text,
+decimals as numbers), so they travel through the spool and the windows like any record.
+
+DSNs: `sqlite:///relative/path.db`, `sqlite:////absolute/path.db`, `postgresql://user:pw@host/db`.
+PostgreSQL needs asyncpg (`pip install 'rtstream[postgres]'`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import re
+import sqlite3
+import uuid
+from collections.abc import Hashable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from rtstream.model.errors import RtstreamError
+
+_NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")  # :name, but not a ::cast
+
+
+class SqlError(RtstreamError):
+    """A query failed, or the database cannot be reached."""
+
+
+def dsn_kind(dsn: str) -> str:
+    if dsn.startswith("sqlite:///"):
+        return "sqlite"
+    if dsn.startswith(("postgresql://", "postgres://")):
+        return "postgres"
+    raise ValueError("dsn must start with sqlite:/// or postgresql://")
+
+
+def parameters(query: str) -> set[str]:
+    return set(_NAMED.findall(query))
+
+
+def json_friendly(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None and value.utcoffset() == dt.timedelta(0):
+            return value.replace(tzinfo=None).isoformat() + "Z"
+        return value.isoformat()
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).hex()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return value
+
+
+class SqlClient:
+    def __init__(self, dsn: str, component: str):
+        self.dsn = dsn
+        self.kind = dsn_kind(dsn)
+        self.component = component
+        self._sqlite: sqlite3.Connection | None = None
+        self._lock = asyncio.Lock()  # one SQLite connection, used by one thread at a time
+        self._pool: Any = None
+
+    async def start(self) -> None:
+        if self.kind == "sqlite":
+            path = Path(self.dsn.removeprefix("sqlite:///"))
+            if not path.exists():
+                raise SqlError(f"{self.component}: no SQLite database at {path}")
+            self._sqlite = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+            self._sqlite.row_factory = sqlite3.Row
+            return
+        try:
+            import asyncpg
+        except ImportError:
+            raise SqlError(f"{self.component} needs asyncpg: pip install 'rtstream[postgres]'") from None
+        try:
+            self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=4)
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise SqlError(f"{self.component}: cannot connect to PostgreSQL: {type(exc).__name__}") from None
+
+    async def fetch(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every row of `query` with `params` bound by name."""
+        if self._sqlite is not None:
+            async with self._lock:
+                return await asyncio.to_thread(self._sqlite_fetch, query, params)
+        names = list(dict.fromkeys(_NAMED.findall(query)))
+        sql = _NAMED.sub(lambda m: f"${names.index(m.group(1)) + 1}", query)
+        rows = await self._pool.fetch(sql, *(params[n] for n in names))
+        return [{k: json_friendly(v) for k, v in r.items()} for r in rows]
+
+    async def fetch_by_key(self, query: str, keys: list[Hashable], found: dict[Hashable, dict[str, Any] | None]) -> None:
+        """Into `found`, the first row of `query` for each key bound to `:key` (None: no row), in one
+        round trip per kind of key (integers, floats, text): a kind whose query fails (a text key
+        against an integer column) leaves the others answered, then raises."""
+        if self._sqlite is not None:
+            async with self._lock:
+                error = await asyncio.to_thread(self._sqlite_by_key, query, keys, found)
+            if error is not None:
+                raise error
+            return
+        for k in keys:
+            if "\x00" in str(k) and type(k) is not int:
+                found[k] = None
+        groups: dict[str, dict[Any, Hashable]] = {}  # array type -> {value sent: the key it stands for}
+        for k in keys:
+            if type(k) is int and -(1 << 63) <= k < (1 << 63):
+                groups.setdefault("bigint[]", {})[k] = k
+            elif type(k) is float:
+                groups.setdefault("float8[]", {})[k] = k
+            elif "\x00" not in str(k):  # PostgreSQL text holds no NUL: such a key has no row
+                groups.setdefault("text[]", {})[str(k)] = k
+        inner = _NAMED.sub(lambda m: "k.rtstream_key" if m.group(1) == "key" else m.group(0), query)
+        failed: Exception | None = None
+        for array_type, sent in groups.items():
+            # the user's query joined laterally to the list of keys: one query for all of them
+            sql = (f"SELECT k.rtstream_key, q.* FROM unnest($1::{array_type}) AS k(rtstream_key) "
+                   f"CROSS JOIN LATERAL ({inner}) AS q")
+            try:
+                rows = await self._pool.fetch(sql, list(sent))
+            except Exception as exc:  # noqa: BLE001 - the other kinds of key are still answered
+                failed = failed or exc
+                continue
+            answered: dict[Hashable, dict[str, Any] | None] = dict.fromkeys(sent.values())
+            for r in rows:
+                key = sent.get(r["rtstream_key"])
+                if key is not None and answered.get(key) is None:
+                    answered[key] = {c: json_friendly(v) for c, v in r.items() if c != "rtstream_key"}
+            found.update(answered)
+        if failed is not None:
+            raise failed
+
+    def _sqlite_fetch(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        assert self._sqlite is not None
+        try:
+            return [{k: json_friendly(r[k]) for k in r.keys()} for r in self._sqlite.execute(query, params)]
+        except sqlite3.Error as exc:
+            raise SqlError(f"{self.component}: {exc}") from None
+
+    def _sqlite_by_key(self, query: str, keys: list[Hashable],
+                       found: dict[Hashable, dict[str, Any] | None]) -> SqlError | None:
+        """Each key on its own: one that fails (an int beyond 64 bits) leaves the others answered."""
+        assert self._sqlite is not None
+        error = None
+        for key in keys:
+            try:
+                row = self._sqlite.execute(query, {"key": key}).fetchone()
+            except (sqlite3.Error, OverflowError) as exc:
+                error = error or SqlError(f"{self.component}: {type(exc).__name__}: {exc}")
+                continue
+            found[key] = None if row is None else {k: json_friendly(row[k]) for k in row.keys()}
+        return error
+
+    async def close(self) -> None:
+        if self._sqlite is not None:
+            self._sqlite.close()
+            self._sqlite = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None

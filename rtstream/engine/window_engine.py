@@ -1,0 +1,65 @@
+"""The window engine: partitions in, emissions out. Its jobs live beside it:
+
+- rtstream.engine.fold     folding a batch into open windows (the hot path)
+- rtstream.engine.closing  closing windows and emitting them
+- rtstream.engine.partition_snapshot checkpoint snapshots and restore
+- rtstream.engine.commit_rule   what writing an emission releases (the commit rule)
+"""
+
+from __future__ import annotations
+
+from rtstream.engine.closing import WindowCloser
+from rtstream.engine.commit_rule import Hold, HoldKind
+from rtstream.engine.emission import Emission
+from rtstream.engine.fold import BatchFold
+from rtstream.engine.partition_snapshot import EngineSnapshots
+from rtstream.model.batch import Batch
+from rtstream.model.positions import Mark, PartitionKey
+from rtstream.windows.watermark import NEVER
+
+__all__ = ["Emission", "WindowEngine"]
+
+
+class WindowEngine(BatchFold, WindowCloser, EngineSnapshots):
+    def assign(self, pk: PartitionKey, now: float, epoch: int = 0) -> None:
+        self._epochs[pk] = epoch
+        self.watermark.assign(pk, now)
+
+    def seed(self, pk: PartitionKey, mark: Mark) -> None:
+        """Resume a partition from a commit that carried `mark` (see rtstream.model.positions.Mark)."""
+        self._seeds[pk] = mark
+        self.ledger.seed(pk, mark[0])
+        self._emitted_upto[pk] = max(self._emitted_upto.get(pk, NEVER), mark[0])
+
+    def revoke(self, pk: PartitionKey) -> None:
+        """Drop a partition's open state without emitting it; its next owner replays it."""
+        self._epochs.pop(pk, None)
+        self.ledger.forget(pk)
+        self._seeds.pop(pk, None)
+        for start in self.store.drop(pk):
+            self.tracker.release(pk, Hold(HoldKind.OPEN, start))
+        if self.sessions is not None:
+            self.sessions.drop(pk)
+        self.watermark.forget(pk)
+        self.tracker.drop(pk)
+        self._emitted_upto.pop(pk, None)
+
+    def finish(self, pk: PartitionKey) -> None:
+        """A finite partition has nothing more: it stops holding the watermark back."""
+        self.watermark.forget(pk)
+
+    def open_windows(self) -> int:
+        return self.sessions.open_count() if self.sessions is not None else self.store.open_windows()
+
+    def partitions(self, source: str) -> list[PartitionKey]:
+        return [pk for pk in self._epochs if pk[0] == source]
+
+    def owns(self, batch: Batch) -> bool:
+        return self._epochs.get((batch.source, batch.partition)) == batch.epoch
+
+    def owned(self) -> list[PartitionKey]:
+        return list(self._epochs)
+
+    def emitted(self, emission: Emission) -> None:
+        """The sinks have the window (see DeliveryLedger.emitted)."""
+        self.ledger.emitted(emission, self._epochs.keys())

@@ -1,0 +1,21 @@
+"""Which share of a pipeline's work one worker process takes."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from rtstream.model.strict import Strict
+
+
+class WorkerShare(Strict):
+    """Which of the `[daemon] workers` this process is: the supervisor sets it on each worker's
+    command line (`--set daemon.worker=...`); sources it splits itself read every `count`-th item."""
+
+    index: int = Field(default=0, ge=0)
+    count: int = Field(default=1, ge=1, le=64)
+
+    @model_validator(mode="after")
+    def _index_below_count(self) -> WorkerShare:
+        if self.index >= self.count:
+            raise ValueError(f"index {self.index} is not below count {self.count}")
+        return self

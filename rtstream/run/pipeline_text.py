@@ -1,0 +1,81 @@
+"""The resolved pipeline as text, for `rtstream validate`."""
+
+from __future__ import annotations
+
+from rtstream.config.load import Settings
+from rtstream.model.durations import format_duration
+from rtstream.runtime.context import Context
+
+
+def describe(settings: Settings) -> str:
+    """The pipeline as `rtstream validate` prints it, every secret of the config masked."""
+    from rtstream.support.secrets import Scrubber, secrets_of
+
+    return Scrubber(secrets_of(settings)).redact(_describe(settings))
+
+
+def _describe(settings: Settings) -> str:
+    root = settings.root
+    w = root.window
+    ctx = Context(pipeline=root.pipeline.name, state_dir=root.daemon.state_dir,  # type: ignore[arg-type]
+                  extra={"search_dirs": settings.search_dirs})
+    assert w.size is not None
+    time_from = f"event time from field {w.time_field!r}" if w.time == "event" else "the sources' own timestamps"
+    lines = [
+        f"pipeline   {root.pipeline.name}",
+        f"flow       {settings.flow}",
+        f"window     {w.type} "
+        + (f"gap {format_duration(w.gap)}" if w.gap is not None else format_duration(w.size))
+        + (f" every {format_duration(w.hop)}" if w.hop else "")
+        + (f" (schedule {w.schedule!r})" if w.schedule else "")
+        + f", {time_from}, lateness {format_duration(w.lateness)}, idle timeout {format_duration(w.idle_timeout)}"
+        + (f", running results every {format_duration(w.update_interval)}" if w.emit == "updates" else ""),
+    ]
+    for title, names in (("sources", settings.flow.sources), ("stages", settings.flow.stages),
+                         ("sinks", settings.flow.sinks)):
+        lines.append(title)
+        width = max((len(n) for n in names), default=0)
+        for comp in settings.of(names):
+            obj = comp.cls(comp.name, comp.config, ctx)
+            if callable(getattr(comp.config, "call", None)) and not hasattr(obj, "fn"):
+                obj.fn = comp.config.call  # type: ignore[attr-defined]  # a sink loads it at start; describe() reads it
+            lines.append(f"  {comp.name:<{width}}  {obj.describe()}")
+    dl = root.dead_letter.path or f"{root.daemon.state_dir}/dead_letters.jsonl"
+    lines.append(f"dead letters  {dl}")
+    lines.append(f"state dir     {root.daemon.state_dir} (commit every {format_duration(root.daemon.commit_interval)}, "
+                 f"shutdown grace {format_duration(root.daemon.shutdown_grace)})")
+    cp = root.state.checkpoint_interval
+    if cp is not None:
+        lines.append(f"checkpoints   {root.state.path or f'{root.daemon.state_dir}/checkpoints.db'} "
+                     f"every {format_duration(cp)}")
+    if root.admin is not None:
+        a = root.admin
+        auth = "bearer token" if a.token else "NO TOKEN (allow_unauthenticated)" if a.allow_unauthenticated else \
+            "no token (loopback only)"
+        lines.append(f"admin         http://{a.listen} ({auth}; header timeout {format_duration(a.header_timeout)}, "
+                     f"max {a.max_connections} connections)")
+    return "\n".join(lines)
+
+
+def first_window_note(settings: Settings, now: float | None = None) -> str:
+    """When a newcomer will first see a result: the first window's close for records arriving now."""
+    import time
+
+    from rtstream.model.window import iso_utc
+
+    w = settings.root.window
+    now = time.time() if now is None else now
+    if w.type == "session":
+        return (f"sessions close {format_duration(w.gap or 0)} after their key's last record "
+                f"(+ lateness {format_duration(w.lateness)})")
+    step_ms = w.hop_ms
+    now_ms = int(now * 1000)
+    end_ms = (now_ms // step_ms) * step_ms + w.size_ms  # the first window holding a record of now
+    while end_ms - step_ms > now_ms:
+        end_ms -= step_ms
+    close_ms = end_ms + round(w.lateness * 1000)
+    note = (f"windows of {format_duration(w.size or 0)}: for records arriving now, the first closes at "
+            f"{iso_utc(close_ms)} (in {format_duration(max(0, round((close_ms - now_ms) / 1000)))}, its end + lateness)")
+    if w.emit == "updates":
+        note += f"; running results every {format_duration(w.update_interval)} until then"
+    return note

@@ -1,0 +1,168 @@
+"""The admin view of a pipeline run as several workers: each worker's own admin server (on a
+loopback port of its own) is read every second, and the answers are combined into the shape the
+admin server serves for one process, so the same page, probes and metrics work unchanged.
+
+Metrics are the workers' own families with a `worker` label added; counts are summed, the
+watermark is the lowest; a problem of one worker is named with it (`worker-1/results`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import orjson
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
+
+from rtstream.runtime.status import Throughput
+from rtstream.windows.clock import epoch_ms
+
+if TYPE_CHECKING:
+    from rtstream.run.workers import WorkerSupervisor
+
+POLL_EVERY = 1.0
+_SUMMED = ("records_in", "rows_out", "windows_flushed", "dead_letters", "open_windows")
+
+
+class WorkersStatus:
+    def __init__(self, supervisor: WorkerSupervisor, token: str | None):
+        self.supervisor = supervisor
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.started = time.time()
+        self.statuses: dict[int, dict[str, Any]] = {}
+        self.runs: dict[int, list[dict[str, Any]]] = {}
+        self.metrics_text: dict[int, str] = {}
+        self.metrics_registry = CollectorRegistry(auto_describe=False)
+        self.metrics_registry.register(_WorkerMetrics(self))
+        self.history = _MergedHistory(self)
+        self._task: asyncio.Task[None] | None = None
+        self._http: aiohttp.ClientSession | None = None
+
+    @property
+    def pipeline(self) -> str:
+        return self.supervisor.settings.root.pipeline.name
+
+    async def start(self) -> None:
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2), headers=self.headers)
+        self._task = asyncio.create_task(self._poll_forever(), name="workers-status")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._http is not None:
+            await self._http.close()
+
+    async def _poll_forever(self) -> None:
+        while True:
+            await asyncio.gather(*(self._poll(w.index, w.admin_port) for w in self.supervisor.workers
+                                   if w.admin_port is not None))
+            await asyncio.sleep(POLL_EVERY)
+
+    async def _poll(self, index: int, port: int | None) -> None:
+        assert self._http is not None
+        base = f"http://127.0.0.1:{port}"
+        try:
+            async with self._http.get(f"{base}/api/status") as resp:
+                self.statuses[index] = orjson.loads(await resp.read())
+            async with self._http.get(f"{base}/api/runs") as resp:
+                self.runs[index] = orjson.loads(await resp.read()).get("windows", [])
+            async with self._http.get(f"{base}/metrics") as resp:
+                self.metrics_text[index] = await resp.text()
+        except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError, ValueError):
+            self.statuses.pop(index, None)  # not up (yet, or any more): readiness says so
+
+    # --- the view the admin server reads --------------------------------------------------------
+    def throughput(self) -> Throughput:
+        sts = list(self.statuses.values())
+        marks = [epoch_ms(s["watermark"]) for s in sts if s.get("watermark")]
+        return Throughput(sum(s.get("records_in", 0) for s in sts), sum(s.get("rows_out", 0) for s in sts),
+                          min(marks) if marks else 0)
+
+    def readiness(self) -> dict[str, str]:
+        problems: dict[str, str] = {}
+        for w in self.supervisor.workers:
+            st = self.statuses.get(w.index)
+            if w.done:
+                continue
+            if st is None:
+                problems[f"worker-{w.index}"] = "not answering" if w.proc is not None else "not started"
+                continue
+            for comp, why in st.get("problems", {}).items():
+                problems[f"worker-{w.index}/{comp}"] = why
+        if self.supervisor.stopping.is_set():
+            problems["daemon"] = "shutting down"
+        return problems
+
+    def component_order(self) -> list[str]:
+        first = next(iter(self.statuses.values()), None)
+        if first is None:
+            return []
+        flow = first.get("flow", {})
+        return [*flow.get("stages", []), *flow.get("sinks", [])]
+
+    def status(self) -> dict[str, Any]:
+        sts = self.statuses
+        first = next(iter(sts.values()), {})
+        problems = self.readiness()
+        marks = [s["watermark"] for s in sts.values() if s.get("watermark")]
+        doc: dict[str, Any] = {
+            "pipeline": self.pipeline, "ready": not problems, "problems": problems,
+            "flow": first.get("flow", {}), "components": first.get("components", {}),
+            "uptime_s": time.time() - self.started, "watermark": min(marks) if marks else None,
+            "workers": [{"worker": w.index, "pid": w.proc.pid if w.proc else None, "restarts": w.restarts,
+                         "finished": w.done, "ready": w.index in sts and not sts[w.index].get("problems"),
+                         "records_in": sts.get(w.index, {}).get("records_in")} for w in self.supervisor.workers],
+        }
+        for key in _SUMMED:
+            doc[key] = sum(s.get(key, 0) or 0 for s in sts.values())
+        return doc
+
+
+class _MergedHistory:
+    """The workers' run histories as one: a window's row per component, worst state first."""
+
+    _RANK = {"failed": 0, "retrying": 1, "running": 2, "dead_lettered": 3, "success": 4}
+
+    def __init__(self, view: WorkersStatus):
+        self.view = view
+
+    def windows(self, limit: int | None = None) -> list[dict[str, Any]]:
+        merged: dict[str, dict[str, Any]] = {}
+        for index, windows in self.view.runs.items():
+            for w in windows:
+                into = merged.setdefault(w["window_start"], {"window_start": w["window_start"],
+                                                             "window_end": w["window_end"], "components": {}})
+                for comp, run in w["components"].items():
+                    have = into["components"].get(comp)
+                    if have is None or self._RANK.get(run["state"], 9) < self._RANK.get(have["state"], 9):
+                        into["components"][comp] = {**run, "worker": index}
+        out = sorted(merged.values(), key=lambda w: w["window_start"], reverse=True)
+        return out[:limit] if limit else out
+
+
+class _WorkerMetrics(Collector):
+    def __init__(self, view: WorkersStatus):
+        self.view = view
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        families: dict[str, Metric] = {}
+        for index, text in sorted(self.view.metrics_text.items()):
+            for fam in text_string_to_metric_families(text):
+                into = families.get(fam.name)
+                if into is None:
+                    into = families[fam.name] = Metric(fam.name, fam.documentation, fam.type, fam.unit)
+                for s in fam.samples:
+                    into.add_sample(s.name, {**s.labels, "worker": str(index)}, s.value, s.timestamp, s.exemplar)
+        yield from families.values()

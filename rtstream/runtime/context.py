@@ -1,0 +1,21 @@
+"""What every component is given at construction: where to keep state, and whom to tell."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rtstream.model.positions import NoPartitionEvents, PartitionEvents
+from rtstream.model.worker import WorkerShare
+
+
+@dataclass
+class Context:
+    pipeline: str
+    state_dir: Path
+    time_mode: str = "event"
+    key_fields: list[str] = field(default_factory=list)  # the output key, for upserting sinks
+    partitions: PartitionEvents = field(default_factory=NoPartitionEvents)  # sources whose partitions come and go
+    extra: dict[str, Any] = field(default_factory=dict)
+    worker: WorkerShare = field(default_factory=WorkerShare)  # which of `[daemon] workers` this process is

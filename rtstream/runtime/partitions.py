@@ -1,0 +1,127 @@
+"""Partition ownership, in one place: assigned -> started at a decided offset -> revoked.
+
+A source whose partitions come and go (Kafka) decides where each assigned partition starts before it
+accepts any record of it, and hands that decision over as an `Assignment`; the lifecycle seeds the
+engine with the commit's marks, brings back a checkpoint that covers more than the commit, and says
+where to read from. On revoke it commits what is safe, checkpoints, and drops the partition's open
+state (its next owner replays it). Fixed-partition sources (files, spools) start the same way once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Hashable
+from enum import Enum
+from typing import TYPE_CHECKING, Protocol
+
+from rtstream.model.errors import StateDirError
+from rtstream.model.positions import Assignment, PartitionKey
+
+if TYPE_CHECKING:
+    from rtstream.engine.window_engine import WindowEngine
+    from rtstream.runtime.checkpoint_store import CheckpointStore
+    from rtstream.runtime.committer import Committer
+    from rtstream.sources.base import Source
+
+log = logging.getLogger("rtstream.partitions")
+
+
+class PartitionState(Enum):
+    STARTED = "started"  # reading from its decided start
+    REVOKED = "revoked"  # given up; its open state dropped
+
+
+class PartitionLifecycle:
+    def __init__(self, engine: WindowEngine, committer: Committer, checkpoints: CheckpointStore | None,
+                 scopes: dict[str, str]):
+        self.engine = engine
+        self.committer = committer
+        self.checkpoints = checkpoints
+        self.scopes = scopes  # source -> what its checkpoints are valid for
+        self.states: dict[PartitionKey, tuple[PartitionState, int | None]] = {}  # with the start offset
+
+    def start_fixed(self, src: Source) -> None:
+        """A source with a fixed set of partitions, once at start-up."""
+        fixed = src.partitions() or []
+        now = asyncio.get_running_loop().time()
+        for p in fixed:
+            self.engine.assign((src.name, p), now)
+            self.states[(src.name, p)] = (PartitionState.STARTED, None)
+        for p, mark in src.resume_marks().items():
+            self.engine.seed((src.name, p), mark)
+        if fixed:
+            self._restore(src.name, self._load(src.name, fixed), src.resume_at)
+
+    async def assigned(self, a: Assignment) -> dict[Hashable, int]:
+        now = asyncio.get_running_loop().time()
+        for p in a.starts:
+            self.engine.assign((a.source, p), now, a.epoch)
+            if p in a.marks:
+                self.engine.seed((a.source, p), a.marks[p])
+        log.info("%s: assigned %s", a.source, sorted(map(str, a.starts)), extra={"component": a.source})
+        starts = dict(a.starts)
+        if a.resumable:
+            found = self._load(a.source, list(a.resumable))
+
+            def newer(positions: dict[Hashable, int]) -> set[Hashable]:
+                return {p for p, pos in positions.items() if pos >= a.starts[p]}  # older than the commit: replay
+            starts.update(self._restore(a.source, found, newer))
+        for p, pos in starts.items():
+            self.states[(a.source, p)] = (PartitionState.STARTED, pos)
+        return starts
+
+    async def revoked(self, source: str, partitions: list[Hashable]) -> None:
+        await self.committer.commit_revoked(source, partitions)
+        try:
+            await checkpoint(self.engine, self.checkpoints, self.scopes,
+                             [(source, p) for p in partitions])  # the next owner may share the store
+        except StateDirError as exc:
+            log.warning("checkpoint on revoke of %s failed: %s", source, exc, extra={"component": source})
+        for p in partitions:
+            self.engine.revoke((source, p))
+            self.states[(source, p)] = (PartitionState.REVOKED, None)
+        log.info("%s: revoked %s", source, sorted(map(str, partitions)), extra={"component": source})
+
+    def _load(self, source: str, partitions: list[Hashable]) -> dict[Hashable, tuple[int, bytes]]:
+        if self.checkpoints is None:
+            return {}
+        return self.checkpoints.load(self.scopes[source], partitions)
+
+    def _restore(self, source: str, found: dict[Hashable, tuple[int, bytes]], accept: Accept) -> dict[Hashable, int]:
+        """Bring back the checkpointed state of the partitions whose source `accept`s to read on from
+        the checkpoint's position; returns those positions."""
+        if not found:
+            return {}
+        ok = accept({p: pos for p, (pos, _) in found.items()})
+        for p in set(found) - ok:
+            log.info("%s: checkpoint of %s not used (older than the commit, or the source cannot resume from it); "
+                     "replaying from the commit", source, p, extra={"component": source})
+        now = asyncio.get_running_loop().time()
+        out = {}
+        for p in ok:
+            pos, blob = found[p]
+            windows = self.engine.restore((source, p), pos, blob, now)
+            out[p] = pos
+            log.info("%s: restored %s from its checkpoint: %d open windows, reading on from %s", source, p, windows,
+                     pos, extra={"component": source})
+        return out
+
+
+class Accept(Protocol):
+    def __call__(self, positions: dict[Hashable, int], /) -> set[Hashable]: ...
+
+
+async def checkpoint(engine: WindowEngine, store: CheckpointStore | None, scopes: dict[str, str],
+                     only: list[PartitionKey] | None = None) -> None:
+    """Snapshot the open windows of `only` (default: every partition owned) with their positions."""
+    if store is None or engine.time_range is not None:
+        return  # a backfill re-reads a range; it has nothing to resume
+    rows = []
+    for pk in only if only is not None else engine.owned():
+        snap = engine.snapshot(pk)
+        if snap is not None:
+            rows.append((scopes[pk[0]], pk[1], snap[0], snap[1]))
+    if rows:
+        await asyncio.to_thread(store.save, rows)
+        log.debug("checkpoint: %d partitions, %d bytes", len(rows), store.last_bytes)

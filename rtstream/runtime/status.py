@@ -1,0 +1,134 @@
+"""What operators see of a running pipeline: a read-only view for the admin server and the metrics.
+
+The admin side reads only this view, never the runtime itself, so the two never import each other.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from rtstream.model.window import iso_utc
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from rtstream.admin.history import RunHistory
+    from rtstream.runtime.supervisor import Runtime
+
+
+@dataclass(frozen=True)
+class Throughput:
+    records_in: int
+    rows_out: int
+    watermark_ms: int  # 0 before any record
+
+
+class RuntimeStatus:
+    def __init__(self, runtime: Runtime):
+        self._rt = runtime
+
+    @property
+    def pipeline(self) -> str:
+        return self._rt.settings.root.pipeline.name
+
+    @property
+    def history(self) -> RunHistory:
+        return self._rt.history
+
+    @property
+    def metrics_registry(self) -> CollectorRegistry:
+        return self._rt.metrics.registry
+
+    def throughput(self) -> Throughput:
+        rt = self._rt
+        return Throughput(sum(rt.stats.records_in.values()), rt.flusher.rows_out, rt.engine.watermark.current)
+
+    def readiness(self) -> dict[str, str]:
+        """Component -> why it is not ready; empty when every source takes input and no sink is halted."""
+        rt = self._rt
+        problems = {}
+        for src in rt.sources:
+            why = src.not_ready()
+            if why:
+                problems[src.name] = why
+        for comp, error in rt.flusher.failing.items():
+            problems[comp] = f"halted, retrying: {error}"
+        if rt.stopping:
+            problems["daemon"] = "shutting down"
+        return problems
+
+    def component_order(self) -> list[str]:
+        rt = self._rt
+        return [*([rt.incremental.name] if rt.incremental else []), *(s.name for s in rt.window_stages),
+                *(s.name for s in rt.sinks)]
+
+    def status(self) -> dict[str, Any]:
+        rt = self._rt
+        flow = rt.settings.flow
+        comps: dict[str, Any] = {}
+        for kind, objs in (("source", rt.sources), ("stage", rt.stages), ("sink", rt.sinks)):
+            for obj in objs:
+                comps[obj.name] = {"kind": kind, "describe": obj.describe(), "halted": obj.name in rt.flusher.failing}
+        wm = rt.engine.watermark.current
+        problems = self.readiness()
+        return {"pipeline": self.pipeline, "ready": not problems, "problems": problems,
+                "flow": {"sources": flow.sources, "stages": flow.stages, "sinks": flow.sinks},
+                "components": comps, "uptime_s": time.time() - rt.started,
+                "records_in": sum(rt.stats.records_in.values()), "rows_out": rt.flusher.rows_out,
+                "windows_flushed": rt.flusher.windows_flushed, "dead_letters": rt.dead_letters.count,
+                "open_windows": rt.engine.open_windows(),
+                "watermark": iso_utc(wm) if wm > 0 else None}
+
+    def open_window_runs(self) -> list[dict[str, Any]]:
+        """The windows still open (Airflow's running column): bounds and records folded in so far,
+        oldest first. Sessions are per key and move as they grow: they are not listed."""
+        engine = self._rt.engine
+        if engine.sessions is not None:
+            return []
+        out = []
+        for start, panes in engine.store.snapshot().items():
+            out.append({"window_start": iso_utc(start), "window_end": iso_utc(start + engine.size_ms),
+                        "records": sum(pane.count for _, pane in panes)})
+        return out
+
+    @property
+    def config_path(self) -> str | None:
+        """The config file this runtime was started from (None from the Python API)."""
+        path = self._rt.settings.path
+        return str(path) if path is not None else None
+
+    @property
+    def config_overrides(self) -> list[str]:
+        return list(self._rt.settings.overrides)
+
+    @property
+    def dead_letter_path(self) -> str:
+        return str(self._rt.dead_letters.path)
+
+    # --- for the metrics collector ------------------------------------------------------------
+    def counters(self) -> dict[str, Any]:
+        """Plain numbers and maps, read at scrape time."""
+        rt = self._rt
+        cp = rt.checkpoints
+        return {
+            "records_in": dict(rt.stats.records_in),
+            "rows_by_sink": dict(rt.flusher.rows_by_sink),
+            "dead_letters_by_reason": dict(rt.dead_letters.by_reason),
+            "windows_flushed": rt.flusher.windows_flushed,
+            "retries_by": dict(rt.flusher.retries_by),
+            "failures": dict(rt.flusher.failures),
+            "queue_depth": {name: q.qsize() for name, q in rt.queues.items()},
+            "open_windows": rt.engine.open_windows(),
+            "watermark_ms": rt.engine.watermark.current,
+            "checkpoints": None if cp is None else {"saved": cp.saved, "bytes": cp.last_bytes, "at": cp.last_at},
+            "halted": {sink.name: sink.name in rt.flusher.failing for sink in rt.sinks},
+            "lookups": {s.name: figures for s in rt.stages if (figures := s.lookup_figures()) is not None},
+        }
+
+    def source_gauges(self) -> Iterator[tuple[str, dict[tuple[str, int], int], int | None]]:
+        """(source, its consumer lag per (topic, partition), its spooled bytes or None) for each source."""
+        for src in self._rt.sources:
+            yield src.name, src.lag(), src.pending_bytes()
