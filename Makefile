@@ -27,6 +27,7 @@ run: $(VENV)/.installed
 TEST_WORKERS ?= 3
 test: $(VENV)/.installed-test
 	bash .ci/system-deps
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The long fault scenarios (twenty SIGKILLs, a slow sink for a minute, a 20 s outage), then the
@@ -43,9 +44,11 @@ KNOWN_BUGS ?= tansu_metadata
 soak-random: $(VENV)/.installed-test
 	$(BIN)/python -m tests.faults.harness --seeds $(SEEDS) --known-bugs "$(KNOWN_BUGS)"
 
+# ruff, mypy, and the layers of pyproject.toml's [tool.importlinter] (an import up a layer fails)
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check rtstream tests bench
 	$(BIN)/mypy rtstream
+	$(BIN)/lint-imports --no-cache
 
 # W1 (1M records, then 4M side by side with the raw loop), then live latency at 50,000 records/s
 bench: $(VENV)/.installed-test

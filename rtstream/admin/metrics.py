@@ -11,7 +11,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from rtstream.runtime.status import RuntimeStatus
+    from rtstream.model.status import CounterView
+    from rtstream.model.window import Window
 
 
 class Metrics:
@@ -26,12 +27,17 @@ class Metrics:
                                         buckets=(0, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000),
                                         registry=self.registry)
 
-    def attach(self, view: RuntimeStatus) -> None:
+    def window_flushed(self, window: Window, seconds: float) -> None:
+        """The runtime's observer call (rtstream.runtime.observers), once per final window."""
+        self.flush_seconds.observe(seconds)
+        self.window_records.observe(window.input_count)
+
+    def attach(self, view: CounterView) -> None:
         self.registry.register(_RuntimeCollector(view))
 
 
 class _RuntimeCollector(Collector):
-    def __init__(self, view: RuntimeStatus):
+    def __init__(self, view: CounterView):
         self.view = view
 
     def describe(self) -> list[Any]:

@@ -31,7 +31,7 @@ from rtstream.windows.clock import epoch_ms
 
 if TYPE_CHECKING:
     from rtstream.config.load import Settings
-    from rtstream.runtime.status import RuntimeStatus
+    from rtstream.model.status import StatusView
 
 log = logging.getLogger("rtstream.admin")
 SAMPLE_EVERY = 2.0
@@ -55,7 +55,9 @@ MAX_RUNS = 1000  # windows one /api/runs answer may hold
 
 
 class AdminServer:
-    def __init__(self, view: RuntimeStatus, listen: str, token: str | None, settings: Settings,
+    name = "admin"  # as the supervisor names it when it cannot start
+
+    def __init__(self, view: StatusView, listen: str, token: str | None, settings: Settings,
                  limits: HttpLimits | None = None):
         self.view = view
         self.listen = listen

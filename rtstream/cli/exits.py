@@ -1,12 +1,10 @@
-"""Exit codes and the one way a command says a config is refused."""
+"""The one way a command says a config is refused, with the exit code that says so."""
 
 from __future__ import annotations
 
 import sys
 
-from rtstream.model.errors import ConfigError
-
-EXIT_CONFIG = 2
+from rtstream.model.errors import EXIT_CONFIG, ConfigError
 
 
 def refused(title: str, exc: ConfigError) -> int:

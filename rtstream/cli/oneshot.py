@@ -10,17 +10,14 @@ from typing import IO
 
 import orjson
 
+from rtstream.cli.exits import EXIT_CONFIG, refused
 from rtstream.model.errors import ConfigError
-from rtstream.run.oneshot import WindowRows, run_test
-
-EXIT_CONFIG = 2
+from rtstream.run.oneshot import WindowRows, run_once
 
 
-def test_command(args: argparse.Namespace) -> int:
-    from rtstream.cli.exits import refused
+def run_once_command(args: argparse.Namespace) -> int:
     from rtstream.config.load import load_settings
-    from rtstream.support.logs import setup_logging
-    from rtstream.support.secrets import remember
+    from rtstream.run.process_setup import start_logging
     from rtstream.windows.clock import epoch_ms
 
     try:
@@ -36,8 +33,7 @@ def test_command(args: argparse.Namespace) -> int:
         settings = load_settings(Path(args.config), args.overrides, check_paths=False)
     except ConfigError as exc:
         return refused(f"rtstream: config {args.config} refused:", exc)
-    root = settings.root
-    setup_logging(root.daemon.log_level, "text", root.pipeline.name, remember(settings))
+    start_logging(settings, "text")
     try:
         out: IO[bytes] = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115
     except OSError as exc:
@@ -54,7 +50,7 @@ def test_command(args: argparse.Namespace) -> int:
         rows_out += len(w.rows)
 
     try:
-        outcome = asyncio.run(run_test(settings, input_path=input_path, at_ms=at_ms, with_sinks=args.sinks,
+        outcome = asyncio.run(run_once(settings, input_path=input_path, at_ms=at_ms, with_sinks=args.sinks,
                                        on_window=emit))
     except ConfigError as exc:
         return refused(f"rtstream: cannot test {args.config}:", exc)

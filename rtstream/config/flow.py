@@ -105,6 +105,20 @@ class Node:
         return Chain([_nodes(other)]) >> self
 
 
+class SourceNode(Node):
+    """A source in a flow built in Python (`SourceNode("fetch", "kafka", topics=[...])`)."""
+
+    kind = "source"
+
+
+class StageNode(Node):
+    kind = "stage"
+
+
+class SinkNode(Node):
+    kind = "sink"
+
+
 class Chain:
     def __init__(self, steps: list[list[Node]]):
         self.steps = steps

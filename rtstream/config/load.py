@@ -26,7 +26,7 @@ SECTIONS: dict[str, Kind] = {"sources": "source", "stages": "stage", "sinks": "s
 
 
 @dataclass
-class Component:
+class ComponentSettings:
     name: str
     kind: Kind
     cls: type
@@ -37,12 +37,12 @@ class Component:
 class Settings:
     root: RootConfig
     flow: Flow
-    components: dict[str, Component]
+    components: dict[str, ComponentSettings]
     path: Path | None = None
     search_dirs: list[Path] = field(default_factory=list)
     overrides: list[str] = field(default_factory=list)
 
-    def of(self, names: list[str]) -> list[Component]:
+    def of(self, names: list[str]) -> list[ComponentSettings]:
         return [self.components[n] for n in names]
 
 
@@ -180,7 +180,7 @@ def validate(doc: dict[str, Any], path: Path | None, search_dirs: list[Path],
         root = RootConfig.model_validate(doc)
     except ValidationError as exc:
         problems.extend(problems_from(exc, model=RootConfig))
-    components: dict[str, Component] = {}
+    components: dict[str, ComponentSettings] = {}
     kinds: dict[str, str] = {}
     airflow_keys: dict[str, dict[str, Any]] = {}
     for section, kind in SECTIONS.items():
@@ -218,7 +218,7 @@ def validate(doc: dict[str, Any], path: Path | None, search_dirs: list[Path],
     return Settings(root, flow, components, path, search_dirs)
 
 
-def _component(kind: Kind, name: str, body: Any, where: str, problems: list[tuple[str, str]]) -> Component | None:
+def _component(kind: Kind, name: str, body: Any, where: str, problems: list[tuple[str, str]]) -> ComponentSettings | None:
     if not isinstance(body, dict):
         problems.append((where, "must be a table"))
         return None
@@ -236,10 +236,10 @@ def _component(kind: Kind, name: str, body: Any, where: str, problems: list[tupl
     except ValidationError as exc:
         problems.extend(problems_from(exc, where, cls.Config))  # type: ignore[attr-defined]
         return None
-    return Component(name, kind, cls, cfg)
+    return ComponentSettings(name, kind, cls, cfg)
 
 
-def _cross_checks(root: RootConfig, flow: Flow, components: dict[str, Component], search_dirs: list[Path],
+def _cross_checks(root: RootConfig, flow: Flow, components: dict[str, ComponentSettings], search_dirs: list[Path],
                   problems: list[tuple[str, str]], airflow_keys: dict[str, dict[str, Any]]) -> None:
     if root.window.time == "source":
         for name in flow.sources:

@@ -8,7 +8,7 @@ snapshots (rtstream.engine.partition_snapshot). Delivery bookkeeping is rtstream
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rtstream.engine.commit_rule import CommitTracker, DeliveryLedger
 from rtstream.model.positions import Mark, PartitionKey
@@ -21,12 +21,20 @@ from rtstream.windows.watermark import WatermarkTracker
 
 if TYPE_CHECKING:
     from rtstream.engine.emission import Emission
-    from rtstream.stages.map import MapStage
+
+
+class RecordStep(Protocol):
+    """A per-record stage as the fold calls it (a `map` stage): one value in, zero or more out; a raise
+    dead-letters that record only."""
+
+    name: str
+
+    def apply(self, value: dict[str, Any]) -> list[dict[str, Any]]: ...
 
 
 class EngineState:
     def __init__(self, *, size_ms: int, lateness_ms: int, idle_timeout_s: float, time_mode: str,
-                 time_field: str, record_stages: list[MapStage], aggregator: Aggregator | None,
+                 time_field: str, record_stages: list[RecordStep], aggregator: Aggregator | None,
                  tracker: CommitTracker, max_window_records: int, hop_ms: int | None = None,
                  emit_empty: bool = False, session_gap_ms: int | None = None,
                  update_interval_s: float | None = None, source_where: Mapping[str, Where] | None = None):

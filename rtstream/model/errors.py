@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+EXIT_CONFIG = 2  # the exit code of a refusal: a config, a flag or a file the user must fix
+
 
 class RtstreamError(Exception):
     """Base of every error rtstream raises on purpose."""

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from rtstream.config.flow import Flow
-from rtstream.config.load import Component, Settings
+from rtstream.config.load import ComponentSettings, Settings
 from rtstream.model.errors import ConfigError
 from rtstream.model.window import Window
 from rtstream.sinks.base import Sink, SinkConfig
@@ -39,7 +39,7 @@ class WindowRows:
 
 
 @dataclass
-class TestOutcome:
+class RunOnceOutcome:
     windows: list[WindowRows] = field(default_factory=list)
     exit_code: int = 0
     failures: list[str] = field(default_factory=list)  # "component: error", for each failed run
@@ -101,7 +101,7 @@ def for_test(settings: Settings, state_dir: Path, input_path: Path | None, with_
             continue
         if input_path is not None:
             cfg = FileSourceConfig(type="file", path=str(input_path), follow=False)
-            settings.components[name] = Component(name, "source", FileSource, cfg)
+            settings.components[name] = ComponentSettings(name, "source", FileSource, cfg)
             replaced = True
         elif not _finite(kind, comp.config):
             problems.append((f"sources.{name}", f"a {kind} source needs --input FILE (JSON lines) in a test run"))
@@ -111,7 +111,7 @@ def for_test(settings: Settings, state_dir: Path, input_path: Path | None, with_
         root.window.time = "event"  # lines of a file carry no time of their own: theirs is in time_field
         log.warning("the --input records are windowed by their field %r (the config's sources keep their own "
                     "time; a file has none)", root.window.time_field)
-    output = Component(OUTPUT, "sink", _output_class(on_window), OutputConfig(type="test_output"))
+    output = ComponentSettings(OUTPUT, "sink", _output_class(on_window), OutputConfig(type="test_output"))
     settings.components[OUTPUT] = output
     sinks = [*settings.flow.sinks, OUTPUT] if with_sinks else [OUTPUT]
     settings.flow = Flow(list(settings.flow.sources), list(settings.flow.stages), sinks)
@@ -131,12 +131,12 @@ def _output_class(on_window: Callable[[WindowRows], None]) -> type:
     return BoundOutput
 
 
-async def run_test(settings: Settings, *, input_path: Path | None = None, at_ms: int | None = None,
-                   with_sinks: bool = False, on_window: Callable[[WindowRows], None] | None = None) -> TestOutcome:
+async def run_once(settings: Settings, *, input_path: Path | None = None, at_ms: int | None = None,
+                   with_sinks: bool = False, on_window: Callable[[WindowRows], None] | None = None) -> RunOnceOutcome:
     """Run `settings` once as `rtstream test` does; the outcome holds every window's rows."""
     from rtstream.runtime.supervisor import Runtime
 
-    outcome = TestOutcome()
+    outcome = RunOnceOutcome()
 
     def keep(w: WindowRows) -> None:
         outcome.windows.append(w)
@@ -165,7 +165,7 @@ class runtime_history:  # noqa: N801 - used as a context manager, like open()
     """The run history of a finished runtime (its database is closed when the run ends)."""
 
     def __init__(self, runtime: Any):
-        from rtstream.admin.history import RunHistory
+        from rtstream.runtime.run_history import RunHistory
 
         self.history = RunHistory(runtime.state_dir / "runs.db")
 

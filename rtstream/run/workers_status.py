@@ -21,7 +21,7 @@ from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from rtstream.runtime.status import Throughput
+from rtstream.model.status import Throughput
 from rtstream.windows.clock import epoch_ms
 
 if TYPE_CHECKING:

@@ -22,7 +22,7 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from rtstream.engine.dead_letter import DeadLetter
@@ -35,10 +35,10 @@ from rtstream.stages.base import Stage
 from rtstream.support.backoff import backoff_delay
 
 if TYPE_CHECKING:
-    from rtstream.admin.history import RunHistory
-    from rtstream.admin.metrics import Metrics
     from rtstream.runtime.alert import AlertWebhook
     from rtstream.runtime.committer import Committer
+    from rtstream.runtime.observers import WindowObserver
+    from rtstream.runtime.run_history import RunHistory
 
 log = logging.getLogger("rtstream.flush")
 
@@ -50,7 +50,7 @@ class GaveUp(Exception):
 class WindowFlusher:
     def __init__(self, stages: list[Stage], sinks: list[Sink], dead_letters: DeadLetterFile,
                  done: Callable[[Emission], None], policies: dict[str, Policy], *,
-                 history: RunHistory | None = None, metrics: Metrics | None = None,
+                 history: RunHistory | None = None, observers: Sequence[WindowObserver] = (),
                  alert: AlertWebhook | None = None, first_stage: str | None = None,
                  committer: Committer | None = None):
         self.stages = stages
@@ -59,7 +59,7 @@ class WindowFlusher:
         self.done = done
         self.policies = policies
         self.history = history
-        self.metrics = metrics
+        self.observers = observers
         self.alert = alert
         self.first_stage = first_stage  # the aggregate folded as records arrived, shown in the history
         self.committer = committer  # for sinks that commit source offsets with the window (transactions)
@@ -115,9 +115,8 @@ class WindowFlusher:
             return
         self.windows_flushed += 1
         self.latencies.append(time.monotonic() - em.closed_at)
-        if self.metrics is not None:
-            self.metrics.flush_seconds.observe(took)
-            self.metrics.window_records.observe(em.window.input_count)
+        for observer in self.observers:
+            observer.window_flushed(em.window, took)
         if self.history is not None and self.windows_flushed % 10 == 0:
             self.history.trim()
         log.info("window %s .. %s flushed: %d records in, %d rows out, %.0f ms", em.window.start_iso,

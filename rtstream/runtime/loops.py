@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from rtstream.engine.emission import Emission
 from rtstream.model.errors import ComponentError
-from rtstream.runtime.partitions import checkpoint
+from rtstream.runtime.partitions import save_checkpoints
 
 if TYPE_CHECKING:
     from rtstream.runtime.supervisor import Runtime
@@ -105,7 +105,7 @@ class PipelineLoops:
             for em in engine.take_restored():
                 await flushq.put(em)
             if interval is not None and loop.time() >= next_checkpoint:
-                await checkpoint(engine, rt.checkpoints, rt.scopes)
+                await save_checkpoints(engine, rt.checkpoints, rt.scopes)
                 next_checkpoint = loop.time() + interval
             try:
                 item = queue.get_nowait()

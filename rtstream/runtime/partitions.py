@@ -74,7 +74,7 @@ class PartitionLifecycle:
     async def revoked(self, source: str, partitions: list[Hashable]) -> None:
         await self.committer.commit_revoked(source, partitions)
         try:
-            await checkpoint(self.engine, self.checkpoints, self.scopes,
+            await save_checkpoints(self.engine, self.checkpoints, self.scopes,
                              [(source, p) for p in partitions])  # the next owner may share the store
         except StateDirError as exc:
             log.warning("checkpoint on revoke of %s failed: %s", source, exc, extra={"component": source})
@@ -112,7 +112,7 @@ class Accept(Protocol):
     def __call__(self, positions: dict[Hashable, int], /) -> set[Hashable]: ...
 
 
-async def checkpoint(engine: WindowEngine, store: CheckpointStore | None, scopes: dict[str, str],
+async def save_checkpoints(engine: WindowEngine, store: CheckpointStore | None, scopes: dict[str, str],
                      only: list[PartitionKey] | None = None) -> None:
     """Snapshot the open windows of `only` (default: every partition owned) with their positions."""
     if store is None or engine.time_range is not None:

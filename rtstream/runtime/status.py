@@ -1,34 +1,29 @@
-"""What operators see of a running pipeline: a read-only view for the admin server and the metrics.
+"""What operators see of a running pipeline: the read-only view the admin server and the metrics read.
 
-The admin side reads only this view, never the runtime itself, so the two never import each other.
+It provides rtstream.model.status's protocols; the admin side knows those, never this module or the
+runtime, so the two never import each other.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from rtstream.model.status import Throughput
 from rtstream.model.window import iso_utc
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-    from rtstream.admin.history import RunHistory
+    from rtstream.runtime.run_history import RunHistory
     from rtstream.runtime.supervisor import Runtime
 
 
-@dataclass(frozen=True)
-class Throughput:
-    records_in: int
-    rows_out: int
-    watermark_ms: int  # 0 before any record
-
-
 class RuntimeStatus:
-    def __init__(self, runtime: Runtime):
+    def __init__(self, runtime: Runtime, metrics_registry: CollectorRegistry | None = None):
         self._rt = runtime
+        self._registry = metrics_registry  # the daemon's metrics (rtstream.run.daemon); None without
 
     @property
     def pipeline(self) -> str:
@@ -39,8 +34,8 @@ class RuntimeStatus:
         return self._rt.history
 
     @property
-    def metrics_registry(self) -> CollectorRegistry:
-        return self._rt.metrics.registry
+    def metrics_registry(self) -> CollectorRegistry | None:
+        return self._registry
 
     def throughput(self) -> Throughput:
         rt = self._rt

@@ -13,115 +13,42 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from rtstream.admin.history import RunHistory
-from rtstream.admin.metrics import Metrics
 from rtstream.config.load import Settings
-from rtstream.engine.commit_rule import CommitTracker
-from rtstream.engine.window_engine import WindowEngine
 from rtstream.model.errors import ComponentError, StateDirError
 from rtstream.model.policy import resolve
-from rtstream.runtime.alert import AlertWebhook
-from rtstream.runtime.awaiting_stages import RecordStaging
-from rtstream.runtime.checkpoint_store import CheckpointStore
-from rtstream.runtime.committer import Committer
-from rtstream.runtime.context import Context
-from rtstream.runtime.dead_letter_file import DeadLetterFile
-from rtstream.runtime.flush import WindowFlusher, percentile
+from rtstream.runtime.build import PipelineParts, build_parts
+from rtstream.runtime.flush import percentile
 from rtstream.runtime.loops import PipelineLoops, guarded
-from rtstream.runtime.partitions import PartitionLifecycle, checkpoint
-from rtstream.runtime.status import RuntimeStatus
-from rtstream.sinks.base import Sink
-from rtstream.sources.base import Source
-from rtstream.stages.aggregate import AggregateStage
-from rtstream.stages.base import Stage
+from rtstream.runtime.observers import WindowObserver
+from rtstream.runtime.partitions import save_checkpoints
 from rtstream.support.secrets import remember
 
 log = logging.getLogger("rtstream.runtime")
 CLOSE_TIMEOUT = 5.0  # a component that does not close in this long is left behind at shutdown
 
 
-@dataclass
-class RuntimeStats:
-    records_in: dict[str, int] = field(default_factory=dict)
+class Service(Protocol):
+    """A server beside the pipeline (the admin server): up before the components, down after them."""
+
+    name: str
+
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
 
 
-class Runtime:
-    def __init__(self, settings: Settings):
+class Runtime(PipelineParts):
+    """A built pipeline (rtstream.runtime.build) with its lifecycle: start, run the loops, stop cleanly."""
+
+    def __init__(self, settings: Settings, observers: Sequence[WindowObserver] = ()):
         remember(settings)  # the run history, dead letters and alerts mask this config's secrets
-        self.settings = settings
-        root = settings.root
-        self.state_dir = Path(root.daemon.state_dir)
-        self.tracker = CommitTracker()
-        self.context = Context(pipeline=root.pipeline.name, state_dir=self.state_dir, time_mode=root.window.time,
-                               extra={"search_dirs": settings.search_dirs}, worker=root.daemon.worker)
-        flow = settings.flow
-        self.sources: list[Source] = [c.cls(c.name, c.config, self.context) for c in settings.of(flow.sources)]
-        self.stages: list[Stage] = [c.cls(c.name, c.config, self.context) for c in settings.of(flow.stages)]
-        stages = list(self.stages)
-        self.record_stages = []
-        while stages and stages[0].per_record:
-            self.record_stages.append(stages.pop(0))
-        self.incremental: AggregateStage | None = (
-            stages.pop(0) if stages and isinstance(stages[0], AggregateStage) else None)  # type: ignore[assignment]
-        self.window_stages = stages
-        last_window_stage: Stage | None = self.window_stages[-1] if self.window_stages else self.incremental
-        if isinstance(last_window_stage, AggregateStage) and last_window_stage.config.key:
-            self.context.key_fields = [last_window_stage.config.key]
-        elif isinstance(last_window_stage, AggregateStage) and root.window.type == "session":
-            self.context.key_fields = ["key"]  # sessions of the record key: rows carry it as "key"
-        self.sinks: list[Sink] = [c.cls(c.name, c.config, self.context) for c in settings.of(flow.sinks)]
-        self.scopes = {s.name: s.checkpoint_scope() for s in self.sources}
-        defaults = root.defaults
-        policies = {c.name: resolve(defaults, c.config, "sink") for c in self.sinks}
-        policies.update({c.name: resolve(defaults, c.config, "stage") for c in self.stages})
-        # a per-record stage that awaits (a lookup) moves every per-record stage out of the fold
-        source_where = {s.name: flt for s in self.sources if (flt := s.where) is not None}
-        self.staging = RecordStaging(self.record_stages, policies, source_where) \
-            if any(s.awaits_per_batch for s in self.record_stages) else None
-        w = root.window
-        self.engine = WindowEngine(
-            size_ms=w.size_ms, lateness_ms=round(w.lateness * 1000), idle_timeout_s=w.idle_timeout,
-            time_mode=w.time, time_field=w.time_field, record_stages=[] if self.staging else self.record_stages,  # type: ignore[arg-type]
-            aggregator=self.incremental.aggregator if self.incremental else None, tracker=self.tracker,
-            max_window_records=root.daemon.max_window_records, hop_ms=w.hop_ms, emit_empty=w.emit_empty,
-            session_gap_ms=w.gap_ms, update_interval_s=w.update_interval if w.emit == "updates" else None,
-            source_where={} if self.staging else source_where)  # staging filters before its stages
-        # a sink that commits source offsets in its own transactions (Kafka exactly_once) does all commits
-        self.committer = Committer(self.tracker, self.engine.ledger, self.sources,
-                                   transactional=any(s.commits_source_offsets for s in self.sinks),
-                                   owned=self.engine.owned)
-        self.checkpoints: CheckpointStore | None = None
-        if root.state.checkpoint_interval is not None:
-            path = Path(root.state.path) if root.state.path else self.state_dir / "checkpoints.db"
-            self.checkpoints = CheckpointStore(path, root.pipeline.name)
-        self.partitions = PartitionLifecycle(self.engine, self.committer, self.checkpoints, self.scopes)
-        self.context.partitions = self.partitions
-        dl_path = Path(root.dead_letter.path) if root.dead_letter.path else self.state_dir / "dead_letters.jsonl"
-        self.dead_letters = DeadLetterFile(dl_path)
-        self.stats = RuntimeStats()
-        self.metrics = Metrics()
-        self.history = RunHistory(self.state_dir / "runs.db", root.admin.history if root.admin else 100)
-        self.alert = None
-        if root.alert is not None:
-            token = root.alert.bearer_token.get_secret_value() if root.alert.bearer_token else None
-            self.alert = AlertWebhook(root.alert.url, root.pipeline.name, token, root.alert.timeout)
-        self.flusher = WindowFlusher(self.window_stages, self.sinks, self.dead_letters, self.engine.emitted, policies,
-                                     history=self.history, metrics=self.metrics, alert=self.alert,
-                                     first_stage=self.incremental.name if self.incremental else None,
-                                     committer=self.committer)
+        super().__init__(**vars(build_parts(settings, observers)))  # the parts become this runtime's fields
         self.queues: dict[str, asyncio.Queue[Any]] = {}
-        self.view = RuntimeStatus(self)
-        self.admin = None
-        if root.admin is not None:
-            from rtstream.admin.server import AdminServer
-
-            token = root.admin.token.get_secret_value() if root.admin.token else None
-            self.admin = AdminServer(self.view, root.admin.listen, token, settings)
+        # started before every component and closed after them: the admin server (rtstream.run.daemon)
+        self.services: list[Service] = []
         self.stop_requested = asyncio.Event()
         self._stop_deadline: float | None = None  # monotonic time by which a requested stop must be done
         self._loops: PipelineLoops | None = None
@@ -129,7 +56,6 @@ class Runtime:
         self._signals = 0
         self.exit_code = 0
         self.started = time.time()
-        self.metrics.attach(self.view)
 
     @property
     def stopping(self) -> bool:
@@ -176,9 +102,9 @@ class Runtime:
             if self.alert is not None:
                 await self.alert.start()
                 stack.push_async_callback(self._close, self.alert)
-            if self.admin is not None:
-                await guarded("admin", self.admin.start())
-                stack.push_async_callback(self._close, self.admin)
+            for service in self.services:
+                await guarded(service.name, service.start())
+                stack.push_async_callback(self._close, service)
             if self.checkpoints is not None:
                 self.checkpoints.open()
                 stack.callback(self.checkpoints.close)
@@ -201,7 +127,7 @@ class Runtime:
         """What is still open is checkpointed, so the next start reads on from here; what is safe is committed."""
         try:
             async with asyncio.timeout(self.time_left()):
-                await checkpoint(self.engine, self.checkpoints, self.scopes)
+                await save_checkpoints(self.engine, self.checkpoints, self.scopes)
                 await self.committer.commit_all()
         except StateDirError as exc:
             log.error("final commit failed: %s", exc)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from functools import cached_property
 from typing import Any, ClassVar, Literal
 
 from rtstream.model.policy import PolicyOverrides
 from rtstream.model.positions import WindowCommit
 from rtstream.model.registry import Component, ComponentConfig
 from rtstream.model.window import Window
-from rtstream.where.language import Where, WhereText, compile_where
+from rtstream.where import WhereFiltered, WhereText
 
 
 class SinkConfig(ComponentConfig, PolicyOverrides):
@@ -22,7 +21,7 @@ class SinkConfig(ComponentConfig, PolicyOverrides):
     where: WhereText = None
 
 
-class Sink(Component):
+class Sink(WhereFiltered, Component):
     """Base class. `write` returns only when the rows are durably delivered.
 
     A replayed window must leave the same result as writing it once: sinks upsert by
@@ -31,11 +30,6 @@ class Sink(Component):
 
     Config: ClassVar[type[SinkConfig]]
 
-    @cached_property
-    def where(self) -> Where | None:
-        """The compiled `where` of this sink, or None when it takes every row."""
-        text = getattr(self.config, "where", None)
-        return compile_where(text) if text is not None else None
 
     async def write(self, window: Window, rows: list[dict[str, Any]]) -> None:
         raise NotImplementedError

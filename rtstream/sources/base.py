@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Hashable
-from functools import cached_property
 from typing import Any, ClassVar
 
 from rtstream.model.batch import Batch
 from rtstream.model.positions import Mark, SourceCommit
 from rtstream.model.registry import Component, ComponentConfig
-from rtstream.where.language import Where, WhereText, compile_where
+from rtstream.where import WhereFiltered, WhereText
 
 
 class SourceConfig(ComponentConfig):
@@ -18,7 +17,7 @@ class SourceConfig(ComponentConfig):
     where: WhereText = None
 
 
-class Source(Component):
+class Source(WhereFiltered, Component):
     """Base class. A source yields batches in offset order per partition.
 
     Sources with a fixed set of partitions list them in `partitions()`; sources whose partitions
@@ -29,11 +28,6 @@ class Source(Component):
     has_source_time: ClassVar[bool] = True
     splits_by_group: ClassVar[bool] = False  # several workers share it: by a consumer group, or a static share (Kafka)
 
-    @cached_property
-    def where(self) -> Where | None:
-        """The compiled `where` of this source, or None when it keeps every record."""
-        text = getattr(self.config, "where", None)
-        return compile_where(text) if text is not None else None
 
     @property
     def finite(self) -> bool:

@@ -23,12 +23,12 @@ from typing import Any
 
 import orjson
 
-from rtstream.run.oneshot import TestOutcome, run_test
+from rtstream.run.oneshot import RunOnceOutcome, run_once
 from rtstream.windows.clock import epoch_ms
 
 
 async def run_async(config_or_pipeline: Any, records: Iterable[dict[str, Any]] | None = None, *,
-                    at: Any = None, sinks: bool = False, overrides: list[str] | None = None) -> TestOutcome:
+                    at: Any = None, sinks: bool = False, overrides: list[str] | None = None) -> RunOnceOutcome:
     """As `run`, inside a running event loop (pytest-asyncio and the like)."""
     from rtstream.config.load import load_settings
 
@@ -40,18 +40,18 @@ async def run_async(config_or_pipeline: Any, records: Iterable[dict[str, Any]] |
         settings = load_settings(doc=config_or_pipeline.config(), overrides=overrides, check_paths=False)
     at_ms = epoch_ms(at) if at is not None else None
     if records is None:
-        return await run_test(settings, at_ms=at_ms, with_sinks=sinks)
+        return await run_once(settings, at_ms=at_ms, with_sinks=sinks)
     with tempfile.TemporaryDirectory(prefix="rtstream-input-") as tmp:
         path = Path(tmp) / "input.jsonl"
         path.write_bytes(b"".join(orjson.dumps(r, default=str) + b"\n" for r in records))
-        return await run_test(settings, input_path=path, at_ms=at_ms, with_sinks=sinks)
+        return await run_once(settings, input_path=path, at_ms=at_ms, with_sinks=sinks)
 
 
 def run(config_or_pipeline: Any, records: Iterable[dict[str, Any]] | None = None, *, at: Any = None,
-        sinks: bool = False, overrides: list[str] | None = None) -> TestOutcome:
+        sinks: bool = False, overrides: list[str] | None = None) -> RunOnceOutcome:
     """Run a config file (path), a config document (dict) or a `rtstream.Pipeline` once over `records`.
 
-    Returns a TestOutcome: `by_window` maps each window's start (ISO-8601 UTC) to its rows, `windows`
+    Returns a RunOnceOutcome: `by_window` maps each window's start (ISO-8601 UTC) to its rows, `windows`
     lists (window_start, window_end, rows, key) in the order written, `rows` is every row,
     `exit_code` is 0 or 1 and `failures` names each failed component with its error.
     `at` is the logical date a python source fetches for (as in `airflow dags test`).

@@ -142,11 +142,11 @@ def test_python_and_map_stages_with_fan_out(tmp_path, events):
 
 
 def test_generator_finite_run_python_api(tmp_path):
-    from rtstream import Pipeline, Sink, Source, Stage
+    from rtstream import Pipeline, SinkNode, SourceNode, StageNode
 
-    gen = Source("gen", "generator", count=3000, rate=10, realtime=False, seed=3)
-    agg = Stage("agg", "aggregate", key="kind", aggregates={"n": "count()"})
-    out = Sink("out", "file", path=str(tmp_path / "out"))
+    gen = SourceNode("gen", "generator", count=3000, rate=10, realtime=False, seed=3)
+    agg = StageNode("agg", "aggregate", key="kind", aggregates={"n": "count()"})
+    out = SinkNode("out", "file", path=str(tmp_path / "out"))
     code = Pipeline(gen >> agg >> out, name="api", window={"size": "1m"},
                     daemon={"state_dir": str(tmp_path / "s")}, state={"checkpoint_interval": "1m"}).run()
     assert code == 0

@@ -26,9 +26,9 @@ def test_the_default_config_shows_signs_of_life_within_a_minute(tmp_path):
 
 def test_the_python_api_logs_like_the_cli(tmp_path):
     script = (
-        "from rtstream import Pipeline, Sink, Source, Stage\n"
-        "flow = Source('fetch', 'generator', rate=50, count=300, realtime=False) >> "
-        "Stage('process', 'aggregate', key='user_id', aggregates={'events': 'count()'}) >> Sink('store', 'stdout')\n"
+        "from rtstream import Pipeline, SinkNode, SourceNode, StageNode\n"
+        "flow = SourceNode('fetch', 'generator', rate=50, count=300, realtime=False) >> "
+        "StageNode('process', 'aggregate', key='user_id', aggregates={'events': 'count()'}) >> SinkNode('store', 'stdout')\n"
         f"code = Pipeline(flow, name='api-demo', daemon={{'state_dir': {str(tmp_path / 's')!r}}}).run()\n"
         "print('exit', code)\n")
     res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=ROOT)

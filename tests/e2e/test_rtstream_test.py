@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 
 import rtstream.testing
-from rtstream import Pipeline, Sink, Source, Stage
+from rtstream import Pipeline, SinkNode, SourceNode, StageNode
 from tests.support import run_cli, write_config
 
 RECORDS = [{"user_id": "u1", "amount": 5, "ts": "2026-11-24T12:01:00Z"},
@@ -61,8 +61,8 @@ def explode(records):
 
 
 def test_testing_run_returns_rows_per_window_for_a_pipeline(tmp_path):
-    flow = Source("fetch", "file", path="unused.jsonl") >> Stage("twice", "python", call=double) \
-        >> Sink("out", "file", path=str(tmp_path / "never"))
+    flow = SourceNode("fetch", "file", path="unused.jsonl") >> StageNode("twice", "python", call=double) \
+        >> SinkNode("out", "file", path=str(tmp_path / "never"))
     result = rtstream.testing.run(Pipeline(flow, name="t", window={"size": "5m", "lateness": "0s"}), RECORDS)
     assert result.exit_code == 0
     assert [r["amount"] for r in result.by_window["2026-11-24T12:00:00Z"]] == [10, 2, 14]
@@ -71,8 +71,8 @@ def test_testing_run_returns_rows_per_window_for_a_pipeline(tmp_path):
 
 
 def test_testing_run_reports_the_failing_component(tmp_path):
-    flow = Source("fetch", "file", path="unused.jsonl") >> Stage("boom", "python", call=explode) \
-        >> Sink("out", "stdout")
+    flow = SourceNode("fetch", "file", path="unused.jsonl") >> StageNode("boom", "python", call=explode) \
+        >> SinkNode("out", "stdout")
     result = rtstream.testing.run(Pipeline(flow, window={"size": "5m"}), RECORDS[:1])
     assert result.exit_code == 1
     assert result.failures and result.failures[0].startswith("boom failed on window 2026-11-24T12:00:00Z")

@@ -34,7 +34,7 @@ def env(tmp_path):
 
 
 def history(tmp_path):
-    from rtstream.admin.history import RunHistory
+    from rtstream.runtime.run_history import RunHistory
 
     return RunHistory(tmp_path / "state" / "runs.db").windows()
 

@@ -121,7 +121,8 @@ def test_endpoints(running):
 def test_history_survives_a_restart(running, tmp_path):
     d, base, receiver, src = running
     wait_until(lambda: len(runs(base)["windows"]) == 3, 30, what="three windows")
-    from rtstream.admin.history import RunHistory, grid_text
+    from rtstream.cli.runs import grid_text
+    from rtstream.runtime.run_history import RunHistory
 
     # read the same store the daemon writes, as `rtstream runs` does
     windows = RunHistory(tmp_path / "state" / "runs.db").windows()

@@ -85,16 +85,3 @@ class RunHistory:
             self._db.close()
 
 
-def grid_text(windows: list[dict[str, Any]], components: list[str]) -> str:
-    """The grid for a terminal: one line per window, one column per component."""
-    mark = {"success": "ok", "running": "..", "retrying": "RETRY", "failed": "FAILED", "dead_lettered": "DEAD"}
-    width = max([len(c) for c in components] + [6])
-    head = f"{'window':<22}" + "".join(f"{c:>{width + 2}}" for c in components)
-    lines = [head]
-    for w in windows:
-        cells = []
-        for c in components:
-            run = w["components"].get(c)
-            cells.append(f"{mark.get(run['state'], run['state']) if run else '-':>{width + 2}}")
-        lines.append(f"{w['window_start']:<22}" + "".join(cells))
-    return "\n".join(lines)
