@@ -25,30 +25,44 @@ from rtstream.windows.store import Pane
 from rtstream.windows.watermark import NEVER
 
 
+class BatchPass:
+    """What folding one batch keeps at hand: its partition's open panes and marks, and its refusals."""
+
+    __slots__ = ("batch", "pk", "panes", "closed_upto", "seed", "dead")
+
+    def __init__(self, batch: Batch, pk: PartitionKey, panes: dict[int, Pane], closed_upto: int, seed: Mark | None):
+        self.batch = batch
+        self.pk = pk
+        self.panes = panes
+        self.closed_upto = closed_upto  # windows ending by here were emitted for this partition
+        self.seed = seed  # the mark this partition resumed from, if any
+        self.dead: list[DeadLetter] = []
+
+    def reject(self, reason: str, detail: str, rec: Any, value: Any, stage: str | None = None,
+               window: tuple[int, int] | None = None) -> None:
+        b = self.batch
+        self.dead.append(DeadLetter(reason, detail, b.source, b.partition, rec.offset, stage, window, value))
+
+
 class BatchFold(EngineState):
 
     def process(self, batch: Batch, now: float) -> list[DeadLetter]:
-        """Fold one batch into open windows; returns the records that could not be used."""
+        """Fold one batch into open windows; returns the records that could not be used.
+
+        Per record: decode, the short path (below), the source's `where`, the per-record stages, then
+        for each value its time (`_time_of`) and its windows (`_fold_value`)."""
         pk = (batch.source, batch.partition)
-        panes = self.store.panes_of(pk)
-        closed_upto = self._emitted_upto.get(pk, NEVER)
+        p = BatchPass(batch, pk, self.store.panes_of(pk), self._emitted_upto.get(pk, NEVER), self._seeds.get(pk))
+        panes, closed_upto, reject = p.panes, p.closed_upto, p.reject
         size = self.size_ms
         agg = self.aggregator
-        table_mode = agg is not None
         update = agg.update if agg is not None else None
-        event_time = self.time_mode == "event"
         tf = self.time_field
         maps = self.record_stages
         decoded = batch.decoded
         # orjson, with integers past 64 bits kept exact; not called on a decoded batch
         loads = orjson.loads if decoded else decoder_for(map(_value, batch.records))
-        tracker = self.tracker
-        sessions = self.sessions
-        dead: list[DeadLetter] = []
         max_ts = NEVER
-        time_range = self.time_range
-        seed = self._seeds.get(pk)
-        hop, hop_n = self.hop_ms, self.size_ms // self.hop_ms
         where = self.source_where.get(batch.source)
         keep = where.matches if where is not None else None  # compiled once: no parsing per record
         filtered = 0
@@ -56,12 +70,8 @@ class BatchFold(EngineState):
         # the windows) takes a short path for a record whose window is open; anything else about
         # that record (a new window, a late record, other time formats, a refusal) falls through to
         # the general path, in offset order.
-        fast = (event_time and table_mode and not maps and sessions is None and hop_n == 1 and time_range is None
-                and keep is None)
-
-        def reject(reason: str, detail: str, rec: Any, value: Any, stage: str | None = None,
-                   window: tuple[int, int] | None = None) -> None:
-            dead.append(DeadLetter(reason, detail, batch.source, batch.partition, rec.offset, stage, window, value))
+        fast = (self.time_mode == "event" and agg is not None and not maps and self.sessions is None
+                and self.hop_ms == size and self.time_range is None and keep is None)
 
         for rec in batch.records:
             try:
@@ -94,79 +104,9 @@ class BatchFold(EngineState):
                     continue
                 values = self._apply_maps([value], rec, reject) if maps else (value,)
                 for v in values:
-                    if event_time:
-                        t = v.get(tf)
-                        if t.__class__ is int and 100_000_000_000 <= t < 100_000_000_000_000:
-                            ts = t
-                        else:
-                            try:
-                                ts = epoch_ms(t) if t is not None else _missing(tf)
-                            except DecodeError as exc:
-                                reject("no_time", str(exc), rec, v)
-                                continue
-                    else:
-                        given = rec.timestamp
-                        if given is None or not MIN_MS <= given <= MAX_MS:
-                            reject("no_time", f"the source gave this record no usable timestamp ({given!r})", rec, v)
-                            continue
-                        ts = given
-                    if time_range is not None and not (time_range[0] <= ts < time_range[1]):
-                        self.skipped += 1
-                        continue
-                    if sessions is not None:
-                        if self._join_session(pk, batch, rec, v, ts, closed_upto, seed, reject) and ts > max_ts:
-                            max_ts = ts
-                        continue
-                    if hop_n == 1:
-                        starts: Any = (ts - ts % size,)
-                    else:
-                        last = ts - ts % hop
-                        starts = [last - k * hop for k in range(hop_n)]  # every window holding ts
-                    joined = False
-                    late_start = None
-                    for start in starts:
-                        if start + size <= closed_upto:
-                            if not (seed is not None and rec.offset < seed[1] and start + size <= seed[0]):
-                                late_start = start
-                            # else: counted in a window written before the restart
-                            continue
-                        pane = panes.get(start)
-                        if pane is None:
-                            pane = panes[start] = Pane(rec.offset, {} if table_mode else None)
-                            tracker.hold(pk, Hold(HoldKind.OPEN, start), rec.offset)
-                        if table_mode:
-                            why = update(pane.table, v, ts)  # type: ignore[misc, arg-type]
-                            if why is not None:
-                                # a value the first window refuses is refused whole; a later (hopping)
-                                # window refuses it only for its own sum, which would overflow
-                                reject("invalid", why, rec, v, window=(start, start + size) if joined else None)
-                                if not pane.table:
-                                    del panes[start]
-                                    tracker.release(pk, Hold(HoldKind.OPEN, start))
-                                if joined:
-                                    continue
-                                break
-                        else:
-                            buffered = self.store.buffered.get(start, 0)
-                            if buffered >= self.max_window_records:
-                                reject("window_full", f"window already holds max_window_records = "
-                                       f"{self.max_window_records} records", rec, v, window=(start, start + size))
-                                if not pane.records:
-                                    del panes[start]
-                                    tracker.release(pk, Hold(HoldKind.OPEN, start))
-                                break
-                            self.store.buffered[start] = buffered + 1
-                            pane.records.append((ts, v))  # type: ignore[union-attr]
-                        pane.count += 1
-                        joined = True
-                    if joined:
-                        if ts > max_ts:
-                            max_ts = ts
-                    elif late_start is not None:
-                        reject("late", f"window {iso_utc(late_start)} was already emitted", rec, v,
-                               window=(late_start, late_start + size))
-                    elif seed is not None:
-                        self.replayed_done += 1
+                    ts = self._time_of(p, rec, v)
+                    if ts is not None and self._fold_value(p, rec, v, ts) and ts > max_ts:
+                        max_ts = ts
             except Exception as exc:  # noqa: BLE001 - a bug met by one record must not stop the daemon for good
                 reject("error", f"{type(exc).__name__}: {exc}", rec, rec.value)
         self.records_in += batch.read if batch.read is not None else len(batch.records)
@@ -174,7 +114,86 @@ class BatchFold(EngineState):
             self.filtered_out += filtered
         if max_ts != NEVER:
             self.watermark.observe(pk, max_ts, now)
-        return dead
+        return p.dead
+
+    def _time_of(self, p: BatchPass, rec: Any, v: dict[str, Any]) -> int | None:
+        """The record's time in epoch ms (its field, or the source's own time); None when refused."""
+        if self.time_mode == "event":
+            tf = self.time_field
+            t = v.get(tf)
+            if t.__class__ is int and 100_000_000_000 <= t < 100_000_000_000_000:
+                return t  # type: ignore[no-any-return]
+            try:
+                return epoch_ms(t) if t is not None else _missing(tf)
+            except DecodeError as exc:
+                p.reject("no_time", str(exc), rec, v)
+                return None
+        given = rec.timestamp
+        if given is None or not MIN_MS <= given <= MAX_MS:
+            p.reject("no_time", f"the source gave this record no usable timestamp ({given!r})", rec, v)
+            return None
+        return given  # type: ignore[no-any-return]
+
+    def _fold_value(self, p: BatchPass, rec: Any, v: dict[str, Any], ts: int) -> bool:
+        """Fold one value at `ts` into its session or every window holding it; True when it joined one."""
+        time_range = self.time_range
+        if time_range is not None and not (time_range[0] <= ts < time_range[1]):
+            self.skipped += 1
+            return False
+        if self.sessions is not None:
+            return self._join_session(p.pk, p.batch, rec, v, ts, p.closed_upto, p.seed, p.reject)
+        size, hop = self.size_ms, self.hop_ms
+        if hop == size:
+            starts: Any = (ts - ts % size,)
+        else:
+            last = ts - ts % hop
+            starts = [last - k * hop for k in range(size // hop)]  # every window holding ts
+        panes, seed, closed_upto, pk = p.panes, p.seed, p.closed_upto, p.pk
+        table_mode = self.aggregator is not None
+        joined = False
+        late_start = None
+        for start in starts:
+            if start + size <= closed_upto:
+                if not (seed is not None and rec.offset < seed[1] and start + size <= seed[0]):
+                    late_start = start
+                # else: counted in a window written before the restart
+                continue
+            pane = panes.get(start)
+            if pane is None:
+                pane = panes[start] = Pane(rec.offset, {} if table_mode else None)
+                self.tracker.hold(pk, Hold(HoldKind.OPEN, start), rec.offset)
+            if table_mode:
+                why = self.aggregator.update(pane.table, v, ts)  # type: ignore[union-attr, arg-type]
+                if why is not None:
+                    # a value the first window refuses is refused whole; a later (hopping)
+                    # window refuses it only for its own sum, which would overflow
+                    p.reject("invalid", why, rec, v, window=(start, start + size) if joined else None)
+                    if not pane.table:
+                        del panes[start]
+                        self.tracker.release(pk, Hold(HoldKind.OPEN, start))
+                    if joined:
+                        continue
+                    break
+            else:
+                buffered = self.store.buffered.get(start, 0)
+                if buffered >= self.max_window_records:
+                    p.reject("window_full", f"window already holds max_window_records = "
+                             f"{self.max_window_records} records", rec, v, window=(start, start + size))
+                    if not pane.records:
+                        del panes[start]
+                        self.tracker.release(pk, Hold(HoldKind.OPEN, start))
+                    break
+                self.store.buffered[start] = buffered + 1
+                pane.records.append((ts, v))  # type: ignore[union-attr]
+            pane.count += 1
+            joined = True
+        if not joined:
+            if late_start is not None:
+                p.reject("late", f"window {iso_utc(late_start)} was already emitted", rec, v,
+                         window=(late_start, late_start + size))
+            elif seed is not None:
+                self.replayed_done += 1
+        return joined
 
     def _join_session(self, pk: PartitionKey, batch: Batch, rec: Any, v: dict[str, Any], ts: int,
                       closed_upto: int, seed: Mark | None, reject: Any) -> bool:
