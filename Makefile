@@ -27,7 +27,6 @@ run: $(VENV)/.installed
 TEST_WORKERS ?= 3
 test: $(VENV)/.installed-test
 	bash .ci/system-deps
-	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The long fault scenarios (twenty SIGKILLs, a slow sink for a minute, a 20 s outage), then the
