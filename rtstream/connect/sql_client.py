@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import math
 import re
 import sqlite3
 import uuid
@@ -18,6 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from rtstream.connect import pg_time
 from rtstream.model.errors import RtstreamError
 
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")  # :name, but not a ::cast
@@ -47,7 +49,12 @@ def json_friendly(value: Any) -> Any:
     if isinstance(value, dt.date | dt.time):
         return value.isoformat()
     if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
+        # a number where JSON holds one (an int within 64 bits, else a finite float: 1e30 as 1e+30);
+        # Infinity, NaN and 1e400 as their exact text, never an error that stops the fetch
+        if value.is_finite() and value == value.to_integral_value() and -(1 << 63) <= value < (1 << 63):
+            return int(value)
+        as_float = float(value)
+        return as_float if math.isfinite(as_float) else str(value)
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value).hex()
     if isinstance(value, uuid.UUID):
@@ -77,19 +84,49 @@ class SqlClient:
         except ImportError:
             raise SqlError(f"{self.component} needs asyncpg: pip install 'rtstream[postgres]'") from None
         try:
-            self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=4)
+            self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=4, init=pg_time.install)
         except (OSError, asyncpg.PostgresError) as exc:
             raise SqlError(f"{self.component}: cannot connect to PostgreSQL: {type(exc).__name__}") from None
 
-    async def fetch(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-        """Every row of `query` with `params` bound by name."""
+    async def fetch(self, query: str, params: dict[str, Any], raw: bool = False) -> list[dict[str, Any]]:
+        """Every row of `query` with `params` bound by name, read in a read-only transaction (SQLite
+        is opened read-only): a query that writes fails instead of changing the table. `raw`: the
+        values as the driver gives them (for comparing cursors by their real type)."""
         if self._sqlite is not None:
             async with self._lock:
-                return await asyncio.to_thread(self._sqlite_fetch, query, params)
+                return await asyncio.to_thread(self._sqlite_fetch, query, params, raw)
         names = list(dict.fromkeys(_NAMED.findall(query)))
         sql = _NAMED.sub(lambda m: f"${names.index(m.group(1)) + 1}", query)
-        rows = await self._pool.fetch(sql, *(params[n] for n in names))
+        import asyncpg
+
+        try:
+            async with self._pool.acquire() as conn, conn.transaction(readonly=True):
+                rows = await conn.fetch(sql, *(params[n] for n in names))
+        except asyncpg.ReadOnlySQLTransactionError as exc:
+            raise SqlError(f"{self.component}: the query must only read: PostgreSQL refused it in a read-only "
+                           f"transaction ({exc})") from None
+        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise SqlError(f"{self.component}: {type(exc).__name__}: {exc}") from None
+        if raw:
+            return [dict(r.items()) for r in rows]
         return [{k: json_friendly(v) for k, v in r.items()} for r in rows]
+
+    async def parameter_types(self, query: str) -> dict[str, str]:
+        """The type PostgreSQL gives each `:name` of `query` (`timestamptz`, `text`, `int8`, ...), from
+        preparing it without running it; empty for SQLite, whose parameters take any type."""
+        if self._sqlite is not None:
+            return {}
+        import asyncpg
+
+        names = list(dict.fromkeys(_NAMED.findall(query)))
+        sql = _NAMED.sub(lambda m: f"${names.index(m.group(1)) + 1}", query)
+        try:
+            async with self._pool.acquire() as conn:
+                stmt = await conn.prepare(sql)
+                types = stmt.get_parameters()
+        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise SqlError(f"{self.component}: the query does not prepare: {type(exc).__name__}: {exc}") from None
+        return {n: t.name for n, t in zip(names, types, strict=False)}
 
     async def fetch_by_key(self, query: str, keys: list[Hashable], found: dict[Hashable, dict[str, Any] | None]) -> None:
         """Into `found`, the first row of `query` for each key bound to `:key` (None: no row), in one
@@ -132,11 +169,15 @@ class SqlClient:
         if failed is not None:
             raise failed
 
-    def _sqlite_fetch(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    def _sqlite_fetch(self, query: str, params: dict[str, Any], raw: bool = False) -> list[dict[str, Any]]:
         assert self._sqlite is not None
         try:
+            if raw:
+                return [dict(zip(r.keys(), r, strict=True)) for r in self._sqlite.execute(query, params)]
             return [{k: json_friendly(r[k]) for k in r.keys()} for r in self._sqlite.execute(query, params)]
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OverflowError) as exc:
+            if "readonly" in str(exc):  # opened read-only: a write is refused before it changes anything
+                raise SqlError(f"{self.component}: the query must only read: SQLite refused it ({exc})") from None
             raise SqlError(f"{self.component}: {exc}") from None
 
     def _sqlite_by_key(self, query: str, keys: list[Hashable],

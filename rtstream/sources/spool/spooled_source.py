@@ -16,6 +16,7 @@ from rtstream.model.batch import Batch
 from rtstream.model.positions import Mark
 from rtstream.sources.base import Source, SourceConfig
 from rtstream.sources.spool.spool_file import Spool, SpoolFull
+from rtstream.support.secrets import redact
 
 log = logging.getLogger("rtstream.source")
 
@@ -38,6 +39,7 @@ class SpooledSource(Source):
     _ticker: asyncio.Task[None] | None = None
     _once = False
     failures = 0
+    fetch_error: str | None = None  # why the last fetch failed, until one succeeds (for /readyz)
 
     async def fetch_once(self) -> int:
         raise NotImplementedError
@@ -73,15 +75,20 @@ class SpooledSource(Source):
         while True:
             try:
                 await self.fetch_once()
+                self.fetch_error = None
             except SpoolFull:
                 log.warning("%s: spool full, skipping this tick until the sinks catch up", self.name,
                             extra={"component": self.name})
             except Exception as exc:  # noqa: BLE001 - see the docstring
                 self.failures += 1
+                self.fetch_error = redact(f"fetch failing: {type(exc).__name__}: {exc}")[:500]
                 log.error("%s: fetch failed, next at the following tick: %s: %s", self.name, type(exc).__name__,
                           exc, extra={"component": self.name})
             now = time.time()
             await asyncio.sleep((now // interval + 1) * interval - now)
+
+    def not_ready(self) -> str | None:
+        return self.fetch_error  # a source whose every fetch fails takes no input, whatever the daemon says
 
     def open_spool(self) -> None:
         c: Any = self.config
