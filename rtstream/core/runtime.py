@@ -77,7 +77,9 @@ class Runtime:
         self.scopes = {s.name: s.checkpoint_scope() for s in self.sources}
         defaults = root.defaults
         policies = {c.name: resolve(defaults, c.config, "sink") for c in self.sinks}
-        policies.update({c.name: resolve(defaults, c.config, "stage") for c in self.stages})
+        # a stage that reads a store (a lookup) halts on the store's failure, as a sink does
+        policies.update({c.name: resolve(defaults, c.config, "store" if c.awaits_per_batch else "stage")
+                         for c in self.stages})
         # a per-record stage that awaits (a lookup) moves every per-record stage out of the fold
         source_where = {s.name: flt for s in self.sources if (flt := s.where) is not None}
         self.staging = RecordStaging(self.record_stages, policies, source_where) \
@@ -113,6 +115,8 @@ class Runtime:
                                      history=self.history, metrics=self.metrics, alert=self.alert,
                                      first_stage=self.incremental.name if self.incremental else None,
                                      committer=self.committer)
+        if self.staging is not None:  # a halted lookup is shown, and unready, like a halted sink
+            self.staging.failing = self.flusher.failing
         self.queues: dict[str, asyncio.Queue[Any]] = {}
         self.view = RuntimeStatus(self)
         self.admin = None
