@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Hashable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from rtstream.connect import pg_time
 from rtstream.model.errors import RtstreamError
@@ -27,6 +27,36 @@ _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")  # :name, but not a ::cast
 
 class SqlError(RtstreamError):
     """A query failed, or the database cannot be reached."""
+
+
+class KeyRejected:
+    """The answer for a key whose own value made its query fail (text against an integer column, a
+    number out of the column's range): that key's records are dead-lettered with `reason`, while a
+    failure of the database itself raises, and is retried."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+
+TypedKey = tuple[type, Hashable]  # (type, value): true, 1 and 1.0 are three keys, each sent as its type
+_KEY_TYPE_ERRORS = ("42804", "42883", "42725")  # datatype mismatch, no such operator, ambiguous operator
+
+
+def _caused_by_key(exc: BaseException) -> bool:
+    """Whether a PostgreSQL error comes from the values bound, not from the database or the query:
+    a data exception (class 22), a type the query's operators do not take, or a value asyncpg
+    cannot encode as the parameter's type."""
+    state = getattr(exc, "sqlstate", None)
+    if isinstance(state, str):
+        return state.startswith("22") or state in _KEY_TYPE_ERRORS
+    return type(exc).__name__ == "DataError"  # asyncpg's own, raised before anything is sent
+
+
+def _why(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:200]}"
 
 
 def dsn_kind(dsn: str) -> str:
@@ -128,46 +158,61 @@ class SqlClient:
             raise SqlError(f"{self.component}: the query does not prepare: {type(exc).__name__}: {exc}") from None
         return {n: t.name for n, t in zip(names, types, strict=False)}
 
-    async def fetch_by_key(self, query: str, keys: list[Hashable], found: dict[Hashable, dict[str, Any] | None]) -> None:
-        """Into `found`, the first row of `query` for each key bound to `:key` (None: no row), in one
-        round trip per kind of key (integers, floats, text): a kind whose query fails (a text key
-        against an integer column) leaves the others answered, then raises."""
+    async def fetch_by_key(self, query: str, keys: list[TypedKey],
+                           found: dict[TypedKey, dict[str, Any] | KeyRejected | None]) -> None:
+        """Into `found`, the first row of `query` for each key bound to `:key` (None: no row; a
+        KeyRejected when the key's own value made the query fail), in one round trip per type of key
+        (booleans, integers, floats, text), each sent as its type. A failure of the database itself
+        raises, after the answers that came are in `found`."""
         if self._sqlite is not None:
             async with self._lock:
                 error = await asyncio.to_thread(self._sqlite_by_key, query, keys, found)
             if error is not None:
                 raise error
             return
-        for k in keys:
-            if "\x00" in str(k) and type(k) is not int:
-                found[k] = None
-        groups: dict[str, dict[Any, Hashable]] = {}  # array type -> {value sent: the key it stands for}
-        for k in keys:
-            if type(k) is int and -(1 << 63) <= k < (1 << 63):
-                groups.setdefault("bigint[]", {})[k] = k
-            elif type(k) is float:
-                groups.setdefault("float8[]", {})[k] = k
-            elif "\x00" not in str(k):  # PostgreSQL text holds no NUL: such a key has no row
-                groups.setdefault("text[]", {})[str(k)] = k
+        groups: dict[str, dict[Any, TypedKey]] = {}  # array type -> {value sent: the key it stands for}
+        for tk in keys:
+            kind, k = tk
+            if kind is bool:
+                groups.setdefault("bool[]", {})[k] = tk
+            elif kind is int:
+                groups.setdefault("bigint[]" if -(1 << 63) <= cast(int, k) < (1 << 63) else "numeric[]", {})[k] = tk
+            elif kind is float:
+                groups.setdefault("float8[]", {})[k] = tk
+            elif "\x00" in str(k):  # PostgreSQL text holds no NUL: such a key has no row
+                found[tk] = None
+            else:
+                groups.setdefault("text[]", {})[str(k)] = tk
         inner = _NAMED.sub(lambda m: "k.rtstream_key" if m.group(1) == "key" else m.group(0), query)
-        failed: Exception | None = None
         for array_type, sent in groups.items():
             # the user's query joined laterally to the list of keys: one query for all of them
             sql = (f"SELECT k.rtstream_key, q.* FROM unnest($1::{array_type}) AS k(rtstream_key) "
                    f"CROSS JOIN LATERAL ({inner}) AS q")
             try:
                 rows = await self._pool.fetch(sql, list(sent))
-            except Exception as exc:  # noqa: BLE001 - the other kinds of key are still answered
-                failed = failed or exc
+            except Exception as exc:
+                if not _caused_by_key(exc):
+                    raise  # the database, or the query whatever the key: retried by the stage's policy
+                if len(sent) == 1 or getattr(exc, "sqlstate", "") in _KEY_TYPE_ERRORS:
+                    found.update((tk, KeyRejected(_why(exc))) for tk in sent.values())  # the type, not the value
+                    continue
+                for value, tk in sent.items():  # a value of this type failed it: ask for each alone, once
+                    try:
+                        rows = await self._pool.fetch(sql, [value])
+                    except Exception as one:
+                        if not _caused_by_key(one):
+                            raise
+                        found[tk] = KeyRejected(_why(one))
+                        continue
+                    found[tk] = {c: json_friendly(v) for c, v in rows[0].items() if c != "rtstream_key"} \
+                        if rows else None
                 continue
-            answered: dict[Hashable, dict[str, Any] | None] = dict.fromkeys(sent.values())
+            answered: dict[TypedKey, dict[str, Any] | KeyRejected | None] = dict.fromkeys(sent.values())
             for r in rows:
-                key = sent.get(r["rtstream_key"])
-                if key is not None and answered.get(key) is None:
-                    answered[key] = {c: json_friendly(v) for c, v in r.items() if c != "rtstream_key"}
+                asked = sent.get(r["rtstream_key"])
+                if asked is not None and answered.get(asked) is None:
+                    answered[asked] = {c: json_friendly(v) for c, v in r.items() if c != "rtstream_key"}
             found.update(answered)
-        if failed is not None:
-            raise failed
 
     def _sqlite_fetch(self, query: str, params: dict[str, Any], raw: bool = False) -> list[dict[str, Any]]:
         assert self._sqlite is not None
@@ -180,18 +225,22 @@ class SqlClient:
                 raise SqlError(f"{self.component}: the query must only read: SQLite refused it ({exc})") from None
             raise SqlError(f"{self.component}: {exc}") from None
 
-    def _sqlite_by_key(self, query: str, keys: list[Hashable],
-                       found: dict[Hashable, dict[str, Any] | None]) -> SqlError | None:
-        """Each key on its own: one that fails (an int beyond 64 bits) leaves the others answered."""
+    def _sqlite_by_key(self, query: str, keys: list[TypedKey],
+                       found: dict[TypedKey, dict[str, Any] | KeyRejected | None]) -> SqlError | None:
+        """Each key on its own: one whose value cannot be bound (an int beyond 64 bits) is rejected
+        alone; an error of the database (locked, no such table) is returned, the others answered."""
         assert self._sqlite is not None
         error = None
-        for key in keys:
+        for tk in keys:
             try:
-                row = self._sqlite.execute(query, {"key": key}).fetchone()
-            except (sqlite3.Error, OverflowError) as exc:
+                row = self._sqlite.execute(query, {"key": tk[1]}).fetchone()
+            except (OverflowError, sqlite3.InterfaceError) as exc:
+                found[tk] = KeyRejected(_why(exc))
+                continue
+            except sqlite3.Error as exc:
                 error = error or SqlError(f"{self.component}: {type(exc).__name__}: {exc}")
                 continue
-            found[key] = None if row is None else {k: json_friendly(row[k]) for k in row.keys()}
+            found[tk] = None if row is None else {k: json_friendly(row[k]) for k in row.keys()}
         return error
 
     async def close(self) -> None:

@@ -35,7 +35,8 @@ class Policy:
 
 def resolve(defaults: Any, config: Any, kind: str) -> Policy:
     """Defaults, then the component's own keys. After the last retry a stage dead-letters its window
-    and a sink halts (keeps retrying, commits nothing past it): never skip data silently."""
+    and a sink halts (keeps retrying, commits nothing past it): never skip data silently. `kind` is
+    "stage", "sink", or "store" for a stage whose failure is its store's (a lookup): it halts too."""
 
     def pick(key: str, fallback: Any) -> Any:
         own = getattr(config, key, None)

@@ -6,6 +6,10 @@ and a lookup awaits once per batch for the keys its cache cannot answer, under i
 A source's `where` is applied here, right after decoding, before the stages (and so before a
 lookup asks for anything); the fold then gets the staged records, already decoded and filtered. Every record that fails here is
 dead-lettered with its reason and position; the rest go on.
+
+A lookup whose store fails is not a failure of its records: after the policy's retries it halts
+(`on_failure = "halt"`, a lookup's default) and keeps retrying at the capped delay, holding this
+batch, hence every later one and every commit past it, with `failing` naming it for /readyz.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ class RecordStaging:
         self.policies = policies
         self.source_where = source_where or {}  # source name -> its compiled `where`
         self.filtered_out = 0  # records a source's `where` skipped
+        self.failing: dict[str, str] = {}  # stage -> its last error while halted (the runtime shares the flusher's)
 
     async def run(self, batch: Batch) -> tuple[Batch, list[DeadLetter]]:
         dead: list[DeadLetter] = []
@@ -65,12 +70,12 @@ class RecordStaging:
             if stage.awaits_per_batch:  # a lookup (the only stage that awaits); its module loads only when used
                 stage = cast("LookupStage", stage)
                 answers, wanted = stage.cached([v for _, v in pairs])
-                failed = None
+                failed: BaseException | None = None
                 if wanted:
                     try:
                         await self._attempts(stage, wanted, answers)
-                    except Exception as exc:  # noqa: BLE001 - the records needing these keys are dead-lettered
-                        failed = f"{type(exc).__name__}: {exc}"
+                    except Exception as exc:  # noqa: BLE001 - on_failure = "dead_letter": their records are
+                        failed = exc
                 for rec, v in pairs:
                     values, why = stage.enrich(v, answers, failed)
                     if why is not None:
@@ -88,21 +93,34 @@ class RecordStaging:
                      key_field=batch.key_field, read=len(batch.records)), dead
 
     async def _attempts(self, stage: LookupStage, keys: set[Any], answers: dict[Any, Any]) -> None:
-        """Fetch `keys` into `answers` under the stage's policy; each retry asks only for what is missing."""
+        """Fetch `keys` into `answers` under the stage's policy; each retry asks only for what is
+        missing. After the last retry: raise (dead_letter), or halt and keep retrying (halt)."""
         policy = self.policies[stage.name]
         attempt = 0
-        while True:
-            attempt += 1
-            missing = {k for k in keys if k not in answers}
-            try:
-                await asyncio.wait_for(stage.fetch(missing, answers), policy.timeout)
+        try:
+            while True:
+                attempt += 1
+                missing = {k for k in keys if k not in answers}
+                try:
+                    await asyncio.wait_for(stage.fetch(missing, answers), policy.timeout)
+                except Exception as exc:
+                    error = f"{type(exc).__name__}: {str(exc)[:300]}" if str(exc) else \
+                        f"timed out after {policy.timeout:g}s" if isinstance(exc, TimeoutError) else type(exc).__name__
+                    final = attempt > policy.retries
+                    if final and policy.on_failure == "dead_letter":
+                        log.error("%s: lookup of %d keys failed after %d attempts: %s", stage.name, len(keys), attempt,
+                                  error, extra={"component": stage.name})
+                        raise
+                    if final:
+                        self.failing[stage.name] = error
+                    delay = backoff_delay(attempt, policy.retry_delay, policy.max_retry_delay)
+                    log.warning("%s: lookup failed (attempt %d, next in %.1fs%s): %s", stage.name, attempt, delay,
+                                ", halted" if final else "", error, extra={"component": stage.name})
+                    await asyncio.sleep(delay)
+                    continue
+                if attempt > 1:
+                    log.warning("%s: lookup recovered on attempt %d", stage.name, attempt,
+                                extra={"component": stage.name})
                 return
-            except Exception as exc:
-                if attempt > policy.retries:
-                    log.error("%s: lookup of %d keys failed after %d attempts: %s: %s", stage.name, len(keys), attempt,
-                              type(exc).__name__, str(exc)[:300], extra={"component": stage.name})
-                    raise
-                delay = backoff_delay(attempt, policy.retry_delay, policy.max_retry_delay)
-                log.warning("%s: lookup failed (attempt %d, next in %.1fs): %s: %s", stage.name, attempt, delay,
-                            type(exc).__name__, str(exc)[:300], extra={"component": stage.name})
-                await asyncio.sleep(delay)
+        finally:
+            self.failing.pop(stage.name, None)

@@ -87,7 +87,9 @@ def build_parts(settings: Settings, observers: Sequence[WindowObserver] = ()) ->
     scopes = {s.name: s.checkpoint_scope() for s in sources}
     defaults = root.defaults
     policies = {c.name: resolve(defaults, c.config, "sink") for c in sinks}
-    policies.update({c.name: resolve(defaults, c.config, "stage") for c in all_stages})
+    # a stage that reads a store (a lookup) halts on the store's failure, as a sink does
+    policies.update({c.name: resolve(defaults, c.config, "store" if c.awaits_per_batch else "stage")
+                     for c in all_stages})
     # a per-record stage that awaits (a lookup) moves every per-record stage out of the fold
     source_where = {s.name: flt for s in sources if (flt := s.where) is not None}
     staging = RecordStaging(record_stages, policies, source_where) \
@@ -119,6 +121,8 @@ def build_parts(settings: Settings, observers: Sequence[WindowObserver] = ()) ->
     flusher = WindowFlusher(window_stages, sinks, dead_letters, engine.emitted, policies, history=history,
                             observers=observers, alert=alert, first_stage=incremental.name if incremental else None,
                             committer=committer)
+    if staging is not None:  # a halted lookup is shown, and unready, like a halted sink
+        staging.failing = flusher.failing
     return PipelineParts(
         settings=settings, state_dir=state_dir, context=context, sources=sources, stages=all_stages,
         record_stages=record_stages, incremental=incremental, window_stages=window_stages, sinks=sinks,

@@ -9,6 +9,14 @@ with non-string keys) is refused with the reason, and the table is built from th
 column's type is then the one most of its values have. Columns come in the order rows first show
 them; a field missing from a row is null.
 
+A column whose values Parquet could store only in a way no reader gets back (an empty object `{}`,
+a struct with no fields, anywhere in it; nesting deeper than pyarrow's reader takes, 100 schema
+levels, about 49 nested lists) is written as JSON text instead, one document per value, marked
+`rtstream.json` in the field's metadata, and read back as the values themselves; a value that is not
+JSON either (nested beyond 254 levels) refuses its row. The decision is made for each object from
+all the rows it holds, those already in it included when a window is merged, and every object is
+checked to open with pyarrow before it is handed back: none is ever written unreadable.
+
 The bytes depend only on the rows: the same window encodes to the same object (gzip without a
 timestamp, Parquet without a creation time), so a replay rewrites an identical object.
 
@@ -24,11 +32,15 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
+
 from rtstream.engine.decode import decode_json
 from rtstream.model.window import Window, iso_utc
 from rtstream.sinks.rows import Rejected, encode_row
 
 BOUNDS = ("window_start", "window_end")
+JSON_FIELD = b"rtstream.json"  # field metadata: the column holds each value as JSON text
+MAX_SCHEMA_DEPTH = 100  # pyarrow's reader refuses a deeper Parquet schema (its schema depth limit)
 MAX_PASSES = 4  # rebuilding after refusals; a second pass is already rare
 
 
@@ -78,7 +90,12 @@ def parquet_bytes(rows: list[dict[str, Any]], window: Window, compression: str,
     table = table.replace_schema_metadata(meta)
     buf = io.BytesIO()
     pq.write_table(table, buf, compression=compression)
-    return buf.getvalue(), len(rows), rejected
+    body = buf.getvalue()
+    try:  # the footer is what a reader parses first, and where a schema too deep is refused: cheap
+        pq.ParquetFile(io.BytesIO(body)).schema_arrow  # noqa: B018 - parsing it is the check
+    except Exception as exc:  # noqa: BLE001 - never store what cannot be read back
+        raise ValueError(f"the window's Parquet object would not read back with pyarrow: {_short(exc)}") from exc
+    return body, len(rows), rejected
 
 
 def rows_from(body: bytes, fmt: str, gzipped: bool) -> list[dict[str, Any]]:
@@ -88,7 +105,13 @@ def rows_from(body: bytes, fmt: str, gzipped: bool) -> list[dict[str, Any]]:
         return [decode_json(line) for line in text.splitlines() if line.strip()]
     import pyarrow.parquet as pq
 
-    rows: list[dict[str, Any]] = pq.read_table(io.BytesIO(body)).to_pylist()
+    table = pq.read_table(io.BytesIO(body))
+    rows: list[dict[str, Any]] = table.to_pylist()
+    for f in table.schema:
+        if f.metadata and JSON_FIELD in f.metadata:
+            for row in rows:
+                if row.get(f.name) is not None:
+                    row[f.name] = decode_json(row[f.name])
     for row in rows:
         for name in BOUNDS:
             value = row.get(name)
@@ -109,6 +132,7 @@ def _table(rows: list[dict[str, Any]]) -> tuple[Any, dict[int, str]]:
         for k in row:
             names.setdefault(k, None)
     columns: dict[str, Any] = {}
+    json_columns: set[str] = set()
     bad: dict[int, str] = {}
     for name in names:
         if not isinstance(name, str):
@@ -120,17 +144,66 @@ def _table(rows: list[dict[str, Any]]) -> tuple[Any, dict[int, str]]:
             if stamps is not None:
                 columns[name] = pa.array(stamps, type=pa.timestamp("ms", tz="UTC"))
                 continue
+        as_text = False
         try:
             columns[name] = pa.array(values)
+            as_text = not _readable(columns[name].type)
         except (pa.ArrowException, OverflowError, TypeError, ValueError, UnicodeError):
-            refused = _refusals(name, values) or {
-                i: f"field {name!r}: the column's values share no Parquet type" for i, v in enumerate(values)
-                if v is not None}
+            # nested values with no common type (lists of different depths, mixed items): JSON text
+            # holds them all, where refusing some would drop rows that a merge had read back
+            as_text = any(v.__class__ is dict or v.__class__ is list for v in values)
+            if not as_text:
+                refused = _refusals(name, values) or {
+                    i: f"field {name!r}: the column's values share no Parquet type" for i, v in enumerate(values)
+                    if v is not None}
+                for i, why in refused.items():
+                    bad.setdefault(i, why)
+        if as_text:
+            texts, refused = _json_texts(name, values)
+            columns[name] = pa.array(texts, type=pa.string())
+            json_columns.add(name)
             for i, why in refused.items():
                 bad.setdefault(i, why)
     if bad:
         return None, bad
-    return pa.table(columns), {}
+    fields = [pa.field(n, a.type, metadata={JSON_FIELD: b"1"} if n in json_columns else None)
+              for n, a in columns.items()]
+    return pa.Table.from_arrays(list(columns.values()), schema=pa.schema(fields)), {}
+
+
+def _readable(arrow_type: Any, depth: int = 2) -> bool:
+    """Whether a column of this type is written so that pyarrow reads it back: no struct without
+    fields (the writer refuses it) and no deeper than the reader's schema limit. `depth` counts the
+    schema root and this node; a list or a map takes two Parquet levels (its group, its repeated
+    group), a struct one."""
+    import pyarrow.types as pt
+
+    if depth > MAX_SCHEMA_DEPTH:
+        return False
+    if pt.is_struct(arrow_type):
+        return arrow_type.num_fields > 0 and all(_readable(arrow_type.field(i).type, depth + 1)
+                                                 for i in range(arrow_type.num_fields))
+    if pt.is_map(arrow_type):
+        return _readable(arrow_type.key_type, depth + 2) and _readable(arrow_type.item_type, depth + 2)
+    if pt.is_list(arrow_type) or pt.is_large_list(arrow_type) or pt.is_fixed_size_list(arrow_type):
+        return _readable(arrow_type.value_type, depth + 2)
+    return True
+
+
+def _json_texts(name: str, values: list[Any]) -> tuple[list[str | None], dict[int, str]]:
+    """Each value as its JSON text (None stays null), and the values JSON cannot hold, with why."""
+    texts: list[str | None] = []
+    bad: dict[int, str] = {}
+    for i, v in enumerate(values):
+        if v is None:
+            texts.append(None)
+            continue
+        try:
+            texts.append(orjson.dumps(v).decode())
+        except (TypeError, orjson.JSONEncodeError) as exc:
+            texts.append(None)
+            bad[i] = f"field {name!r}: neither a Parquet column nor JSON text can hold it: {_short(exc)}"
+    return texts, bad
 
 
 def _timestamps(values: list[Any]) -> list[datetime | None] | None:

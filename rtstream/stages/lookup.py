@@ -14,8 +14,17 @@ on_missing = "keep"                  # keep | drop | dead_letter
 It runs per record before the windows, like `map`, but lookups are made per batch: the distinct keys
 of a batch that miss the cache are fetched together (one query, or at most `concurrency` HTTP
 requests at a time), never one await per record. The returned columns are merged into the record
-(named `prefix` + column). A failing fetch is retried by the stage's policy; the records whose keys
-could still not be looked up are dead-lettered with the reason.
+(named `prefix` + column).
+
+Failures. A key is its value and its type: `true`, `1`, `1.0` and `"1"` are four keys, cached apart
+and sent as what they are (a PostgreSQL boolean, bigint, float8, text; `true`, `1`, `1.0` in a URL).
+A failure of one key (an HTTP 4xx other than 404, 401, 407, 408 and 429; an answer that is not a JSON
+object; a query error its value causes, such as text against an integer column) dead-letters that
+key's records, each with its own key and reason, and is cached like an answer. A failure of the
+store (connection refused, a timeout, an HTTP 5xx, 401, 407, 408 or 429, any other query error) is
+retried by the stage's policy and then halts, like a sink: the batch waits, nothing is
+dead-lettered, commits stay behind it and /readyz names the stage, until the store answers again.
+`on_failure = "dead_letter"` on the stage dead-letters the records of a store failure instead.
 """
 
 from __future__ import annotations
@@ -31,12 +40,13 @@ import orjson
 from pydantic import Field, SecretStr, model_validator
 
 from rtstream.connect.http_client import HttpAuth
-from rtstream.connect.sql_client import SqlClient, dsn_kind, parameters
+from rtstream.connect.sql_client import KeyRejected, SqlClient, TypedKey, dsn_kind, parameters
 from rtstream.model.durations import Duration
 from rtstream.model.registry import register
 from rtstream.stages.base import Stage, StageConfig
 
 _MISSING = object()  # a cached "no such key"
+_STORE_STATUSES = frozenset({401, 407, 408, 429})  # 4xx that speak of the store or the client, not the key
 
 
 class LookupConfig(StageConfig, HttpAuth):
@@ -96,7 +106,27 @@ class LookupCache:
 
 
 class LookupFailed(Exception):
-    pass
+    """The store failed some lookups; `by_key` says why for each key (never another key's reason)."""
+
+    def __init__(self, message: str, by_key: dict[TypedKey, str] | None = None):
+        super().__init__(message)
+        self.by_key = by_key or {}
+
+
+def shown(key: Any) -> str:
+    """A key as a dead letter names it: text quoted, others as JSON spells them (true, 1, 1.0)."""
+    return repr(key[:100]) if key.__class__ is str else url_text(key)[:100]
+
+
+def url_text(key: Any) -> str:
+    """A key as it goes into a URL: its JSON spelling, text unquoted (`true`, `1`, `1.0`, `abc`)."""
+    if key.__class__ is str:
+        return key  # type: ignore[no-any-return]
+    if key.__class__ is bool:
+        return "true" if key else "false"
+    if key.__class__ is float:
+        return orjson.dumps(key).decode()
+    return str(key)
 
 
 @register("stage", "lookup")
@@ -131,28 +161,32 @@ class LookupStage(Stage):
         if hasattr(self, "http"):
             await self.http.close()
 
-    def cached(self, values: list[dict[str, Any]]) -> tuple[dict[Hashable, Any], set[Hashable]]:
+    def cached(self, values: list[dict[str, Any]]) -> tuple[dict[TypedKey, Any], set[TypedKey]]:
         """What the cache answers for this batch's keys, and the distinct keys it cannot answer."""
         now = time.monotonic()
         field, cache = self.config.key, self.cache
-        answers: dict[Hashable, Any] = {}
-        wanted: set[Hashable] = set()
+        answers: dict[TypedKey, Any] = {}
+        wanted: set[TypedKey] = set()
         for v in values:
             k = v.get(field)
-            if k is None or k.__class__ is dict or k.__class__ is list or k in answers:
+            if k is None or k.__class__ is dict or k.__class__ is list:
                 continue
-            found = cache.get(k, now)
+            tk = (k.__class__, k)  # its type too: true == 1 == 1.0 in Python, three keys here
+            if tk in answers:
+                continue
+            found = cache.get(tk, now)
             if found is None:
-                wanted.add(k)
+                wanted.add(tk)
             else:
-                answers[k] = found
+                answers[tk] = found
         return answers, wanted
 
-    async def fetch(self, keys: set[Hashable], answers: dict[Hashable, Any]) -> None:
-        """Look the keys up into `answers` (a key with no row answers _MISSING) and the cache. Raises
-        when any lookup failed, after keeping the answers that came: a retry asks only for the rest."""
+    async def fetch(self, keys: set[TypedKey], answers: dict[TypedKey, Any]) -> None:
+        """Look the keys up into `answers` (a key with no row answers _MISSING, a key that failed on its
+        own a KeyRejected) and the cache. Raises when the store failed, after keeping the answers
+        that came: a retry asks only for the rest."""
         t0 = time.monotonic()
-        found: dict[Hashable, dict[str, Any] | None] = {}
+        found: dict[TypedKey, dict[str, Any] | KeyRejected | None] = {}
         try:
             if self._sql is not None:
                 await self._sql.fetch_by_key(self.config.query, sorted(keys, key=str), found)
@@ -166,43 +200,58 @@ class LookupStage(Stage):
                 answers[k] = answer = _MISSING if row is None else row
                 self.cache.put(k, answer, now)
 
-    async def _fetch_http(self, keys: set[Hashable], found: dict[Hashable, dict[str, Any] | None]) -> None:
+    async def _fetch_http(self, keys: set[TypedKey], found: dict[TypedKey, dict[str, Any] | KeyRejected | None]) -> None:
         limit = asyncio.Semaphore(self.config.concurrency)
+        failed: dict[TypedKey, str] = {}
 
-        async def one(key: Hashable) -> None:
-            url = self.config.url.replace("{key}", quote(str(key), safe=""))
-            async with limit, self.http.get(url) as resp:
-                if resp.status == 404:
-                    found[key] = None
-                    return
-                if resp.status >= 400:
-                    raise LookupFailed(f"HTTP {resp.status} for key {str(key)[:100]!r}")
-                doc = orjson.loads(await resp.read())
-                if not isinstance(doc, dict):
-                    raise LookupFailed(f"expected a JSON object for key {str(key)[:100]!r}")
-                found[key] = doc
+        async def one(tk: TypedKey) -> None:
+            url = self.config.url.replace("{key}", quote(url_text(tk[1]), safe=""))
+            try:
+                async with limit, self.http.get(url) as resp:
+                    if resp.status == 404:
+                        found[tk] = None
+                        return
+                    if resp.status >= 500 or resp.status in _STORE_STATUSES:
+                        failed[tk] = f"HTTP {resp.status}"  # the store's failure: retried, then halts
+                        return
+                    if resp.status >= 400:
+                        found[tk] = KeyRejected(f"HTTP {resp.status}")
+                        return
+                    body = await resp.read()
+            except Exception as exc:  # noqa: BLE001 - connection refused, reset, timeout: the store's
+                failed[tk] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+                return
+            try:
+                doc = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                doc = None
+            found[tk] = doc if isinstance(doc, dict) else KeyRejected("the answer is not a JSON object")
 
-        failed = [r for r in await asyncio.gather(*(one(k) for k in keys), return_exceptions=True) if r is not None]
+        await asyncio.gather(*(one(k) for k in keys))
         if failed:
-            raise LookupFailed(f"{len(failed)} of {len(keys)} lookups failed, e.g. {type(failed[0]).__name__}: "
-                               f"{failed[0]}")
+            first = next(iter(failed.values()))
+            raise LookupFailed(f"{len(failed)} of {len(keys)} lookups failed, e.g. {first}", failed)
 
-    def enrich(self, value: dict[str, Any], answers: dict[Hashable, Any],
-               failed: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    def enrich(self, value: dict[str, Any], answers: dict[TypedKey, Any],
+               failed: BaseException | None) -> tuple[list[dict[str, Any]], str | None]:
         """The record with its looked-up fields, and a reason when it must be dead-lettered instead."""
         c = self.config
         k = value.get(c.key)
         if k.__class__ is dict or k.__class__ is list:
             return [], f"lookup key {c.key} must be a scalar"
-        found: Any = _MISSING if k is None else answers.get(k)
-        if found is None:
-            return [], f"lookup of {c.key} = {str(k)[:100]!r} failed: {failed}"
+        found: Any = _MISSING if k is None else answers.get((k.__class__, k))
+        if found is None:  # the store failed and the policy says dead-letter: this key's own reason
+            by_key = getattr(failed, "by_key", {})
+            why = by_key.get((k.__class__, k)) or f"{type(failed).__name__}: {failed}"
+            return [], f"lookup of {c.key} = {shown(k)} failed: {why}"
+        if found.__class__ is KeyRejected:
+            return [], f"lookup of {c.key} = {shown(k)} failed: {found.reason}"
         if found is _MISSING:
             if c.on_missing == "keep":
                 return [value], None
             if c.on_missing == "drop":
                 return [], None
-            return [], f"no {c.source} row for {c.key} = {str(k)[:100]!r}"
+            return [], f"no {c.source} row for {c.key} = {shown(k)}"
         if c.prefix:
             return [{**value, **{c.prefix + col: v for col, v in found.items()}}], None
         return [{**value, **found}], None

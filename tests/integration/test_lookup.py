@@ -182,13 +182,17 @@ def test_http_lookup_asks_once_per_distinct_key_and_retries_a_failing_api(tmp_pa
 def test_a_lookup_that_keeps_failing_dead_letters_its_records_and_the_run_goes_on(tmp_path):
     orders = _orders(300)
     write_lines(tmp_path / "orders.jsonl", orders)
+    # a store that cannot be reached halts the stage by default (tests/integration/test_lookup_edges.py);
+    # on_failure = "dead_letter" asks for the records instead, each with its own key
     cfg = _config(tmp_path, {"from": "http", "url": "http://127.0.0.1:9/stores/{key}", "retries": 1,
-                             "retry_delay": "10ms", "request_timeout": "1s"}, aggregate=False)
+                             "retry_delay": "10ms", "request_timeout": "1s", "on_failure": "dead_letter"},
+                  aggregate=False)
     res = run_cli("run", "-c", str(cfg))
     assert res.returncode == 0, res.stderr
     dead = read_jsonl(tmp_path / "dead.jsonl")
     assert len(dead) == len(orders)
-    assert all(d["reason"] == "lookup" and "failed" in d["detail"] for d in dead)
+    assert all(d["reason"] == "lookup" and d["detail"].startswith(f"lookup of store = {d['value']['store']!r} failed: "
+                                                                   "ClientConnectorError") for d in dead)
 
 
 def test_postgres_keys_of_another_kind_or_with_a_nul_fail_only_their_own_records(tmp_path, postgres):
