@@ -17,7 +17,7 @@ from rtstream.airflow import states
 from rtstream.airflow.bash import BashOperator
 from rtstream.airflow.context import Variable
 from rtstream.airflow.dag_model import DAG, Param, TaskGroup, chain, cross_downstream
-from rtstream.airflow.operator_base import BaseOperator, XComArg
+from rtstream.airflow.operator_base import BaseOperator
 from rtstream.airflow.operators import (
     BaseBranchOperator,
     BranchMixIn,
@@ -31,6 +31,7 @@ from rtstream.airflow.operators import (
 )
 from rtstream.airflow.run_support import get_current_context
 from rtstream.airflow.taskflow import Label, dag, task, task_group
+from rtstream.airflow.xcom_arg import XComArg
 
 AIRFLOW_VERSION = "2.10.5"  # the Airflow whose behaviour rtstream mirrors (docs/AIRFLOW.md)
 

@@ -1,4 +1,4 @@
-"""`BaseOperator`, `XComArg` and mapped operators (`.partial(...).expand(...)`), as a DAG file builds them.
+"""`BaseOperator`, as a DAG file builds it (XComArg in xcom_arg.py, `.partial(...).expand(...)` in mapped.py).
 
 Like Airflow's `BaseOperatorMeta`, every subclass's `__init__` is wrapped so that `default_args`
 (the DAG's, its task groups', the operator's own) fill the parameters the operator's `__init__`
@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import functools
 import inspect
-import itertools
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any, ClassVar
 
 from rtstream.airflow.dag_model import DAG, DependencyMixin, TaskGroup, as_timedelta, current_dag, current_group
 from rtstream.airflow.states import AirflowException, TriggerRule
-
-RETURN_VALUE = "return_value"
+from rtstream.airflow.xcom_arg import RETURN_VALUE, XComArg, find_xcomargs
 
 
 def _accepted_names(cls: type) -> set[str]:
@@ -49,16 +47,6 @@ def with_default_args(cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
         if name in accepted and name not in kwargs:
             kwargs[name] = value
     return kwargs
-
-
-def find_xcomargs(value: Any) -> list[XComArg]:
-    if isinstance(value, XComArg):
-        return [value]
-    if isinstance(value, dict):
-        return [x for v in value.values() for x in find_xcomargs(v)]
-    if isinstance(value, (list, tuple, set)):
-        return [x for v in value for x in find_xcomargs(v)]
-    return []
 
 
 class BaseOperator(DependencyMixin):
@@ -173,7 +161,9 @@ class BaseOperator(DependencyMixin):
         return content  # a run sets the rendering one (templating.render_fields) before execute
 
     @classmethod
-    def partial(cls, **kwargs: Any) -> OperatorPartial:
+    def partial(cls, **kwargs: Any) -> Any:
+        from rtstream.airflow.mapped import OperatorPartial
+
         return OperatorPartial(cls, kwargs)
 
 
@@ -194,105 +184,3 @@ def _filling_defaults(init: Callable[..., None]) -> Callable[..., None]:
 
 
 BaseOperator.__init__ = _filling_defaults(BaseOperator.__init__)  # type: ignore[method-assign]
-
-
-class XComArg(DependencyMixin):
-    """A task's output as an argument (`t.output`, a `@task`'s return): pulled when the consumer runs."""
-
-    def __init__(self, operator: Any, key: str = RETURN_VALUE):
-        self.operator, self.key = operator, key
-
-    def __repr__(self) -> str:
-        return f"XComArg({self.operator.task_id!r}, {self.key!r})"
-
-    def __getitem__(self, key: str) -> XComArg:
-        return XComArg(self.operator, key)
-
-    def __iter__(self) -> Any:
-        raise TypeError("'XComArg' object is not iterable: its value exists only when the task runs")
-
-    def dep_roots(self) -> list[Any]:
-        return [self.operator]
-
-    dep_leaves = dep_roots
-
-    def resolve(self, context: dict[str, Any]) -> Any:
-        return context["ti"].xcom_pull(task_ids=self.operator.task_id, key=self.key)
-
-
-def resolve_xcomargs(value: Any, context: dict[str, Any]) -> Any:
-    if isinstance(value, XComArg):
-        return value.resolve(context)
-    if isinstance(value, dict):
-        return {k: resolve_xcomargs(v, context) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(resolve_xcomargs(v, context) for v in value)
-    return value
-
-
-class OperatorPartial:
-    def __init__(self, cls: type, kwargs: dict[str, Any], mapped_into: str | None = None):
-        self.cls, self.kwargs, self.mapped_into = cls, kwargs, mapped_into
-
-    def expand(self, **mapped: Any) -> MappedOperator:
-        return MappedOperator(self.cls, self.kwargs, mapped, self.mapped_into)
-
-
-class MappedOperator(DependencyMixin):
-    """A task expanded at run time into one task instance per value (or combination of values)."""
-
-    is_mapped = True
-
-    def __init__(self, cls: type, partial_kwargs: dict[str, Any], mapped: dict[str, Any], mapped_into: str | None):
-        kwargs = with_default_args(cls, dict(partial_kwargs))
-        self.cls, self.mapped, self.mapped_into = cls, mapped, mapped_into
-        group = kwargs.pop("task_group", None) or current_group()
-        dag = kwargs.pop("dag", None) or (group.dag if group is not None else None) or current_dag()
-        self.task_id = group.child_id(kwargs["task_id"]) if group is not None else kwargs["task_id"]
-        self.kwargs = {**kwargs, "task_id": self.task_id}
-        self.trigger_rule = str(kwargs.get("trigger_rule", TriggerRule.ALL_SUCCESS))
-        self.runs_natively, self.unsupported_reason = cls.runs_natively, cls.unsupported_reason  # type: ignore[attr-defined]
-        self.upstream_task_ids: set[str] = set()
-        self.downstream_task_ids: set[str] = set()
-        self.task_group, self.dag = group, dag
-        if dag is not None:
-            dag.add_task(self)
-            if group is not None and group.dag is dag:
-                group.children.append(self)
-        for value in [*mapped.values(), *self.kwargs.values()]:
-            for arg in find_xcomargs(value):
-                arg.operator.set_downstream(self)
-
-    def __repr__(self) -> str:
-        return f"<Mapped({self.cls.__name__}): {self.task_id}>"
-
-    def dep_roots(self) -> list[Any]:
-        return [self]
-
-    dep_leaves = dep_roots
-    add_edge_to = BaseOperator.add_edge_to
-
-    @property
-    def output(self) -> XComArg:
-        return XComArg(self)
-
-    def expand_into(self, context: dict[str, Any]) -> list[BaseOperator]:
-        """One operator per combination of the mapped values (Airflow's cross product), in map_index order."""
-        values = {k: resolve_xcomargs(v, context) for k, v in self.mapped.items()}
-        for key, value in values.items():
-            if not isinstance(value, (list, tuple, dict)):
-                raise AirflowException(f"expand({key}=...) needs a list or dict, got {type(value).__name__}")
-        keys = list(values)
-        combos = itertools.product(*[list(v.items()) if isinstance(v, dict) else list(v) for v in values.values()])
-        out = []
-        for combo in combos:
-            one = dict(zip(keys, combo, strict=True))
-            kwargs = dict(self.kwargs)
-            if self.mapped_into:
-                kwargs[self.mapped_into] = {**(kwargs.get(self.mapped_into) or {}), **one}
-            else:
-                kwargs.update(one)
-            op = self.cls(**kwargs)
-            op._dag = self.dag  # the DAG's, without adding it: the DAG holds the mapped task
-            out.append(op)
-        return out

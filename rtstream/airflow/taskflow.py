@@ -16,9 +16,11 @@ from typing import Any
 
 from rtstream.airflow.bash import BashOperator
 from rtstream.airflow.dag_model import DAG, DependencyMixin, TaskGroup, current_dag, current_group
-from rtstream.airflow.operator_base import BaseOperator, MappedOperator, OperatorPartial, XComArg
+from rtstream.airflow.mapped import MappedOperator, OperatorPartial
+from rtstream.airflow.operator_base import BaseOperator
 from rtstream.airflow.operators import BranchMixIn, PythonOperator, ShortCircuitOperator, call_kwargs, unsupported
 from rtstream.airflow.states import AirflowException
+from rtstream.airflow.xcom_arg import XComArg
 
 
 class DecoratedPythonOperator(PythonOperator):
@@ -56,7 +58,7 @@ class DecoratedBashOperator(BashOperator):
         self.link_xcomargs([self.op_args, self.op_kwargs])
 
     async def async_execute(self, context: dict[str, Any]) -> Any:
-        from rtstream.airflow.operator_base import resolve_xcomargs
+        from rtstream.airflow.xcom_arg import resolve_xcomargs
 
         args = resolve_xcomargs(self.op_args, context)
         merged = {**context, **resolve_xcomargs(self.op_kwargs, context)}

@@ -13,7 +13,7 @@ import jinja2
 import jinja2.nativetypes
 import jinja2.sandbox
 
-from rtstream.airflow.operator_base import XComArg
+from rtstream.airflow.xcom_arg import XComArg
 
 _FILTERS = {
     "ds": lambda d: d.strftime("%Y-%m-%d"), "ds_nodash": lambda d: d.strftime("%Y%m%d"),
