@@ -1,7 +1,8 @@
-"""Stand-ins for `airflow` so a DAG file can be imported for its functions without Airflow installed.
+"""Stand-ins for `airflow` so a DAG file can be imported without Airflow installed.
 
-`rtstream import-dag` points python components at the DAG file's own functions; the file's
-module-level `DAG(...)`, operators and `>>` chains then run against these do-nothing stubs.
+Every `airflow.*` module resolves; its names are rtstream's DAG model (rtstream.airflow.exports), so
+`rtstream dags` runs the DAG and `rtstream import-dag`'s python components import the file's own
+functions with its module-level `DAG(...)`, operators and `>>` chains built for real.
 """
 
 from __future__ import annotations
@@ -18,42 +19,14 @@ from typing import Any
 _IMPORTS_AIRFLOW = re.compile(rb"^[ \t]*(?:from|import)[ \t]+airflow\b", re.MULTILINE)
 
 
-class Stub:
-    """Accepts any construction, context use, attribute and dependency arrow, and does nothing."""
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        pass
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return Stub()
-
-    def __enter__(self) -> Stub:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
-
-    def __rshift__(self, other: Any) -> Any:
-        return other
-
-    def __lshift__(self, other: Any) -> Any:
-        return other
-
-    def __rrshift__(self, other: Any) -> Any:
-        return self
-
-    def __rlshift__(self, other: Any) -> Any:
-        return self
-
-    def __getattr__(self, name: str) -> Any:
-        return Stub()
-
-
 class _StubModule(types.ModuleType):
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
+        # rtstream's DAG model (rtstream.airflow.exports): the same object under every module path
+        from rtstream.airflow.exports import lookup
+
+        if name.startswith("__") and name != "__version__":
             raise AttributeError(name)
-        return Stub
+        return lookup(self.__name__, name)
 
 
 class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
@@ -71,9 +44,13 @@ class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         pass
 
 
-def install() -> None:
-    """Make `import airflow...` succeed with stubs, when the real Airflow is not installed."""
-    if not any(isinstance(f, _Finder) for f in sys.meta_path):
+def install(first: bool = False) -> None:
+    """Make `import airflow...` resolve to rtstream's stand-in, when the real Airflow is not installed
+    (or, with `first`, even when it is: `rtstream dags` runs rtstream's own DAG model)."""
+    if first:
+        sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _Finder)]
+        sys.meta_path.insert(0, _Finder())
+    elif not any(isinstance(f, _Finder) for f in sys.meta_path):
         sys.meta_path.append(_Finder())  # last: a real Airflow, where installed, is found first
 
 

@@ -16,6 +16,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "import-dag":
         return import_dag_command(args)
+    if args.command == "dags":
+        from rtstream.cli.dags import dags_command
+
+        return dags_command(args)
     if args.command == "backfill":
         return backfill_command(args)
     if args.command == "test":

@@ -39,4 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp = sub.add_parser("import-dag", help="turn an Airflow DAG file into an rtstream config")
     imp.add_argument("dag", help="the DAG file (read as source, never run)")
     imp.add_argument("-o", "--output", help="write the config here (default: print it)")
+    from rtstream.cli.dags import add_parser as add_dags
+
+    add_dags(sub)
     return p

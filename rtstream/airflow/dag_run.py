@@ -1,0 +1,183 @@
+"""One DAG run, as the loop of Airflow's `dag.test()` drives it: task instances in dependency order,
+each started as soon as its trigger rule allows (independent ones at once, up to the DAG's
+max_active_tasks), mapped tasks expanded when their upstream is done, branch and short-circuit skips
+applied when the deciding task succeeds, and the run's state from its leaves (failed when a leaf is
+failed or upstream_failed, success when every leaf succeeded or was skipped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from rtstream.airflow.context import build_context, make_dag_run
+from rtstream.airflow.dag_model import DAG, TaskGroup
+from rtstream.airflow.states import DagRunState
+from rtstream.airflow.states import TaskInstanceState as S
+from rtstream.airflow.task_run import log, run_task_instance
+from rtstream.airflow.templating import environment
+from rtstream.airflow.timetable import manual_data_interval
+from rtstream.airflow.trigger_rules import decide
+from rtstream.airflow.xcom import RunXComs, TaskInstance
+
+
+@dataclass
+class RunResult:
+    dag_id: str
+    run_state: str
+    task_instances: list[TaskInstance]
+    xcoms: RunXComs
+
+    @property
+    def failed_tasks(self) -> list[str]:
+        return [ti.task_id + (f"[{ti.map_index}]" if ti.map_index >= 0 else "") for ti in self.task_instances
+                if ti.state == S.FAILED]
+
+
+def topological_order(dag: DAG) -> list[str]:
+    """Task ids upstream-first, in definition order among equals; a cycle is an error, as in Airflow."""
+    indegree = {t: len(dag.task_dict[t].upstream_task_ids) for t in dag.task_dict}
+    ready = [t for t in dag.task_dict if indegree[t] == 0]
+    order: list[str] = []
+    while ready:
+        tid = ready.pop(0)
+        order.append(tid)
+        for down in sorted(dag.task_dict[tid].downstream_task_ids, key=list(dag.task_dict).index):
+            indegree[down] -= 1
+            if indegree[down] == 0:
+                ready.append(down)
+    if len(order) != len(dag.task_dict):
+        stuck = sorted(set(dag.task_dict) - set(order))
+        raise ValueError(f"Cycle detected in DAG {dag.dag_id}: tasks {', '.join(stuck)} depend on each other")
+    return order
+
+
+def descendants(dag: DAG, task_id: str) -> set[str]:
+    out: set[str] = set()
+    todo = list(dag.task_dict[task_id].downstream_task_ids)
+    while todo:
+        tid = todo.pop()
+        if tid not in out:
+            out.add(tid)
+            todo.extend(dag.task_dict[tid].downstream_task_ids)
+    return out
+
+
+def _groups(group: TaskGroup) -> dict[str, TaskGroup]:
+    out = {group.group_id: group} if group.group_id else {}
+    for child in group.children:
+        if isinstance(child, TaskGroup):
+            out.update(_groups(child))
+    return out
+
+
+class DagRun:
+    def __init__(self, dag: DAG, logical_date: datetime):
+        self.dag, self.order = dag, topological_order(dag)
+        self.info = make_dag_run(dag.dag_id, logical_date, manual_data_interval(dag, logical_date))
+        self.xcoms = RunXComs()
+        self.tis: dict[str, list[TaskInstance]] = {tid: [self._ti(dag.task_dict[tid], -1)] for tid in self.order}
+        self.groups = _groups(dag.task_group)
+        self.valid_branch_ids = set(dag.task_dict) | set(self.groups)
+        self.env = environment(dag)
+
+    def _ti(self, task: Any, map_index: int) -> TaskInstance:
+        ti = TaskInstance(task, self.info.run_id, map_index, self.xcoms, self.info.logical_date)
+        ti.dag_run = self.info
+        return ti
+
+    def _context(self, task: Any, ti: TaskInstance) -> dict[str, Any]:
+        return build_context(self.dag, task, ti, self.info)
+
+    async def run(self) -> RunResult:
+        limit = max(1, int(self.dag.max_active_tasks))
+        running: dict[asyncio.Task[None], TaskInstance] = {}
+        with ThreadPoolExecutor(max_workers=limit, thread_name_prefix=f"dag-{self.dag.dag_id}") as pool:
+            while True:
+                self._settle(running, pool, limit)
+                if not running:
+                    break
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for t in done:
+                    ti = running.pop(t)
+                    t.result()  # run_task_instance keeps every task error in ti.state; anything else is ours
+                    if ti.state == S.SUCCESS:
+                        self._apply_skips(ti)
+        return RunResult(self.dag.dag_id, self._run_state(), [ti for tid in self.order for ti in self.tis[tid]],
+                         self.xcoms)
+
+    def _settle(self, running: dict[asyncio.Task[None], TaskInstance], pool: ThreadPoolExecutor, limit: int) -> None:
+        """Decide every task instance that can be decided now; start those that may run."""
+        progressed = True
+        while progressed:
+            progressed = False
+            for tid in self.order:
+                task = self.dag.task_dict[tid]
+                for ti in list(self.tis[tid]):
+                    if ti.state is not None or len(running) >= limit:
+                        continue
+                    upstream = [u.state for up in task.upstream_task_ids for u in self.tis[up]]
+                    new_state, runnable = decide(task.trigger_rule, upstream)
+                    if new_state is not None:
+                        ti.state, progressed = new_state, True
+                    elif runnable and task.is_mapped and ti.map_index < 0:
+                        self._expand(task, ti)
+                        progressed = True
+                    elif runnable:
+                        ti.state = S.SCHEDULED.value
+                        real = ti.task if task.is_mapped else task
+                        coro = run_task_instance(real, ti, self._context(real, ti), self.env, pool,
+                                                 self.valid_branch_ids)
+                        running[asyncio.get_running_loop().create_task(coro)] = ti
+                        progressed = True
+
+    def _expand(self, task: Any, ti: TaskInstance) -> None:
+        try:
+            ops = task.expand_into(self._context(task, ti))
+        except Exception as exc:  # noqa: BLE001 - an unmappable value fails the mapped task, as in Airflow
+            log.error("%s.%s: cannot expand: %s", self.dag.dag_id, task.task_id, exc)
+            ti.state, ti.try_number = S.FAILED.value, 1
+            return
+        if not ops:
+            ti.state = S.SKIPPED.value  # a zero-length expansion: Airflow skips the task
+            self.xcoms.mapped_counts[task.task_id] = 0
+            return
+        self.xcoms.mapped_counts[task.task_id] = len(ops)
+        new = []
+        for i, op in enumerate(ops):
+            one = self._ti(op, i)
+            one.task = op
+            new.append(one)
+        self.tis[task.task_id] = new
+
+    def _apply_skips(self, ti: TaskInstance) -> None:
+        task = self.dag.task_dict[ti.task_id]
+        to_skip: set[str] = set()
+        if ti.branch is not None:
+            followed: set[str] = set()
+            for tid in ti.branch:
+                if tid in self.groups:
+                    followed |= {t.task_id for t in self.groups[tid].dep_roots()}
+                else:
+                    followed.add(tid)
+            for tid in list(followed):  # a task downstream of a followed one is followed too (Airflow's join case)
+                followed |= descendants(self.dag, tid)
+            to_skip = set(task.downstream_task_ids) - followed
+        if ti.short_circuit is not None:
+            to_skip = descendants(self.dag, ti.task_id) if ti.short_circuit else set(task.downstream_task_ids)
+        for tid in to_skip:
+            for other in self.tis[tid]:
+                if other.state is None:
+                    other.state = S.SKIPPED.value
+
+    def _run_state(self) -> str:
+        leaves = [ti for t in self.dag.leaves for ti in self.tis[t.task_id]]
+        states = [ti.state for tis in self.tis.values() for ti in tis]
+        if any(s is None for s in states):
+            return DagRunState.FAILED.value  # deadlocked: Airflow fails the run
+        if any(ti.state in (S.FAILED, S.UPSTREAM_FAILED) for ti in leaves):
+            return DagRunState.FAILED.value
+        return DagRunState.SUCCESS.value

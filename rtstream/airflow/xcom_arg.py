@@ -1,0 +1,54 @@
+"""`XComArg`: a task's output used as another task's argument (`t.output`, a `@task`'s return value),
+pulled from XCom when the consumer runs; a `None` return value resolves to None, as in Airflow."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rtstream.airflow.dag_model import DependencyMixin
+
+RETURN_VALUE = "return_value"
+
+
+def find_xcomargs(value: Any) -> list[XComArg]:
+    if isinstance(value, XComArg):
+        return [value]
+    if isinstance(value, dict):
+        return [x for v in value.values() for x in find_xcomargs(v)]
+    if isinstance(value, (list, tuple, set)):
+        return [x for v in value for x in find_xcomargs(v)]
+    return []
+
+
+class XComArg(DependencyMixin):
+    """A task's output as an argument (`t.output`, a `@task`'s return): pulled when the consumer runs."""
+
+    def __init__(self, operator: Any, key: str = RETURN_VALUE):
+        self.operator, self.key = operator, key
+
+    def __repr__(self) -> str:
+        return f"XComArg({self.operator.task_id!r}, {self.key!r})"
+
+    def __getitem__(self, key: str) -> XComArg:
+        return XComArg(self.operator, key)
+
+    def __iter__(self) -> Any:
+        raise TypeError("'XComArg' object is not iterable: its value exists only when the task runs")
+
+    def dep_roots(self) -> list[Any]:
+        return [self.operator]
+
+    dep_leaves = dep_roots
+
+    def resolve(self, context: dict[str, Any]) -> Any:
+        return context["ti"].xcom_pull(task_ids=self.operator.task_id, key=self.key)
+
+
+def resolve_xcomargs(value: Any, context: dict[str, Any]) -> Any:
+    if isinstance(value, XComArg):
+        return value.resolve(context)
+    if isinstance(value, dict):
+        return {k: resolve_xcomargs(v, context) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(resolve_xcomargs(v, context) for v in value)
+    return value

@@ -1,0 +1,145 @@
+"""`rtstream dags list PATH` and `rtstream dags test PATH [--dag ID] [--at DATE] [--json]`: DAG files run as
+they are, one run each, like `airflow dags test` (rtstream.airflow)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from rtstream.model.errors import EXIT_CONFIG
+
+
+def add_parser(sub: Any) -> None:
+    dags = sub.add_parser("dags", help="list or test-run Airflow DAG files as they are")
+    dsub = dags.add_subparsers(dest="dags_command", required=True)
+    ls = dsub.add_parser("list", help="the DAGs of a file or folder, their schedules and tasks")
+    ls.add_argument("path", help="a DAG file or a folder of them")
+    ls.add_argument("--debug", action="store_true", help="print the traceback of a DAG file that fails")
+    tst = dsub.add_parser("test", help="one run of each DAG, every task executed (like airflow dags test)")
+    tst.add_argument("path", help="a DAG file or a folder of them")
+    tst.add_argument("--dag", dest="dag_id", help="run only this DAG")
+    tst.add_argument("--at", help="the run's logical date (ISO-8601; default: now, UTC)")
+    tst.add_argument("--json", action="store_true", help="one JSON object per task instance on stdout, then the run")
+    tst.add_argument("--debug", action="store_true", help="print the traceback of a DAG file that fails")
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[IO[bytes]]:
+    """Everything written to stdout (prints at import, task prints, subprocesses) goes to stderr; the
+    JSON goes to what stdout was."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    out = os.fdopen(saved, "wb")
+    try:
+        yield out
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        out.close()
+
+
+def _refuse(lines: list[str], debug: bool, files: list[str]) -> int:
+    from rtstream.airflow.dagbag import last_exception
+
+    for file in files:
+        exc = last_exception(file)
+        if debug and exc is not None:
+            traceback.print_exception(exc, file=sys.stderr)
+    for line in lines:
+        print(f"rtstream: {line}", file=sys.stderr)
+    return EXIT_CONFIG
+
+
+def dags_command(args: argparse.Namespace) -> int:
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if args.dags_command == "list":
+        return _list(args)
+    try:
+        at = datetime.fromisoformat(args.at) if args.at else datetime.now(UTC)
+    except ValueError as exc:
+        print(f"rtstream: --at: {exc} (expected e.g. 2024-01-31 or 2024-01-31T06:00:00+00:00)", file=sys.stderr)
+        return EXIT_CONFIG
+    at = at if at.tzinfo else at.replace(tzinfo=UTC)
+    if not args.json:
+        return _test(args, at, None)
+    with _stdout_to_stderr() as out:
+        return _test(args, at, out)
+
+
+def _load(args: argparse.Namespace) -> tuple[Any, int | None]:
+    from rtstream.airflow.dagbag import load
+    from rtstream.airflow.states import DagRefused
+
+    try:
+        bag = load(Path(args.path))
+    except DagRefused as exc:
+        return None, _refuse([str(exc)], False, [])
+    wanted = getattr(args, "dag_id", None)
+    if bag.import_errors and (wanted is None or wanted not in bag.dags):
+        return None, _refuse([f"cannot load {line}" for line in bag.import_errors.values()], args.debug,
+                             list(bag.import_errors))
+    if wanted is not None and wanted not in bag.dags:
+        return None, _refuse([f"no DAG {wanted!r} in {args.path} (found: {', '.join(sorted(bag.dags)) or 'none'})"],
+                             False, [])
+    return bag, None
+
+
+def _list(args: argparse.Namespace) -> int:
+    from rtstream.airflow.timetable import describe
+
+    bag, code = _load(args)
+    if code is not None:
+        return code
+    for dag in bag.dags.values():
+        print(f"{dag.dag_id}  ({dag.fileloc})  schedule: {describe(dag)}  start_date: {dag.start_date}")
+        for task in dag.tasks:
+            how = "native" if task.runs_natively else f"REFUSED: {task.unsupported_reason}"
+            kind = task.cls.__name__ + ".expand" if task.is_mapped else type(task).__name__
+            ups = ", ".join(sorted(task.upstream_task_ids)) or "-"
+            print(f"  {task.task_id:<30} {kind:<28} {how:<10} after: {ups}")
+    return 0
+
+
+def _test(args: argparse.Namespace, at: datetime, out: IO[bytes] | None) -> int:
+    from rtstream.airflow.dag_run import DagRun
+
+    bag, code = _load(args)
+    if code is not None:
+        return code
+    dags = [bag.dags[args.dag_id]] if args.dag_id else list(bag.dags.values())
+    refused = [f"DAG {d.dag_id} refused: {why}" for d in dags for why in bag.refused_tasks(d)]
+    if refused:
+        return _refuse(refused, False, [])
+    failed = []
+    for dag in dags:
+        result = asyncio.run(DagRun(dag, at).run())
+        for ti in result.task_instances:
+            row = {"dag_id": dag.dag_id, "task_id": ti.task_id, "map_index": ti.map_index, "state": ti.state,
+                   "tries": ti.try_number, "xcom": result.xcoms.of(ti.task_id, ti.map_index)}
+            if out is not None:
+                out.write(orjson.dumps(row, default=str, option=orjson.OPT_NON_STR_KEYS) + b"\n")
+            else:
+                index = f"[{ti.map_index}]" if ti.map_index >= 0 else ""
+                print(f"{dag.dag_id}  {ti.task_id}{index}  {ti.state}  tries={ti.try_number}")
+        if out is not None:
+            out.write(orjson.dumps({"dag_id": dag.dag_id, "run_state": result.run_state}) + b"\n")
+            out.flush()
+        else:
+            print(f"{dag.dag_id}: run {result.run_state}")
+        if result.run_state != "success":
+            failed.append(f"{dag.dag_id} (failed tasks: {', '.join(result.failed_tasks) or 'none, deadlocked'})")
+    for line in failed:
+        print(f"rtstream dags test: FAILED: {line}", file=sys.stderr)
+    return 1 if failed else 0
