@@ -96,6 +96,10 @@ def import_dag_command(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "run" and argv is None:  # the process is the daemon: a stop during start-up is clean
+        from rtstream import early_signals
+
+        early_signals.hold()
     if args.command == "import-dag":
         return import_dag_command(args)
     if args.command == "backfill":

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rtstream import early_signals
 from rtstream.admin.history import RunHistory
 from rtstream.admin.metrics import Metrics
 from rtstream.config.load import Settings
@@ -155,6 +156,8 @@ class Runtime:
                 pass
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._starting = starting = asyncio.current_task()
+        if (early := early_signals.received()) is not None:  # a stop asked for before the loop listened
+            self._on_signal(early)
         try:
             return await self._run_components()
         except asyncio.CancelledError:
