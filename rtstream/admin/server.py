@@ -52,6 +52,7 @@ class RecentErrors(logging.Handler):
 
 
 MAX_RUNS = 1000  # windows one /api/runs answer may hold
+DEFAULT_RUNS = 100  # without `limit`: a history may keep thousands of windows; `before` pages through them
 
 
 class AdminServer:
@@ -172,12 +173,21 @@ class AdminServer:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def runs(self, request: web.Request) -> web.Response:
+        """The newest `limit` windows (DEFAULT_RUNS), or those before `before`: page on with `next_before`."""
         raw = request.query.get("limit", "0")
         if not raw.isascii() or not raw.isdigit() or len(raw) > 9 or int(raw) > MAX_RUNS:
-            return self._json({"error": f"limit must be a whole number from 0 to {MAX_RUNS} (0: the default)"}, 400)
-        limit = int(raw) or None
-        windows = await asyncio.to_thread(self.view.history.windows, limit)
-        return self._json({"components": self.view.component_order(), "windows": windows})
+            return self._json({"error": f"limit must be a whole number from 0 to {MAX_RUNS} "
+                                        f"(0: the default, {DEFAULT_RUNS})"}, 400)
+        limit = int(raw) or DEFAULT_RUNS
+        before = None
+        if "before" in request.query:
+            before = _window_start(request.query["before"])
+            if before is None:
+                return self._json({"error": "before must be a window start, e.g. 2026-11-24T12:05:00Z"}, 400)
+        windows = await asyncio.to_thread(self.view.history.windows, limit, before)
+        more = len(windows) == limit
+        return self._json({"components": self.view.component_order(), "windows": windows,
+                           "next_before": windows[-1]["window_start"] if more else None})
 
     async def status(self, request: web.Request) -> web.Response:
         return self._json(self.view.status() | {
@@ -194,8 +204,7 @@ class AdminServer:
         start = _window_start(request.query.get("start", ""))
         if start is None:
             return self._json({"error": "start must be a window start, e.g. 2026-11-24T12:05:00Z"}, 400)
-        found = await asyncio.to_thread(self.view.history.windows, MAX_RUNS)
-        run = next((w for w in found if w["window_start"] == start), None)
+        run = await asyncio.to_thread(self.view.history.window, start)  # any window the history keeps
         opened = next((w for w in self._open_windows() if w["window_start"] == start), None)
         path = getattr(self.view, "dead_letter_path", None)
         letters = await asyncio.to_thread(dead_letters_of, path, start) if path else []
@@ -215,8 +224,7 @@ class AdminServer:
         start = _window_start(doc.get("window_start", "") if isinstance(doc, dict) else "")
         if start is None:
             return self._json({"error": "window_start must be a window start, e.g. 2026-11-24T12:05:00Z"}, 400)
-        found = await asyncio.to_thread(self.view.history.windows, MAX_RUNS)
-        run = next((w for w in found if w["window_start"] == start), None)
+        run = await asyncio.to_thread(self.view.history.window, start)
         if run is None:
             return self._json({"error": f"no closed window starts at {start}"}, 404)
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import sys
@@ -20,20 +21,23 @@ def load_callable(ref: Any, search_dirs: list[Path] | None = None) -> Callable[.
     for d in search_dirs or []:
         if str(d) not in sys.path:
             sys.path.insert(0, str(d))
+    # What a module prints at import goes to stderr: stdout carries `rtstream test`'s rows and JSON.
     try:
-        module = importlib.import_module(module_name)
+        with contextlib.redirect_stdout(sys.stderr):
+            module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if not (exc.name or "").startswith("airflow"):
             raise ValueError(f"cannot import module {module_name!r}: {exc}") from None
-        from rtstream.airflow import stand_in as airflow_shim
+        from rtstream.airflow import stand_in as airflow_shim  # a DAG file imported for its functions
 
         airflow_shim.install()
         try:
-            module = importlib.import_module(module_name)
-        except Exception as exc2:  # noqa: BLE001 - any import failure is a config error
-            raise ValueError(f"cannot import module {module_name!r}: {exc2}") from None
-    except Exception as exc:  # noqa: BLE001 - any import failure is a config error
-        raise ValueError(f"cannot import module {module_name!r}: {exc}") from None
+            with contextlib.redirect_stdout(sys.stderr):
+                module = importlib.import_module(module_name)
+        except BaseException as exc2:  # noqa: BLE001 - any import failure (sys.exit() too) is a config error
+            raise ValueError(f"cannot import module {module_name!r}: {_import_failure(exc2)}") from None
+    except BaseException as exc:  # noqa: BLE001 - any import failure (sys.exit() too) is a config error
+        raise ValueError(f"cannot import module {module_name!r}: {_import_failure(exc)}") from None
     fn = module
     for part in attr.split("."):
         fn = getattr(fn, part, None)  # type: ignore[assignment]
@@ -42,6 +46,25 @@ def load_callable(ref: Any, search_dirs: list[Path] | None = None) -> Callable[.
     if not callable(fn):
         raise ValueError(f"{ref!r} is not callable")
     return fn  # type: ignore[return-value]
+
+
+def _import_failure(exc: BaseException) -> str:
+    if isinstance(exc, Exception):
+        return str(exc)
+    args = ", ".join(repr(a) for a in exc.args)[:200]
+    return f"its top level raised {type(exc).__name__}({args})"
+
+
+def returned_shape(value: Any) -> str:
+    """What a user function returned, for an error that says so: `list of int`, `list of dict and str`.
+
+    >>> returned_shape([1, 2]), returned_shape([{}, "a"]), returned_shape(3)
+    ('a list of int', 'a list of dict and str', 'int')
+    """
+    if isinstance(value, (list, tuple)):
+        kinds = list(dict.fromkeys(type(v).__name__ for v in value[:100]))
+        return f"a {type(value).__name__} of {' and '.join(kinds[:4])}" if kinds else f"an empty {type(value).__name__}"
+    return type(value).__name__
 
 
 def call_style(fn: Callable[..., Any]) -> str:

@@ -14,6 +14,10 @@ from rtstream.model.errors import ConfigError
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "run" and argv is None:  # the process is the daemon: a stop during start-up is clean
+        from rtstream.support import early_signals
+
+        early_signals.hold()
     if args.command == "import-dag":
         return import_dag_command(args)
     if args.command == "dags":

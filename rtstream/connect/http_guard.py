@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,6 +30,7 @@ from aiohttp import web
 from rtstream.connect.http_limits import HttpLimits
 from rtstream.connect.http_rejects import ProtocolLog, RejectLog
 
+MAX_DISCARD = 1 << 20  # bytes of a refused request read away before its connection is closed
 SPARE_DESCRIPTORS = 512  # beside the servers' connections: accepts in flight (a backlog per server), files, sinks
 _reserved = 0  # connections the servers of this process may hold at once
 
@@ -43,7 +45,30 @@ def _answer(transport: asyncio.BaseTransport, status: int, reason: str, error: s
         transport.write(head.encode() + body)  # type: ignore[attr-defined]
     except (OSError, RuntimeError):
         pass
+    _discard_unread(transport)
     transport.close()
+
+
+def _discard_unread(transport: asyncio.BaseTransport) -> None:
+    """Read away what the client already sent, so that closing sends FIN after the answer, not RST.
+
+    A socket closed with unread bytes in its receive queue resets the connection (RFC 2525), and a
+    reset makes the client's kernel drop the answer it had not read yet: under load, when a refused
+    client's request head arrived before the accept, it saw a closed connection instead of the 503.
+    The socket is non-blocking; this reads only what is queued, at most MAX_DISCARD bytes.
+    """
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return
+    left = MAX_DISCARD
+    try:
+        while left > 0:
+            got = os.read(sock.fileno(), min(left, 65536))
+            if not got:
+                return
+            left -= len(got)
+    except OSError:  # EAGAIN: nothing more is queued; or the client is gone already
+        return
 
 
 class _Connection(asyncio.Protocol):

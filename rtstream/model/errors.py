@@ -74,3 +74,26 @@ class RowsRejected(SinkError):
     def __init__(self, component: str, rejected: list[tuple[list[dict[str, Any]], str]]):
         self.rejected = rejected
         super().__init__(component, f"{sum(len(r) for r, _ in rejected)} rows rejected: {rejected[0][1]}")
+
+
+class UserCodeExit(RtstreamError):
+    """User code raised SystemExit, KeyboardInterrupt or another BaseException that is not an
+    Exception: for the daemon that is the failure of the one record, window or call that ran it
+    (dead-lettered, or under the component's policy), never a reason to end the process.
+    """
+
+
+def user_code_failure(exc: BaseException) -> Exception:
+    """The Exception to report for what user code raised; asyncio's own cancellation is re-raised.
+
+    >>> str(user_code_failure(SystemExit(0)))
+    'raised SystemExit(0), which cannot end the daemon'
+    """
+    import asyncio
+
+    if isinstance(exc, Exception):
+        return exc
+    if isinstance(exc, asyncio.CancelledError):
+        raise exc
+    args = ", ".join(repr(a) for a in exc.args)[:200]
+    return UserCodeExit(f"raised {type(exc).__name__}({args}), which cannot end the daemon")

@@ -19,8 +19,13 @@ class Throughput:
 
 
 class WindowRuns(Protocol):
-    def windows(self, limit: int | None = None) -> list[dict[str, Any]]:
-        """The newest windows' runs, newest first, each with its components' states."""
+    def windows(self, limit: int | None = None, before: str | None = None) -> list[dict[str, Any]]:
+        """The newest windows' runs (older than `before`, when given), newest first, each with its
+        components' states."""
+        ...
+
+    def window(self, start: str) -> dict[str, Any] | None:
+        """The runs of the window starting at `start`, or None."""
         ...
 
 

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rtstream.support import early_signals
+
 if TYPE_CHECKING:
     from rtstream.config.load import Settings
 
@@ -87,15 +89,24 @@ class WorkerSupervisor:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop)
+        if early_signals.received() is not None:  # asked to stop before the loop listened: start nothing
+            self.stop()
         admin = await self._start_admin()
         try:
             await asyncio.gather(*(self._keep_running(w) for w in self.workers))
         finally:
             if admin is not None:
                 await admin.close()
-        failed = [w.index for w in self.workers if w.exit_code not in (0, None)]
+        failed = [w.index for w in self.workers if not self._clean_exit(w)]
         log.info("all %d workers exited%s", self.count, f"; workers {failed} failed" if failed else "")
         return 1 if failed else 0
+
+    def _clean_exit(self, w: Worker) -> bool:
+        # A worker stopped during its own start-up may die of the SIGTERM we sent before its Python
+        # could note it: that is the stop asked for, not a failure.
+        if w.exit_code in (0, None):
+            return True
+        return self.stopping.is_set() and w.exit_code == -signal.SIGTERM
 
     def stop(self) -> None:
         if self.stopping.is_set():
@@ -113,6 +124,8 @@ class WorkerSupervisor:
             w.proc = await asyncio.create_subprocess_exec(*self.command(w), env=os.environ.copy(),
                                                           preexec_fn=_die_with_parent)
             log.info("worker %d started (pid %d)", w.index, w.proc.pid, extra={"component": f"worker-{w.index}"})
+            if self.stopping.is_set() and w.proc.returncode is None:  # stop() ran while it was being spawned
+                w.proc.send_signal(signal.SIGTERM)
             w.exit_code = await w.proc.wait()
             if self.stopping.is_set():
                 return

@@ -21,7 +21,8 @@ from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from rtstream.model.status import Throughput
+from rtstream.runtime.run_history import RunHistory
+from rtstream.runtime.status import Throughput
 from rtstream.windows.clock import epoch_ms
 
 if TYPE_CHECKING:
@@ -37,13 +38,22 @@ class WorkersStatus:
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.started = time.time()
         self.statuses: dict[int, dict[str, Any]] = {}
-        self.runs: dict[int, list[dict[str, Any]]] = {}
         self.metrics_text: dict[int, str] = {}
         self.metrics_registry = CollectorRegistry(auto_describe=False)
         self.metrics_registry.register(_WorkerMetrics(self))
         self.history = _MergedHistory(self)
         self._task: asyncio.Task[None] | None = None
         self._http: aiohttp.ClientSession | None = None
+
+    @property
+    def config_path(self) -> str | None:
+        """The supervisor's config file: a re-run is a backfill of it, as for one process."""
+        path = self.supervisor.settings.path
+        return str(path) if path is not None else None
+
+    @property
+    def config_overrides(self) -> list[str]:
+        return [*self.supervisor.settings.overrides, "daemon.workers=1"]  # a backfill is one process
 
     @property
     def pipeline(self) -> str:
@@ -60,6 +70,7 @@ class WorkersStatus:
                 await self._task
         if self._http is not None:
             await self._http.close()
+        self.history.close()
 
     async def _poll_forever(self) -> None:
         while True:
@@ -73,8 +84,6 @@ class WorkersStatus:
         try:
             async with self._http.get(f"{base}/api/status") as resp:
                 self.statuses[index] = orjson.loads(await resp.read())
-            async with self._http.get(f"{base}/api/runs") as resp:
-                self.runs[index] = orjson.loads(await resp.read()).get("windows", [])
             async with self._http.get(f"{base}/metrics") as resp:
                 self.metrics_text[index] = await resp.text()
         except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError, ValueError):
@@ -128,16 +137,39 @@ class WorkersStatus:
 
 
 class _MergedHistory:
-    """The workers' run histories as one: a window's row per component, worst state first."""
+    """The workers' run histories as one: a window's row per component, worst state first.
+
+    Read from each worker's runs.db (SQLite in WAL mode takes readers beside its writer), so any
+    window any worker keeps can be listed, paged to, opened and re-run, not only the newest.
+    """
 
     _RANK = {"failed": 0, "retrying": 1, "running": 2, "dead_lettered": 3, "success": 4}
 
     def __init__(self, view: WorkersStatus):
         self.view = view
+        self._dbs: dict[int, RunHistory] = {}
 
-    def windows(self, limit: int | None = None) -> list[dict[str, Any]]:
+    def _histories(self) -> dict[int, RunHistory]:
+        sup = self.view.supervisor
+        for w in sup.workers:
+            path = sup.state_dir / f"worker-{w.index}" / "runs.db"
+            if w.index not in self._dbs and path.exists():
+                self._dbs[w.index] = RunHistory(path)
+        return self._dbs
+
+    def windows(self, limit: int | None = None, before: str | None = None) -> list[dict[str, Any]]:
+        found = {i: h.windows(limit, before) for i, h in self._histories().items()}
+        out = self._merged(found)
+        return out[:limit] if limit else out
+
+    def window(self, start: str) -> dict[str, Any] | None:
+        found = {i: [w] for i, h in self._histories().items() if (w := h.window(start)) is not None}
+        out = self._merged(found)
+        return out[0] if out else None
+
+    def _merged(self, by_worker: dict[int, list[dict[str, Any]]]) -> list[dict[str, Any]]:
         merged: dict[str, dict[str, Any]] = {}
-        for index, windows in self.view.runs.items():
+        for index, windows in by_worker.items():
             for w in windows:
                 into = merged.setdefault(w["window_start"], {"window_start": w["window_start"],
                                                              "window_end": w["window_end"], "components": {}})
@@ -145,8 +177,11 @@ class _MergedHistory:
                     have = into["components"].get(comp)
                     if have is None or self._RANK.get(run["state"], 9) < self._RANK.get(have["state"], 9):
                         into["components"][comp] = {**run, "worker": index}
-        out = sorted(merged.values(), key=lambda w: w["window_start"], reverse=True)
-        return out[:limit] if limit else out
+        return sorted(merged.values(), key=lambda w: w["window_start"], reverse=True)
+
+    def close(self) -> None:
+        for h in self._dbs.values():
+            h.close()
 
 
 class _WorkerMetrics(Collector):

@@ -90,9 +90,16 @@ class WindowFlusher:
                 self._record(em, stage.name, "stage", "success", records=len(rows or ()),
                              duration_ms=(time.monotonic() - t0) * 1000)
             except GaveUp as exc:
+                # A window's rows are not records: each letter names where the window's records begin
+                # (its first partition, and every partition in `positions`), which a replay reads from.
+                source, partition, offset = (*em.partitions[0][0], em.partitions[0][1]) if em.partitions else (
+                    None, None, None)
+                positions = {f"{src}/{part}": first for (src, part), first in em.partitions[:20]}
                 await self.dead_letters.write([
-                    DeadLetter("stage_error", str(exc), stage=stage.name,
-                               window=(em.window.start_ms, em.window.end_ms), value=row) for row in before or [{}]])
+                    DeadLetter("stage_error", str(exc), source, partition, offset, stage.name,
+                               (em.window.start_ms, em.window.end_ms), row,
+                               {"positions": positions} if len(positions) > 1 else {})
+                    for row in before or [{}]])
                 self._record(em, stage.name, "stage", "dead_lettered", attempts=self.policies[stage.name].retries + 1,
                              error=str(exc), duration_ms=(time.monotonic() - t0) * 1000)
                 rows = None

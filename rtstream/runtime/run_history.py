@@ -66,13 +66,28 @@ class RunHistory:
             self._db.execute("DELETE FROM runs WHERE window_start NOT IN (SELECT DISTINCT window_start FROM runs "
                              "ORDER BY window_start DESC LIMIT ?)", (self.keep,))
 
-    def windows(self, limit: int | None = None) -> list[dict[str, Any]]:
-        """Newest first: [{window_start, window_end, components: {name: {...}}}]."""
+    def windows(self, limit: int | None = None, before: str | None = None) -> list[dict[str, Any]]:
+        """Newest first: [{window_start, window_end, components: {name: {...}}}]; with `before`, only
+        windows starting before it (the next page: pass the last answer's oldest start)."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT window_start, window_end, component, kind, state, attempts, records, duration_ms, error "
-                "FROM runs WHERE window_start IN (SELECT DISTINCT window_start FROM runs ORDER BY window_start "
-                "DESC LIMIT ?) ORDER BY window_start DESC", (limit or self.keep,)).fetchall()
+                "FROM runs WHERE window_start IN (SELECT DISTINCT window_start FROM runs WHERE window_start < ? "
+                "ORDER BY window_start DESC LIMIT ?) ORDER BY window_start DESC",
+                (before if before is not None else "\uffff", limit or self.keep)).fetchall()
+        return self._grouped(rows)
+
+    def window(self, start: str) -> dict[str, Any] | None:
+        """The window starting at `start`, however old, or None."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT window_start, window_end, component, kind, state, attempts, records, duration_ms, error "
+                "FROM runs WHERE window_start = ?", (start,)).fetchall()
+        found = self._grouped(rows)
+        return found[0] if found else None
+
+    @staticmethod
+    def _grouped(rows: list[Any]) -> list[dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
         for ws, we, comp, kind, state, attempts, records, dur, err in rows:
             w = out.setdefault(ws, {"window_start": ws, "window_end": we, "components": {}})

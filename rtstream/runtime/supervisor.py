@@ -25,6 +25,7 @@ from rtstream.runtime.flush import percentile
 from rtstream.runtime.loops import PipelineLoops, guarded
 from rtstream.runtime.observers import WindowObserver
 from rtstream.runtime.partitions import save_checkpoints
+from rtstream.support import early_signals
 from rtstream.support.secrets import remember
 
 log = logging.getLogger("rtstream.runtime")
@@ -82,6 +83,8 @@ class Runtime(PipelineParts):
                 pass
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._starting = starting = asyncio.current_task()
+        if (early := early_signals.received()) is not None:  # a stop asked for before the loop listened
+            self._on_signal(early)
         try:
             return await self._run_components()
         except asyncio.CancelledError:

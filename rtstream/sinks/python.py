@@ -15,6 +15,7 @@ import inspect
 from typing import Any
 
 from rtstream.airflow.callables import call_style, load_callable
+from rtstream.model.errors import user_code_failure
 from rtstream.model.registry import register
 from rtstream.model.window import Window
 from rtstream.sinks.base import Sink, SinkConfig
@@ -35,10 +36,13 @@ class PythonSink(Sink):
     async def write(self, window: Window, rows: list[dict[str, Any]]) -> None:
         window = Window(window.start_ms, window.end_ms, rows, window.key, window.input_count)
         args: tuple[Any, ...] = {"none": (), "window": (window,), "records": (rows,)}[self.style]
-        if inspect.iscoroutinefunction(self.fn):
-            await self.fn(*args)
-        else:
-            await asyncio.to_thread(self.fn, *args)
+        try:
+            if inspect.iscoroutinefunction(self.fn):
+                await self.fn(*args)
+            else:
+                await asyncio.to_thread(self.fn, *args)
+        except BaseException as exc:  # noqa: BLE001 - sys.exit() in user code is a failed write, not the daemon's end
+            raise user_code_failure(exc) from exc
 
     def describe(self) -> str:
         ref = self.config.call if isinstance(self.config.call, str) else getattr(self.config.call, "__qualname__", "?")

@@ -24,6 +24,7 @@ import orjson
 from rtstream.airflow.callables import load_callable
 from rtstream.airflow.task_context import AirflowTask
 from rtstream.model.durations import Duration
+from rtstream.model.errors import user_code_failure
 from rtstream.model.registry import register
 from rtstream.sources.spool.spooled_source import SpooledConfig, SpooledSource
 
@@ -68,14 +69,17 @@ class PythonSource(SpooledSource):
     async def fetch_interval(self, end_ms: int) -> int:
         """Call the function for the interval ending at `end_ms`; spool what it returns."""
         start_ms = end_ms - max(1, round(self.config.interval * 1000))
-        if isinstance(self.fn, AirflowTask):
-            out = await asyncio.to_thread(self.fn.fetch, start_ms, end_ms)
-        elif inspect.iscoroutinefunction(self.fn):
-            out = await self.fn()
-        else:
-            out = await asyncio.to_thread(self.fn)
-        if inspect.isawaitable(out):
-            out = await out
+        try:
+            if isinstance(self.fn, AirflowTask):
+                out = await asyncio.to_thread(self.fn.fetch, start_ms, end_ms)
+            elif inspect.iscoroutinefunction(self.fn):
+                out = await self.fn()
+            else:
+                out = await asyncio.to_thread(self.fn)
+            if inspect.isawaitable(out):
+                out = await out
+        except BaseException as exc:  # noqa: BLE001 - sys.exit() in user code fails this call, not the daemon
+            raise user_code_failure(exc) from exc
         if out is None:
             out = []
         elif isinstance(out, dict):

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from rtstream.airflow.callables import load_callable
+from rtstream.airflow.callables import load_callable, returned_shape
+from rtstream.model.errors import user_code_failure
 from rtstream.model.registry import register
 from rtstream.stages.base import Stage
 from rtstream.stages.python import PythonConfig
@@ -24,14 +25,20 @@ class MapStage(Stage):
         self.fn = load_callable(config.call, context.extra.get("search_dirs"))
 
     def apply(self, value: dict[str, Any]) -> list[dict[str, Any]]:
-        out = self.fn(value)
+        try:
+            out = self.fn(value)
+        except Exception:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - sys.exit() in user code dead-letters its record only
+            raise user_code_failure(exc) from exc
         if out is None:
             return []
         if isinstance(out, dict):
             return [out]
         if isinstance(out, list) and all(isinstance(r, dict) for r in out):
             return out
-        raise TypeError(f"returned {type(out).__name__}; expected a dict, a list of dicts or None")
+        raise TypeError(f"returned {returned_shape(out)}; expected an object (dict), a list of objects (dicts) "
+                        "or None")
 
     def describe(self) -> str:
         return f"map: {self.config.call if isinstance(self.config.call, str) else self.fn.__qualname__}"

@@ -15,9 +15,9 @@ from typing import Any
 
 from pydantic import field_validator
 
-from rtstream.airflow.callables import call_style, load_callable
+from rtstream.airflow.callables import call_style, load_callable, returned_shape
 from rtstream.airflow.task_context import AirflowTask
-from rtstream.model.errors import StageError
+from rtstream.model.errors import StageError, user_code_failure
 from rtstream.model.registry import register
 from rtstream.model.window import Window
 from rtstream.stages.base import Stage, StageConfig
@@ -47,19 +47,23 @@ class PythonStage(Stage):
     async def run(self, window: Window, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         window.records = rows
         args: tuple[Any, ...] = {"none": (), "window": (window,), "records": (rows,)}[self.style]
-        if self.is_async:
-            result = await self.fn(*args)
-        else:
-            result = await asyncio.to_thread(self.fn, *args)
-        if inspect.isawaitable(result):
-            result = await result
+        try:
+            if self.is_async:
+                result = await self.fn(*args)
+            else:
+                result = await asyncio.to_thread(self.fn, *args)
+            if inspect.isawaitable(result):
+                result = await result
+        except BaseException as exc:  # noqa: BLE001 - sys.exit() in user code fails this window, not the daemon
+            raise user_code_failure(exc) from exc
         if result is None:
             return rows
         if isinstance(result, dict):
             return [result]
         if isinstance(result, (list, tuple)) and all(isinstance(r, dict) for r in result):
             return list(result)
-        raise StageError(self.name, f"returned {type(result).__name__}; expected a list of dicts, a dict or None")
+        raise StageError(self.name, f"returned {returned_shape(result)}; expected a list of objects (dicts), "
+                                    "one object (dict) or None")
 
     def describe(self) -> str:
         ref = self.config.call if isinstance(self.config.call, str) else getattr(self.fn, "__qualname__", "?")

@@ -4,6 +4,7 @@
     kind in ['click', 'view'] or (amount >= 10.5 and not coupon is null)
     customer.country = "FR"                  -- dotted: a field inside a nested object
     `order total` > 0                        -- backquotes: a field name that is not a plain word
+    customer.`home address`.city = 'Lyon'   -- in a dotted path too (a dot inside backquotes is part of the name)
 
 Grammar (keywords in any case):
 
@@ -51,12 +52,12 @@ _KEYWORDS = {"and", "or", "not", "in", "is", "null", "true", "false"}
 _TOKEN = re.compile(r"""
     (?P<space>\s+)
   | (?P<number>-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)
-  | (?P<word>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)
-  | (?P<quoted>`[^`]*`)
+  | (?P<field>(?:[A-Za-z_][A-Za-z0-9_]*|`[^`]*`)(?:\.(?:[A-Za-z_][A-Za-z0-9_]*|`[^`]*`))*)
   | (?P<string>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
   | (?P<op>==|!=|<>|<=|>=|=|<|>)
   | (?P<punct>[()\[\],])
 """, re.VERBOSE | re.DOTALL)
+_SEGMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|`([^`]*)`")  # one name of a dotted path, plain or backquoted
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "'": "'", '"': '"'}
 
 
@@ -147,16 +148,17 @@ def _tokens(text: str) -> list[_Token]:
             if isinstance(value, float) and value in (float("inf"), float("-inf")):
                 raise WhereError(f"number {raw} is out of range", col)
             out.append(_Token("literal", raw, value, col))
-        elif kind == "word" and raw.lower() in _KEYWORDS:
+        elif kind == "field" and raw.lower() in _KEYWORDS:
             word = raw.lower()
             literal = {"null": None, "true": True, "false": False}
             out.append(_Token("literal", raw, literal[word], col) if word in literal else _Token(word, raw, None, col))
-        elif kind == "word":
-            out.append(_Token("field", raw, tuple(raw.split(".")), col))
-        elif kind == "quoted":
-            if len(raw) == 2:
-                raise WhereError("empty `quoted field`", col)
-            out.append(_Token("field", raw, (raw[1:-1],), col))
+        elif kind == "field":  # a dotted path whose names may be backquoted: a.`b c`.d
+            path = []
+            for seg in _SEGMENT.finditer(raw):
+                if seg.group() == "``":
+                    raise WhereError("empty `quoted field`", col + seg.start())
+                path.append(seg.group(1) if seg.group(1) is not None else seg.group())
+            out.append(_Token("field", raw, tuple(path), col))
         elif kind == "string":
             out.append(_Token("literal", raw, _unescape(raw[1:-1], col), col))
         else:  # op, punct

@@ -7,6 +7,7 @@ same function merge (partitions of one window, and later sessions and hopping wi
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sys
 from collections.abc import Callable
@@ -143,7 +144,7 @@ def compile_update(key: str | None, specs: list[AggregateSpec]) -> Callable[[dic
     The source is generated from our own templates only: field names and messages are passed in as
     constants, never written into the code, so no user text is ever evaluated.
     """
-    ns: dict[str, Any] = {"NUM": _NUMBER, "MAXF": MAXF, "SHOW": _show}
+    ns: dict[str, Any] = {"NUM": _NUMBER, "MAXF": MAXF, "SHOW": _show, "CANCELLED": asyncio.CancelledError}
     lines = ["def update(table, value, ts):"]
     if key is not None:
         ns["KEY"] = key
@@ -176,7 +177,8 @@ def compile_update(key: str | None, specs: list[AggregateSpec]) -> Callable[[dic
             ns[f"ADD{i}"], ns[f"ZERO{i}"] = spec.fn.add, spec.fn.zero
             ns[f"RAISED{i}"] = f"aggregate {spec.name!r} raised "
             lines += ["    try:", f"        u{i} = ADD{i}(accs[{i}] if accs is not None else ZERO{i}(), value, ts)",
-                      "    except Exception as exc:", f"        return RAISED{i} + repr(exc)"]
+                      "    except CANCELLED:", "        raise",  # sys.exit() too fails only this record
+                      "    except BaseException as exc:", f"        return RAISED{i} + repr(exc)"]
     zeros = []
     for i, spec in enumerate(specs):
         zero = spec.fn.zero()

@@ -275,10 +275,12 @@ def test_more_slow_clients_than_open_files(tmp_path):
         resource.prlimit(d.proc.pid, resource.RLIMIT_NOFILE, (limit, limit))
         log_before = len(d.stderr.encode())
         slow, refused = [], 0
+        began = time.monotonic()
         for _ in range(limit + 100):
             s = socket.create_connection(("127.0.0.1", ports["ingest"]), timeout=5)
             s.sendall(b"POST /ingest HTTP/1.1\r\nHost: x\r\nX-Slow: ")
             slow.append(s)
+        connecting = time.monotonic() - began
         t0 = time.monotonic()
         for s in slow:
             s.settimeout(5)
@@ -291,7 +293,12 @@ def test_more_slow_clients_than_open_files(tmp_path):
         took = time.monotonic() - t0
         for s in slow:
             s.close()
-        assert refused == len(slow) - 100 and took < 5, (refused, d.stderr[log_before:])
+        # Every client over the cap is answered 503, none sees a bare close. While connecting takes
+        # less than the header timeout (3 s) exactly the cap is admitted; on a loaded machine the
+        # first ones are dropped meanwhile and their places taken by later clients, 100 per timeout.
+        admitted = 100 * (1 + int(connecting // 3))
+        assert len(slow) - admitted <= refused <= len(slow) - 100 and took < 5, (
+            refused, connecting, d.stderr[log_before:])
         wait_until(lambda: post(url, orjson.dumps({"user_id": "after", "ts": BASE_MS}), AUTH)[0] == 202, 10,
                    what="a real POST to be stored again")
         assert get(f"http://127.0.0.1:{ports['admin']}/api/status", ADMIN)[0] == 200
