@@ -22,10 +22,10 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rtstream.run.worker_process import Worker
 from rtstream.support import early_signals
 
 if TYPE_CHECKING:
@@ -48,18 +48,6 @@ def split_problem(settings: Settings) -> str | None:
         return (f"daemon.workers = {settings.root.daemon.workers} needs sources that a consumer group or the "
                 f"supervisor splits (kafka); these would be read once per worker: {', '.join(single)}")
     return None
-
-
-@dataclass
-class Worker:
-    index: int
-    admin_port: int | None
-    proc: asyncio.subprocess.Process | None = None
-    started: float = 0.0
-    restarts: int = 0
-    exit_code: int | None = None
-    done: bool = False  # exited 0 on its own (a finite run that reached its end): not restarted
-    crashes: list[float] = field(default_factory=list)
 
 
 class WorkerSupervisor:

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 import orjson
@@ -21,19 +21,31 @@ from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
+from rtstream.model.status import Throughput
 from rtstream.runtime.run_history import RunHistory
-from rtstream.runtime.status import Throughput
 from rtstream.windows.clock import epoch_ms
 
 if TYPE_CHECKING:
-    from rtstream.run.workers import WorkerSupervisor
+    from pathlib import Path
+
+    from rtstream.config.load import Settings
+    from rtstream.run.worker_process import Worker
 
 POLL_EVERY = 1.0
 _SUMMED = ("records_in", "rows_out", "windows_flushed", "dead_letters", "open_windows")
 
 
+class Supervisor(Protocol):
+    """What the view reads of the supervisor (rtstream.run.workers) that owns it."""
+
+    settings: Settings
+    state_dir: Path
+    workers: list[Worker]
+    stopping: asyncio.Event
+
+
 class WorkersStatus:
-    def __init__(self, supervisor: WorkerSupervisor, token: str | None):
+    def __init__(self, supervisor: Supervisor, token: str | None):
         self.supervisor = supervisor
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.started = time.time()

@@ -7,6 +7,7 @@ after them (folded incrementally as records arrive), and the window stages that 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +60,13 @@ class PipelineParts:
     history: RunHistory
     alert: AlertWebhook | None
     flusher: WindowFlusher
+    # how the run is going, read and set by the loops (rtstream.runtime.loops) and the supervisor
+    stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
+    exit_code: int = 0
+
+    @property
+    def stopping(self) -> bool:
+        return self.stop_requested.is_set()
 
 
 def build_parts(settings: Settings, observers: Sequence[WindowObserver] = ()) -> PipelineParts:

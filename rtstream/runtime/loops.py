@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from rtstream.engine.emission import Emission
 from rtstream.model.errors import ComponentError
+from rtstream.runtime.build import PipelineParts
 from rtstream.runtime.partitions import save_checkpoints
 
 if TYPE_CHECKING:
-    from rtstream.runtime.supervisor import Runtime
     from rtstream.sources.base import Source
 
 log = logging.getLogger("rtstream.runtime")
@@ -36,7 +36,7 @@ class SourceDone:
 
 
 class PipelineLoops:
-    def __init__(self, rt: Runtime):
+    def __init__(self, rt: PipelineParts):
         self.rt = rt
         d = rt.settings.root.daemon
         self.batches: asyncio.Queue[Any] = asyncio.Queue(maxsize=d.queue_size)

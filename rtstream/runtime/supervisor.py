@@ -50,17 +50,11 @@ class Runtime(PipelineParts):
         self.queues: dict[str, asyncio.Queue[Any]] = {}
         # started before every component and closed after them: the admin server (rtstream.run.daemon)
         self.services: list[Service] = []
-        self.stop_requested = asyncio.Event()
         self._stop_deadline: float | None = None  # monotonic time by which a requested stop must be done
         self._loops: PipelineLoops | None = None
         self._starting: asyncio.Task[Any] | None = None  # until the loops run: a stop cancels the start-up
         self._signals = 0
-        self.exit_code = 0
         self.started = time.time()
-
-    @property
-    def stopping(self) -> bool:
-        return self.stop_requested.is_set()
 
     def time_left(self) -> float:
         """How long the next shutdown step may take: within the grace once a stop was requested."""
