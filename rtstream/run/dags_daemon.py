@@ -14,15 +14,21 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from rtstream.config.dags import DagsSettings
 from rtstream.config.load import Settings
 from rtstream.model.errors import EXIT_CONFIG
 
+if TYPE_CHECKING:
+    from rtstream.airflow.dag_model import DAG
+    from rtstream.dags.store import RunStore
+
 log = logging.getLogger("rtstream.dags")
 
 
-def _load_dags(dags: DagsSettings) -> list | None:  # type: ignore[type-arg]
+def _load_dags(dags: DagsSettings) -> list[DAG] | None:
     from rtstream.airflow.dagbag import load
     from rtstream.airflow.states import DagRefused
 
@@ -79,13 +85,13 @@ def run_dags_daemon(dags: DagsSettings, settings: Settings | None) -> int:
     return code
 
 
-async def _serve(found: list, store: object, dags: DagsSettings, settings: Settings | None) -> int:  # type: ignore[type-arg]
+async def _serve(found: list[DAG], store: RunStore, dags: DagsSettings, settings: Settings | None) -> int:
     from rtstream.dags.scheduler import DagScheduler
 
-    scheduler = DagScheduler(found, store, dags.daemon.shutdown_grace)  # type: ignore[arg-type]
+    scheduler = DagScheduler(found, store, dags.daemon.shutdown_grace)
     loop = asyncio.get_running_loop()
-    runtime_task = None
-    on_runtime_signal = None
+    runtime_task: asyncio.Task[int] | None = None
+    on_runtime_signal: Callable[[int], None] | None = None
     if settings is not None:
         from rtstream.run.daemon import daemon_runtime
 

@@ -103,3 +103,35 @@ def test_dags_beside_a_pipeline_run_in_one_daemon(tmp_path: Path) -> None:
         assert d.wait(20) == 0, d.stderr
     check_exact(setup, interrupted_tries_allowed=False)
     assert "DAGs scheduled from" in d.stderr and "Traceback" not in d.stderr
+
+
+TIMEOUT_DAG = '''
+import os, time
+from datetime import datetime, timedelta, timezone
+from airflow import DAG
+from airflow.operators.bash import BashOperator
+from airflow.operators.python import PythonOperator
+
+START = datetime.fromtimestamp(float(os.environ["RTSTREAM_TICK_START"]), tz=timezone.utc)
+with DAG("too_long", start_date=START, schedule=timedelta(seconds=2), max_active_runs=1,
+         dagrun_timeout=timedelta(seconds=1), catchup=True) as dag:
+    BashOperator(task_id="slow", bash_command="sleep 5") >> PythonOperator(task_id="never", python_callable=print)
+'''
+
+
+def test_a_run_past_dagrun_timeout_fails_with_its_unfinished_tasks_skipped(tmp_path: Path) -> None:
+    now = int(time.time())
+    setup = TickerSetup(tmp_path, start=now - 1, end=now)
+    (setup.dags / "too_long.py").write_text(TIMEOUT_DAG)
+    with setup.daemon() as d:
+        wait_until(lambda: sum(s == "failed" for s in setup.runs("too_long").values()) >= 2, 30,
+                   what="two timed-out runs")
+        d.signal(signal.SIGTERM)
+        assert d.wait(20) == 0, d.stderr
+    runs = setup.runs("too_long")
+    lds = sorted(runs)
+    assert lds[0] == datetime.fromtimestamp(now - 1, tz=UTC).isoformat()
+    tis = {(run_id, task): (state, tries) for run_id, task, state, tries in setup.task_instances("too_long")}
+    first = f"scheduled__{lds[0]}"
+    assert tis[(first, "slow")] == ("skipped", 1) and tis[(first, "never")] == ("skipped", 0)
+    assert "ran past dagrun_timeout" in d.stderr
