@@ -50,6 +50,9 @@ def test_a_failing_dag_and_a_broken_file_leave_the_good_dag_on_schedule(tmp_path
     assert first >= datetime.fromtimestamp(now - 6, tz=UTC), fails
     lds = sorted(datetime.fromisoformat(x) for x in fails)
     assert all(b - a == timedelta(seconds=2) for a, b in zip(lds, lds[1:], strict=False)), lds
+    exits = setup.runs("exits")  # sys.exit(3) in a task fails its try, never the daemon
+    assert exits and {s for s in exits.values() if s != "running"} == {"failed"}, exits
+    assert "Task failed due to SystemExit(3)" in d.stderr
     by_run: dict[str, dict[str, tuple[str, int]]] = {}
     for run_id, task_id, state, tries in setup.task_instances("always_fails"):
         by_run.setdefault(run_id, {})[task_id] = (state, tries)

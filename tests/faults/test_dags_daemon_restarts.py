@@ -41,7 +41,7 @@ def _finish(setup: TickerSetup) -> None:
 def test_sigkill_mid_run_then_restart_runs_every_interval_exactly_once(tmp_path: Path, seed: int) -> None:
     rng = random.Random(seed)
     setup = _setup(tmp_path)
-    killed_mid_try = 0
+    killed_mid_try, cut_before = 0, set[tuple[str, str, int]]()
     for _ in range(LOOPS):
         before = len(setup.lines())
         with setup.daemon() as d:
@@ -51,7 +51,9 @@ def test_sigkill_mid_run_then_restart_runs_every_interval_exactly_once(tmp_path:
         lines = setup.lines()
         started = {(r["ld"], r["task"], r["try"]) for r in lines if r["event"] == "start"}
         done = {(r["ld"], r["task"], r["try"]) for r in lines if r["event"] == "done"}
-        killed_mid_try += len(started - done) > 0
+        cut = started - done  # tries that started and never finished: this kill's ones are new
+        killed_mid_try += len(cut - cut_before) > 0
+        cut_before = cut
     _finish(setup)
     tally = check_exact(setup, interrupted_tries_allowed=True)
     print(f"seed {seed}: {LOOPS} SIGKILLs ({killed_mid_try} with a try in flight), {tally}")
