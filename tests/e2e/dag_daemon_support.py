@@ -97,8 +97,9 @@ def check_exact(setup: TickerSetup, interrupted_tries_allowed: bool) -> dict[str
 
 
 def wait_for_new_lines(setup: TickerSetup, before: int, timeout: float = 30.0) -> None:
+    """Until the daemon has started a task (or has nothing left to run)."""
     deadline = time.monotonic() + timeout
-    while len(setup.lines()) <= before:
+    while len(setup.lines()) <= before and not setup.all_done():
         if time.monotonic() > deadline:
             raise AssertionError("the daemon started no task")
         time.sleep(0.05)

@@ -25,8 +25,9 @@ GRACE = 5.0
 
 def _setup(tmp: Path) -> TickerSetup:
     now = int(time.time())
-    # two seconds of daemon per loop keeps runs due and in flight through every interruption
-    return TickerSetup(tmp, start=now - 3, end=now + 4 + 2 * LOOPS, grace=GRACE)
+    # three seconds of intervals per loop (a loop takes about two) keeps runs due and in flight
+    # through every interruption
+    return TickerSetup(tmp, start=now - 3, end=now + 4 + 3 * LOOPS, grace=GRACE)
 
 
 def _finish(setup: TickerSetup) -> None:
