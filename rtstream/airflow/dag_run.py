@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from rtstream.airflow.context import build_context, make_dag_run
+from rtstream.airflow.context import DagRunInfo, build_context, make_dag_run
 from rtstream.airflow.dag_model import DAG, TaskGroup
 from rtstream.airflow.states import DagRunState
 from rtstream.airflow.states import TaskInstanceState as S
@@ -75,9 +75,11 @@ def _groups(group: TaskGroup) -> dict[str, TaskGroup]:
 
 
 class DagRun:
-    def __init__(self, dag: DAG, logical_date: datetime):
+    def __init__(self, dag: DAG, logical_date: datetime, info: DagRunInfo | None = None):
         self.dag, self.order = dag, topological_order(dag)
-        self.info = make_dag_run(dag.dag_id, logical_date, manual_data_interval(dag, logical_date))
+        # a scheduled run brings its own run_id and data interval; a test run is a manual one
+        self.info = info or make_dag_run(dag.dag_id, logical_date, manual_data_interval(dag, logical_date))
+        self.stopping = False  # set by a daemon that stops: no new task instance starts
         self.xcoms = RunXComs()
         self.tis: dict[str, list[TaskInstance]] = {tid: [self._ti(dag.task_dict[tid], -1)] for tid in self.order}
         self.groups = _groups(dag.task_group)
@@ -95,9 +97,11 @@ class DagRun:
     async def run(self) -> RunResult:
         limit = max(1, int(self.dag.max_active_tasks))
         running: dict[asyncio.Task[None], TaskInstance] = {}
-        with ThreadPoolExecutor(max_workers=limit, thread_name_prefix=f"dag-{self.dag.dag_id}") as pool:
+        pool = ThreadPoolExecutor(max_workers=limit, thread_name_prefix=f"dag-{self.dag.dag_id}")
+        try:
             while True:
-                self._settle(running, pool, limit)
+                if not self.stopping:
+                    self._settle(running, pool, limit)
                 if not running:
                     break
                 done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
@@ -106,6 +110,14 @@ class DagRun:
                     t.result()  # run_task_instance keeps every task error in ti.state; anything else is ours
                     if ti.state == S.SUCCESS:
                         self._apply_skips(ti)
+        except asyncio.CancelledError:
+            # cancelled (a daemon's grace or dagrun_timeout ran out): the tries in flight end here; a
+            # sync callable cannot be stopped in its thread, so do not wait for the pool
+            for t in running:
+                t.cancel()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
         return RunResult(self.dag.dag_id, self._run_state(), [ti for tid in self.order for ti in self.tis[tid]],
                          self.xcoms)
 

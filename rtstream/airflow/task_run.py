@@ -73,6 +73,10 @@ async def run_task_instance(task: Any, ti: TaskInstance, context: dict[str, Any]
                 result = await asyncio.wait_for(_execute(work, context, pool), timeout)
             except TimeoutError:
                 raise AirflowTaskTimeout(f"Timeout after {timeout:g}s (execution_timeout)") from None
+            except SystemExit as exc:  # Airflow: exit 0/None is success, any other code fails the try;
+                if exc.code not in (0, None):  # never the end of the process that runs the task
+                    raise AirflowException(f"Task failed due to SystemExit({exc.code})") from None
+                result = None
             if ti.branch is not None and (bad := ti.branch - valid_branch_ids):
                 raise AirflowException(f"'branch_task_ids' must contain only valid task_ids. "
                                        f"Invalid tasks found: {sorted(bad)}.")

@@ -32,6 +32,11 @@ def main(argv: list[str] | None = None) -> int:
         return run_once_command(args)
     if args.command in ("runs", "status"):
         args.overrides = []
+    if args.command == "run":
+        from rtstream.cli.run_dags import run_dags_command, wants_dags
+
+        if wants_dags(args):
+            return run_dags_command(args)
     from rtstream.config.load import load_settings
 
     try:

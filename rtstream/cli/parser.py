@@ -18,6 +18,9 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("-c", "--config", default=DEFAULT_CONFIG, help=f"config file (default {DEFAULT_CONFIG})")
         cmd.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                          help="override a config value, e.g. --set window.size=10s (repeatable)")
+        if name == "run":
+            cmd.add_argument("--dags", metavar="PATH", help="run every DAG of this file or folder on its schedule "
+                             "(sets dags.path; no config file needed)")
     runs = sub.add_parser("runs", help="print the window-run grid kept under state_dir")
     runs.add_argument("-c", "--config", default=DEFAULT_CONFIG)
     runs.add_argument("--limit", type=int, default=20)

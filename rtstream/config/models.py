@@ -167,6 +167,11 @@ class AdminConfig(Strict, HttpLimits):
         return v
 
 
+class DagsConfig(Strict):
+    path: str = Field(description="a DAG file or a folder of them (relative to the config file), each DAG run "
+                      "on its schedule with its runs kept in STATE_DIR/dag_runs.db")
+
+
 class RootConfig(Strict):
     pipeline: PipelineConfig
     window: WindowConfig
@@ -176,6 +181,7 @@ class RootConfig(Strict):
     defaults: RetryConfig = RetryConfig()
     admin: AdminConfig | None = None
     alert: AlertConfig | None = None
+    dags: DagsConfig | None = None
     sources: dict[str, dict[str, Any]] = Field(min_length=1)
     stages: dict[str, dict[str, Any]] = {}
     sinks: dict[str, dict[str, Any]] = Field(min_length=1)

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-ROOT_PATHS = (("daemon", "state_dir"), ("dead_letter", "path"), ("state", "path"))
+ROOT_PATHS = (("daemon", "state_dir"), ("dead_letter", "path"), ("state", "path"), ("dags", "path"))
 # component keys that name files, by component type ("*": any type)
 COMPONENT_PATHS: dict[str, tuple[str, ...]] = {"file": ("path",), "sqlite": ("path",),
                                                 "*": ("ssl_cafile", "ssl_certfile", "ssl_keyfile")}

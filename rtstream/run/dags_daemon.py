@@ -1,0 +1,127 @@
+"""`rtstream run --dags PATH` (or a config with `[dags]`): every DAG of PATH on its schedule, beside the
+config's pipeline when it has one, until SIGTERM.
+
+A DAG file that cannot be loaded, or a DAG with a task rtstream does not run, is one log line; the
+other DAGs run on. SIGTERM stops the pipeline as `rtstream run` does and the DAG scheduler within
+`daemon.shutdown_grace`; a second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from rtstream.config.dags import DagsSettings
+from rtstream.config.load import Settings
+from rtstream.model.errors import EXIT_CONFIG
+
+if TYPE_CHECKING:
+    from rtstream.airflow.dag_model import DAG
+    from rtstream.dags.store import RunStore
+
+log = logging.getLogger("rtstream.dags")
+
+
+def _load_dags(dags: DagsSettings) -> list[DAG] | None:
+    from rtstream.airflow.dagbag import load
+    from rtstream.airflow.states import DagRefused
+
+    try:
+        bag = load(dags.path)
+    except DagRefused as exc:
+        print(f"rtstream: cannot start: dags.path: {exc}", file=sys.stderr)
+        return None
+    for line in bag.import_errors.values():
+        log.error("DAG file not loaded: %s", line)
+    runnable = []
+    for dag in bag.dags.values():
+        refused = bag.refused_tasks(dag)
+        if refused:
+            log.error("DAG %s not scheduled: %s", dag.dag_id, "; ".join(refused))
+        else:
+            runnable.append(dag)
+    log.info("DAGs scheduled from %s: %s", dags.path, ", ".join(d.dag_id for d in runnable) or "none")
+    return runnable
+
+
+def run_dags_daemon(dags: DagsSettings, settings: Settings | None) -> int:
+    from rtstream.support.logs import setup_logging
+
+    if settings is not None:
+        from rtstream.run.process_setup import start_logging
+
+        start_logging(settings)
+    else:
+        setup_logging(dags.daemon.log_level, dags.daemon.log_format, "rtstream")
+    found = _load_dags(dags)
+    if found is None:
+        return EXIT_CONFIG
+    if not found and settings is None:
+        print(f"rtstream: cannot start: dags.path: no DAG of {dags.path} can be scheduled (see the lines above)",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    from rtstream.dags.store import RunStore
+
+    try:
+        store = RunStore(dags.store_path)
+    except OSError as exc:
+        print(f"rtstream: cannot start: daemon.state_dir: {exc.filename or dags.store_path}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    code = asyncio.run(_serve(found, store, dags, settings))
+    store.close()
+    if any(t.name.startswith("dag-") and t.is_alive() for t in threading.enumerate()):
+        # a sync task still running in its thread after the grace: Python cannot stop it, so do not wait
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+async def _serve(found: list[DAG], store: RunStore, dags: DagsSettings, settings: Settings | None) -> int:
+    from rtstream.dags.scheduler import DagScheduler
+
+    scheduler = DagScheduler(found, store, dags.daemon.shutdown_grace)
+    loop = asyncio.get_running_loop()
+    runtime_task: asyncio.Task[int] | None = None
+    on_runtime_signal: Callable[[int], None] | None = None
+    if settings is not None:
+        from rtstream.run.daemon import daemon_runtime
+
+        runtime = daemon_runtime(settings)
+        runtime_task = asyncio.create_task(runtime.run())
+        await asyncio.sleep(0)  # the runtime installs its signal handlers first thing; ours wrap them
+        on_runtime_signal = runtime._on_signal
+    signals = 0
+
+    def on_signal(sig: int) -> None:
+        nonlocal signals
+        signals += 1
+        if on_runtime_signal is not None:
+            on_runtime_signal(sig)
+        elif signals > 1:
+            log.warning("second %s: exiting at once", signal.Signals(sig).name)
+            os._exit(130)
+        else:
+            log.info("%s: no new DAG run or task starts; running tries get %.0fs to finish",
+                     signal.Signals(sig).name, dags.daemon.shutdown_grace)
+        scheduler.stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    sched_task = asyncio.create_task(scheduler.run())
+    if runtime_task is None:
+        await sched_task
+        log.info("stopped")
+        return 0
+    code = await runtime_task  # the pipeline ends on SIGTERM or on its own failure; the DAGs stop with it
+    scheduler.stop()
+    await sched_task
+    return int(code)
