@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Hashable
 from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import IllegalStateError
+from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import OffsetAndMetadata
 from pydantic import Field, model_validator
 
@@ -24,12 +24,14 @@ from rtstream.core.partitions import Assignment
 from rtstream.core.record import Batch, Record
 from rtstream.core.registry import register
 from rtstream.core.retry import backoff_delay
+from rtstream.errors import SourceError
 from rtstream.kafka_settings import KafkaConnection
 from rtstream.sources.base import Source, SourceConfig
 from rtstream.sources.kafka_end import EndOfInput
 from rtstream.sources.kafka_records import as_parsed, install
 from rtstream.sources.kafka_starts import HostMarks, StartPositions, offsets_to_commit
 from rtstream.sources.kafka_static import static_share
+from rtstream.sources.kafka_static_guard import StaticGuard
 
 log = logging.getLogger("rtstream.source.kafka")
 install()
@@ -94,6 +96,7 @@ class KafkaSource(Source):
         self._ready.set()
         self._start_pos: dict[TopicPartition, int] = {}
         self._end: EndOfInput | None = None  # for stop_at_end, once the consumer exists
+        self._guard: StaticGuard | None = None  # static: the watch for other readers of the partitions
 
     @property
     def finite(self) -> bool:
@@ -107,7 +110,11 @@ class KafkaSource(Source):
         self._marks = HostMarks(self.context.state_dir, self.name, c.group_id)
         await self._marks.load()
         # before the consumer exists: a refusal, or a stop while waiting for a topic, leaves nothing open
-        share = await static_share(c, self.name, self.context.worker) if c.assignment == "static" else None
+        share = None
+        if c.assignment == "static":
+            partitions, share = await static_share(c, self.name, self.context.worker)
+            self._guard = StaticGuard(c, self.name, self.context.worker, partitions)
+            await self._guard.start()
         settings: dict[str, Any] = {
             **c.client_kwargs(f"rtstream-{self.context.pipeline}"),
             "group_id": c.group_id,
@@ -211,6 +218,7 @@ class KafkaSource(Source):
                 self.consumer.resume(*self.consumer.assignment())
                 self._paused = False
             await self._ready.wait()
+            await self._check_alone()
             epoch = self.epoch
             data = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=c.max_batch)
             await self._ready.wait()
@@ -257,15 +265,30 @@ class KafkaSource(Source):
         return offsets_to_commit(commit, self.consumer.assignment() if self.consumer is not None else set())
 
     async def commit(self, positions: dict[Hashable, int], marks: dict[Hashable, Mark] | None = None) -> None:
-        if self.consumer is None or not self.config.commit_offsets:
+        if self.consumer is None or not self.config.commit_offsets or self._displaced():
             return
         offsets = self._offsets(SourceCommit(positions, marks or {}))
         if offsets:
-            await self.consumer.commit(offsets)  # type: ignore[arg-type]
+            try:
+                await self.consumer.commit(offsets)  # type: ignore[arg-type]
+            except CommitFailedError as exc:
+                if self._guard is None:
+                    raise
+                self._guard.refused(exc)  # said once, by the source as it stops, not at every commit
+                return
             await self._marks.remember(offsets, marks or {})
 
+    def _displaced(self) -> bool:
+        """Another reader took this static reader's partitions: it commits nothing more (its final
+        commit would move the group's offsets under the reader that goes on)."""
+        return self._guard is not None and self._guard.stopped is not None
+
+    async def _check_alone(self) -> None:
+        if self._guard is not None and await self._guard.due() is not None:
+            raise SourceError(self.name, str(self._guard.stopped))
+
     def transaction_offsets(self, commit: SourceCommit) -> tuple[str, dict[Any, Any]] | None:
-        if not self.config.commit_offsets:
+        if not self.config.commit_offsets or self._displaced():
             return None
         return self.config.group_id, self._offsets(commit)
 
@@ -282,6 +305,7 @@ class KafkaSource(Source):
             self.consumer.pause(*owned)
             self._paused = True
         await self.consumer.getmany(timeout_ms=0)
+        await self._check_alone()
 
     def lag(self) -> dict[tuple[str, int], int]:
         return {(tp.topic, tp.partition): n for tp, n in self._lag.items()}
@@ -294,6 +318,8 @@ class KafkaSource(Source):
         return None
 
     async def close(self) -> None:
+        if self._guard is not None:
+            await self._guard.close()
         if self.consumer is not None:
             await self.consumer.stop()
             self.consumer = None
