@@ -67,6 +67,7 @@ async def run_backfill(settings: Settings, time_range: tuple[int, int]) -> int:
     runtime = Runtime(settings)
     runtime.engine.time_range = time_range
     runtime.context.extra.update(run_once=True, backfill_range=time_range)  # python sources: each interval once
+    runtime.context.run_tag = f"backfill-{time_range[0]}-{time_range[1]}"
     began = time.monotonic()
     progress = asyncio.create_task(_progress(runtime, began))
     try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,6 +148,7 @@ async def run_once(settings: Settings, *, input_path: Path | None = None, at_ms:
         for_test(settings, Path(tmp), input_path, with_sinks, keep)
         runtime = Runtime(settings)
         runtime.context.extra.update(run_once=True, run_at_ms=at_ms)
+        runtime.context.run_tag = f"test-{uuid.uuid4().hex[:8]}"  # never restarted: nothing of its own to fence
         for policy in runtime.flusher.policies.values():
             policy.retries, policy.on_failure = 0, "dead_letter"  # the first failure is the answer
         code = await runtime.run()

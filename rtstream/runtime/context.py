@@ -19,3 +19,6 @@ class Context:
     partitions: PartitionEvents = field(default_factory=NoPartitionEvents)  # sources whose partitions come and go
     extra: dict[str, Any] = field(default_factory=dict)
     worker: WorkerShare = field(default_factory=WorkerShare)  # which of `[daemon] workers` this process is
+    # what kind of run this is, for names that must differ between a daemon and a backfill or a test
+    # run of the same pipeline beside it (Kafka transactional ids): "" for the daemon
+    run_tag: str = ""

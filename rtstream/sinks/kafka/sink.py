@@ -12,6 +12,7 @@ together or not at all, so a `read_committed` consumer sees each window's rows o
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from typing import Any, Literal
 
@@ -35,6 +36,8 @@ from rtstream.sinks.base import Sink, SinkConfig
 from rtstream.sinks.kafka.partitioner import KeyPartitioner
 from rtstream.sinks.rows import Rejected, encode_row
 
+log = logging.getLogger("rtstream.sink.kafka")
+
 
 class KafkaSinkConfig(SinkConfig, KafkaConnection):
     topic: str
@@ -51,7 +54,8 @@ class KafkaSinkConfig(SinkConfig, KafkaConnection):
     exactly_once: bool = Field(default=False, description="each window in one transaction with the source "
                                "offsets it makes safe (needs Kafka sources)")
     transactional_id: str | None = Field(default=None, description="default: rtstream-PIPELINE-SINK-HOSTNAME; "
-                                         "stable across restarts of one replica, unique among replicas")
+                                         "stable across restarts of one replica, unique among replicas; workers, "
+                                         "backfills and test runs add a suffix (rtstream.sinks.kafka.sink.transactional_id)")
     transaction_timeout: Duration = 60.0
 
     @model_validator(mode="after")
@@ -68,13 +72,16 @@ class KafkaSink(Sink):
     async def start(self) -> None:
         await self._start_producer()
         self.partitioner = KeyPartitioner()
+        if self.config.exactly_once:
+            log.info("%s: transactional id %r", self.name, self.transactional_id, extra={"component": self.name})
 
     async def _start_producer(self) -> None:
         c = self.config
         txn: dict[str, Any] = {}
         if c.exactly_once:
-            self.transactional_id = c.transactional_id or \
-                f"rtstream-{self.context.pipeline}-{self.name}-{socket.gethostname()}"
+            self.transactional_id = transactional_id(c.transactional_id or
+                                                     f"rtstream-{self.context.pipeline}-{self.name}-{socket.gethostname()}",
+                                                     self.context)
             txn = {"transactional_id": self.transactional_id, "enable_idempotence": True,
                    "transaction_timeout_ms": int(c.transaction_timeout * 1000)}
         self.producer = AIOKafkaProducer(
@@ -232,6 +239,19 @@ async def _send_batch(producer: AIOKafkaProducer, batch: Any, topic: str, partit
     # closed, the batch is complete: the client sends it at once instead of lingering for more
     batch.close()
     return await producer.send_batch(batch, topic, partition=partition)
+
+
+def transactional_id(base: str, context: Any) -> str:
+    """`base` for the daemon's one process; `-wI` for worker I of `[daemon] workers` and the run's tag
+    for a backfill (`-backfill-FROM-TO`) or a test run (`-test-RANDOM`) beside it. Producers sharing an
+    id fence each other, transaction after transaction; the same worker restarted keeps its id and so
+    fences its own previous incarnation (as Kafka Streams' per-task and Flink's per-subtask ids do)."""
+    parts = [base]
+    if context.worker.count > 1:
+        parts.append(f"w{context.worker.index}")
+    if context.run_tag:
+        parts.append(context.run_tag)
+    return "-".join(parts)
 
 
 def _key_bytes(v: Any) -> bytes:

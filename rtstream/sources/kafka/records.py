@@ -24,6 +24,8 @@ from typing import Any
 import aiokafka
 from aiokafka.consumer import fetcher
 
+from rtstream.model.record import Record
+
 CHECKED_VERSIONS = ("0.14.",)
 
 
@@ -46,3 +48,12 @@ def install() -> bool:
     if fetcher.PartitionRecords is not _ParsedPartitionRecords:
         fetcher.PartitionRecords = _ParsedPartitionRecords
     return True
+
+
+def as_raw_records(msgs: list[Any]) -> list[Record]:
+    """`format = "raw"`: each message as `{"key": text, "value": text}` (bytes decoded, bad ones replaced)."""
+    return [Record({"key": _text(m.key), "value": _text(m.value)}, m.offset, m.timestamp, m.key) for m in msgs]
+
+
+def _text(b: bytes | None) -> str | None:
+    return None if b is None else b.decode("utf-8", errors="replace")

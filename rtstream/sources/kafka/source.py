@@ -14,19 +14,20 @@ from collections.abc import AsyncIterator, Hashable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import IllegalStateError
+from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import OffsetAndMetadata
 
 from rtstream.model.batch import Batch
+from rtstream.model.errors import SourceError
 from rtstream.model.positions import Assignment, Mark, SourceCommit
-from rtstream.model.record import Record
 from rtstream.model.registry import register
 from rtstream.sources.base import Source
 from rtstream.sources.kafka.config import KafkaSourceConfig
 from rtstream.sources.kafka.end import EndOfInput
-from rtstream.sources.kafka.records import as_parsed, install
+from rtstream.sources.kafka.records import as_parsed, as_raw_records, install
 from rtstream.sources.kafka.starts import HostMarks, StartPositions, offsets_to_commit
 from rtstream.sources.kafka.static import static_share
+from rtstream.sources.kafka.static_guard import StaticGuard
 from rtstream.support.backoff import backoff_delay
 
 log = logging.getLogger("rtstream.source.kafka")
@@ -64,6 +65,7 @@ class KafkaSource(Source):
         self._ready.set()
         self._start_pos: dict[TopicPartition, int] = {}
         self._end: EndOfInput | None = None  # for stop_at_end, once the consumer exists
+        self._guard: StaticGuard | None = None  # static: the watch for other readers of the partitions
 
     @property
     def finite(self) -> bool:
@@ -77,7 +79,11 @@ class KafkaSource(Source):
         self._marks = HostMarks(self.context.state_dir, self.name, c.group_id)
         await self._marks.load()
         # before the consumer exists: a refusal, or a stop while waiting for a topic, leaves nothing open
-        share = await static_share(c, self.name, self.context.worker) if c.assignment == "static" else None
+        share = None
+        if c.assignment == "static":
+            partitions, share = await static_share(c, self.name, self.context.worker)
+            self._guard = StaticGuard(c, self.name, self.context.worker, partitions)
+            await self._guard.start()
         settings: dict[str, Any] = {
             **c.client_kwargs(f"rtstream-{self.context.pipeline}"),
             "group_id": c.group_id,
@@ -181,6 +187,7 @@ class KafkaSource(Source):
                 self.consumer.resume(*self.consumer.assignment())
                 self._paused = False
             await self._ready.wait()
+            await self._check_alone()
             epoch = self.epoch
             data = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=c.max_batch)
             await self._ready.wait()
@@ -200,11 +207,8 @@ class KafkaSource(Source):
                     continue
                 if not msgs:
                     continue
-                if raw:
-                    records = [Record({"key": _text(m.key), "value": _text(m.value)}, m.offset, m.timestamp, m.key)
-                               for m in msgs]
-                else:
-                    records = msgs  # they have what a SourceRecord needs: no object is built per message
+                # parsed records have what a SourceRecord needs: no object is built per message
+                records = as_raw_records(msgs) if raw else msgs
                 end = msgs[-1].offset + 1
                 hw = self.consumer.highwater(tp)
                 if hw is not None:
@@ -227,15 +231,30 @@ class KafkaSource(Source):
         return offsets_to_commit(commit, self.consumer.assignment() if self.consumer is not None else set())
 
     async def commit(self, positions: dict[Hashable, int], marks: dict[Hashable, Mark] | None = None) -> None:
-        if self.consumer is None or not self.config.commit_offsets:
+        if self.consumer is None or not self.config.commit_offsets or self._displaced():
             return
         offsets = self._offsets(SourceCommit(positions, marks or {}))
         if offsets:
-            await self.consumer.commit(offsets)  # type: ignore[arg-type]
+            try:
+                await self.consumer.commit(offsets)  # type: ignore[arg-type]
+            except CommitFailedError as exc:
+                if self._guard is None:
+                    raise
+                self._guard.refused(exc)  # said once, by the source as it stops, not at every commit
+                return
             await self._marks.remember(offsets, marks or {})
 
+    def _displaced(self) -> bool:
+        """Another reader took this static reader's partitions: it commits nothing more (its final
+        commit would move the group's offsets under the reader that goes on)."""
+        return self._guard is not None and self._guard.stopped is not None
+
+    async def _check_alone(self) -> None:
+        if self._guard is not None and await self._guard.due() is not None:
+            raise SourceError(self.name, str(self._guard.stopped))
+
     def transaction_offsets(self, commit: SourceCommit) -> tuple[str, dict[Any, Any]] | None:
-        if not self.config.commit_offsets:
+        if not self.config.commit_offsets or self._displaced():
             return None
         return self.config.group_id, self._offsets(commit)
 
@@ -252,6 +271,7 @@ class KafkaSource(Source):
             self.consumer.pause(*owned)
             self._paused = True
         await self.consumer.getmany(timeout_ms=0)
+        await self._check_alone()
 
     def lag(self) -> dict[tuple[str, int], int]:
         return {(tp.topic, tp.partition): n for tp, n in self._lag.items()}
@@ -264,6 +284,8 @@ class KafkaSource(Source):
         return None
 
     async def close(self) -> None:
+        if self._guard is not None:
+            await self._guard.close()
         if self.consumer is not None:
             await self.consumer.stop()
             self.consumer = None
@@ -275,6 +297,3 @@ class KafkaSource(Source):
         return f"kafka: {what} @ {c.servers_label()} group {c.group_id} ({c.format}, start {c.start}{static}" + (
             ", stop at end)" if c.stop_at_end else ")")
 
-
-def _text(b: bytes | None) -> str | None:
-    return None if b is None else b.decode("utf-8", errors="replace")

@@ -23,6 +23,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from rtstream.model.errors import SourceError
 from rtstream.model.worker import WorkerShare
@@ -37,16 +38,27 @@ def share_of(partitions: list[TopicPartition], worker: WorkerShare) -> list[Topi
                    if (tp.partition + zlib.crc32(tp.topic.encode())) % worker.count == worker.index})
 
 
-async def static_share(config: Any, source: str, worker: WorkerShare) -> list[TopicPartition]:
-    """This process's partitions of `config.topics`, once every topic exists and the group has no
-    members (a group-mode replica reading it would be read twice, and would fail our commits)."""
-    admin = AIOKafkaAdminClient(**config.client_kwargs(f"rtstream-{source}-static"))
-    await admin.start()
-    try:
-        partitions = await _wait_for_partitions(admin, config.topics, source)
-        await _refuse_active_group(admin, config.group_id, source)
-    finally:
-        await admin.close()
+async def static_share(config: Any, source: str, worker: WorkerShare) -> tuple[list[TopicPartition], list[TopicPartition]]:
+    """Every partition of `config.topics` and this process's share of them, once every topic exists
+    and the group has no members (a group-mode replica reading it would be read twice, and would fail
+    our commits). A broker that cannot answer (down, restarting) is asked again with backoff, until
+    it answers or the daemon is stopped: a static start is as patient as a group-mode one."""
+    attempt = 0
+    while True:
+        admin = AIOKafkaAdminClient(**config.client_kwargs(f"rtstream-{source}-static"))
+        try:
+            await admin.start()
+            partitions = await _wait_for_partitions(admin, config.topics, source)
+            await _refuse_active_group(admin, config.group_id, source)
+            break
+        except (KafkaError, OSError) as exc:
+            attempt += 1
+            delay = backoff_delay(attempt, 0.5, 10.0)
+            log.warning("%s: listing the partitions of %s failed (%s: %s); trying again in %.1fs", source,
+                        ", ".join(config.topics), type(exc).__name__, str(exc)[:200], delay, extra={"component": source})
+        finally:
+            await admin.close()
+        await asyncio.sleep(delay)
     share = share_of(partitions, worker)
     of_workers = f" (worker {worker.index} of {worker.count})" if worker.count > 1 else ""
     log.info("%s: static assignment%s: %d of the %d partitions [%s], committed under group %r; partitions "
@@ -55,7 +67,7 @@ async def static_share(config: Any, source: str, worker: WorkerShare) -> list[To
     if not share:
         log.warning("%s: this worker has no partition to read: %d workers, %d partitions", source, worker.count,
                     len(partitions), extra={"component": source})
-    return share
+    return partitions, share
 
 
 async def _wait_for_partitions(admin: AIOKafkaAdminClient, topics: list[str], source: str) -> list[TopicPartition]:
