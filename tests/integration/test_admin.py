@@ -89,7 +89,12 @@ def runs(base):
 def test_endpoints(running):
     d, base, receiver, src = running
     assert orjson.loads(get(base + "/healthz")[1]) == {"status": "ok"}
-    wait_until(lambda: len(runs(base)["windows"]) == 3, 30, what="three windows in the history")
+
+    def three_written() -> bool:  # a window is listed as soon as its first component runs: wait for all to finish
+        windows = runs(base)["windows"]
+        return len(windows) == 3 and all(c["state"] == "success" for w in windows for c in w["components"].values())
+
+    wait_until(three_written, 30, what="three windows in the history, every component's run a success")
     assert get(base + "/readyz")[0] == 200
     assert get(base + "/api/runs")[0] == 401 and get(base + "/metrics")[0] == 401  # the token guards the data
     doc = runs(base)
