@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from rtstream.admin.dag_metrics import DagCollector
+from rtstream.admin.dags_api import DagRoutes
 from rtstream.admin.rerun import RerunRefused, Reruns
 from rtstream.admin.window_details import WindowLogs, dead_letters_of
 from rtstream.connect.http_guard import Guard, HttpLimits, bearer_problem
@@ -31,6 +33,7 @@ from rtstream.windows.clock import epoch_ms
 
 if TYPE_CHECKING:
     from rtstream.config.load import Settings
+    from rtstream.model.dag_status import DagsView
     from rtstream.model.status import StatusView
 
 log = logging.getLogger("rtstream.admin")
@@ -58,15 +61,19 @@ DEFAULT_RUNS = 100  # without `limit`: a history may keep thousands of windows; 
 class AdminServer:
     name = "admin"  # as the supervisor names it when it cannot start
 
-    def __init__(self, view: StatusView, listen: str, token: str | None, settings: Settings,
-                 limits: HttpLimits | None = None):
-        self.view = view
+    def __init__(self, view: StatusView | None, listen: str, token: str | None, settings: Settings | None,
+                 limits: HttpLimits | None = None, dags: DagsView | None = None):
+        # view: the pipeline's (None in a daemon that runs only DAGs); dags: the DAGs' (None without)
+        self.view, self.dags = view, dags
         self.listen = listen
         self.token = token
-        admin = settings.root.admin
+        admin = settings.root.admin if settings is not None else None
         self.limits = limits or (admin if admin is not None else HttpLimits(max_connections=64))
         # every answer is redacted with this config's secrets (and the token, were it not among them)
-        self.scrubber = Scrubber([*remember(settings), *([token] if token else [])])
+        self.scrubber = Scrubber([*(remember(settings) if settings is not None else []), *([token] if token else [])])
+        self.registry = view.metrics_registry if view is not None else CollectorRegistry(auto_describe=True)
+        if dags is not None:
+            self.registry.register(DagCollector(dags))
         self.samples: collections.deque[dict[str, float | None]] = collections.deque(maxlen=SAMPLES)
         self.errors = RecentErrors()
         self.errors.addFilter(Redactor(self.scrubber))  # the page never shows a secret either
@@ -89,6 +96,8 @@ class AdminServer:
         app.router.add_get("/api/status", self.status)
         app.router.add_get("/api/window", self.window)
         app.router.add_post("/api/rerun", self.rerun)
+        if self.dags is not None:
+            DagRoutes(self.dags, self._json, self.token).add_to(app)
         return app
 
     async def start(self) -> None:
@@ -97,7 +106,8 @@ class AdminServer:
         self._runner = self.guard.runner(self.app())
         await self._runner.setup()
         await self.guard.serve(self._runner, self.listen)
-        self._sampler = asyncio.create_task(self._sample(), name="admin-sampler")
+        if self.view is not None:
+            self._sampler = asyncio.create_task(self._sample(), name="admin-sampler")
         log.info("admin server on http://%s (status page, /healthz, /readyz, /metrics, /api/runs)", self.listen)
 
     async def close(self) -> None:
@@ -128,6 +138,7 @@ class AdminServer:
 
     async def _sample(self) -> None:
         """Every SAMPLE_EVERY seconds: the counters' totals, and the per-second rates since the last sample."""
+        assert self.view is not None  # started only for a pipeline
         seen = self.view.throughput()
         last_in, last_out, last_t = seen.records_in, seen.rows_out, time.monotonic()
         # the first point: a burst written before the first sample still counts in the rates
@@ -162,18 +173,20 @@ class AdminServer:
         return self._json({"status": "ok"})
 
     async def readyz(self, request: web.Request) -> web.Response:
-        problems = self.view.readiness()
+        problems = self.view.readiness() if self.view is not None else {}
         doc: dict[str, Any] = {"ready": not problems}
         if problems and self._problem(request) is None:
             doc["problems"] = problems  # which component, and why: for those with the token
         return self._json(doc, 503 if problems else 200)
 
     async def metrics(self, request: web.Request) -> web.Response:
-        body = self.scrubber.redact(generate_latest(self.view.metrics_registry).decode()).encode()
+        body = self.scrubber.redact(generate_latest(self.registry).decode()).encode()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def runs(self, request: web.Request) -> web.Response:
         """The newest `limit` windows (DEFAULT_RUNS), or those before `before`: page on with `next_before`."""
+        if self.view is None:
+            return self._json({"error": "this daemon runs no pipeline (only DAGs: see /api/dags)"}, 404)
         raw = request.query.get("limit", "0")
         if not raw.isascii() or not raw.isdigit() or len(raw) > 9 or int(raw) > MAX_RUNS:
             return self._json({"error": f"limit must be a whole number from 0 to {MAX_RUNS} "
@@ -190,6 +203,8 @@ class AdminServer:
                            "next_before": windows[-1]["window_start"] if more else None})
 
     async def status(self, request: web.Request) -> web.Response:
+        if self.view is None:  # DAGs only: the page shows their grid and the last errors
+            return self._json({"pipeline": None, "ready": True, "dags": True, "errors": list(self.errors.items)[::-1]})
         return self._json(self.view.status() | {
             "samples": list(self.samples), "rates": self.rates(), "errors": list(self.errors.items)[::-1],
             "open": self._open_windows(), "reruns": list(self.reruns.runs.values())[::-1],
@@ -202,6 +217,8 @@ class AdminServer:
     async def window(self, request: web.Request) -> web.Response:
         """One window: each component's run, the log lines that named it, its dead letters, its re-run."""
         start = _window_start(request.query.get("start", ""))
+        if self.view is None:
+            return self._json({"error": "this daemon runs no pipeline (only DAGs: see /api/dags)"}, 404)
         if start is None:
             return self._json({"error": "start must be a window start, e.g. 2026-11-24T12:05:00Z"}, 400)
         run = await asyncio.to_thread(self.view.history.window, start)  # any window the history keeps
@@ -222,6 +239,8 @@ class AdminServer:
         except (ValueError, orjson.JSONDecodeError):
             return self._json({"error": 'the body must be JSON: {"window_start": "..."}'}, 400)
         start = _window_start(doc.get("window_start", "") if isinstance(doc, dict) else "")
+        if self.view is None:
+            return self._json({"error": "this daemon runs no pipeline: clear a DAG's task instances instead"}, 404)
         if start is None:
             return self._json({"error": "window_start must be a window start, e.g. 2026-11-24T12:05:00Z"}, 400)
         run = await asyncio.to_thread(self.view.history.window, start)
@@ -233,7 +252,12 @@ class AdminServer:
             return self._json({"error": str(exc)}, exc.status)
 
     async def page(self, request: web.Request) -> web.Response:
-        html = resources.files("rtstream.admin").joinpath("page/index.html").read_text(encoding="utf-8")
+        page = resources.files("rtstream.admin").joinpath("page")
+        html = page.joinpath("index.html").read_text(encoding="utf-8")
+        if self.dags is not None:  # the DAGs' grid: its sections in the page, its script after the page's
+            grid = page.joinpath("dags.html").read_text(encoding="utf-8")
+            sections, script = grid.split("<!-- script -->")
+            html = html.replace("</main>", sections + "</main>", 1).replace("</body>", script + "</body>", 1)
         return web.Response(text=html, content_type="text/html", headers=_PAGE_HEADERS)
 
     def _json(self, doc: Any, status: int = 200) -> web.Response:

@@ -64,7 +64,7 @@ async def run_task_instance(task: Any, ti: TaskInstance, context: dict[str, Any]
         work = copy.copy(task)
         ti.task = context["task"] = work
         current_context.set(context)
-        log.info("%s: try %d of %d", name, ti.try_number, task.retries + 1)
+        log.info("%s: try %d of %d", name, ti.try_number, ti.max_tries + 1)
         try:
             render_fields(work, context, env)
             context["templates_dict"] = getattr(work, "templates_dict", None)
@@ -91,7 +91,7 @@ async def run_task_instance(task: Any, ti: TaskInstance, context: dict[str, Any]
             return
         except Exception as exc:  # noqa: BLE001 - any error of the task's own code fails this try
             log.error("%s: try %d failed: %s\n%s", name, ti.try_number, exc, traceback.format_exc().rstrip())
-            if isinstance(exc, AirflowFailException) or ti.try_number > task.retries:
+            if isinstance(exc, AirflowFailException) or ti.try_number > ti.max_tries:  # max_tries: retries, or more after a clear
                 ti.state = S.FAILED.value
                 log.error("%s: failed", name)
                 return

@@ -3,8 +3,8 @@
 Two shapes, told apart by `[pipeline]`:
 - beside a pipeline: the whole config is validated as usual (`[dags]` is a table of RootConfig) and
   both run in one daemon;
-- alone: only `[dags]` and `[daemon]` (its state_dir, shutdown_grace, log_level and log_format),
-  validated by `DagsOnlyConfig` with the same dotted-key errors.
+- alone: only `[dags]`, `[daemon]` (its state_dir, shutdown_grace, log_level and log_format) and
+  `[admin]` (the status page with the DAGs' grid), validated by `DagsOnlyConfig` with the same dotted-key errors.
 `--dags PATH` (relative to where it is typed) sets `dags.path`; without `-c` and with no config file
 at the default place, it needs no config at all (the state then goes to ./var/rtstream).
 """
@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from rtstream.config.files import check_shape, read_file
 from rtstream.config.load import Settings, apply_overrides, interpolate, load_settings
-from rtstream.config.models import DaemonConfig, DagsConfig
+from rtstream.config.models import AdminConfig, DaemonConfig, DagsConfig
 from rtstream.config.paths import resolve_paths
 from rtstream.config.problems import problems_from
 from rtstream.model.errors import ConfigError
@@ -35,12 +35,14 @@ class DagsOnlyConfig(Strict):
 
     dags: DagsConfig
     daemon: DaemonConfig = DaemonConfig()
+    admin: AdminConfig | None = None  # the status page with the DAGs' grid, /api/dags, /metrics
 
 
 @dataclass(frozen=True)
 class DagsSettings:
     path: Path
     daemon: DaemonConfig
+    admin: AdminConfig | None = None
 
     @property
     def store_path(self) -> Path:
@@ -59,7 +61,7 @@ def load_dags_settings(config: Path | None, overrides: list[str], dags_path: str
         settings = load_settings(config, overrides)
         if settings.root.dags is None:
             raise ConfigError.at("dags.path", "required: the DAG file or folder to run (or give --dags PATH)")
-        return DagsSettings(Path(settings.root.dags.path), settings.root.daemon), settings
+        return DagsSettings(Path(settings.root.dags.path), settings.root.daemon, settings.root.admin), settings
     check_shape(doc, str(config) if config is not None else "config")
     problems: list[tuple[str, str]] = []
     doc = interpolate(doc, os.environ if env is None else env, problems=problems)
@@ -78,4 +80,4 @@ def load_dags_settings(config: Path | None, overrides: list[str], dags_path: str
     if problems:
         raise ConfigError(problems)
     assert cfg is not None
-    return DagsSettings(Path(cfg.dags.path), cfg.daemon), None
+    return DagsSettings(Path(cfg.dags.path), cfg.daemon, cfg.admin), None

@@ -24,6 +24,7 @@ from rtstream.airflow.states import FINISHED
 from rtstream.airflow.states import TaskInstanceState as S
 from rtstream.airflow.xcom import RunXComs, TaskInstance
 from rtstream.dags.store import RunStore, StoredRun
+from rtstream.dags.tries import TryRecorder
 
 log = logging.getLogger("rtstream.dags")
 
@@ -60,8 +61,8 @@ class StoredTaskInstance(TaskInstance):
 
 
 class DurableDagRun(DagRun):
-    def __init__(self, dag: DAG, stored: StoredRun, store: RunStore, info: Any):
-        self.store, self.stored = store, stored
+    def __init__(self, dag: DAG, stored: StoredRun, store: RunStore, info: Any, tries: TryRecorder | None = None):
+        self.store, self.stored, self.tries = store, stored, tries
         self.xcoms_store = StoredXComs(store, dag.dag_id, stored.run_id)
         super().__init__(dag, stored.logical_date, info)
         self.xcoms = self.xcoms_store
@@ -82,6 +83,8 @@ class DurableDagRun(DagRun):
         self.store.save_ti(self.dag.dag_id, self.stored.run_id, ti.task_id, ti.map_index, ti.state, ti.try_number,
                            ti.branch if ti.state == S.SUCCESS else None,
                            ti.short_circuit if ti.state == S.SUCCESS else None, datetime.now(UTC))
+        if self.tries is not None:
+            self.tries.saw(self.dag.dag_id, self.stored.run_id, ti, datetime.now(UTC))
 
     def _expand(self, task: Any, ti: TaskInstance) -> None:
         super()._expand(task, ti)
@@ -97,6 +100,7 @@ class DurableDagRun(DagRun):
             self.xcoms_store.restore(task_id, map_index, key, value)
         rows = {(r.task_id, r.map_index): r for r in self.store.task_instances(dag_id, run_id)}
         counts = self.store.mapped(dag_id, run_id)
+        max_tries = self.tries.max_tries(dag_id, run_id) if self.tries is not None else {}
         zombies: list[StoredTaskInstance] = []
         for task_id in self.order:
             task = self.dag.task_dict[task_id]
@@ -110,6 +114,7 @@ class DurableDagRun(DagRun):
                 if row is None:
                     continue
                 ti.try_number, ti.branch, ti.short_circuit = row.try_number, row.branch, row.short_circuit
+                ti.max_tries = max_tries.get((task_id, ti.map_index), ti.max_tries)  # a clear gives retries again
                 if row.state in FINISHED:
                     ti.state = row.state
                 elif row.state in (S.RUNNING, S.UP_FOR_RETRY):
@@ -121,8 +126,7 @@ class DurableDagRun(DagRun):
                 assert isinstance(ti, StoredTaskInstance)
                 ti.save = self._save
         for ti in zombies:
-            task = self.dag.task_dict[ti.task_id]
-            if ti.state == S.RUNNING and ti.try_number > int(getattr(task, "retries", 0) or 0):
+            if ti.state == S.RUNNING and ti.try_number > ti.max_tries:
                 log.error("%s.%s (%s): try %d was interrupted (the daemon stopped during it) and was the last: "
                           "failed", dag_id, ti.task_id, run_id, ti.try_number)
                 ti.state = S.FAILED.value

@@ -27,6 +27,7 @@ from rtstream.airflow.states import DagRunState
 from rtstream.airflow.states import TaskInstanceState as S
 from rtstream.dags.durable_run import DurableDagRun
 from rtstream.dags.store import RunStore, StoredRun
+from rtstream.dags.tries import TryRecorder
 
 log = logging.getLogger("rtstream.dags")
 
@@ -41,8 +42,8 @@ def run_id_of(run_type: str, logical_date: datetime) -> str:
 
 
 class DagScheduler:
-    def __init__(self, dags: list[DAG], store: RunStore, grace: float):
-        self.dags, self.store, self.grace = dags, store, grace
+    def __init__(self, dags: list[DAG], store: RunStore, grace: float, tries: TryRecorder | None = None):
+        self.dags, self.store, self.grace, self.tries = dags, store, grace, tries
         self.stopping = False
         self._wake: dict[str, asyncio.Event] = {}
         self._active: dict[str, dict[str, tuple[DurableDagRun | None, asyncio.Task[None]]]] = {}
@@ -56,6 +57,22 @@ class DagScheduler:
             for t in loops:
                 t.cancel()
             await self._drain()
+
+    def is_active(self, dag_id: str, run_id: str) -> bool:
+        return run_id in self._active.get(dag_id, {})
+
+    def resume(self, dag_id: str, run_id: str) -> bool:
+        """Start a run the store has made `running` again (a clear), unless it runs already or the
+        daemon stops (then the next start resumes it from the store). Called on the loop, with no await
+        between the store's change and this, so a run is never started twice."""
+        dag = next((d for d in self.dags if d.dag_id == dag_id), None)
+        stored = self.store.run(dag_id, run_id)
+        if self.stopping or dag is None or stored is None or dag_id not in self._active or \
+                self.is_active(dag_id, run_id) or stored.state != "running":
+            return False
+        log.info("%s: running %s again (cleared)", dag_id, run_id)
+        self._start(dag, stored)
+        return True
 
     def stop(self) -> None:
         self.stopping = True
@@ -139,7 +156,7 @@ class DagScheduler:
                                    run_id=stored.run_id, run_type=stored.run_type,
                                    external_trigger=stored.run_type == "manual")
         try:
-            run = DurableDagRun(dag, stored, self.store, info)
+            run = DurableDagRun(dag, stored, self.store, info, self.tries)
         except Exception as exc:  # noqa: BLE001 - e.g. a mapped task that cannot expand again
             log.error("%s %s: cannot resume the run: %s", dag.dag_id, stored.run_id, exc)
             self.store.finish_run(dag.dag_id, stored.run_id, DagRunState.FAILED.value, _utcnow())

@@ -100,6 +100,14 @@ class RunStore:
         with self._lock:
             return self._db.execute(sql, args).fetchall()
 
+    # the grid's tables (rtstream.dags.tries, rtstream.dags.clearing) share the connection and its lock
+    transaction = _tx
+    query = _query
+
+    def run(self, dag_id: str, run_id: str) -> StoredRun | None:
+        rows = self._query("SELECT * FROM dag_run WHERE dag_id = ? AND run_id = ?", (dag_id, run_id))
+        return _run(rows[0]) if rows else None
+
     # -- runs
     def create_run(self, dag_id: str, run_id: str, logical_date: datetime, interval: tuple[datetime, datetime],
                    run_type: str, now: datetime) -> StoredRun:

@@ -15,13 +15,15 @@ from typing import Any
 from rtstream.admin.metrics import Metrics
 from rtstream.admin.server import AdminServer
 from rtstream.config.load import Settings
+from rtstream.model.dag_status import DagsView
 from rtstream.model.errors import EXIT_CONFIG
 from rtstream.runtime.status import RuntimeStatus
 from rtstream.runtime.supervisor import Runtime
 
 
-def daemon_runtime(settings: Settings) -> Runtime:
-    """A runtime with its metrics and, when the config has `[admin]`, its admin server."""
+def daemon_runtime(settings: Settings, dags: DagsView | None = None) -> Runtime:
+    """A runtime with its metrics and, when the config has `[admin]`, its admin server (showing the
+    DAGs' grid too when the daemon runs DAGs beside the pipeline)."""
     metrics = Metrics()
     runtime = Runtime(settings, observers=[metrics])
     view = RuntimeStatus(runtime, metrics.registry)
@@ -29,7 +31,7 @@ def daemon_runtime(settings: Settings) -> Runtime:
     admin = settings.root.admin
     if admin is not None:
         token = admin.token.get_secret_value() if admin.token else None
-        runtime.services.append(AdminServer(view, admin.listen, token, settings))
+        runtime.services.append(AdminServer(view, admin.listen, token, settings, dags=dags))
     return runtime
 
 

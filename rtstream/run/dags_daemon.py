@@ -22,13 +22,17 @@ from rtstream.config.load import Settings
 from rtstream.model.errors import EXIT_CONFIG
 
 if TYPE_CHECKING:
+    from rtstream.admin.server import AdminServer
     from rtstream.airflow.dag_model import DAG
+    from rtstream.dags.grid_view import DagGrid
+    from rtstream.dags.scheduler import DagScheduler
     from rtstream.dags.store import RunStore
 
 log = logging.getLogger("rtstream.dags")
 
 
-def _load_dags(dags: DagsSettings) -> list[DAG] | None:
+def _load_dags(dags: DagsSettings) -> tuple[list[DAG], list[dict[str, str]]] | None:
+    """(the DAGs to schedule, what is not scheduled and why), or None when the path cannot be read."""
     from rtstream.airflow.dagbag import load
     from rtstream.airflow.states import DagRefused
 
@@ -37,17 +41,20 @@ def _load_dags(dags: DagsSettings) -> list[DAG] | None:
     except DagRefused as exc:
         print(f"rtstream: cannot start: dags.path: {exc}", file=sys.stderr)
         return None
-    for line in bag.import_errors.values():
+    not_scheduled = []
+    for file, line in bag.import_errors.items():
         log.error("DAG file not loaded: %s", line)
+        not_scheduled.append({"file": file, "reason": line})
     runnable = []
     for dag in bag.dags.values():
         refused = bag.refused_tasks(dag)
         if refused:
             log.error("DAG %s not scheduled: %s", dag.dag_id, "; ".join(refused))
+            not_scheduled.append({"dag_id": dag.dag_id, "reason": "; ".join(refused)})
         else:
             runnable.append(dag)
     log.info("DAGs scheduled from %s: %s", dags.path, ", ".join(d.dag_id for d in runnable) or "none")
-    return runnable
+    return runnable, not_scheduled
 
 
 def run_dags_daemon(dags: DagsSettings, settings: Settings | None) -> int:
@@ -59,9 +66,10 @@ def run_dags_daemon(dags: DagsSettings, settings: Settings | None) -> int:
         start_logging(settings)
     else:
         setup_logging(dags.daemon.log_level, dags.daemon.log_format, "rtstream")
-    found = _load_dags(dags)
-    if found is None:
+    loaded = _load_dags(dags)
+    if loaded is None:
         return EXIT_CONFIG
+    found, not_scheduled = loaded
     if not found and settings is None:
         print(f"rtstream: cannot start: dags.path: no DAG of {dags.path} can be scheduled (see the lines above)",
               file=sys.stderr)
@@ -74,7 +82,7 @@ def run_dags_daemon(dags: DagsSettings, settings: Settings | None) -> int:
         print(f"rtstream: cannot start: daemon.state_dir: {exc.filename or dags.store_path}: {exc.strerror or exc}",
               file=sys.stderr)
         return EXIT_CONFIG
-    code = asyncio.run(_serve(found, store, dags, settings))
+    code = asyncio.run(_serve(found, not_scheduled, store, dags, settings))
     store.close()
     if any(t.name.startswith("dag-") and t.is_alive() for t in threading.enumerate()):
         # a sync task still running in its thread after the grace: Python cannot stop it, so do not wait
@@ -85,17 +93,27 @@ def run_dags_daemon(dags: DagsSettings, settings: Settings | None) -> int:
     return code
 
 
-async def _serve(found: list[DAG], store: RunStore, dags: DagsSettings, settings: Settings | None) -> int:
+async def _serve(found: list[DAG], not_scheduled: list[dict[str, str]], store: RunStore, dags: DagsSettings,
+                 settings: Settings | None) -> int:
+    from rtstream.dags.grid_view import DagGrid
     from rtstream.dags.scheduler import DagScheduler
+    from rtstream.dags.tries import TryRecorder, capture
 
-    scheduler = DagScheduler(found, store, dags.daemon.shutdown_grace)
+    tries = TryRecorder(store)
+    scheduler = DagScheduler(found, store, dags.daemon.shutdown_grace, tries)
+    grid = DagGrid(found, not_scheduled, store, scheduler, tries)
+    with capture():  # each try's log lines and prints, kept with the try
+        return await _serve_with(scheduler, grid, dags, settings)
+
+
+async def _serve_with(scheduler: DagScheduler, grid: DagGrid, dags: DagsSettings, settings: Settings | None) -> int:
     loop = asyncio.get_running_loop()
     runtime_task: asyncio.Task[int] | None = None
     on_runtime_signal: Callable[[int], None] | None = None
     if settings is not None:
         from rtstream.run.daemon import daemon_runtime
 
-        runtime = daemon_runtime(settings)
+        runtime = daemon_runtime(settings, dags=grid)
         runtime_task = asyncio.create_task(runtime.run())
         await asyncio.sleep(0)  # the runtime installs its signal handlers first thing; ours wrap them
         on_runtime_signal = runtime._on_signal
@@ -116,12 +134,36 @@ async def _serve(found: list[DAG], store: RunStore, dags: DagsSettings, settings
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
+    admin = await _admin_alone(grid, dags) if settings is None and dags.admin is not None else None
+    if isinstance(admin, int):
+        return EXIT_CONFIG
     sched_task = asyncio.create_task(scheduler.run())
     if runtime_task is None:
         await sched_task
+        if isinstance(admin, AdminServer):
+            await admin.close()
         log.info("stopped")
         return 0
     code = await runtime_task  # the pipeline ends on SIGTERM or on its own failure; the DAGs stop with it
     scheduler.stop()
     await sched_task
     return int(code)
+
+
+async def _admin_alone(grid: DagGrid, dags: DagsSettings) -> AdminServer | int:
+    """The admin server of a daemon that runs only DAGs: the page with their grid, /api/dags, /metrics."""
+    from rtstream.admin.server import AdminServer
+    from rtstream.support.secrets import KNOWN
+
+    admin = dags.admin
+    assert admin is not None
+    token = admin.token.get_secret_value() if admin.token else None
+    KNOWN.add([token] if token else [])  # never in a log line or a task's kept lines either
+    server = AdminServer(None, admin.listen, token, None, limits=admin, dags=grid)
+    try:
+        await server.start()
+    except OSError as exc:
+        print(f"rtstream: cannot start: admin.listen: {admin.listen}: {exc.strerror or exc}", file=sys.stderr)
+        await server.close()
+        return EXIT_CONFIG
+    return server
