@@ -140,7 +140,7 @@ async def _serve_with(scheduler: DagScheduler, grid: DagGrid, dags: DagsSettings
     sched_task = asyncio.create_task(scheduler.run())
     if runtime_task is None:
         await sched_task
-        if isinstance(admin, AdminServer):
+        if admin is not None:
             await admin.close()
         log.info("stopped")
         return 0
