@@ -254,10 +254,10 @@ class AdminServer:
     async def page(self, request: web.Request) -> web.Response:
         page = resources.files("rtstream.admin").joinpath("page")
         html = page.joinpath("index.html").read_text(encoding="utf-8")
-        if self.dags is not None:  # the DAGs' grid: its sections in the page, its script after the page's
+        if self.dags is not None:  # the DAGs' grid: its section first in the page, its script after the page's
             grid = page.joinpath("dags.html").read_text(encoding="utf-8")
             sections, script = grid.split("<!-- script -->")
-            html = html.replace("</main>", sections + "</main>", 1).replace("</body>", script + "</body>", 1)
+            html = html.replace("<main>", "<main>" + sections, 1).replace("</body>", script + "</body>", 1)
         return web.Response(text=html, content_type="text/html", headers=_PAGE_HEADERS)
 
     def _json(self, doc: Any, status: int = 200) -> web.Response:
