@@ -146,3 +146,25 @@ def test_clear_needs_a_token_even_on_loopback(tmp_path: Path) -> None:
         assert call(setup.base + "/api/runs", token=None)[0] == 404
         d.signal(signal.SIGTERM)
         assert d.wait(30) == 0, d.stderr
+
+
+def test_a_pipeline_and_dags_share_one_admin_server(tmp_path: Path) -> None:
+    from tests.data import make_events, write_lines
+    from tests.support import Daemon, write_config
+
+    setup = GridSetup(tmp_path)
+    write_lines(tmp_path / "in.jsonl", make_events(20, span_s=60, seed=5))
+    doc = {"pipeline": {"name": "beside-dags", "flow": "events >> files"},
+           "window": {"size": "1m", "lateness": "0s", "idle_timeout": "300ms"},
+           "sources": {"events": {"type": "file", "path": "in.jsonl", "follow": True, "poll_interval": "50ms"}},
+           "sinks": {"files": {"type": "file", "path": "out"}},
+           "dags": {"path": "dags"}, "admin": {"listen": f"127.0.0.1:{setup.port}", "token": TOKEN},
+           "daemon": {"state_dir": "state", "shutdown_grace": "3s"}}
+    with Daemon(write_config(tmp_path / "both.toml", doc), tmp_path, env=setup.env) as d:
+        setup.wait_settled()
+        assert call(setup.base + "/api/status")[1]["pipeline"] == "beside-dags"
+        assert {x["dag_id"] for x in call(setup.base + "/api/dags")[1]["dags"]} == {"grid_demo", "flaky"}
+        page = call(setup.base + "/")[1].decode()
+        assert 'id="dags"' in page and 'id="flow"' in page
+        d.signal(signal.SIGTERM)
+        assert d.wait(30) == 0, d.stderr
