@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from rtstream.config.airflow_keys import bind_python_calls, take_airflow_keys
+from rtstream.config.extras import extras_problems
 from rtstream.config.files import check_shape, read_file
 from rtstream.config.flow import Flow, parse_flow, resolve_flow
 from rtstream.config.models import RootConfig
@@ -212,6 +213,7 @@ def validate(doc: dict[str, Any], path: Path | None, search_dirs: list[Path],
             problems.extend(with_suggestions(exc.problems, list(kinds)))
     if root is not None and flow is not None and all(n in components for n in kinds):
         _cross_checks(root, flow, components, search_dirs, problems, airflow_keys)
+    problems.extend(extras_problems(root, components))  # the components that read, even when another key is wrong
     if problems:
         raise ConfigError(problems)
     assert root is not None and flow is not None

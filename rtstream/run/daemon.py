@@ -41,7 +41,7 @@ def run_daemon(settings: Settings) -> int:
 
     root = settings.root
     start_logging(settings)
-    runner = _event_loop_runner()
+    runner = _event_loop_runner(root.daemon.event_loop)
     logging.getLogger("rtstream").info(first_window_note(settings))
     tune_for_streaming()
     if root.daemon.workers > 1:
@@ -56,7 +56,9 @@ def run_daemon(settings: Settings) -> int:
     return runner(runtime.run())
 
 
-def _event_loop_runner() -> Callable[[Coroutine[Any, Any, int]], int]:
+def _event_loop_runner(choice: str = "auto") -> Callable[[Coroutine[Any, Any, int]], int]:
+    if choice == "asyncio":
+        return asyncio.run
     try:
         import uvloop  # optional: pip install 'rtstream[fast]'
 
