@@ -76,6 +76,7 @@ class AdminServer:
         # open windows, dead-letter file or config: those parts of the page are then empty
         self.reruns = Reruns(getattr(view, "config_path", None), list(getattr(view, "config_overrides", [])))
         self.guard = Guard(self.limits, log, "admin")
+        self.internal = settings.root.daemon.worker.count > 1  # a worker's, polled by the workers supervisor
         self._runner: web.AppRunner | None = None
         self._sampler: asyncio.Task[None] | None = None
 
@@ -98,7 +99,10 @@ class AdminServer:
         await self._runner.setup()
         await self.guard.serve(self._runner, self.listen)
         self._sampler = asyncio.create_task(self._sample(), name="admin-sampler")
-        log.info("admin server on http://%s (status page, /healthz, /readyz, /metrics, /api/runs)", self.listen)
+        if self.internal:  # read by the supervisor only; its own admin server is the one announced
+            log.debug("worker status server on http://%s, for the supervisor", self.listen)
+        else:
+            log.info("admin server on http://%s (status page, /healthz, /readyz, /metrics, /api/runs)", self.listen)
 
     async def close(self) -> None:
         logging.getLogger().removeHandler(self.errors)

@@ -30,19 +30,26 @@ def daemon_runtime(settings: Settings) -> Runtime:
     if admin is not None:
         token = admin.token.get_secret_value() if admin.token else None
         runtime.services.append(AdminServer(view, admin.listen, token, settings))
+    if settings.root.daemon.worker.count == 1:  # workers: their supervisor says it once
+        from rtstream.run.pipeline_text import first_window_note
+
+        runtime.when_running.append(lambda: _note(first_window_note(settings, runtime.sources)))
     return runtime
+
+
+def _note(text: str | None) -> None:
+    if text is not None:
+        logging.getLogger("rtstream").info(text)
 
 
 def run_daemon(settings: Settings) -> int:
     """`rtstream run`: logging set up, one runtime or a supervisor of `workers`; returns the exit code."""
-    from rtstream.run.pipeline_text import first_window_note
     from rtstream.run.process_setup import start_logging
     from rtstream.support.gc_tuning import tune_for_streaming
 
     root = settings.root
     start_logging(settings)
     runner = _event_loop_runner(root.daemon.event_loop)
-    logging.getLogger("rtstream").info(first_window_note(settings))
     tune_for_streaming()
     if root.daemon.workers > 1:
         from rtstream.run.workers import WorkerSupervisor

@@ -52,6 +52,11 @@ class StdoutSink(Sink):
 def _preview(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return ""
-    totals = {k: v for k, v in rows[0].items() if k not in ("window_start", "window_end")}
+    # 862.45, not 862.4499999999999: the summary is for reading; the json format keeps every digit
+    totals = {k: _readable(v) for k, v in rows[0].items() if k not in ("window_start", "window_end")}
     shown, cut = excerpt(totals, PREVIEW_CHARS)  # bounded, whatever the row holds
     return f", first {shown if cut else orjson.dumps(shown).decode()}"
+
+
+def _readable(value: Any) -> Any:
+    return float(f"{value:.10g}") if isinstance(value, float) else value
