@@ -43,7 +43,7 @@ class StdoutSink(Sink):
             sys.stdout.buffer.write(b"".join(lines))
         else:
             sys.stdout.write(f"{self.context.pipeline} window {window.start_iso} .. {window.end_iso}: "
-                             f"{window.input_count} records -> {len(rows)} rows{_preview(rows)}\n")
+                             f"{_count(window.input_count, 'record')} -> {_count(len(rows), 'row')}{_preview(rows)}\n")
         sys.stdout.flush()
         if rejected:
             raise RowsRejected(self.name, rejected)
@@ -60,3 +60,7 @@ def _preview(rows: list[dict[str, Any]]) -> str:
 
 def _readable(value: Any) -> Any:
     return float(f"{value:.10g}") if isinstance(value, float) else value
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -31,8 +31,8 @@ def test_a_finite_file_run_says_what_it_did_in_plain_lines(tmp_path):
                      r"median \d+(ms|\.\ds), 99th percentile \d+(ms|\.\ds), slowest \d+(ms|\.\ds)$", res.stderr, re.M), \
         res.stderr
     shown = res.stdout.splitlines()
-    assert shown[0].endswith('2 records -> 1 rows, first {"user_id":"u1","spent":0.3}'), shown
-    assert shown[1].endswith('3 records -> 1 rows, first {"user_id":"u2","spent":2587.35}'), shown
+    assert shown[0].endswith('2 records -> 1 row, first {"user_id":"u1","spent":0.3}'), shown
+    assert shown[1].endswith('3 records -> 1 row, first {"user_id":"u2","spent":2587.35}'), shown
     written = (tmp_path / "out").glob("*.jsonl")
     assert any("0.30000000000000004" in p.read_text() for p in written)  # the data keeps every digit
 
