@@ -1,5 +1,6 @@
 # rtstream as a container: config at /etc/rtstream/, state in the /var/lib/rtstream volume.
 # Build with `make image` (podman or docker); BASE may name a local image where no registry is reachable.
+# Every extra is installed (PostgreSQL, YAML, S3, Parquet, uvloop): any config the README shows runs in it.
 # The admin server listens on all interfaces here, so it needs its token, from a secret:
 #   docker run --env-file admin.env ...      (admin.env: RTSTREAM_ADMIN_TOKEN=<openssl rand -hex 32>)
 # Without RTSTREAM_ADMIN_TOKEN the daemon refuses to start (exit 2) rather than serve the admin API to
@@ -11,7 +12,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY rtstream ./rtstream
 RUN python3 -m venv /opt/rtstream \
- && /opt/rtstream/bin/pip install --no-cache-dir ".[postgres,yaml]"
+ && /opt/rtstream/bin/pip install --no-cache-dir ".[postgres,yaml,s3,parquet,fast]"
 
 FROM ${BASE}
 RUN groupadd --system --gid 10001 rtstream \

@@ -32,7 +32,7 @@ from rtstream.support.secrets import Scrubber, remember
 from rtstream.windows.clock import epoch_ms
 
 if TYPE_CHECKING:
-    from rtstream.config.load import Settings
+    from rtstream.config.settings import Settings
     from rtstream.model.dag_status import DagsView
     from rtstream.model.status import StatusView
 
@@ -83,6 +83,8 @@ class AdminServer:
         # open windows, dead-letter file or config: those parts of the page are then empty
         self.reruns = Reruns(getattr(view, "config_path", None), list(getattr(view, "config_overrides", [])))
         self.guard = Guard(self.limits, log, "admin")
+        # a worker's, polled by the workers supervisor
+        self.internal = settings is not None and settings.root.daemon.worker.count > 1
         self._runner: web.AppRunner | None = None
         self._sampler: asyncio.Task[None] | None = None
 
@@ -108,7 +110,10 @@ class AdminServer:
         await self.guard.serve(self._runner, self.listen)
         if self.view is not None:
             self._sampler = asyncio.create_task(self._sample(), name="admin-sampler")
-        log.info("admin server on http://%s (status page, /healthz, /readyz, /metrics, /api/runs)", self.listen)
+        if self.internal:  # read by the supervisor only; its own admin server is the one announced
+            log.debug("worker status server on http://%s, for the supervisor", self.listen)
+        else:
+            log.info("admin server on http://%s (status page, /healthz, /readyz, /metrics, /api/runs)", self.listen)
 
     async def close(self) -> None:
         logging.getLogger().removeHandler(self.errors)

@@ -164,7 +164,7 @@ def import_dag(path: Path, config_dir: Path | None = None) -> ImportResult:
     start = _value(defaults, "start_date")
     if start:
         lines.insert(header_end, toml.comment(f"backfill from the DAG's start_date: rtstream backfill -c THIS_FILE "
-                                              f"--from {start} --to <now>"))
+                                              f"--from {start} --to now"))
         mapped.append(f"start_date -> the default backfill start ({start})")
 
     if chain and not module.isidentifier():

@@ -21,15 +21,26 @@ from rtstream.model.errors import EXIT_CONFIG
 
 
 def add_parser(sub: Any) -> None:
-    dags = sub.add_parser("dags", help="list or test-run Airflow DAG files as they are")
-    dsub = dags.add_subparsers(dest="dags_command", required=True)
-    ls = dsub.add_parser("list", help="the DAGs of a file or folder, their schedules and tasks")
+    from rtstream.cli.subcommand import command
+
+    dags = command(sub, "dags", "list or test-run Airflow DAG files as they are",
+                   "Load Airflow DAG files with rtstream's stand-in `airflow` modules (no Airflow needed) and\n"
+                   "list them, or run each once with every task executed, like `airflow dags test`.",
+                   "  rtstream dags list dags/\n  rtstream dags test dags/etl.py --at 2026-11-01")
+    dsub = dags.add_subparsers(dest="dags_command", required=True, metavar="SUBCOMMAND")
+    ls = command(dsub, "list", "the DAGs of a file or folder, their schedules and tasks",
+                 "Each DAG with its file, schedule and start_date, then one line per task: its operator,\n"
+                 "whether rtstream runs it natively (or why it refuses to), and its upstream tasks.",
+                 "  rtstream dags list dags/")
     ls.add_argument("path", help="a DAG file or a folder of them")
     ls.add_argument("--debug", action="store_true", help="print the traceback of a DAG file that fails")
-    tst = dsub.add_parser("test", help="one run of each DAG, every task executed (like airflow dags test)")
+    tst = command(dsub, "test", "one run of each DAG, every task executed (like airflow dags test)",
+                  "One run per DAG at the logical date --at: tasks in dependency order with their retries,\n"
+                  "trigger rules and XComs, one line per task instance. Exits 1 when a run fails.",
+                  "  rtstream dags test dags/etl.py --dag daily_orders --at 2026-11-01 --json")
     tst.add_argument("path", help="a DAG file or a folder of them")
-    tst.add_argument("--dag", dest="dag_id", help="run only this DAG")
-    tst.add_argument("--at", help="the run's logical date (ISO-8601; default: now, UTC)")
+    tst.add_argument("--dag", dest="dag_id", metavar="DAG_ID", help="run only this DAG (default: every DAG found)")
+    tst.add_argument("--at", metavar="DATE", help="the run's logical date (ISO-8601; default: now, UTC)")
     tst.add_argument("--json", action="store_true", help="one JSON object per task instance on stdout, then the run")
     tst.add_argument("--debug", action="store_true", help="print the traceback of a DAG file that fails")
 

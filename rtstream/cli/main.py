@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from rtstream.cli.backfill import backfill_command
@@ -9,11 +10,16 @@ from rtstream.cli.exits import refused
 from rtstream.cli.import_dag import import_dag_command
 from rtstream.cli.parser import build_parser
 from rtstream.cli.runs import runs_command, status_command
-from rtstream.model.errors import ConfigError
+from rtstream.cli.subcommand import STRAY
+from rtstream.model.errors import EXIT_CONFIG, ConfigError
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, STRAY, None):  # `rtstream run base.toml`: the config is an option, say so in one line
+        given = " ".join(getattr(args, STRAY))
+        print(f"rtstream {args.command}: give the config with -c: rtstream {args.command} -c {given}", file=sys.stderr)
+        return EXIT_CONFIG
     if args.command == "run" and argv is None:  # the process is the daemon: a stop during start-up is clean
         from rtstream.support import early_signals
 

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from rtstream.cli.exits import refused
-from rtstream.cli.parser import DEFAULT_CONFIG
+from rtstream.cli.subcommand import DEFAULT_CONFIG
 from rtstream.model.errors import ConfigError
 
 

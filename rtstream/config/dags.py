@@ -20,10 +20,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from rtstream.config.files import check_shape, read_file
-from rtstream.config.load import Settings, apply_overrides, interpolate, load_settings
+from rtstream.config.load import apply_overrides, interpolate, load_settings
 from rtstream.config.models import AdminConfig, DaemonConfig, DagsConfig
 from rtstream.config.paths import resolve_paths
 from rtstream.config.problems import problems_from
+from rtstream.config.settings import Settings
 from rtstream.model.errors import ConfigError
 from rtstream.model.strict import Strict
 

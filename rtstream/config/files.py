@@ -47,7 +47,10 @@ def _read_yaml(path: Path, text: str) -> dict[str, Any]:
     try:
         import yaml
     except ImportError:
-        raise ConfigError.at("", f"{path}: YAML configs need PyYAML: pip install 'rtstream[yaml]'") from None
+        from rtstream.config.extras import install_hint
+
+        raise ConfigError.at("", f"{path}: a YAML config needs PyYAML, which is not installed: "
+                                 f"{install_hint('yaml')}") from None
     try:
         doc = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:

@@ -5,45 +5,25 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from rtstream.config.airflow_keys import bind_python_calls, take_airflow_keys
+from rtstream.config.extras import extras_problems
 from rtstream.config.files import check_shape, read_file
 from rtstream.config.flow import Flow, parse_flow, resolve_flow
 from rtstream.config.models import RootConfig
 from rtstream.config.paths import input_problems, resolve_paths
 from rtstream.config.problems import did_you_mean, problems_from, with_suggestions
+from rtstream.config.settings import ComponentSettings, Settings
 from rtstream.config.writable import state_path_problems
 from rtstream.model.errors import ConfigError
 from rtstream.model.registry import Kind, known, lookup
 
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 SECTIONS: dict[str, Kind] = {"sources": "source", "stages": "stage", "sinks": "sink"}
-
-
-@dataclass
-class ComponentSettings:
-    name: str
-    kind: Kind
-    cls: type
-    config: BaseModel
-
-
-@dataclass
-class Settings:
-    root: RootConfig
-    flow: Flow
-    components: dict[str, ComponentSettings]
-    path: Path | None = None
-    search_dirs: list[Path] = field(default_factory=list)
-    overrides: list[str] = field(default_factory=list)
-
-    def of(self, names: list[str]) -> list[ComponentSettings]:
-        return [self.components[n] for n in names]
 
 
 def interpolate(doc: Any, env: dict[str, str] | os._Environ[str], key: str = "",
@@ -212,6 +192,7 @@ def validate(doc: dict[str, Any], path: Path | None, search_dirs: list[Path],
             problems.extend(with_suggestions(exc.problems, list(kinds)))
     if root is not None and flow is not None and all(n in components for n in kinds):
         _cross_checks(root, flow, components, search_dirs, problems, airflow_keys)
+    problems.extend(extras_problems(root, components))  # the components that read, even when another key is wrong
     if problems:
         raise ConfigError(problems)
     assert root is not None and flow is not None

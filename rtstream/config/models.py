@@ -98,6 +98,8 @@ class DaemonConfig(Strict):
     shutdown_grace: Duration = 30.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "text"
+    event_loop: Literal["auto", "asyncio", "uvloop"] = Field(default="auto", description='"auto": uvloop when it is '
+                                                             "installed; \"uvloop\" refuses to start without it")
     queue_size: int = Field(default=64, ge=1, description="batches between the sources and the windows")
     flush_queue_size: int = Field(default=8, ge=1, description="closed windows waiting for the sinks")
     commit_interval: Duration = 5.0

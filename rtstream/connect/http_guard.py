@@ -29,6 +29,7 @@ from aiohttp import web
 
 from rtstream.connect.http_limits import HttpLimits
 from rtstream.connect.http_rejects import ProtocolLog, RejectLog
+from rtstream.connect.listen_error import ListenError
 
 MAX_DISCARD = 1 << 20  # bytes of a refused request read away before its connection is closed
 SPARE_DESCRIPTORS = 512  # beside the servers' connections: accepts in flight (a backlog per server), files, sinks
@@ -191,7 +192,10 @@ class Guard:
     async def serve(self, runner: web.AppRunner, listen: str) -> None:
         """Listen on HOST:PORT (IPv6 in brackets) with every connection guarded."""
         host, _, port = listen.rpartition(":")
-        await _GuardedSite(runner, host.strip("[]"), int(port), self).start()
+        try:
+            await _GuardedSite(runner, host.strip("[]"), int(port), self).start()
+        except OSError as exc:  # asyncio's text repeats the address as a tuple after "error while attempting"
+            raise ListenError(listen, exc) from None
         _reserve_descriptors(self.limits.max_connections, self.rejects.log)
 
     @web.middleware

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Annotated
 
@@ -11,22 +10,33 @@ from pydantic import BeforeValidator
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _HINT = "expected e.g. 250ms, 30s, 5m, 1m30s, 1h"
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
 # Event times are refused outside the years 1 to 9998, so no duration means anything beyond that
 # span; inf and NaN (TOML has both literals) would end in a traceback when turned into milliseconds.
 MAX_SECONDS = 10_000 * 365.25 * 86_400
 
 
 def parse_duration(value: object) -> float:
-    """Seconds from "250ms", "90s", "5m", "1m30s", "1h", "1d", or a plain number of seconds."""
+    """Seconds from "250ms", "90s", "5m", "1m30s", "1h", "1d"; a bare 0 is zero.
+
+    Any other number without a unit is refused: `size = 5` read as seconds was a guess a user could
+    not see (five minutes, as in a cron DAG's interval, was as likely meant)."""
     if isinstance(value, bool):
         raise ValueError(f"invalid duration {value!r} ({_HINT})")
     if isinstance(value, (int, float)):
-        if value < 0:
+        if value < 0:  # wrong whatever its unit
             raise ValueError(f"invalid duration {value!r} (must not be negative)")
-        return _bounded(float(value) if isinstance(value, float) or value <= MAX_SECONDS else math.inf, value)
+        if value == 0:
+            return 0.0
+        _bounded(float(value) if isinstance(value, float) or value <= MAX_SECONDS else float("inf"), value)
+        raise ValueError(f"a duration needs a unit, e.g. 5s, 5m, 1h (got {_shown(value)})")
     if not isinstance(value, str):
         raise ValueError(f"invalid duration {value!r} ({_HINT})")
     text = value.strip().replace(" ", "")
+    if _NUMBER.fullmatch(text):
+        if float(text) == 0:
+            return 0.0
+        raise ValueError(f"a duration needs a unit, e.g. 5s, 5m, 1h (got {_shown(value)})")
     pos, total = 0, 0.0
     for match in _PART.finditer(text):
         if match.start() != pos:
@@ -38,11 +48,14 @@ def parse_duration(value: object) -> float:
     return _bounded(total, value)
 
 
+def _shown(value: object) -> str:
+    return repr(value) if len(repr(value)) < 40 else repr(value)[:36] + "..."
+
+
 def _bounded(seconds: float, value: object) -> float:
     if not seconds <= MAX_SECONDS:  # NaN too
-        shown = repr(value) if len(repr(value)) < 40 else repr(value)[:36] + "..."
         why = "not a number" if seconds != seconds else "at most 10000 years"
-        raise ValueError(f"invalid duration {shown} ({why})")
+        raise ValueError(f"invalid duration {_shown(value)} ({why})")
     return seconds
 
 

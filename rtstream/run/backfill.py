@@ -17,7 +17,7 @@ import time
 import uuid
 from typing import Any
 
-from rtstream.config.load import Settings
+from rtstream.config.settings import Settings
 from rtstream.model.errors import ConfigError
 from rtstream.model.window import iso_utc
 from rtstream.windows.clock import epoch_ms
@@ -52,10 +52,11 @@ def backfill_overrides(settings: Settings, from_ms: int) -> list[str]:
 
 def window_range(settings: Settings, t_from: str, t_to: str) -> tuple[int, int]:
     size = settings.root.window.size_ms
+    now = round(time.time() * 1000)  # `--to now`, as the config import-dag writes suggests
     try:
-        a, b = epoch_ms(t_from), epoch_ms(t_to)
+        a, b = (now if t.strip().lower() == "now" else epoch_ms(t) for t in (t_from, t_to))
     except Exception as exc:  # noqa: BLE001 - any unreadable time is the user's to fix
-        raise ConfigError.at("--from/--to", str(exc)) from None
+        raise ConfigError.at("--from/--to", f"{exc} (expected ISO-8601, epoch seconds or milliseconds, or now)") from None
     if b <= a:
         raise ConfigError.at("--to", "must be after --from")
     return a - a % size, b + (-b) % size  # whole windows, so no window is replaced by a part of itself

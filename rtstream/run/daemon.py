@@ -14,7 +14,7 @@ from typing import Any
 
 from rtstream.admin.metrics import Metrics
 from rtstream.admin.server import AdminServer
-from rtstream.config.load import Settings
+from rtstream.config.settings import Settings
 from rtstream.model.dag_status import DagsView
 from rtstream.model.errors import EXIT_CONFIG
 from rtstream.runtime.status import RuntimeStatus
@@ -32,19 +32,26 @@ def daemon_runtime(settings: Settings, dags: DagsView | None = None) -> Runtime:
     if admin is not None:
         token = admin.token.get_secret_value() if admin.token else None
         runtime.services.append(AdminServer(view, admin.listen, token, settings, dags=dags))
+    if settings.root.daemon.worker.count == 1:  # workers: their supervisor says it once
+        from rtstream.run.pipeline_text import first_window_note
+
+        runtime.when_running.append(lambda: _note(first_window_note(settings, runtime.sources)))
     return runtime
+
+
+def _note(text: str | None) -> None:
+    if text is not None:
+        logging.getLogger("rtstream").info(text)
 
 
 def run_daemon(settings: Settings) -> int:
     """`rtstream run`: logging set up, one runtime or a supervisor of `workers`; returns the exit code."""
-    from rtstream.run.pipeline_text import first_window_note
     from rtstream.run.process_setup import start_logging
     from rtstream.support.gc_tuning import tune_for_streaming
 
     root = settings.root
     start_logging(settings)
-    runner = _event_loop_runner()
-    logging.getLogger("rtstream").info(first_window_note(settings))
+    runner = _event_loop_runner(root.daemon.event_loop)
     tune_for_streaming()
     if root.daemon.workers > 1:
         from rtstream.run.workers import WorkerSupervisor
@@ -58,7 +65,9 @@ def run_daemon(settings: Settings) -> int:
     return runner(runtime.run())
 
 
-def _event_loop_runner() -> Callable[[Coroutine[Any, Any, int]], int]:
+def _event_loop_runner(choice: str = "auto") -> Callable[[Coroutine[Any, Any, int]], int]:
+    if choice == "asyncio":
+        return asyncio.run
     try:
         import uvloop  # optional: pip install 'rtstream[fast]'
 

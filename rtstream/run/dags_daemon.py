@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from rtstream.config.dags import DagsSettings
-from rtstream.config.load import Settings
+from rtstream.config.settings import Settings
 from rtstream.model.errors import EXIT_CONFIG
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from rtstream.config.flow import Flow
-from rtstream.config.load import ComponentSettings, Settings
+from rtstream.config.settings import ComponentSettings, Settings
 from rtstream.model.errors import ConfigError
 from rtstream.model.window import Window
 from rtstream.sinks.base import Sink, SinkConfig

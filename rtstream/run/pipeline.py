@@ -36,13 +36,11 @@ class Pipeline:
         import logging
 
         from rtstream.run.daemon import daemon_runtime
-        from rtstream.run.pipeline_text import first_window_note
         from rtstream.run.process_setup import start_logging
 
         settings = self.settings()
         if not logging.getLogger().handlers:  # the CLI's logging, unless the program has set up its own
             start_logging(settings)
-        logging.getLogger("rtstream").info(first_window_note(settings))
         return await daemon_runtime(settings).run()
 
     def run(self) -> int:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from rtstream.config.load import Settings
+from typing import Any
+
+from rtstream.config.settings import Settings
 from rtstream.model.durations import format_duration
 from rtstream.runtime.context import Context
 
@@ -57,12 +59,22 @@ def _describe(settings: Settings) -> str:
     return "\n".join(lines)
 
 
-def first_window_note(settings: Settings, now: float | None = None) -> str:
-    """When a newcomer will first see a result: the first window's close for records arriving now."""
+def source_parts(settings: Settings) -> list[Any]:
+    """The config's sources as objects, not started (for what they say about themselves)."""
+    ctx = Context(pipeline=settings.root.pipeline.name, state_dir=settings.root.daemon.state_dir,  # type: ignore[arg-type]
+                  extra={"search_dirs": settings.search_dirs})
+    return [c.cls(c.name, c.config, ctx) for c in settings.of(settings.flow.sources)]
+
+
+def first_window_note(settings: Settings, sources: list[Any], now: float | None = None) -> str | None:
+    """When a newcomer will first see a result: the first window's close for records arriving now;
+    None when every source is finite and not paced by the clock, so the windows close as it reads."""
     import time
 
     from rtstream.model.window import iso_utc
 
+    if sources and all(s.finite and not getattr(s.config, "realtime", False) for s in sources):
+        return None
     w = settings.root.window
     now = time.time() if now is None else now
     if w.type == "session":

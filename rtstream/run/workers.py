@@ -29,7 +29,7 @@ from rtstream.run.worker_process import Worker
 from rtstream.support import early_signals
 
 if TYPE_CHECKING:
-    from rtstream.config.load import Settings
+    from rtstream.config.settings import Settings
 
 log = logging.getLogger("rtstream.run.workers")
 RESTART_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0)  # backoff between restarts of a worker that keeps crashing
@@ -79,7 +79,15 @@ class WorkerSupervisor:
                 loop.add_signal_handler(sig, self.stop)
         if early_signals.received() is not None:  # asked to stop before the loop listened: start nothing
             self.stop()
-        admin = await self._start_admin()
+        try:
+            admin = await self._start_admin()
+        except OSError as exc:  # the admin address is taken: one line, nothing started, nothing left open
+            log.error("component admin failed to start: %s", exc, extra={"component": "admin"})
+            return 1
+        from rtstream.run.pipeline_text import first_window_note, source_parts
+
+        if (note := first_window_note(self.settings, source_parts(self.settings))) is not None:
+            logging.getLogger("rtstream").info(note)
         try:
             await asyncio.gather(*(self._keep_running(w) for w in self.workers))
         finally:
@@ -108,6 +116,8 @@ class WorkerSupervisor:
     async def _keep_running(self, w: Worker) -> None:
         delays = iter(RESTART_DELAYS)
         while not self.stopping.is_set():
+            if w.admin_port is not None and w.restarts:  # its port may be why it crashed: another one
+                w.admin_port = _free_port()
             w.started = time.monotonic()
             w.proc = await asyncio.create_subprocess_exec(*self.command(w), env=os.environ.copy(),
                                                           preexec_fn=_die_with_parent)
@@ -141,7 +151,12 @@ class WorkerSupervisor:
         view = WorkersStatus(self, token)
         server = AdminServer(view, root.admin.listen, token, self.settings)  # type: ignore[arg-type]
         await view.start()
-        await server.start()
+        try:
+            await server.start()
+        except BaseException:
+            await server.close()
+            await view.close()
+            raise
         return _Closing(server, view)
 
 

@@ -28,7 +28,7 @@ from rtstream.windows.clock import epoch_ms
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from rtstream.config.load import Settings
+    from rtstream.config.settings import Settings
     from rtstream.run.worker_process import Worker
 
 POLL_EVERY = 1.0

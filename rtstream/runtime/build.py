@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rtstream.config.load import Settings
+from rtstream.config.settings import Settings
 from rtstream.engine.commit_rule import CommitTracker
 from rtstream.engine.window_engine import WindowEngine
 from rtstream.model.policy import resolve

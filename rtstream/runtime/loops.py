@@ -16,6 +16,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from rtstream.connect.listen_error import ListenError
 from rtstream.engine.emission import Emission
 from rtstream.model.errors import ComponentError
 from rtstream.runtime.build import PipelineParts
@@ -184,4 +185,5 @@ async def guarded(name: str, coro: Coroutine[Any, Any, Any]) -> Any:
     except ComponentError:
         raise
     except Exception as exc:  # noqa: BLE001 - name the component that died, then stop everything
-        raise ComponentError(name, f"{type(exc).__name__}: {exc}") from exc
+        said = str(exc) if isinstance(exc, ListenError) else f"{type(exc).__name__}: {exc}"
+        raise ComponentError(name, said) from exc

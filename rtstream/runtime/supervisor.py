@@ -13,11 +13,11 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from typing import Any, Protocol
 
-from rtstream.config.load import Settings
+from rtstream.config.settings import Settings
 from rtstream.model.errors import ComponentError, StateDirError
 from rtstream.model.policy import resolve
 from rtstream.runtime.build import PipelineParts, build_parts
@@ -50,6 +50,7 @@ class Runtime(PipelineParts):
         self.queues: dict[str, asyncio.Queue[Any]] = {}
         # started before every component and closed after them: the admin server (rtstream.run.daemon)
         self.services: list[Service] = []
+        self.when_running: list[Callable[[], None]] = []  # called once every component has started
         self._stop_deadline: float | None = None  # monotonic time by which a requested stop must be done
         self._loops: PipelineLoops | None = None
         self._starting: asyncio.Task[Any] | None = None  # until the loops run: a stop cancels the start-up
@@ -100,8 +101,8 @@ class Runtime(PipelineParts):
                 await self.alert.start()
                 stack.push_async_callback(self._close, self.alert)
             for service in self.services:
+                stack.push_async_callback(self._close, service)  # a start cut short closes what it opened
                 await guarded(service.name, service.start())
-                stack.push_async_callback(self._close, service)
             if self.checkpoints is not None:
                 self.checkpoints.open()
                 stack.callback(self.checkpoints.close)
@@ -113,6 +114,8 @@ class Runtime(PipelineParts):
             for src in self.sources:
                 self.partitions.start_fixed(src)
             log.info("pipeline %s running: %s", self.settings.root.pipeline.name, self.settings.flow)
+            for hook in self.when_running:
+                hook()
             self._loops = PipelineLoops(self)
             self.queues = {"batches": self._loops.batches, "windows": self._loops.windows}
             await self._loops.run()
@@ -136,9 +139,10 @@ class Runtime(PipelineParts):
     def _log_latency(self) -> None:
         lat = self.flusher.latencies
         if lat:
-            log.info("windows written: %d; from the watermark letting a window go to every sink having it: "
-                     "p50 %.3fs, p99 %.3fs, max %.3fs", self.flusher.windows_flushed, percentile(lat, 0.5),
-                     percentile(lat, 0.99), max(lat))
+            n = self.flusher.windows_flushed
+            log.info("%d window%s written; from a window's close to its last sink write: median %s, "
+                     "99th percentile %s, slowest %s", n, "" if n == 1 else "s", _took(percentile(lat, 0.5)),
+                     _took(percentile(lat, 0.99)), _took(max(lat)))
 
     def stop(self) -> None:
         """Begin a clean shutdown: stop the sources, finish what is in flight."""
@@ -201,3 +205,8 @@ class Runtime(PipelineParts):
             log.warning("closing %s was cut short", getattr(comp, "name", comp))
         except Exception as exc:  # noqa: BLE001 - one failed close must not skip the others
             log.warning("closing %s failed: %s", getattr(comp, "name", comp), exc)
+
+
+def _took(seconds: float) -> str:
+    """12ms, 1.5s: as a person would say a short span."""
+    return f"{seconds * 1000:.0f}ms" if seconds < 1 else f"{seconds:.1f}s"

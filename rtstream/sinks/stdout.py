@@ -43,7 +43,7 @@ class StdoutSink(Sink):
             sys.stdout.buffer.write(b"".join(lines))
         else:
             sys.stdout.write(f"{self.context.pipeline} window {window.start_iso} .. {window.end_iso}: "
-                             f"{window.input_count} records -> {len(rows)} rows{_preview(rows)}\n")
+                             f"{_count(window.input_count, 'record')} -> {_count(len(rows), 'row')}{_preview(rows)}\n")
         sys.stdout.flush()
         if rejected:
             raise RowsRejected(self.name, rejected)
@@ -52,6 +52,15 @@ class StdoutSink(Sink):
 def _preview(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return ""
-    totals = {k: v for k, v in rows[0].items() if k not in ("window_start", "window_end")}
+    # 862.45, not 862.4499999999999: the summary is for reading; the json format keeps every digit
+    totals = {k: _readable(v) for k, v in rows[0].items() if k not in ("window_start", "window_end")}
     shown, cut = excerpt(totals, PREVIEW_CHARS)  # bounded, whatever the row holds
     return f", first {shown if cut else orjson.dumps(shown).decode()}"
+
+
+def _readable(value: Any) -> Any:
+    return float(f"{value:.10g}") if isinstance(value, float) else value
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

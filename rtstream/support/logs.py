@@ -12,7 +12,7 @@ import orjson
 from rtstream.support.secrets import KNOWN, Scrubber, secrets_of
 
 __all__ = ["JsonFormatter", "Redactor", "TextFormatter", "secrets_of", "setup_logging"]
-_CONTEXT = ("component", "window", "partition", "source")
+_CONTEXT = ("worker", "component", "window", "partition", "source")
 
 
 MAX_MESSAGE = 4096  # a log line never carries a whole request body or response
@@ -52,8 +52,9 @@ class JsonFormatter(logging.Formatter):
 class TextFormatter(logging.Formatter):
     """`time level logger: message`, the whole line (traceback included) redacted."""
 
-    def __init__(self, scrubber: Scrubber = KNOWN) -> None:
-        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
+    def __init__(self, scrubber: Scrubber = KNOWN, worker: bool = False) -> None:
+        who = "[worker %(worker)s] " if worker else ""
+        super().__init__(f"%(asctime)s %(levelname)-7s {who}%(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
         self.scrubber = scrubber
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
@@ -93,13 +94,29 @@ class _OneLineAcceptErrors(logging.Filter):
         return True
 
 
+class _Worker(logging.Filter):
+    """Marks every record of a worker process with its index, so N workers' lines on one terminal
+    (or in one container log) can be told apart."""
+
+    def __init__(self, index: int):
+        super().__init__()
+        self.index = index
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.worker = self.index
+        return True
+
+
 def setup_logging(level: str = "info", fmt: str = "text", pipeline: str = "rtstream",
-                  secrets: list[str] | None = None) -> None:
-    """Log to stderr; every line is redacted with the process's known secrets plus `secrets`."""
+                  secrets: list[str] | None = None, worker: int | None = None) -> None:
+    """Log to stderr; every line is redacted with the process's known secrets plus `secrets`; a
+    worker's lines carry `worker` (text: `[worker 1]` before the logger; JSON: `"worker": 1`)."""
     KNOWN.add(secrets or [])
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter(pipeline) if fmt == "json" else TextFormatter())
+    handler.setFormatter(JsonFormatter(pipeline) if fmt == "json" else TextFormatter(worker=worker is not None))
     handler.addFilter(_OneLineAcceptErrors())
+    if worker is not None:
+        handler.addFilter(_Worker(worker))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

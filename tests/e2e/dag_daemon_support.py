@@ -30,7 +30,7 @@ class TickerSetup:
         self.out = tmp / "out.jsonl"
         self.db = tmp / "state" / "dag_runs.db"
         self.config = write_config(tmp / "dags.toml", {"dags": {"path": "dags"},
-                                                       "daemon": {"state_dir": "state", "shutdown_grace": grace}})
+                                                       "daemon": {"state_dir": "state", "shutdown_grace": f"{grace}s"}})
         self.env = {"RTSTREAM_TICK_START": str(start), "RTSTREAM_TICK_END": str(end), "RTSTREAM_TICK_OUT": str(self.out)}
 
     def daemon(self) -> Daemon:

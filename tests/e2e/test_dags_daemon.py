@@ -97,7 +97,7 @@ def test_dags_beside_a_pipeline_run_in_one_daemon(tmp_path: Path) -> None:
     (tmp_path / "in.jsonl").write_text("")
     write_config(setup.config, {
         "pipeline": {"name": "p", "flow": "src >> out"}, "window": {"size": "1s"},
-        "daemon": {"state_dir": "state", "shutdown_grace": 5}, "dags": {"path": "dags"},
+        "daemon": {"state_dir": "state", "shutdown_grace": "5s"}, "dags": {"path": "dags"},
         "sources": {"src": {"type": "file", "path": "in.jsonl", "follow": True}},
         "sinks": {"out": {"type": "file", "path": "rows"}}})
     with setup.daemon() as d:

@@ -5,7 +5,6 @@ instance's log lines and XCom, and "Clear" re-runs it and its downstream. With R
 from __future__ import annotations
 
 import os
-
 import shutil
 import signal
 from pathlib import Path
@@ -13,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.dag_grid_support import RUNS, TOKEN, GridSetup
-from tests.support import ROOT
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 

@@ -69,7 +69,7 @@ def test_the_container_config_needs_its_token():
 def test_kubernetes_and_compose_take_the_token_from_a_secret(tmp_path):
     docs = [d for d in yaml.safe_load_all((ROOT / "deploy" / "kubernetes.yaml").read_text()) if d]
     config = next(d for d in docs if d["kind"] == "ConfigMap")["data"]["rtstream.toml"]
-    container = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    container = next(d for d in docs if d["kind"] == "StatefulSet")["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e for e in container["env"]}
     assert env["RTSTREAM_ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "rtstream-admin"
     assert 'token = "${RTSTREAM_ADMIN_TOKEN}"' in config

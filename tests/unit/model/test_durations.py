@@ -4,12 +4,18 @@ from rtstream.model.durations import format_duration, parse_duration, schedule_t
 
 
 @pytest.mark.parametrize("text,seconds", [("250ms", 0.25), ("90s", 90), ("5m", 300), ("1m30s", 90), ("1h", 3600),
-                                          ("1d", 86400), (30, 30), (1.5, 1.5), ("2h30m", 9000)])
+                                          ("1d", 86400), (0, 0), ("0", 0), ("2h30m", 9000)])
 def test_parse(text, seconds):
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("bad", ["five minutes", "", "5", "5x", "m5", "-5s", -1, True, None, "5m 3"])
+@pytest.mark.parametrize("bad", [5, 1.5, "5", " 30 "])
+def test_a_number_without_a_unit_is_refused(bad):
+    with pytest.raises(ValueError, match=r"^a duration needs a unit, e.g. 5s, 5m, 1h \(got "):
+        parse_duration(bad)
+
+
+@pytest.mark.parametrize("bad", ["five minutes", "", "5x", "m5", "-5s", -1, True, None, "5m 3"])
 def test_refused_with_hint(bad):
     with pytest.raises(ValueError, match="invalid duration"):
         parse_duration(bad)
