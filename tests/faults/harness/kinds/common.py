@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.faults.harness.proc import Process
-from tests.support import write_config
+from tests.support import wait_until, write_config
 
 ERROR_LINE = re.compile(r" ERROR |Traceback|CRITICAL")
 
@@ -29,7 +29,7 @@ class EdgeRun:
         self.figures: dict[str, int] = {}
         self.procs: dict[str, Process | None] = {}
         self.exits: dict[str, list[int | None]] = {}
-        for sub in ("out", "state", "logs"):
+        for sub in ("out", "state", "logs", "dead"):
             (workdir / sub).mkdir(parents=True, exist_ok=True)
 
     def write_config(self, name: str, doc: dict[str, Any]) -> Path:
@@ -45,11 +45,17 @@ class EdgeRun:
         self.exits.setdefault(name, [])
         return proc
 
+    def wait_running(self, name: str, timeout: float = 60) -> None:
+        """Until the daemon logged that its pipeline runs."""
+        proc = self.procs[name]
+        wait_until(lambda: proc is None or " running: " in proc.stderr or proc.proc.poll() is not None, timeout,
+                   what=f"{name} running")
+
     def running(self, name: str) -> bool:
         proc = self.procs.get(name)
         return proc is not None and proc.proc.poll() is None
 
-    def kill_and_restart(self, name: str, pause_s: float) -> None:
+    def kill_and_restart(self, name: str, pause_s: float, wait: bool = True) -> None:
         proc = self.procs.get(name)
         if proc is None:
             self.skipped.append(f"kill: {name} not running")
@@ -60,6 +66,8 @@ class EdgeRun:
         time.sleep(pause_s)
         self.start(name, config, env, *extra)
         self.faults["kill"] += 1
+        if wait:  # before the next fault: a store or broker down at a daemon's very start fails the start (exit 1)
+            self.wait_running(name)
 
     def reap_ended(self) -> None:
         """A daemon that ended on its own is a failure (these runs are live)."""

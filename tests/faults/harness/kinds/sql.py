@@ -134,7 +134,7 @@ def play(seed: int, p: dict[str, Any], workdir: Path) -> EdgeRun:
             began = time.monotonic()
             for f in [f for f in pending if f["round"] == i and f["kind"] == "kill"]:
                 time.sleep(max(0.0, began + f["delay"] - time.monotonic()))
-                run.kill_and_restart("r0", f["pause"] / 3)  # while the round still writes
+                run.kill_and_restart("r0", f["pause"] / 3)  # wait for it: a PostgreSQL restart may follow  # while the round still writes
             writer.join()
             if errors:
                 run.failures.append(f"harness: the writers of round {i} failed: {errors[0]!r}")
