@@ -11,6 +11,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from tests.faults.harness import proc
+from tests.faults.harness.kinds import EDGE_KINDS
 from tests.faults.harness.runner import Result, replay_command, run_seed
 from tests.faults.harness.scenario import KNOWN_BUGS
 
@@ -53,7 +55,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--known-bugs", default="", help=f"product bugs to step around: {', '.join(KNOWN_BUGS)}")
     ap.add_argument("--keep", action="store_true", help="keep every run's folder (a failing one is always kept)")
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--kinds", default="", help=f"only scenarios of these newer kinds: {', '.join(EDGE_KINDS)} "
+                                                "(or 'edge' for all four); default: the seed decides")
+    ap.add_argument("--rtstream", type=Path, default=None,
+                    help="run this rtstream executable as the daemon (e.g. an older tree's venv/bin/rtstream)")
+    ap.add_argument("--plain-sql-cursor", action="store_true",
+                    help="for a daemon without the sql source's tiebreak_field and settle: WHERE ts/id > :cursor")
     args = ap.parse_args(argv)
+    if args.rtstream is not None:
+        proc.TARGET[:] = [str(args.rtstream.resolve())]
+    proc.PLAIN_SQL_CURSOR = args.plain_sql_cursor
+    only = frozenset(EDGE_KINDS if args.kinds == "edge" else [k for k in args.kinds.split(",") if k])
+    if only - set(EDGE_KINDS):
+        ap.error(f"--kinds: unknown {sorted(only - set(EDGE_KINDS))}; known: {', '.join(EDGE_KINDS)}")
     # stopped with SIGTERM, still stop the replicas, the broker and the receiver of the seed running
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     seeds = [args.seed] if args.seed is not None else parse_seeds(args.seeds or "1-10")
@@ -65,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         if workdir.exists():
             shutil.rmtree(workdir)
         r = run_seed(seed, workdir, fast=args.fast,
-                     known=frozenset(k for k in args.known_bugs.split(",") if k))
+                     known=frozenset(k for k in args.known_bugs.split(",") if k), only=only)
         print(r.report(), flush=True)
         if r.ok and not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)

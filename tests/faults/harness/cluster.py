@@ -20,6 +20,7 @@ from aiohttp import web
 
 from rtstream.testing.peers.ports import free_port, terminate, wait_for_port
 from rtstream.testing.peers.tansu import tansu_binary
+from tests.faults.harness.proc import Process
 from tests.http_peers import ThreadedServer
 from tests.support import Daemon
 
@@ -152,7 +153,7 @@ class Replica:
         self.exits: list[int | None] = []  # exit codes of the runs that ended (None: SIGKILLed)
 
     def start(self) -> None:
-        self.daemon = Daemon(self.config, self.workdir)
+        self.daemon = Process(self.config, self.workdir)
         self.starts += 1
 
     @property

@@ -28,8 +28,9 @@ FAST_CONSUMER = {"session_timeout_ms": 3000, "heartbeat_interval_ms": 300, "fetc
 
 def replay_command(s: Scenario) -> str:
     known = s.extra.get("known")
+    only = s.extra.get("only")
     return (f"python -m tests.faults.harness --seed {s.seed}" + (" --fast" if s.fast else "")
-            + (f" --known-bugs {','.join(known)}" if known else ""))
+            + (f" --known-bugs {','.join(known)}" if known else "") + (f" --kinds {','.join(only)}" if only else ""))
 
 
 @dataclass
@@ -403,9 +404,12 @@ class Run:
             self.broker.stop()
 
 
-def run_seed(seed: int, workdir: Path, fast: bool = False, known: frozenset[str] = frozenset()) -> Result:
-    s = generate(seed, fast, known)
+def run_seed(seed: int, workdir: Path, fast: bool = False, known: frozenset[str] = frozenset(),
+             only: frozenset[str] = frozenset()) -> Result:
+    s = generate(seed, fast, known, only)
     began = time.monotonic()
+    if "edge" in s.extra:
+        return run_edge(s, workdir, began)
     run = Run(s, workdir)
     try:
         run.play()
@@ -420,3 +424,16 @@ def run_seed(seed: int, workdir: Path, fast: bool = False, known: frozenset[str]
         run.close()
     verdict.failures[:0] = run.failures
     return Result(s, verdict, time.monotonic() - began, run.faults, run.skipped, workdir)
+
+
+def run_edge(s: Scenario, workdir: Path, began: float) -> Result:
+    """A scenario of tests/faults/harness/kinds: it plays and checks itself."""
+    from tests.faults.harness import kinds
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        run = kinds.play(s.kind, s.seed, s.extra["edge"], workdir)
+    except Exception as exc:  # noqa: BLE001 - a harness error is reported with its seed like any failure
+        return Result(s, Verdict([f"harness error: {type(exc).__name__}: {exc}"], {}), time.monotonic() - began,
+                      workdir=workdir)
+    return Result(s, Verdict(run.failures, run.figures), time.monotonic() - began, run.faults, run.skipped, workdir)

@@ -73,6 +73,8 @@ class Scenario:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def describe(self) -> str:
+        if "edge" in self.extra:  # a kind of tests/faults/harness/kinds
+            return f"seed {self.seed}: {self.kind}: {self.extra['edge']['describe']}"
         top = f"{self.replicas} replica(s), {self.partitions} partitions" if self.kind == "kafka" else "1 replica"
         mode = "finite" if self.finite else "live"
         faults = ", ".join(f"{f.kind}@{f.after_s if self.finite else f.after}" for f in self.faults) or "none"
@@ -115,8 +117,18 @@ KNOWN_BUGS = {
 }
 
 
-def generate(seed: int, fast: bool = False, known: frozenset[str] = frozenset()) -> Scenario:
-    """The scenario of `seed`; `known` names KNOWN_BUGS to step around."""
+def generate(seed: int, fast: bool = False, known: frozenset[str] = frozenset(),
+             only: frozenset[str] = frozenset()) -> Scenario:
+    """The scenario of `seed`; `known` names KNOWN_BUGS to step around; `only` restricts the seed to
+    those kinds of tests/faults/harness/kinds."""
+    from tests.faults.harness import kinds
+
+    edge = kinds.pick(seed, only)
+    if edge is not None:
+        return Scenario(seed=seed, fast=fast, kind=edge, finite=False, window_s=0, lateness_s=0, users=0, partitions=0,
+                        replicas=1, max_batch=0, http_sink=False, good=[], poison=[], order=[], faults=[], chunks=0,
+                        extra={"edge": kinds.params(edge, seed, fast), "known": sorted(known),
+                               "only": sorted(only)})
     skip_poison = {"deep_nested"} & known
     rnd = random.Random(seed)
     kind = rnd.choice(KINDS)
