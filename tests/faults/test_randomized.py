@@ -57,7 +57,6 @@ def test_edge_seed(kind, seed, tmp_path):
     assert result.ok, result.report()
 
 
-@pytest.mark.xfail(reason="issue #24 cases 7 and 9: fixed on the fix-kafka branch", strict=False)
 @pytest.mark.parametrize("seed", EOS_SEEDS)
 def test_eos_seed(seed, tmp_path):
     result = run_seed(seed, tmp_path, fast=True, known=KNOWN, only=frozenset({"eos"}))
