@@ -1,8 +1,9 @@
 """Runs inside .venv-airflow (the real apache-airflow), never under rtstream's venv.
 
-Two jobs for tests/compat/oracle.py, each printing one JSON document on stdout:
+Jobs for tests/compat/oracle.py, each printing one JSON document on stdout:
 - `list FILE`: the DAG ids a DagBag finds in FILE (as `airflow dags test -S FILE` would load it),
   and the import errors if any.
+- `serialize FOLDER` (Airflow 2): every DAG of FOLDER serialised into the metadata DB.
 - `read DAG_ID LOGICAL_DATE`: after `airflow dags test`, the run's state and, per task instance,
   state, try_number, map_index and every XCom it left, deserialised by Airflow's own XCom backend.
 
@@ -69,6 +70,18 @@ def list_dags(path: str) -> dict[str, Any]:
                                                               for k, v in bag.import_errors.items()}}
 
 
+def serialize(path: str) -> dict[str, Any]:
+    """Every DAG of the folder into the metadata DB, as a deployment's DAG processor would have put
+    it: cross-DAG lookups read it (ExternalTaskSensor on a task group, TriggerDagRunOperator). Unlike
+    `airflow dags reserialize`, this keeps what other folders wrote."""
+    from airflow.models.dagbag import DagBag
+
+    bag = DagBag(dag_folder=path, include_examples=False, safe_mode=False)
+    bag.sync_to_db()
+    return {"dag_ids": sorted(bag.dag_ids), "import_errors": {k: v.strip().splitlines()[-1]
+                                                              for k, v in bag.import_errors.items()}}
+
+
 def read_run(dag_id: str, logical_date: str) -> dict[str, Any]:
     import pendulum
     from airflow.models.dagrun import DagRun
@@ -116,10 +129,12 @@ def main(argv: list[str]) -> int:
     real_stdout, sys.stdout = sys.stdout, sys.stderr
     if argv[:1] == ["list"] and len(argv) == 2:
         doc = list_dags(argv[1])
+    elif argv[:1] == ["serialize"] and len(argv) == 2:
+        doc = serialize(argv[1])
     elif argv[:1] == ["read"] and len(argv) == 3:
         doc = read_run(argv[1], argv[2])
     else:
-        print("usage: airflow_reader.py list FILE | read DAG_ID LOGICAL_DATE", file=sys.stderr)
+        print("usage: airflow_reader.py list FILE | serialize FOLDER | read DAG_ID LOGICAL_DATE", file=sys.stderr)
         return 2
     print(json.dumps(doc, sort_keys=True), file=real_stdout)
     return 0

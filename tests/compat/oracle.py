@@ -98,8 +98,9 @@ def reader(venv: Path, args: list[str], env: dict[str, str]) -> dict[str, Any]:
 
 
 def plan(corpus: dict[str, Any], airflow: dict[str, Any], venv: Path, env_for,
-         only: set[str]) -> list[tuple[str, Path, str]]:
-    """(set, file, dag_id) in run order: sorted, a DAG with `after` right after the one it names."""
+         only: set[str]) -> tuple[list[tuple[str, Path, str]], list[tuple[str, Path, str]]]:
+    """Every (set, file, dag_id) found, and those to run in run order: sorted, a DAG with `after`
+    right after the one it names."""
     found: list[tuple[str, Path, str]] = []
     for set_name in airflow["sets"]:
         folder = HERE / "dags" / set_name
@@ -114,7 +115,9 @@ def plan(corpus: dict[str, Any], airflow: dict[str, Any], venv: Path, env_for,
         if "after" in rules.get(f[2], {}):
             at = next(i for i, g in enumerate(order) if g[2] == rules[f[2]]["after"])
             order.insert(at + 1, f)
-    return [f for f in order if not only or f[2] in only or rules.get(f[2], {}).get("after") in only]
+    # A DAG named by --only brings the DAG it runs after (its sensor waits on that one's run).
+    wanted = set(only) | {rules[d]["after"] for d in only if "after" in rules.get(d, {})}
+    return found, [f for f in order if not only or f[2] in wanted]
 
 
 def record(corpus: dict[str, Any], airflow: dict[str, Any], command: list[str], set_name: str, path: Path, dag_id: str, home: Path,
@@ -146,7 +149,7 @@ def comparable(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_airflow(corpus: dict[str, Any], airflow: dict[str, Any], only: set[str], check: bool,
-                keep_home: bool, outcomes: dict[str, str]) -> int:
+                keep_home: bool, outcomes: dict[str, str], index_only: bool = False) -> int:
     """Every DAG of this Airflow's sets, in one throwaway AIRFLOW_HOME; the number that differ from
     the recording (with check)."""
     venv = ROOT / airflow["venv"]
@@ -158,10 +161,21 @@ def run_airflow(corpus: dict[str, Any], airflow: dict[str, Any], only: set[str],
                           LOGS / f"db-migrate-{tag}.log", 600)
     if migrated != 0:
         sys.exit(f"oracle: airflow db migrate failed, see {LOGS / f'db-migrate-{tag}.log'}")
+    # As a deployment's DAG processor would have: every DAG of the sets serialised into the metadata
+    # DB, which cross-DAG lookups read (ExternalTaskSensor on a task group, TriggerDagRunOperator).
+    if airflow.get("serialize_dags"):
+        for set_name in airflow["sets"]:
+            folder = HERE / "dags" / set_name
+            done = reader(venv, ["serialize", str(folder)], env_for(folder))
+            for err_file, err in done["import_errors"].items():
+                print(f"oracle: {set_name}/{Path(err_file).name} not serialised: {err}", flush=True)
     rules = corpus.get("dags", {})
     differs = 0
+    found, to_run = plan(corpus, airflow, venv, env_for, only)
+    if index_only:
+        to_run = []
     try:
-        for set_name, path, dag_id in plan(corpus, airflow, venv, env_for, only):
+        for set_name, path, dag_id in to_run:
             name = f"{set_name}/{dag_id}"
             if rules.get(dag_id, {}).get("run") is False:
                 outcomes[name] = "not run: " + rules[dag_id]["reason"]
@@ -171,7 +185,7 @@ def run_airflow(corpus: dict[str, Any], airflow: dict[str, Any], only: set[str],
                        for part in airflow["dags_test"]]
             started = time.monotonic()
             rc = run_logged([str(venv / "bin" / "airflow"), *command], env_for(path.parent), workdir,
-                            LOGS / f"{set_name}__{dag_id}.log", corpus["timeout_s"])
+                            LOGS / f"{set_name}__{dag_id}.log", rules.get(dag_id, {}).get("timeout_s", corpus["timeout_s"]))
             seconds = time.monotonic() - started
             read = reader(venv, ["read", dag_id, corpus["logical_date"]], env_for(path.parent))
             shutil.rmtree(workdir, ignore_errors=True)
@@ -197,7 +211,40 @@ def run_airflow(corpus: dict[str, Any], airflow: dict[str, Any], only: set[str],
     finally:
         if not keep_home:
             shutil.rmtree(home, ignore_errors=True)
+    if not check:
+        write_indexes(corpus, airflow, found, outcomes)
     return differs
+
+
+def write_indexes(corpus: dict[str, Any], airflow: dict[str, Any], found: list[tuple[str, Path, str]],
+                  outcomes: dict[str, str]) -> None:
+    """expected/<set>/INDEX.json: every corpus file with the DAGs Airflow finds in it, and each DAG's
+    outcome: its recording's run state and state counts, `not run: reason`, or why there is no result
+    (from this run, else from the index before)."""
+    rules = corpus.get("dags", {})
+    for set_name in airflow["sets"]:
+        target = HERE / "expected" / set_name / "INDEX.json"
+        old = json.loads(target.read_text()) if target.exists() else {}
+        files: dict[str, list[str]] = {}
+        for s, path, dag_id in found:
+            if s == set_name:
+                files.setdefault(path.name, []).append(dag_id)
+        summary = {}
+        for dag_id in sorted(d for ids in files.values() for d in ids):
+            recording = HERE / "expected" / set_name / f"{dag_id}.json"
+            if rules.get(dag_id, {}).get("run") is False:
+                summary[dag_id] = "not run: " + rules[dag_id]["reason"]
+            elif recording.exists():
+                records = json.loads(recording.read_text())["records"]
+                states: dict[str, int] = {}
+                for r in records[:-1]:
+                    states[r["state"]] = states.get(r["state"], 0) + 1
+                summary[dag_id] = f"{records[-1]['run_state']} {dict(sorted(states.items()))}"
+            else:
+                summary[dag_id] = outcomes.get(f"{set_name}/{dag_id}") or old.get("outcomes", {}).get(dag_id, "no result")
+        index = {"airflow_version": airflow["version"], "files": files, "outcomes": summary}
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(index, indent=1, sort_keys=True) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -206,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--airflow", nargs="*", default=[], help="Airflow versions of corpus.toml to run (default: all)")
     ap.add_argument("--check", action="store_true", help="compare with the recording, write nothing")
     ap.add_argument("--keep-home", action="store_true", help="keep the AIRFLOW_HOME for a look afterwards")
+    ap.add_argument("--index-only", action="store_true", help="run nothing: rewrite expected/<set>/INDEX.json")
     opts = ap.parse_args(argv)
     corpus = load_corpus()
     LOGS.mkdir(exist_ok=True)
@@ -213,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     differs = 0
     for airflow in corpus["airflow"]:
         if not opts.airflow or airflow["version"] in opts.airflow:
-            differs += run_airflow(corpus, airflow, set(opts.only), opts.check, opts.keep_home, outcomes)
+            differs += run_airflow(corpus, airflow, set(opts.only), opts.check, opts.keep_home, outcomes,
+                                   opts.index_only)
     (LOGS / "outcomes.json").write_text(json.dumps(outcomes, indent=1, sort_keys=True) + "\n")
     ran = sum(1 for v in outcomes.values() if v.startswith(("success", "failed")))
     print(f"oracle: {len(outcomes)} DAGs, {ran} with a result; logs in {LOGS}"

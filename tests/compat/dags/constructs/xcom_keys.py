@@ -35,7 +35,8 @@ def compat_xcom_keys():
             "colour": ti.xcom_pull(task_ids="push", key="colour"),
             "sizes": ti.xcom_pull(task_ids="push", key="sizes"),
             "ret": ti.xcom_pull(task_ids="push"),
-            "many": ti.xcom_pull(task_ids=["push", "other"]),
+            # A list of task_ids gives a lazy sequence in Airflow 2.10, not JSON-serialisable as it is.
+            "many": list(ti.xcom_pull(task_ids=["push", "other"])),
             "quiet": ti.xcom_pull(task_ids="quiet"),
             "missing_key": ti.xcom_pull(task_ids="push", key="nope"),
         }
