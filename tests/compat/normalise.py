@@ -15,6 +15,8 @@ RULES = {
     "<REPO>": "the checkout's root directory",
     "<VOLATILE>": "a value that changes on every run (wall clock, process ids); listed per DAG under "
                   "'volatile' in corpus.toml and not compared",
+    "skipmixin_key": "the lists in Airflow's skipmixin_key bookkeeping XCom are sorted (Airflow writes them "
+                     "in set order)",
 }
 
 def replace_paths(value: Any, paths: dict[str, str]) -> Any:
@@ -46,5 +48,18 @@ def mask_volatile(records: list[dict[str, Any]], volatile: dict[str, str]) -> li
     for rec in records:
         if rec.get("task_id") in volatile and "xcom" in rec:
             rec = {**rec, "xcom": {k: "<VOLATILE>" for k in rec["xcom"]}}
+        out.append(rec)
+    return out
+
+
+def sort_bookkeeping(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Airflow's skipmixin_key lists the tasks it skipped in set order, which changes from run to run:
+    sorted, so a recording is stable (the key is Airflow's bookkeeping and is not compared)."""
+    out = []
+    for rec in records:
+        book = rec.get("xcom", {}).get("skipmixin_key")
+        if isinstance(book, dict):
+            book = {k: sorted(v) if isinstance(v, list) else v for k, v in book.items()}
+            rec = {**rec, "xcom": {**rec["xcom"], "skipmixin_key": book}}
         out.append(rec)
     return out

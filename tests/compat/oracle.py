@@ -32,7 +32,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from tests.compat.normalise import RULES, mask_volatile, replace_paths
+from tests.compat.normalise import RULES, mask_volatile, replace_paths, sort_bookkeeping
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -125,7 +125,7 @@ def record(corpus: dict[str, Any], airflow: dict[str, Any], command: list[str], 
     rules = corpus.get("dags", {}).get(dag_id, {})
     volatile = rules.get("volatile", {})
     paths = {str(home): "<AIRFLOW_HOME>", str(workdir): "<WORKDIR>", str(ROOT): "<REPO>"}
-    records = replace_paths(mask_volatile(read["task_instances"], volatile), paths)
+    records = replace_paths(sort_bookkeeping(mask_volatile(read["task_instances"], volatile)), paths)
     records.append({"dag_id": dag_id, "run_state": read["run_state"]})
     return {
         "airflow_version": airflow["version"],
