@@ -72,7 +72,8 @@ def run_rtstream(doc: dict[str, Any], tmp: Path) -> tuple[int, list[dict[str, An
     done = subprocess.run(
         [sys.executable, "-m", "rtstream", "dags", "test", str(ROOT / doc["dag_file"]), "--dag", doc["dag_id"],
          "--json", "--at", doc["logical_date"]],
-        capture_output=True, text=True, cwd=workdir, env=env, timeout=CORPUS["timeout_s"])
+        capture_output=True, text=True, cwd=workdir, env=env,
+        timeout=CORPUS.get("dags", {}).get(doc["dag_id"], {}).get("timeout_s", CORPUS["timeout_s"]))
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
     records = replace_paths(mask_volatile(lines, doc["volatile"]),
                             {str(home): "<AIRFLOW_HOME>", str(workdir): "<WORKDIR>", str(ROOT): "<REPO>"})
