@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= config/rtstream.toml
 
-.PHONY: install run test soak soak-random lint bench image clean
+.PHONY: install run test soak soak-random lint bench image clean compat
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,15 @@ TEST_WORKERS ?= 3
 test: $(VENV)/.installed-test
 	bash .ci/system-deps
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+# The compatibility oracle: the real apache-airflow (its own venv, .venv-airflow, never make test's)
+# runs every corpus DAG of tests/compat/dags with `airflow dags test` and records each run in
+# tests/compat/expected/; then rtstream replays them (tests/compat/test_compat.py, also in make test).
+# COMPAT_ARGS: e.g. --only example_xcom, or --check to compare a fresh Airflow run with the recording.
+AIRFLOW_PYTHON ?= python3.11
+compat: $(VENV)/.installed-test
+	$(AIRFLOW_PYTHON) -m tests.compat.oracle $(COMPAT_ARGS)
+	$(BIN)/python -m pytest tests/compat $(PYTEST_ARGS)
 
 # The long fault scenarios (twenty SIGKILLs, a slow sink for a minute, a 20 s outage), then the
 # randomized harness over SEEDS.
