@@ -104,8 +104,21 @@ def differences(doc: dict[str, Any], got: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+# Runs where rtstream does not match Airflow yet: {"set/dag_id": why}. Not deliberate differences (those
+# are ALLOWED_DIFFERENCES) but gaps still to close; each is an expected failure, strictly: a run that
+# starts to match fails the suite until its line here is taken out, so the list only ever shrinks.
+NOT_YET: dict[str, str] = tomllib.loads((HERE / "not_yet.toml").read_text()).get("runs", {})
+
+
+def _case(path: Path) -> Any:
+    name = f"{path.parent.name}/{path.stem}"
+    why = NOT_YET.get(name)
+    marks = [pytest.mark.xfail(strict=True, reason=f"not yet as Airflow: {why}")] if why else []
+    return pytest.param(path, id=name, marks=marks)
+
+
 @pytest.mark.skipif(not rtstream_has_dags(), reason="`rtstream dags` is not there yet (rtstream dags --help fails)")
-@pytest.mark.parametrize("path", EXPECTED, ids=[f"{p.parent.name}/{p.stem}" for p in EXPECTED])
+@pytest.mark.parametrize("path", [_case(p) for p in EXPECTED])
 def test_rtstream_runs_the_dag_as_airflow_did(path: Path, tmp_path: Path) -> None:
     doc = _load(path)
     rc, got, stderr = run_rtstream(doc, tmp_path)
@@ -140,6 +153,11 @@ def test_the_recordings_are_whole_and_stable() -> None:
             recorded = (HERE / "expected" / set_name / f"{dag_id}.json").exists()
             assert recorded or dag_id in not_run, f"{set_name}/{dag_id} has no recording and no reason in corpus.toml"
             assert not (recorded and dag_id in not_run), f"{set_name}/{dag_id} is recorded but marked run = false"
+
+
+def test_every_gap_names_a_recorded_run() -> None:
+    recorded = {f"{p.parent.name}/{p.stem}" for p in EXPECTED}
+    assert set(NOT_YET) <= recorded, sorted(set(NOT_YET) - recorded)
 
 
 def test_every_allowed_difference_names_a_recorded_dag() -> None:

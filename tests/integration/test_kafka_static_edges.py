@@ -45,7 +45,7 @@ def test_a_second_static_reader_takes_over_and_the_first_stops_with_one_line(tmp
             assert len(errors) == 1, errors
             assert f"another static reader of group {group!r} started later" in errors[0]
             assert "it takes over and this one stops" in errors[0]
-            wait_until(lambda: "started before this one" in b.stderr, 10, what="the second reader's note")
+            wait_until(lambda: "started before this one" in b.stderr, 30, what="the second reader's note")
             asyncio.run(produce(kafka.bootstrap, topic, events[3000:] + [CLOSER] * 8))
             truth = tumbling_truth(events, 300, "user_id")
             wait_until(lambda: set(truth) <= set(both(a_dir, b_dir)), 90, what="every window")
@@ -66,7 +66,10 @@ def test_a_group_mode_daemon_joining_stops_the_static_reader(tmp_path, kafka):
         grp = static_config(g_dir, kafka.bootstrap, topic, group, finite=False, assignment="group", start="committed")
         with Daemon(grp, g_dir) as g:
             assert s.wait(30) == 1, s.stderr[-3000:]
-            errors = error_lines(s.stderr)
+            # aiokafka logs each commit the group refused until the reader stops (a few on a busy machine)
+            client = [e for e in error_lines(s.stderr) if " aiokafka." in e]
+            assert len(client) <= 10 and all("OffsetCommit failed" in e for e in client), client
+            errors = [e for e in error_lines(s.stderr) if " aiokafka." not in e]
             assert len(errors) == 1, errors
             assert f"consumer group {group!r}" in errors[0] and "a group-mode reader joined it" in errors[0]
             asyncio.run(produce(kafka.bootstrap, topic, events[3000:] + [CLOSER] * 8))
