@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= config/rtstream.toml
 
-.PHONY: install run test soak soak-random lint bench image clean
+.PHONY: install run demo docs test soak soak-random lint bench image clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ install: $(VENV)/.installed
 
 run: $(VENV)/.installed
 	$(BIN)/rtstream run -c $(CONFIG)
+
+# docs/CONFIG.md from the config models (a test fails when it is out of date)
+docs: $(VENV)/.installed
+	$(BIN)/python -m rtstream.config.reference docs/CONFIG.md
 
 # Three pytest workers, a test file each at a time: most of the suite waits on real daemons and brokers.
 TEST_WORKERS ?= 3

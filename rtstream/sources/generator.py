@@ -32,11 +32,13 @@ FIXED_START = "2026-01-01T00:00:00Z"
 class GeneratorConfig(SourceConfig):
     rate: float = Field(default=10.0, gt=0, description="records per second of event time")
     count: int | None = Field(default=None, ge=0, description="stop after this many (a finite run)")
-    seed: int = 42
-    users: int = Field(default=100, ge=1)
-    realtime: bool = True
-    start: str | int | None = None
-    batch_size: int = Field(default=1000, ge=1)
+    seed: int = Field(default=42, description="the same seed and start give the same records")
+    users: int = Field(default=100, ge=1, description="distinct user_id values")
+    realtime: bool = Field(default=True, description="release records as the clock reaches their time; false: "
+                           "as fast as the pipeline takes them")
+    start: str | int | None = Field(default=None, description="the first record's time; default: when first "
+                                    "started (kept in the state dir) if realtime, else 2026-01-01T00:00:00Z")
+    batch_size: int = Field(default=1000, ge=1, description="records per batch at most")
 
     @field_validator("start")
     @classmethod
