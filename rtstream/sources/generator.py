@@ -9,6 +9,7 @@ produced as fast as the pipeline takes them.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections.abc import AsyncIterator, Hashable
@@ -79,6 +80,9 @@ class GeneratorSource(Source):
         else:
             self.start_ms = epoch_ms(FIXED_START)
         self.position = int(saved.get("position", 0))
+        span = self.context.extra.get("backfill_range") if self.finite else None
+        if span is not None:  # a backfill (rtstream.run.backfill): begin at the range's first record
+            self.position = max(0, math.floor((span[0] - self.start_ms) * self.config.rate / 1000))
         self._committed = self.position
         if not self.finite:
             self._positions.save({"start_ms": self.start_ms, "position": self.position})
