@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= config/rtstream.toml
 
-.PHONY: install run test soak soak-random lint bench image clean compat
+.PHONY: install run demo docs test soak soak-random lint bench image clean compat
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,20 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
+# Ctrl-C stops the daemon (exit 0) and not make: the daemon gets the terminal's foreground group
 run: $(VENV)/.installed
-	$(BIN)/rtstream run -c $(CONFIG)
+	$(BIN)/python -m rtstream.support.foreground $(BIN)/rtstream run -c $(CONFIG)
+
+# Kafka (Tansu), PostgreSQL and S3 (moto) started here, no Docker; a producer, a pipeline and a DAG
+# in one daemon, the status page on DEMO_ADMIN. Ctrl-C stops everything and exits 0.
+DEMO_ADMIN ?= 127.0.0.1:8080
+demo: $(VENV)/.installed-test
+	bash .ci/system-deps
+	$(BIN)/python -m rtstream.support.foreground $(BIN)/python -m rtstream.testing.demo --admin $(DEMO_ADMIN) $(DEMO_ARGS)
+
+# docs/CONFIG.md from the config models (a test fails when it is out of date)
+docs: $(VENV)/.installed
+	$(BIN)/python -m rtstream.config.reference docs/CONFIG.md
 
 # Three pytest workers, a test file each at a time: most of the suite waits on real daemons and brokers.
 TEST_WORKERS ?= 3

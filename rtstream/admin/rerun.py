@@ -37,6 +37,15 @@ class Reruns:
         self._tasks: set[asyncio.Task[None]] = set()
         self._procs: set[asyncio.subprocess.Process] = set()
 
+    def refusal(self, has_token: bool) -> str | None:
+        """Why no window can be re-run from the page, in words for its panel (not a tooltip); None when one can."""
+        if self.config_path is None:
+            return "This pipeline was started from Python, so there is no config file to re-run a window from."
+        if not has_token:
+            return ("Re-running a window needs an admin token: set admin.token (e.g. start with "
+                    "RTSTREAM_ADMIN_TOKEN=<secret>) and open this page with ?token=<secret>.")
+        return None
+
     def start(self, window_start: str, window_end: str) -> dict[str, Any]:
         """Begin re-running the window; returns its record (state "running")."""
         if self.config_path is None:

@@ -146,19 +146,22 @@ class AdminServer:
         assert self.view is not None  # started only for a pipeline
         seen = self.view.throughput()
         last_in, last_out, last_t = seen.records_in, seen.rows_out, time.monotonic()
+        last_running = seen.rows_running
         # the first point: a burst written before the first sample still counts in the rates
         self.samples.append({"t": time.time(), "records_in": last_in, "rows_out": last_out, "in_per_s": None,
-                             "out_per_s": None, "lag_s": None})
+                             "out_per_s": None, "running_per_s": None, "lag_s": None})
         while True:
             await asyncio.sleep(SAMPLE_EVERY)
             now = time.monotonic()
             seen = self.view.throughput()
-            rin, rout, wm = seen.records_in, seen.rows_out, seen.watermark_ms
+            rin, rout, wm, running = seen.records_in, seen.rows_out, seen.watermark_ms, seen.rows_running
+            # rows_out counts final rows only; running results (emit = "updates") are their own series
             self.samples.append({"t": time.time(), "records_in": rin, "rows_out": rout,
                                  "in_per_s": (rin - last_in) / (now - last_t),
                                  "out_per_s": (rout - last_out) / (now - last_t),
+                                 "running_per_s": (running - last_running) / (now - last_t),
                                  "lag_s": max(0.0, time.time() - wm / 1000) if wm > 0 else None})
-            last_in, last_out, last_t = rin, rout, now
+            last_in, last_out, last_running, last_t = rin, rout, running, now
 
     def rates(self) -> dict[str, float | None]:
         """Records in and rows out per second over the last RATE_SPAN (or since the first sample):
@@ -213,7 +216,7 @@ class AdminServer:
         return self._json(self.view.status() | {
             "samples": list(self.samples), "rates": self.rates(), "errors": list(self.errors.items)[::-1],
             "open": self._open_windows(), "reruns": list(self.reruns.runs.values())[::-1],
-            "can_rerun": bool(self.token) and self.reruns.config_path is not None})
+            "can_rerun": bool(self.token) and self.reruns.config_path is not None, "rerun_refusal": self.reruns.refusal(bool(self.token))})
 
     def _open_windows(self) -> list[dict[str, Any]]:
         opened = getattr(self.view, "open_window_runs", None)
@@ -232,8 +235,13 @@ class AdminServer:
         letters = await asyncio.to_thread(dead_letters_of, path, start) if path else []
         return self._json({"window_start": start, "window_end": (run or opened or {}).get("window_end"),
                            "open": opened is not None, "records": opened["records"] if opened else None,
-                           "components": run["components"] if run else {}, "logs": self.window_logs.of(start),
+                           "components": run["components"] if run else {}, "logs": await self._window_log(start),
                            "dead_letters": letters, "rerun": self.reruns.runs.get(start)})
+
+    async def _window_log(self, start: str) -> list[dict[str, Any]]:
+        # kept by the runtime in the run history (they survive a restart); a view of workers has none
+        kept = getattr(self.view.history if self.view is not None else None, "logs", None)
+        return await asyncio.to_thread(kept, start) if kept is not None else self.window_logs.of(start)
 
     async def rerun(self, request: web.Request) -> web.Response:
         """POST {"window_start": ...}: a backfill of that window. Needs the admin token even on loopback."""

@@ -17,15 +17,17 @@ from rtstream.model.worker import WorkerShare
 
 
 class PipelineConfig(Strict):
-    name: str = "rtstream"
+    name: str = Field(default="rtstream", description="shown on the status page, in logs and metrics")
     flow: str = Field(description='e.g. "fetch >> process >> [store, show]"')
     python_path: list[str] = Field(default=[], description="folders to import `call` modules from, relative to "
                                    'the config file (e.g. ["../dags"]); the config\'s own folder is always searched')
 
 
 class WindowConfig(Strict):
-    type: Literal["tumbling", "hopping", "session"] = "tumbling"
-    size: Duration | None = None
+    type: Literal["tumbling", "hopping", "session"] = Field(default="tumbling", description="tumbling: back to back; "
+                                                            "hopping: overlapping, one every hop; session: per key, "
+                                                            "closed after gap without a record")
+    size: Duration | None = Field(default=None, description="a window's length, e.g. \"5m\" (or give schedule)")
     hop: Duration | None = Field(default=None, description="hopping: a window starts every hop; size is a multiple")
     gap: Duration | None = Field(default=None, description="session: records of one key less than gap apart share a session")
     emit_empty: bool = Field(default=False, description="a run for every window of the schedule, even with no record")
@@ -33,11 +35,15 @@ class WindowConfig(Strict):
                                               'windows too, each row with "final": false, then the final row')
     update_interval: Duration = Field(default=10.0, gt=0, description='emit = "updates": how often a running '
                                       "result of each changed open window goes out")
-    schedule: str | None = None
-    time: Literal["event", "source"] = "event"
-    time_field: str = "ts"
-    lateness: Duration = 5.0
-    idle_timeout: Duration = 10.0
+    schedule: str | None = Field(default=None, description='a fixed-step cron schedule instead of size, e.g. '
+                                 '"*/5 * * * *" (windows aligned to it)')
+    time: Literal["event", "source"] = Field(default="event", description="event: a record's window comes from its "
+                                             "time_field (a replay rebuilds it); source: from its arrival")
+    time_field: str = Field(default="ts", description="the field holding event time: epoch s, epoch ms or ISO-8601")
+    lateness: Duration = Field(default=5.0, description="how long to wait for stragglers past a window's end; "
+                               "later records are dead-lettered as late")
+    idle_timeout: Duration = Field(default=10.0, description="after this long with no input, the wall clock "
+                                   "advances the watermark and closes windows")
 
     @model_validator(mode="after")
     def _size_or_schedule(self) -> WindowConfig:
@@ -94,16 +100,19 @@ class WindowConfig(Strict):
 
 
 class DaemonConfig(Strict):
-    state_dir: str = "var/rtstream"
-    shutdown_grace: Duration = 30.0
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    log_format: Literal["json", "text"] = "text"
+    state_dir: str = Field(default="var/rtstream", description="positions, checkpoints, the run history and "
+                           "DAG runs, relative to the config file")
+    shutdown_grace: Duration = Field(default=30.0, description="on SIGTERM: time to flush and commit before exiting")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="the lowest level logged")
+    log_format: Literal["json", "text"] = Field(default="text", description='"json": one JSON object a line '
+                                                '(for a log collector)')
     event_loop: Literal["auto", "asyncio", "uvloop"] = Field(default="auto", description='"auto": uvloop when it is '
                                                              "installed; \"uvloop\" refuses to start without it")
     queue_size: int = Field(default=64, ge=1, description="batches between the sources and the windows")
     flush_queue_size: int = Field(default=8, ge=1, description="closed windows waiting for the sinks")
-    commit_interval: Duration = 5.0
-    max_window_records: int = Field(default=1_000_000, ge=1)
+    commit_interval: Duration = Field(default=5.0, description="how often the sources' safe positions are committed")
+    max_window_records: int = Field(default=1_000_000, ge=1, description="records one open window may hold; "
+                                    "more are dead-lettered (keeps memory bounded)")
     workers: int = Field(default=1, ge=1, le=64, description="worker processes in the sources' consumer group "
                          "(every source must be kafka); one admin server for all")
     worker: WorkerShare = Field(default_factory=WorkerShare, description="set by the workers supervisor for "
@@ -117,7 +126,7 @@ class StateConfig(Strict):
 
 
 class DeadLetterConfig(Strict):
-    type: Literal["file"] = "file"
+    type: Literal["file"] = Field(default="file", description="dead letters go to a JSON-lines file")
     path: str | None = Field(default=None, description="default: STATE_DIR/dead_letters.jsonl")
 
 
@@ -125,16 +134,16 @@ class RetryConfig(Strict):
     """Like Airflow's default_args: how often a window stage is tried before its window is
     dead-lettered, and the capped backoff between attempts (sinks keep retrying: never skip data)."""
 
-    retries: int = Field(default=2, ge=0)
-    retry_delay: Duration = 1.0
-    max_retry_delay: Duration = 60.0
+    retries: int = Field(default=2, ge=0, description="retries of a window stage after the first attempt")
+    retry_delay: Duration = Field(default=1.0, description="the first backoff; doubled each retry")
+    max_retry_delay: Duration = Field(default=60.0, description="cap of the backoff")
     timeout: Duration | None = Field(default=None, description="per stage call and sink write; none by default")
 
 
 class AlertConfig(Strict):
-    url: str
-    bearer_token: SecretStr | None = None
-    timeout: Duration = 10.0
+    url: str = Field(description="a webhook POSTed a JSON alert when a window fails for good or a sink halts")
+    bearer_token: SecretStr | None = Field(default=None, description="sent as Authorization: Bearer")
+    timeout: Duration = Field(default=10.0, description="per alert request")
 
 
 class AdminConfig(Strict, HttpLimits):
@@ -143,7 +152,7 @@ class AdminConfig(Strict, HttpLimits):
                                     '/readyz; e.g. "${RTSTREAM_ADMIN_TOKEN}"')
     allow_unauthenticated: bool = Field(default=False, description="serve a non-loopback listen address without a "
                                         "token (only behind something that authenticates)")
-    listen: str = "127.0.0.1:8080"
+    listen: str = Field(default="127.0.0.1:8080", description="HOST:PORT of the status page, probes and metrics")
     history: int = Field(default=100, ge=1, description="windows kept in the run history")
     max_connections: int = Field(default=64, ge=1, description="open connections at once; more are answered 503")
 
@@ -184,6 +193,7 @@ class RootConfig(Strict):
     admin: AdminConfig | None = None
     alert: AlertConfig | None = None
     dags: DagsConfig | None = None
-    sources: dict[str, dict[str, Any]] = Field(min_length=1)
-    stages: dict[str, dict[str, Any]] = {}
-    sinks: dict[str, dict[str, Any]] = Field(min_length=1)
+    sources: dict[str, dict[str, Any]] = Field(min_length=1, description="[sources.NAME]: where records come from")
+    stages: dict[str, dict[str, Any]] = Field(default={}, description="[stages.NAME]: what is done to records "
+                                              "and windows")
+    sinks: dict[str, dict[str, Any]] = Field(min_length=1, description="[sinks.NAME]: where window rows go")

@@ -10,7 +10,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel, Field, SecretStr
 
 from rtstream.model.durations import Duration
 
@@ -18,11 +18,11 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
 class HttpAuth(BaseModel):
-    bearer_token: SecretStr | None = None
-    username: str | None = None
-    password: SecretStr | None = None
-    headers: dict[str, str] = {}
-    request_timeout: Duration = 10.0
+    bearer_token: SecretStr | None = Field(default=None, description="sent as Authorization: Bearer")
+    username: str | None = Field(default=None, description="HTTP basic auth")
+    password: SecretStr | None = Field(default=None, description="HTTP basic auth")
+    headers: dict[str, str] = Field(default={}, description="extra request headers")
+    request_timeout: Duration = Field(default=10.0, description="per request")
 
     def request_headers(self) -> dict[str, str]:
         h = dict(self.headers)

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel, Field, SecretStr
 
 
 class KafkaConnection(BaseModel):
-    bootstrap_servers: str | list[str]
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI", "OAUTHBEARER"] | None = None
-    sasl_plain_username: str | None = None
-    sasl_plain_password: SecretStr | None = None
-    ssl_cafile: str | None = None
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
-    ssl_password: SecretStr | None = None
-    ssl_check_hostname: bool = True
+    bootstrap_servers: str | list[str] = Field(description="e.g. \"localhost:9092\" or a list")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(default="PLAINTEXT",
+        description="how to reach the brokers")
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI", "OAUTHBEARER"] | None = Field(default=None,
+        description="with SASL_*")
+    sasl_plain_username: str | None = Field(default=None, description="with SASL")
+    sasl_plain_password: SecretStr | None = Field(default=None, description="with SASL")
+    ssl_cafile: str | None = Field(default=None, description="CA bundle to trust")
+    ssl_certfile: str | None = Field(default=None, description="client certificate")
+    ssl_keyfile: str | None = Field(default=None, description="client key")
+    ssl_password: SecretStr | None = Field(default=None, description="the client key's password")
+    ssl_check_hostname: bool = Field(default=True, description="check the broker's certificate names it")
 
     def client_kwargs(self, client_id: str) -> dict[str, Any]:
         kw: dict[str, Any] = {"bootstrap_servers": self.bootstrap_servers, "client_id": client_id,

@@ -21,7 +21,8 @@ class PolicyOverrides(BaseModel):
     retry_delay: Duration | None = Field(default=None, description="the first backoff; doubled each retry")
     max_retry_delay: Duration | None = Field(default=None, description="cap of the backoff and of a Retry-After")
     timeout: Duration | None = Field(default=None, description="per attempt: one stage call or one sink write")
-    on_failure: OnFailure | None = None
+    on_failure: OnFailure | None = Field(default=None,
+        description="after the last retry: \"halt\" (retry until it works) or \"dead_letter\" the window")
 
 
 @dataclass
@@ -30,7 +31,8 @@ class Policy:
     retry_delay: float
     max_retry_delay: float
     timeout: float | None
-    on_failure: OnFailure
+    on_failure: OnFailure = Field(
+        description="after the last retry: \"halt\" (retry until it works) or \"dead_letter\" the window")
 
 
 def resolve(defaults: Any, config: Any, kind: str) -> Policy:

@@ -12,6 +12,8 @@ import importlib
 from collections.abc import Callable
 from typing import Any, ClassVar, Literal, TypeVar
 
+from pydantic import Field
+
 from rtstream.model.strict import Strict
 
 Kind = Literal["source", "stage", "sink"]
@@ -32,7 +34,7 @@ T = TypeVar("T", bound=type)
 
 
 class ComponentConfig(Strict):
-    type: str
+    type: str = Field(description="the component's type: one of the sections of this reference")
 
 
 class Component:

@@ -16,6 +16,7 @@ class Throughput:
     records_in: int
     rows_out: int
     watermark_ms: int  # 0 before any record
+    rows_running: int = 0  # rows of running results (not final), apart from rows_out
 
 
 class WindowRuns(Protocol):

@@ -11,8 +11,8 @@ class WorkerShare(Strict):
     """Which of the `[daemon] workers` this process is: the supervisor sets it on each worker's
     command line (`--set daemon.worker=...`); sources it splits itself read every `count`-th item."""
 
-    index: int = Field(default=0, ge=0)
-    count: int = Field(default=1, ge=1, le=64)
+    index: int = Field(default=0, ge=0, description="this worker's number, from 0")
+    count: int = Field(default=1, ge=1, le=64, description="how many workers share the work")
 
     @model_validator(mode="after")
     def _index_below_count(self) -> WorkerShare:

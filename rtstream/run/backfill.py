@@ -11,22 +11,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import sys
 import tempfile
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from rtstream.config.settings import Settings
 from rtstream.model.errors import ConfigError
 from rtstream.model.window import iso_utc
+from rtstream.sources.file_positions import PositionFile
+from rtstream.sources.generator import FIXED_START
 from rtstream.windows.clock import epoch_ms
 
 log = logging.getLogger("rtstream.run.backfill")
 REPLAYABLE = {"kafka", "file", "generator", "python"}  # python: its function is called for each interval
 
 
-def backfill_overrides(settings: Settings, from_ms: int) -> list[str]:
+def backfill_overrides(settings: Settings, from_ms: int, to_ms: int | None = None) -> list[str]:
     """--set lines that turn each source into a finite, non-committing read of its history."""
     out: list[str] = []
     problems = []
@@ -44,10 +48,37 @@ def backfill_overrides(settings: Settings, from_ms: int) -> list[str]:
         elif kind == "file":
             out.append(f"{key}.follow=false")
         elif kind == "generator" and comp.config.count is None:  # type: ignore[attr-defined]
-            problems.append((f"{key}.count", "an endless generator cannot be backfilled; give it a count"))
+            replay = generator_replay(settings, comp.name, comp.config, to_ms)
+            if isinstance(replay, str):
+                problems.append((key, replay))
+            else:
+                out += [f"{key}.{k}={v}" for k, v in replay.items()]
     if problems:
         raise ConfigError(problems)
     return out
+
+
+def generator_replay(settings: Settings, name: str, config: Any, to_ms: int | None) -> dict[str, Any] | str:
+    """The keys that make an endless generator a finite one with the same records up to `to_ms`, or why not.
+
+    Record i depends only on (seed, i) and its time is start + i / rate, so the live generator's start
+    (kept in its position file) is all a backfill needs; the source itself begins at the range's first
+    record (GeneratorSource.start reads the backfill's range)."""
+    if config.start is not None:
+        start_ms = epoch_ms(config.start)
+    else:
+        saved = PositionFile(Path(settings.root.daemon.state_dir), name).load()
+        if "start_ms" in saved:
+            start_ms = int(saved["start_ms"])
+        elif config.realtime:
+            return "this generator has not run yet (its start is kept in the state dir): there is nothing to rebuild"
+        else:
+            start_ms = epoch_ms(FIXED_START)
+    upto = to_ms if to_ms is not None else round(time.time() * 1000)
+    if config.realtime:  # never past what the live generator has released
+        upto = min(upto, round(time.time() * 1000))
+    count = max(0, math.ceil((upto - start_ms) * config.rate / 1000))
+    return {"start": start_ms, "realtime": "false", "count": count}
 
 
 def window_range(settings: Settings, t_from: str, t_to: str) -> tuple[int, int]:
@@ -109,14 +140,12 @@ async def _progress(runtime: Any, began: float) -> None:
 
 
 def prepare(config_path: str, overrides: list[str], t_from: str, t_to: str) -> tuple[Settings, tuple[int, int]]:
-    from pathlib import Path
-
     from rtstream.config.load import load_settings
 
     base = load_settings(Path(config_path), overrides, check_paths=False)  # its state_dir is not used
     time_range = window_range(base, t_from, t_to)
     state = tempfile.mkdtemp(prefix="rtstream-backfill-")
-    extra = backfill_overrides(base, time_range[0]) + [f'daemon.state_dir="{state}"']
+    extra = backfill_overrides(base, *time_range) + [f'daemon.state_dir="{state}"']
     settings = load_settings(Path(config_path), overrides + extra)
     settings.root.admin = None  # the live daemon serves the admin address; a backfill beside it serves none
     return settings, time_range

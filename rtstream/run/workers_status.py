@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from rtstream.run.worker_process import Worker
 
 POLL_EVERY = 1.0
-_SUMMED = ("records_in", "rows_out", "windows_flushed", "dead_letters", "open_windows")
+_SUMMED = ("records_in", "rows_out", "rows_running", "windows_flushed", "dead_letters", "open_windows")
 
 
 class Supervisor(Protocol):
@@ -106,7 +106,7 @@ class WorkersStatus:
         sts = list(self.statuses.values())
         marks = [epoch_ms(s["watermark"]) for s in sts if s.get("watermark")]
         return Throughput(sum(s.get("records_in", 0) for s in sts), sum(s.get("rows_out", 0) for s in sts),
-                          min(marks) if marks else 0)
+                          min(marks) if marks else 0, sum(s.get("rows_running", 0) for s in sts))
 
     def readiness(self) -> dict[str, str]:
         problems: dict[str, str] = {}

@@ -64,7 +64,8 @@ class WindowFlusher:
         self.first_stage = first_stage  # the aggregate folded as records arrived, shown in the history
         self.committer = committer  # for sinks that commit source offsets with the window (transactions)
         self.windows_flushed = 0
-        self.rows_out = 0
+        self.rows_out = 0  # final rows only
+        self.rows_running = 0  # rows of running results (emit = "updates", "final": false)
         self.rows_by_sink: dict[str, int] = {s.name: 0 for s in sinks}
         self.retries_by: dict[str, int] = {}
         self.failures: dict[str, int] = {}
@@ -113,7 +114,10 @@ class WindowFlusher:
                 if em.tag_final:
                     row["final"] = em.window.final
             await asyncio.gather(*(self._write(sink, em, rows) for sink in self.sinks))
-            self.rows_out += len(rows)
+            if em.window.final:
+                self.rows_out += len(rows)
+            else:  # a running result: counted apart, or the rate would spike at every update
+                self.rows_running += len(rows)
         self.done(em)
         took = time.monotonic() - began
         if not em.window.final:
@@ -121,6 +125,8 @@ class WindowFlusher:
                       em.window.end_iso, em.window.input_count, len(rows or ()), extra={"window": em.window.start_iso})
             return
         self.windows_flushed += 1
+        if self.history is not None:
+            self.history.note_flushed()
         self.latencies.append(time.monotonic() - em.closed_at)
         for observer in self.observers:
             observer.window_flushed(em.window, took)

@@ -15,6 +15,7 @@ from rtstream.support.secrets import redact
 
 log = logging.getLogger("rtstream.history")
 STATES = ("running", "success", "retrying", "failed", "dead_lettered")
+LINES_PER_WINDOW = 50  # log lines kept per window
 
 
 class RunHistory:
@@ -39,6 +40,13 @@ class RunHistory:
             "CREATE TABLE IF NOT EXISTS runs (window_start TEXT, window_end TEXT, component TEXT, kind TEXT, "
             "state TEXT, attempts INTEGER, records INTEGER, duration_ms REAL, error TEXT, updated REAL, "
             "PRIMARY KEY (window_start, component))")
+        # a window's log lines (runtime/window_log.py) and running totals, so a restart keeps both
+        self._db.execute("CREATE TABLE IF NOT EXISTS logs (window_start TEXT, at REAL, level TEXT, component TEXT, "
+                         "message TEXT)")
+        self._db.execute("CREATE INDEX IF NOT EXISTS logs_window ON logs (window_start)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS totals (name TEXT PRIMARY KEY, value INTEGER)")
+        # a history from before the totals: its windows are the best count there is
+        self._db.execute("INSERT OR IGNORE INTO totals SELECT 'windows_flushed', count(DISTINCT window_start) FROM runs")
 
     def update(self, window_start: str, window_end: str, component: str, kind: str, state: str, *,
                attempts: int = 1, records: int | None = None, duration_ms: float | None = None,
@@ -65,6 +73,34 @@ class RunHistory:
         with self._lock, contextlib.suppress(sqlite3.Error):
             self._db.execute("DELETE FROM runs WHERE window_start NOT IN (SELECT DISTINCT window_start FROM runs "
                              "ORDER BY window_start DESC LIMIT ?)", (self.keep,))
+            self._db.execute("DELETE FROM logs WHERE window_start NOT IN (SELECT DISTINCT window_start FROM logs "
+                             "ORDER BY window_start DESC LIMIT ?)", (self.keep,))
+
+    def note_flushed(self) -> None:
+        """One more window written to every sink (the status page's header counts them across restarts)."""
+        with self._lock, contextlib.suppress(sqlite3.Error):
+            self._db.execute("UPDATE totals SET value = value + 1 WHERE name = 'windows_flushed'")
+
+    def flushed_total(self) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM totals WHERE name = 'windows_flushed'").fetchone()
+        return int(row[0]) if row else 0
+
+    def add_log(self, window_start: str, at: float, level: str, component: str | None, message: str) -> None:
+        """Keep a log line of the window (redacted), at most LINES_PER_WINDOW of them, the newest."""
+        with self._lock, contextlib.suppress(sqlite3.Error):
+            self._db.execute("INSERT INTO logs VALUES (?,?,?,?,?)", (window_start, at, level, component,
+                                                                    redact(message)[:2000]))
+            self._db.execute("DELETE FROM logs WHERE window_start = ? AND rowid NOT IN (SELECT rowid FROM logs "
+                             "WHERE window_start = ? ORDER BY rowid DESC LIMIT ?)",
+                             (window_start, window_start, LINES_PER_WINDOW))
+
+    def logs(self, window_start: str) -> list[dict[str, Any]]:
+        """The window's kept log lines, oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT at, level, component, message FROM logs WHERE window_start = ? "
+                                    "ORDER BY rowid", (window_start,)).fetchall()
+        return [{"at": at, "level": level, "component": comp, "message": msg} for at, level, comp, msg in rows]
 
     def windows(self, limit: int | None = None, before: str | None = None) -> list[dict[str, Any]]:
         """Newest first: [{window_start, window_end, components: {name: {...}}}]; with `before`, only

@@ -24,6 +24,8 @@ class RuntimeStatus:
     def __init__(self, runtime: Runtime, metrics_registry: CollectorRegistry | None = None):
         self._rt = runtime
         self._registry = metrics_registry  # the daemon's metrics (rtstream.run.daemon); None without
+        # windows written before this process started, from the history: the header counts across restarts
+        self._flushed_before = max(0, runtime.history.flushed_total() - runtime.flusher.windows_flushed)
 
     @property
     def pipeline(self) -> str:
@@ -39,7 +41,8 @@ class RuntimeStatus:
 
     def throughput(self) -> Throughput:
         rt = self._rt
-        return Throughput(sum(rt.stats.records_in.values()), rt.flusher.rows_out, rt.engine.watermark.current)
+        return Throughput(sum(rt.stats.records_in.values()), rt.flusher.rows_out, rt.engine.watermark.current,
+                          rt.flusher.rows_running)
 
     def readiness(self) -> dict[str, str]:
         """Component -> why it is not ready; empty when every source takes input and no sink is halted."""
@@ -73,7 +76,8 @@ class RuntimeStatus:
                 "flow": {"sources": flow.sources, "stages": flow.stages, "sinks": flow.sinks},
                 "components": comps, "uptime_s": time.time() - rt.started,
                 "records_in": sum(rt.stats.records_in.values()), "rows_out": rt.flusher.rows_out,
-                "windows_flushed": rt.flusher.windows_flushed, "dead_letters": rt.dead_letters.count,
+                "rows_running": rt.flusher.rows_running,
+                "windows_flushed": self._flushed_before + rt.flusher.windows_flushed, "dead_letters": rt.dead_letters.count,
                 "open_windows": rt.engine.open_windows(),
                 "watermark": iso_utc(wm) if wm > 0 else None}
 

@@ -25,6 +25,7 @@ from rtstream.runtime.flush import percentile
 from rtstream.runtime.loops import PipelineLoops, guarded
 from rtstream.runtime.observers import WindowObserver
 from rtstream.runtime.partitions import save_checkpoints
+from rtstream.runtime.window_log import WindowLogRecorder
 from rtstream.support import early_signals
 from rtstream.support.secrets import remember
 
@@ -97,6 +98,9 @@ class Runtime(PipelineParts):
     async def _run_components(self) -> int:
         async with AsyncExitStack() as stack:
             stack.callback(self.history.close)
+            recorder = WindowLogRecorder(self.history)  # a window's log lines, kept across restarts
+            logging.getLogger().addHandler(recorder)
+            stack.callback(logging.getLogger().removeHandler, recorder)
             if self.alert is not None:
                 await self.alert.start()
                 stack.push_async_callback(self._close, self.alert)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
+from pydantic import Field
+
 from rtstream.model.policy import PolicyOverrides
 from rtstream.model.positions import WindowCommit
 from rtstream.model.registry import Component, ComponentConfig
@@ -15,10 +17,11 @@ class SinkConfig(ComponentConfig, PolicyOverrides):
     # Airflow's depends_on_past holds for every rtstream sink: windows are written to it strictly in
     # window order, and a window that fails blocks the later ones until it succeeds. The key is
     # accepted so imported configs read naturally; false cannot be honoured and is refused.
-    depends_on_past: Literal[True] = True
+    depends_on_past: Literal[True] = Field(default=True, description="always true: windows are written in order, "
+                                           "a failed one blocks the later ones")
     # only the output rows this expression holds for are sent here (rtstream.where.language); a window with
     # none is still a completed run of this sink, written with no rows
-    where: WhereText = None
+    where: WhereText = Field(default=None, description="only the rows this holds for are sent to this sink")
 
 
 class Sink(WhereFiltered, Component):

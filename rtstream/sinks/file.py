@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from pydantic import Field
 
 from rtstream.model.errors import RowsRejected
 from rtstream.model.registry import register
@@ -43,8 +44,8 @@ _OTHER = re.compile(r"[^A-Za-z0-9._@+=-]")
 
 
 class FileSinkConfig(SinkConfig):
-    path: str
-    fsync: bool = True
+    path: str = Field(description="a folder: one JSON-lines file per window")
+    fsync: bool = Field(default=True, description="each window is on disk before it counts as written")
 
 
 def key_name(key: Any) -> str:

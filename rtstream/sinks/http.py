@@ -37,10 +37,11 @@ log = logging.getLogger("rtstream.sink.http")
 
 
 class HttpSinkConfig(SinkConfig, HttpAuth):
-    url: str
-    method: Literal["POST", "PUT"] = "POST"
-    batch_size: int = Field(default=500, ge=1)
-    format: Literal["json", "ndjson"] = "json"
+    url: str = Field(description="rows are sent here")
+    method: Literal["POST", "PUT"] = Field(default="POST", description="the HTTP method")
+    batch_size: int = Field(default=500, ge=1, description="rows per request")
+    format: Literal["json", "ndjson"] = Field(default="json",
+        description="\"json\": an array; \"ndjson\": one row a line")
     max_retries: int | None = Field(default=None, ge=0, description=(
         "deprecated and ignored: the sink never retries inside a write; use `retries` (the sink's "
         "failure policy, the one retry layer)"))

@@ -41,14 +41,17 @@ WINDOW_COLUMNS = ("window_start", "window_end")
 
 class PostgresConfig(SinkConfig):
     dsn: SecretStr = Field(description='e.g. "${DATABASE_URL}"')
-    table: str
-    schema_name: str = Field(default="public", alias="schema")
-    key_columns: list[str] | None = None  # default: window_start plus the aggregate key
-    columns: dict[str, str] | None = None  # column -> record field; default: every field, same name
-    create_table: bool = True
-    mode: Literal["upsert", "insert"] = "upsert"
-    pool_size: int = Field(default=4, ge=1)
-    chunk_rows: int = Field(default=10_000, ge=1)
+    table: str = Field(description="created when missing (create_table)")
+    schema_name: str = Field(default="public", alias="schema", description="the table's schema (written `schema`)")
+    key_columns: list[str] | None = Field(default=None,
+        description="the upsert key; default: window_start plus the aggregate key")
+    columns: dict[str, str] | None = Field(default=None,
+        description="column -> row field; default: every field, same name")
+    create_table: bool = Field(default=True, description="create the table from the first rows when it does not exist")
+    mode: Literal["upsert", "insert"] = Field(default="upsert",
+        description="\"upsert\" replaces a window's rows on replay; \"insert\" appends")
+    pool_size: int = Field(default=4, ge=1, description="connections kept open")
+    chunk_rows: int = Field(default=10_000, ge=1, description="rows per statement")
 
 
 def pg_type(column: str, value: Any) -> str:

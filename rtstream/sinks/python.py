@@ -14,6 +14,8 @@ import asyncio
 import inspect
 from typing import Any
 
+from pydantic import Field
+
 from rtstream.airflow.callables import call_style, load_callable
 from rtstream.model.errors import user_code_failure
 from rtstream.model.registry import register
@@ -22,7 +24,7 @@ from rtstream.sinks.base import Sink, SinkConfig
 
 
 class PythonSinkConfig(SinkConfig):
-    call: Any
+    call: Any = Field(description="\"module:function\" given each window and its rows")
 
 
 @register("sink", "python")

@@ -70,22 +70,24 @@ CONTENT_TYPES = {"parquet": "application/vnd.apache.parquet", "ndjson": "applica
 
 
 class S3SinkConfig(SinkConfig):
-    bucket: str = Field(min_length=3, max_length=63)
-    prefix: str = ""
-    format: Literal["parquet", "ndjson"] = "parquet"
+    bucket: str = Field(min_length=3, max_length=63, description="the bucket written to")
+    prefix: str = Field(default="", description="prepended to each window's object key")
+    format: Literal["parquet", "ndjson"] = Field(default="parquet", description="one object per window in this format")
     # parquet: snappy (default), zstd, gzip or none; ndjson: none (default) or gzip
-    compression: Literal["none", "snappy", "zstd", "gzip"] | None = None
-    endpoint_url: str | None = None
-    region: str | None = None
-    access_key_id: SecretStr | None = None
-    secret_access_key: SecretStr | None = None
-    session_token: SecretStr | None = None
-    addressing_style: Literal["auto", "path", "virtual"] | None = None  # default: path with an endpoint_url
-    part_size: int = Field(8 * MiB, ge=MIN_PART, le=5 * 1024 * MiB)  # bytes; larger bodies go up in parts
-    upload_concurrency: int = Field(4, ge=1, le=64)  # parts in flight at once
-    merge_by_key: bool = True  # upsert into the window's object by the output key (see the module docstring)
-    connect_timeout: float = Field(10.0, gt=0)
-    read_timeout: float = Field(60.0, gt=0)
+    compression: Literal["none", "snappy", "zstd", "gzip"] | None = Field(default=None,
+        description="parquet: snappy (default), zstd, gzip, none; ndjson: none or gzip")
+    endpoint_url: str | None = Field(default=None, description="an S3-compatible server's URL (MinIO, moto)")
+    region: str | None = Field(default=None, description="the bucket's region")
+    access_key_id: SecretStr | None = Field(default=None, description="default: the AWS environment and config files")
+    secret_access_key: SecretStr | None = Field(default=None, description="with access_key_id")
+    session_token: SecretStr | None = Field(default=None, description="temporary credentials' token")
+    addressing_style: Literal["auto", "path", "virtual"] | None = Field(default=None,
+        description="default: path with an endpoint_url")
+    part_size: int = Field(8 * MiB, ge=MIN_PART, le=5 * 1024 * MiB, description="bytes; larger objects go up in parts")
+    upload_concurrency: int = Field(4, ge=1, le=64, description="parts in flight at once")
+    merge_by_key: bool = Field(default=True, description="upsert into the window's object by the output key")
+    connect_timeout: float = Field(10.0, gt=0, description="seconds to connect")
+    read_timeout: float = Field(60.0, gt=0, description="seconds to wait for an answer")
 
     @field_validator("prefix")
     @classmethod

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import orjson
+from pydantic import Field
 
 from rtstream.model.errors import RowsRejected, SinkError
 from rtstream.model.registry import register
@@ -27,11 +28,13 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class SQLiteConfig(SinkConfig):
-    path: str
-    table: str = "results"
-    key_columns: list[str] | None = None  # default: window_start plus the aggregate key
-    mode: Literal["upsert", "insert"] = "upsert"
-    create_table: bool = True
+    path: str = Field(description="the database file (relative to the config file)")
+    table: str = Field(default="results", description="created when missing")
+    key_columns: list[str] | None = Field(default=None,
+        description="the upsert key; default: window_start plus the aggregate key")
+    mode: Literal["upsert", "insert"] = Field(default="upsert",
+        description="\"upsert\" replaces a window's rows on replay; \"insert\" appends")
+    create_table: bool = Field(default=True, description="create the table when it does not exist")
 
 
 def sql_type(value: Any) -> str:

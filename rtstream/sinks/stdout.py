@@ -11,6 +11,7 @@ import sys
 from typing import Any, Literal
 
 import orjson
+from pydantic import Field
 
 from rtstream.engine.dead_letter import excerpt
 from rtstream.model.errors import RowsRejected
@@ -23,7 +24,8 @@ PREVIEW_CHARS = 200
 
 
 class StdoutConfig(SinkConfig):
-    format: Literal["summary", "json"] = "summary"
+    format: Literal["summary", "json"] = Field(default="summary",
+        description="\"summary\": one line per window; \"json\": every row")
 
 
 @register("sink", "stdout")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Hashable
 from typing import Any, ClassVar
 
+from pydantic import Field
+
 from rtstream.model.batch import Batch
 from rtstream.model.positions import Mark, SourceCommit
 from rtstream.model.registry import Component, ComponentConfig
@@ -14,7 +16,8 @@ from rtstream.where import WhereFiltered, WhereText
 class SourceConfig(ComponentConfig):
     # only the records this expression holds for go into the windows (rtstream.where.language), checked
     # right after decoding, before any stage; the others are skipped (read, not dead-lettered)
-    where: WhereText = None
+    where: WhereText = Field(default=None, description='only records this holds for are windowed, e.g. '
+                             '"kind == \'purchase\'" (the others are skipped)')
 
 
 class Source(WhereFiltered, Component):

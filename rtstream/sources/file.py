@@ -26,9 +26,9 @@ _READ = 1 << 20
 
 
 class FileSourceConfig(SourceConfig):
-    path: str
-    follow: bool = False
-    poll_interval: Duration = 0.25
+    path: str = Field(description="a JSON-lines file (relative to the config file)")
+    follow: bool = Field(default=False, description="keep reading as lines are appended (like tail -f)")
+    poll_interval: Duration = Field(default=0.25, description="follow: how often to look for new lines")
     batch_size: int = Field(default=5000, ge=1, description="lines per batch at most")
 
 

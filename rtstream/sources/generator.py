@@ -9,6 +9,7 @@ produced as fast as the pipeline takes them.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections.abc import AsyncIterator, Hashable
@@ -32,11 +33,13 @@ FIXED_START = "2026-01-01T00:00:00Z"
 class GeneratorConfig(SourceConfig):
     rate: float = Field(default=10.0, gt=0, description="records per second of event time")
     count: int | None = Field(default=None, ge=0, description="stop after this many (a finite run)")
-    seed: int = 42
-    users: int = Field(default=100, ge=1)
-    realtime: bool = True
-    start: str | int | None = None
-    batch_size: int = Field(default=1000, ge=1)
+    seed: int = Field(default=42, description="the same seed and start give the same records")
+    users: int = Field(default=100, ge=1, description="distinct user_id values")
+    realtime: bool = Field(default=True, description="release records as the clock reaches their time; false: "
+                           "as fast as the pipeline takes them")
+    start: str | int | None = Field(default=None, description="the first record's time; default: when first "
+                                    "started (kept in the state dir) if realtime, else 2026-01-01T00:00:00Z")
+    batch_size: int = Field(default=1000, ge=1, description="records per batch at most")
 
     @field_validator("start")
     @classmethod
@@ -77,6 +80,9 @@ class GeneratorSource(Source):
         else:
             self.start_ms = epoch_ms(FIXED_START)
         self.position = int(saved.get("position", 0))
+        span = self.context.extra.get("backfill_range") if self.finite else None
+        if span is not None:  # a backfill (rtstream.run.backfill): begin at the range's first record
+            self.position = max(0, math.floor((span[0] - self.start_ms) * self.config.rate / 1000))
         self._committed = self.position
         if not self.finite:
             self._positions.save({"start_ms": self.start_ms, "position": self.position})

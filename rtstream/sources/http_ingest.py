@@ -39,11 +39,11 @@ _FULL_DISK = {errno.ENOSPC, errno.EDQUOT}
 
 
 class HttpIngestConfig(SpooledConfig, HttpLimits):
-    listen: str = "127.0.0.1:8081"
-    path: str = "/ingest"
-    token: SecretStr | None = None
-    max_body: int = Field(default=10 * 1024 * 1024, ge=1)
-    retry_after: Duration = 1.0
+    listen: str = Field(default="127.0.0.1:8081", description="HOST:PORT to accept POSTed records on")
+    path: str = Field(default="/ingest", description="the URL path records are POSTed to")
+    token: SecretStr | None = Field(default=None, description="callers must send Authorization: Bearer TOKEN")
+    max_body: int = Field(default=10 * 1024 * 1024, ge=1, description="bytes one request may carry")
+    retry_after: Duration = Field(default=1.0, description="the Retry-After answered while the spool is full")
 
     @field_validator("listen")
     @classmethod

@@ -28,18 +28,19 @@ log = logging.getLogger("rtstream.source.http_poll")
 
 
 class HttpPollConfig(SpooledConfig, HttpAuth):
-    url: str
-    interval: Duration = 300.0
+    url: str = Field(description="the URL polled")
+    interval: Duration = Field(default=300.0, description="time between polls")
     method: Literal["GET", "POST"] = "GET"
-    params: dict[str, str | int | float] = {}
+    params: dict[str, str | int | float] = Field(default={}, description="query parameters of each request")
     records: str = Field(default="", description='JSON pointer to the list of records, e.g. "/data/items"')
     next: str | None = Field(default=None, description='JSON pointer to the next page URL, or "link" for the Link header')
-    cursor_field: str | None = None
-    cursor_param: str | None = None
-    max_pages: int = Field(default=1000, ge=1)
+    cursor_field: str | None = Field(default=None,
+        description="a record field whose last value is sent on the next poll")
+    cursor_param: str | None = Field(default=None, description="the query parameter the cursor is sent as")
+    max_pages: int = Field(default=1000, ge=1, description="pages followed in one poll at most")
     max_attempts: int = Field(default=8, ge=1, description="per request, before the poll is given up until the next tick")
-    retry_delay: Duration = 0.5
-    max_retry_delay: Duration = 30.0
+    retry_delay: Duration = Field(default=0.5, description="the first backoff of a failed request")
+    max_retry_delay: Duration = Field(default=30.0, description="cap of the backoff")
 
 
 def json_pointer(doc: Any, pointer: str) -> Any:

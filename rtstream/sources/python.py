@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 import orjson
+from pydantic import Field
 
 from rtstream.airflow.callables import load_callable
 from rtstream.airflow.task_context import AirflowTask
@@ -32,8 +33,8 @@ log = logging.getLogger("rtstream.source.python")
 
 
 class PythonSourceConfig(SpooledConfig):
-    call: Any
-    interval: Duration = 300.0
+    call: Any = Field(description="\"module:function\" called each interval for the records of that interval")
+    interval: Duration = Field(default=300.0, description="how often the function is called")
 
 
 @register("source", "python")

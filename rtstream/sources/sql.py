@@ -48,13 +48,13 @@ MAX_PAGES_PER_POLL = 1000  # a poll follows full pages at once, up to this many
 
 
 class SqlSourceConfig(SpooledConfig):
-    dsn: SecretStr
-    query: str
-    cursor_field: str
-    cursor_start: int | float | str = 0
+    dsn: SecretStr = Field(description="the database URL, e.g. \"${DATABASE_URL}\"")
+    query: str = Field(description="a SELECT whose rows are the records")
+    cursor_field: str = Field(description="an ascending column: rows after its last value are read next")
+    cursor_start: int | float | str = Field(default=0, description="the cursor's value before the first row")
     tiebreak_field: str | None = Field(default=None, description="a unique column ordering rows that share a cursor value")
     settle: Duration = Field(default=0.0, description="hold back rows an open transaction may still precede")
-    interval: Duration = 300.0
+    interval: Duration = Field(default=300.0, description="time between polls")
     stop_at_end: bool = Field(default=False, description="a finite run: end once a poll returns nothing")
 
     @model_validator(mode="after")

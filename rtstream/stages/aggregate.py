@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from rtstream.airflow.callables import load_callable
 from rtstream.model.registry import register
@@ -15,8 +15,10 @@ from rtstream.windows.aggregates import Aggregator, parse_aggregate, user_functi
 
 
 class AggregateConfig(StageConfig):
-    key: str | None = None
-    aggregates: dict[str, str]
+    key: str | None = Field(default=None,
+        description="the field rows are grouped by in each window (none: one row a window)")
+    aggregates: dict[str, str] = Field(
+        description="output field -> function, e.g. { n = \"count()\", spent = \"sum(amount)\" }")
 
     @field_validator("aggregates")
     @classmethod

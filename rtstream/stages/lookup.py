@@ -50,15 +50,16 @@ _STORE_STATUSES = frozenset({401, 407, 408, 429})  # 4xx that speak of the store
 
 
 class LookupConfig(StageConfig, HttpAuth):
-    key: str
-    source: Literal["sqlite", "postgres", "http"] = Field(alias="from")
-    dsn: SecretStr | None = None  # a PostgreSQL DSN holds a password
-    query: str | None = None
+    key: str = Field(description="the record field looked up")
+    source: Literal["sqlite", "postgres", "http"] = Field(alias="from", description="where keys are looked up: a sqlite or PostgreSQL table, or an HTTP API")
+    dsn: SecretStr | None = Field(default=None, description="sqlite path or PostgreSQL URL of the table looked up in")
+    query: str | None = Field(default=None, description="a SELECT with one parameter, the key")
     url: str | None = Field(default=None, description='e.g. "https://api.example.com/stores/{key}"')
-    cache_size: int = Field(default=100_000, ge=0)
-    cache_ttl: Duration = 600.0
-    on_missing: Literal["keep", "drop", "dead_letter"] = "keep"
-    prefix: str = ""
+    cache_size: int = Field(default=100_000, ge=0, description="entries kept in memory")
+    cache_ttl: Duration = Field(default=600.0, description="how long an entry is kept")
+    on_missing: Literal["keep", "drop", "dead_letter"] = Field(default="keep",
+        description="what happens to a record whose key is not found")
+    prefix: str = Field(default="", description="prepended to the names of the fields added")
     concurrency: int = Field(default=16, ge=1, description="HTTP lookups in flight at once")
 
     model_config = {"populate_by_name": True}

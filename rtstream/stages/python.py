@@ -13,7 +13,7 @@ import asyncio
 import inspect
 from typing import Any
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from rtstream.airflow.callables import call_style, load_callable, returned_shape
 from rtstream.airflow.task_context import AirflowTask
@@ -24,7 +24,7 @@ from rtstream.stages.base import Stage, StageConfig
 
 
 class PythonConfig(StageConfig):
-    call: Any
+    call: Any = Field(description="\"module:function\" given each window's rows, returning rows")
 
     @field_validator("call")
     @classmethod

@@ -40,23 +40,25 @@ log = logging.getLogger("rtstream.sink.kafka")
 
 
 class KafkaSinkConfig(SinkConfig, KafkaConnection):
-    topic: str
-    key_field: str | None = None
-    format: Literal["json"] = "json"
-    acks: Literal["all", 0, 1, -1] = "all"
-    compression: Literal["gzip", "lz4", "zstd", "snappy"] | None = None
-    linger: Duration = 0.005
+    topic: str = Field(description="rows are written to this topic")
+    key_field: str | None = Field(default=None, description="the row field used as message key")
+    format: Literal["json"] = Field(default="json", description="rows are written as JSON")
+    acks: Literal["all", 0, 1, -1] = Field(default="all", description="acknowledgements a write waits for")
+    compression: Literal["gzip", "lz4", "zstd", "snappy"] | None = Field(default=None,
+        description="compression of record batches")
+    linger: Duration = Field(default=0.005, description="how long a batch waits for more rows")
     # also the size of the sink's record batches (unless `producer = { max_batch_size = N }`): a
     # window's rows go out as one batch per partition where they fit, not in aiokafka's 16 KiB
     # batches, each of which costs a round trip to the broker before the next may follow
-    max_request_size: int = Field(default=1_048_576, ge=1024)
-    producer: dict[str, Any] = {}
+    max_request_size: int = Field(default=1_048_576, ge=1024, description="bytes of one request (and batch) at most")
+    producer: dict[str, Any] = Field(default={}, description="extra aiokafka producer settings")
     exactly_once: bool = Field(default=False, description="each window in one transaction with the source "
                                "offsets it makes safe (needs Kafka sources)")
     transactional_id: str | None = Field(default=None, description="default: rtstream-PIPELINE-SINK-HOSTNAME; "
                                          "stable across restarts of one replica, unique among replicas; workers, "
                                          "backfills and test runs add a suffix (rtstream.sinks.kafka.sink.transactional_id)")
-    transaction_timeout: Duration = 60.0
+    transaction_timeout: Duration = Field(default=60.0,
+        description="exactly_once: the broker aborts a transaction open this long")
 
     @model_validator(mode="after")
     def _transactions_need_acks_all(self) -> KafkaSinkConfig:

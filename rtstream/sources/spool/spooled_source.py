@@ -23,9 +23,10 @@ log = logging.getLogger("rtstream.source")
 
 class SpooledConfig(SourceConfig):
     max_spool: int = Field(default=1 << 30, ge=1024, description="bytes waiting for the sinks before refusing more")
-    segment_bytes: int = Field(default=16 << 20, ge=1024)
-    fsync: Literal["always", "interval"] = "always"
-    batch_size: int = Field(default=5000, ge=1)
+    segment_bytes: int = Field(default=16 << 20, ge=1024, description="size of one spool file on disk")
+    fsync: Literal["always", "interval"] = Field(default="always",
+        description="\"always\": each accepted batch is on disk before it is acknowledged")
+    batch_size: int = Field(default=5000, ge=1, description="records per batch at most")
 
 
 class SpooledSource(Source):

@@ -29,7 +29,8 @@ class MotoServer:
 
     def start(self) -> MotoServer:
         self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+                                     stdout=self.log, stderr=subprocess.STDOUT,
+            start_new_session=True)  # a terminal's Ctrl-C is for the demo, which stops it last
         wait_for_port(self.port, timeout=30)
         return self
 

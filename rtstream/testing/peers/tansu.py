@@ -45,7 +45,8 @@ class TansuBroker:
         self.proc = subprocess.Popen(
             [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
              "--storage-engine", "memory://tansu/", *registry],
-            stdout=self.log, stderr=subprocess.STDOUT, cwd=self.schemas)
+            stdout=self.log, stderr=subprocess.STDOUT, cwd=self.schemas,
+            start_new_session=True)  # a terminal's Ctrl-C is for the demo, which stops it last
         wait_for_port(self.port)
         return self
 

@@ -1,0 +1,32 @@
+"""The log lines that name a window, kept in the run history's database so they survive a restart.
+
+The flusher logs each attempt, failure and flush with `extra={"window": start}`; this handler, put
+on the root logger while the runtime runs, writes those lines (INFO and above, redacted) to the run
+history (RunHistory.add_log), which keeps at most LINES_PER_WINDOW per window and drops a window's
+lines with its runs when the history is trimmed. The status page reads them from there.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rtstream.runtime.run_history import RunHistory
+
+
+class WindowLogRecorder(logging.Handler):
+    def __init__(self, history: RunHistory):
+        super().__init__(level=logging.INFO)
+        self.history = history
+
+    def emit(self, record: logging.LogRecord) -> None:
+        window = getattr(record, "window", None)
+        if not isinstance(window, str):
+            return
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad format string is the caller's; never fail a log call
+            return
+        self.history.add_log(window, record.created, record.levelname.lower(), getattr(record, "component", None),
+                             message)

@@ -1,0 +1,5 @@
+import sys
+
+from rtstream.testing.demo.run import main
+
+sys.exit(main())
