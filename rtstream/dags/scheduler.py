@@ -50,6 +50,8 @@ class DagScheduler:
         self._active: dict[str, dict[str, tuple[DurableDagRun | None, asyncio.Task[None]]]] = {}
         # dag_run.conf of a kept run (rtstream.dags.window_runs keeps a window's); empty by default
         self.run_conf: Callable[[str, str], dict[str, Any]] = lambda dag_id, run_id: {}
+        # run types not resumed at start: another part starts them (a window's run, when its window is written)
+        self.started_by_others: set[str] = set()
 
     async def run(self) -> None:
         """Schedule until `stop()`; then finish within the grace."""
@@ -123,6 +125,8 @@ class DagScheduler:
         active = self._active.setdefault(dag.dag_id, {})
         limit = max(1, int(getattr(dag, "max_active_runs", None) or dag.other.get("max_active_runs") or 16))
         for stored in self.store.unfinished_runs(dag.dag_id):
+            if stored.run_type in self.started_by_others:
+                continue
             log.info("%s: resuming run %s", dag.dag_id, stored.run_id)
             self._start(dag, stored)
         said_none = False

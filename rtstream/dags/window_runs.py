@@ -15,22 +15,32 @@ again (a retry, a replay after a restart) finds its run:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import pickle
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import orjson
 
 from rtstream.airflow.dag_run import descendants
 from rtstream.airflow.states import TaskInstanceState as S
 from rtstream.airflow.xcom import RETURN_VALUE
 from rtstream.dags.clearing import clear_in_store, to_clear
 from rtstream.dags.scheduler import DagScheduler, run_id_of
-from rtstream.dags.store import RunStore, StoredRun
+from rtstream.dags.store import RunStore
 
 log = logging.getLogger("rtstream.dags")
 
 SCHEMA = ("CREATE TABLE IF NOT EXISTS dag_run_conf (dag_id TEXT NOT NULL, run_id TEXT NOT NULL, "
-          "conf BLOB NOT NULL, PRIMARY KEY (dag_id, run_id))")
+          "conf BLOB NOT NULL, digest TEXT NOT NULL, PRIMARY KEY (dag_id, run_id))")
+PIECES = timedelta(milliseconds=1)  # the pieces of one window: its start + 0, 1, 2 ... microseconds
+
+
+def rows_digest(rows: list[dict[str, Any]]) -> str:
+    """The same rows in any order give the same digest (a replay may merge partitions in another order)."""
+    lines = sorted(orjson.dumps(r, option=orjson.OPT_SORT_KEYS, default=str) for r in rows)
+    return hashlib.sha256(b"\n".join(lines)).hexdigest()
 RUN_TYPE = "window"
 WAIT_FOR_LOOP_S = 30.0  # the scheduler's loops start with the daemon; this long is a broken start
 
@@ -43,6 +53,7 @@ class WindowRuns:
         with store.transaction() as db:
             db.execute(SCHEMA)
         scheduler.run_conf = self.conf
+        scheduler.started_by_others.add(RUN_TYPE)  # a window's run starts when its window is written
 
     def has_dag(self, dag_id: str) -> bool:
         return any(d.dag_id == dag_id for d in self.scheduler.dags)
@@ -57,17 +68,21 @@ class WindowRuns:
         if dag is None:
             return f"not run: DAG {dag_id!r} is not scheduled by this daemon"
         await self._loop_started(dag_id)
-        stored = self._kept_or_created(dag_id, logical_date, interval, conf, upstream, rows)
-        if stored.run_type != RUN_TYPE:
-            return f"not run: its logical date is taken by the run {stored.run_id}"
-        if stored.state == "success":
-            return "success"
-        run_id = stored.run_id
-        if stored.state == "failed":
-            tasks = self._to_retry(dag, run_id)
-            clear_in_store(self.store, dag, run_id, tasks, datetime.now(UTC))
-            log.warning("%s %s: failed before; clearing %s to run them again for the window", dag_id, run_id,
-                        ", ".join(tasks))
+        while True:
+            run_id, todo = self._run_for_rows(dag, logical_date, interval, conf, upstream, rows)
+            if todo == "taken":
+                return f"not run: its logical date is taken by the run {run_id}"
+            if todo == "done":
+                return "success"
+            task = self.scheduler.task_of(dag_id, run_id)
+            if task is not None and todo in ("retry", "replace"):
+                await asyncio.shield(task)  # e.g. cleared from the grid meanwhile: let it end, then decide again
+                continue
+            break
+        if todo == "retry":
+            self._clear(dag, run_id, self._to_retry(dag, run_id), "failed before")
+        elif todo == "replace":
+            self._replace_input(dag, run_id, conf, upstream, rows)
         task = self.scheduler.task_of(dag_id, run_id) or \
             self.scheduler.start_kept(dag_id, run_id, "running %s for a window")
         if task is None:
@@ -80,7 +95,7 @@ class WindowRuns:
         return kept.state if kept is not None else "missing from the store"
 
     async def _loop_started(self, dag_id: str) -> None:
-        """Until the DAG's loop has resumed what a previous process left, so a run is never started twice."""
+        """Until the DAG's loop has started (a kept run can be started only then)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + WAIT_FOR_LOOP_S
         while not self.scheduler.loop_started(dag_id) and not self.scheduler.stopping:
@@ -88,25 +103,63 @@ class WindowRuns:
                 raise TimeoutError(f"the schedule of DAG {dag_id!r} did not start")
             await asyncio.sleep(0.05)
 
-    def _kept_or_created(self, dag_id: str, logical_date: datetime, interval: tuple[datetime, datetime],
-                         conf: dict[str, Any], upstream: str, rows: list[dict[str, Any]]) -> StoredRun:
-        """The run kept for that logical date, or a new running one with its conf and input XCom."""
-        run_id = run_id_of(RUN_TYPE, logical_date)
-        conf_blob, rows_blob = pickle.dumps(conf), pickle.dumps(rows)
-        now = datetime.now(UTC).isoformat()
+    def _run_for_rows(self, dag: Any, start: datetime, interval: tuple[datetime, datetime], conf: dict[str, Any],
+                      upstream: str, rows: list[dict[str, Any]]) -> tuple[str, str]:
+        """(the run this write is for, what it needs: done, resume, retry, replace or taken). No await
+        between what is read here and what is written, so two writes never decide on the same run.
+
+        A window may reach the sink in pieces (a partition's share closes by its own watermark, e.g.
+        after a rebalance), and a replay after a restart may close it in other pieces than the process
+        before. So a write joins the window's run that has its very rows; else the window's run that has
+        not succeeded, whose rows were never delivered (its input is replaced and all of it runs again);
+        else it is a new piece: a run of its own, its logical date one microsecond after the last."""
+        digest = rows_digest(rows)
+        dag_id = dag.dag_id
+        kept = self.store.query(
+            "SELECT r.run_id, r.state, r.run_type, c.digest FROM dag_run r LEFT JOIN dag_run_conf c ON "
+            "c.dag_id = r.dag_id AND c.run_id = r.run_id WHERE r.dag_id = ? AND r.logical_date >= ? AND "
+            "r.logical_date < ? ORDER BY r.logical_date",
+            (dag_id, start.isoformat(), (start + PIECES).isoformat()))
+        if kept and kept[0][2] != RUN_TYPE:
+            return kept[0][0], "taken"
+        for run_id, state, _, kept_digest in kept:
+            if kept_digest == digest:
+                return run_id, {"success": "done", "failed": "retry"}.get(state, "resume")
+        for run_id, state, _, _ in kept:
+            if state != "success":
+                return run_id, "replace"
+        piece = len(kept)
+        run_id = run_id_of(RUN_TYPE, start) + (f"__{piece}" if piece else "")
+        at = start + timedelta(microseconds=piece)
         with self.store.transaction() as db:
-            db.execute("INSERT OR IGNORE INTO dag_run VALUES (?, ?, ?, ?, ?, ?, 'running', ?, NULL)",
-                       (dag_id, run_id, logical_date.isoformat(), interval[0].isoformat(), interval[1].isoformat(),
-                        RUN_TYPE, now))
-            if db.execute("SELECT changes()").fetchone()[0]:
-                db.execute("INSERT OR REPLACE INTO dag_run_conf VALUES (?, ?, ?)", (dag_id, run_id, conf_blob))
-                db.execute("INSERT INTO xcom (dag_id, run_id, task_id, map_index, key, value) "
-                           "VALUES (?, ?, ?, -1, ?, ?)", (dag_id, run_id, upstream, RETURN_VALUE, rows_blob))
-            row = db.execute("SELECT run_id FROM dag_run WHERE dag_id = ? AND logical_date = ?",
-                             (dag_id, logical_date.isoformat())).fetchone()
-        stored = self.store.run(dag_id, row[0])
-        assert stored is not None
-        return stored
+            db.execute("INSERT INTO dag_run VALUES (?, ?, ?, ?, ?, ?, 'running', ?, NULL)",
+                       (dag_id, run_id, at.isoformat(), interval[0].isoformat(), interval[1].isoformat(),
+                        RUN_TYPE, datetime.now(UTC).isoformat()))
+            self._set_input(db, dag_id, run_id, conf, upstream, rows, digest)
+        return run_id, "resume"
+
+    @staticmethod
+    def _set_input(db: Any, dag_id: str, run_id: str, conf: dict[str, Any], upstream: str,
+                   rows: list[dict[str, Any]], digest: str) -> None:
+        db.execute("INSERT OR REPLACE INTO dag_run_conf VALUES (?, ?, ?, ?)",
+                   (dag_id, run_id, pickle.dumps(conf), digest))
+        db.execute("DELETE FROM xcom WHERE dag_id = ? AND run_id = ? AND task_id = ?", (dag_id, run_id, upstream))
+        db.execute("INSERT INTO xcom (dag_id, run_id, task_id, map_index, key, value) VALUES (?, ?, ?, -1, ?, ?)",
+                   (dag_id, run_id, upstream, RETURN_VALUE, pickle.dumps(rows)))
+
+    def _replace_input(self, dag: Any, run_id: str, conf: dict[str, Any], upstream: str,
+                       rows: list[dict[str, Any]]) -> None:
+        """A run that never succeeded, for other rows of its window than this write's: this write's rows
+        become its input and every task runs again (those that succeeded saw the other rows)."""
+        with self.store.transaction() as db:
+            self._set_input(db, dag.dag_id, run_id, conf, upstream, rows, rows_digest(rows))
+        self._clear(dag, run_id, to_clear(dag, None, True), "kept other rows of the window (a replay closed it "
+                                                            "in other pieces)")
+
+    def _clear(self, dag: Any, run_id: str, tasks: list[str], why: str) -> None:
+        clear_in_store(self.store, dag, run_id, tasks, datetime.now(UTC))
+        log.warning("%s %s: %s; clearing %s to run them again for the window", dag.dag_id, run_id, why,
+                    ", ".join(tasks))
 
     def _to_retry(self, dag: Any, run_id: str) -> list[str]:
         """Airflow's "clear failed": the failed or upstream_failed task instances and all after them;
