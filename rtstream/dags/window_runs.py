@@ -18,6 +18,7 @@ import asyncio
 import hashlib
 import logging
 import pickle
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -37,10 +38,13 @@ SCHEMA = ("CREATE TABLE IF NOT EXISTS dag_run_conf (dag_id TEXT NOT NULL, run_id
 PIECES = timedelta(milliseconds=1)  # the pieces of one window: its start + 0, 1, 2 ... microseconds
 
 
+def row_digest(row: dict[str, Any]) -> str:
+    return hashlib.sha256(orjson.dumps(row, option=orjson.OPT_SORT_KEYS, default=str)).hexdigest()
+
+
 def rows_digest(rows: list[dict[str, Any]]) -> str:
     """The same rows in any order give the same digest (a replay may merge partitions in another order)."""
-    lines = sorted(orjson.dumps(r, option=orjson.OPT_SORT_KEYS, default=str) for r in rows)
-    return hashlib.sha256(b"\n".join(lines)).hexdigest()
+    return hashlib.sha256("\n".join(sorted(map(row_digest, rows))).encode()).hexdigest()
 RUN_TYPE = "window"
 WAIT_FOR_LOOP_S = 30.0  # the scheduler's loops start with the daemon; this long is a broken start
 
@@ -69,7 +73,7 @@ class WindowRuns:
             return f"not run: DAG {dag_id!r} is not scheduled by this daemon"
         await self._loop_started(dag_id)
         while True:
-            run_id, todo = self._run_for_rows(dag, logical_date, interval, conf, upstream, rows)
+            run_id, todo, rows = self._run_for_rows(dag, logical_date, interval, conf, upstream, rows)
             if todo == "taken":
                 return f"not run: its logical date is taken by the run {run_id}"
             if todo == "done":
@@ -82,7 +86,7 @@ class WindowRuns:
         if todo == "retry":
             self._clear(dag, run_id, self._to_retry(dag, run_id), "failed before")
         elif todo == "replace":
-            self._replace_input(dag, run_id, conf, upstream, rows)
+            self._replace_input(dag, run_id, {**conf, "rows": rows}, upstream, rows)
         task = self.scheduler.task_of(dag_id, run_id) or \
             self.scheduler.start_kept(dag_id, run_id, "running %s for a window")
         if task is None:
@@ -104,8 +108,9 @@ class WindowRuns:
             await asyncio.sleep(0.05)
 
     def _run_for_rows(self, dag: Any, start: datetime, interval: tuple[datetime, datetime], conf: dict[str, Any],
-                      upstream: str, rows: list[dict[str, Any]]) -> tuple[str, str]:
-        """(the run this write is for, what it needs: done, resume, retry, replace or taken). No await
+                      upstream: str, rows: list[dict[str, Any]]) -> tuple[str, str, list[dict[str, Any]]]:
+        """(the run this write is for, what it needs: done, resume, retry, replace or taken, the rows it
+        gets: those no successful run of the window had). No await
         between what is read here and what is written, so two writes never decide on the same run.
 
         A window may reach the sink in pieces (a partition's share closes by its own watermark, e.g.
@@ -113,7 +118,6 @@ class WindowRuns:
         before. So a write joins the window's run that has its very rows; else the window's run that has
         not succeeded, whose rows were never delivered (its input is replaced and all of it runs again);
         else it is a new piece: a run of its own, its logical date one microsecond after the last."""
-        digest = rows_digest(rows)
         dag_id = dag.dag_id
         kept = self.store.query(
             "SELECT r.run_id, r.state, r.run_type, c.digest FROM dag_run r LEFT JOIN dag_run_conf c ON "
@@ -121,13 +125,18 @@ class WindowRuns:
             "r.logical_date < ? ORDER BY r.logical_date",
             (dag_id, start.isoformat(), (start + PIECES).isoformat()))
         if kept and kept[0][2] != RUN_TYPE:
-            return kept[0][0], "taken"
+            return kept[0][0], "taken", rows
+        succeeded = [r[0] for r in kept if r[1] == "success"]
+        rows = self._not_delivered(dag_id, succeeded, upstream, rows)
+        if not rows and succeeded:  # (a window with no rows at all still gets its run, once)
+            return succeeded[0], "done", rows
+        digest = rows_digest(rows)
         for run_id, state, _, kept_digest in kept:
-            if kept_digest == digest:
-                return run_id, {"success": "done", "failed": "retry"}.get(state, "resume")
+            if kept_digest == digest and state != "success":
+                return run_id, ("retry" if state == "failed" else "resume"), rows
         for run_id, state, _, _ in kept:
             if state != "success":
-                return run_id, "replace"
+                return run_id, "replace", rows
         piece = len(kept)
         run_id = run_id_of(RUN_TYPE, start) + (f"__{piece}" if piece else "")
         at = start + timedelta(microseconds=piece)
@@ -135,8 +144,28 @@ class WindowRuns:
             db.execute("INSERT INTO dag_run VALUES (?, ?, ?, ?, ?, ?, 'running', ?, NULL)",
                        (dag_id, run_id, at.isoformat(), interval[0].isoformat(), interval[1].isoformat(),
                         RUN_TYPE, datetime.now(UTC).isoformat()))
-            self._set_input(db, dag_id, run_id, conf, upstream, rows, digest)
-        return run_id, "resume"
+            self._set_input(db, dag_id, run_id, {**conf, "rows": rows}, upstream, rows, digest)
+        return run_id, "resume", rows
+
+    def _not_delivered(self, dag_id: str, succeeded: list[str], upstream: str,
+                       rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The rows no successful run of the window had: a window written, then replayed before its
+        positions were committed, comes again whole (or in other pieces); what a run had is not sent twice."""
+        if not succeeded:
+            return rows
+        had: Counter[str] = Counter()
+        for run_id in succeeded:
+            got = self.store.query("SELECT value FROM xcom WHERE dag_id = ? AND run_id = ? AND task_id = ? AND "
+                                   "map_index = -1 AND key = ?", (dag_id, run_id, upstream, RETURN_VALUE))
+            had.update(row_digest(r) for blob in got for r in pickle.loads(blob[0]))
+        left = []
+        for r in rows:
+            d = row_digest(r)
+            if had[d] > 0:
+                had[d] -= 1
+            else:
+                left.append(r)
+        return left
 
     @staticmethod
     def _set_input(db: Any, dag_id: str, run_id: str, conf: dict[str, Any], upstream: str,
