@@ -3,13 +3,13 @@ and awaited by the sink until it is no longer running (rtstream.model.dag_trigge
 
 A window's run is created with its `dag_run.conf` (table `dag_run_conf`) and its rows as the XCom
 `return_value` of a task id named after the pipeline, in one transaction: a run is never kept without
-its input. The run is unique per (dag_id, logical date = the window's start), so a window written
-again (a retry, a replay after a restart) finds its run:
-- success: nothing to do, the window is written;
-- running: the scheduler resumes it on start (rtstream.dags.scheduler); it is awaited;
-- failed: a retry of the window is Airflow's "clear" of the run's failed and upstream_failed task
-  instances and every task after them (rtstream.dags.clearing), then the same run goes on. Tasks that
-  succeeded are not run again, and no other run ever sees the window's rows.
+its input. A window's run is started by its window's write, never resumed by the scheduler at start
+(a replay may bring other rows); what a write does is `_run_for_rows`: rows a successful run of the
+window had are dropped; the rest join the window's unfinished run with these very rows (running or
+killed: resumed and awaited; failed: a retry is Airflow's "clear" of its failed and upstream_failed
+task instances and every task after them, rtstream.dags.clearing, then the same run goes on), else
+replace the input of the window's unfinished run (all of it runs again), else are a new piece of the
+window at its start + n microseconds. No row reaches two successful runs.
 """
 
 from __future__ import annotations
