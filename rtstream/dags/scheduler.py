@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -47,6 +48,10 @@ class DagScheduler:
         self.stopping = False
         self._wake: dict[str, asyncio.Event] = {}
         self._active: dict[str, dict[str, tuple[DurableDagRun | None, asyncio.Task[None]]]] = {}
+        # dag_run.conf of a kept run (rtstream.dags.window_runs keeps a window's); empty by default
+        self.run_conf: Callable[[str, str], dict[str, Any]] = lambda dag_id, run_id: {}
+        # run types not resumed at start: another part starts them (a window's run, when its window is written)
+        self.started_by_others: set[str] = set()
 
     async def run(self) -> None:
         """Schedule until `stop()`; then finish within the grace."""
@@ -65,14 +70,26 @@ class DagScheduler:
         """Start a run the store has made `running` again (a clear), unless it runs already or the
         daemon stops (then the next start resumes it from the store). Called on the loop, with no await
         between the store's change and this, so a run is never started twice."""
+        return self.start_kept(dag_id, run_id, "running %s again (cleared)") is not None
+
+    def start_kept(self, dag_id: str, run_id: str, said: str) -> asyncio.Task[None] | None:
+        """Start a `running` run of the store that is not active; None when it cannot start now."""
         dag = next((d for d in self.dags if d.dag_id == dag_id), None)
         stored = self.store.run(dag_id, run_id)
         if self.stopping or dag is None or stored is None or dag_id not in self._active or \
                 self.is_active(dag_id, run_id) or stored.state != "running":
-            return False
-        log.info("%s: running %s again (cleared)", dag_id, run_id)
-        self._start(dag, stored)
-        return True
+            return None
+        log.info("%s: " + said, dag_id, run_id)
+        return self._start(dag, stored)
+
+    def task_of(self, dag_id: str, run_id: str) -> asyncio.Task[None] | None:
+        """The task running that run, if one is."""
+        entry = self._active.get(dag_id, {}).get(run_id)
+        return entry[1] if entry is not None else None
+
+    def loop_started(self, dag_id: str) -> bool:
+        """Whether that DAG's loop has resumed the runs a previous process left (so none starts twice)."""
+        return dag_id in self._active
 
     def stop(self) -> None:
         self.stopping = True
@@ -108,6 +125,8 @@ class DagScheduler:
         active = self._active.setdefault(dag.dag_id, {})
         limit = max(1, int(getattr(dag, "max_active_runs", None) or dag.other.get("max_active_runs") or 16))
         for stored in self.store.unfinished_runs(dag.dag_id):
+            if stored.run_type in self.started_by_others:
+                continue
             log.info("%s: resuming run %s", dag.dag_id, stored.run_id)
             self._start(dag, stored)
         said_none = False
@@ -135,10 +154,11 @@ class DagScheduler:
                                            (info.interval_start, info.interval_end), "scheduled", now)
             self._start(dag, stored)
 
-    def _start(self, dag: DAG, stored: StoredRun) -> None:
+    def _start(self, dag: DAG, stored: StoredRun) -> asyncio.Task[None]:
         active = self._active[dag.dag_id]
         task = asyncio.create_task(self._run(dag, stored), name=f"{dag.dag_id} {stored.run_id}")
         active[stored.run_id] = (None, task)
+        return task
 
     async def _run(self, dag: DAG, stored: StoredRun) -> None:
         active = self._active[dag.dag_id]
@@ -154,6 +174,7 @@ class DagScheduler:
         info = dataclasses.replace(make_dag_run(dag.dag_id, stored.logical_date,
                                                 (stored.interval_start, stored.interval_end)),
                                    run_id=stored.run_id, run_type=stored.run_type,
+                                   conf=self.run_conf(dag.dag_id, stored.run_id),
                                    external_trigger=stored.run_type == "manual")
         try:
             run = DurableDagRun(dag, stored, self.store, info, self.tries)

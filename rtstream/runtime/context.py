@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rtstream.model.dag_trigger import DagTrigger
 from rtstream.model.positions import NoPartitionEvents, PartitionEvents
 from rtstream.model.worker import WorkerShare
 
@@ -22,3 +23,5 @@ class Context:
     # what kind of run this is, for names that must differ between a daemon and a backfill or a test
     # run of the same pipeline beside it (Kafka transactional ids): "" for the daemon
     run_tag: str = ""
+    # the DAG scheduler of the daemon, for `dag` sinks; None where no DAGs run (rtstream.run.dags_daemon)
+    dags: DagTrigger | None = None
