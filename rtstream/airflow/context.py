@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
+from rtstream.airflow.asset_events import InletEventsAccessors, OutletEventAccessors
 from rtstream.airflow.dag_model import NOTSET, resolve_params
 from rtstream.airflow.states import AirflowException
 
@@ -93,6 +94,8 @@ class DagRunInfo:
     conf: dict[str, Any] = field(default_factory=dict)
     external_trigger: bool = True
     state: str = "running"
+    partition_key: str | None = None  # Airflow 3's partitioned runs; a manual run has none
+    partition_date: Any = None
 
     @property
     def execution_date(self) -> Any:
@@ -130,6 +133,8 @@ def build_context(dag: Any, task: Any, ti: Any, dag_run: DagRunInfo) -> dict[str
         "tomorrow_ds": ds_add(ds, 1), "tomorrow_ds_nodash": ds_add(ds, 1).replace("-", ""),
         "params": params, "conf": SimpleNamespace(), "macros": MACROS,
         "var": {"value": _VarAccessor(False), "json": _VarAccessor(True)},
-        "inlets": [], "outlets": [], "test_mode": True, "map_index_template": None,
+        "inlets": list(getattr(task, "inlets", [])), "outlets": list(getattr(task, "outlets", [])),
+        "outlet_events": OutletEventAccessors(), "inlet_events": InletEventsAccessors(getattr(task, "inlets", [])),
+        "partition_key": dag_run.partition_key, "test_mode": True, "map_index_template": None,
         "expanded_ti_count": None, "templates_dict": getattr(task, "templates_dict", None),
     }

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rtstream.airflow.bash import BashOperator
-from rtstream.airflow.dag_model import DAG, DependencyMixin, TaskGroup, current_dag, current_group
+from rtstream.airflow.dag_model import DAG, NOTSET, DependencyMixin, TaskGroup, current_dag, current_group
 from rtstream.airflow.mapped import MappedOperator, OperatorPartial
 from rtstream.airflow.operator_base import BaseOperator
 from rtstream.airflow.operators import BranchMixIn, PythonOperator, ShortCircuitOperator, call_kwargs, unsupported
@@ -106,7 +106,13 @@ class TaskDecorator:
         return kwargs
 
     def __call__(self, *args: Any, **kwargs: Any) -> XComArg:
-        op = self.operator_class(python_callable=self.function, op_args=args, op_kwargs=kwargs, **self._op_kwargs())
+        op_kwargs = self._op_kwargs()
+        kind, fail_dagrun = op_kwargs.pop("_setup_teardown", (None, None))
+        op = self.operator_class(python_callable=self.function, op_args=args, op_kwargs=kwargs, **op_kwargs)
+        if kind == "setup":
+            op.as_setup()
+        elif kind == "teardown":
+            op.as_teardown(on_failure_fail_dagrun=fail_dagrun)
         return XComArg(op)
 
     def override(self, **kwargs: Any) -> TaskDecorator:
@@ -157,6 +163,24 @@ class _TaskNamespace:
 
 
 task = _TaskNamespace()
+
+
+def setup(python_callable: Callable[..., Any] | None = None, **kwargs: Any) -> Any:
+    """`@setup`: a `@task` whose task is a setup task."""
+    def wrap(fn: Callable[..., Any]) -> TaskDecorator:
+        return TaskDecorator(fn, DecoratedPythonOperator, {**kwargs, "_setup_teardown": ("setup", NOTSET)})
+
+    return wrap(python_callable) if python_callable is not None else wrap
+
+
+def teardown(python_callable: Callable[..., Any] | None = None, *, on_failure_fail_dagrun: bool = False,
+             **kwargs: Any) -> Any:
+    """`@teardown`: a `@task` whose task is a teardown (trigger rule all_done_setup_success)."""
+    def wrap(fn: Callable[..., Any]) -> TaskDecorator:
+        return TaskDecorator(fn, DecoratedPythonOperator,
+                             {**kwargs, "_setup_teardown": ("teardown", on_failure_fail_dagrun)})
+
+    return wrap(python_callable) if python_callable is not None else wrap
 
 
 def dag(dag_id: Any = None, **dag_kwargs: Any) -> Any:

@@ -91,6 +91,9 @@ def manual_data_interval(dag: Any, logical_date: datetime) -> tuple[datetime, da
     schedule = schedule_of(dag)
     if isinstance(schedule, timedelta):
         return logical_date - schedule, logical_date
+    if hasattr(schedule, "infer_manual_data_interval"):  # a timetable object (rtstream.airflow.assets)
+        start, end = schedule.infer_manual_data_interval(run_after=logical_date)
+        return start, end
     if isinstance(schedule, str) and schedule not in ("@once", "@continuous"):
         cron = Cron(PRESETS.get(schedule, schedule))
         tz: tzinfo = dag.timezone or UTC
