@@ -92,7 +92,7 @@ class DagRunInfo:
     data_interval_end: Any
     run_type: str = "manual"
     conf: dict[str, Any] = field(default_factory=dict)
-    external_trigger: bool = True
+    external_trigger: bool = False  # DAG.test()'s run is made by create_dagrun's default: not external
     state: str = "running"
     partition_key: str | None = None  # Airflow 3's partitioned runs; a manual run has none
     partition_date: Any = None
@@ -121,6 +121,7 @@ def build_context(dag: Any, task: Any, ti: Any, dag_run: DagRunInfo) -> dict[str
         "dag": dag, "task": task, "ti": ti, "task_instance": ti, "dag_run": dag_run, "run_id": dag_run.run_id,
         "ds": ds, "ds_nodash": ds.replace("-", ""), "ts": ts, "ts_nodash": at.strftime("%Y%m%dT%H%M%S"),
         "ts_nodash_with_tz": ts.replace("-", "").replace(":", ""),
+        "task_instance_key_str": f"{dag.dag_id}__{task.task_id}__{ds.replace('-', '')}",
         "logical_date": at, "execution_date": at,
         "data_interval_start": dag_run.data_interval_start, "data_interval_end": dag_run.data_interval_end,
         "prev_data_interval_start_success": None, "prev_data_interval_end_success": None,

@@ -16,6 +16,7 @@ from typing import Any
 from rtstream.airflow import assets, states
 from rtstream.airflow.asset_decorator import asset
 from rtstream.airflow.bash import BashOperator
+from rtstream.airflow.branch_operators import NAMES as BRANCH_OPERATORS
 from rtstream.airflow.context import Variable
 from rtstream.airflow.dag_model import DAG, Param, TaskGroup, chain, cross_downstream
 from rtstream.airflow.operator_base import BaseOperator
@@ -59,7 +60,7 @@ NAMES: dict[str, Any] = {
     "DummyOperator": DummyOperator, "BashOperator": BashOperator, "Variable": Variable, "Param": Param,
     "get_current_context": get_current_context, "days_ago": days_ago, "timezone": timezone,
     "TriggerRule": states.TriggerRule, "State": states.State, "TaskInstanceState": states.TaskInstanceState,
-    "DagRunState": states.DagRunState, "Context": dict, "asset": asset, "setup": setup, "teardown": teardown, **assets.NAMES,
+    "DagRunState": states.DagRunState, "Context": dict, "asset": asset, "setup": setup, "teardown": teardown, **BRANCH_OPERATORS, **assets.NAMES,
     **{name: getattr(states, name) for name in ("AirflowException", "AirflowSkipException", "AirflowFailException",
                                                 "AirflowTaskTimeout", "AirflowNotFoundException",
                                                 "AirflowSensorTimeout")},
