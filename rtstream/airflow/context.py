@@ -136,6 +136,7 @@ def build_context(dag: Any, task: Any, ti: Any, dag_run: DagRunInfo) -> dict[str
         "var": {"value": _VarAccessor(False), "json": _VarAccessor(True)},
         "inlets": list(getattr(task, "inlets", [])), "outlets": list(getattr(task, "outlets", [])),
         "outlet_events": OutletEventAccessors(), "inlet_events": InletEventsAccessors(getattr(task, "inlets", [])),
-        "partition_key": dag_run.partition_key, "test_mode": True, "map_index_template": None,
+        # DAG.test() runs each task through _run_raw_task(test_mode=False)
+        "partition_key": dag_run.partition_key, "test_mode": False, "map_index_template": None,
         "expanded_ti_count": None, "templates_dict": getattr(task, "templates_dict", None),
     }

@@ -42,6 +42,8 @@ class PythonOperator(BaseOperator):
         self.python_callable = python_callable
         self.op_args, self.op_kwargs = list(op_args or []), dict(op_kwargs or {})
         self.templates_dict, self.templates_exts = templates_dict, templates_exts
+        if templates_exts:  # as Airflow: a templated value ending so is a template file
+            self.template_ext = tuple(templates_exts)  # type: ignore[misc]
 
     def execute(self, context: dict[str, Any]) -> Any:
         merged = {**context, **self.op_kwargs, "templates_dict": self.templates_dict}

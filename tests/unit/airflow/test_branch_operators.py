@@ -99,3 +99,22 @@ def test_expand_kwargs_group_suffixes_and_task_instance_key_str(tmp_path: Path) 
     assert [r.xcoms.of("add", i)["return_value"] for i in (0, 1)] == [11, 22]
     assert r.xcoms.of("grp__2.one", -1) == {"return_value": 2}
     assert r.xcoms.of("key", -1) == {"return_value": "m__key__20240603"}
+
+
+def test_templates_exts_makes_a_missing_template_file_fail_and_test_mode_is_off(tmp_path: Path) -> None:
+    r = run(tmp_path, """
+        from datetime import datetime
+        from airflow import DAG
+        from airflow.decorators import task
+        with DAG("t", schedule=None, start_date=datetime(2021, 1, 1)):
+            @task(templates_exts=[".sql"])
+            def render(sql):
+                return sql
+            render(sql="no/such.sql")
+            @task
+            def mode(test_mode=None):
+                return test_mode
+            mode()
+    """, "t")
+    assert states(r) == {"render": "failed", "mode": "success"}
+    assert r.xcoms.of("mode", -1) == {"return_value": False}  # airflow dags test runs tasks with test_mode off
