@@ -173,7 +173,7 @@ def event_key(obj: Any) -> Any:
     return obj.event_key() if isinstance(obj, BaseAsset) else obj
 
 
-class _Timetable:
+class StandInTimetable:
     """A timetable given as a schedule. Under `dags test` only its manual data interval matters."""
 
     def __init__(self, *args: Any, **kwargs: Any):
@@ -186,11 +186,11 @@ class _Timetable:
         return run_after, run_after
 
 
-class AssetTriggeredTimetable(_Timetable):
+class AssetTriggeredTimetable(StandInTimetable):
     pass
 
 
-class CronTriggerTimetable(_Timetable):
+class CronTriggerTimetable(StandInTimetable):
     """Runs at each cron point; a manual run's interval is [run_after - interval, run_after]."""
 
     def __init__(self, cron: str, *, timezone: Any = None, interval: timedelta = timedelta(), **kwargs: Any):
@@ -201,7 +201,7 @@ class CronTriggerTimetable(_Timetable):
         return run_after - self.interval, run_after
 
 
-class AssetOrTimeSchedule(_Timetable):
+class AssetOrTimeSchedule(StandInTimetable):
     """Assets or a timetable, whichever comes first: a manual run's interval is the timetable's."""
 
     def __init__(self, *, timetable: Any, assets: Any = None, datasets: Any = None, **kwargs: Any):

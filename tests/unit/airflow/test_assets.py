@@ -137,3 +137,15 @@ def test_a_failed_setup_fails_its_scope_and_its_teardown_is_upstream_failed(tmp_
     r = run(tmp_path, SETUP_TEARDOWN.format(setup_cmd="exit 3"), "st")
     assert {k: v for k, v in states(r).items() if k in ("s", "work", "later", "t")} == {
         "s": "failed", "work": "upstream_failed", "later": "upstream_failed", "t": "upstream_failed"}
+
+
+def test_a_timetable_rtstream_does_not_know_still_gives_a_manual_run(tmp_path: Path) -> None:
+    r = run(tmp_path, """
+        from datetime import datetime
+        from airflow import DAG
+        from airflow.example_dags.plugins.workday import AfterWorkdayTimetable
+        from airflow.operators.empty import EmptyOperator
+        with DAG("w", schedule=AfterWorkdayTimetable(), start_date=datetime(2021, 1, 1)):
+            EmptyOperator(task_id="run_this")
+    """, "w")
+    assert states(r) == {"run_this": "success"}
