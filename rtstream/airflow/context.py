@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
+from rtstream.airflow.asset_events import InletEventsAccessors, OutletEventAccessors
 from rtstream.airflow.dag_model import NOTSET, resolve_params
 from rtstream.airflow.states import AirflowException
 
@@ -91,8 +92,10 @@ class DagRunInfo:
     data_interval_end: Any
     run_type: str = "manual"
     conf: dict[str, Any] = field(default_factory=dict)
-    external_trigger: bool = True
+    external_trigger: bool = False  # DAG.test()'s run is made by create_dagrun's default: not external
     state: str = "running"
+    partition_key: str | None = None  # Airflow 3's partitioned runs; a manual run has none
+    partition_date: Any = None
 
     @property
     def execution_date(self) -> Any:
@@ -118,6 +121,7 @@ def build_context(dag: Any, task: Any, ti: Any, dag_run: DagRunInfo) -> dict[str
         "dag": dag, "task": task, "ti": ti, "task_instance": ti, "dag_run": dag_run, "run_id": dag_run.run_id,
         "ds": ds, "ds_nodash": ds.replace("-", ""), "ts": ts, "ts_nodash": at.strftime("%Y%m%dT%H%M%S"),
         "ts_nodash_with_tz": ts.replace("-", "").replace(":", ""),
+        "task_instance_key_str": f"{dag.dag_id}__{task.task_id}__{ds.replace('-', '')}",
         "logical_date": at, "execution_date": at,
         "data_interval_start": dag_run.data_interval_start, "data_interval_end": dag_run.data_interval_end,
         "prev_data_interval_start_success": None, "prev_data_interval_end_success": None,
@@ -130,6 +134,9 @@ def build_context(dag: Any, task: Any, ti: Any, dag_run: DagRunInfo) -> dict[str
         "tomorrow_ds": ds_add(ds, 1), "tomorrow_ds_nodash": ds_add(ds, 1).replace("-", ""),
         "params": params, "conf": SimpleNamespace(), "macros": MACROS,
         "var": {"value": _VarAccessor(False), "json": _VarAccessor(True)},
-        "inlets": [], "outlets": [], "test_mode": True, "map_index_template": None,
+        "inlets": list(getattr(task, "inlets", [])), "outlets": list(getattr(task, "outlets", [])),
+        "outlet_events": OutletEventAccessors(), "inlet_events": InletEventsAccessors(getattr(task, "inlets", [])),
+        # DAG.test() runs each task through _run_raw_task(test_mode=False)
+        "partition_key": dag_run.partition_key, "test_mode": False, "map_index_template": None,
         "expanded_ti_count": None, "templates_dict": getattr(task, "templates_dict", None),
     }

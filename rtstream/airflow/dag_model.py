@@ -40,6 +40,9 @@ class DependencyMixin:
 
     def set_downstream(self, other: Any) -> None:
         for node in _flatten(other):
+            if hasattr(node, "update_relative"):  # an edge label: `a >> Label("x") >> b` (EdgeModifier)
+                node.update_relative(self)
+                continue
             for leaf in self.dep_leaves():
                 for root in node.dep_roots():
                     leaf.add_edge_to(root)

@@ -15,6 +15,7 @@ from typing import Any
 
 from rtstream.airflow.context import DagRunInfo, build_context, make_dag_run
 from rtstream.airflow.dag_model import DAG, TaskGroup
+from rtstream.airflow.setup_teardown import effective_leaves, setup_constraint
 from rtstream.airflow.states import DagRunState
 from rtstream.airflow.states import TaskInstanceState as S
 from rtstream.airflow.task_run import log, run_task_instance
@@ -132,7 +133,12 @@ class DagRun:
                     if ti.state is not None or len(running) >= limit:
                         continue
                     upstream = [u.state for up in task.upstream_task_ids for u in self.tis[up]]
-                    new_state, runnable = decide(task.trigger_rule, upstream)
+                    setups = [u.state for up in task.upstream_task_ids for u in self.tis[up]
+                              if getattr(self.dag.task_dict[up], "is_setup", False)]
+                    new_state, runnable = decide(task.trigger_rule, upstream, setups)
+                    if new_state is None and runnable and (constraint := setup_constraint(
+                            self.dag, task, {t: [x.state for x in tis] for t, tis in self.tis.items()})):
+                        new_state, runnable = constraint, False
                     if new_state is not None:
                         ti.state, progressed = new_state, True
                     elif runnable and task.is_mapped and ti.map_index < 0:
@@ -186,7 +192,7 @@ class DagRun:
                     other.state = S.SKIPPED.value
 
     def _run_state(self) -> str:
-        leaves = [ti for t in self.dag.leaves for ti in self.tis[t.task_id]]
+        leaves = [ti for t in effective_leaves(self.dag) for ti in self.tis[t.task_id]]
         states = [ti.state for tis in self.tis.values() for ti in tis]
         if any(s is None for s in states):
             return DagRunState.FAILED.value  # deadlocked: Airflow fails the run

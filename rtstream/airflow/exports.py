@@ -13,8 +13,10 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
-from rtstream.airflow import states
+from rtstream.airflow import assets, states
+from rtstream.airflow.asset_decorator import asset
 from rtstream.airflow.bash import BashOperator
+from rtstream.airflow.branch_operators import NAMES as BRANCH_OPERATORS
 from rtstream.airflow.context import Variable
 from rtstream.airflow.dag_model import DAG, Param, TaskGroup, chain, cross_downstream
 from rtstream.airflow.operator_base import BaseOperator
@@ -30,7 +32,7 @@ from rtstream.airflow.operators import (
     unsupported,
 )
 from rtstream.airflow.run_support import get_current_context
-from rtstream.airflow.taskflow import Label, dag, task, task_group
+from rtstream.airflow.taskflow import Label, dag, setup, task, task_group, teardown
 from rtstream.airflow.xcom_arg import XComArg
 
 AIRFLOW_VERSION = "2.10.5"  # the Airflow whose behaviour rtstream mirrors (docs/AIRFLOW.md)
@@ -58,7 +60,7 @@ NAMES: dict[str, Any] = {
     "DummyOperator": DummyOperator, "BashOperator": BashOperator, "Variable": Variable, "Param": Param,
     "get_current_context": get_current_context, "days_ago": days_ago, "timezone": timezone,
     "TriggerRule": states.TriggerRule, "State": states.State, "TaskInstanceState": states.TaskInstanceState,
-    "DagRunState": states.DagRunState, "Context": dict,
+    "DagRunState": states.DagRunState, "Context": dict, "asset": asset, "setup": setup, "teardown": teardown, **BRANCH_OPERATORS, **assets.NAMES,
     **{name: getattr(states, name) for name in ("AirflowException", "AirflowSkipException", "AirflowFailException",
                                                 "AirflowTaskTimeout", "AirflowNotFoundException",
                                                 "AirflowSensorTimeout")},

@@ -19,15 +19,20 @@ class OperatorPartial:
     def expand(self, **mapped: Any) -> MappedOperator:
         return MappedOperator(self.cls, self.kwargs, mapped, self.mapped_into)
 
+    def expand_kwargs(self, kwargs_list: Any) -> MappedOperator:
+        """One task instance per dict of a list (or an XComArg giving one), as Airflow's expand_kwargs."""
+        return MappedOperator(self.cls, self.kwargs, {}, self.mapped_into, kwargs_list=kwargs_list)
+
 
 class MappedOperator(DependencyMixin):
     """A task expanded at run time into one task instance per value (or combination of values)."""
 
     is_mapped = True
 
-    def __init__(self, cls: type, partial_kwargs: dict[str, Any], mapped: dict[str, Any], mapped_into: str | None):
+    def __init__(self, cls: type, partial_kwargs: dict[str, Any], mapped: dict[str, Any], mapped_into: str | None,
+                 kwargs_list: Any = None):
         kwargs = with_default_args(cls, dict(partial_kwargs))
-        self.cls, self.mapped, self.mapped_into = cls, mapped, mapped_into
+        self.cls, self.mapped, self.mapped_into, self.kwargs_list = cls, mapped, mapped_into, kwargs_list
         group = kwargs.pop("task_group", None) or current_group()
         dag = kwargs.pop("dag", None) or (group.dag if group is not None else None) or current_dag()
         self.task_id = group.child_id(kwargs["task_id"]) if group is not None else kwargs["task_id"]
@@ -41,7 +46,7 @@ class MappedOperator(DependencyMixin):
             dag.add_task(self)
             if group is not None and group.dag is dag:
                 group.children.append(self)
-        for value in [*mapped.values(), *self.kwargs.values()]:
+        for value in [*mapped.values(), *self.kwargs.values(), kwargs_list]:
             for arg in find_xcomargs(value):
                 arg.operator.set_downstream(self)
 
@@ -64,15 +69,8 @@ class MappedOperator(DependencyMixin):
 
     def expand_into(self, context: dict[str, Any]) -> list[BaseOperator]:
         """One operator per combination of the mapped values (Airflow's cross product), in map_index order."""
-        values = {k: resolve_xcomargs(v, context) for k, v in self.mapped.items()}
-        for key, value in values.items():
-            if not isinstance(value, (list, tuple, dict)):
-                raise AirflowException(f"expand({key}=...) needs a list or dict, got {type(value).__name__}")
-        keys = list(values)
-        combos = itertools.product(*[list(v.items()) if isinstance(v, dict) else list(v) for v in values.values()])
         out = []
-        for combo in combos:
-            one = dict(zip(keys, combo, strict=True))
+        for one in self._combinations(context):
             kwargs = dict(self.kwargs)
             if self.mapped_into:
                 kwargs[self.mapped_into] = {**(kwargs.get(self.mapped_into) or {}), **one}
@@ -82,3 +80,17 @@ class MappedOperator(DependencyMixin):
             op._dag = self.dag  # the DAG's, without adding it: the DAG holds the mapped task
             out.append(op)
         return out
+
+    def _combinations(self, context: dict[str, Any]) -> list[dict[str, Any]]:
+        if self.kwargs_list is not None:
+            rows = resolve_xcomargs(self.kwargs_list, context)
+            if not isinstance(rows, (list, tuple)) or not all(isinstance(r, dict) for r in rows):
+                raise AirflowException(f"expand_kwargs() needs a list of dicts, got {type(rows).__name__}")
+            return [resolve_xcomargs(dict(r), context) for r in rows]
+        values = {k: resolve_xcomargs(v, context) for k, v in self.mapped.items()}
+        for key, value in values.items():
+            if not isinstance(value, (list, tuple, dict)):
+                raise AirflowException(f"expand({key}=...) needs a list or dict, got {type(value).__name__}")
+        keys = list(values)
+        combos = itertools.product(*[list(v.items()) if isinstance(v, dict) else list(v) for v in values.values()])
+        return [dict(zip(keys, combo, strict=True)) for combo in combos]

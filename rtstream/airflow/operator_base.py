@@ -14,7 +14,16 @@ from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any, ClassVar
 
-from rtstream.airflow.dag_model import DAG, DependencyMixin, TaskGroup, as_timedelta, current_dag, current_group
+from rtstream.airflow.dag_model import (
+    DAG,
+    NOTSET,
+    DependencyMixin,
+    TaskGroup,
+    as_timedelta,
+    current_dag,
+    current_group,
+)
+from rtstream.airflow.setup_teardown import SetupTeardownScope, mark_setup, mark_teardown
 from rtstream.airflow.states import AirflowException, TriggerRule
 from rtstream.airflow.xcom_arg import RETURN_VALUE, XComArg, find_xcomargs
 
@@ -60,6 +69,7 @@ class BaseOperator(DependencyMixin):
     runs_natively: ClassVar[bool] = True  # False: refused at load (unsupported_reason says why)
     unsupported_reason: ClassVar[str] = ""
     shallow_copy_attrs: ClassVar[tuple[str, ...]] = ()
+    is_setup = is_teardown = on_failure_fail_dagrun = False
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -76,7 +86,8 @@ class BaseOperator(DependencyMixin):
                  on_failure_callback: Any = None, on_success_callback: Any = None, on_retry_callback: Any = None,
                  start_date: Any = None, end_date: Any = None, pool: str | None = None, queue: str | None = None,
                  priority_weight: int = 1, sla: Any = None, doc_md: str | None = None, email: Any = None,
-                 email_on_failure: bool = True, email_on_retry: bool = True, **other: Any):
+                 email_on_failure: bool = True, email_on_retry: bool = True, inlets: Any = None, outlets: Any = None,
+                 **other: Any):
         if not isinstance(task_id, str) or not task_id:
             raise AirflowException(f"task_id must be a non-empty string, got {task_id!r}")
         self.owner, self.retries = owner, int(retries or 0)
@@ -96,6 +107,8 @@ class BaseOperator(DependencyMixin):
         self.start_date, self.end_date, self.pool, self.queue = start_date, end_date, pool, queue
         self.priority_weight, self.sla, self.doc_md = priority_weight, sla, doc_md
         self.other = other
+        self.inlets = list(inlets) if isinstance(inlets, (list, tuple)) else ([] if inlets is None else [inlets])
+        self.outlets = list(outlets) if isinstance(outlets, (list, tuple)) else ([] if outlets is None else [outlets])
         self.upstream_task_ids: set[str] = set()
         self.downstream_task_ids: set[str] = set()
         group = task_group or current_group()
@@ -141,6 +154,23 @@ class BaseOperator(DependencyMixin):
     @property
     def output(self) -> XComArg:
         return XComArg(self)
+
+    def as_setup(self) -> BaseOperator:
+        mark_setup(self)
+        return self
+
+    def as_teardown(self, *, setups: Any = NOTSET, on_failure_fail_dagrun: Any = NOTSET) -> BaseOperator:
+        mark_teardown(self, setups, on_failure_fail_dagrun)
+        return self
+
+    def __enter__(self) -> BaseOperator:  # `with teardown_task:` (setup_teardown.SetupTeardownScope)
+        if not self.is_teardown:
+            raise AirflowException("Only a teardown task can be used as a context manager")
+        self.__dict__.setdefault("_scopes", []).append(SetupTeardownScope([self]).__enter__())
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.__dict__["_scopes"].pop().__exit__(*exc)
 
     def link_xcomargs(self, values: Iterable[Any]) -> None:
         """Tasks whose XComArgs this task takes become its upstream, as in Airflow."""

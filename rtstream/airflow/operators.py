@@ -8,6 +8,7 @@ import inspect
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
+from rtstream.airflow.asset_events import run_yielding
 from rtstream.airflow.operator_base import BaseOperator
 from rtstream.airflow.run_support import run_on_loop
 from rtstream.airflow.states import AirflowException
@@ -41,14 +42,19 @@ class PythonOperator(BaseOperator):
         self.python_callable = python_callable
         self.op_args, self.op_kwargs = list(op_args or []), dict(op_kwargs or {})
         self.templates_dict, self.templates_exts = templates_dict, templates_exts
+        if templates_exts:  # as Airflow: a templated value ending so is a template file
+            self.template_ext = tuple(templates_exts)  # type: ignore[misc]
 
     def execute(self, context: dict[str, Any]) -> Any:
         merged = {**context, **self.op_kwargs, "templates_dict": self.templates_dict}
         self.op_kwargs = call_kwargs(self.python_callable, len(self.op_args), merged)
+        self.outlet_events = context.get("outlet_events")
         return self.execute_callable()
 
     def execute_callable(self) -> Any:
-        result = self.python_callable(*self.op_args, **self.op_kwargs)
+        # a generator's yielded Metadata go to the outlets' events (Airflow's ExecutionCallableRunner)
+        result = run_yielding(self.python_callable, getattr(self, "outlet_events", None), *self.op_args,
+                              **self.op_kwargs)
         if inspect.isawaitable(result):  # an async callable runs as a coroutine on the run's loop
             result = run_on_loop(result)
         return result

@@ -54,6 +54,7 @@ class TriggerRule(StrEnum):
     NONE_FAILED_MIN_ONE_SUCCESS = "none_failed_min_one_success"
     NONE_SKIPPED = "none_skipped"
     ALWAYS = "always"
+    ALL_DONE_SETUP_SUCCESS = "all_done_setup_success"  # a teardown's rule
     # Airflow's older names for two of the above
     NONE_FAILED_OR_SKIPPED = "none_failed_or_skipped"
     DUMMY = "dummy"

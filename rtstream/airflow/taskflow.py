@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 import typing
 from collections.abc import Callable
 from typing import Any
 
 from rtstream.airflow.bash import BashOperator
-from rtstream.airflow.dag_model import DAG, DependencyMixin, TaskGroup, current_dag, current_group
+from rtstream.airflow.dag_model import DAG, NOTSET, DependencyMixin, TaskGroup, current_dag, current_group
 from rtstream.airflow.mapped import MappedOperator, OperatorPartial
 from rtstream.airflow.operator_base import BaseOperator
 from rtstream.airflow.operators import BranchMixIn, PythonOperator, ShortCircuitOperator, call_kwargs, unsupported
@@ -106,7 +107,13 @@ class TaskDecorator:
         return kwargs
 
     def __call__(self, *args: Any, **kwargs: Any) -> XComArg:
-        op = self.operator_class(python_callable=self.function, op_args=args, op_kwargs=kwargs, **self._op_kwargs())
+        op_kwargs = self._op_kwargs()
+        kind, fail_dagrun = op_kwargs.pop("_setup_teardown", (None, None))
+        op = self.operator_class(python_callable=self.function, op_args=args, op_kwargs=kwargs, **op_kwargs)
+        if kind == "setup":
+            op.as_setup()
+        elif kind == "teardown":
+            op.as_teardown(on_failure_fail_dagrun=fail_dagrun)
         return XComArg(op)
 
     def override(self, **kwargs: Any) -> TaskDecorator:
@@ -118,16 +125,24 @@ class TaskDecorator:
     def expand(self, **mapped: Any) -> XComArg:
         return _TaskPartial(self, {}).expand(**mapped)
 
+    def expand_kwargs(self, kwargs_list: Any) -> XComArg:
+        return _TaskPartial(self, {}).expand_kwargs(kwargs_list)
+
 
 class _TaskPartial:
     def __init__(self, decorator: TaskDecorator, kwargs: dict[str, Any]):
         self.decorator, self.kwargs = decorator, kwargs
 
-    def expand(self, **mapped: Any) -> XComArg:
+    def _partial(self) -> OperatorPartial:
         d = self.decorator
-        partial = OperatorPartial(d.operator_class, {"python_callable": d.function, "op_kwargs": self.kwargs,
-                                                     **d._op_kwargs()}, mapped_into="op_kwargs")
-        return XComArg(partial.expand(**mapped))
+        return OperatorPartial(d.operator_class, {"python_callable": d.function, "op_kwargs": self.kwargs,
+                                                  **d._op_kwargs()}, mapped_into="op_kwargs")
+
+    def expand(self, **mapped: Any) -> XComArg:
+        return XComArg(self._partial().expand(**mapped))
+
+    def expand_kwargs(self, kwargs_list: Any) -> XComArg:
+        return XComArg(self._partial().expand_kwargs(kwargs_list))
 
 
 def _decorator(operator_class: type) -> Callable[..., Any]:
@@ -157,6 +172,24 @@ class _TaskNamespace:
 
 
 task = _TaskNamespace()
+
+
+def setup(python_callable: Callable[..., Any] | None = None, **kwargs: Any) -> Any:
+    """`@setup`: a `@task` whose task is a setup task."""
+    def wrap(fn: Callable[..., Any]) -> TaskDecorator:
+        return TaskDecorator(fn, DecoratedPythonOperator, {**kwargs, "_setup_teardown": ("setup", NOTSET)})
+
+    return wrap(python_callable) if python_callable is not None else wrap
+
+
+def teardown(python_callable: Callable[..., Any] | None = None, *, on_failure_fail_dagrun: bool = False,
+             **kwargs: Any) -> Any:
+    """`@teardown`: a `@task` whose task is a teardown (trigger rule all_done_setup_success)."""
+    def wrap(fn: Callable[..., Any]) -> TaskDecorator:
+        return TaskDecorator(fn, DecoratedPythonOperator,
+                             {**kwargs, "_setup_teardown": ("teardown", on_failure_fail_dagrun)})
+
+    return wrap(python_callable) if python_callable is not None else wrap
 
 
 def dag(dag_id: Any = None, **dag_kwargs: Any) -> Any:
@@ -189,14 +222,31 @@ def task_group(python_callable: Callable[..., Any] | None = None, **group_kwargs
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
         def factory(*args: Any, **kwargs: Any) -> Any:
-            group_id = group_kwargs.get("group_id") or fn.__name__
+            group_id = _unique_group_id(group_kwargs.get("group_id") or fn.__name__)
             with TaskGroup(group_id, **{k: v for k, v in group_kwargs.items() if k != "group_id"}) as group:
                 result = fn(*args, **kwargs)
             return result if result is not None else group
 
+        factory.override = lambda **kw: task_group(fn, **{**group_kwargs, **kw})  # type: ignore[attr-defined]
         return factory
 
     return wrap(python_callable) if python_callable is not None else wrap
+
+
+def _group_ids(group: TaskGroup) -> set[str | None]:
+    return {group.group_id} | {g for c in group.children if isinstance(c, TaskGroup) for g in _group_ids(c)}
+
+
+def _unique_group_id(group_id: str) -> str:
+    """A `@task_group` called again gets `name__1`, `name__2` ... (TaskGroup's add_suffix_on_collision:
+    the id as given is checked against the DAG's full group ids, as Airflow 2.10 checks it)."""
+    dag = current_dag()
+    used = _group_ids(dag.task_group) if dag is not None else set()
+    if group_id not in used:
+        return group_id
+    base = re.split(r"__\d+$", group_id)[0]
+    suffixes = sorted(int(re.split(r"^.+__", u)[1]) for u in used if u is not None and re.match(rf"^{re.escape(base)}__\d+$", u))
+    return f"{base}__{suffixes[-1] + 1}" if suffixes else f"{group_id}__1"
 
 
 class Label(DependencyMixin):
@@ -208,6 +258,9 @@ class Label(DependencyMixin):
 
     def set_upstream(self, other: Any) -> None:
         self._upstream.append(other)
+
+    def update_relative(self, upstream: Any) -> None:
+        self._upstream.append(upstream)
 
     def set_downstream(self, other: Any) -> None:
         for up in self._upstream:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
+from rtstream.airflow.assets import StandInTimetable
 from rtstream.airflow.dag_model import NOTSET
 from rtstream.airflow.states import AirflowException
 
@@ -91,6 +92,9 @@ def manual_data_interval(dag: Any, logical_date: datetime) -> tuple[datetime, da
     schedule = schedule_of(dag)
     if isinstance(schedule, timedelta):
         return logical_date - schedule, logical_date
+    if isinstance(schedule, StandInTimetable):  # CronTriggerTimetable, DatasetOrTimeSchedule ...
+        start, end = schedule.infer_manual_data_interval(run_after=logical_date)
+        return start, end
     if isinstance(schedule, str) and schedule not in ("@once", "@continuous"):
         cron = Cron(PRESETS.get(schedule, schedule))
         tz: tzinfo = dag.timezone or UTC

@@ -14,9 +14,13 @@ from rtstream.airflow.states import TaskInstanceState as S
 SKIPPED, UPSTREAM_FAILED = S.SKIPPED.value, S.UPSTREAM_FAILED.value
 
 
-def decide(rule: str, upstream_states: Iterable[str | None]) -> tuple[str | None, bool]:
-    """(the state to set, may it run) for a task whose upstream task instances are in these states."""
+def decide(rule: str, upstream_states: Iterable[str | None],
+           setup_states: Iterable[str | None] = ()) -> tuple[str | None, bool]:
+    """(the state to set, may it run) for a task whose upstream task instances are in these states
+    (`setup_states`: those of the upstream that are setup tasks, for `all_done_setup_success`)."""
     states = list(upstream_states)
+    setups = Counter(s for s in setup_states)
+    n_setup = sum(setups.values())
     rule = ALIASES.get(rule, rule)
     c = Counter(s for s in states if s is not None)
     upstream = len(states)
@@ -46,6 +50,11 @@ def decide(rule: str, upstream_states: Iterable[str | None]) -> tuple[str | None
         new = SKIPPED if skipped else None
     elif rule == "all_skipped":
         new = SKIPPED if (success or failed or up_failed) else None
+    elif rule == "all_done_setup_success" and all_done and n_setup:
+        if setups[S.SKIPPED] >= n_setup:  # every setup skipped: skip
+            new = SKIPPED
+        elif not setups[S.SUCCESS]:  # no setup succeeded: upstream_failed
+            new = UPSTREAM_FAILED
     if new is not None:
         return new, False
     runnable = {
@@ -60,5 +69,6 @@ def decide(rule: str, upstream_states: Iterable[str | None]) -> tuple[str | None
         "none_failed_min_one_success": upstream - success - skipped - removed <= 0,
         "none_skipped": all_done and skipped == 0,
         "always": True,
+        "all_done_setup_success": all_done and (not n_setup or setups[S.SUCCESS] > 0),
     }[rule]
     return None, runnable

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rtstream.airflow.dag_model import DependencyMixin
+from rtstream.airflow.dag_model import NOTSET, DependencyMixin
 
 RETURN_VALUE = "return_value"
 
@@ -37,6 +37,21 @@ class XComArg(DependencyMixin):
 
     def dep_roots(self) -> list[Any]:
         return [self.operator]
+
+    def as_setup(self) -> XComArg:
+        self.operator.as_setup()
+        return self
+
+    def as_teardown(self, *, setups: Any = NOTSET, on_failure_fail_dagrun: Any = NOTSET) -> XComArg:
+        self.operator.as_teardown(setups=setups, on_failure_fail_dagrun=on_failure_fail_dagrun)
+        return self
+
+    def __enter__(self) -> XComArg:  # `with teardown(setup()):`
+        self.operator.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.operator.__exit__(*exc)
 
     dep_leaves = dep_roots
 
