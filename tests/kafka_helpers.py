@@ -111,3 +111,22 @@ async def count_per_partition(bootstrap: str, topic: str, partitions: int, idle_
     finally:
         await consumer.stop()
     return counts
+
+
+async def first_fetch_seconds(bootstrap: str, topic: str, partition: int = 0, cap_s: float = 60.0) -> float:
+    """How long a fresh consumer waits for the broker's first answer to a fetch of `partition` from its
+    beginning (cap_s when none came): a measure of the broker, not of any client of it."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10,
+                                request_timeout_ms=int(cap_s * 1000) + 5000)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    try:
+        await consumer.start()
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        consumer.seek(tp, 0)
+        began = loop.time()
+        await consumer.getmany(timeout_ms=int(cap_s * 1000), max_records=1)
+        return loop.time() - began
+    finally:
+        await consumer.stop()

@@ -9,6 +9,10 @@ after the last record. Some brokers report end offsets short for a while (Tansu 
 produces); once a fresh end offset is seen behind a position already fetched, the run also waits
 for a few empty rounds and a quiet second, and says so once in the log.
 
+A group member given no partition is finished once the group's committed offsets reach the end
+of every partition of its topics (rtstream.sources.kafka.group_end); a static reader given none has
+nothing to read.
+
 A rebalance (or a static setup) may move a partition back to its committed offset while `reached`
 awaits the broker: every change of assignment starts a new generation, and a decision taken across
 one is thrown away, never trusted.
@@ -18,9 +22,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from rtstream.sources.kafka.group_end import GroupEnd
 
 log = logging.getLogger("rtstream.source.kafka")
 EMPTY_ROUNDS_AT_END = 3
@@ -28,10 +35,14 @@ QUIET_AT_END = 1.0  # seconds without data before a partition at its end offset 
 
 
 class EndOfInput:
-    def __init__(self, name: str, consumer: AIOKafkaConsumer, *, nothing_assigned_is_done: bool):
+    def __init__(self, name: str, consumer: AIOKafkaConsumer, *, nothing_assigned_is_done: bool,
+                 joined: Callable[[], bool] = lambda: True):
         self.name = name
         self.consumer = consumer
         self.nothing_assigned_is_done = nothing_assigned_is_done  # static: an empty share has nothing to read
+        self.joined = joined  # group mode: an empty assignment means something only once the group answered
+        self._group_end = GroupEnd(consumer)
+        self.idle = False  # finished owning nothing (for the log line)
         self._ends: dict[TopicPartition, int] = {}
         self._empty_rounds: dict[TopicPartition, int] = {}
         self._last_data: dict[TopicPartition, float] = {}
@@ -52,6 +63,13 @@ class EndOfInput:
         for tp in tps:
             self._empty_rounds[tp] = 0
 
+    def finished(self) -> str:
+        """The log line's reason once `reached` said yes."""
+        if self.idle:
+            return (f"owns no partition and the group has committed the end of every partition of its topics "
+                    f"({self._group_end.partitions}, read from the broker): nothing left to read")
+        return f"reached the end of every assigned partition, {self.since_last_record():.2f}s after the last record"
+
     def since_last_record(self) -> float:
         return time.monotonic() - max(self._last_data.values(), default=self._assigned_at)
 
@@ -63,7 +81,12 @@ class EndOfInput:
         generation = self._generation
         assignment = self.consumer.assignment()
         if not assignment:
-            return self.nothing_assigned_is_done
+            if self.nothing_assigned_is_done:
+                return True
+            if not self.joined() or not await self._group_end.reached():
+                return False
+            self.idle = generation == self._generation
+            return self.idle
         now = time.monotonic()
         for tp in assignment:
             if tp in self._done:

@@ -96,7 +96,8 @@ class KafkaSource(Source):
         await self.consumer.start()
         self._starts = StartPositions(self.consumer, c, self.name, self._marks.file)
         if c.stop_at_end:
-            self._end = EndOfInput(self.name, self.consumer, nothing_assigned_is_done=share is not None)
+            self._end = EndOfInput(self.name, self.consumer, nothing_assigned_is_done=share is not None,
+                                   joined=lambda: self.joined)
         listener = _Rebalance(self)
         if share is not None:  # no group: no rebalance, so no revoke; the one setup path all the same
             self.consumer.assign(share)
@@ -217,8 +218,7 @@ class KafkaSource(Source):
                 yield Batch(self.name, tp, records, end, decoded=raw, epoch=epoch, key_field=c.key_field)
             current = self.epoch == epoch and self._ready.is_set()  # no rebalance while the batches were handed on
             if self._end is not None and current and await self._end.reached(data, positions):
-                log.info("%s: reached the end of every assigned partition, %.2fs after the last record", self.name,
-                         self._end.since_last_record(), extra={"component": self.name})
+                log.info("%s: %s", self.name, self._end.finished(), extra={"component": self.name})
                 return
             if time.monotonic() - last_lag_log >= c.lag_log_interval:
                 last_lag_log = time.monotonic()

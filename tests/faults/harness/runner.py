@@ -18,12 +18,13 @@ from rtstream.testing.peers.tansu import create_topic
 from tests.faults.harness.checker import Outputs, Verdict, check, read_dead_letters, read_file_sinks
 from tests.faults.harness.cluster import Broker, Receiver, Replica, S3Store, post_until_answered
 from tests.faults.harness.scenario import CLOSER_KEY, REFUSED_BY_INGEST, Fault, Scenario, closer_time, generate
-from tests.kafka_helpers import count_per_partition, produce_to_partitions
+from tests.kafka_helpers import count_per_partition, first_fetch_seconds, produce_to_partitions
 from tests.support import wait_until, write_config
 
 MAX_REPLICAS = 3
 FAST_CONSUMER = {"session_timeout_ms": 3000, "heartbeat_interval_ms": 300, "fetch_max_wait_ms": 10,
                  "max_partition_fetch_bytes": 8 << 20}
+SLOW_FETCH_S = 5.0  # tansu_s3_slow: a broker this slow to answer one fetch cannot judge a stall (idle: under 0.5 s)
 
 
 def replay_command(s: Scenario) -> str:
@@ -79,6 +80,7 @@ class Run:
         self.broker: Broker | None = None
         self.refused: set[str] = set()
         self.topic = f"in-{s.seed}"
+        self.not_judged = ""  # why the run's outputs are not checked (tansu_s3_slow)
         self.ingest_port = free_port()
         for sub in ("out", "dead", "state", "logs"):
             (workdir / sub).mkdir(parents=True, exist_ok=True)
@@ -354,6 +356,8 @@ class Run:
             if size != seen:
                 seen, last_change = size, now
             if now - last_change > (30 if s.fast else 60) or now - began > (240 if s.fast else 480):
+                if self.broker_too_slow(now - last_change):
+                    break
                 self.failures.append(f"outputs never became complete, {now - last_change:.0f}s without a new output "
                                      "(see the other failures for what was missing); "
                                      + " | ".join(f"r{r.index}: {r.stderr_tail(400)}" for r in self.running()))
@@ -368,6 +372,22 @@ class Run:
             code = r.terminate(30)
             if code != 0:
                 self.failures.append(f"replica r{r.index} ended on SIGTERM with exit {code}: {r.stderr_tail(800)}")
+
+    def broker_too_slow(self, stalled_s: float) -> bool:
+        """tansu_s3_slow: after a broker restart, a stall while the broker takes SLOW_FETCH_S or more to
+        answer a fresh consumer's fetch is the broker's, and the run is not judged (said in `skipped`)."""
+        if "tansu_s3_slow" not in self.s.extra["known"] or not self.faults["broker_restart"] or self.broker is None:
+            return False
+        cap = 60.0
+        took = asyncio.run(first_fetch_seconds(self.broker.bootstrap, self.topic, cap_s=cap))
+        if took < SLOW_FETCH_S:
+            self.failures.append(f"(tansu_s3_slow: the broker answered a fresh consumer's fetch in {took:.1f}s)")
+            return False
+        answer = f"took {took:.0f}s to answer" if took < cap else f"had not answered in {cap:.0f}s"
+        self.not_judged = (f"tansu_s3_slow: no new output for {stalled_s:.0f}s after a broker restart, and the broker "
+                           f"{answer} one fetch of a fresh consumer: not judged")
+        self.skipped.append(self.not_judged)
+        return True
 
     def check_logs(self) -> None:
         """Log lines that say something went wrong although the outputs may still be right."""
@@ -416,12 +436,14 @@ def run_seed(seed: int, workdir: Path, fast: bool = False, known: frozenset[str]
         verdict = check(s, run.outputs())
         run.check_logs()
         verdict.figures.update(run.figures)
-        if not verdict.ok and s.kind == "kafka":
+        if not verdict.ok and s.kind == "kafka" and not run.not_judged:  # a broker that slow cannot be counted
             run.audit_broker()
     except Exception as exc:  # noqa: BLE001 - a harness error is reported with its seed like any failure
         verdict = Verdict([f"harness error: {type(exc).__name__}: {exc}"], {})
     finally:
         run.close()
+    if run.not_judged:  # a known broker fault (tansu_s3_slow): nothing can be told about rtstream
+        verdict = Verdict([], verdict.figures)
     verdict.failures[:0] = run.failures
     return Result(s, verdict, time.monotonic() - began, run.faults, run.skipped, workdir)
 
