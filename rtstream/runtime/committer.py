@@ -61,7 +61,7 @@ class Committer:
             except Exception as exc:  # noqa: BLE001 - the next owner replays a little more (a timeout too)
                 log.warning("commit on revoke of %s failed: %s", source, exc, extra={"component": source})
 
-    def for_window(self, window: Window) -> WindowCommit:
+    async def for_window(self, window: Window) -> WindowCommit:
         """What a transactional sink commits with `window` (empty for a running result)."""
         positions, marks = self.ledger.after(window, self._owned())
         commit = WindowCommit(window, {})
@@ -69,7 +69,7 @@ class Committer:
             part = SourceCommit({pk[1]: v for pk, v in positions.items() if pk[0] == name},
                                 {pk[1]: m for pk, m in marks.items() if pk[0] == name})
             commit.by_source[name] = part
-            found = src.transaction_offsets(part)
+            found = await src.transaction_offsets(part)
             if found is not None:
                 group, offsets = found
                 commit.group_offsets[group] = offsets

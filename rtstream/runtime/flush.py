@@ -145,7 +145,7 @@ class WindowFlusher:
         written = len(rows)
         try:
             if sink.commits_source_offsets and self.committer is not None:
-                commit = self.committer.for_window(em.window)
+                commit = await self.committer.for_window(em.window)
                 try:
                     await self._attempts(em, sink.name, "sink", lambda: sink.write_committing(em.window, rows, commit))
                 except RowsRejected:

@@ -45,13 +45,14 @@ class Source(WhereFiltered, Component):
     async def commit(self, positions: dict[Hashable, int], marks: dict[Hashable, Mark] | None = None) -> None:
         """Persist positions that the commit rule says are safe (resume points), with their marks."""
 
-    def transaction_offsets(self, commit: SourceCommit) -> tuple[str, dict[Any, Any]] | None:
+    async def transaction_offsets(self, commit: SourceCommit) -> tuple[str, dict[Any, Any]] | None:
         """(consumer group, offsets) that a Kafka producer transaction can commit for `commit`; None
-        for sources whose positions do not live in a consumer group."""
+        for sources whose positions do not live in a consumer group. Anything the source must keep
+        before the transaction can land is kept before this returns."""
         return None
 
     async def committed_in_transaction(self, commit: SourceCommit) -> None:
-        """A sink's transaction committed `commit` for this source: keep what a commit would keep."""
+        """A sink's transaction committed `commit` for this source."""
 
     def checkpoint_scope(self) -> str:
         """What a checkpoint of this source is valid for: its positions mean nothing elsewhere."""

@@ -24,8 +24,9 @@ from rtstream.model.registry import register
 from rtstream.sources.base import Source
 from rtstream.sources.kafka.config import KafkaSourceConfig
 from rtstream.sources.kafka.end import EndOfInput
+from rtstream.sources.kafka.host_marks import HostMarks
 from rtstream.sources.kafka.records import as_parsed, as_raw_records, install
-from rtstream.sources.kafka.starts import HostMarks, StartPositions, offsets_to_commit
+from rtstream.sources.kafka.starts import StartPositions, offsets_to_commit
 from rtstream.sources.kafka.static import static_share
 from rtstream.sources.kafka.static_guard import StaticGuard
 from rtstream.support.backoff import backoff_delay
@@ -76,8 +77,7 @@ class KafkaSource(Source):
 
     async def start(self) -> None:
         c = self.config
-        self._marks = HostMarks(self.context.state_dir, self.name, c.group_id)
-        await self._marks.load()
+        self._marks = await HostMarks.load(self.context.state_dir, self.name, c.group_id)
         # before the consumer exists: a refusal, or a stop while waiting for a topic, leaves nothing open
         share = None
         if c.assignment == "static":
@@ -204,9 +204,7 @@ class KafkaSource(Source):
             # with the fetch, before anything awaits: the end is decided on what was handed out
             positions = {tp: await self._position(tp) for tp in owned} if self._end is not None else {}
             for tp, msgs in data.items():
-                if tp not in owned:
-                    continue
-                if not msgs:
+                if tp not in owned or not msgs:
                     continue
                 # parsed records have what a SourceRecord needs: no object is built per message
                 records = as_raw_records(msgs) if raw else msgs
@@ -235,6 +233,7 @@ class KafkaSource(Source):
             return
         offsets = self._offsets(SourceCommit(positions, marks or {}))
         if offsets:
+            await self._marks.before_commit(offsets, marks or {})  # a kill may follow the broker's answer
             try:
                 await self.consumer.commit(offsets)  # type: ignore[arg-type]
             except CommitFailedError as exc:
@@ -242,7 +241,7 @@ class KafkaSource(Source):
                     raise
                 self._guard.refused(exc)  # said once, by the source as it stops, not at every commit
                 return
-            await self._marks.remember(offsets, marks or {})
+            self._marks.committed(offsets)
 
     def _displaced(self) -> bool:
         """Another reader took this static reader's partitions: it commits nothing more (its final
@@ -253,13 +252,15 @@ class KafkaSource(Source):
         if self._guard is not None and await self._guard.due() is not None:
             raise SourceError(self.name, str(self._guard.stopped))
 
-    def transaction_offsets(self, commit: SourceCommit) -> tuple[str, dict[Any, Any]] | None:
+    async def transaction_offsets(self, commit: SourceCommit) -> tuple[str, dict[Any, Any]] | None:
         if not self.config.commit_offsets or self._displaced():
             return None
-        return self.config.group_id, self._offsets(commit)
+        offsets = self._offsets(commit)
+        await self._marks.before_commit(offsets, commit.marks)  # as in commit: before the broker can hold them
+        return self.config.group_id, offsets
 
     async def committed_in_transaction(self, commit: SourceCommit) -> None:
-        await self._marks.remember(self._offsets(commit), commit.marks)
+        self._marks.committed(self._offsets(commit))
 
     async def keepalive(self) -> None:
         """Pause fetching and poll with nothing to take, so the group does not drop this member for

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +19,7 @@ from aiokafka.structs import OffsetAndMetadata
 
 from rtstream.model.positions import Mark, SourceCommit
 from rtstream.sources.file_positions import PositionFile
+from rtstream.sources.kafka.host_marks import saved_mark
 from rtstream.windows.clock import epoch_ms
 
 log = logging.getLogger("rtstream.source.kafka")
@@ -35,25 +35,6 @@ def offsets_to_commit(commit: SourceCommit, owned: set[TopicPartition]) -> dict[
     """`commit` for the partitions this consumer owns, each offset with its mark as metadata."""
     return {tp: OffsetAndMetadata(off, mark_metadata(commit.marks.get(tp)))
             for tp, off in commit.positions.items() if tp in owned}
-
-
-class HostMarks:
-    """This host's copy of the marks committed, for brokers that drop commit metadata (read back by
-    `StartPositions` only where the group's offset is the one it was saved with). Per host: replicas
-    sharing a state volume must not overwrite each other's copy."""
-
-    def __init__(self, state_dir: Any, source: str, group_id: str):
-        self.file = PositionFile(state_dir, f"{source}.{group_id}.{socket.gethostname()}.marks")
-        self._saved: dict[str, list[int]] = {}
-
-    async def load(self) -> None:
-        self._saved = await asyncio.to_thread(self.file.load)
-
-    async def remember(self, offsets: dict[TopicPartition, OffsetAndMetadata], marks: dict[Hashable, Mark]) -> None:
-        fresh = {f"{tp.topic}:{tp.partition}": [meta.offset, *marks[tp]] for tp, meta in offsets.items() if tp in marks}
-        if fresh:
-            self._saved.update(fresh)
-            await asyncio.to_thread(self.file.save, self._saved)
 
 
 @dataclass(frozen=True)
@@ -135,7 +116,6 @@ class StartPositions:
                     pass
             # Some Kafka-compatible brokers drop commit metadata: use this host's own copy, but only
             # if it was saved with the very offset the group has committed.
-            saved = local.get(f"{tp.topic}:{tp.partition}")
-            if saved and meta.offset == saved[0]:
-                marks[tp] = Mark(int(saved[1]), int(saved[2]))
+            if (saved := saved_mark(local, f"{tp.topic}:{tp.partition}", meta.offset)) is not None:
+                marks[tp] = saved
         return marks
