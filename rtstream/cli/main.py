@@ -10,7 +10,7 @@ from rtstream.cli.exits import refused
 from rtstream.cli.import_dag import import_dag_command
 from rtstream.cli.parser import build_parser
 from rtstream.cli.runs import runs_command, status_command
-from rtstream.cli.subcommand import STRAY
+from rtstream.cli.subcommand import DEFAULT_CONFIG, STRAY
 from rtstream.model.errors import EXIT_CONFIG, ConfigError
 
 
@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = []
     if args.command == "run":
         from rtstream.cli.run_dags import run_dags_command, wants_dags
+
+        if args.config is None and not args.dags:
+            args.config = DEFAULT_CONFIG
 
         if wants_dags(args):
             return run_dags_command(args)

@@ -48,7 +48,7 @@ def _run(sub: Any) -> None:
                   "  rtstream run -c config/rtstream.toml\n"
                   "  rtstream run -c config/rtstream.toml --set window.size=1m --set daemon.log_format=json\n"
                   "  rtstream run --dags dags/                  every DAG of dags/ on its schedule, no config file")
-    config_option(cmd)
+    config_option(cmd, default=None)  # with --dags and no -c, no config file at all (not the default one)
     cmd.add_argument("--dags", metavar="PATH", help="run every DAG of this file or folder on its schedule, durably "
                      "(sets dags.path; with no -c, no config file is needed)")
 

@@ -7,13 +7,14 @@ import argparse
 from pathlib import Path
 
 from rtstream.cli.exits import refused
-from rtstream.cli.subcommand import DEFAULT_CONFIG
 from rtstream.model.errors import ConfigError
 
 
 def wants_dags(args: argparse.Namespace) -> bool:
     if getattr(args, "dags", None):
         return True
+    if args.config is None:
+        return False
     from rtstream.config.files import read_file
 
     try:
@@ -25,9 +26,8 @@ def wants_dags(args: argparse.Namespace) -> bool:
 def run_dags_command(args: argparse.Namespace) -> int:
     from rtstream.config.dags import load_dags_settings
 
-    config: Path | None = Path(args.config)
-    if args.dags and args.config == DEFAULT_CONFIG and not Path(DEFAULT_CONFIG).exists():
-        config = None  # `rtstream run --dags PATH` needs no config file
+    # `rtstream run --dags PATH` needs no config file: only an explicit -c adds a pipeline beside the DAGs
+    config = Path(args.config) if args.config is not None else None
     try:
         dags, settings = load_dags_settings(config, args.overrides, args.dags)
     except ConfigError as exc:

@@ -25,8 +25,8 @@ def command(sub: Any, name: str, summary: str, description: str, example: str) -
                           formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
-def config_option(cmd: argparse.ArgumentParser, overrides: bool = True) -> None:
-    cmd.add_argument("-c", "--config", default=DEFAULT_CONFIG, metavar="FILE", help=CONFIG_HELP)
+def config_option(cmd: argparse.ArgumentParser, overrides: bool = True, default: str | None = DEFAULT_CONFIG) -> None:
+    cmd.add_argument("-c", "--config", default=default, metavar="FILE", help=CONFIG_HELP)
     if overrides:
         cmd.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
     cmd.add_argument(STRAY, nargs="*", help=argparse.SUPPRESS)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from rtstream.config.dags import DagsSettings
 from rtstream.config.settings import Settings
 from rtstream.model.errors import EXIT_CONFIG
+from rtstream.support import early_signals
 
 if TYPE_CHECKING:
     from rtstream.admin.server import AdminServer
@@ -136,6 +137,8 @@ async def _serve_with(scheduler: DagScheduler, grid: DagGrid, dags: DagsSettings
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
+    if runtime_task is None and (early := early_signals.received()) is not None:
+        on_signal(early)  # asked to stop while starting (before these handlers): a clean stop, exit 0
     admin = await _admin_alone(grid, dags) if settings is None and dags.admin is not None else None
     if isinstance(admin, int):
         return EXIT_CONFIG
