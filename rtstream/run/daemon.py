@@ -16,7 +16,7 @@ from rtstream.admin.metrics import Metrics
 from rtstream.admin.server import AdminServer
 from rtstream.config.settings import Settings
 from rtstream.model.dag_status import DagsView
-from rtstream.model.errors import EXIT_CONFIG
+from rtstream.model.errors import EXIT_CONFIG, StateDirError
 from rtstream.runtime.status import RuntimeStatus
 from rtstream.runtime.supervisor import Runtime
 
@@ -62,6 +62,9 @@ def run_daemon(settings: Settings) -> int:
     except OSError as exc:  # the state_dir checked at load went away or filled up since
         print(f"rtstream: cannot start: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except StateDirError as exc:  # no room in the state_dir for what a start writes: as a full disk mid-run
+        print(f"rtstream: cannot start: {exc}", file=sys.stderr)
+        return 1
     return runner(runtime.run())
 
 

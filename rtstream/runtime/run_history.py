@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rtstream.model.errors import StateDirError
 from rtstream.support.secrets import redact
 
 log = logging.getLogger("rtstream.history")
@@ -36,6 +37,14 @@ class RunHistory:
                     raise
                 time.sleep(0.1)
         self._db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            self._create_tables()
+        except sqlite3.OperationalError as exc:  # a full or read-only state_dir: one clear line, no traceback
+            self._db.close()
+            reason = "No space left on device" if "full" in str(exc) else str(exc)
+            raise StateDirError(f"cannot write the run history {path}: {reason}") from None
+
+    def _create_tables(self) -> None:
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS runs (window_start TEXT, window_end TEXT, component TEXT, kind TEXT, "
             "state TEXT, attempts INTEGER, records INTEGER, duration_ms REAL, error TEXT, updated REAL, "

@@ -74,7 +74,7 @@ def test_files_that_cannot_load_give_one_line_and_exit_2() -> None:
     expected = {
         "exits.py": "exits.py:6: the DAG file called sys.exit(3) at import",
         "raises.py": "raises.py:5: KeyError: 'region'",
-        "missing_package.py": "imports 'pendulum', which is not installed (pip install pendulum)",
+        "missing_package.py": "imports 'rtstream_no_such_package_for_tests', which is not installed (pip install rtstream_no_such_package_for_tests)",
         "unsupported_operator.py": "DAG unsupported_operator refused: task upload (S3CreateObjectOperator): "
                                    "rtstream does not run S3CreateObjectOperator",
     }
