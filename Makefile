@@ -72,10 +72,14 @@ lint: $(VENV)/.installed-test
 	$(BIN)/mypy rtstream
 	$(BIN)/lint-imports --no-cache
 
-# W1 (1M records, then 4M side by side with the raw loop), then live latency at 50,000 records/s
+# W1 (1M records, then 4M side by side with the raw loop), then live latency at 50,000 records/s, then
+# the DAG figures (a three-task DAG's overhead per run; 100 DAGs every 10 s in one daemon). With an
+# Airflow venv (make compat's, or AIRFLOW=path/bin/airflow), `airflow dags test` on the same DAG too.
+AIRFLOW ?= $(wildcard .venv-airflow/bin/airflow)
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench $(BENCH_ARGS)
 	$(BIN)/python -m bench.latency $(LATENCY_ARGS)
+	$(BIN)/python -m bench.dags $(if $(AIRFLOW),--airflow $(AIRFLOW)) $(DAGS_ARGS)
 
 # Build the container image with podman or docker. Where no registry is reachable, pass a local
 # base image that has python3: make image BASE=localhost/debian-python:12
