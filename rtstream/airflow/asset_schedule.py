@@ -17,8 +17,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from rtstream.airflow.assets import (Asset, AssetAll, AssetAny, AssetOrTimeSchedule, AssetRef, BaseAsset,
-                                     CronTriggerTimetable, Dataset)
+from rtstream.airflow.assets import (
+    Asset,
+    AssetAll,
+    AssetAny,
+    AssetOrTimeSchedule,
+    AssetRef,
+    BaseAsset,
+    CronTriggerTimetable,
+    Dataset,
+)
 from rtstream.airflow.schedule import CronTimetable, NextRun, next_run, time_restriction
 
 AssetId = tuple[str, str]

@@ -21,9 +21,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from rtstream.airflow.asset_schedule import next_time_run
 from rtstream.airflow.context import make_dag_run
 from rtstream.airflow.dag_model import DAG
-from rtstream.airflow.asset_schedule import next_time_run
 from rtstream.airflow.states import DagRunState
 from rtstream.airflow.states import TaskInstanceState as S
 from rtstream.dags.asset_triggers import AssetTriggers
