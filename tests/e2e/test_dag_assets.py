@@ -94,7 +94,9 @@ def test_consumers_run_per_event_on_any_on_all_and_on_time(tmp_path: Path) -> No
 def test_a_sigkill_between_the_producers_success_and_the_consumers_run_runs_it_once(tmp_path: Path) -> None:
     s = AssetSetup(tmp_path, gate=True)  # on_a's task waits for the gate: its first run holds its one slot
     with s.daemon() as d:
-        wait_until(lambda: s.sql("SELECT 1 FROM asset_queue WHERE target_dag_id = 'on_a'") != [], 60,
+        # the first event's queue row lives a moment before its run: wait for the run and a later event's row
+        wait_until(lambda: len(s.runs("on_a")) == 1
+                   and s.sql("SELECT 1 FROM asset_queue WHERE target_dag_id = 'on_a'") != [], 60,
                    what="a producer event queued for on_a while its first run is running")
         d.kill()
         d.wait(10)
