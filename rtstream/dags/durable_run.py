@@ -61,6 +61,9 @@ class StoredTaskInstance(TaskInstance):
 
 
 class DurableDagRun(DagRun):
+    # what a task instance's success writes beside its state (its outlets' asset events), if anything
+    on_success: Callable[[DurableDagRun, TaskInstance], Callable[[Any], None] | None] | None = None
+
     def __init__(self, dag: DAG, stored: StoredRun, store: RunStore, info: Any, tries: TryRecorder | None = None):
         self.store, self.stored, self.tries = store, stored, tries
         self.xcoms_store = StoredXComs(store, dag.dag_id, stored.run_id)
@@ -80,9 +83,10 @@ class DurableDagRun(DagRun):
         return ti
 
     def _save(self, ti: StoredTaskInstance) -> None:
+        then = self.on_success(self, ti) if ti.state == S.SUCCESS and self.on_success is not None else None
         self.store.save_ti(self.dag.dag_id, self.stored.run_id, ti.task_id, ti.map_index, ti.state, ti.try_number,
                            ti.branch if ti.state == S.SUCCESS else None,
-                           ti.short_circuit if ti.state == S.SUCCESS else None, datetime.now(UTC))
+                           ti.short_circuit if ti.state == S.SUCCESS else None, datetime.now(UTC), then)
         if self.tries is not None:
             self.tries.saw(self.dag.dag_id, self.stored.run_id, ti, datetime.now(UTC))
 

@@ -21,11 +21,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from rtstream.airflow.asset_schedule import next_time_run
 from rtstream.airflow.context import make_dag_run
 from rtstream.airflow.dag_model import DAG
-from rtstream.airflow.schedule import next_run
 from rtstream.airflow.states import DagRunState
 from rtstream.airflow.states import TaskInstanceState as S
+from rtstream.dags.asset_triggers import AssetTriggers
 from rtstream.dags.durable_run import DurableDagRun
 from rtstream.dags.store import RunStore, StoredRun
 from rtstream.dags.tries import TryRecorder
@@ -52,9 +53,20 @@ class DagScheduler:
         self.run_conf: Callable[[str, str], dict[str, Any]] = lambda dag_id, run_id: {}
         # run types not resumed at start: another part starts them (a window's run, when its window is written)
         self.started_by_others: set[str] = set()
+        self.assets = AssetTriggers(dags, store)  # dataset-triggered runs, made in this loop as they are due
+
+    def _asset_writer(self, run: DurableDagRun, ti: Any) -> Callable[[Any], None] | None:
+        return self.assets.writer(run.dag.dag_id, run.stored, ti, _utcnow())
+
+    def _wake_consumers(self, loop: asyncio.AbstractEventLoop, dag_ids: list[str]) -> None:
+        for dag_id in dag_ids:  # from a task's thread too: the events are the loop's
+            if dag_id in self._wake:
+                loop.call_soon_threadsafe(self._wake[dag_id].set)
 
     async def run(self) -> None:
         """Schedule until `stop()`; then finish within the grace."""
+        loop = asyncio.get_running_loop()
+        self.assets.on_queued = lambda dag_ids: self._wake_consumers(loop, dag_ids)
         loops = [asyncio.create_task(self._guarded(dag), name=f"dag {dag.dag_id}") for dag in self.dags]
         try:
             await asyncio.gather(*loops)
@@ -136,10 +148,15 @@ class DagScheduler:
                 await wake.wait()
                 continue
             now = _utcnow()
+            # a consumer whose queued assets satisfy its schedule: its run, created with its queue emptied
+            triggered = self.assets.take(dag.dag_id, now)
+            if triggered is not None:
+                self._start(dag, triggered)
+                continue
             # decided and created with no await in between: the store is the only source of the last run
-            info = next_run(dag, self.store.last_scheduled_interval(dag.dag_id), now)
+            info = next_time_run(dag, self.store.last_scheduled_interval(dag.dag_id), now)
             if info is None:
-                if not said_none:
+                if not said_none and dag.dag_id not in self.assets.conditions:
                     log.info("%s: no further scheduled run (schedule %s)", dag.dag_id, dag.schedule)
                     said_none = True
                 await wake.wait()
@@ -183,6 +200,7 @@ class DagScheduler:
             self.store.finish_run(dag.dag_id, stored.run_id, DagRunState.FAILED.value, _utcnow())
             return
         run.stopping = self.stopping
+        run.on_success = self._asset_writer
         active[stored.run_id] = (run, active[stored.run_id][1])
         timeout: timedelta | None = getattr(dag, "dagrun_timeout", None) or dag.other.get("dagrun_timeout")
         left = (stored.start_date + timeout - _utcnow()).total_seconds() if timeout else None

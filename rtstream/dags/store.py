@@ -15,7 +15,7 @@ import json
 import pickle
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -142,7 +142,9 @@ class RunStore:
 
     # -- task instances
     def save_ti(self, dag_id: str, run_id: str, task_id: str, map_index: int, state: str | None, try_number: int,
-                branch: set[str] | None, short_circuit: bool | None, now: datetime) -> None:
+                branch: set[str] | None, short_circuit: bool | None, now: datetime,
+                then: Callable[[sqlite3.Connection], None] | None = None) -> None:
+        """`then` writes in the same transaction (a success's asset events, rtstream.dags.asset_triggers)."""
         with self._tx() as db:
             if state == "running":  # a new try: Airflow clears the XComs of the instance as it starts
                 db.execute("DELETE FROM xcom WHERE dag_id = ? AND run_id = ? AND task_id = ? AND map_index = ?",
@@ -151,6 +153,8 @@ class RunStore:
                        (dag_id, run_id, task_id, map_index, state, try_number,
                         json.dumps(sorted(branch)) if branch is not None else None,
                         None if short_circuit is None else int(short_circuit), now.isoformat()))
+            if then is not None:
+                then(db)
 
     def task_instances(self, dag_id: str, run_id: str) -> list[StoredTaskInstance]:
         rows = self._query("SELECT task_id, map_index, state, try_number, branch, short_circuit FROM task_instance "
