@@ -119,7 +119,7 @@ async def _serve_with(scheduler: DagScheduler, grid: DagGrid, dags: DagsSettings
         runtime.context.dags = WindowRuns(scheduler, scheduler.store)  # what the pipeline's `dag` sinks call
         runtime_task = asyncio.create_task(runtime.run())
         await asyncio.sleep(0)  # the runtime installs its signal handlers first thing; ours wrap them
-        on_runtime_signal = runtime._on_signal
+        on_runtime_signal = runtime.on_signal
     signals = 0
 
     def on_signal(sig: int) -> None:

@@ -69,7 +69,7 @@ class Runtime(PipelineParts):
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
-                loop.add_signal_handler(sig, self._on_signal, sig)
+                loop.add_signal_handler(sig, self.on_signal, sig)
             except (NotImplementedError, RuntimeError):
                 pass  # not the main thread (the Python API inside another loop): no signal handling
         if self.settings.path is not None:
@@ -80,7 +80,7 @@ class Runtime(PipelineParts):
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._starting = starting = asyncio.current_task()
         if (early := early_signals.received()) is not None:  # a stop asked for before the loop listened
-            self._on_signal(early)
+            self.on_signal(early)
         try:
             return await self._run_components()
         except asyncio.CancelledError:
@@ -158,7 +158,9 @@ class Runtime(PipelineParts):
             elif self._starting is not None:
                 self._starting.cancel()
 
-    def _on_signal(self, sig: int) -> None:
+    def on_signal(self, sig: int) -> None:
+        """SIGTERM/SIGINT: begin a clean stop; a second one exits at once. Public for a daemon that wraps it
+        (rtstream.run.dags_daemon stops its DAG scheduler on the same signal)."""
         self._signals += 1
         if self._signals > 1:
             log.warning("second %s: exiting at once", signal.Signals(sig).name)
