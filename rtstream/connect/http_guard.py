@@ -186,8 +186,11 @@ class Guard:
     def runner(self, app: web.Application) -> web.AppRunner:
         """An AppRunner whose aiohttp protocol logs through the RejectLog. Bodies are not decompressed
         by aiohttp (a broken gzip body would be a 500 there): handlers that take them do it, bounded."""
+        # aiohttp arms its keep-alive timer when a connection opens (3.10+), not only between requests:
+        # left below header_timeout it closed a stalled request head bare, before our 408
+        limits = self.limits
         return web.AppRunner(app, access_log=None, logger=self.protocol_log, auto_decompress=False,
-                             keepalive_timeout=self.limits.keepalive_timeout + 1)  # ours closes first
+                             keepalive_timeout=max(limits.keepalive_timeout, limits.header_timeout) + 1)
 
     async def serve(self, runner: web.AppRunner, listen: str) -> None:
         """Listen on HOST:PORT (IPv6 in brackets) with every connection guarded."""
