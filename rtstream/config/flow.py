@@ -1,7 +1,7 @@
 """The flow: `fetch >> process >> [store, show]`, parsed from config or built with `>>` in Python.
 
 A flow reads left to right: one or more sources (a list fans in), then stages in order, then one or
-more sinks (a list fans out). Every name is used once, so a flow can have no cycle.
+more sinks (a list fans out). Several chains (one a line) make a graph: rtstream.config.graph.
 """
 
 from __future__ import annotations
@@ -22,8 +22,17 @@ class Flow:
     sources: list[str]
     stages: list[str]
     sinks: list[str]
+    graph: Any = None  # rtstream.config.graph.Graph the flow was resolved from (not imported: graph imports flow)
+    text: str | None = None  # the flow as written, when it is not one chain
+
+    @property
+    def branched(self) -> bool:
+        """Several branches (fan-out to different stages, or fan-in after a stage): not one chain."""
+        return self.graph is not None and self.graph.chain() is None
 
     def __str__(self) -> str:
+        if self.text is not None:
+            return self.text
         def part(names: list[str]) -> str:
             return names[0] if len(names) == 1 else "[" + ", ".join(names) + "]"
 

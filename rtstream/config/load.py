@@ -14,7 +14,8 @@ from rtstream.config.airflow_keys import bind_python_calls, take_airflow_keys
 from rtstream.config.dag_sinks import dag_sink_problems
 from rtstream.config.extras import extras_problems
 from rtstream.config.files import check_shape, read_file
-from rtstream.config.flow import Flow, parse_flow, resolve_flow
+from rtstream.config.flow import Flow
+from rtstream.config.graph import flow_of
 from rtstream.config.models import RootConfig
 from rtstream.config.paths import input_problems, resolve_paths
 from rtstream.config.problems import did_you_mean, problems_from, with_suggestions
@@ -183,12 +184,12 @@ def validate(doc: dict[str, Any], path: Path | None, search_dirs: list[Path],
     flow = None
     if root is not None:
         try:
-            flow = resolve_flow(parse_flow(root.pipeline.flow), kinds)
+            flow = flow_of(root.pipeline.flow, kinds, _tables(doc.get("stages")))
         except ConfigError as exc:
             problems.extend(with_suggestions(exc.problems, list(kinds)))
     elif isinstance(doc.get("pipeline"), dict) and isinstance(doc["pipeline"].get("flow"), str):
         try:  # the flow's names are worth checking even when another [pipeline] key is wrong
-            resolve_flow(parse_flow(doc["pipeline"]["flow"]), kinds)
+            flow_of(doc["pipeline"]["flow"], kinds, _tables(doc.get("stages")))
         except ConfigError as exc:
             problems.extend(with_suggestions(exc.problems, list(kinds)))
     if root is not None and flow is not None and all(n in components for n in kinds):
@@ -198,6 +199,10 @@ def validate(doc: dict[str, Any], path: Path | None, search_dirs: list[Path],
         raise ConfigError(problems)
     assert root is not None and flow is not None
     return Settings(root, flow, components, path, search_dirs)
+
+
+def _tables(section: Any) -> dict[str, Any]:
+    return {k: v for k, v in section.items() if isinstance(v, dict)} if isinstance(section, dict) else {}
 
 
 def _component(kind: Kind, name: str, body: Any, where: str, problems: list[tuple[str, str]]) -> ComponentSettings | None:

@@ -26,6 +26,7 @@ def _describe(settings: Settings) -> str:
     lines = [
         f"pipeline   {root.pipeline.name}",
         f"flow       {settings.flow}",
+        *([settings.flow.graph.draw()] if settings.flow.graph else []),
         f"window     {w.type} "
         + (f"gap {format_duration(w.gap)}" if w.gap is not None else format_duration(w.size))
         + (f" every {format_duration(w.hop)}" if w.hop else "")
