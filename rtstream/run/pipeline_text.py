@@ -28,7 +28,8 @@ def _describe(settings: Settings) -> str:
         f"flow       {settings.flow}",
         *([settings.flow.graph.draw()] if settings.flow.graph else []),
         f"window     {w.type} "
-        + (f"gap {format_duration(w.gap)}" if w.gap is not None else format_duration(w.size))
+        + (f"gap {format_duration(w.gap)}" if w.gap is not None else f"of {w.records} records per key"
+           if w.records is not None else format_duration(w.size))
         + (f" every {format_duration(w.hop)}" if w.hop else "")
         + (f" (schedule {w.schedule!r})" if w.schedule else "")
         + f", {time_from}, lateness {format_duration(w.lateness)}, idle timeout {format_duration(w.idle_timeout)}"

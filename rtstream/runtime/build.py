@@ -115,6 +115,8 @@ def build_parts(settings: Settings, observers: Sequence[WindowObserver] = ()) ->
         max_window_records=root.daemon.max_window_records, hop_ms=w.hop_ms, emit_empty=w.emit_empty,
         session_gap_ms=w.gap_ms, update_interval_s=w.update_interval if w.emit == "updates" else None,
         source_where={} if staging else source_where)  # staging filters before its stages
+    if w.type == "count":
+        engine.use_counts(w.records)  # type: ignore[arg-type]  # set when type = "count" (config.models)
     # a sink that commits source offsets in its own transactions (Kafka exactly_once) does all commits
     committer = Committer(tracker, engine.ledger, sources, transactional=any(s.commits_source_offsets for s in sinks),
                           owned=engine.owned)
