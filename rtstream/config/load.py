@@ -21,6 +21,7 @@ from rtstream.config.models import RootConfig
 from rtstream.config.paths import input_problems, resolve_paths
 from rtstream.config.problems import did_you_mean, problems_from, with_suggestions
 from rtstream.config.settings import ComponentSettings, Settings
+from rtstream.config.stage_window import stage_window_problems, with_stage_window
 from rtstream.config.writable import state_path_problems
 from rtstream.model.errors import ConfigError
 from rtstream.model.registry import Kind, known, lookup
@@ -159,6 +160,7 @@ def validate(doc: dict[str, Any], path: Path | None, search_dirs: list[Path],
     """The settings of `doc`; every problem found (with those already in `problems`) raised at once."""
     problems = [] if problems is None else problems
     root = None
+    doc = with_stage_window(doc)  # a stage's own window may stand for [window]
     try:
         root = RootConfig.model_validate(doc)
     except ValidationError as exc:
@@ -229,6 +231,7 @@ def _component(kind: Kind, name: str, body: Any, where: str, problems: list[tupl
 
 def _cross_checks(root: RootConfig, flow: Flow, components: dict[str, ComponentSettings], search_dirs: list[Path],
                   problems: list[tuple[str, str]], airflow_keys: dict[str, dict[str, Any]]) -> None:
+    problems.extend(stage_window_problems(root, flow, components))  # first: the checks below read root.window
     if root.window.time == "source":
         for name in flow.sources:
             if not getattr(components[name].cls, "has_source_time", True):

@@ -137,3 +137,24 @@ def test_the_hottest_auctions_per_hopping_window_ties_kept(tmp_path, seed):
         assert [r["bids"] for r in row["top2"]] == sorted(counts.values(), reverse=True)[:2]
         ties += len(hottest) > 1
     assert ties or seed != 1  # seed 1 has windows with ties: the case is exercised
+
+
+def test_the_windowed_aggregate_may_carry_its_own_window(tmp_path):
+    from rtstream.config.load import load_settings
+    from tests.unit.config.test_config import refused
+
+    doc = nexmark_doc(tmp_path, {"size": "1h"})
+    doc["stages"]["per_auction"]["window"] = {"type": "hopping", "size": "10s", "hop": "2s", "lateness": "2m"}
+    w = load_settings(doc=doc, env={}).root.window
+    assert (w.type, w.size, w.hop) == ("hopping", 10, 2)
+    del doc["window"]  # [window] may be left out then
+    assert load_settings(doc=doc, env={}).root.window.hop == 2
+    doc["stages"]["per_auction"]["window"] = {"type": "hopping", "size": "10s", "hop": "3s"}
+    assert refused(doc) == {"stages.per_auction.window": "size (10s) must be a multiple of hop (3s)"}
+    doc["stages"]["per_auction"]["window"] = {"size": "10s", "sise": "1m"}
+    assert refused(doc) == {"stages.per_auction.window.sise": "unknown key"}
+    doc["stages"]["per_auction"]["window"] = {"size": "10s"}
+    doc["stages"]["hottest"]["window"] = {"size": "1m"}
+    doc["window"] = {"size": "5m"}
+    assert refused(doc) == {"stages.hottest.window": "only the windowed aggregate has a window; 'hottest' gets "
+                                                     "the windows of 'per_auction'"}
