@@ -21,7 +21,7 @@ from rtstream.config.models import RootConfig
 from rtstream.config.paths import input_problems, resolve_paths
 from rtstream.config.problems import did_you_mean, problems_from, with_suggestions
 from rtstream.config.settings import ComponentSettings, Settings
-from rtstream.config.stage_window import stage_window_problems, with_stage_window
+from rtstream.config.stage_window import renamed, stage_window_problems, with_stage_window
 from rtstream.config.writable import state_path_problems
 from rtstream.model.errors import ConfigError
 from rtstream.model.registry import Kind, known, lookup
@@ -160,11 +160,11 @@ def validate(doc: dict[str, Any], path: Path | None, search_dirs: list[Path],
     """The settings of `doc`; every problem found (with those already in `problems`) raised at once."""
     problems = [] if problems is None else problems
     root = None
-    doc = with_stage_window(doc)  # a stage's own window may stand for [window]
+    doc, window_of = with_stage_window(doc)  # a stage's own window may stand for [window]
     try:
         root = RootConfig.model_validate(doc)
     except ValidationError as exc:
-        problems.extend(problems_from(exc, model=RootConfig))
+        problems.extend(renamed(problems_from(exc, model=RootConfig), window_of))
     components: dict[str, ComponentSettings] = {}
     kinds: dict[str, str] = {}
     airflow_keys: dict[str, dict[str, Any]] = {}

@@ -17,13 +17,23 @@ from rtstream.config.models import RootConfig, WindowConfig
 from rtstream.config.problems import problems_from
 
 
-def with_stage_window(doc: dict[str, Any]) -> dict[str, Any]:
-    """`doc` with `[window]` taken from the one stage that has a window, when `[window]` is left out."""
+def with_stage_window(doc: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """`doc` with `[window]` taken from the one stage that has a window when `[window]` is left out,
+    and that stage's name (what a problem of that window is named after)."""
     stages = doc.get("stages")
     if "window" in doc or not isinstance(stages, dict):
-        return doc
-    own = [body["window"] for body in stages.values() if isinstance(body, dict) and isinstance(body.get("window"), dict)]
-    return {**doc, "window": own[0]} if len(own) == 1 else doc
+        return doc, None
+    own = [(name, body["window"]) for name, body in stages.items()
+           if isinstance(body, dict) and isinstance(body.get("window"), dict)]
+    return ({**doc, "window": own[0][1]}, own[0][0]) if len(own) == 1 else (doc, None)
+
+
+def renamed(problems: list[tuple[str, str]], stage: str | None) -> list[tuple[str, str]]:
+    """[window]'s problems named after the stage whose window stood for it."""
+    if stage is None:
+        return problems
+    return [(f"stages.{stage}.{key}" if key == "window" or key.startswith("window.") else key, why)
+            for key, why in problems]
 
 
 def stage_window_problems(root: RootConfig, flow: Flow, components: dict[str, Any]) -> list[tuple[str, str]]:

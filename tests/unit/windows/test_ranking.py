@@ -152,7 +152,7 @@ def test_the_windowed_aggregate_may_carry_its_own_window(tmp_path):
     doc["stages"]["per_auction"]["window"] = {"type": "hopping", "size": "10s", "hop": "3s"}
     assert refused(doc) == {"stages.per_auction.window": "size (10s) must be a multiple of hop (3s)"}
     doc["stages"]["per_auction"]["window"] = {"size": "10s", "sise": "1m"}
-    assert refused(doc) == {"stages.per_auction.window.sise": "unknown key"}
+    assert refused(doc) == {"stages.per_auction.window.sise": "unknown key (did you mean 'size'?)"}
     doc["stages"]["per_auction"]["window"] = {"size": "10s"}
     doc["stages"]["hottest"]["window"] = {"size": "1m"}
     doc["window"] = {"size": "5m"}
