@@ -274,13 +274,3 @@ def flow_of(text: str, kinds: Mapping[str, str], sections: Mapping[str, Mapping[
         return Flow(*chain, graph=graph)
     written = "; ".join(line.split("#", 1)[0].strip() for line in _SPLIT.split(text) if line.split("#", 1)[0].strip())
     return Flow(graph.names("source"), graph.names("stage"), graph.names("sink"), graph=graph, text=written)
-
-
-def not_run_yet(flow: Flow) -> str | None:
-    """Why the runtime cannot run `flow` yet (a graph of several branches), or None."""
-    if not flow.branched:
-        return None
-    assert flow.graph is not None
-    return (f"a flow of {len(flow.graph.branches())} branches is checked and drawn by `rtstream validate`, "
-            "but this version runs one chain (sources >> stages >> sinks) only; "
-            "run each branch as its own pipeline meanwhile")

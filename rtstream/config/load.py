@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from rtstream.config.airflow_keys import bind_python_calls, take_airflow_keys
+from rtstream.config.branches import branch_problems
 from rtstream.config.count_checks import count_window_problems
 from rtstream.config.dag_sinks import dag_sink_problems
 from rtstream.config.extras import extras_problems
@@ -231,6 +232,7 @@ def _component(kind: Kind, name: str, body: Any, where: str, problems: list[tupl
 
 def _cross_checks(root: RootConfig, flow: Flow, components: dict[str, ComponentSettings], search_dirs: list[Path],
                   problems: list[tuple[str, str]], airflow_keys: dict[str, dict[str, Any]]) -> None:
+    problems.extend(branch_problems(root, flow, components))
     problems.extend(stage_window_problems(root, flow, components))  # first: the checks below read root.window
     if root.window.time == "source":
         for name in flow.sources:

@@ -71,11 +71,6 @@ class PipelineParts:
 
 def build_parts(settings: Settings, observers: Sequence[WindowObserver] = ()) -> PipelineParts:
     """Every part of the pipeline `settings` describes, wired together and not yet started."""
-    from rtstream.config.graph import not_run_yet
-    from rtstream.model.errors import ConfigError
-
-    if (why := not_run_yet(settings.flow)) is not None:
-        raise ConfigError.at("pipeline.flow", why)  # never a silent difference: the graph is refused whole
     root = settings.root
     state_dir = Path(root.daemon.state_dir)
     tracker = CommitTracker()

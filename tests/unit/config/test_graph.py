@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from rtstream import SinkNode, SourceNode, StageNode
-from rtstream.config.graph import build_graph, flow_of, not_run_yet, parse_chains
+from rtstream.config.branches import Branch, plan_branches
+from rtstream.config.graph import build_graph, flow_of, parse_chains
 from rtstream.config.load import load_settings
 from rtstream.model.errors import ConfigError
 from rtstream.run.pipeline import Pipeline
@@ -32,7 +33,7 @@ def problems(text, kinds=KINDS, sections=None):
 def test_one_chain_is_the_flow_it_always_was():
     flow = flow_of("a >> b >> [c, d]", {"a": "source", "b": "stage", "c": "sink", "d": "sink"})
     assert (flow.sources, flow.stages, flow.sinks) == (["a"], ["b"], ["c", "d"])
-    assert str(flow) == "a >> b >> [c, d]" and not flow.branched and not_run_yet(flow) is None
+    assert str(flow) == "a >> b >> [c, d]" and not flow.branched
     two = flow_of("[a, e] >> b >> c", {"a": "source", "e": "source", "b": "stage", "c": "sink"})
     assert (two.sources, two.stages, two.sinks) == (["a", "e"], ["b"], ["c"]) and not two.branched
 
@@ -51,7 +52,8 @@ def test_a_source_named_in_two_chains_is_one_node_that_fans_out():
     assert g.outputs("bids") == ["per_auction", "per_bidder"]
     assert g.branches() == [["bids", "per_auction", "hottest", "top_out"], ["bids", "per_bidder", "bidder_out"]]
     assert str(flow) == "bids >> per_auction >> hottest >> top_out; bids >> per_bidder >> bidder_out"
-    assert "2 branches" in not_run_yet(flow)
+    assert plan_branches(g) == [Branch(["bids"], ["per_auction", "hottest"], ["top_out"]),
+                                Branch(["bids"], ["per_bidder"], ["bidder_out"])]
 
 
 def test_fan_in_after_stages_is_a_graph():
@@ -150,18 +152,39 @@ def test_many_diamonds_draw_a_bounded_number_of_branches():
     assert drawing.startswith("graph      100 branches") and "... more branches than drawn" in drawing
 
 
-def test_a_config_with_branches_loads_and_the_cli_refuses_to_run_it(tmp_path):
-    doc = deep(pipeline__flow="src >> agg >> out\nsrc >> agg2 >> out2",
-               stages__agg2={"type": "aggregate", "aggregates": {"n": "count()"}}, sinks__out2={"type": "stdout"})
+def test_a_config_with_branches_is_validated_and_drawn(tmp_path):
+    doc = deep(pipeline__flow="src >> agg >> out\nsrc >> agg2 >> out2", state={"checkpoint_interval": "1s"},
+               stages__agg2={"type": "aggregate", "aggregates": {"n": "count()"},
+                             "window": {"type": "hopping", "size": "10s", "hop": "5s"}},
+               sinks__out2={"type": "stdout"})
     s = load_settings(doc=doc, env={})
     assert s.flow.branched and s.flow.graph.branches()[1] == ["src", "agg2", "out2"]
-    cfg = write_config(tmp_path / "g.toml", doc)
-    val = subprocess.run([sys.executable, "-m", "rtstream", "validate", "-c", str(cfg)], capture_output=True,
-                         text=True, timeout=60)
-    assert val.returncode == 2, val.stderr
-    assert "  src >> agg >> out\n  src >> agg2 >> out2\n  src fans out to agg, agg2" in val.stdout  # drawn first
-    assert "pipeline.flow: a flow of 2 branches is checked and drawn by `rtstream validate`" in val.stderr
-    assert "Traceback" not in val.stderr
+    assert s.root.window.size == 300  # [window] stays the default; agg2's window is its branch's
+    val = subprocess.run([sys.executable, "-m", "rtstream", "validate", "-c", str(write_config(tmp_path / "g.toml", doc))],
+                         capture_output=True, text=True, timeout=60)
+    assert val.returncode == 0, val.stderr
+    assert "graph      2 branches (1 sources, 2 stages, 2 sinks)\n  src >> agg >> out\n  src >> agg2 >> out2\n" \
+        "  src fans out to agg, agg2" in val.stdout
+    del doc["state"]
+    assert refused(doc)["state.checkpoint_interval"].startswith("a flow of several branches needs it")
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("src >> agg >> out\nsrc >> agg2 >> out", "sink 'out' is fed by several branches (agg, agg2): their windows "
+                                              "would overwrite each other's; give each branch its own sink"),
+    ("src >> agg >> [agg2, out]\nagg2 >> out2", "'agg' feeds agg2, out: a stage feeding several branches is not run "
+                                                "yet (fan out from the source instead, one chain per branch)"),
+    ("src >> agg >> agg2 >> out\nsrc >> agg2\nagg >> out2", "'agg2' merges agg, src: a fan-in after a stage is not "
+                                                            "run yet (merge the sources instead, e.g. '[a, b] >> stage')"),
+    ("src >> agg >> out\nsrc >> out", "sink 'out' is fed by several branches (agg, src)"),
+])
+def test_shapes_not_run_yet_are_refused_with_the_reason(text, reason):
+    doc = deep(pipeline__flow=text, state={"checkpoint_interval": "1s"},
+               stages__agg2={"type": "aggregate", "aggregates": {"n": "count()"}}, sinks__out2={"type": "stdout"})
+    for section in ("stages", "sinks"):  # only what the flow names
+        doc[section] = {n: body for n, body in doc[section].items() if n in text}
+    got = refused(doc)
+    assert any(reason in why for why in got.values()), got
 
 
 def test_validate_draws_the_graph_of_a_chain(tmp_path):
@@ -180,7 +203,8 @@ def test_the_python_api_builds_several_chains():
     bids = SourceNode("bids", "generator", count=10)
     per_a = StageNode("per_auction", "aggregate", key="user_id", aggregates={"n": "count()"})
     per_b = StageNode("per_bidder", "aggregate", aggregates={"n": "count()"})
-    p = Pipeline([bids >> per_a >> SinkNode("a_out", "stdout"), bids >> per_b >> SinkNode("b_out", "stdout")])
+    p = Pipeline([bids >> per_a >> SinkNode("a_out", "stdout"), bids >> per_b >> SinkNode("b_out", "stdout")],
+                 state={"checkpoint_interval": "1s"})
     doc = p.config()
     assert doc["pipeline"]["flow"] == "bids >> per_auction >> a_out\nbids >> per_bidder >> b_out"
     assert sorted(doc["sources"]) == ["bids"] and sorted(doc["sinks"]) == ["a_out", "b_out"]
