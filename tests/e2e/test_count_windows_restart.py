@@ -105,3 +105,27 @@ def test_sigkill_mid_stream_then_restart_writes_what_an_uninterrupted_run_does(t
     assert got_rows(tmp_path) == want
     dead = tmp_path / "dead.jsonl"
     assert not dead.exists() or not dead.read_text().strip()
+
+
+def test_a_finite_run_writes_the_unfinished_windows_too(tmp_path):
+    from tests.support import run_cli
+
+    evs = events(42)[:500]
+    src = tmp_path / "in.jsonl"
+    write_lines(src, evs)
+    cfg = config(tmp_path, src)
+    text = cfg.read_text().replace("follow = true", "follow = false")
+    cfg.write_text(text)
+    res = run_cli("run", "-c", str(cfg), timeout=120)
+    assert res.returncode == 0, res.stderr[-3000:]
+    got = got_rows(tmp_path)
+    want = reference(evs)
+    assert {k: v for k, v in got.items() if v[0] == SIZE} == want
+    by_user: dict[str, list] = defaultdict(list)
+    for e in evs:
+        by_user[e["user_id"]].append(e)
+    tails = {u: items[len(items) - len(items) % SIZE:] for u, items in by_user.items() if len(items) % SIZE}
+    assert {k: v for k, v in got.items() if v[0] != SIZE} == {
+        (u, iso(min(e["ts"] for e in t)).replace(":", "-")): (len(t), sum(e["amount"] for e in t))
+        for u, t in tails.items()}
+    assert "all sources finished: 500 records read" in res.stderr
