@@ -165,6 +165,7 @@ def test_a_config_with_branches_is_validated_and_drawn(tmp_path):
     assert val.returncode == 0, val.stderr
     assert "graph      2 branches (1 sources, 2 stages, 2 sinks)\n  src >> agg >> out\n  src >> agg2 >> out2\n" \
         "  src fans out to agg, agg2" in val.stdout
+    assert "  agg: tumbling 5m, event time" in val.stdout and "  agg2: hopping 10s every 5s, event time" in val.stdout
     del doc["state"]
     assert refused(doc)["state.checkpoint_interval"].startswith("a flow of several branches needs it")
 
