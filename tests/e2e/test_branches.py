@@ -203,3 +203,23 @@ def test_the_python_api_runs_several_chains_to_the_end(tmp_path):
                 len(tail_items), sum(x["amount"] for x in tail_items))
     got = written(tmp_path)
     same(got, want)
+
+
+def test_a_source_straight_into_a_sink_beside_an_aggregating_branch(tmp_path):
+    from rtstream import Pipeline, SinkNode, SourceNode, StageNode
+
+    events = make_events(300, span_s=180, seed=4)
+    src = tmp_path / "in.jsonl"
+    write_lines(src, events)
+    tail = SourceNode("tail", "file", path=str(src))
+    per_user = StageNode("per_user", "aggregate", key="user_id", aggregates={"n": "count()", "spent": "sum(amount)"})
+    raw, users = SinkNode("raw", "file", path=str(tmp_path / "raw")), SinkNode("users", "file", path=str(tmp_path / "users"))
+    p = Pipeline([tail >> raw, tail >> per_user >> users], window={"size": "1m"}, state={"checkpoint_interval": "1s"},
+                 daemon={"state_dir": str(tmp_path / "state"), "log_level": "warning"})
+    assert p.run() == 0
+    rows = [r for rs in window_files(tmp_path / "raw").values() for r in rs]
+    assert sorted(orjson.dumps({k: v for k, v in r.items() if k not in ("window_start", "window_end")},
+                               option=orjson.OPT_SORT_KEYS) for r in rows) == \
+        sorted(orjson.dumps(e, option=orjson.OPT_SORT_KEYS) for e in events)  # every record, once, as it came
+    assert {(r["window_start"], r["user_id"]): r["n"] for rs in window_files(tmp_path / "users").values()
+            for r in rs} == {k: v[0] for k, v in reference(events)["users"].items()}
