@@ -106,6 +106,12 @@ def test_three_branches_with_their_own_windows_match_the_reference(tmp_path, unu
         wait_until(lambda: all(len(written(tmp_path)[k]) >= len(v) for k, v in want.items()), 60,
                    what="every branch's windows")
         st = wait_until(lambda: status(unused_tcp_port), 10, what="the status")
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{unused_tcp_port}/metrics", timeout=5) as resp:
+            metrics = resp.read().decode()
+        with urllib.request.urlopen(f"http://127.0.0.1:{unused_tcp_port}/", timeout=5) as resp:
+            page = resp.read().decode()
         d.signal(signal.SIGTERM)
         assert d.wait(30) == 0, d.stderr[-3000:]
     same(written(tmp_path), want)
@@ -113,6 +119,7 @@ def test_three_branches_with_their_own_windows_match_the_reference(tmp_path, unu
                                    ["per_kind", "kinds"], ["tail", "every5"], ["every5", "fives"]]
     assert st["flow"]["drawing"].startswith("graph      3 branches (1 sources, 3 stages, 3 sinks)")
     assert st["records_in"] == N + 1  # each record read once, whatever the branches
+    assert "rtstream_records_in_total" in metrics and 'data-graph' in page
     dead = tmp_path / "dead.jsonl"
     assert not dead.exists() or not dead.read_text().strip()
 
