@@ -49,8 +49,9 @@ def plan_branches(graph: Graph) -> list[Branch]:
         ins, outs = graph.inputs(n), graph.outputs(n)
         fed_by_stage = [i for i in ins if kinds[i] == "stage"]
         if fed_by_stage and len(ins) > 1:
-            problems.append((KEY, f"{n!r} merges {', '.join(ins)}: a fan-in after a stage is not run yet "
-                                  "(merge the sources instead, e.g. '[a, b] >> stage')"))
+            problems.append((KEY, f"{n!r} merges {', '.join(ins)}: a fan-in after a stage is not run yet, but "
+                                  "after a source's own per-record stages into one chain (or merge the sources: "
+                                  "'[a, b] >> stage')"))
         feeds = [o for o in outs if kinds[o] == "stage"]
         if feeds and len(outs) > 1:
             problems.append((KEY, f"{n!r} feeds {', '.join(outs)}: a stage feeding several branches is not run "
@@ -84,14 +85,20 @@ def plan_branches(graph: Graph) -> list[Branch]:
 
 
 def branch_problems(root: RootConfig, flow: Flow, components: dict[str, Any]) -> list[tuple[str, str]]:
-    """What a branched flow asks of the rest of the config (and the shapes not run yet)."""
+    """What a branched flow asks of the rest of the config (and the shapes not run yet); a source's
+    own stages before the sources meet must be per-record ones."""
+    problems: list[tuple[str, str]] = []
+    for src, names in flow.prefixes.items():
+        for n in names:
+            if not getattr(components[n].cls, "per_record", False):
+                problems.append((f"stages.{n}", f"runs on {src!r}'s records only, before the sources meet: it "
+                                                "must be a per-record stage (map, lookup)"))
     if not flow.branched:
-        return []
+        return problems
     try:
         plan_branches(flow.graph)
-        problems: list[tuple[str, str]] = []
     except ConfigError as exc:
-        problems = list(exc.problems)
+        problems += exc.problems
     if root.state.checkpoint_interval is None:
         problems.append(("state.checkpoint_interval", "a flow of several branches needs it (e.g. \"10s\"): each "
                                                       "branch's windows are restored from the checkpoint, and the "

@@ -16,17 +16,13 @@ runtime runs (rtstream.config.flow).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from rtstream.config.flow import Flow
+from rtstream.config.flow import CHAIN_BREAK, KEY, Flow, parse_chains
 from rtstream.model.errors import ConfigError
 
-KEY = "pipeline.flow"
-_NAME = re.compile(r"^[A-Za-z_][\w\-]*$")
-_SPLIT = re.compile(r"[;\n]")
 MAX_NODES = 1000  # a flow past this is a mistake (or an attack on the parser), not a pipeline
 MAX_BRANCHES = 100  # drawn; a graph with more paths says how many it left out
 
@@ -73,6 +69,32 @@ class Graph:
             stages.append(next(iter(outs)))
             frontier = stages[-1:]
 
+    def prefixed(self) -> tuple[dict[str, list[str]], list[str], list[str]] | None:
+        """({source: its own stages}, stages, sinks) when each source has its own stages before they
+        all meet in one stage, and one chain follows: `a >> clean >> m >> out; b >> m`, else None."""
+        ends, prefixes = set(), {}
+        for src in self.names("source"):
+            cur, path = src, []
+            while len(self.outputs(cur)) == 1 and self.kinds[self.outputs(cur)[0]] == "stage" \
+                    and self.inputs(self.outputs(cur)[0]) == [cur]:
+                cur = self.outputs(cur)[0]
+                path.append(cur)
+            if len(self.outputs(cur)) != 1:
+                return None
+            ends.add(cur)
+            prefixes[src] = path
+            meet = self.outputs(cur)[0]
+        if not any(prefixes.values()) or self.kinds[meet] != "stage" or set(self.inputs(meet)) != ends:
+            return None
+        stages = [meet]
+        while len(self.outputs(stages[-1])) == 1 and self.kinds[self.outputs(stages[-1])[0]] == "stage" \
+                and self.inputs(self.outputs(stages[-1])[0]) == stages[-1:]:
+            stages.append(self.outputs(stages[-1])[0])
+        sinks = self.outputs(stages[-1])
+        if set(sinks) != set(self.names("sink")) or any(self.inputs(k) != stages[-1:] for k in sinks):
+            return None
+        return prefixes, stages, sinks
+
     def branches(self, limit: int = MAX_BRANCHES) -> list[list[str]]:
         """Paths from a source to a sink, in the order the flow named them (at most `limit`: fan-outs
         after fan-ins multiply paths)."""
@@ -111,37 +133,6 @@ class Graph:
         more = ["  ... more branches than drawn"] if len(lines) >= MAX_BRANCHES else []
         return "\n".join([f"graph      {len(lines)} branch{'es' if len(lines) != 1 else ''} ({head})", *lines, *more,
                           *fans])
-
-
-def parse_chains(text: str) -> list[list[list[str]]]:
-    """`"a >> b\\nb >> c"` -> `[[["a"], ["b"]], [["b"], ["c"]]]` (blank lines and `#` comments skipped)."""
-    chains = []
-    for raw_line in _SPLIT.split(text):
-        line = raw_line.split("#", 1)[0].strip()
-        if line:
-            chains.append(_parse_chain(line))
-    if not chains:
-        raise ConfigError.at(KEY, "the flow is empty (expected e.g. 'fetch >> process >> [store, show]')")
-    return chains
-
-
-def _parse_chain(text: str) -> list[list[str]]:
-    steps = []
-    for raw in text.split(">>"):
-        part = raw.strip()
-        if part.startswith("[") and part.endswith("]"):
-            names = [n.strip() for n in part[1:-1].split(",") if n.strip()]
-        else:
-            names = [part]
-        for n in names or [""]:
-            if not _NAME.match(n):
-                shown = (n or raw.strip())[:80]
-                raise ConfigError.at(KEY, f"invalid step {shown!r} in {text[:200]!r} (expected names joined by >>, "
-                                          "e.g. 'fetch >> process >> [store, show]')")
-        steps.append(names)
-    if len(steps) < 2:
-        raise ConfigError.at(KEY, f"{text[:200]!r}: a chain needs at least two steps, e.g. 'fetch >> store'")
-    return steps
 
 
 def build_graph(chains: list[list[list[str]]], kinds: Mapping[str, str],
@@ -272,5 +263,11 @@ def flow_of(text: str, kinds: Mapping[str, str], sections: Mapping[str, Mapping[
     chain = graph.chain()
     if chain is not None:
         return Flow(*chain, graph=graph)
-    written = "; ".join(line.split("#", 1)[0].strip() for line in _SPLIT.split(text) if line.split("#", 1)[0].strip())
+    written = "; ".join(line.split("#", 1)[0].strip() for line in CHAIN_BREAK.split(text) if line.split("#", 1)[0].strip())
+    shape = graph.prefixed()
+    if shape is not None:  # the sources' own (per-record) stages first, then the chain they meet in
+        prefixes, stages, sinks = shape
+        own = [n for names in prefixes.values() for n in names]
+        return Flow(graph.names("source"), [*own, *stages], sinks, graph=graph, text=written,
+                    prefixes={s: names for s, names in prefixes.items() if names})
     return Flow(graph.names("source"), graph.names("stage"), graph.names("sink"), graph=graph, text=written)

@@ -230,3 +230,24 @@ def test_a_source_straight_into_a_sink_beside_an_aggregating_branch(tmp_path):
         sorted(orjson.dumps(e, option=orjson.OPT_SORT_KEYS) for e in events)  # every record, once, as it came
     assert {(r["window_start"], r["user_id"]): r["n"] for rs in window_files(tmp_path / "users").values()
             for r in rs} == {k: v[0] for k, v in reference(events)["users"].items()}
+
+
+def test_a_sources_own_map_before_the_sources_meet(tmp_path):
+    from rtstream import Pipeline, SinkNode, SourceNode, StageNode
+
+    orders, clicks = make_events(800, span_s=300, seed=12), make_events(700, span_s=300, seed=13)
+    write_lines(tmp_path / "orders.jsonl", orders)
+    write_lines(tmp_path / "clicks.jsonl", clicks)
+    o = SourceNode("orders", "file", path=str(tmp_path / "orders.jsonl"))
+    c = SourceNode("clicks", "file", path=str(tmp_path / "clicks.jsonl"))
+    purchases = StageNode("purchases", "map", call="tests.e2e.userfns:only_purchases")  # orders only
+    per_user = StageNode("per_user", "aggregate", key="user_id", aggregates={"n": "count()", "spent": "sum(amount)"})
+    out = SinkNode("users", "file", path=str(tmp_path / "users"))
+    p = Pipeline([o >> purchases >> per_user >> out, c >> per_user], window={"size": "1m"},
+                 daemon={"state_dir": str(tmp_path / "state"), "log_level": "warning"})
+    assert p.run() == 0
+    kept = [e for e in orders if e["kind"] == "purchase"] + clicks  # the map ran on the orders alone
+    assert len(kept) < len(orders) + len(clicks)
+    got = {(r["window_start"], r["user_id"]): (r["n"], r["spent"])
+           for rs in window_files(tmp_path / "users").values() for r in rs}
+    same({"users": got}, {"users": reference(kept)["users"]})

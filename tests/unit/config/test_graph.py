@@ -176,7 +176,7 @@ def test_a_config_with_branches_is_validated_and_drawn(tmp_path):
     ("src >> agg >> [agg2, out]\nagg2 >> out2", "'agg' feeds agg2, out: a stage feeding several branches is not run "
                                                 "yet (fan out from the source instead, one chain per branch)"),
     ("src >> agg >> agg2 >> out\nsrc >> agg2\nagg >> out2", "'agg2' merges agg, src: a fan-in after a stage is not "
-                                                            "run yet (merge the sources instead, e.g. '[a, b] >> stage')"),
+                                                            "run yet, but after a source's own per-record stages"),
     ("src >> agg >> out\nsrc >> out", "sink 'out' is fed by several branches (agg, src)"),
 ])
 def test_shapes_not_run_yet_are_refused_with_the_reason(text, reason):
@@ -214,3 +214,18 @@ def test_the_python_api_builds_several_chains():
     other = SourceNode("bids", "generator", count=99)
     with pytest.raises(ValueError, match="two different nodes are named 'bids'"):
         Pipeline([bids >> per_a >> SinkNode("a_out", "stdout"), other >> per_b >> SinkNode("b_out", "stdout")]).config()
+
+
+def test_a_sources_own_stages_before_the_sources_meet():
+    kinds = {"orders": "source", "clicks": "source", "purchases": "stage", "per_user": "stage", "out": "sink"}
+    flow = flow_of("orders >> purchases >> per_user >> out\nclicks >> per_user", kinds)
+    assert not flow.branched and flow.prefixes == {"orders": ["purchases"]}
+    assert (flow.sources, flow.stages, flow.sinks) == (["orders", "clicks"], ["purchases", "per_user"], ["out"])
+    assert flow.graph.draw().splitlines()[1:3] == ["  orders >> purchases >> per_user (also from clicks) >> out",
+                                                   "  clicks >> (per_user) ..."]
+    sides = {"per_user": {"type": "join", "left": "purchases", "right": "clicks"}}
+    assert build_graph(parse_chains("orders >> purchases >> per_user >> out\nclicks >> per_user"), kinds, sides)
+    doc = deep(pipeline__flow="src >> agg2 >> agg >> out\nsrc2 >> agg", sources__src2={"type": "generator", "count": 5},
+               stages__agg2={"type": "aggregate", "aggregates": {"n": "count()"}})
+    assert refused(doc) == {"stages.agg2": "runs on 'src''s records only, before the sources meet: it must be a "
+                                           "per-record stage (map, lookup)"}
