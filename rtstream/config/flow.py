@@ -1,19 +1,20 @@
 """The flow: `fetch >> process >> [store, show]`, parsed from config or built with `>>` in Python.
 
 A flow reads left to right: one or more sources (a list fans in), then stages in order, then one or
-more sinks (a list fans out). Every name is used once, so a flow can have no cycle.
+more sinks (a list fans out). Several chains (one a line) make a graph: rtstream.config.graph.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from rtstream.model.errors import ConfigError
 
 _NAME = re.compile(r"^[A-Za-z_][\w\-]*$")
+CHAIN_BREAK = re.compile(r"[;\n]")  # chains are separated by lines or `;`
 KEY = "pipeline.flow"
 
 
@@ -22,16 +23,39 @@ class Flow:
     sources: list[str]
     stages: list[str]
     sinks: list[str]
+    graph: Any = None  # rtstream.config.graph.Graph the flow was resolved from (not imported: graph imports flow)
+    text: str | None = None  # the flow as written, when it is not one chain
+    # source -> its own per-record stages, run on its records only before the sources meet (they are
+    # also at the head of `stages`): `a >> clean >> m >> out; b >> m`
+    prefixes: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def branched(self) -> bool:
+        """Several branches (fan-out to different stages, or fan-in after a stage): not one chain."""
+        return self.graph is not None and not self.prefixes and self.graph.chain() is None
 
     def __str__(self) -> str:
+        if self.text is not None:
+            return self.text
         def part(names: list[str]) -> str:
             return names[0] if len(names) == 1 else "[" + ", ".join(names) + "]"
 
         return " >> ".join([part(self.sources), *self.stages, part(self.sinks)])
 
 
-def parse_flow(text: str) -> list[list[str]]:
-    """`"a >> b >> [c, d]"` -> `[["a"], ["b"], ["c", "d"]]`."""
+def parse_chains(text: str) -> list[list[list[str]]]:
+    """`"a >> b\\nb >> c"` -> `[[["a"], ["b"]], [["b"], ["c"]]]` (blank lines and `#` comments skipped)."""
+    chains = []
+    for raw_line in CHAIN_BREAK.split(text):
+        line = raw_line.split("#", 1)[0].strip()
+        if line:
+            chains.append(_parse_chain(line))
+    if not chains:
+        raise ConfigError.at(KEY, "the flow is empty (expected e.g. 'fetch >> process >> [store, show]')")
+    return chains
+
+
+def _parse_chain(text: str) -> list[list[str]]:
     steps = []
     for raw in text.split(">>"):
         part = raw.strip()
@@ -39,50 +63,16 @@ def parse_flow(text: str) -> list[list[str]]:
             names = [n.strip() for n in part[1:-1].split(",") if n.strip()]
         else:
             names = [part]
-        for n in names:
+        for n in names or [""]:
             if not _NAME.match(n):
-                raise ConfigError.at(KEY, f"invalid step {n or raw.strip()!r} in {text!r} "
-                                          "(expected names joined by >>, e.g. 'fetch >> process >> [store, show]')")
+                shown = (n or raw.strip())[:80]
+                raise ConfigError.at(KEY, f"invalid step {shown!r} in {text[:200]!r} (expected names joined by >>, "
+                                          "e.g. 'fetch >> process >> [store, show]')")
         steps.append(names)
+    if len(steps) < 2:
+        raise ConfigError.at(KEY, f"{text[:200]!r}: a chain needs at least two steps, e.g. 'fetch >> store'")
     return steps
 
-
-def resolve_flow(steps: list[list[str]], kinds: dict[str, str]) -> Flow:
-    """Check the steps against the defined components and split them into sources, stages, sinks."""
-    problems: list[tuple[str, str]] = []
-    seen: set[str] = set()
-    for names in steps:
-        for n in names:
-            if n in seen:
-                problems.append((KEY, f"{n!r} appears twice: a flow is a chain and cannot loop back"))
-            seen.add(n)
-            if n not in kinds:
-                problems.append((KEY, f"{n!r} is not defined in [sources], [stages] or [sinks]"))
-    if problems:
-        raise ConfigError(problems)
-    if len(steps) < 2:
-        raise ConfigError.at(KEY, "a flow needs at least a source and a sink, e.g. 'fetch >> store'")
-    first, last, middle = steps[0], steps[-1], steps[1:-1]
-    for n in first:
-        if kinds[n] != "source":
-            problems.append((KEY, f"the flow must start with sources; {n!r} is a {kinds[n]}"))
-    for n in last:
-        if kinds[n] != "sink":
-            problems.append((KEY, f"the flow must end with sinks; {n!r} is a {kinds[n]}"))
-    stages = []
-    for names in middle:
-        if len(names) > 1:
-            problems.append((KEY, f"[{', '.join(names)}]: only sources (first) and sinks (last) can be lists"))
-        for n in names:
-            if kinds[n] != "stage":
-                problems.append((KEY, f"{n!r} is a {kinds[n]}; between the sources and the sinks only stages fit"))
-            stages.append(n)
-    unused = [n for n, k in kinds.items() if n not in seen]
-    for n in unused:
-        problems.append((f"{kinds[n]}s.{n}", "defined but not used in pipeline.flow"))
-    if problems:
-        raise ConfigError(problems)
-    return Flow(list(first), stages, list(last))
 
 
 class Node:

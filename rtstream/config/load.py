@@ -11,14 +11,18 @@ from typing import Any
 from pydantic import ValidationError
 
 from rtstream.config.airflow_keys import bind_python_calls, take_airflow_keys
+from rtstream.config.branches import branch_problems
+from rtstream.config.count_checks import count_window_problems
 from rtstream.config.dag_sinks import dag_sink_problems
 from rtstream.config.extras import extras_problems
 from rtstream.config.files import check_shape, read_file
-from rtstream.config.flow import Flow, parse_flow, resolve_flow
+from rtstream.config.flow import Flow
+from rtstream.config.graph import flow_of
 from rtstream.config.models import RootConfig
 from rtstream.config.paths import input_problems, resolve_paths
 from rtstream.config.problems import did_you_mean, problems_from, with_suggestions
 from rtstream.config.settings import ComponentSettings, Settings
+from rtstream.config.stage_window import renamed, stage_window_problems, with_stage_window
 from rtstream.config.writable import state_path_problems
 from rtstream.model.errors import ConfigError
 from rtstream.model.registry import Kind, known, lookup
@@ -157,10 +161,11 @@ def validate(doc: dict[str, Any], path: Path | None, search_dirs: list[Path],
     """The settings of `doc`; every problem found (with those already in `problems`) raised at once."""
     problems = [] if problems is None else problems
     root = None
+    doc, window_of = with_stage_window(doc)  # a stage's own window may stand for [window]
     try:
         root = RootConfig.model_validate(doc)
     except ValidationError as exc:
-        problems.extend(problems_from(exc, model=RootConfig))
+        problems.extend(renamed(problems_from(exc, model=RootConfig), window_of))
     components: dict[str, ComponentSettings] = {}
     kinds: dict[str, str] = {}
     airflow_keys: dict[str, dict[str, Any]] = {}
@@ -183,12 +188,12 @@ def validate(doc: dict[str, Any], path: Path | None, search_dirs: list[Path],
     flow = None
     if root is not None:
         try:
-            flow = resolve_flow(parse_flow(root.pipeline.flow), kinds)
+            flow = flow_of(root.pipeline.flow, kinds, _tables(doc.get("stages")))
         except ConfigError as exc:
             problems.extend(with_suggestions(exc.problems, list(kinds)))
     elif isinstance(doc.get("pipeline"), dict) and isinstance(doc["pipeline"].get("flow"), str):
         try:  # the flow's names are worth checking even when another [pipeline] key is wrong
-            resolve_flow(parse_flow(doc["pipeline"]["flow"]), kinds)
+            flow_of(doc["pipeline"]["flow"], kinds, _tables(doc.get("stages")))
         except ConfigError as exc:
             problems.extend(with_suggestions(exc.problems, list(kinds)))
     if root is not None and flow is not None and all(n in components for n in kinds):
@@ -198,6 +203,10 @@ def validate(doc: dict[str, Any], path: Path | None, search_dirs: list[Path],
         raise ConfigError(problems)
     assert root is not None and flow is not None
     return Settings(root, flow, components, path, search_dirs)
+
+
+def _tables(section: Any) -> dict[str, Any]:
+    return {k: v for k, v in section.items() if isinstance(v, dict)} if isinstance(section, dict) else {}
 
 
 def _component(kind: Kind, name: str, body: Any, where: str, problems: list[tuple[str, str]]) -> ComponentSettings | None:
@@ -223,6 +232,8 @@ def _component(kind: Kind, name: str, body: Any, where: str, problems: list[tupl
 
 def _cross_checks(root: RootConfig, flow: Flow, components: dict[str, ComponentSettings], search_dirs: list[Path],
                   problems: list[tuple[str, str]], airflow_keys: dict[str, dict[str, Any]]) -> None:
+    problems.extend(branch_problems(root, flow, components))
+    problems.extend(stage_window_problems(root, flow, components))  # first: the checks below read root.window
     if root.window.time == "source":
         for name in flow.sources:
             if not getattr(components[name].cls, "has_source_time", True):
@@ -247,3 +258,4 @@ def _cross_checks(root: RootConfig, flow: Flow, components: dict[str, ComponentS
         problems.append((f"sinks.{eos[1]}.exactly_once", "only one sink can commit the offsets in its transactions"))
     bind_python_calls(root, flow, components, search_dirs, problems, airflow_keys)
     problems.extend(dag_sink_problems(root, flow.sinks, components))
+    problems.extend(count_window_problems(root, flow, components))

@@ -24,9 +24,9 @@ class PipelineConfig(Strict):
 
 
 class WindowConfig(Strict):
-    type: Literal["tumbling", "hopping", "session"] = Field(default="tumbling", description="tumbling: back to back; "
-                                                            "hopping: overlapping, one every hop; session: per key, "
-                                                            "closed after gap without a record")
+    type: Literal["tumbling", "hopping", "session", "count"] = Field(
+        default="tumbling", description="tumbling: back to back; hopping: overlapping, one every hop; session: per "
+        "key, closed after gap without a record; count: per key, closed at its size-th record (size = N)")
     size: Duration | None = Field(default=None, description="a window's length, e.g. \"5m\" (or give schedule)")
     hop: Duration | None = Field(default=None, description="hopping: a window starts every hop; size is a multiple")
     gap: Duration | None = Field(default=None, description="session: records of one key less than gap apart share a session")
@@ -45,8 +45,24 @@ class WindowConfig(Strict):
     idle_timeout: Duration = Field(default=10.0, description="after this long with no input, the wall clock "
                                    "advances the watermark and closes windows")
 
+    records: int | None = Field(default=None, ge=1, description='count: records a window closes at; written '
+                               "as size = N (rtstream.windows.counts)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _count_size(cls, data: Any) -> Any:
+        from rtstream.windows.counts import count_size  # a count window's size is records, not a duration
+
+        return count_size(data)
+
     @model_validator(mode="after")
     def _size_or_schedule(self) -> WindowConfig:
+        if self.type == "count":
+            from rtstream.windows.counts import check_count_window
+
+            return check_count_window(self)  # type: ignore[no-any-return]
+        if self.records is not None:
+            raise ValueError('records is for type = "count"')
         if self.type == "session":
             return self._session()
         if self.gap is not None:

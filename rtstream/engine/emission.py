@@ -21,3 +21,4 @@ class Emission:
     marks: dict[PartitionKey, int] | None = None  # once written, these partitions are written up to here
     closed_at: float = field(default_factory=time.monotonic)  # when the watermark let it go
     tag_final: bool = False  # emit = "updates": every row says whether it is final
+    branch: int = 0  # which branch's engine emitted it, in a flow of several (rtstream.engine.branches)

@@ -4,15 +4,14 @@
 - rtstream.engine.closing  closing windows and emitting them
 - rtstream.engine.partition_snapshot checkpoint snapshots and restore
 - rtstream.engine.commit_rule   what writing an emission releases (the commit rule)
+- rtstream.engine.count_fold     count windows, over the fold, the closing and the snapshots
 """
 
 from __future__ import annotations
 
-from rtstream.engine.closing import WindowCloser
 from rtstream.engine.commit_rule import Hold, HoldKind
+from rtstream.engine.count_fold import CountFold
 from rtstream.engine.emission import Emission
-from rtstream.engine.fold import BatchFold
-from rtstream.engine.partition_snapshot import EngineSnapshots
 from rtstream.model.batch import Batch
 from rtstream.model.positions import Mark, PartitionKey
 from rtstream.windows.watermark import NEVER
@@ -20,7 +19,7 @@ from rtstream.windows.watermark import NEVER
 __all__ = ["Emission", "WindowEngine"]
 
 
-class WindowEngine(BatchFold, WindowCloser, EngineSnapshots):
+class WindowEngine(CountFold):
     def assign(self, pk: PartitionKey, now: float, epoch: int = 0) -> None:
         self._epochs[pk] = epoch
         self.watermark.assign(pk, now)
@@ -40,6 +39,7 @@ class WindowEngine(BatchFold, WindowCloser, EngineSnapshots):
             self.tracker.release(pk, Hold(HoldKind.OPEN, start))
         if self.sessions is not None:
             self.sessions.drop(pk)
+        self.revoke_counts(pk)
         self.watermark.forget(pk)
         self.tracker.drop(pk)
         self._emitted_upto.pop(pk, None)
@@ -49,6 +49,8 @@ class WindowEngine(BatchFold, WindowCloser, EngineSnapshots):
         self.watermark.forget(pk)
 
     def open_windows(self) -> int:
+        if self.counts is not None:
+            return self.counts.open_count()
         return self.sessions.open_count() if self.sessions is not None else self.store.open_windows()
 
     def partitions(self, source: str) -> list[PartitionKey]:

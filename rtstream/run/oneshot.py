@@ -112,6 +112,9 @@ def for_test(settings: Settings, state_dir: Path, input_path: Path | None, with_
         root.window.time = "event"  # lines of a file carry no time of their own: theirs is in time_field
         log.warning("the --input records are windowed by their field %r (the config's sources keep their own "
                     "time; a file has none)", root.window.time_field)
+    if settings.flow.branched:  # its rows would come from several windows at once: not one run's output
+        raise ConfigError.at("pipeline.flow", "a test run runs one chain; run a flow of several branches with "
+                                              "`rtstream run` (or test each branch as its own chain)")
     output = ComponentSettings(OUTPUT, "sink", _output_class(on_window), OutputConfig(type="test_output"))
     settings.components[OUTPUT] = output
     sinks = [*settings.flow.sinks, OUTPUT] if with_sinks else [OUTPUT]

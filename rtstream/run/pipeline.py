@@ -2,28 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from rtstream.config.flow import Chain
+from rtstream.config.flow import Chain, Node
 
 
 class Pipeline:
     """A flow plus its window and daemon settings; `run()` runs it to the end (or to SIGTERM)."""
 
-    def __init__(self, flow: Chain, name: str = "rtstream", window: dict[str, Any] | None = None,
+    def __init__(self, flow: Chain | Sequence[Chain], name: str = "rtstream", window: dict[str, Any] | None = None,
                  daemon: dict[str, Any] | None = None, dead_letter: dict[str, Any] | None = None,
                  defaults: dict[str, Any] | None = None, state: dict[str, Any] | None = None):
+        # several chains make a graph: a node named in two of them is one node (rtstream.config.graph)
+        self.chains = [flow] if isinstance(flow, Chain) else list(flow)
         self.flow = flow
         self.name = name
         self.sections = {"window": window or {"size": "5m"}, "daemon": daemon or {},
                          "dead_letter": dead_letter or {}, "defaults": defaults or {}, "state": state or {}}
 
     def config(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {"pipeline": {"name": self.name, "flow": str(self.flow)},
+        doc: dict[str, Any] = {"pipeline": {"name": self.name, "flow": "\n".join(map(str, self.chains))},
                                "sources": {}, "stages": {}, "sinks": {}}
         doc.update({k: v for k, v in self.sections.items() if v})
-        for node in self.flow.nodes():
-            doc[node.kind + "s"][node.name] = node.section()
+        seen: dict[str, Node] = {}
+        for chain in self.chains:
+            for node in chain.nodes():
+                other = seen.setdefault(node.name, node)
+                if other is not node and (other.kind, other.section()) != (node.kind, node.section()):
+                    raise ValueError(f"two different nodes are named {node.name!r}: a name is one node of the flow")
+                doc[node.kind + "s"][node.name] = node.section()
         return doc
 
     def settings(self) -> Any:

@@ -21,18 +21,17 @@ def _describe(settings: Settings) -> str:
     w = root.window
     ctx = Context(pipeline=root.pipeline.name, state_dir=root.daemon.state_dir,  # type: ignore[arg-type]
                   extra={"search_dirs": settings.search_dirs})
-    assert w.size is not None
-    time_from = f"event time from field {w.time_field!r}" if w.time == "event" else "the sources' own timestamps"
     lines = [
         f"pipeline   {root.pipeline.name}",
         f"flow       {settings.flow}",
-        f"window     {w.type} "
-        + (f"gap {format_duration(w.gap)}" if w.gap is not None else format_duration(w.size))
-        + (f" every {format_duration(w.hop)}" if w.hop else "")
-        + (f" (schedule {w.schedule!r})" if w.schedule else "")
-        + f", {time_from}, lateness {format_duration(w.lateness)}, idle timeout {format_duration(w.idle_timeout)}"
-        + (f", running results every {format_duration(w.update_interval)}" if w.emit == "updates" else ""),
+        *([settings.flow.graph.draw()] if settings.flow.graph else []),
+        f"window     {_window_text(w)}",
     ]
+    if settings.flow.branched:  # each branch's own window (its windowed aggregate's, or the one above)
+        from rtstream.config.stage_window import branch_windows
+
+        for stages, bw in branch_windows(root, settings.flow, settings.components):
+            lines.append(f"  {' >> '.join(stages) or '(no stage)'}: {_window_text(bw)}")
     for title, names in (("sources", settings.flow.sources), ("stages", settings.flow.stages),
                          ("sinks", settings.flow.sinks)):
         lines.append(title)
@@ -57,6 +56,18 @@ def _describe(settings: Settings) -> str:
         lines.append(f"admin         http://{a.listen} ({auth}; header timeout {format_duration(a.header_timeout)}, "
                      f"max {a.max_connections} connections)")
     return "\n".join(lines)
+
+
+def _window_text(w: Any) -> str:
+    assert w.size is not None
+    time_from = f"event time from field {w.time_field!r}" if w.time == "event" else "the sources' own timestamps"
+    return (f"{w.type} "
+            + (f"gap {format_duration(w.gap)}" if w.gap is not None else f"of {w.records} records per key"
+               if w.records is not None else format_duration(w.size))
+            + (f" every {format_duration(w.hop)}" if w.hop else "")
+            + (f" (schedule {w.schedule!r})" if w.schedule else "")
+            + f", {time_from}, lateness {format_duration(w.lateness)}, idle timeout {format_duration(w.idle_timeout)}"
+            + (f", running results every {format_duration(w.update_interval)}" if w.emit == "updates" else ""))
 
 
 def source_parts(settings: Settings) -> list[Any]:

@@ -26,6 +26,7 @@ from rtstream.runtime.flush import WindowFlusher
 from rtstream.runtime.observers import WindowObserver
 from rtstream.runtime.partitions import PartitionLifecycle
 from rtstream.runtime.run_history import RunHistory
+from rtstream.runtime.source_staging import SourceStaging
 from rtstream.sinks.base import Sink
 from rtstream.sources.base import Source
 from rtstream.stages.aggregate import AggregateStage
@@ -49,7 +50,7 @@ class PipelineParts:
     window_stages: list[Stage]  # the stages every closed window goes through
     sinks: list[Sink]
     scopes: dict[str, str]  # source -> what its checkpoints are valid for
-    staging: RecordStaging | None  # per-record stages run per batch, when one of them awaits
+    staging: RecordStaging | SourceStaging | None  # per-record stages run per batch (one awaits; a source's own)
     tracker: CommitTracker
     engine: WindowEngine
     committer: Committer
@@ -79,7 +80,8 @@ def build_parts(settings: Settings, observers: Sequence[WindowObserver] = ()) ->
     flow = settings.flow
     sources: list[Source] = [c.cls(c.name, c.config, context) for c in settings.of(flow.sources)]
     all_stages: list[Stage] = [c.cls(c.name, c.config, context) for c in settings.of(flow.stages)]
-    stages = list(all_stages)
+    own = {n for names in flow.prefixes.values() for n in names}  # a source's own stages: staged per source
+    stages = [s for s in all_stages if s.name not in own]
     record_stages = []
     while stages and stages[0].per_record:
         record_stages.append(stages.pop(0))
@@ -100,8 +102,12 @@ def build_parts(settings: Settings, observers: Sequence[WindowObserver] = ()) ->
                      for c in all_stages})
     # a per-record stage that awaits (a lookup) moves every per-record stage out of the fold
     source_where = {s.name: flt for s in sources if (flt := s.where) is not None}
-    staging = RecordStaging(record_stages, policies, source_where) \
+    staging: RecordStaging | SourceStaging | None = RecordStaging(record_stages, policies, source_where) \
         if any(s.awaits_per_batch for s in record_stages) else None
+    if flow.prefixes:
+        named = {s.name: s for s in all_stages}
+        staging = SourceStaging({src.name: RecordStaging([named[n] for n in flow.prefixes.get(src.name, [])]
+                                                         + record_stages, policies, source_where) for src in sources})
     w = root.window
     engine = WindowEngine(
         size_ms=w.size_ms, lateness_ms=round(w.lateness * 1000), idle_timeout_s=w.idle_timeout,
@@ -110,6 +116,8 @@ def build_parts(settings: Settings, observers: Sequence[WindowObserver] = ()) ->
         max_window_records=root.daemon.max_window_records, hop_ms=w.hop_ms, emit_empty=w.emit_empty,
         session_gap_ms=w.gap_ms, update_interval_s=w.update_interval if w.emit == "updates" else None,
         source_where={} if staging else source_where)  # staging filters before its stages
+    if w.type == "count":
+        engine.use_counts(w.records)  # type: ignore[arg-type]  # set when type = "count" (config.models)
     # a sink that commits source offsets in its own transactions (Kafka exactly_once) does all commits
     committer = Committer(tracker, engine.ledger, sources, transactional=any(s.commits_source_offsets for s in sinks),
                           owned=engine.owned)

@@ -118,10 +118,14 @@ async def save_checkpoints(engine: WindowEngine, store: CheckpointStore | None, 
     if store is None or engine.time_range is not None:
         return  # a backfill re-reads a range; it has nothing to resume
     rows = []
+    positions = []
     for pk in only if only is not None else engine.owned():
         snap = engine.snapshot(pk)
         if snap is not None:
             rows.append((scopes[pk[0]], pk[1], snap[0], snap[1]))
+            positions.append((pk[0], pk[1], snap[0]))
     if rows:
         await asyncio.to_thread(store.save, rows)
+        # saved: count windows let their partitions' commits reach these positions (rtstream.engine.count_fold)
+        engine.checkpointed({(src, p): pos for src, p, pos in positions})
         log.debug("checkpoint: %d partitions, %d bytes", len(rows), store.last_bytes)

@@ -73,7 +73,10 @@ class RuntimeStatus:
         wm = rt.engine.watermark.current
         problems = self.readiness()
         return {"pipeline": self.pipeline, "ready": not problems, "problems": problems,
-                "flow": {"sources": flow.sources, "stages": flow.stages, "sinks": flow.sinks},
+                "flow": {"sources": flow.sources, "stages": flow.stages, "sinks": flow.sinks,
+                         # the graph: its edges and the drawing `rtstream validate` prints
+                         "edges": [list(e) for e in flow.graph.edges] if flow.graph else [],
+                         "drawing": flow.graph.draw() if flow.graph else None},
                 "components": comps, "uptime_s": time.time() - rt.started,
                 "records_in": sum(rt.stats.records_in.values()), "rows_out": rt.flusher.rows_out,
                 "rows_running": rt.flusher.rows_running,

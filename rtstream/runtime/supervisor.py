@@ -20,7 +20,8 @@ from typing import Any, Protocol
 from rtstream.config.settings import Settings
 from rtstream.model.errors import ComponentError, StateDirError
 from rtstream.model.policy import resolve
-from rtstream.runtime.build import PipelineParts, build_parts
+from rtstream.runtime.branch_build import build_any
+from rtstream.runtime.build import PipelineParts
 from rtstream.runtime.flush import percentile
 from rtstream.runtime.loops import PipelineLoops, guarded
 from rtstream.runtime.observers import WindowObserver
@@ -47,7 +48,7 @@ class Runtime(PipelineParts):
 
     def __init__(self, settings: Settings, observers: Sequence[WindowObserver] = ()):
         remember(settings)  # the run history, dead letters and alerts mask this config's secrets
-        super().__init__(**vars(build_parts(settings, observers)))  # the parts become this runtime's fields
+        super().__init__(**vars(build_any(settings, observers)))  # the parts become this runtime's fields
         self.queues: dict[str, asyncio.Queue[Any]] = {}
         # started before every component and closed after them: the admin server (rtstream.run.daemon)
         self.services: list[Service] = []

@@ -19,6 +19,9 @@ class AggregateConfig(StageConfig):
         description="the field rows are grouped by in each window (none: one row a window)")
     aggregates: dict[str, str] = Field(
         description="output field -> function, e.g. { n = \"count()\", spent = \"sum(amount)\" }")
+    window: dict[str, Any] | None = Field(default=None, description="this aggregate's own window, e.g. "
+                                          "{ type = \"hopping\", size = \"10s\", hop = \"2s\" } (the keys "
+                                          "of [window]; default: [window])")
 
     @field_validator("aggregates")
     @classmethod

@@ -16,6 +16,8 @@ from typing import Any
 
 import orjson
 
+from rtstream.windows.ranking import NAMES, parse_ranking
+
 _EXPR = re.compile(r"^\s*([a-z_]+|[A-Za-z_][\w.]*:[A-Za-z_][\w.]*)\s*\(\s*([A-Za-z_][\w.\-]*)?\s*\)\s*$")
 _NUMBER = (int, float)
 # A value or running sum outside +-MAXF is refused: `not -MAXF <= x <= MAXF` is one comparison that
@@ -98,6 +100,11 @@ class AggregateSpec:
     def is_custom(self) -> bool:
         return ":" in self.function
 
+    @property
+    def takes_row(self) -> bool:
+        """Called with the whole row (a user's aggregator, or a ranking one such as max_by)."""
+        return self.custom is not None or ":" in self.function
+
 
 def user_function(cls: Any) -> Function:
     """A class with zero(), add(acc, record), merge(a, b) and result(acc), as a Function."""
@@ -111,6 +118,10 @@ def user_function(cls: Any) -> Function:
 
 def parse_aggregate(name: str, expr: str) -> AggregateSpec:
     """`parse_aggregate("total", "sum(amount)")` -> AggregateSpec("total", "sum", "amount")."""
+    ranked = parse_ranking(expr)  # max_by(f, by), top(n, by), ...: rtstream.windows.ranking
+    if ranked is not None:
+        z, add, merge, result = ranked[1]
+        return AggregateSpec(name, ranked[0], None, Function(z, add, merge, result, needs_field=False, numeric=False))
     m = _EXPR.match(expr)
     if not m:
         raise ValueError(f"invalid aggregate {expr!r} (expected e.g. count(), sum(amount))")
@@ -120,7 +131,7 @@ def parse_aggregate(name: str, expr: str) -> AggregateSpec:
             raise ValueError(f"{func}() gets the whole record: write {func}()")
         return AggregateSpec(name, func, None)
     if func not in FUNCTIONS:
-        raise ValueError(f"unknown aggregate function {func!r} (known: {', '.join(sorted(FUNCTIONS))})")
+        raise ValueError(f"unknown aggregate function {func!r} (known: {', '.join(sorted([*FUNCTIONS, *NAMES]))})")
     if FUNCTIONS[func].needs_field and not field:
         raise ValueError(f"{func}() needs a field, e.g. {func}(amount)")
     if not FUNCTIONS[func].needs_field and field:
@@ -173,7 +184,7 @@ def compile_update(key: str | None, specs: list[AggregateSpec]) -> Callable[[dic
             lines += [f"        if v{i} is not None:", f"            s{i} = {acc} + v{i}",
                       f"            if not -MAXF <= s{i} <= MAXF: return OVF{i}"]
     for i, spec in enumerate(specs):
-        if spec.is_custom:  # user code: call it before touching anything, so a raise leaves no trace
+        if spec.takes_row:  # user code: call it before touching anything, so a raise leaves no trace
             ns[f"ADD{i}"], ns[f"ZERO{i}"] = spec.fn.add, spec.fn.zero
             ns[f"RAISED{i}"] = f"aggregate {spec.name!r} raised "
             lines += ["    try:", f"        u{i} = ADD{i}(accs[{i}] if accs is not None else ZERO{i}(), value, ts)",
@@ -189,7 +200,7 @@ def compile_update(key: str | None, specs: list[AggregateSpec]) -> Callable[[dic
             zeros.append(f"ZERO{i}()")
     lines += ["    if accs is None:", f"        accs = table[k] = [{', '.join(zeros)}]"]
     for i, spec in enumerate(specs):
-        if spec.is_custom:
+        if spec.takes_row:
             lines.append(f"    accs[{i}] = u{i}")
         elif spec.function in _INLINE:
             lines.append("    " + _INLINE[spec.function].format(i=i))

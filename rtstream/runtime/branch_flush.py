@@ -1,0 +1,63 @@
+"""The flushers of a flow of several branches, seen as one: each closed window goes to its branch's
+window stages and sinks (rtstream.runtime.flush), and the counts the status reads add up."""
+
+from __future__ import annotations
+
+import collections
+from typing import Any
+
+from rtstream.engine.emission import Emission
+from rtstream.model.policy import Policy
+from rtstream.runtime.flush import WindowFlusher
+
+
+class BranchFlushers:
+    """Duck-types `WindowFlusher` for the loops, the supervisor and the status view."""
+
+    def __init__(self, flushers: list[WindowFlusher], policies: dict[str, Policy]):
+        self.flushers = flushers
+        self.policies = policies  # one dict for every branch: a reload's new policies reach them all
+
+    async def flush(self, em: Emission) -> None:
+        await self.flushers[em.branch].flush(em)
+
+    def _sum(self, name: str) -> int:
+        return sum(getattr(f, name) for f in self.flushers)  # type: ignore[no-any-return]
+
+    def _merged(self, name: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in self.flushers:
+            out.update(getattr(f, name))
+        return out
+
+    @property
+    def windows_flushed(self) -> int:
+        return self._sum("windows_flushed")
+
+    @property
+    def rows_out(self) -> int:
+        return self._sum("rows_out")
+
+    @property
+    def rows_running(self) -> int:
+        return self._sum("rows_running")
+
+    @property
+    def failing(self) -> dict[str, str]:
+        return self._merged("failing")
+
+    @property
+    def rows_by_sink(self) -> dict[str, int]:
+        return self._merged("rows_by_sink")
+
+    @property
+    def retries_by(self) -> dict[str, int]:
+        return self._merged("retries_by")
+
+    @property
+    def failures(self) -> dict[str, int]:
+        return self._merged("failures")
+
+    @property
+    def latencies(self) -> collections.deque[float]:
+        return collections.deque((x for f in self.flushers for x in f.latencies), maxlen=10_000)
