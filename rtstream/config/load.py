@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from rtstream.config.airflow_keys import bind_python_calls, take_airflow_keys
+from rtstream.config.asset_sinks import asset_sink_problems
 from rtstream.config.dag_sinks import dag_sink_problems
 from rtstream.config.extras import extras_problems
 from rtstream.config.files import check_shape, read_file
@@ -247,3 +248,4 @@ def _cross_checks(root: RootConfig, flow: Flow, components: dict[str, ComponentS
         problems.append((f"sinks.{eos[1]}.exactly_once", "only one sink can commit the offsets in its transactions"))
     bind_python_calls(root, flow, components, search_dirs, problems, airflow_keys)
     problems.extend(dag_sink_problems(root, flow.sinks, components))
+    problems.extend(asset_sink_problems(root, flow.sinks, components))

@@ -59,6 +59,8 @@ class AssetTriggers:
         with store.transaction() as db:
             for statement in SCHEMA:
                 db.execute(statement)
+            if "extra" not in {r[1] for r in db.execute("PRAGMA table_info(asset_event)")}:
+                db.execute("ALTER TABLE asset_event ADD COLUMN extra TEXT")  # JSON; a store of an older rtstream
 
     def writer(self, dag_id: str, run: StoredRun, ti: Any, now: datetime) -> Callable[[sqlite3.Connection], None] | None:
         """What the success of `ti` writes in its transaction: its outlets' events, the consumers queued."""
@@ -76,14 +78,20 @@ class AssetTriggers:
                                   run.interval_start.isoformat(), run.interval_end.isoformat(), _ts(now)))
                 if cur.rowcount == 0:
                     continue
-                for target, cond in self.conditions.items():
-                    if consumes(cond, (name, uri)):
-                        db.execute("INSERT OR IGNORE INTO asset_queue VALUES (?, ?, ?, ?)", (target, name, uri, _ts(now)))
-                        queued.append(target)
+                queued.extend(self.queue(db, name, uri, now))
             if queued:
                 self.on_queued(sorted(set(queued)))
 
         return write
+
+    def queue(self, db: sqlite3.Connection, name: str, uri: str, now: datetime) -> list[str]:
+        """Queue every consumer of the asset (in the transaction of its new event); the consumers queued."""
+        queued = []
+        for target, cond in self.conditions.items():
+            if consumes(cond, (name, uri)):
+                db.execute("INSERT OR IGNORE INTO asset_queue VALUES (?, ?, ?, ?)", (target, name, uri, _ts(now)))
+                queued.append(target)
+        return queued
 
     def take(self, dag_id: str, now: datetime) -> StoredRun | None:
         """The consumer's dataset-triggered run, created when its queued assets satisfy its condition."""

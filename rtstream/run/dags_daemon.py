@@ -112,11 +112,11 @@ async def _serve_with(scheduler: DagScheduler, grid: DagGrid, dags: DagsSettings
     runtime_task: asyncio.Task[int] | None = None
     on_runtime_signal: Callable[[int], None] | None = None
     if settings is not None:
-        from rtstream.dags.window_runs import WindowRuns
+        from rtstream.dags.pipeline_assets import DaemonDags
         from rtstream.run.daemon import daemon_runtime
 
         runtime = daemon_runtime(settings, dags=grid)
-        runtime.context.dags = WindowRuns(scheduler, scheduler.store)  # what the pipeline's `dag` sinks call
+        runtime.context.dags = DaemonDags(scheduler, scheduler.store)  # `dag` sinks' runs, sinks' asset events
         runtime_task = asyncio.create_task(runtime.run())
         await asyncio.sleep(0)  # the runtime installs its signal handlers first thing; ours wrap them
         on_runtime_signal = runtime.on_signal
