@@ -22,6 +22,7 @@ from typing import Any
 from rtstream.airflow.asset_schedule import condition_of, consumes, evaluate, outlet_ids
 from rtstream.airflow.assets import BaseAsset
 from rtstream.airflow.dag_model import DAG
+from rtstream.dags.asset_reads import outlet_extras
 from rtstream.dags.store import RunStore, StoredRun
 
 log = logging.getLogger("rtstream.dags")
@@ -68,14 +69,17 @@ class AssetTriggers:
         if not outlets:
             return None
 
+        extras = outlet_extras(ti)  # what the try put in outlet_events[...] or yielded as Metadata
+
         def write(db: sqlite3.Connection) -> None:
             queued: list[str] = []
             for name, uri in outlets:
                 cur = db.execute("INSERT OR IGNORE INTO asset_event (name, uri, source_dag_id, source_run_id, "
                                  "source_task_id, source_map_index, source_try, interval_start, interval_end, "
-                                 "timestamp) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                 "timestamp, extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                  (name, uri, dag_id, run.run_id, ti.task_id, ti.map_index, ti.try_number,
-                                  run.interval_start.isoformat(), run.interval_end.isoformat(), _ts(now)))
+                                  run.interval_start.isoformat(), run.interval_end.isoformat(), _ts(now),
+                                  extras.get((name, uri))))
                 if cur.rowcount == 0:
                     continue
                 queued.extend(self.queue(db, name, uri, now))

@@ -128,6 +128,20 @@ class ChainSetup:
         lines = read_jsonl(self.out)
         a_lines = Counter(r["run_id"] for r in lines if r["dag"] == "dag_a")
         assert a_lines == Counter({r: 1 for _, r in a_runs}), a_lines  # each run's task succeeded once
+        # the context: dag_a saw its consumed window events (triggering_asset_events, extras and all), dag_b
+        # saw dag_a's extras through its trigger and, as inlet_events, every a_done event kept so far
+        seen_a = [e["extra"]["window_start"] for r in lines if r["dag"] == "dag_a" for e in r["events"]]
+        assert sorted(seen_a) == sorted(windows), seen_a
+        assert all(r["by_uri"] == [URI] for r in lines if r["dag"] == "dag_a")
+        assert all(e["source_dag_id"] == "clicks" for r in lines if r["dag"] == "dag_a" for e in r["events"])
+        b_lines = [r for r in lines if r["dag"] == "dag_b"]
+        seen_b = [w for r in b_lines for e in r["events"] for w in e["extra"]["windows"]]
+        assert sorted(seen_b) == sorted(windows) and all(e["source_dag_id"] == "dag_a" for r in b_lines
+                                                         for e in r["events"]), seen_b
+        for r in b_lines:  # inlet_events: every a_done event so far, each once, its own trigger's among them
+            own = {w for e in r["events"] for w in e["extra"]["windows"]}
+            assert len(r["inlet_windows"]) == len(set(r["inlet_windows"])) and own <= set(r["inlet_windows"]), r
+        assert {w for r in b_lines for w in r["inlet_windows"]} == set(windows)
         assert self.committed() == self.ends()
         return {"windows": len(windows), "dag_a_runs": len(a_runs), "dag_b_runs": sum(k[0] == "dag_b" for k in runs)}
 
