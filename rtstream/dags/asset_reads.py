@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -49,10 +50,15 @@ def _event(row: tuple[Any, ...], aliases: list[str] | None = None) -> AssetEvent
 class AssetReads:
     def __init__(self, store: RunStore):
         self.store = store
+        # dag_id -> the triggering events of a run that consumed no kept event (an AssetWatcher's window
+        # run: its messages' events, rtstream.run.watchers)
+        self.events_of_run: dict[str, Callable[[str], list[AssetEventValue]]] = {}
 
     def consumed(self, dag_id: str, run_id: str) -> list[AssetEventValue]:
         rows = self.store.query(f"SELECT {_COLUMNS} FROM asset_consumed c JOIN asset_event e ON e.seq = c.seq "
                                 "WHERE c.dag_id = ? AND c.run_id = ? ORDER BY e.seq", (dag_id, run_id))
+        if not rows and dag_id in self.events_of_run:
+            return self.events_of_run[dag_id](run_id)
         return [_event(r) for r in rows]
 
     def reader(self, name: str | None, uri: str | None, alias: str | None) -> list[AssetEventValue]:
