@@ -18,13 +18,13 @@ import orjson
 
 from rtstream.airflow.asset_event_values import AliasValue, AssetEventValue, AssetRefValue
 from rtstream.airflow.asset_events import outlet_events_kept
-from rtstream.airflow.asset_schedule import asset_id
+from rtstream.airflow.asset_schedule import alias_outlets, asset_id
 from rtstream.airflow.assets import event_key
 from rtstream.dags.store import RunStore
 
 INLET_LIMIT = 10_000
 _COLUMNS = "e.seq, e.name, e.uri, e.source_dag_id, e.source_task_id, e.source_run_id, e.source_map_index, " \
-           "e.timestamp, e.extra"
+           "e.timestamp, e.extra, e.source_aliases"
 
 
 def outlet_extras(ti: Any) -> dict[tuple[str, str], str]:
@@ -40,11 +40,28 @@ def outlet_extras(ti: Any) -> dict[tuple[str, str], str]:
     return out
 
 
-def _event(row: tuple[Any, ...], aliases: list[str] | None = None) -> AssetEventValue:
+def alias_events(ti: Any) -> list[tuple[tuple[str, str], str | None, str]]:
+    """((name, uri), extra JSON, alias) of each `outlet_events[alias].add(asset, extra)` of the try, for
+    the aliases among the task's outlets (as Airflow reads them)."""
+    kept = outlet_events_kept(ti)
+    if kept is None:
+        return []
+    out = []
+    for alias in alias_outlets(ti.task):
+        accessor = kept._events.get(("alias", alias)) or kept._events.get(alias)
+        for asset, extra in accessor.asset_alias_events if accessor is not None else []:
+            aid = asset_id(asset)
+            if aid is not None:
+                out.append((aid, orjson.dumps(extra, default=str).decode() if extra else None, alias))
+    return out
+
+
+def _event(row: tuple[Any, ...]) -> AssetEventValue:
+    aliases = orjson.loads(row[9]) if row[9] else []
     return AssetEventValue(asset=AssetRefValue(row[1], row[2]), extra=orjson.loads(row[8]) if row[8] else {},
                            source_dag_id=row[3], source_task_id=row[4], source_run_id=row[5],
                            source_map_index=row[6], timestamp=datetime.fromisoformat(row[7]),
-                           source_aliases=[AliasValue(a) for a in aliases or []], id=row[0])
+                           source_aliases=[AliasValue(a) for a in aliases], id=row[0])
 
 
 class AssetReads:
@@ -62,9 +79,11 @@ class AssetReads:
         return [_event(r) for r in rows]
 
     def reader(self, name: str | None, uri: str | None, alias: str | None) -> list[AssetEventValue]:
-        if alias is not None:
-            return []  # events through an alias are not kept yet
-        where, args = [], []
+        where: list[str] = []
+        args: list[Any] = []
+        if alias is not None:  # the events added through that alias
+            where.append("EXISTS (SELECT 1 FROM json_each(e.source_aliases) WHERE json_each.value = ?)")
+            args.append(alias)
         if name is not None:
             where.append("e.name = ?")
             args.append(name)

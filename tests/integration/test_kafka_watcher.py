@@ -97,9 +97,10 @@ class WatcherSetup:
         letters = list((self.tmp / "state" / "watchers").glob("*/dead_letters.jsonl"))
         assert len(letters) == 1, letters
         dead = read_jsonl(letters[0])
-        assert [json.loads(d["value"]["value"])["n"] for d in dead] == [13], dead
-        assert dead[0]["reason"] == "sink_rejected" and "cannot use message 13" in dead[0]["detail"] and \
-            "apply_function of watcher 'kafka_watcher'" in dead[0]["detail"], dead
+        # at least once, as every dead letter: a window replayed before its commit dead-letters it again
+        assert dead and {json.loads(d["value"]["value"])["n"] for d in dead} == {13}, dead
+        assert all(d["reason"] == "sink_rejected" and "cannot use message 13" in d["detail"] and
+                   "apply_function of watcher 'kafka_watcher'" in d["detail"] for d in dead), dead
         assert self.ends() == self.committed()
         return {"runs": len(runs), "messages": len(got)}
 
