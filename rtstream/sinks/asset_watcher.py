@@ -55,7 +55,7 @@ class AssetWatcherSink(DagSink):
         for row in rows:
             try:
                 result = self.watch.apply(KafkaMessage(row, topic))
-            except Exception as exc:  # noqa: BLE001 - the user's function fails this message only
+            except BaseException as exc:  # noqa: BLE001 - user code, sys.exit too: it fails this message only
                 rejected.append(([row], f"apply_function of watcher {self.watch.watcher!r}: "
                                         f"{type(exc).__name__}: {exc}"[:1000]))
                 continue

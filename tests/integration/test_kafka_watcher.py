@@ -35,7 +35,7 @@ class WatcherSetup:
         self.topic, _, _ = new_topics(bootstrap, PARTITIONS)
         base = (int(time.time()) - 120) * 1000
         self.messages = [{"n": i, "k": i % 16, "ts": base + (i // per_second) * 1000 + (i % per_second) * 50,
-                          **({"skip": True} if i % 7 == 3 else {}), **({"boom": True} if i == 13 else {})}
+                          **({"skip": True} if i % 7 == 3 else {}), **({"boom": True} if i == 13 else {}), **({"exit": True} if i == 29 else {})}
                          for i in range(n)]
         asyncio.run(produce(bootstrap, self.topic, self.messages, key="k", timestamp_field="ts"))
         self._ends: dict[int, int] = {}
@@ -55,7 +55,7 @@ class WatcherSetup:
         return Daemon(self.config, self.tmp, env=self.env)
 
     def expected(self) -> list[int]:
-        return sorted(m["n"] for m in self.messages if not m.get("skip") and not m.get("boom"))
+        return sorted(m["n"] for m in self.messages if not m.get("skip") and not m.get("boom") and not m.get("exit"))
 
     def runs(self) -> dict[str, str]:
         if not self.db.exists():
@@ -98,9 +98,11 @@ class WatcherSetup:
         assert len(letters) == 1, letters
         dead = read_jsonl(letters[0])
         # at least once, as every dead letter: a window replayed before its commit dead-letters it again
-        assert dead and {json.loads(d["value"]["value"])["n"] for d in dead} == {13}, dead
-        assert all(d["reason"] == "sink_rejected" and "cannot use message 13" in d["detail"] and
-                   "apply_function of watcher 'kafka_watcher'" in d["detail"] for d in dead), dead
+        assert {json.loads(d["value"]["value"])["n"] for d in dead} == {13, 29}, dead
+        why = {json.loads(d["value"]["value"])["n"]: d["detail"] for d in dead}
+        assert all(d["reason"] == "sink_rejected" and "apply_function of watcher 'kafka_watcher'" in d["detail"]
+                   for d in dead), dead
+        assert "ValueError: cannot use message 13" in why[13] and "SystemExit: message 29 asks to exit" in why[29]
         assert self.ends() == self.committed()
         return {"runs": len(runs), "messages": len(got)}
 

@@ -114,3 +114,19 @@ def test_an_event_per_window_once_its_consumer_queued_under_the_dags_name(tmp_pa
     assert run is not None and run.run_type == "dataset_triggered" and (run.interval_start, run.interval_end) == (
         w1[0], w2[1])
     assert len(triggers.consumed("dag_a", run.run_id)) == 4
+
+
+def test_an_exactly_once_sink_cannot_announce_an_asset(tmp_path):
+    (tmp_path / "dags").mkdir(exist_ok=True)
+    shutil.copy(FIXTURE, tmp_path / "dags" / FIXTURE.name)
+    path = write_config(tmp_path / "p.toml", {
+        "pipeline": {"name": "clicks", "flow": "events >> out"},
+        "window": {"size": "1m"},
+        "sources": {"events": {"type": "kafka", "bootstrap_servers": "127.0.0.1:9", "topics": ["t"], "group_id": "g"}},
+        "sinks": {"out": {"type": "kafka", "bootstrap_servers": "127.0.0.1:9", "topic": "o", "exactly_once": True,
+                          "asset": URI}},
+        "dags": {"path": "dags"},
+        "daemon": {"state_dir": "state"},
+    })
+    got = problems(path)
+    assert list(got) == ["sinks.out.asset"] and "exactly_once" in got["sinks.out.asset"], got
