@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import inspect
 import logging
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from rtstream.airflow.assets import DatasetAlias, Metadata, event_key
+from rtstream.airflow.assets import Dataset, DatasetAlias, Metadata, event_key
 
 log = logging.getLogger("rtstream.airflow")
 
@@ -50,23 +51,57 @@ class OutletEventAccessors:
         return len(self._events)
 
 
-class InletEventsAccessors:
-    """`inlet_events[asset]`: the events of that asset so far, oldest first. rtstream keeps no asset
-    events between runs, so each is an empty sequence."""
+_OUTLET_EVENTS: weakref.WeakKeyDictionary[Any, OutletEventAccessors] = weakref.WeakKeyDictionary()
 
-    def __init__(self, inlets: list[Any] | None = None):
+
+def outlet_events_of(ti: Any) -> OutletEventAccessors:
+    """A fresh `outlet_events` for the try about to run, remembered for its task instance: what the try
+    adds (extras, alias events) is what its success writes (rtstream.dags.asset_triggers)."""
+    accessors = OutletEventAccessors()
+    try:
+        _OUTLET_EVENTS[ti] = accessors
+    except TypeError:  # not weak-referenceable: nothing to remember it by
+        pass
+    return accessors
+
+
+def outlet_events_kept(ti: Any) -> OutletEventAccessors | None:
+    try:
+        return _OUTLET_EVENTS.get(ti)
+    except TypeError:
+        return None
+
+
+class InletEventsAccessors:
+    """`inlet_events[asset]`: the events of that asset so far, oldest first. `reader(name, uri, alias)`
+    reads them from the daemon's store; without one (`dags test`, which keeps no events) each is an
+    empty sequence."""
+
+    def __init__(self, inlets: list[Any] | None = None,
+                 reader: Callable[[str | None, str | None, str | None], list[Any]] | None = None):
         self.inlets = list(inlets or [])
+        self._reader = reader
+
+    def _read(self, name: str | None = None, uri: str | None = None, alias: str | None = None) -> list[Any]:
+        return self._reader(name, uri, alias) if self._reader is not None else []
 
     def __getitem__(self, key: Any) -> list[Any]:
         if isinstance(key, int):
             key = self.inlets[key]
-        return []
+        if isinstance(key, DatasetAlias):
+            return self._read(alias=key.name)
+        if isinstance(key, Dataset):
+            return self._read(uri=key.uri)
+        name, uri = getattr(key, "name", None), getattr(key, "uri", None)
+        if isinstance(key, str):
+            uri = key  # Airflow 2.10 takes a dataset's URI too
+        return self._read(name=name, uri=uri) if name is not None or uri is not None else []
 
     def for_asset(self, *, name: str | None = None, uri: str | None = None) -> list[Any]:
-        return []
+        return self._read(name=name, uri=uri)
 
     def for_asset_alias(self, *, name: str) -> list[Any]:
-        return []
+        return self._read(alias=name)
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self.inlets)

@@ -9,7 +9,8 @@
   (`CronTriggerTimetable.next_dagrun_info`), else `schedule.next_run`.
 
 An asset is identified by (name, uri): a `Dataset`'s name is its URI; `Asset.ref(name=...)` matches by
-name, `Asset.ref(uri=...)` by URI. An `AssetAlias` in a schedule is never satisfied here.
+name, `Asset.ref(uri=...)` by URI. An `AssetAlias` in a schedule stands for the assets events were
+added to through it (Airflow re-parses the DAG to that effect), so its consumers are queued by those.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from rtstream.airflow.assets import (
     BaseAsset,
     CronTriggerTimetable,
     Dataset,
+    DatasetAlias,
 )
 from rtstream.airflow.schedule import CronTimetable, NextRun, next_run, time_restriction
 
@@ -56,7 +58,12 @@ def outlet_ids(task: Any) -> list[AssetId]:
     return list(dict.fromkeys(a for a in found if a is not None))
 
 
-def _matches(leaf: BaseAsset, aid: AssetId) -> bool:
+Aliases = dict[str, set[AssetId]]  # an alias's name -> the assets events have been added to through it
+
+
+def _matches(leaf: BaseAsset, aid: AssetId, aliases: Aliases | None = None) -> bool:
+    if isinstance(leaf, DatasetAlias):  # resolved to the assets added through it (Airflow's re-parse)
+        return aid in (aliases or {}).get(leaf.name, set())
     if isinstance(leaf, AssetRef):
         return aid[0] == leaf.name if leaf.name is not None else aid[1] == leaf.uri
     if isinstance(leaf, Dataset):
@@ -64,20 +71,26 @@ def _matches(leaf: BaseAsset, aid: AssetId) -> bool:
     return asset_id(leaf) == aid
 
 
-def evaluate(cond: BaseAsset, queued: set[AssetId]) -> bool:
-    """Whether the condition holds given the assets with a queued event."""
+def evaluate(cond: BaseAsset, queued: set[AssetId], aliases: Aliases | None = None) -> bool:
+    """Whether the condition holds given the assets with a queued event (an alias: any asset it resolved to)."""
     if isinstance(cond, AssetAll):
-        return all(evaluate(c, queued) for c in cond.objects)
+        return all(evaluate(c, queued, aliases) for c in cond.objects)
     if isinstance(cond, AssetAny):
-        return any(evaluate(c, queued) for c in cond.objects)
-    return any(_matches(cond, aid) for aid in queued)
+        return any(evaluate(c, queued, aliases) for c in cond.objects)
+    return any(_matches(cond, aid, aliases) for aid in queued)
 
 
-def consumes(cond: BaseAsset, aid: AssetId) -> bool:
-    """Whether an event of `aid` concerns a DAG of that condition (Airflow's `consuming_dags`)."""
+def consumes(cond: BaseAsset, aid: AssetId, aliases: Aliases | None = None) -> bool:
+    """Whether an event of `aid` concerns a DAG of that condition (Airflow's `consuming_dags`, and the
+    DAGs scheduled on an alias the asset was added through)."""
     if isinstance(cond, (AssetAll, AssetAny)):
-        return any(consumes(c, aid) for c in cond.objects)
-    return _matches(cond, aid)
+        return any(consumes(c, aid, aliases) for c in cond.objects)
+    return _matches(cond, aid, aliases)
+
+
+def alias_outlets(task: Any) -> list[str]:
+    """The names of the aliases among a task's outlets (`outlet_events[alias].add(...)` goes through them)."""
+    return list(dict.fromkeys(o.name for o in getattr(task, "outlets", []) or [] if isinstance(o, DatasetAlias)))
 
 
 def _cron_trigger_next(dag: Any, table: CronTriggerTimetable, last: tuple[datetime, datetime] | None,

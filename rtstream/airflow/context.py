@@ -15,7 +15,8 @@ from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
-from rtstream.airflow.asset_events import InletEventsAccessors, OutletEventAccessors
+from rtstream.airflow.asset_event_values import TriggeringAssetEvents, triggering_dataset_events
+from rtstream.airflow.asset_events import InletEventsAccessors, outlet_events_of
 from rtstream.airflow.dag_model import NOTSET, resolve_params
 from rtstream.airflow.states import AirflowException
 
@@ -96,6 +97,10 @@ class DagRunInfo:
     state: str = "running"
     partition_key: str | None = None  # Airflow 3's partitioned runs; a manual run has none
     partition_date: Any = None
+    # the asset events a run consumed (rtstream.airflow.asset_event_values), and how a task reads an
+    # asset's events (`inlet_events`): given by the daemon, which keeps them; none under `dags test`
+    asset_events: list[Any] = field(default_factory=list)
+    read_events: Any = None
 
     @property
     def execution_date(self) -> Any:
@@ -135,7 +140,10 @@ def build_context(dag: Any, task: Any, ti: Any, dag_run: DagRunInfo) -> dict[str
         "params": params, "conf": SimpleNamespace(), "macros": MACROS,
         "var": {"value": _VarAccessor(False), "json": _VarAccessor(True)},
         "inlets": list(getattr(task, "inlets", [])), "outlets": list(getattr(task, "outlets", [])),
-        "outlet_events": OutletEventAccessors(), "inlet_events": InletEventsAccessors(getattr(task, "inlets", [])),
+        "outlet_events": outlet_events_of(ti),
+        "inlet_events": InletEventsAccessors(getattr(task, "inlets", []), dag_run.read_events),
+        "triggering_asset_events": TriggeringAssetEvents(dag_run.asset_events),
+        "triggering_dataset_events": triggering_dataset_events(dag_run.asset_events),
         # DAG.test() runs each task through _run_raw_task(test_mode=False)
         "partition_key": dag_run.partition_key, "test_mode": False, "map_index_template": None,
         "expanded_ti_count": None, "templates_dict": getattr(task, "templates_dict", None),

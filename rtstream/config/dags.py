@@ -44,6 +44,7 @@ class DagsSettings:
     path: Path
     daemon: DaemonConfig
     admin: AdminConfig | None = None
+    watcher_window: float | None = None  # seconds; None: each AssetWatcher's trigger's poll_interval
 
     @property
     def store_path(self) -> Path:
@@ -62,7 +63,8 @@ def load_dags_settings(config: Path | None, overrides: list[str], dags_path: str
         settings = load_settings(config, overrides)
         if settings.root.dags is None:
             raise ConfigError.at("dags.path", "required: the DAG file or folder to run (or give --dags PATH)")
-        return DagsSettings(Path(settings.root.dags.path), settings.root.daemon, settings.root.admin), settings
+        return DagsSettings(Path(settings.root.dags.path), settings.root.daemon, settings.root.admin,
+                            settings.root.dags.watcher_window), settings
     check_shape(doc, str(config) if config is not None else "config")
     problems: list[tuple[str, str]] = []
     doc = interpolate(doc, os.environ if env is None else env, problems=problems)
@@ -81,4 +83,4 @@ def load_dags_settings(config: Path | None, overrides: list[str], dags_path: str
     if problems:
         raise ConfigError(problems)
     assert cfg is not None
-    return DagsSettings(Path(cfg.dags.path), cfg.daemon, cfg.admin), None
+    return DagsSettings(Path(cfg.dags.path), cfg.daemon, cfg.admin, cfg.dags.watcher_window), None

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from rtstream.config.airflow_keys import bind_python_calls, take_airflow_keys
+from rtstream.config.asset_sinks import asset_sink_problems
 from rtstream.config.branches import branch_problems
 from rtstream.config.count_checks import count_window_problems
 from rtstream.config.dag_sinks import dag_sink_problems
@@ -259,3 +260,4 @@ def _cross_checks(root: RootConfig, flow: Flow, components: dict[str, ComponentS
     bind_python_calls(root, flow, components, search_dirs, problems, airflow_keys)
     problems.extend(dag_sink_problems(root, flow.sinks, components))
     problems.extend(count_window_problems(root, flow, components))
+    problems.extend(asset_sink_problems(root, flow.sinks, components))

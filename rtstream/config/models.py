@@ -197,6 +197,9 @@ class AdminConfig(Strict, HttpLimits):
 class DagsConfig(Strict):
     path: str = Field(description="a DAG file or a folder of them (relative to the config file), each DAG run "
                       "on its schedule with its runs kept in STATE_DIR/dag_runs.db")
+    # a Kafka AssetWatcher's DAG runs once per window of messages (rtstream.run.watchers)
+    watcher_window: Duration | None = Field(default=None, gt=0, description="the window of messages one run of an "
+                                            "AssetWatcher's DAG gets; default: its trigger's poll_interval (5s)")
 
 
 class RootConfig(Strict):

@@ -13,15 +13,17 @@ a `running` run the scheduler resumes: a consumer runs exactly once per queue.
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from rtstream.airflow.asset_schedule import condition_of, consumes, evaluate, outlet_ids
+from rtstream.airflow.asset_schedule import Aliases, AssetId, condition_of, consumes, evaluate, outlet_ids
 from rtstream.airflow.assets import BaseAsset
 from rtstream.airflow.dag_model import DAG
+from rtstream.dags.asset_reads import alias_events, outlet_extras
 from rtstream.dags.store import RunStore, StoredRun
 
 log = logging.getLogger("rtstream.dags")
@@ -36,6 +38,8 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS asset_queue (
       target_dag_id TEXT NOT NULL, name TEXT NOT NULL, uri TEXT NOT NULL, created_at TEXT NOT NULL,
       PRIMARY KEY (target_dag_id, name, uri))""",
+    """CREATE TABLE IF NOT EXISTS asset_alias (
+      alias TEXT NOT NULL, name TEXT NOT NULL, uri TEXT NOT NULL, PRIMARY KEY (alias, name, uri))""",
     """CREATE TABLE IF NOT EXISTS asset_consumed (
       dag_id TEXT NOT NULL, run_id TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (dag_id, run_id, seq))""",
 ]
@@ -59,31 +63,56 @@ class AssetTriggers:
         with store.transaction() as db:
             for statement in SCHEMA:
                 db.execute(statement)
+            columns = {r[1] for r in db.execute("PRAGMA table_info(asset_event)")}
+            for column in ("extra", "source_aliases"):  # JSON; absent from a store of an older rtstream
+                if column not in columns:
+                    db.execute(f"ALTER TABLE asset_event ADD COLUMN {column} TEXT")
 
     def writer(self, dag_id: str, run: StoredRun, ti: Any, now: datetime) -> Callable[[sqlite3.Connection], None] | None:
-        """What the success of `ti` writes in its transaction: its outlets' events, the consumers queued."""
-        outlets = outlet_ids(ti.task)
-        if not outlets:
+        """What the success of `ti` writes in its transaction: its outlets' events (with the extras the try
+        set) and the events it added through its alias outlets, the consumers queued."""
+        extras = outlet_extras(ti)  # what the try put in outlet_events[...] or yielded as Metadata
+        events: dict[AssetId, tuple[str | None, list[str]]] = {aid: (extras.get(aid), []) for aid in outlet_ids(ti.task)}
+        for aid, extra, alias in alias_events(ti):  # one event per asset, naming every alias it came through
+            had, names = events.get(aid, (None, []))
+            events[aid] = (extra or had, names if alias in names else [*names, alias])
+        if not events:
             return None
 
         def write(db: sqlite3.Connection) -> None:
             queued: list[str] = []
-            for name, uri in outlets:
+            for (name, uri), (extra, aliases) in events.items():
+                db.executemany("INSERT OR IGNORE INTO asset_alias VALUES (?, ?, ?)", [(a, name, uri) for a in aliases])
                 cur = db.execute("INSERT OR IGNORE INTO asset_event (name, uri, source_dag_id, source_run_id, "
                                  "source_task_id, source_map_index, source_try, interval_start, interval_end, "
-                                 "timestamp) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                 "timestamp, extra, source_aliases) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                  (name, uri, dag_id, run.run_id, ti.task_id, ti.map_index, ti.try_number,
-                                  run.interval_start.isoformat(), run.interval_end.isoformat(), _ts(now)))
+                                  run.interval_start.isoformat(), run.interval_end.isoformat(), _ts(now), extra,
+                                  json.dumps(aliases) if aliases else None))
                 if cur.rowcount == 0:
                     continue
-                for target, cond in self.conditions.items():
-                    if consumes(cond, (name, uri)):
-                        db.execute("INSERT OR IGNORE INTO asset_queue VALUES (?, ?, ?, ?)", (target, name, uri, _ts(now)))
-                        queued.append(target)
+                queued.extend(self.queue(db, name, uri, now))
             if queued:
                 self.on_queued(sorted(set(queued)))
 
         return write
+
+    @staticmethod
+    def aliases(db: sqlite3.Connection) -> Aliases:
+        found: Aliases = {}
+        for alias, name, uri in db.execute("SELECT alias, name, uri FROM asset_alias"):
+            found.setdefault(alias, set()).add((name, uri))
+        return found
+
+    def queue(self, db: sqlite3.Connection, name: str, uri: str, now: datetime) -> list[str]:
+        """Queue every consumer of the asset (in the transaction of its new event); the consumers queued."""
+        queued = []
+        aliases = self.aliases(db)
+        for target, cond in self.conditions.items():
+            if consumes(cond, (name, uri), aliases):
+                db.execute("INSERT OR IGNORE INTO asset_queue VALUES (?, ?, ?, ?)", (target, name, uri, _ts(now)))
+                queued.append(target)
+        return queued
 
     def take(self, dag_id: str, now: datetime) -> StoredRun | None:
         """The consumer's dataset-triggered run, created when its queued assets satisfy its condition."""
@@ -93,7 +122,8 @@ class AssetTriggers:
         with self.store.transaction() as db:
             rows = db.execute("SELECT name, uri, created_at FROM asset_queue WHERE target_dag_id = ?",
                               (dag_id,)).fetchall()
-            if not rows or not evaluate(cond, {(r[0], r[1]) for r in rows}):
+            aliases = self.aliases(db)
+            if not rows or not evaluate(cond, {(r[0], r[1]) for r in rows}, aliases):
                 return None
             queued_at = max(r[2] for r in rows)
             prev = db.execute("SELECT logical_date FROM dag_run WHERE dag_id = ? AND run_type = 'dataset_triggered' "
@@ -103,7 +133,7 @@ class AssetTriggers:
             # leaving an event that came while the queue waited to no run's consumed events)
             events = [e for e in db.execute("SELECT seq, name, uri, interval_start, interval_end, timestamp "
                                             "FROM asset_event WHERE timestamp > ? ORDER BY seq", (since,)).fetchall()
-                      if consumes(cond, (e[1], e[2]))]
+                      if consumes(cond, (e[1], e[2]), aliases)]
             logical = datetime.fromisoformat(max([queued_at, *(e[5] for e in events)]))
             while db.execute("SELECT 1 FROM dag_run WHERE dag_id = ? AND logical_date = ?",
                              (dag_id, logical.isoformat())).fetchone():

@@ -26,6 +26,7 @@ from rtstream.airflow.context import make_dag_run
 from rtstream.airflow.dag_model import DAG
 from rtstream.airflow.states import DagRunState
 from rtstream.airflow.states import TaskInstanceState as S
+from rtstream.dags.asset_reads import AssetReads
 from rtstream.dags.asset_triggers import AssetTriggers
 from rtstream.dags.durable_run import DurableDagRun
 from rtstream.dags.store import RunStore, StoredRun
@@ -54,6 +55,7 @@ class DagScheduler:
         # run types not resumed at start: another part starts them (a window's run, when its window is written)
         self.started_by_others: set[str] = set()
         self.assets = AssetTriggers(dags, store)  # dataset-triggered runs, made in this loop as they are due
+        self.reads = AssetReads(store)  # a run's triggering events and its tasks' inlet_events
 
     def _asset_writer(self, run: DurableDagRun, ti: Any) -> Callable[[Any], None] | None:
         return self.assets.writer(run.dag.dag_id, run.stored, ti, _utcnow())
@@ -192,7 +194,9 @@ class DagScheduler:
                                                 (stored.interval_start, stored.interval_end)),
                                    run_id=stored.run_id, run_type=stored.run_type,
                                    conf=self.run_conf(dag.dag_id, stored.run_id),
-                                   external_trigger=stored.run_type == "manual")
+                                   external_trigger=stored.run_type == "manual",
+                                   asset_events=self.reads.consumed(dag.dag_id, stored.run_id),
+                                   read_events=self.reads.reader)
         try:
             run = DurableDagRun(dag, stored, self.store, info, self.tries)
         except Exception as exc:  # noqa: BLE001 - e.g. a mapped task that cannot expand again

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from rtstream.dags.grid_view import DagGrid
     from rtstream.dags.scheduler import DagScheduler
     from rtstream.dags.store import RunStore
+    from rtstream.run.watchers import WatcherPipeline
 
 log = logging.getLogger("rtstream.dags")
 
@@ -71,6 +72,9 @@ def run_dags_daemon(dags: DagsSettings, settings: Settings | None) -> int:
     if loaded is None:
         return EXIT_CONFIG
     found, not_scheduled = loaded
+    from rtstream.run.watchers import plan
+
+    found, watchers = plan(found, not_scheduled, dags)  # Kafka AssetWatchers: a pipeline each
     if not found and settings is None:
         print(f"rtstream: cannot start: dags.path: no DAG of {dags.path} can be scheduled (see the lines above)",
               file=sys.stderr)
@@ -83,7 +87,7 @@ def run_dags_daemon(dags: DagsSettings, settings: Settings | None) -> int:
         print(f"rtstream: cannot start: daemon.state_dir: {exc.filename or dags.store_path}: {exc.strerror or exc}",
               file=sys.stderr)
         return EXIT_CONFIG
-    code = asyncio.run(_serve(found, not_scheduled, store, dags, settings))
+    code = asyncio.run(_serve(found, not_scheduled, store, dags, settings, watchers))
     store.close()
     if any(t.name.startswith("dag-") and t.is_alive() for t in threading.enumerate()):
         # a sync task still running in its thread after the grace: Python cannot stop it, so do not wait
@@ -95,7 +99,7 @@ def run_dags_daemon(dags: DagsSettings, settings: Settings | None) -> int:
 
 
 async def _serve(found: list[DAG], not_scheduled: list[dict[str, str]], store: RunStore, dags: DagsSettings,
-                 settings: Settings | None) -> int:
+                 settings: Settings | None, watchers: list[WatcherPipeline]) -> int:
     from rtstream.dags.grid_view import DagGrid
     from rtstream.dags.scheduler import DagScheduler
     from rtstream.dags.tries import TryRecorder, capture
@@ -104,22 +108,28 @@ async def _serve(found: list[DAG], not_scheduled: list[dict[str, str]], store: R
     scheduler = DagScheduler(found, store, dags.daemon.shutdown_grace, tries)
     grid = DagGrid(found, not_scheduled, store, scheduler, tries)
     with capture():  # each try's log lines and prints, kept with the try
-        return await _serve_with(scheduler, grid, dags, settings)
+        return await _serve_with(scheduler, grid, dags, settings, watchers)
 
 
-async def _serve_with(scheduler: DagScheduler, grid: DagGrid, dags: DagsSettings, settings: Settings | None) -> int:
+async def _serve_with(scheduler: DagScheduler, grid: DagGrid, dags: DagsSettings, settings: Settings | None,
+                      watchers: list[WatcherPipeline]) -> int:
+    from rtstream.dags.pipeline_assets import DaemonDags
+    from rtstream.run.watchers import Watching
+
     loop = asyncio.get_running_loop()
     runtime_task: asyncio.Task[int] | None = None
     on_runtime_signal: Callable[[int], None] | None = None
+    trigger = DaemonDags(scheduler, scheduler.store)  # `dag` sinks' and watchers' runs, sinks' asset events
+    watching = Watching(watchers, trigger, scheduler)
+    watching.start()
     if settings is not None:
-        from rtstream.dags.window_runs import WindowRuns
         from rtstream.run.daemon import daemon_runtime
 
         runtime = daemon_runtime(settings, dags=grid)
-        runtime.context.dags = WindowRuns(scheduler, scheduler.store)  # what the pipeline's `dag` sinks call
+        runtime.context.dags = trigger
         runtime_task = asyncio.create_task(runtime.run())
-        await asyncio.sleep(0)  # the runtime installs its signal handlers first thing; ours wrap them
         on_runtime_signal = runtime.on_signal
+    await asyncio.sleep(0)  # the runtimes install their signal handlers first thing; ours wrap them
     signals = 0
 
     def on_signal(sig: int) -> None:
@@ -133,6 +143,7 @@ async def _serve_with(scheduler: DagScheduler, grid: DagGrid, dags: DagsSettings
         else:
             log.info("%s: no new DAG run or task starts; running tries get %.0fs to finish",
                      signal.Signals(sig).name, dags.daemon.shutdown_grace)
+        watching.stop()
         scheduler.stop()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -145,13 +156,16 @@ async def _serve_with(scheduler: DagScheduler, grid: DagGrid, dags: DagsSettings
     sched_task = asyncio.create_task(scheduler.run())
     if runtime_task is None:
         await sched_task
+        watching.stop()
+        await watching.wait()
         if admin is not None:
             await admin.close()
         log.info("stopped")
         return 0
     code = await runtime_task  # the pipeline ends on SIGTERM or on its own failure; the DAGs stop with it
+    watching.stop()
     scheduler.stop()
-    await sched_task
+    await asyncio.gather(sched_task, watching.wait())
     return int(code)
 
 

@@ -30,6 +30,7 @@ from rtstream.engine.emission import Emission
 from rtstream.model.errors import RowsRejected, SinkBackpressure
 from rtstream.model.policy import Policy
 from rtstream.runtime.dead_letter_file import DeadLetterFile
+from rtstream.runtime.sink_assets import announce, asset_of
 from rtstream.sinks.base import Sink
 from rtstream.stages.base import Stage
 from rtstream.support.backoff import backoff_delay
@@ -154,6 +155,10 @@ class WindowFlusher:
                 await self.committer.confirmed(commit)
             else:
                 await self._attempts(em, sink.name, "sink", lambda: sink.write(em.window, rows))
+            # the window is written: its asset event (if the sink declares one) is kept before it releases
+            # its holds; retried under the sink's policy when the store cannot keep it
+            if asset_of(sink) is not None:
+                await self._attempts(em, sink.name, "sink", lambda: announce(sink, em.window, len(rows)))
         except RowsRejected as rejected:  # the receiver refused some rows for good: not a failure to retry
             state, error = "dead_lettered", _bounded(str(rejected))
             letters = [DeadLetter("sink_rejected", reason, stage=sink.name,
@@ -161,6 +166,12 @@ class WindowFlusher:
                        for batch, reason in rejected.rejected for row in batch]
             written -= len(letters)
             await self.dead_letters.write(letters)
+            if asset_of(sink) is not None:  # the other rows were written: an event of them
+                n = written
+                try:
+                    await self._attempts(em, sink.name, "sink", lambda: announce(sink, em.window, n))
+                except GaveUp as exc:  # said by _attempts; the rows are written and their letters kept
+                    error = _bounded(f"{error}; its asset event was not kept: {exc}")
         except GaveUp as exc:
             state, error = "dead_lettered", str(exc)
             written = 0

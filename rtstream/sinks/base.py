@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from rtstream.model.asset_uri import check_asset_uri
 from rtstream.model.policy import PolicyOverrides
 from rtstream.model.positions import WindowCommit
 from rtstream.model.registry import Component, ComponentConfig
@@ -22,6 +23,16 @@ class SinkConfig(ComponentConfig, PolicyOverrides):
     # only the output rows this expression holds for are sent here (rtstream.where.language); a window with
     # none is still a completed run of this sink, written with no rows
     where: WhereText = Field(default=None, description="only the rows this holds for are sent to this sink")
+    # an Airflow asset this sink updates: each window it has written is an event of that asset, so the
+    # daemon's DAGs scheduled on it run (rtstream.dags.pipeline_assets); the event is kept before the
+    # window's source positions may be committed
+    asset: str | None = Field(default=None, description="an asset URI: each written window is an event of it, "
+                              "running the DAGs of [dags] scheduled on it")
+
+    @field_validator("asset")
+    @classmethod
+    def _asset_uri(cls, value: str | None) -> str | None:
+        return None if value is None else check_asset_uri(value)
 
 
 class Sink(WhereFiltered, Component):
