@@ -5,6 +5,7 @@
 - `GET /api/dags/<dag_id>/runs?limit=&before=`: the newest runs, a cell per task (state, tries),
   paged by logical date (`next_before`);
 - `GET /api/dags/<dag_id>/runs/<run_id>`: one run's task instances with their tries (log lines) and XComs;
+- `POST /api/dags/<dag_id>/dagRuns`: trigger a run, as Airflow's REST API (rtstream.admin.dag_trigger_api);
 - `POST /api/dags/<dag_id>/runs/<run_id>/clear` `{"task_id": ..., "downstream": true}` (no task_id:
   the whole run): needs admin.token, even on loopback, as the window re-run does.
 The server's auth middleware already guards `/api/`; every answer passes through its redaction.
@@ -20,6 +21,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from rtstream.admin.dag_trigger_api import TriggerRoute
 from rtstream.model.dag_status import ClearRefused, DagsView
 
 MAX_RUNS = 500
@@ -36,6 +38,7 @@ class DagRoutes:
         app.router.add_get("/api/dags/{dag_id}/runs", self.runs)
         app.router.add_get("/api/dags/{dag_id}/runs/{run_id}", self.run)
         app.router.add_post("/api/dags/{dag_id}/runs/{run_id}/clear", self.clear)
+        TriggerRoute(self.view, self.answer, self.token).add_to(app)  # POST /api/dags/<dag_id>/dagRuns
 
     async def dags(self, request: web.Request) -> web.Response:
         return self.answer({"dags": await asyncio.to_thread(self.view.dags), "can_clear": bool(self.token)})

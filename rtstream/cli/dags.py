@@ -43,6 +43,9 @@ def add_parser(sub: Any) -> None:
     tst.add_argument("--at", metavar="DATE", help="the run's logical date (ISO-8601; default: now, UTC)")
     tst.add_argument("--json", action="store_true", help="one JSON object per task instance on stdout, then the run")
     tst.add_argument("--debug", action="store_true", help="print the traceback of a DAG file that fails")
+    from rtstream.cli.dags_trigger import add_parser as add_trigger
+
+    add_trigger(dsub)
 
 
 @contextlib.contextmanager
@@ -74,6 +77,10 @@ def _refuse(lines: list[str], debug: bool, files: list[str]) -> int:
 
 
 def dags_command(args: argparse.Namespace) -> int:
+    if args.dags_command == "trigger":
+        from rtstream.cli.dags_trigger import trigger_command
+
+        return trigger_command(args)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.dags_command == "list":
         return _list(args)

@@ -20,6 +20,7 @@ from rtstream.dags.clearing import clear_in_store, to_clear
 from rtstream.dags.scheduler import DagScheduler
 from rtstream.dags.store import RunStore
 from rtstream.dags.tries import TryRecorder
+from rtstream.dags.triggering import DagTriggers, Trigger, run_doc
 from rtstream.model.dag_status import ClearRefused, DagCounts
 
 DURATION_BUCKETS = (0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 1800.0, 3600.0)
@@ -122,6 +123,7 @@ class DagGrid:
                             "try_number": ti.try_number if ti else 0, "tries": tries.get((task_id, map_index), []),
                             "xcom": xcoms.get((task_id, map_index), {})})
         doc["task_instances"] = tis
+        doc["conf"] = _shown(self.triggers.conf(dag_id, run_id)) if self.triggers is not None else {}
         return doc
 
     @staticmethod
@@ -141,6 +143,19 @@ class DagGrid:
             buckets = [(b, int(n or 0)) for b, n in zip(DURATION_BUCKETS, row[4:], strict=True)]
             durations[(row[0], row[1])] = (buckets, int(row[2]), float(row[3] or 0.0))
         return DagCounts(runs, tis, durations)
+
+    # -- trigger (rtstream.dags.triggering) ---------------------------------------------------------
+    triggers: DagTriggers | None = None  # set by the daemon once its loop runs
+
+    def knows(self, dag_id: str) -> bool:
+        return dag_id in self.by_id
+
+    def trigger(self, dag_id: str, conf: dict[str, Any], logical_date: datetime | None, run_id: str | None,
+                interval: tuple[datetime, datetime] | None) -> dict[str, Any]:
+        if self.triggers is None or self.scheduler.stopping:
+            raise ClearRefused(503, "the daemon is starting or stopping: trigger the run again in a moment")
+        stored = self.triggers.trigger(Trigger(dag_id, conf, logical_date, run_id, interval))
+        return run_doc(stored, conf)
 
     # -- clear (on the event loop, beside the scheduler) -------------------------------------------
     def clear(self, dag_id: str, run_id: str, task_id: str | None, downstream: bool) -> dict[str, Any]:

@@ -8,6 +8,7 @@ depends on rtstream.model.status. Every document is JSON-shaped (the server reda
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 
@@ -50,3 +51,13 @@ class DagsView(Protocol):
         ...
 
     def counts(self) -> DagCounts: ...
+
+    def knows(self, dag_id: str) -> bool:
+        """Whether the daemon runs that DAG (a trigger for another is a 404)."""
+        ...
+
+    def trigger(self, dag_id: str, conf: dict[str, Any], logical_date: datetime | None, run_id: str | None,
+                interval: tuple[datetime, datetime] | None) -> dict[str, Any]:
+        """Create a triggered (manual) run, queued, as Airflow's REST API does; returns the run as that
+        API shows it. Raises ClearRefused (its status: 404, 409, 400, 503)."""
+        ...

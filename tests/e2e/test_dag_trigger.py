@@ -1,0 +1,128 @@
+"""Triggered DAG runs through the real `rtstream run --dags DIR`: `POST /api/dags/<id>/dagRuns` (Airflow's
+REST API body and answers) and `rtstream dags trigger`; the run's id, type, conf and params as the
+tasks saw them; refusals (401, 404, 409, 400) and the grid showing the run."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from tests.e2e.dag_grid_support import TOKEN, call
+from tests.e2e.dag_trigger_support import TASKS, TriggerSetup
+from tests.support import wait_until
+
+
+def test_trigger_over_the_api_and_the_cli(tmp_path: Path) -> None:
+    setup = TriggerSetup(tmp_path)
+    setup.release.touch()  # slow does not wait here
+    with setup.daemon() as d:
+        setup.wait_up()
+        at = "2026-03-01T10:00:00+00:00"
+        code, run = setup.trigger("triggered", {"conf": {"n": 5, "who": "api"}, "logical_date": at})
+        assert code == 200, run
+        assert run["dag_run_id"] == f"manual__{at}" and run["run_type"] == "manual" and run["state"] == "queued"
+        assert run["logical_date"] == at and run["conf"] == {"n": 5, "who": "api"} and run["external_trigger"] is True
+        # schedule=None: Airflow's manual data interval is the logical date itself
+        assert run["data_interval_start"] == at and run["data_interval_end"] == at
+        wait_until(lambda: setup.run_state(f"manual__{at}") == "success", 60, what="the triggered run succeeded")
+
+        # the CLI, with a naive logical date (UTC) and a conf; then a run id of its own
+        done = setup.cli("triggered", "--conf", '{"who": "cli"}', "--logical-date", "2026-03-02T00:00:00")
+        assert done.returncode == 0, done.stderr
+        assert "manual__2026-03-02T00:00:00+00:00" in done.stdout and "queued" in done.stdout
+        done = setup.cli("triggered", "--run-id", "my_run.1", "--logical-date", "2026-03-03T00:00:00+00:00")
+        assert done.returncode == 0, done.stderr
+        wait_until(lambda: [r[3] for r in setup.runs()] == ["success"] * 3, 60, what="three runs succeeded")
+        assert [(r[0], r[2]) for r in setup.runs()] == [(f"manual__{at}", "manual"),
+                                                        ("manual__2026-03-02T00:00:00+00:00", "manual"),
+                                                        ("my_run.1", "manual")]
+
+        # what the tasks saw: each task once per run, conf merged into params as Airflow's process_params
+        lines = [r for r in setup.lines() if r["dag"] == "triggered"]
+        dones = Counter((r["run_id"], r["task"]) for r in lines if r["event"] == "done")
+        assert dones == Counter({(rid, t): 1 for rid in (f"manual__{at}", "manual__2026-03-02T00:00:00+00:00",
+                                                         "my_run.1") for t in TASKS})
+        api = [r for r in lines if r["run_id"] == f"manual__{at}"]
+        assert all(r["conf"] == {"n": 5, "who": "api"} and r["params"] == {"greeting": "hi", "n": 5, "who": "api"}
+                   and r["run_type"] == "manual" and r["external"] is True and r["ld"] == at for r in api)
+        cli = [r for r in lines if r["run_id"] == "manual__2026-03-02T00:00:00+00:00"]
+        assert all(r["params"] == {"greeting": "hi", "n": 1, "who": "cli"} for r in cli)
+        assert all(r["conf"] == {} and r["params"] == {"greeting": "hi", "n": 1}
+                   for r in lines if r["run_id"] == "my_run.1")
+
+        # the grid shows them, with their XComs
+        code, grid = call(f"{setup.base}/api/dags/triggered/runs")
+        assert code == 200 and [r["run_type"] for r in grid["runs"]] == ["manual"] * 3
+        assert all(r["task_instances"]["last"] == {"state": "success", "tries": 1} for r in grid["runs"])
+        code, one = call(f"{setup.base}/api/dags/triggered/runs/my_run.1")
+        assert code == 200 and one["conf"] == {}
+        assert [ti["xcom"] for ti in one["task_instances"]] == [{"return_value": f"{t}@my_run.1"} for t in TASKS]
+
+        # refusals: each one line, nothing created
+        code, doc = setup.trigger("triggered", {"logical_date": at})
+        assert code == 409 and doc["error"].startswith("DAGRun with DAG ID: 'triggered' and DAGRun logical date: "
+                                                       "'2026-03-01 10:00:00+00:00' already exists"), doc
+        code, doc = setup.trigger("triggered", {"dag_run_id": "my_run.1"})
+        assert code == 409 and doc["error"] == "DAGRun with DAG ID: 'triggered' and DAGRun ID: 'my_run.1' already exists"
+        done = setup.cli("triggered", "--run-id", "my_run.1")
+        assert done.returncode == 1 and "409" in done.stderr and "already exists" in done.stderr
+        assert "Traceback" not in done.stderr
+        code, doc = setup.trigger("no_such_dag", {})
+        assert code == 404 and "no_such_dag" in doc["error"]
+        code, doc = setup.trigger("triggered", {}, token=None)
+        assert code == 401
+        done = setup.cli("triggered", token=None)
+        assert done.returncode == 1 and "401" in done.stderr and "RTSTREAM_ADMIN_TOKEN" in done.stderr
+        done = setup.cli("triggered", token="wrong")
+        assert done.returncode == 1 and "401" in done.stderr
+        for raw, says in [(b"{not json", "must be JSON"), (b"[1, 2]", "must be a JSON object"),
+                          (b'{"conf": [1]}', "conf must be a JSON object"),
+                          (b'{"conf": "{bad"}', "conf: a string must hold a JSON object"),
+                          (b'{"logical_date": "2026-03-04T00:00:00"}', "naive datetime is disallowed"),
+                          (b'{"logical_date": "yesterday"}', "is not an ISO-8601 date-time"),
+                          (b'{"logical_date": 5}', "logical_date must be an ISO-8601"),
+                          (b'{"dag_run_id": "a/b"}', "dag_run_id: 'a/b' is invalid"),
+                          (b'{"dag_run_id": ""}', "dag_run_id must be a non-empty string"),
+                          (b'{"data_interval_start": "2026-01-01T00:00:00+00:00"}', "must be specified together"),
+                          (b'{"logical_date": "2026-01-01T00:00:00+00:00", "execution_date": '
+                           b'"2026-01-02T00:00:00+00:00"}', "conflicts"),
+                          (b'{"nope": 1}', "unknown field(s) nope"),
+                          (b'{"conf": ' + b"[" * 5000 + b"]" * 5000 + b"}", "must be JSON"),
+                          (b"\xff\xfe", "must be JSON")]:
+            code, doc = setup.trigger("triggered", raw=raw)
+            assert code == 400 and says in doc["error"], (raw[:40], doc)
+        for bad, says in [(["--conf", "[1]"], "--conf: must be a JSON object"),
+                          (["--conf", "{x"], "--conf: not JSON"),
+                          (["--logical-date", "soon"], "--logical-date: 'soon' is not ISO-8601")]:
+            done = setup.cli("triggered", *bad)
+            assert done.returncode == 2 and says in done.stderr and "Traceback" not in done.stderr, done.stderr
+        assert len(setup.runs()) == 3
+        assert TOKEN not in d.stderr
+    unreachable = setup.cli("triggered")
+    assert unreachable.returncode == 2 and "cannot reach the daemon's admin server" in unreachable.stderr
+
+
+def test_a_triggered_run_takes_a_scheduled_interval_s_logical_date(tmp_path: Path) -> None:
+    """Airflow's scheduler creates no scheduled run at a logical date a triggered run has, and goes on
+    with the next interval; a trigger at a logical date a scheduled run has is a 409."""
+    setup = TriggerSetup(tmp_path)
+    setup.release.touch()
+    start = int(time.time()) + 3
+    setup.env["RTSTREAM_TRIG_EVERY_START"] = str(start)
+    first = datetime.fromtimestamp(start, tz=UTC)
+    lds = [(first + timedelta(seconds=k)).isoformat() for k in (0, 2, 4, 6, 8)]
+    with setup.daemon():
+        setup.wait_up()
+        code, run = setup.trigger("every2s", {"logical_date": lds[2]})
+        assert code == 200 and run["data_interval_start"] == lds[1] and run["data_interval_end"] == lds[2], run
+        wait_until(lambda: len(setup.runs("every2s")) == 5 and all(r[3] == "success" for r in setup.runs("every2s")),
+                   60, what="every interval of every2s ran")
+        got = [(r[1], r[2]) for r in setup.runs("every2s")]
+        assert got == [(lds[0], "scheduled"), (lds[1], "scheduled"), (lds[2], "manual"), (lds[3], "scheduled"),
+                       (lds[4], "scheduled")]
+        code, doc = setup.trigger("every2s", {"logical_date": lds[0]})
+        assert code == 409 and f"run scheduled__{lds[0]}" in doc["error"]
+        dones = Counter(r["run_id"] for r in setup.lines() if r["event"] == "done" and r["dag"] == "every2s")
+        assert dones == Counter({f"manual__{lds[2]}": 1, **{f"scheduled__{ld}": 1 for ld in lds if ld != lds[2]}})
