@@ -33,6 +33,7 @@ from rtstream.airflow.operators import (
 )
 from rtstream.airflow.run_support import get_current_context
 from rtstream.airflow.taskflow import Label, dag, setup, task, task_group, teardown
+from rtstream.airflow.trigger_operators import NAMES as TRIGGER_OPERATORS
 from rtstream.airflow.xcom_arg import XComArg
 
 AIRFLOW_VERSION = "2.10.5"  # the Airflow whose behaviour rtstream mirrors (docs/AIRFLOW.md)
@@ -60,6 +61,7 @@ NAMES: dict[str, Any] = {
     "DummyOperator": DummyOperator, "BashOperator": BashOperator, "Variable": Variable, "Param": Param,
     "get_current_context": get_current_context, "days_ago": days_ago, "timezone": timezone,
     "TriggerRule": states.TriggerRule, "State": states.State, "TaskInstanceState": states.TaskInstanceState,
+    **TRIGGER_OPERATORS,
     "DagRunState": states.DagRunState, "Context": dict, "asset": asset, "setup": setup, "teardown": teardown, **BRANCH_OPERATORS, **assets.NAMES,
     **{name: getattr(states, name) for name in ("AirflowException", "AirflowSkipException", "AirflowFailException",
                                                 "AirflowTaskTimeout", "AirflowNotFoundException",

@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -130,6 +130,23 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dag_folder(path: str, bag: Any) -> Callable[[str], bool]:
+    """Whether a DAG id is in the DAG folder (the file's folder, as Airflow's dags_folder): the bag's
+    own first, the folder loaded only when a TriggerDagRunOperator names another DAG (once)."""
+    folder: list[set[str]] = []
+
+    def known(dag_id: str) -> bool:
+        if dag_id in bag.dags:
+            return True
+        if not folder:
+            from rtstream.airflow.dagbag import load
+
+            here = Path(path)
+            folder.append(set(load(here.parent if here.is_file() else here).dags))
+        return dag_id in folder[0]
+    return known
+
+
 def _test(args: argparse.Namespace, at: datetime, out: IO[bytes] | None) -> int:
     from rtstream.airflow.dag_run import DagRun
 
@@ -140,6 +157,9 @@ def _test(args: argparse.Namespace, at: datetime, out: IO[bytes] | None) -> int:
     refused = [f"DAG {d.dag_id} refused: {why}" for d in dags for why in bag.refused_tasks(d)]
     if refused:
         return _refuse(refused, False, [])
+    from rtstream.airflow.trigger_operators import BagRuns, use_triggerer
+
+    use_triggerer(BagRuns(_dag_folder(args.path, bag)))  # TriggerDagRunOperator: a queued run nothing runs
     failed = []
     for dag in dags:
         result = asyncio.run(DagRun(dag, at).run())

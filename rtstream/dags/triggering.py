@@ -21,7 +21,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from rtstream.airflow.states import AirflowException
 from rtstream.airflow.timetable import manual_data_interval
+from rtstream.airflow.trigger_operators import DagNotFound, DagRunAlreadyExists
+from rtstream.dags.clearing import clear_in_store, to_clear
 from rtstream.dags.scheduler import DagScheduler, run_id_of
 from rtstream.dags.store import RunStore, StoredRun
 from rtstream.dags.window_runs import SCHEMA as CONF_SCHEMA
@@ -123,6 +126,36 @@ class DagTriggers:
         elif not self.loop.is_closed():  # from a task's thread: the loop's event is set on the loop
             self.loop.call_soon_threadsafe(self.scheduler.wake, dag_id)
 
-    def state(self, dag_id: str, run_id: str) -> str | None:
+    # -- RunTriggerer (rtstream.airflow.trigger_operators): TriggerDagRunOperator's runs, on the loop
+    def trigger_run(self, dag_id: str, conf: dict[str, Any], logical_date: datetime, run_id: str) -> tuple[str, datetime]:
+        dag = next((d for d in self.scheduler.dags if d.dag_id == dag_id), None)
+        floor = (dag.default_args or {}).get("start_date") if dag is not None else None
+        if isinstance(floor, datetime) and logical_date < (floor if floor.tzinfo else floor.replace(tzinfo=UTC)):
+            raise AirflowException(f"The execution_date [{logical_date.isoformat()}] should be >= start_date "
+                                   f"[{floor.isoformat()}] from DAG's default_args")  # trigger_dag's check
+        try:
+            stored = self.trigger(Trigger(dag_id, conf, logical_date, run_id))
+        except TriggerRefused as exc:
+            if exc.status == 404:
+                raise DagNotFound(f"Dag id {dag_id} not found in this daemon") from None
+            if exc.status == 409:
+                at = logical_date.astimezone(UTC).isoformat()
+                row = self.store.query("SELECT run_id, logical_date FROM dag_run WHERE dag_id = ? AND "
+                                       "(run_id = ? OR logical_date = ?) LIMIT 1", (dag_id, run_id, at))
+                raise DagRunAlreadyExists(f"A DAG Run already exists for DAG {dag_id} at {logical_date} with run id "
+                                          f"{run_id}", row[0][0], datetime.fromisoformat(row[0][1])) from None
+            raise AirflowException(str(exc)) from None
+        return stored.run_id, stored.logical_date
+
+    def run_state(self, dag_id: str, run_id: str) -> str | None:
         got = self.store.run(dag_id, run_id)
         return got.state if got is not None else None
+
+    def reset_run(self, dag_id: str, run_id: str) -> None:
+        """Airflow's `dag.clear` of that run: every task instance cleared, the run running again."""
+        dag = next(d for d in self.scheduler.dags if d.dag_id == dag_id)
+        if self.scheduler.is_active(dag_id, run_id):
+            raise AirflowException(f"reset_dag_run: run {run_id} of {dag_id} is still running; rtstream clears a "
+                                   "run only once it has finished")
+        clear_in_store(self.store, dag, run_id, to_clear(dag, None, True), datetime.now(UTC))
+        self.scheduler.resume(dag_id, run_id)

@@ -126,3 +126,58 @@ def test_a_triggered_run_takes_a_scheduled_interval_s_logical_date(tmp_path: Pat
         assert code == 409 and f"run scheduled__{lds[0]}" in doc["error"]
         dones = Counter(r["run_id"] for r in setup.lines() if r["event"] == "done" and r["dag"] == "every2s")
         assert dones == Counter({f"manual__{lds[2]}": 1, **{f"scheduled__{ld}": 1 for ld in lds if ld != lds[2]}})
+
+
+def test_trigger_dag_run_operator_waits_for_the_triggered_run(tmp_path: Path) -> None:
+    """TriggerDagRunOperator in the daemon: the target's run is created in the store (manual, templated
+    conf, its run id), the controller waits until it succeeded, then goes on with the XComs Airflow
+    pushes; a failed target fails the controller's task (failed_states); reset_dag_run clears and
+    runs the target's run again."""
+    setup = TriggerSetup(tmp_path, files=("controller.py",))
+    with setup.daemon() as d:
+        setup.wait_up()
+        code, run = setup.trigger("controller", {"conf": {"value": "v1", "child_at": "2026-05-01T00:00:00+00:00"}})
+        assert code == 200, run
+        controller_run = run["dag_run_id"]
+        wait_until(lambda: setup.run_state(controller_run, "controller") in ("success", "failed"), 60,
+                   what="the controller's run ended")
+        assert setup.run_state(controller_run, "controller") == "success", d.stderr[-3000:]
+        assert setup.runs("target") == [("child__v1", "2026-05-01T00:00:00+00:00", "manual", "success")]
+        lines = setup.lines()
+        work = [r for r in lines if r["dag"] == "target"]
+        assert work == [{"dag": "target", "task": "work", "event": "done", "run_id": "child__v1", "run_type": "manual",
+                         "conf": {"value": "v1", "fail": "", "from": controller_run},
+                         "params": {"value": "v1", "fail": "", "from": controller_run},
+                         "ld": "2026-05-01T00:00:00+00:00"}]
+        (after,) = [r for r in lines if r["dag"] == "controller"]
+        assert after["trigger_run_id"] == "child__v1" and after["trigger_ld"] == "2026-05-01T00:00:00+00:00"
+        # the waiting task ended after the target's run: its try is kept with the target's end before it
+        code, one = call(f"{setup.base}/api/dags/controller/runs/{controller_run}")
+        trig = next(ti for ti in one["task_instances"] if ti["task_id"] == "trigger")
+        assert trig["state"] == "success" and trig["xcom"] == {"trigger_logical_date_iso": "2026-05-01T00:00:00+00:00",
+                                                               "trigger_run_id": "child__v1"}
+        code, target_run = call(f"{setup.base}/api/dags/target/runs/child__v1")
+        assert target_run["end_date"] <= trig["tries"][-1]["end_date"]
+
+        # the target fails: the controller's task fails (failed_states), `after` is upstream_failed
+        code, run = setup.trigger("controller", {"conf": {"value": "v2", "fail": "yes",
+                                                          "child_at": "2026-05-02T00:00:00+00:00"}})
+        second = run["dag_run_id"]
+        wait_until(lambda: setup.run_state(second, "controller") in ("success", "failed"), 60, what="run 2 ended")
+        assert setup.run_state(second, "controller") == "failed"
+        assert setup.run_state("child__v2", "target") == "failed"
+        code, one = call(f"{setup.base}/api/dags/controller/runs/{second}")
+        states = {ti["task_id"]: ti["state"] for ti in one["task_instances"]}
+        assert states == {"trigger": "failed", "after": "upstream_failed"}
+        trig = next(ti for ti in one["task_instances"] if ti["task_id"] == "trigger")
+        assert any("target failed with failed states failed" in line for line in trig["tries"][-1]["log"])
+
+        # the same run id again with reset_dag_run: the target's run is cleared and runs again
+        code, run = setup.trigger("controller", {"conf": {"value": "v1", "child_at": "2026-05-01T00:00:00+00:00"},
+                                                 "logical_date": "2026-06-01T00:00:00+00:00"})
+        third = run["dag_run_id"]
+        wait_until(lambda: setup.run_state(third, "controller") in ("success", "failed"), 60, what="run 3 ended")
+        assert setup.run_state(third, "controller") == "success"
+        assert [r[0] for r in setup.runs("target")] == ["child__v1", "child__v2"]
+        work = [r for r in setup.lines() if r["dag"] == "target" and r["run_id"] == "child__v1"]
+        assert len(work) == 2  # ran again after the reset, in the same run
