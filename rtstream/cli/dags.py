@@ -154,7 +154,13 @@ def _test(args: argparse.Namespace, at: datetime, out: IO[bytes] | None) -> int:
     if code is not None:
         return code
     dags = [bag.dags[args.dag_id]] if args.dag_id else list(bag.dags.values())
+    from rtstream.airflow.external_sensors import ExternalTaskSensor
+
     refused = [f"DAG {d.dag_id} refused: {why}" for d in dags for why in bag.refused_tasks(d)]
+    # a sensor on another DAG's runs: dags test keeps no runs (Airflow's answer depends on its metadata DB)
+    refused += [f"DAG {d.dag_id} refused: task {t.task_id}: ExternalTaskSensor waits on runs of DAG "
+                f"{t.external_dag_id}, which `dags test` does not keep; run the DAGs with `rtstream run --dags`"
+                for d in dags for t in d.tasks if isinstance(t, ExternalTaskSensor)]
     if refused:
         return _refuse(refused, False, [])
     from rtstream.airflow.trigger_operators import BagRuns, use_triggerer

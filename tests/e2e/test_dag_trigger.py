@@ -181,3 +181,48 @@ def test_trigger_dag_run_operator_waits_for_the_triggered_run(tmp_path: Path) ->
         assert [r[0] for r in setup.runs("target")] == ["child__v1", "child__v2"]
         work = [r for r in setup.lines() if r["dag"] == "target" and r["run_id"] == "child__v1"]
         assert len(work) == 2  # ran again after the reset, in the same run
+
+
+def _tis(setup: TriggerSetup, dag_id: str, run_id: str) -> dict[str, dict]:
+    code, doc = call(f"{setup.base}/api/dags/{dag_id}/runs/{run_id}")
+    assert code == 200, doc
+    return {ti["task_id"]: ti for ti in doc["task_instances"]}
+
+
+def test_external_task_sensor_waits_for_the_run_at_its_logical_date(tmp_path: Path) -> None:
+    """ExternalTaskSensor in the daemon: waits (no worker thread held) until the external task, task
+    group and DAG run at the same logical date succeeded; failed_states fails it (its downstream
+    upstream_failed); a run that is never there times out (soft_fail: skipped)."""
+    setup = TriggerSetup(tmp_path, files=("sensing.py",))
+    ok, bad = "2026-07-01T00:00:00+00:00", "2026-07-02T00:00:00+00:00"
+    with setup.daemon() as d:
+        setup.wait_up()
+        for dag_id, at, conf in [("waiter", ok, {}), ("upstream", ok, {}), ("waiter", bad, {}),
+                                 ("upstream", bad, {"fail": True}), ("late_waiter", ok, {})]:
+            code, run = setup.trigger(dag_id, {"logical_date": at, "conf": conf})
+            assert code == 200, run
+        # the waiters wait: gate has not finished (its release file is not there)
+        wait_until(lambda: _tis(setup, "waiter", f"manual__{ok}")["on_task"]["state"] == "running", 30,
+                   what="the sensor poking")
+        assert setup.run_state(f"manual__{ok}", "waiter") == "running"
+        setup.release.touch()
+        for dag_id, at in [("waiter", ok), ("waiter", bad), ("upstream", ok), ("upstream", bad), ("late_waiter", ok)]:
+            wait_until(lambda: setup.run_state(f"manual__{at}", dag_id) in ("success", "failed"), 60,  # noqa: B023
+                       what=f"{dag_id} at {at} ended")
+        assert setup.run_state(f"manual__{ok}", "upstream") == "success"
+        assert setup.run_state(f"manual__{bad}", "upstream") == "failed"
+        good = _tis(setup, "waiter", f"manual__{ok}")
+        assert {t: (ti["state"], ti["try_number"]) for t, ti in good.items()} == {
+            "on_task": ("success", 1), "on_group": ("success", 1), "on_dag": ("success", 1), "done": ("success", 1)}
+        assert any("Poking for ['grp.gate'] on 2026-07-01T00:00:00+00:00" in line
+                   for line in good["on_task"]["tries"][0]["log"])
+        failed = _tis(setup, "waiter", f"manual__{bad}")
+        assert {t: ti["state"] for t, ti in failed.items()} == {
+            "on_task": "failed", "on_group": "upstream_failed", "on_dag": "upstream_failed", "done": "upstream_failed"}
+        assert any("Some of the external tasks ['grp.gate'] in DAG upstream failed." in line
+                   for line in failed["on_task"]["tries"][0]["log"])
+        late = _tis(setup, "late_waiter", f"manual__{ok}")
+        assert {t: ti["state"] for t, ti in late.items()} == {"yesterday": "skipped", "hard": "failed"}
+        assert any("Sensor has timed out" in line for line in late["hard"]["tries"][0]["log"])
+        assert setup.run_state(f"manual__{ok}", "late_waiter") == "failed"
+        assert "Traceback" not in d.stderr or "asked to fail" in d.stderr
