@@ -78,7 +78,7 @@ class DagRoutes:
             return self.answer({"error": problem}, 400)
         try:
             done = self.view.clear(request.match_info["dag_id"], request.match_info["run_id"], doc.get("task_id"),
-                                   doc.get("downstream", True))
+                                   doc.get("downstream", True), doc.get("recursive", False))
         except ClearRefused as exc:
             return self.answer({"error": str(exc)}, exc.status)
         return self.answer(done, 202)
@@ -87,13 +87,15 @@ class DagRoutes:
 def _clear_problem(doc: Any) -> str | None:
     if not isinstance(doc, dict):
         return 'the body must be a JSON object: {"task_id": "...", "downstream": true} (or {} for the whole run)'
-    unknown = sorted(set(doc) - {"task_id", "downstream"})
+    unknown = sorted(set(doc) - {"task_id", "downstream", "recursive"})
     if unknown:
-        return f"unknown field(s) {', '.join(unknown)}: expected task_id and downstream"
+        return f"unknown field(s) {', '.join(unknown)}: expected task_id, downstream and recursive"
     if "task_id" in doc and not (isinstance(doc["task_id"], str) and doc["task_id"]):
         return "task_id must be a task id (a non-empty string), or left out to clear the whole run"
     if not isinstance(doc.get("downstream", True), bool):
         return "downstream must be true or false"
+    if not isinstance(doc.get("recursive", False), bool):
+        return "recursive must be true or false (true: ExternalTaskMarkers clear their tasks in other DAGs)"
     return None
 
 

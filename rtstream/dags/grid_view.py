@@ -17,6 +17,7 @@ from rtstream.airflow.dag_run import topological_order
 from rtstream.airflow.schedule import next_run
 from rtstream.airflow.timetable import describe
 from rtstream.dags.clearing import clear_in_store, to_clear
+from rtstream.dags.recursive_clear import dependent_clears
 from rtstream.dags.scheduler import DagScheduler
 from rtstream.dags.store import RunStore
 from rtstream.dags.tries import TryRecorder
@@ -158,7 +159,8 @@ class DagGrid:
         return run_doc(stored, conf)
 
     # -- clear (on the event loop, beside the scheduler) -------------------------------------------
-    def clear(self, dag_id: str, run_id: str, task_id: str | None, downstream: bool) -> dict[str, Any]:
+    def clear(self, dag_id: str, run_id: str, task_id: str | None, downstream: bool,
+              recursive: bool = False) -> dict[str, Any]:
         dag = self.by_id.get(dag_id)
         if dag is None:
             raise ClearRefused(404, f"no DAG {dag_id!r} runs in this daemon")
@@ -173,7 +175,17 @@ class DagGrid:
             raise ClearRefused(409, f"run {run_id} of {dag_id} is running: clear it once it has finished")
         # no await from here on: the store changes, then the scheduler starts the run from the store
         task_ids = to_clear(dag, task_id, downstream)
-        cleared = clear_in_store(self.store, dag, run_id, task_ids, datetime.now(UTC))
+        # ExternalTaskMarkers' runs in other DAGs (Airflow's recursive clear), all decided before any change
+        others = dependent_clears(self.by_id, self.store, self.scheduler.is_active, dag, run_id, task_ids) \
+            if recursive else []
+        now = datetime.now(UTC)
+        cleared = clear_in_store(self.store, dag, run_id, task_ids, now)
         self.scheduler.resume(dag_id, run_id)
+        also = []
+        for other, other_run, other_tasks in others:
+            n = clear_in_store(self.store, other, other_run, other_tasks, now)
+            self.scheduler.resume(other.dag_id, other_run)
+            also.append({"dag_id": other.dag_id, "run_id": other_run, "cleared_tasks": other_tasks,
+                         "task_instances_cleared": n})
         return {"dag_id": dag_id, "run_id": run_id, "cleared_tasks": task_ids, "task_instances_cleared": cleared,
-                "state": "running"}
+                "state": "running", **({"recursive": also} if recursive else {})}

@@ -45,9 +45,11 @@ class DagsView(Protocol):
         """One run: every task instance with its state, tries (start, end, state, log lines) and XComs."""
         ...
 
-    def clear(self, dag_id: str, run_id: str, task_id: str | None, downstream: bool) -> dict[str, Any]:
+    def clear(self, dag_id: str, run_id: str, task_id: str | None, downstream: bool,
+              recursive: bool = False) -> dict[str, Any]:
         """Clear a task instance (and its downstream) or, without task_id, the whole run, so the
-        scheduler runs it again; returns what was cleared. Raises ClearRefused."""
+        scheduler runs it again; returns what was cleared. `recursive`: ExternalTaskMarkers clear their
+        tasks in other DAGs too, as Airflow's recursive clear. Raises ClearRefused."""
         ...
 
     def counts(self) -> DagCounts: ...

@@ -226,3 +226,23 @@ def test_external_task_sensor_waits_for_the_run_at_its_logical_date(tmp_path: Pa
         assert any("Sensor has timed out" in line for line in late["hard"]["tries"][0]["log"])
         assert setup.run_state(f"manual__{ok}", "late_waiter") == "failed"
         assert "Traceback" not in d.stderr or "asked to fail" in d.stderr
+
+        # a recursive clear of upstream's gate: its marker clears waiter.on_task and what follows it in
+        # waiter's run at the same logical date; both run again (a try more each)
+        code, doc = call(f"{setup.base}/api/dags/upstream/runs/manual__{ok}/clear",
+                         body={"task_id": "grp.gate", "recursive": True})
+        assert code == 202, doc
+        assert doc["cleared_tasks"] == ["grp.gate", "marker"]
+        assert doc["recursive"] == [{"dag_id": "waiter", "run_id": f"manual__{ok}",
+                                     "cleared_tasks": ["on_task", "on_group", "on_dag", "done"],
+                                     "task_instances_cleared": 4}]
+        wait_until(lambda: setup.run_state(f"manual__{ok}", "waiter") == "success"
+                   and setup.run_state(f"manual__{ok}", "upstream") == "success", 60, what="both ran again")
+        again = _tis(setup, "waiter", f"manual__{ok}")
+        assert {t: (ti["state"], ti["try_number"]) for t, ti in again.items()} == {
+            "on_task": ("success", 2), "on_group": ("success", 2), "on_dag": ("success", 2), "done": ("success", 2)}
+        # not recursive: the other DAG is left alone; a bad flag is a 400
+        code, doc = call(f"{setup.base}/api/dags/upstream/runs/manual__{ok}/clear", body={"task_id": "marker"})
+        assert code == 202 and "recursive" not in doc
+        code, doc = call(f"{setup.base}/api/dags/upstream/runs/manual__{ok}/clear", body={"recursive": "yes"})
+        assert code == 400 and doc["error"].startswith("recursive must be true or false")
