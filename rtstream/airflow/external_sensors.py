@@ -38,6 +38,10 @@ class ExternalStates(Protocol):
         their number; without either, the DAG runs in `states`."""
         ...
 
+    def missing(self, dag_id: str, task_ids: list[str] | None, group_id: str | None) -> str | None:
+        """`check_existence`: what of the external DAG, tasks or group does not exist (Airflow's message)."""
+        ...
+
 
 class NoRuns:
     """No run of any other DAG (`dags test`'s, as a fresh metadata DB)."""
@@ -45,6 +49,9 @@ class NoRuns:
     def count(self, dag_id: str, logical_dates: list[datetime], states: list[str], task_ids: list[str] | None,
               group_id: str | None) -> float:
         return 0
+
+    def missing(self, dag_id: str, task_ids: list[str] | None, group_id: str | None) -> str | None:
+        return f"The external DAG {dag_id} does not exist."
 
 
 _states: ExternalStates = NoRuns()
@@ -99,6 +106,7 @@ class ExternalTaskSensor(BaseOperator):
         self.poke_interval = float(getattr(poke_interval, "total_seconds", lambda: poke_interval)())
         self.timeout = float(getattr(timeout, "total_seconds", lambda: timeout)())
         self.soft_fail, self.mode = soft_fail, mode
+        self._checked = False
 
     @property
     def reschedule(self) -> bool:
@@ -133,6 +141,11 @@ class ExternalTaskSensor(BaseOperator):
             raise ValueError("Duplicate task_ids passed in external_task_ids parameter")
         context["ti"].log.info("Poking for %s on %s ... ", ids or group or f"DAG {self.external_dag_id}",
                                ",".join(d.isoformat() for d in dates))
+        if self.check_existence and not self._checked:
+            problem = _states.missing(self.external_dag_id, ids, group)
+            if problem:
+                raise AirflowException(problem)
+            self._checked = True
         if self.failed_states and _states.count(self.external_dag_id, dates, self.failed_states, ids, group) > 0:
             if self.soft_fail:
                 raise AirflowSkipException(f"{self._what()} failed. Skipping due to soft_fail.")

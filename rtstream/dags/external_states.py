@@ -43,6 +43,18 @@ class StoredStates:
         return sum(1 for _, _, s in tis if (s or "none") in states) / len(tis)
 
 
+    def missing(self, dag_id: str, task_ids: list[str] | None, group_id: str | None) -> str | None:
+        dag = self.by_id.get(dag_id)
+        if dag is None:
+            return f"The external DAG {dag_id} does not exist."
+        for task_id in task_ids or []:
+            if task_id not in dag.task_dict:
+                return f"The external task {task_id} in DAG {dag_id} does not exist."
+        if group_id and _group(dag, group_id) is None:
+            return f"The external task group '{group_id}' in DAG '{dag_id}' does not exist."
+        return None
+
+
 def _group(dag: DAG, group_id: str) -> Any:
     todo = [dag.task_group]
     while todo:

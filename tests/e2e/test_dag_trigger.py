@@ -195,7 +195,7 @@ def test_external_task_sensor_waits_for_the_run_at_its_logical_date(tmp_path: Pa
     upstream_failed); a run that is never there times out (soft_fail: skipped)."""
     setup = TriggerSetup(tmp_path, files=("sensing.py",))
     ok, bad = "2026-07-01T00:00:00+00:00", "2026-07-02T00:00:00+00:00"
-    with setup.daemon() as d:
+    with setup.daemon():
         setup.wait_up()
         for dag_id, at, conf in [("waiter", ok, {}), ("upstream", ok, {}), ("waiter", bad, {}),
                                  ("upstream", bad, {"fail": True}), ("late_waiter", ok, {})]:
@@ -225,7 +225,12 @@ def test_external_task_sensor_waits_for_the_run_at_its_logical_date(tmp_path: Pa
         assert {t: ti["state"] for t, ti in late.items()} == {"yesterday": "skipped", "hard": "failed"}
         assert any("Sensor has timed out" in line for line in late["hard"]["tries"][0]["log"])
         assert setup.run_state(f"manual__{ok}", "late_waiter") == "failed"
-        assert "Traceback" not in d.stderr or "asked to fail" in d.stderr
+        # check_existence: a task the external DAG does not have fails the sensor at once, with Airflow's line
+        code, run = setup.trigger("checks_existence", {"logical_date": ok})
+        assert code == 200, run
+        wait_until(lambda: setup.run_state(f"manual__{ok}", "checks_existence") == "failed", 20, what="it failed")
+        nope = _tis(setup, "checks_existence", f"manual__{ok}")["no_such_task"]
+        assert any("The external task nope in DAG upstream does not exist." in line for line in nope["tries"][0]["log"])
 
         # a recursive clear of upstream's gate: its marker clears waiter.on_task and what follows it in
         # waiter's run at the same logical date; both run again (a try more each)
