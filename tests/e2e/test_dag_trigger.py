@@ -5,9 +5,13 @@ tasks saw them; refusals (401, 404, 409, 400) and the grid showing the run."""
 from __future__ import annotations
 
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import pytest
 
 from tests.e2e.dag_grid_support import TOKEN, call
 from tests.e2e.dag_trigger_support import TASKS, TriggerSetup
@@ -71,6 +75,17 @@ def test_trigger_over_the_api_and_the_cli(tmp_path: Path) -> None:
         assert "Traceback" not in done.stderr
         code, doc = setup.trigger("no_such_dag", {})
         assert code == 404 and "no_such_dag" in doc["error"]
+        for odd in ["..%2F..%2Fetc", "%3Cscript%3E", "x" * 300, "%00"]:
+            code, doc = setup.trigger(odd, {})
+            assert code == 404 and "not found" in doc["error"], (odd, doc)
+        done = setup.cli("../../x y")
+        assert done.returncode == 1 and "404" in done.stderr
+        big = urllib.request.Request(f"{setup.base}/api/dags/triggered/dagRuns", method="POST",
+                                     data=b'{"conf": {"big": "' + b"x" * 3_000_000 + b'"}}',
+                                     headers={"Authorization": f"Bearer {TOKEN}"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(big, timeout=10)
+        assert refused.value.code == 413  # bounded by the admin server's body limit, nothing created
         code, doc = setup.trigger("triggered", {}, token=None)
         assert code == 401
         done = setup.cli("triggered", token=None)
