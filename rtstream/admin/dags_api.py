@@ -5,6 +5,7 @@
 - `GET /api/dags/<dag_id>/runs?limit=&before=`: the newest runs, a cell per task (state, tries),
   paged by logical date (`next_before`);
 - `GET /api/dags/<dag_id>/runs/<run_id>`: one run's task instances with their tries (log lines) and XComs;
+- `POST /api/dags/<dag_id>/dagRuns`: trigger a run, as Airflow's REST API (rtstream.admin.dag_trigger_api);
 - `POST /api/dags/<dag_id>/runs/<run_id>/clear` `{"task_id": ..., "downstream": true}` (no task_id:
   the whole run): needs admin.token, even on loopback, as the window re-run does.
 The server's auth middleware already guards `/api/`; every answer passes through its redaction.
@@ -20,6 +21,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from rtstream.admin.dag_trigger_api import TriggerRoute
 from rtstream.model.dag_status import ClearRefused, DagsView
 
 MAX_RUNS = 500
@@ -36,6 +38,7 @@ class DagRoutes:
         app.router.add_get("/api/dags/{dag_id}/runs", self.runs)
         app.router.add_get("/api/dags/{dag_id}/runs/{run_id}", self.run)
         app.router.add_post("/api/dags/{dag_id}/runs/{run_id}/clear", self.clear)
+        TriggerRoute(self.view, self.answer, self.token).add_to(app)  # POST /api/dags/<dag_id>/dagRuns
 
     async def dags(self, request: web.Request) -> web.Response:
         return self.answer({"dags": await asyncio.to_thread(self.view.dags), "can_clear": bool(self.token)})
@@ -75,7 +78,7 @@ class DagRoutes:
             return self.answer({"error": problem}, 400)
         try:
             done = self.view.clear(request.match_info["dag_id"], request.match_info["run_id"], doc.get("task_id"),
-                                   doc.get("downstream", True))
+                                   doc.get("downstream", True), doc.get("recursive", False))
         except ClearRefused as exc:
             return self.answer({"error": str(exc)}, exc.status)
         return self.answer(done, 202)
@@ -84,13 +87,15 @@ class DagRoutes:
 def _clear_problem(doc: Any) -> str | None:
     if not isinstance(doc, dict):
         return 'the body must be a JSON object: {"task_id": "...", "downstream": true} (or {} for the whole run)'
-    unknown = sorted(set(doc) - {"task_id", "downstream"})
+    unknown = sorted(set(doc) - {"task_id", "downstream", "recursive"})
     if unknown:
-        return f"unknown field(s) {', '.join(unknown)}: expected task_id and downstream"
+        return f"unknown field(s) {', '.join(unknown)}: expected task_id, downstream and recursive"
     if "task_id" in doc and not (isinstance(doc["task_id"], str) and doc["task_id"]):
         return "task_id must be a task id (a non-empty string), or left out to clear the whole run"
     if not isinstance(doc.get("downstream", True), bool):
         return "downstream must be true or false"
+    if not isinstance(doc.get("recursive", False), bool):
+        return "recursive must be true or false (true: ExternalTaskMarkers clear their tasks in other DAGs)"
     return None
 
 

@@ -119,7 +119,8 @@ def build_context(dag: Any, task: Any, ti: Any, dag_run: DagRunInfo) -> dict[str
     at: datetime = dag_run.logical_date
     ds = at.strftime("%Y-%m-%d")
     ts = at.isoformat()
-    params = resolve_params(dag.params, getattr(task, "params", None))
+    # Airflow's process_params: the DAG's, the task's, then dag_run.conf (dag_run_conf_overrides_params)
+    params = resolve_params(dag.params, getattr(task, "params", None), dag_run.conf)
     if not isinstance(params, dict):
         raise AirflowException(f"task {task.task_id}: params must be a dict")
     return {

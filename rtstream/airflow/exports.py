@@ -19,6 +19,7 @@ from rtstream.airflow.bash import BashOperator
 from rtstream.airflow.branch_operators import NAMES as BRANCH_OPERATORS
 from rtstream.airflow.context import Variable
 from rtstream.airflow.dag_model import DAG, Param, TaskGroup, chain, cross_downstream
+from rtstream.airflow.external_sensors import NAMES as EXTERNAL_SENSORS
 from rtstream.airflow.operator_base import BaseOperator
 from rtstream.airflow.operators import (
     BaseBranchOperator,
@@ -33,6 +34,7 @@ from rtstream.airflow.operators import (
 )
 from rtstream.airflow.run_support import get_current_context
 from rtstream.airflow.taskflow import Label, dag, setup, task, task_group, teardown
+from rtstream.airflow.trigger_operators import NAMES as TRIGGER_OPERATORS
 from rtstream.airflow.watchers import NAMES as WATCHERS
 from rtstream.airflow.xcom_arg import XComArg
 
@@ -61,6 +63,7 @@ NAMES: dict[str, Any] = {
     "DummyOperator": DummyOperator, "BashOperator": BashOperator, "Variable": Variable, "Param": Param,
     "get_current_context": get_current_context, "days_ago": days_ago, "timezone": timezone,
     "TriggerRule": states.TriggerRule, "State": states.State, "TaskInstanceState": states.TaskInstanceState,
+    **TRIGGER_OPERATORS, **EXTERNAL_SENSORS,
     "DagRunState": states.DagRunState, "Context": dict, "asset": asset, "setup": setup, "teardown": teardown, **BRANCH_OPERATORS, **assets.NAMES, **WATCHERS,
     **{name: getattr(states, name) for name in ("AirflowException", "AirflowSkipException", "AirflowFailException",
                                                 "AirflowTaskTimeout", "AirflowNotFoundException",

@@ -10,7 +10,7 @@ import logging
 import os
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -43,6 +43,9 @@ def add_parser(sub: Any) -> None:
     tst.add_argument("--at", metavar="DATE", help="the run's logical date (ISO-8601; default: now, UTC)")
     tst.add_argument("--json", action="store_true", help="one JSON object per task instance on stdout, then the run")
     tst.add_argument("--debug", action="store_true", help="print the traceback of a DAG file that fails")
+    from rtstream.cli.dags_trigger import add_parser as add_trigger
+
+    add_trigger(dsub)
 
 
 @contextlib.contextmanager
@@ -74,6 +77,10 @@ def _refuse(lines: list[str], debug: bool, files: list[str]) -> int:
 
 
 def dags_command(args: argparse.Namespace) -> int:
+    if args.dags_command == "trigger":
+        from rtstream.cli.dags_trigger import trigger_command
+
+        return trigger_command(args)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.dags_command == "list":
         return _list(args)
@@ -123,6 +130,23 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dag_folder(path: str, bag: Any) -> Callable[[str], bool]:
+    """Whether a DAG id is in the DAG folder (the file's folder, as Airflow's dags_folder): the bag's
+    own first, the folder loaded only when a TriggerDagRunOperator names another DAG (once)."""
+    folder: list[set[str]] = []
+
+    def known(dag_id: str) -> bool:
+        if dag_id in bag.dags:
+            return True
+        if not folder:
+            from rtstream.airflow.dagbag import load
+
+            here = Path(path)
+            folder.append(set(load(here.parent if here.is_file() else here).dags))
+        return dag_id in folder[0]
+    return known
+
+
 def _test(args: argparse.Namespace, at: datetime, out: IO[bytes] | None) -> int:
     from rtstream.airflow.dag_run import DagRun
 
@@ -130,9 +154,18 @@ def _test(args: argparse.Namespace, at: datetime, out: IO[bytes] | None) -> int:
     if code is not None:
         return code
     dags = [bag.dags[args.dag_id]] if args.dag_id else list(bag.dags.values())
+    from rtstream.airflow.external_sensors import ExternalTaskSensor
+
     refused = [f"DAG {d.dag_id} refused: {why}" for d in dags for why in bag.refused_tasks(d)]
+    # a sensor on another DAG's runs: dags test keeps no runs (Airflow's answer depends on its metadata DB)
+    refused += [f"DAG {d.dag_id} refused: task {t.task_id}: ExternalTaskSensor waits on runs of DAG "
+                f"{t.external_dag_id}, which `dags test` does not keep; run the DAGs with `rtstream run --dags`"
+                for d in dags for t in d.tasks if isinstance(t, ExternalTaskSensor)]
     if refused:
         return _refuse(refused, False, [])
+    from rtstream.airflow.trigger_operators import BagRuns, use_triggerer
+
+    use_triggerer(BagRuns(_dag_folder(args.path, bag)))  # TriggerDagRunOperator: a queued run nothing runs
     failed = []
     for dag in dags:
         result = asyncio.run(DagRun(dag, at).run())

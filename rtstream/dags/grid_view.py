@@ -17,9 +17,11 @@ from rtstream.airflow.dag_run import topological_order
 from rtstream.airflow.schedule import next_run
 from rtstream.airflow.timetable import describe
 from rtstream.dags.clearing import clear_in_store, to_clear
+from rtstream.dags.recursive_clear import dependent_clears
 from rtstream.dags.scheduler import DagScheduler
 from rtstream.dags.store import RunStore
 from rtstream.dags.tries import TryRecorder
+from rtstream.dags.triggering import DagTriggers, Trigger, run_doc
 from rtstream.model.dag_status import ClearRefused, DagCounts
 
 DURATION_BUCKETS = (0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 1800.0, 3600.0)
@@ -122,6 +124,7 @@ class DagGrid:
                             "try_number": ti.try_number if ti else 0, "tries": tries.get((task_id, map_index), []),
                             "xcom": xcoms.get((task_id, map_index), {})})
         doc["task_instances"] = tis
+        doc["conf"] = _shown(self.triggers.conf(dag_id, run_id)) if self.triggers is not None else {}
         return doc
 
     @staticmethod
@@ -142,8 +145,22 @@ class DagGrid:
             durations[(row[0], row[1])] = (buckets, int(row[2]), float(row[3] or 0.0))
         return DagCounts(runs, tis, durations)
 
+    # -- trigger (rtstream.dags.triggering) ---------------------------------------------------------
+    triggers: DagTriggers | None = None  # set by the daemon once its loop runs
+
+    def knows(self, dag_id: str) -> bool:
+        return dag_id in self.by_id
+
+    def trigger(self, dag_id: str, conf: dict[str, Any], logical_date: datetime | None, run_id: str | None,
+                interval: tuple[datetime, datetime] | None) -> dict[str, Any]:
+        if self.triggers is None or self.scheduler.stopping:
+            raise ClearRefused(503, "the daemon is starting or stopping: trigger the run again in a moment")
+        stored = self.triggers.trigger(Trigger(dag_id, conf, logical_date, run_id, interval))
+        return run_doc(stored, conf)
+
     # -- clear (on the event loop, beside the scheduler) -------------------------------------------
-    def clear(self, dag_id: str, run_id: str, task_id: str | None, downstream: bool) -> dict[str, Any]:
+    def clear(self, dag_id: str, run_id: str, task_id: str | None, downstream: bool,
+              recursive: bool = False) -> dict[str, Any]:
         dag = self.by_id.get(dag_id)
         if dag is None:
             raise ClearRefused(404, f"no DAG {dag_id!r} runs in this daemon")
@@ -158,7 +175,17 @@ class DagGrid:
             raise ClearRefused(409, f"run {run_id} of {dag_id} is running: clear it once it has finished")
         # no await from here on: the store changes, then the scheduler starts the run from the store
         task_ids = to_clear(dag, task_id, downstream)
-        cleared = clear_in_store(self.store, dag, run_id, task_ids, datetime.now(UTC))
+        # ExternalTaskMarkers' runs in other DAGs (Airflow's recursive clear), all decided before any change
+        others = dependent_clears(self.by_id, self.store, self.scheduler.is_active, dag, run_id, task_ids) \
+            if recursive else []
+        now = datetime.now(UTC)
+        cleared = clear_in_store(self.store, dag, run_id, task_ids, now)
         self.scheduler.resume(dag_id, run_id)
+        also = []
+        for other, other_run, other_tasks in others:
+            n = clear_in_store(self.store, other, other_run, other_tasks, now)
+            self.scheduler.resume(other.dag_id, other_run)
+            also.append({"dag_id": other.dag_id, "run_id": other_run, "cleared_tasks": other_tasks,
+                         "task_instances_cleared": n})
         return {"dag_id": dag_id, "run_id": run_id, "cleared_tasks": task_ids, "task_instances_cleared": cleared,
-                "state": "running"}
+                "state": "running", **({"recursive": also} if recursive else {})}

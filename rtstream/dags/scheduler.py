@@ -101,6 +101,11 @@ class DagScheduler:
         entry = self._active.get(dag_id, {}).get(run_id)
         return entry[1] if entry is not None else None
 
+    def wake(self, dag_id: str) -> None:
+        """Make that DAG's loop look at the store again (a run was triggered); on the loop only."""
+        if dag_id in self._wake:
+            self._wake[dag_id].set()
+
     def loop_started(self, dag_id: str) -> bool:
         """Whether that DAG's loop has resumed the runs a previous process left (so none starts twice)."""
         return dag_id in self._active
@@ -150,6 +155,12 @@ class DagScheduler:
                 await wake.wait()
                 continue
             now = _utcnow()
+            # a triggered run (rtstream.dags.triggering) waiting for a slot: made running and started at once
+            queued = self.store.take_queued(dag.dag_id, now)
+            if queued is not None:
+                log.info("%s: starting triggered run %s", dag.dag_id, queued.run_id)
+                self._start(dag, queued)
+                continue
             # a consumer whose queued assets satisfy its schedule: its run, created with its queue emptied
             triggered = self.assets.take(dag.dag_id, now)
             if triggered is not None:
@@ -169,8 +180,14 @@ class DagScheduler:
                 except TimeoutError:
                     pass
                 continue
-            stored = self.store.create_run(dag.dag_id, run_id_of("scheduled", info.logical_date), info.logical_date,
+            run_id = run_id_of("scheduled", info.logical_date)
+            stored = self.store.create_run(dag.dag_id, run_id, info.logical_date,
                                            (info.interval_start, info.interval_end), "scheduled", now)
+            if stored.run_id != run_id:  # a triggered run has that logical date: Airflow passes the interval over
+                log.info("%s: no scheduled run at %s: run %s has that logical date", dag.dag_id,
+                         info.logical_date.isoformat(), stored.run_id)
+                self.store.pass_over(dag.dag_id, info.logical_date, (info.interval_start, info.interval_end))
+                continue
             self._start(dag, stored)
 
     def _start(self, dag: DAG, stored: StoredRun) -> asyncio.Task[None]:

@@ -39,6 +39,9 @@ CREATE TABLE IF NOT EXISTS xcom (
   seq INTEGER PRIMARY KEY AUTOINCREMENT, dag_id TEXT NOT NULL, run_id TEXT NOT NULL, task_id TEXT NOT NULL,
   map_index INTEGER NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS xcom_ti ON xcom (dag_id, run_id, task_id, map_index);
+CREATE TABLE IF NOT EXISTS schedule_taken (
+  dag_id TEXT NOT NULL, logical_date TEXT NOT NULL, interval_start TEXT NOT NULL, interval_end TEXT NOT NULL,
+  PRIMARY KEY (dag_id, logical_date));
 """
 
 
@@ -131,10 +134,31 @@ class RunStore:
         return [_run(r) for r in rows]
 
     def last_scheduled_interval(self, dag_id: str) -> tuple[datetime, datetime] | None:
-        """The data interval of the latest scheduled run (Airflow's last automated run)."""
-        rows = self._query("SELECT interval_start, interval_end FROM dag_run WHERE dag_id = ? AND "
-                           "run_type = 'scheduled' ORDER BY logical_date DESC LIMIT 1", (dag_id,))
-        return (datetime.fromisoformat(rows[0][0]), datetime.fromisoformat(rows[0][1])) if rows else None
+        """The data interval of the latest scheduled run (Airflow's last automated run), or of the latest
+        interval passed over because another run (a triggered one) had its logical date."""
+        rows = self._query("SELECT logical_date, interval_start, interval_end FROM dag_run WHERE dag_id = ? AND "
+                           "run_type = 'scheduled' UNION ALL SELECT logical_date, interval_start, interval_end "
+                           "FROM schedule_taken WHERE dag_id = ? ORDER BY 1 DESC LIMIT 1", (dag_id, dag_id))
+        return (datetime.fromisoformat(rows[0][1]), datetime.fromisoformat(rows[0][2])) if rows else None
+
+    def pass_over(self, dag_id: str, logical_date: datetime, interval: tuple[datetime, datetime]) -> None:
+        """A scheduled interval whose logical date another run has: Airflow's scheduler creates no run for
+        it and goes on with the next (SchedulerJobRunner._create_dag_runs)."""
+        with self._tx() as db:
+            db.execute("INSERT OR IGNORE INTO schedule_taken VALUES (?, ?, ?, ?)",
+                       (dag_id, logical_date.isoformat(), interval[0].isoformat(), interval[1].isoformat()))
+
+    def take_queued(self, dag_id: str, now: datetime) -> StoredRun | None:
+        """The oldest queued run (a triggered one), made running from now; None when none is queued."""
+        with self._tx() as db:
+            row = db.execute("SELECT run_id FROM dag_run WHERE dag_id = ? AND state = 'queued' "
+                             "ORDER BY logical_date LIMIT 1", (dag_id,)).fetchone()
+            if row is None:
+                return None
+            db.execute("UPDATE dag_run SET state = 'running', start_date = ? WHERE dag_id = ? AND run_id = ?",
+                       (now.isoformat(), dag_id, row[0]))
+            got = db.execute("SELECT * FROM dag_run WHERE dag_id = ? AND run_id = ?", (dag_id, row[0])).fetchone()
+        return _run(got)
 
     def runs(self, dag_id: str) -> list[StoredRun]:
         return [_run(r) for r in self._query("SELECT * FROM dag_run WHERE dag_id = ? ORDER BY logical_date",

@@ -8,6 +8,7 @@ depends on rtstream.model.status. Every document is JSON-shaped (the server reda
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 
@@ -44,9 +45,21 @@ class DagsView(Protocol):
         """One run: every task instance with its state, tries (start, end, state, log lines) and XComs."""
         ...
 
-    def clear(self, dag_id: str, run_id: str, task_id: str | None, downstream: bool) -> dict[str, Any]:
+    def clear(self, dag_id: str, run_id: str, task_id: str | None, downstream: bool,
+              recursive: bool = False) -> dict[str, Any]:
         """Clear a task instance (and its downstream) or, without task_id, the whole run, so the
-        scheduler runs it again; returns what was cleared. Raises ClearRefused."""
+        scheduler runs it again; returns what was cleared. `recursive`: ExternalTaskMarkers clear their
+        tasks in other DAGs too, as Airflow's recursive clear. Raises ClearRefused."""
         ...
 
     def counts(self) -> DagCounts: ...
+
+    def knows(self, dag_id: str) -> bool:
+        """Whether the daemon runs that DAG (a trigger for another is a 404)."""
+        ...
+
+    def trigger(self, dag_id: str, conf: dict[str, Any], logical_date: datetime | None, run_id: str | None,
+                interval: tuple[datetime, datetime] | None) -> dict[str, Any]:
+        """Create a triggered (manual) run, queued, as Airflow's REST API does; returns the run as that
+        API shows it. Raises ClearRefused (its status: 404, 409, 400, 503)."""
+        ...

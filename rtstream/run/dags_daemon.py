@@ -107,6 +107,15 @@ async def _serve(found: list[DAG], not_scheduled: list[dict[str, str]], store: R
     tries = TryRecorder(store)
     scheduler = DagScheduler(found, store, dags.daemon.shutdown_grace, tries)
     grid = DagGrid(found, not_scheduled, store, scheduler, tries)
+    from rtstream.airflow.trigger_operators import use_triggerer
+    from rtstream.dags.triggering import DagTriggers
+
+    grid.triggers = DagTriggers(scheduler, store)  # the admin API's and TriggerDagRunOperator's runs
+    use_triggerer(grid.triggers)
+    from rtstream.airflow.external_sensors import use_states
+    from rtstream.dags.external_states import StoredStates
+
+    use_states(StoredStates(found, store))  # ExternalTaskSensor reads the runs of the daemon's DAGs
     with capture():  # each try's log lines and prints, kept with the try
         return await _serve_with(scheduler, grid, dags, settings, watchers)
 

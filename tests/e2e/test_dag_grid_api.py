@@ -84,7 +84,7 @@ def test_list_runs_run_clear_and_metrics(tmp_path: Path) -> None:
         code, err = call(clear, raw=b"{not json")
         assert code == 400 and err["error"].startswith("the body must be JSON")
         code, err = call(clear, body={"task": "transform"})
-        assert code == 400 and err["error"] == "unknown field(s) task: expected task_id and downstream"
+        assert code == 400 and err["error"] == "unknown field(s) task: expected task_id, downstream and recursive"
         code, err = call(clear, body={"task_id": "transfrom"})
         assert code == 404 and err["error"].startswith("DAG grid_demo has no task 'transfrom'")
         code, err = call(f"{base}/api/dags/grid_demo/runs/nope/clear", body={})
