@@ -38,11 +38,15 @@ def main(argv: list[str] | None = None) -> int:
         return run_once_command(args)
     if args.command in ("runs", "status"):
         args.overrides = []
+    if args.command == "run" and args.config is None and not args.dags:
+        args.config = DEFAULT_CONFIG
+    if args.command in ("run", "validate", "runs", "status"):
+        from rtstream.cli.run_pipelines import pipelines_command, wants_pipelines
+
+        if wants_pipelines(args):  # [pipelines.NAME] or pipelines = "FOLDER": several in one daemon
+            return pipelines_command(args)
     if args.command == "run":
         from rtstream.cli.run_dags import run_dags_command, wants_dags
-
-        if args.config is None and not args.dags:
-            args.config = DEFAULT_CONFIG
 
         if wants_dags(args):
             return run_dags_command(args)
