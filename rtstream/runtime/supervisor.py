@@ -56,6 +56,8 @@ class Runtime(PipelineParts):
         self._loops: PipelineLoops | None = None
         self._starting: asyncio.Task[Any] | None = None  # until the loops run: a stop cancels the start-up
         self._signals = 0
+        # False in a daemon of several pipelines: its own handler stops them all (rtstream.run.pipeline_slot)
+        self.handles_signals = True
         self.started = time.time()
 
     def time_left(self) -> float:
@@ -67,12 +69,12 @@ class Runtime(PipelineParts):
     # --- lifecycle --------------------------------------------------------------------------
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT) if self.handles_signals else ():
             try:
                 loop.add_signal_handler(sig, self.on_signal, sig)
             except (NotImplementedError, RuntimeError):
                 pass  # not the main thread (the Python API inside another loop): no signal handling
-        if self.settings.path is not None:
+        if self.settings.path is not None and self.handles_signals:
             try:
                 loop.add_signal_handler(signal.SIGHUP, self.reload)
             except (NotImplementedError, RuntimeError):
