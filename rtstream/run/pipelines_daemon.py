@@ -127,9 +127,7 @@ async def _serve_with(ps: PipelinesSettings, slots: dict[str, PipelineSlot], sch
                  ps.daemon.shutdown_grace)
         for slot in slots.values():
             slot.stop()
-        if scheduler is not None:
-            scheduler.stop()
-        stopped.set()
+        stopped.set()  # the DAG scheduler stops once the pipelines' in-flight windows are written (below)
 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -143,10 +141,14 @@ async def _serve_with(ps: PipelinesSettings, slots: dict[str, PipelineSlot], sch
     sched_task = asyncio.create_task(scheduler.run()) if scheduler is not None else None
     if sched_task is not None:
         await stopped.wait()  # the DAGs run until SIGTERM, whatever the pipelines do
-    codes = await asyncio.gather(*tasks)  # without DAGs: until every pipeline has stopped or finished
-    if sched_task is not None:
+        # a `dag` sink's window is written when its DAG run succeeded: the scheduler keeps running those
+        # runs while the pipelines finish their in-flight windows, then stops in what is left of the grace
+        deadline = loop.time() + ps.daemon.shutdown_grace
+        await asyncio.wait(tasks, timeout=ps.daemon.shutdown_grace)
+        scheduler.grace = max(0.5, deadline - loop.time())
         scheduler.stop()
         await sched_task
+    codes = await asyncio.gather(*tasks)  # without DAGs: until every pipeline has stopped or finished
     if admin is not None:
         await admin.close()
     for slot in slots.values():

@@ -30,7 +30,8 @@ FAST_CONSUMER = {"session_timeout_ms": 2000, "heartbeat_interval_ms": 300, "fetc
 class Receiver:
     """The HTTP destination of `orders`: a request's rows kept by its idempotency key (a retry replaces)."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s  # each request takes this long: a slow destination
         self.rows: dict[str, list[dict[str, Any]]] = {}
         self.lock = threading.Lock()
 
@@ -39,6 +40,7 @@ class Receiver:
 
         async def hook(request: web.Request) -> web.Response:
             rows = await request.json()
+            await asyncio.sleep(self.delay_s)
             with self.lock:
                 self.rows[request.headers["Idempotency-Key"]] = rows
             return web.Response(status=204)
@@ -71,16 +73,17 @@ class Topic:
     def committed(self) -> dict[int, int | None]:
         return asyncio.run(committed(self.bootstrap, self.group, self.name, self.partitions))
 
-    def source(self, stop_at_end: bool) -> dict[str, Any]:
+    def source(self, stop_at_end: bool, max_batch: int = 5000) -> dict[str, Any]:
         return {"type": "kafka", "bootstrap_servers": self.bootstrap, "topics": [self.name], "group_id": self.group,
-                "stop_at_end": stop_at_end, "consumer": FAST_CONSUMER}
+                "stop_at_end": stop_at_end, "consumer": FAST_CONSUMER, "max_batch": max_batch}
 
     def truth(self, key: str = "user_id") -> dict[tuple[str, str], int]:
         return {k: v["events"] for k, v in tumbling_truth(self.events, 60, key).items()}
 
 
 class TwoPipelines:
-    def __init__(self, tmp: Path, bootstrap: str, stop_at_end: bool = True, grace: str = "10s"):
+    def __init__(self, tmp: Path, bootstrap: str, stop_at_end: bool = True, grace: str = "10s",
+                 slow_s: float = 0.0):
         self.tmp = tmp
         self.clicks = Topic(bootstrap, 4, seed=31)
         self.orders = Topic(bootstrap, 2, seed=32)
@@ -92,23 +95,26 @@ class TwoPipelines:
         self.out.mkdir(exist_ok=True)
         self.ticks = tmp / "ticks.jsonl"
         self.env = {"RTSTREAM_WINDOW_OUT": str(self.out), "RTSTREAM_TICK_START": str(int(time.time())),
-                    "RTSTREAM_TICK_OUT": str(self.ticks)}
+                    "RTSTREAM_TICK_OUT": str(self.ticks), "SLOW_S": str(slow_s)}
         self.port, self.admin = free_port(), free_port()
-        self.receiver = Receiver()
+        self.receiver = Receiver(slow_s)
         window = {"size": "1m", "time": "source", "lateness": "10s", "idle_timeout": "2s"}
+        batch = 20 if slow_s else 5000  # small batches: the sources are held back batch by batch
         per_user = {"type": "aggregate", "key": "user_id", "aggregates": {"n": "count()"}}
         self.config = write_config(tmp / "many.toml", {
-            "daemon": {"state_dir": "state", "commit_interval": "200ms", "shutdown_grace": grace},
+            "daemon": {"state_dir": "state", "commit_interval": "200ms", "shutdown_grace": grace,
+                       # slow sinks hold the sources back: a stop finds windows open, closed and in flight
+                       **({"queue_size": 1, "flush_queue_size": 1} if slow_s else {})},
             "admin": {"listen": f"127.0.0.1:{self.admin}"},
             "dags": {"path": "dags"},
             "pipelines": {
                 "clicks": {"flow": "events >> per_user >> to_dag", "window": window,
-                           "sources": {"events": self.clicks.source(stop_at_end)},
+                           "sources": {"events": self.clicks.source(stop_at_end, batch)},
                            "stages": {"per_user": {**per_user, "aggregates": {"events": "count()"}}},
                            "sinks": {"to_dag": {"type": "dag", "dag": "per_window", "retry_delay": "200ms",
                                                 "max_retry_delay": "500ms"}}},
                 "orders": {"flow": "events >> per_user >> hook", "window": window,
-                           "sources": {"events": self.orders.source(stop_at_end)},
+                           "sources": {"events": self.orders.source(stop_at_end, batch)},
                            "stages": {"per_user": per_user},
                            "sinks": {"hook": {"type": "http", "url": f"http://127.0.0.1:{self.port}/hook",
                                               "request_timeout": "1s", "retry_delay": "100ms",
@@ -144,3 +150,43 @@ class TwoPipelines:
                 assert key not in out, f"{key} in two runs"
                 out[key] = r["events"]
         return out
+
+
+async def _records(bootstrap: str, topic: str, ends: dict[int, int]) -> dict[int, list[dict[str, Any]]]:
+    """Each partition's records in offset order (decoded values), read without a group."""
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10)
+    await c.start()
+    try:
+        parts = [TopicPartition(topic, p) for p in ends]
+        c.assign(parts)
+        await c.seek_to_beginning(*parts)
+        out: dict[int, list[dict[str, Any]]] = {p: [] for p in ends}
+        while any(len(out[p]) < n for p, n in ends.items()):
+            for tp, msgs in (await c.getmany(timeout_ms=500)).items():
+                out[tp.partition].extend(orjson.loads(m.value) for m in msgs)
+        return out
+    finally:
+        await c.stop()
+
+
+def check_commits_at_sink_positions(topic: Topic, written: set[tuple[str, str]]) -> dict[int, int]:
+    """Every record before a partition's commit is in a (window, user) row the sinks wrote, and the record
+    at the commit (the first not committed) is in a window they had not written: the commit is exactly
+    where the sinks are. `written`: (window start as ISO with offset, user). Returns the commits."""
+    commits = {p: c or 0 for p, c in topic.committed().items()}
+    records = asyncio.run(_records(topic.bootstrap, topic.name, topic.ends))
+    windows_written = {w for w, _ in written}
+    for p, rows in records.items():
+        for e in rows[:commits[p]]:
+            key = (_start(e["ts"]), e["user_id"])
+            assert key in written, f"partition {p}: {key} is before the commit {commits[p]} but was not written"
+        if commits[p] < len(rows):
+            nxt = _start(rows[commits[p]]["ts"])
+            assert nxt not in windows_written, f"partition {p}: commit {commits[p]} is behind the written window {nxt}"
+    return commits
+
+
+def _start(ts_ms: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp((ts_ms // 60_000) * 60, tz=UTC).isoformat()
