@@ -56,6 +56,7 @@ class PipelinesSettings:
     dags: DagsSettings | None
     path: Path | None = None
     overrides: list[str] = field(default_factory=list)
+    dag_bag: Any = None  # the DAGs of [dags], when a `dag` sink had them loaded: the daemon runs this bag
 
 
 def has_pipelines(doc: dict[str, Any]) -> bool:
@@ -93,6 +94,7 @@ def load_pipelines(path: Path, overrides: list[str] | None = None, env: Any = No
         problems.append(("daemon.workers", "worker processes are for a config of one pipeline; with several "
                                            "pipelines each runs in this one process"))
     out: dict[str, Settings] = {}
+    bag = _dag_bag(cfg, tables)  # imported once for every pipeline's `dag` sinks and the daemon
     for name, (table, table_base) in tables.items():
         sub = _sub_doc(name, table, shared, table_base, [o for o in mine if o.startswith(f"pipelines.{name}.")],
                        problems)
@@ -109,7 +111,7 @@ def load_pipelines(path: Path, overrides: list[str] | None = None, env: Any = No
         search = [*(Path(d) for d in sub["pipeline"].get("python_path", []) if isinstance(d, str)), table_base,
                   Path.cwd()] if isinstance(sub["pipeline"].get("python_path", []), list) else [table_base, Path.cwd()]
         try:
-            settings = validate(sub, path, search, found)
+            settings = validate(sub, path, search, found, bag)
         except ConfigError as exc:
             found = exc.problems
             settings = None
@@ -122,7 +124,23 @@ def load_pipelines(path: Path, overrides: list[str] | None = None, env: Any = No
         raise ConfigError(problems)
     assert cfg is not None
     dags = None if cfg.dags is None else DagsSettings(Path(cfg.dags.path), cfg.daemon, cfg.admin)
-    return PipelinesSettings(out, cfg.daemon, cfg.admin, dags, path, overrides)
+    return PipelinesSettings(out, cfg.daemon, cfg.admin, dags, path, overrides, bag)
+
+
+def _dag_bag(cfg: SharedConfig | None, tables: dict[str, tuple[Any, Path]]) -> Any:
+    """The DagBag of `[dags] path` when a pipeline has a `dag` sink (None otherwise, or when it cannot load:
+    the daemon's start says why)."""
+    sinks = [s for t, _ in tables.values() if isinstance(t, dict) and isinstance(t.get("sinks"), dict)
+             for s in t["sinks"].values()]
+    if cfg is None or cfg.dags is None or not any(isinstance(s, dict) and s.get("type") == "dag" for s in sinks):
+        return None
+    from rtstream.airflow.dagbag import load
+    from rtstream.airflow.states import DagRefused
+
+    try:
+        return load(Path(cfg.dags.path))
+    except DagRefused:
+        return None
 
 
 def _tables(value: Any, base: Path, env: Any, problems: list[tuple[str, str]]) -> dict[str, tuple[Any, Path]]:

@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rtstream.config.dags import DagsSettings
 from rtstream.config.settings import Settings
@@ -32,13 +32,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("rtstream.dags")
 
 
-def _load_dags(dags: DagsSettings) -> tuple[list[DAG], list[dict[str, str]]] | None:
-    """(the DAGs to schedule, what is not scheduled and why), or None when the path cannot be read."""
+def _load_dags(dags: DagsSettings, bag: Any = None) -> tuple[list[DAG], list[dict[str, str]]] | None:
+    """(the DAGs to schedule, what is not scheduled and why), or None when the path cannot be read.
+    `bag`: the DagBag the config's `dag` sinks were checked against (not imported again)."""
     from rtstream.airflow.dagbag import load
     from rtstream.airflow.states import DagRefused
 
     try:
-        bag = load(dags.path)
+        bag = bag if bag is not None else load(dags.path)
     except DagRefused as exc:
         print(f"rtstream: cannot start: dags.path: {exc}", file=sys.stderr)
         return None
@@ -67,7 +68,7 @@ def run_dags_daemon(dags: DagsSettings, settings: Settings | None) -> int:
         start_logging(settings)
     else:
         setup_logging(dags.daemon.log_level, dags.daemon.log_format, "rtstream")
-    loaded = _load_dags(dags)
+    loaded = _load_dags(dags, settings.dag_bag if settings is not None else None)
     if loaded is None:
         return EXIT_CONFIG
     found, not_scheduled = loaded

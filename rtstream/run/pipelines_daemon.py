@@ -64,7 +64,7 @@ def run_pipelines_daemon(ps: PipelinesSettings) -> int:
         from rtstream.dags.store import RunStore
         from rtstream.run.dags_daemon import _load_dags
 
-        loaded = _load_dags(ps.dags)
+        loaded = _load_dags(ps.dags, ps.dag_bag)
         if loaded is None:
             return EXIT_CONFIG
         found, not_scheduled = loaded

@@ -177,7 +177,7 @@ class Runtime(PipelineParts):
         from rtstream.model.errors import ConfigError
 
         try:
-            new = load_settings(self.settings.path, self.settings.overrides)
+            new = load_settings(self.settings.path, self.settings.overrides, dag_bag=self.settings.dag_bag)
         except ConfigError as exc:
             log.error("reload refused, the config has problems; running on as before: %s", exc)
             return
