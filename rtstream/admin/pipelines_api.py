@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from aiohttp import web
 
 from rtstream.admin.server import AdminServer
+from rtstream.admin.window_links import linked
 
 if TYPE_CHECKING:
     from rtstream.connect.http_guard import HttpLimits
@@ -49,7 +50,7 @@ class PipelinesAdmin(AdminServer):
             why = "not running at the moment" if name in names else "no such pipeline"
             return self._json({"error": f"{why}: {shown!r} (pipelines: {', '.join(names)})"}, 404)
         one = copy.copy(self)  # shares the guard, scrubber and samples; only the view differs
-        one.view = view
+        one.view = linked(view, self.dags)  # each window with the DAG runs its `dag` sinks started
         return one
 
     async def runs(self, request: web.Request) -> web.Response:

@@ -25,9 +25,9 @@ from rtstream.support import early_signals
 if TYPE_CHECKING:
     from rtstream.admin.server import AdminServer
     from rtstream.airflow.dag_model import DAG
-    from rtstream.dags.grid_view import DagGrid
     from rtstream.dags.scheduler import DagScheduler
     from rtstream.dags.store import RunStore
+    from rtstream.dags.window_links import LinkedGrid
 
 log = logging.getLogger("rtstream.dags")
 
@@ -97,18 +97,18 @@ def run_dags_daemon(dags: DagsSettings, settings: Settings | None) -> int:
 
 async def _serve(found: list[DAG], not_scheduled: list[dict[str, str]], store: RunStore, dags: DagsSettings,
                  settings: Settings | None) -> int:
-    from rtstream.dags.grid_view import DagGrid
     from rtstream.dags.scheduler import DagScheduler
     from rtstream.dags.tries import TryRecorder, capture
+    from rtstream.dags.window_links import LinkedGrid
 
     tries = TryRecorder(store)
     scheduler = DagScheduler(found, store, dags.daemon.shutdown_grace, tries)
-    grid = DagGrid(found, not_scheduled, store, scheduler, tries)
+    grid = LinkedGrid(found, not_scheduled, store, scheduler, tries)
     with capture():  # each try's log lines and prints, kept with the try
         return await _serve_with(scheduler, grid, dags, settings)
 
 
-async def _serve_with(scheduler: DagScheduler, grid: DagGrid, dags: DagsSettings, settings: Settings | None) -> int:
+async def _serve_with(scheduler: DagScheduler, grid: LinkedGrid, dags: DagsSettings, settings: Settings | None) -> int:
     loop = asyncio.get_running_loop()
     runtime_task: asyncio.Task[int] | None = None
     on_runtime_signal: Callable[[int], None] | None = None
@@ -156,7 +156,7 @@ async def _serve_with(scheduler: DagScheduler, grid: DagGrid, dags: DagsSettings
     return int(code)
 
 
-async def _admin_alone(grid: DagGrid, dags: DagsSettings) -> AdminServer | int:
+async def _admin_alone(grid: LinkedGrid, dags: DagsSettings) -> AdminServer | int:
     """The admin server of a daemon that runs only DAGs: the page with their grid, /api/dags, /metrics."""
     from rtstream.admin.server import AdminServer
     from rtstream.support.secrets import KNOWN

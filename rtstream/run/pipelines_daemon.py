@@ -94,14 +94,14 @@ async def _serve(ps: PipelinesSettings, found: list[DAG], not_scheduled: list[di
     trigger: Any = None
     capture: Any = contextlib.nullcontext
     if store is not None:
-        from rtstream.dags.grid_view import DagGrid
         from rtstream.dags.scheduler import DagScheduler
         from rtstream.dags.tries import TryRecorder, capture
+        from rtstream.dags.window_links import LinkedGrid
         from rtstream.dags.window_runs import WindowRuns
 
         tries = TryRecorder(store)
         scheduler = DagScheduler(found, store, ps.daemon.shutdown_grace, tries)
-        grid = DagGrid(found, not_scheduled, store, scheduler, tries)
+        grid = LinkedGrid(found, not_scheduled, store, scheduler, tries)
         trigger = WindowRuns(scheduler, store)  # what every pipeline's `dag` sinks call
     slots = {name: PipelineSlot(name, settings, trigger) for name, settings in ps.pipelines.items()}
     with capture():  # each DAG try's log lines and prints, kept with the try

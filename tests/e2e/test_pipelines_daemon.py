@@ -45,7 +45,21 @@ def test_a_failing_pipeline_and_dag_leave_the_others_exact(tmp_path, kafka):
         assert st["ready"] is False and any(k.startswith("orders.") for k in st["problems"]), st["problems"]
         runs = setup.get("/api/runs?pipeline=clicks&limit=100")
         assert runs["components"] == ["per_user", "to_dag"]
-        assert len(runs["windows"]) == len({s for s, _ in setup.clicks.truth()})
+        starts = sorted({s for s, _ in setup.clicks.truth()})
+        assert sorted(w["window_start"] for w in runs["windows"]) == starts
+        # the grid's links: each window names the run it started, each run the window that started it
+        for w in runs["windows"]:
+            ld = datetime.fromisoformat(w["window_start"].replace("Z", "+00:00")).isoformat()
+            assert w["dag_runs"] == [{"dag_id": "per_window", "run_id": f"window__{ld}", "state": "success"}], w
+        dag_runs = setup.get("/api/dags/per_window/runs?limit=100")["runs"]
+        assert sorted((r["window"]["pipeline"], r["window"]["window_start"], r["window"]["window_end"])
+                      for r in dag_runs) == [("clicks", w["window_start"], w["window_end"]) for w in
+                                             sorted(runs["windows"], key=lambda w: w["window_start"])]
+        one = setup.get(f"/api/dags/per_window/runs/{dag_runs[0]['run_id']}")
+        assert one["window"]["pipeline"] == "clicks"
+        assert "window" not in setup.get("/api/dags/always_fails/runs?limit=5")["runs"][0]
+        assert setup.get("/api/runs?pipeline=orders&limit=100")["windows"] == [] or all(
+            w["dag_runs"] == [] for w in setup.get("/api/runs?pipeline=orders&limit=100")["windows"])
         metrics = setup.get("/metrics")
         assert 'rtstream_sink_halted{pipeline="orders",sink="hook"} 1.0' in metrics
         assert 'rtstream_sink_halted{pipeline="clicks",sink="to_dag"} 0.0' in metrics
