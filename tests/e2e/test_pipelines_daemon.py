@@ -55,6 +55,9 @@ def test_a_failing_pipeline_and_dag_leave_the_others_exact(tmp_path, kafka):
         assert sorted((r["window"]["pipeline"], r["window"]["window_start"], r["window"]["window_end"])
                       for r in dag_runs) == [("clicks", w["window_start"], w["window_end"]) for w in
                                              sorted(runs["windows"], key=lambda w: w["window_start"])]
+        first = runs["windows"][-1]
+        detail = setup.get(f"/api/window?pipeline=clicks&start={first['window_start']}")
+        assert detail["dag_runs"] == first["dag_runs"] and detail["components"]["to_dag"]["state"] == "success"
         one = setup.get(f"/api/dags/per_window/runs/{dag_runs[0]['run_id']}")
         assert one["window"]["pipeline"] == "clicks"
         assert "window" not in setup.get("/api/dags/always_fails/runs?limit=5")["runs"][0]
