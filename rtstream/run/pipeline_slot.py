@@ -81,7 +81,8 @@ class PipelineSlot:
                     self.state = "finished"  # its finite sources ended and everything was written
                     log.info("pipeline %s finished: its input ended", self.name)
                     return 0
-                why = self._last_problem() or self.last_error or f"it stopped with exit code {code}"
+                why = (self.runtime.start_failure or self._last_problem() or self.last_error
+                       or f"it stopped with exit code {code}")
                 if time.monotonic() - started > MAX_BACKOFF:
                     delay = FIRST_BACKOFF  # it ran a good while: not a crash loop
             self.state, self.last_error = "restarting", why.strip()

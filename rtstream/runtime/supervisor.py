@@ -58,6 +58,7 @@ class Runtime(PipelineParts):
         self._signals = 0
         # False in a daemon of several pipelines: its own handler stops them all (rtstream.run.pipeline_slot)
         self.handles_signals = True
+        self.start_failure: str | None = None
         self.started = time.time()
 
     def time_left(self) -> float:
@@ -95,6 +96,7 @@ class Runtime(PipelineParts):
         except ComponentError as exc:  # one did not start: what is up is closed again, nothing ran
             log.error("component %s failed to start: %s", exc.component, exc.message,
                       extra={"component": exc.component})
+            self.start_failure = f"component {exc.component} failed to start: {exc.message}"  # for a status row
             return 1
 
     async def _run_components(self) -> int:
