@@ -31,6 +31,7 @@ from rtstream.model.strict import Strict
 # the keys of a [pipelines.NAME] table (and of a pipeline file): flow and python_path are [pipeline]'s
 OWN_KEYS = ("flow", "python_path", "window", "sources", "stages", "sinks", "dead_letter", "state", "defaults", "alert")
 _PIPELINE_KEYS = ("flow", "python_path")
+MAX_PIPELINES = 64  # each is a runtime of this one process: its loops, clients and memory
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,62}$")  # a folder name and a metrics label
 FILE_SUFFIXES = (".toml", ".yaml", ".yml")
 
@@ -87,7 +88,10 @@ def load_pipelines(path: Path, overrides: list[str] | None = None, env: Any = No
         cfg = SharedConfig.model_validate({**shared, "pipelines": doc.get("pipelines")})
     except ValidationError as exc:
         problems.extend(p for p in problems_from(exc, model=SharedConfig) if p[0].split(".")[0] not in
-                        ("window", "sources", "stages", "sinks", "dead_letter", "state", "pipeline"))
+                        ("window", "sources", "stages", "sinks", "dead_letter", "state", "pipeline", "pipelines"))
+    if not isinstance(doc.get("pipelines"), (str, dict)):
+        problems.append(("pipelines", f"must be a folder of pipeline files (a string) or [pipelines.NAME] tables "
+                                      f"(got {type(doc.get('pipelines')).__name__})"))
     tables = _tables(doc.get("pipelines"), base, env, problems)
     workers = shared["daemon"].get("workers") if isinstance(shared.get("daemon"), dict) else None
     if isinstance(workers, int) and workers > 1:
@@ -120,11 +124,37 @@ def load_pipelines(path: Path, overrides: list[str] | None = None, env: Any = No
         if settings is not None:
             settings.overrides = list(overrides)
             out[name] = settings
+    problems += _shared_resources(out, cfg)
     if problems:
         raise ConfigError(problems)
     assert cfg is not None
     dags = None if cfg.dags is None else DagsSettings(Path(cfg.dags.path), cfg.daemon, cfg.admin)
     return PipelinesSettings(out, cfg.daemon, cfg.admin, dags, path, overrides, bag)
+
+
+def _shared_resources(pipelines: dict[str, Settings], cfg: SharedConfig | None) -> list[tuple[str, str]]:
+    """What two pipelines of one process cannot share: a Kafka consumer group (the group would split the
+    partitions between them, each reading part of the input) and a listen address."""
+    problems: list[tuple[str, str]] = []
+    groups: dict[str, str] = {}
+    listens: dict[str, str] = {"admin.listen": cfg.admin.listen} if cfg is not None and cfg.admin else {}
+    owner = {v: k for k, v in listens.items()}
+    for name, settings in pipelines.items():
+        for comp in settings.components.values():
+            where = f"pipelines.{name}.{comp.kind}s.{comp.name}"
+            group = getattr(comp.config, "group_id", None)
+            if comp.kind == "source" and isinstance(group, str):
+                first = groups.setdefault(group, where)
+                if first != where and not first.startswith(f"pipelines.{name}."):
+                    problems.append((f"{where}.group_id", f"the consumer group {group!r} is {first}'s too: two "
+                                                          "pipelines in one group would each read part of the "
+                                                          "partitions; give each its own group_id"))
+            listen = getattr(comp.config, "listen", None)
+            if isinstance(listen, str):
+                first = owner.setdefault(listen, f"{where}.listen")
+                if first != f"{where}.listen":
+                    problems.append((f"{where}.listen", f"{listen} is {first} already: give each its own address"))
+    return problems
 
 
 def _dag_bag(cfg: SharedConfig | None, tables: dict[str, tuple[Any, Path]]) -> Any:
@@ -148,6 +178,9 @@ def _tables(value: Any, base: Path, env: Any, problems: list[tuple[str, str]]) -
     if isinstance(value, dict):
         if not value:
             problems.append(("pipelines", "no pipeline: add a [pipelines.NAME] table"))
+        if len(value) > MAX_PIPELINES:
+            problems.append(("pipelines", f"{len(value)} pipelines: one daemon runs at most {MAX_PIPELINES}"))
+            return {}
         return {str(k): (v, base) for k, v in value.items() if _name_ok(str(k), problems)}
     if not isinstance(value, str):
         return {}  # SharedConfig said what is wrong with it
@@ -156,7 +189,12 @@ def _tables(value: Any, base: Path, env: Any, problems: list[tuple[str, str]]) -
         problems.append(("pipelines", f"{str(folder)!r} is not a folder of pipeline files"))
         return {}
     out: dict[str, tuple[Any, Path]] = {}
-    for file in sorted(folder.iterdir()):
+    files = sorted(f for f in folder.iterdir() if f.suffix in FILE_SUFFIXES and not f.name.startswith("."))
+    if len(files) > MAX_PIPELINES:
+        problems.append(("pipelines", f"{len(files)} pipeline files in {str(folder)!r}: one daemon runs at most "
+                                      f"{MAX_PIPELINES}"))
+        return {}
+    for file in files:
         if file.suffix not in FILE_SUFFIXES or not file.is_file() or file.name.startswith("."):
             continue
         if file.stem in out:

@@ -73,6 +73,10 @@ def test_a_pipeline_that_cannot_start_and_one_that_exits_leave_the_third_running
                                      headers={"Content-Type": "application/json"}, method="POST")
         with urllib.request.urlopen(req, timeout=5) as resp:
             assert resp.status in (200, 202)
+        d.signal(signal.SIGHUP)  # not applied to several pipelines: said, and everything runs on
+        wait_until(lambda: "reload refused: a config of several pipelines is applied by a restart" in d.stderr, 30,
+                   what="the reload refused")
+        assert d.proc.poll() is None and _row(admin, "steady")["state"] == "running"
         d.signal(signal.SIGTERM)
         assert d.wait(30) == 0, d.stderr
     assert "[ingest] " in d.stderr and "starting it again in" in d.stderr

@@ -149,3 +149,50 @@ def test_validate_prints_every_pipeline_or_exits_2_with_dotted_keys(tmp_path: Pa
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert "  pipelines.orders.window.size: invalid duration" in done.stderr, done.stderr
+
+
+KAFKA = """
+flow = "events >> out"
+[window]
+size = "1m"
+[sources.events]
+type = "kafka"
+bootstrap_servers = "127.0.0.1:9"
+topics = ["t"]
+group_id = "GROUP"
+[sinks.out]
+type = "file"
+path = "out/orders"
+"""
+
+
+def test_two_pipelines_cannot_share_a_consumer_group_or_a_listen_address(tmp_path: Path) -> None:
+    problems = _problems(_tables(tmp_path, body=KAFKA))
+    assert problems == [("pipelines.clicks.sources.events.group_id", "the consumer group 'GROUP' is "
+                         "pipelines.orders.sources.events's too: two pipelines in one group would each read part "
+                         "of the partitions; give each its own group_id")]
+    ingest = ORDERS.replace('type = "generator"', 'type = "http_ingest"\nlisten = "127.0.0.1:18080"')
+    path = _tables(tmp_path, body=ingest)
+    path.write_text(path.read_text() + '[admin]\nlisten = "127.0.0.1:18080"\n')
+    problems = _problems(path)
+    assert [k for k, _ in problems] == ["pipelines.orders.sources.events.listen", "pipelines.clicks.sources.events.listen"]
+    assert all("is admin.listen already" in r for _, r in problems), problems
+
+
+def test_odd_names_shapes_and_secrets(tmp_path: Path) -> None:
+    config = tmp_path / "many.toml"
+    config.write_text('pipelines = 5\n')
+    assert _problems(config) == [("pipelines", "must be a folder of pipeline files (a string) or [pipelines.NAME] "
+                                               "tables (got int)")]
+    config.write_text('[pipelines]\n"ördérs" = { flow = "a" }\n"a/b" = { flow = "a" }\nlisted = [1, 2]\n'
+                      '"" = { flow = "a" }\n')
+    problems = _problems(config)
+    assert [k for k, _ in problems] == ["pipelines.'ördérs'", "pipelines.'a/b'", "pipelines.''", "pipelines.listed"]
+    assert problems[-1][1].startswith("must be a table")
+    many = "".join(f'[pipelines.p{i}]\nflow = "a"\n' for i in range(65))
+    config.write_text(many)
+    assert _problems(config) == [("pipelines", "65 pipelines: one daemon runs at most 64")]
+    secret = KAFKA.replace('group_id = "GROUP"', 'group_id = "GROUP"\nsasl_plain_password = 987654321')
+    problems = _problems(_tables(tmp_path, body=secret))
+    shown = "\n".join(f"{k}: {r}" for k, r in problems)
+    assert "pipelines.orders.sources.events.sasl_plain_password" in shown and "987654321" not in shown, shown
