@@ -11,7 +11,7 @@ import pytest
 
 from tests.e2e.pipelines_support import TwoPipelines
 from tests.http_peers import ThreadedServer
-from tests.support import wait_until
+from tests.support import run_cli, wait_until
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -72,9 +72,16 @@ def test_a_failing_pipeline_and_dag_leave_the_others_exact(tmp_path, kafka):
             wait_until(lambda: setup.row("orders").get("state") == "finished", 90, what="orders finished")
             assert setup.receiver.results() == setup.orders.truth()
             assert setup.orders.committed() == setup.orders.ends
+            shown = run_cli("status", "-c", str(setup.config), env=setup.env)
+            assert "clicks: finished, windows 5" in shown.stdout and "orders: finished, windows 5" in shown.stdout
+            assert "DAG per_window: " in shown.stdout, shown
             d.signal(signal.SIGTERM)
             assert d.wait(30) == 0, d.stderr
     # the exits DAG's task said SystemExit(3) (its traceback is the task's log, as Airflow's); no pipeline restarted
     assert "Task failed due to SystemExit(3)" in d.stderr
     assert "starting it again" not in d.stderr, d.stderr
+    listed = run_cli("runs", "-c", str(setup.config), env=setup.env)
+    assert listed.returncode == 0, listed.stderr
+    assert "== pipeline clicks" in listed.stdout and "== pipeline orders" in listed.stdout
+    assert listed.stdout.count("2026-01-01T00:04:00Z") >= 2, listed.stdout
     assert "[orders] " in d.stderr and "[clicks] " in d.stderr
