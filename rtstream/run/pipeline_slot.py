@@ -36,7 +36,7 @@ class PipelineSlot:
         self.restarts = 0
         self.exit_code = 0
         self._stop = asyncio.Event()
-        self._reopened: list[RunHistory] = []
+        self._reopened: RunHistory | None = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -102,12 +102,14 @@ class PipelineSlot:
         restarting pipeline's windows, so they are read from a history opened again."""
         rt = self.runtime
         if rt is not None:
+            self.close()  # the previous runtime's, reopened: one open at a time however often it restarts
             rt.history = RunHistory(rt.state_dir / "runs.db", rt.history.keep)  # as runtime.build opens it
-            self._reopened.append(rt.history)
+            self._reopened = rt.history
 
     def close(self) -> None:
-        for history in self._reopened:
-            history.close()
+        if self._reopened is not None:
+            self._reopened.close()
+            self._reopened = None
 
     def _last_problem(self) -> str | None:
         rt = self.runtime

@@ -21,11 +21,14 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from rtstream.config.pipelines import PipelinesSettings
 from rtstream.model.errors import EXIT_CONFIG
 from rtstream.run.pipeline_slot import PipelineSlot
 from rtstream.run.pipelines_status import PipelinesView
 from rtstream.support import early_signals
+from rtstream.support.logs import JsonFormatter
 from rtstream.support.secrets import remember
 
 if TYPE_CHECKING:
@@ -38,14 +41,28 @@ _PIPELINE: contextvars.ContextVar[str | None] = contextvars.ContextVar("rtstream
 
 
 class _PipelineTag(logging.Filter):
-    """`[NAME] ` before each line logged by a pipeline's tasks (they inherit the slot's context)."""
+    """Which pipeline logged a line (its tasks inherit the slot's context): `[NAME] ` before a text line,
+    the `pipeline` of a JSON one."""
+
+    def __init__(self, text: bool):
+        super().__init__()
+        self.text = text
 
     def filter(self, record: logging.LogRecord) -> bool:
         name = _PIPELINE.get()
-        if name is not None and not getattr(record, "pipeline_tagged", False) and isinstance(record.msg, str):
+        if name is None or getattr(record, "pipeline_name", None) is not None:
+            return True
+        record.pipeline_name = name
+        if self.text and isinstance(record.msg, str):
             record.msg = f"[{name}] {record.msg}"  # a pipeline's name is letters, digits, _ and - only
-            record.pipeline_tagged = True
         return True
+
+
+class _PipelineJson(JsonFormatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        name = getattr(record, "pipeline_name", None)
+        return line if name is None else orjson.dumps({**orjson.loads(line), "pipeline": name}).decode()
 
 
 def run_pipelines_daemon(ps: PipelinesSettings) -> int:
@@ -56,7 +73,9 @@ def run_pipelines_daemon(ps: PipelinesSettings) -> int:
     secrets = [s for settings in ps.pipelines.values() for s in remember(settings)]
     setup_logging(ps.daemon.log_level, ps.daemon.log_format, "rtstream", secrets)
     for handler in logging.getLogger().handlers:
-        handler.addFilter(_PipelineTag())
+        handler.addFilter(_PipelineTag(ps.daemon.log_format == "text"))
+        if isinstance(handler.formatter, JsonFormatter):
+            handler.setFormatter(_PipelineJson("rtstream"))
     found: list[DAG] = []
     not_scheduled: list[dict[str, str]] = []
     store: RunStore | None = None

@@ -7,6 +7,7 @@ import shutil
 import signal
 from pathlib import Path
 
+import orjson
 import pytest
 
 from tests.support import Daemon, wait_until, write_config
@@ -49,7 +50,7 @@ def test_one_pipeline_and_its_reload_import_the_dag_files_once(tmp_path):
 def test_several_pipelines_share_one_import(tmp_path):
     out, env = _setup(tmp_path)
     config = write_config(tmp_path / "many.toml", {
-        "dags": {"path": "dags"}, "daemon": {"state_dir": "state", "shutdown_grace": "5s"},
+        "dags": {"path": "dags"}, "daemon": {"state_dir": "state", "shutdown_grace": "5s", "log_format": "json"},
         "pipelines": {"a": _pipeline("a"), "b": _pipeline("b")}})
     with Daemon(config, tmp_path, env=env) as d:
         wait_until(lambda: "pipeline a running" in d.stderr and "pipeline b running" in d.stderr, 30,
@@ -57,3 +58,8 @@ def test_several_pipelines_share_one_import(tmp_path):
         d.signal(signal.SIGTERM)
         assert d.wait(30) == 0, d.stderr
     assert _imports(out) == 1, d.stderr
+    # JSON lines name their pipeline in "pipeline" (the daemon's own lines: "rtstream")
+    lines = [orjson.loads(line) for line in d.stderr.splitlines()]
+    running = {x["pipeline"]: x["msg"] for x in lines if x["msg"].startswith("pipeline ") and "running" in x["msg"]}
+    assert running == {"a": "pipeline a running: gen >> to_dag", "b": "pipeline b running: gen >> to_dag"}, running
+    assert {x["pipeline"] for x in lines} == {"a", "b", "rtstream"}
