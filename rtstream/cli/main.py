@@ -30,6 +30,11 @@ def main(argv: list[str] | None = None) -> int:
         from rtstream.cli.dags import dags_command
 
         return dags_command(args)
+    if args.command in ("backfill", "test") and getattr(args, "config", None):
+        from rtstream.cli.run_pipelines import one_pipeline_only
+
+        if (code := one_pipeline_only(args)) is not None:
+            return code
     if args.command == "backfill":
         return backfill_command(args)
     if args.command == "test":

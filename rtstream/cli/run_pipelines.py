@@ -25,6 +25,15 @@ def wants_pipelines(args: argparse.Namespace) -> bool:
         return False  # the usual load says what is wrong with the file
 
 
+def one_pipeline_only(args: argparse.Namespace) -> int | None:
+    """`backfill` and `test` run one pipeline: a config of several is refused in one line (exit 2)."""
+    if not wants_pipelines(args):
+        return None
+    print(f"rtstream {args.command}: {args.config} holds several pipelines ([pipelines]); {args.command} runs one: "
+          "give it a config of that pipeline alone ([pipeline], [window], [sources.NAME] ...)", file=sys.stderr)
+    return EXIT_CONFIG
+
+
 def pipelines_command(args: argparse.Namespace) -> int:
     from rtstream.config.pipelines import load_pipelines
 

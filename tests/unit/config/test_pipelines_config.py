@@ -196,3 +196,14 @@ def test_odd_names_shapes_and_secrets(tmp_path: Path) -> None:
     problems = _problems(_tables(tmp_path, body=secret))
     shown = "\n".join(f"{k}: {r}" for k, r in problems)
     assert "pipelines.orders.sources.events.sasl_plain_password" in shown and "987654321" not in shown, shown
+
+
+def test_backfill_and_test_refuse_several_pipelines_in_one_line(tmp_path: Path) -> None:
+    path = _tables(tmp_path)
+    for args in (("backfill", "-c", str(path), "--from", "2026-01-01T00:00:00Z", "--to", "2026-01-01T01:00:00Z"),
+                 ("test", "-c", str(path))):
+        done = run_cli(*args)
+        assert done.returncode == 2
+        assert done.stderr.strip() == (f"rtstream {args[0]}: {path} holds several pipelines ([pipelines]); {args[0]} "
+                                       "runs one: give it a config of that pipeline alone ([pipeline], [window], "
+                                       "[sources.NAME] ...)"), done.stderr
