@@ -69,3 +69,27 @@ def test_a_sigterm_during_start_up_is_a_clean_stop(tmp_path, run):
         d.signal(signal.SIGTERM)
         assert d.wait(30) == 0, d.stderr
     assert "Traceback" not in d.stderr, d.stderr
+
+
+def test_a_folder_of_pipeline_files_runs_until_each_has_ended(tmp_path):
+    """`pipelines = "FOLDER"` without DAGs: each file a pipeline named after it, its paths beside its file,
+    its state in STATE_DIR/pipelines/NAME; the daemon ends (exit 0) once every pipeline's input ended."""
+    folder = tmp_path / "conf" / "pipes"
+    folder.mkdir(parents=True)
+    for name, count in (("small", 300), ("large", 1200)):
+        write_config(folder / f"{name}.toml", {
+            "window": {"size": "1m", "idle_timeout": "1s"},
+            "sources": {"gen": {"type": "generator", "count": count, "realtime": False,
+                                "start": "2026-01-01T00:00:00Z", "rate": 10}},
+            "sinks": {"out": {"type": "file", "path": f"out/{name}"}}})
+        text = (folder / f"{name}.toml").read_text()
+        (folder / f"{name}.toml").write_text('flow = "gen >> out"\n' + text)
+    config = tmp_path / "conf" / "many.toml"
+    config.write_text('pipelines = "pipes"\n[daemon]\nstate_dir = "state"\n')
+    with Daemon(config, tmp_path) as d:
+        assert d.wait(60) == 0, d.stderr
+    for name, count in (("small", 300), ("large", 1200)):
+        rows = [line for p in (folder / "out" / name).glob("*.jsonl") for line in p.read_text().splitlines()]
+        assert len(rows) == count, (name, len(rows))  # no aggregate: a row per record
+        assert (tmp_path / "conf" / "state" / "pipelines" / name / "runs.db").exists()
+    assert "pipeline small finished: its input ended" in d.stderr and "pipeline large finished" in d.stderr
