@@ -76,8 +76,8 @@ def load_pipelines(path: Path, overrides: list[str] | None = None, env: Any = No
     base = path.resolve().parent
     shared = {k: v for k, v in doc.items() if k != "pipelines"}
     resolve_paths(shared, base)  # daemon.state_dir, dags.path beside the config file
-    mine = [o for o in overrides if o.partition("=")[0].strip().startswith("pipelines.")]
-    apply_overrides(shared, [o for o in overrides if o not in mine])
+    mine = [o.strip() for o in overrides if o.partition("=")[0].strip().split(".")[0] == "pipelines"]
+    apply_overrides(shared, [o for o in overrides if o.strip() not in mine])
     check_shape(shared, "--set")
     for key in ("pipeline", "window", "sources", "stages", "sinks", "dead_letter", "state"):
         if key in shared:
@@ -93,6 +93,12 @@ def load_pipelines(path: Path, overrides: list[str] | None = None, env: Any = No
         problems.append(("pipelines", f"must be a folder of pipeline files (a string) or [pipelines.NAME] tables "
                                       f"(got {type(doc.get('pipelines')).__name__})"))
     tables = _tables(doc.get("pipelines"), base, env, problems)
+    for item in mine:  # each reaches one pipeline: `pipelines.NAME.KEY=VALUE`
+        parts = item.partition("=")[0].strip().split(".")
+        if len(parts) < 3 or (tables and parts[1] not in tables):
+            why = f"no pipeline {parts[1]!r} (pipelines: {', '.join(tables)})" if len(parts) >= 3 else \
+                "set one pipeline's key: pipelines.NAME.KEY=VALUE"
+            problems.append(("--set", f"{item.partition('=')[0].strip()}: {why}"))
     workers = shared["daemon"].get("workers") if isinstance(shared.get("daemon"), dict) else None
     if isinstance(workers, int) and workers > 1:
         problems.append(("daemon.workers", "worker processes are for a config of one pipeline; with several "

@@ -207,3 +207,13 @@ def test_backfill_and_test_refuse_several_pipelines_in_one_line(tmp_path: Path) 
         assert done.stderr.strip() == (f"rtstream {args[0]}: {path} holds several pipelines ([pipelines]); {args[0]} "
                                        "runs one: give it a config of that pipeline alone ([pipeline], [window], "
                                        "[sources.NAME] ...)"), done.stderr
+
+
+def test_an_override_must_name_a_pipeline(tmp_path: Path) -> None:
+    path = _tables(tmp_path)
+    assert _problems(path, "pipelines.nope.window.size=5m") == [
+        ("--set", "pipelines.nope.window.size: no pipeline 'nope' (pipelines: orders, clicks)")]
+    assert _problems(path, 'pipelines="elsewhere"') == [
+        ("--set", "pipelines: set one pipeline's key: pipelines.NAME.KEY=VALUE")]
+    assert _problems(path, "pipelines.orders=1") == [
+        ("--set", "pipelines.orders: set one pipeline's key: pipelines.NAME.KEY=VALUE")]
