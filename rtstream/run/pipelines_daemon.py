@@ -41,21 +41,29 @@ _PIPELINE: contextvars.ContextVar[str | None] = contextvars.ContextVar("rtstream
 
 
 class _PipelineTag(logging.Filter):
-    """Which pipeline logged a line (its tasks inherit the slot's context): `[NAME] ` before a text line,
-    the `pipeline` of a JSON one."""
-
-    def __init__(self, text: bool):
-        super().__init__()
-        self.text = text
+    """Which pipeline logged a line (its tasks inherit the slot's context), for the formatters below. The
+    record itself is left as it was: other handlers (a DAG try's kept log lines) see the line unchanged."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        name = _PIPELINE.get()
-        if name is None or getattr(record, "pipeline_name", None) is not None:
-            return True
-        record.pipeline_name = name
-        if self.text and isinstance(record.msg, str):
-            record.msg = f"[{name}] {record.msg}"  # a pipeline's name is letters, digits, _ and - only
+        if getattr(record, "pipeline_name", None) is None and (name := _PIPELINE.get()) is not None:
+            record.pipeline_name = name
         return True
+
+
+class _PipelineText(logging.Formatter):
+    """`[NAME] ` before the message of a pipeline's text line."""
+
+    def __init__(self, inner: logging.Formatter):
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        name = getattr(record, "pipeline_name", None)
+        if name is None or not isinstance(record.msg, str):
+            return self.inner.format(record)
+        tagged = logging.makeLogRecord(record.__dict__)  # a copy: the record is shared by every handler
+        tagged.msg = f"[{name}] {record.msg}"  # a pipeline's name is letters, digits, _ and - only
+        return self.inner.format(tagged)
 
 
 class _PipelineJson(JsonFormatter):
@@ -73,9 +81,11 @@ def run_pipelines_daemon(ps: PipelinesSettings) -> int:
     secrets = [s for settings in ps.pipelines.values() for s in remember(settings)]
     setup_logging(ps.daemon.log_level, ps.daemon.log_format, "rtstream", secrets)
     for handler in logging.getLogger().handlers:
-        handler.addFilter(_PipelineTag(ps.daemon.log_format == "text"))
+        handler.addFilter(_PipelineTag())
         if isinstance(handler.formatter, JsonFormatter):
             handler.setFormatter(_PipelineJson("rtstream"))
+        elif handler.formatter is not None:
+            handler.setFormatter(_PipelineText(handler.formatter))
     found: list[DAG] = []
     not_scheduled: list[dict[str, str]] = []
     store: RunStore | None = None

@@ -60,6 +60,8 @@ def test_a_failing_pipeline_and_dag_leave_the_others_exact(tmp_path, kafka):
         assert detail["dag_runs"] == first["dag_runs"] and detail["components"]["to_dag"]["state"] == "success"
         one = setup.get(f"/api/dags/per_window/runs/{dag_runs[0]['run_id']}")
         assert one["window"]["pipeline"] == "clicks"
+        kept = [line for ti in one["task_instances"] for t in ti["tries"] for line in t["log"]]
+        assert kept and not any("[clicks]" in line for line in kept), kept  # a try's lines as the task logged them
         assert "window" not in setup.get("/api/dags/always_fails/runs?limit=5")["runs"][0]
         assert setup.get("/api/runs?pipeline=orders&limit=100")["windows"] == [] or all(
             w["dag_runs"] == [] for w in setup.get("/api/runs?pipeline=orders&limit=100")["windows"])
