@@ -51,7 +51,8 @@ class RecentErrors(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.items.append({"at": record.created, "level": record.levelname.lower(),
-                           "component": getattr(record, "component", None), "message": record.getMessage()})
+                           "component": getattr(record, "component", None), "message": record.getMessage(),
+                           "pipeline": getattr(record, "pipeline_name", None)})  # in a daemon of several
 
 
 MAX_RUNS = 1000  # windows one /api/runs answer may hold

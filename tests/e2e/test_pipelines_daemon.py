@@ -43,6 +43,7 @@ def test_a_failing_pipeline_and_dag_leave_the_others_exact(tmp_path, kafka):
                    .get("failed", 0) >= 1, 60, what="a failed always_fails run")
         assert [p["name"] for p in st["pipelines"]] == ["clicks", "orders"]
         assert st["ready"] is False and any(k.startswith("orders.") for k in st["problems"]), st["problems"]
+        assert any(e["pipeline"] == "orders" and "sink hook failed" in e["message"] for e in st["errors"]), st["errors"]
         runs = setup.get("/api/runs?pipeline=clicks&limit=100")
         assert runs["components"] == ["per_user", "to_dag"]
         starts = sorted({s for s, _ in setup.clicks.truth()})

@@ -38,6 +38,8 @@ def test_the_pipelines_on_the_page(tmp_path: Path, kafka) -> None:
             assert clicks[:4] == ["clicks", "finished", "5", "0"], clicks
             orders = page.locator("tr[data-pipeline='orders'] td").all_inner_texts()
             assert orders[1] == "halted" and "hook: halted, retrying:" in orders[5], orders
+            page.wait_for_function("document.getElementById('errors').textContent.includes('[orders] [hook]')",
+                                   timeout=15_000)
             bar = page.locator("table.dgrid[data-dag='per_window'] td.bar").first
             assert "started by the window 2026-01-01T00:00:00Z → 2026-01-01T00:01:00Z of pipeline clicks" in \
                 bar.get_attribute("title"), bar.get_attribute("title")
