@@ -122,13 +122,18 @@ async def _serve_with(scheduler: DagScheduler, grid: LinkedGrid, dags: DagsSetti
         await asyncio.sleep(0)  # the runtime installs its signal handlers first thing; ours wrap them
         on_runtime_signal = runtime.on_signal
     signals = 0
+    stop_at = [0.0]  # when the grace of a SIGTERM ends (the pipeline's and the DAGs' alike)
 
     def on_signal(sig: int) -> None:
         nonlocal signals
         signals += 1
         if on_runtime_signal is not None:
+            # the scheduler stops once the pipeline has written its windows in flight (below): a `dag`
+            # sink's window is written when its run succeeded, so those runs must still start and run
             on_runtime_signal(sig)
-        elif signals > 1:
+            stop_at[0] = loop.time() + dags.daemon.shutdown_grace
+            return
+        if signals > 1:
             log.warning("second %s: exiting at once", signal.Signals(sig).name)
             os._exit(130)
         else:
@@ -151,6 +156,8 @@ async def _serve_with(scheduler: DagScheduler, grid: LinkedGrid, dags: DagsSetti
         log.info("stopped")
         return 0
     code = await runtime_task  # the pipeline ends on SIGTERM or on its own failure; the DAGs stop with it
+    if stop_at[0]:
+        scheduler.grace = max(0.5, stop_at[0] - loop.time())  # what is left of the one grace
     scheduler.stop()
     await sched_task
     return int(code)
