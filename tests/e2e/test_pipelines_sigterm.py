@@ -17,6 +17,7 @@ from tests.support import Daemon, wait_until
 
 pytestmark = pytest.mark.timeout(600)
 LOOPS = 10
+GRACE_S = 10  # TwoPipelines' shutdown_grace
 
 
 def _iso(results: dict[tuple[str, str], int]) -> dict[tuple[str, str], int]:
@@ -32,7 +33,10 @@ def test_sigterm_stops_both_with_commits_at_the_sinks(tmp_path, kafka, run):
             wait_until(lambda: setup.dag_results() and setup.receiver.results(), 60, what="a window of each written")
             time.sleep(random.uniform(0, 2.0))  # the random moment of the SIGTERM; nothing to wait on
             d.signal(signal.SIGTERM)
+            began = time.monotonic()
             assert d.wait(30) == 0, d.stderr
+            took = time.monotonic() - began
+        assert took < GRACE_S + 2, f"the stop took {took:.1f}s, the grace is {GRACE_S}s"
         clicks = check_commits_at_sink_positions(setup.clicks, set(_iso(setup.dag_results())))
         orders = check_commits_at_sink_positions(setup.orders, set(_iso(setup.receiver.results())))
         assert sum(clicks.values()) > 0 and sum(orders.values()) > 0, (clicks, orders)
@@ -45,5 +49,5 @@ def test_sigterm_stops_both_with_commits_at_the_sinks(tmp_path, kafka, run):
     assert _iso(setup.dag_results()) == _iso(setup.clicks.truth())
     assert setup.receiver.results() == setup.orders.truth()
     assert setup.clicks.committed() == setup.clicks.ends and setup.orders.committed() == setup.orders.ends
-    print(f"\nTALLY run {run}: commits at SIGTERM clicks {sum(clicks.values())}/{sum(setup.clicks.ends.values())}, "
+    print(f"\nTALLY run {run}: stop took {took:.1f}s, commits at SIGTERM clicks {sum(clicks.values())}/{sum(setup.clicks.ends.values())}, "
           f"orders {sum(orders.values())}/{sum(setup.orders.ends.values())}")
