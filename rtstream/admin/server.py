@@ -51,7 +51,8 @@ class RecentErrors(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.items.append({"at": record.created, "level": record.levelname.lower(),
-                           "component": getattr(record, "component", None), "message": record.getMessage()})
+                           "component": getattr(record, "component", None), "message": record.getMessage(),
+                           "pipeline": getattr(record, "pipeline_name", None)})  # in a daemon of several
 
 
 MAX_RUNS = 1000  # windows one /api/runs answer may hold
@@ -236,7 +237,7 @@ class AdminServer:
         return self._json({"window_start": start, "window_end": (run or opened or {}).get("window_end"),
                            "open": opened is not None, "records": opened["records"] if opened else None,
                            "components": run["components"] if run else {}, "logs": await self._window_log(start),
-                           "dead_letters": letters, "rerun": self.reruns.runs.get(start)})
+                           "dead_letters": letters, "rerun": self.reruns.runs.get(start), "dag_runs": (run or {}).get("dag_runs", [])})
 
     async def _window_log(self, start: str) -> list[dict[str, Any]]:
         # kept by the runtime in the run history (they survive a restart); a view of workers has none

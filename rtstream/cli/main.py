@@ -30,6 +30,11 @@ def main(argv: list[str] | None = None) -> int:
         from rtstream.cli.dags import dags_command
 
         return dags_command(args)
+    if args.command in ("backfill", "test") and getattr(args, "config", None):
+        from rtstream.cli.run_pipelines import one_pipeline_only
+
+        if (code := one_pipeline_only(args)) is not None:
+            return code
     if args.command == "backfill":
         return backfill_command(args)
     if args.command == "test":
@@ -38,11 +43,15 @@ def main(argv: list[str] | None = None) -> int:
         return run_once_command(args)
     if args.command in ("runs", "status"):
         args.overrides = []
+    if args.command == "run" and args.config is None and not args.dags:
+        args.config = DEFAULT_CONFIG
+    if args.command in ("run", "validate", "runs", "status"):
+        from rtstream.cli.run_pipelines import pipelines_command, wants_pipelines
+
+        if wants_pipelines(args):  # [pipelines.NAME] or pipelines = "FOLDER": several in one daemon
+            return pipelines_command(args)
     if args.command == "run":
         from rtstream.cli.run_dags import run_dags_command, wants_dags
-
-        if args.config is None and not args.dags:
-            args.config = DEFAULT_CONFIG
 
         if wants_dags(args):
             return run_dags_command(args)

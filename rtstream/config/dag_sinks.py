@@ -1,6 +1,8 @@
 """Cross-checks of `type = "dag"` sinks at load: the daemon must run DAGs (`[dags] path`), the DAG must
 be one of them and runnable, and the pipeline's name (the task id the window's rows are the XCom of)
-must not be one of its tasks. Loading the DAG files here is what `rtstream validate` needs too."""
+must not be one of its tasks. Loading the DAG files here is what `rtstream validate` needs too; the bag
+loaded is kept on the settings (`Settings.dag_bag`) and the daemon runs it as it is: a DAG file's
+top-level code runs once per start, and a reload (SIGHUP) checks against the same bag."""
 
 from __future__ import annotations
 
@@ -11,7 +13,10 @@ from rtstream.config.models import RootConfig
 from rtstream.config.settings import ComponentSettings
 
 
-def dag_sink_problems(root: RootConfig, sinks: list[str], components: dict[str, ComponentSettings]) -> list[tuple[str, str]]:
+def dag_sink_problems(root: RootConfig, sinks: list[str], components: dict[str, ComponentSettings],
+                      bags: dict[str, Any] | None = None) -> list[tuple[str, str]]:
+    """The problems of the `dag` sinks; `bags` (dags.path -> its DagBag): the bag already loaded is used,
+    one loaded here is added."""
     dag_sinks: list[tuple[str, str]] = [
         (n, str(components[n].config.dag))  # type: ignore[attr-defined]
         for n in sinks if getattr(components[n].cls, "type_name", "") == "dag"]
@@ -23,10 +28,12 @@ def dag_sink_problems(root: RootConfig, sinks: list[str], components: dict[str, 
     from rtstream.airflow.dagbag import load
     from rtstream.airflow.states import DagRefused
 
+    bags = {} if bags is None else bags
     try:
-        bag: Any = load(Path(root.dags.path))
+        bag: Any = bags.get(root.dags.path) or load(Path(root.dags.path))
     except DagRefused:
         return []  # said as dags.path by the daemon's start; nothing to add per sink
+    bags[root.dags.path] = bag
     problems = []
     for name, dag_id in dag_sinks:
         where = f"sinks.{name}.dag"

@@ -91,7 +91,7 @@ def apply_overrides(doc: dict[str, Any], overrides: list[str]) -> None:
 
 def load_settings(path: str | Path | None = None, overrides: list[str] | None = None,
                   doc: dict[str, Any] | None = None, env: Any = None, check_paths: bool = True,
-                  check_inputs: bool = False) -> Settings:
+                  check_inputs: bool = False, dag_bag: Any = None) -> Settings:
     """Everything a run needs, validated; raises ConfigError listing every problem found.
 
     `check_paths`: refuse a state_dir (and dead-letter or checkpoint directory) that cannot be
@@ -122,7 +122,7 @@ def load_settings(path: str | Path | None = None, overrides: list[str] | None = 
             problems += state_path_problems(RootConfig.model_validate(doc))
         except ValidationError:
             pass  # validate reports why
-    settings = validate(doc, p, search_dirs, problems)
+    settings = validate(doc, p, search_dirs, problems, dag_bag)
     settings.overrides = list(overrides or [])
     return settings
 
@@ -158,8 +158,9 @@ def reload_changes(old: Settings, new: Settings) -> tuple[dict[str, Any], list[s
 
 
 def validate(doc: dict[str, Any], path: Path | None, search_dirs: list[Path],
-             problems: list[tuple[str, str]] | None = None) -> Settings:
-    """The settings of `doc`; every problem found (with those already in `problems`) raised at once."""
+             problems: list[tuple[str, str]] | None = None, dag_bag: Any = None) -> Settings:
+    """The settings of `doc`; every problem found (with those already in `problems`) raised at once.
+    `dag_bag`: the DAGs of `[dags] path` when already loaded (not imported again)."""
     problems = [] if problems is None else problems
     root = None
     doc, window_of = with_stage_window(doc)  # a stage's own window may stand for [window]
@@ -197,13 +198,14 @@ def validate(doc: dict[str, Any], path: Path | None, search_dirs: list[Path],
             flow_of(doc["pipeline"]["flow"], kinds, _tables(doc.get("stages")))
         except ConfigError as exc:
             problems.extend(with_suggestions(exc.problems, list(kinds)))
+    bags = {root.dags.path: dag_bag} if root is not None and root.dags is not None and dag_bag is not None else {}
     if root is not None and flow is not None and all(n in components for n in kinds):
-        _cross_checks(root, flow, components, search_dirs, problems, airflow_keys)
+        _cross_checks(root, flow, components, search_dirs, problems, airflow_keys, bags)
     problems.extend(extras_problems(root, components))  # the components that read, even when another key is wrong
     if problems:
         raise ConfigError(problems)
     assert root is not None and flow is not None
-    return Settings(root, flow, components, path, search_dirs)
+    return Settings(root, flow, components, path, search_dirs, dag_bag=next(iter(bags.values()), None))
 
 
 def _tables(section: Any) -> dict[str, Any]:
@@ -232,7 +234,8 @@ def _component(kind: Kind, name: str, body: Any, where: str, problems: list[tupl
 
 
 def _cross_checks(root: RootConfig, flow: Flow, components: dict[str, ComponentSettings], search_dirs: list[Path],
-                  problems: list[tuple[str, str]], airflow_keys: dict[str, dict[str, Any]]) -> None:
+                  problems: list[tuple[str, str]], airflow_keys: dict[str, dict[str, Any]],
+                  bags: dict[str, Any]) -> None:
     problems.extend(branch_problems(root, flow, components))
     problems.extend(stage_window_problems(root, flow, components))  # first: the checks below read root.window
     if root.window.time == "source":
@@ -258,6 +261,6 @@ def _cross_checks(root: RootConfig, flow: Flow, components: dict[str, ComponentS
     if len(eos) > 1:
         problems.append((f"sinks.{eos[1]}.exactly_once", "only one sink can commit the offsets in its transactions"))
     bind_python_calls(root, flow, components, search_dirs, problems, airflow_keys)
-    problems.extend(dag_sink_problems(root, flow.sinks, components))
+    problems.extend(dag_sink_problems(root, flow.sinks, components, bags))
     problems.extend(count_window_problems(root, flow, components))
     problems.extend(asset_sink_problems(root, flow.sinks, components))

@@ -38,7 +38,12 @@ models; do not edit by hand: tests/unit/test_config_reference.py fails when this
 Every key a config file may hold, with its type, its default and what it does. A key not listed here
 is refused (`rtstream validate` names it). Durations are written with a unit: `250ms`, `30s`, `5m`,
 `1h`, `1d`. Any string value may use `${VAR}` or `${VAR:-default}` from the environment. A config
-that runs only DAGs (`rtstream run --dags`) holds just `[dags]`, `[daemon]` and `[admin]`.
+that runs only DAGs (`rtstream run --dags`) holds just `[dags]`, `[daemon]` and `[admin]`. A config of
+several pipelines holds `[pipelines.NAME]` tables (or `pipelines = "FOLDER"`, a file per pipeline),
+each with a pipeline's keys below (`flow` and `python_path` of `[pipeline]` at its top; `window`,
+`sources`, `stages`, `sinks`, `dead_letter`, `state`, and `defaults` or `alert` of its own), beside the
+shared `[daemon]`, `[admin]`, `[dags]`, `[defaults]` and `[alert]`; its state goes to
+`STATE_DIR/pipelines/NAME`.
 
 """
 

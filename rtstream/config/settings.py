@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -28,6 +29,8 @@ class Settings:
     path: Path | None = None
     search_dirs: list[Path] = field(default_factory=list)
     overrides: list[str] = field(default_factory=list)
+    # the DagBag the `dag` sinks were checked against (rtstream.config.dag_sinks), run by the daemon as is
+    dag_bag: Any = None
 
     def of(self, names: list[str]) -> list[ComponentSettings]:
         return [self.components[n] for n in names]

@@ -14,6 +14,7 @@ from typing import Any
 
 from rtstream.admin.metrics import Metrics
 from rtstream.admin.server import AdminServer
+from rtstream.admin.window_links import linked
 from rtstream.config.settings import Settings
 from rtstream.model.dag_status import DagsView
 from rtstream.model.errors import EXIT_CONFIG, StateDirError
@@ -31,7 +32,8 @@ def daemon_runtime(settings: Settings, dags: DagsView | None = None) -> Runtime:
     admin = settings.root.admin
     if admin is not None:
         token = admin.token.get_secret_value() if admin.token else None
-        runtime.services.append(AdminServer(view, admin.listen, token, settings, dags=dags))
+        # with DAGs, each window of /api/runs carries the DAG runs its `dag` sinks started
+        runtime.services.append(AdminServer(linked(view, dags), admin.listen, token, settings, dags=dags))
     if settings.root.daemon.worker.count == 1:  # workers: their supervisor says it once
         from rtstream.run.pipeline_text import first_window_note
 

@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rtstream.config.dags import DagsSettings
 from rtstream.config.settings import Settings
@@ -25,21 +25,22 @@ from rtstream.support import early_signals
 if TYPE_CHECKING:
     from rtstream.admin.server import AdminServer
     from rtstream.airflow.dag_model import DAG
-    from rtstream.dags.grid_view import DagGrid
-    from rtstream.dags.scheduler import DagScheduler
     from rtstream.dags.store import RunStore
+    from rtstream.dags.window_links import LinkedGrid
+    from rtstream.run.dag_services import DagServices
     from rtstream.run.watchers import WatcherPipeline
 
 log = logging.getLogger("rtstream.dags")
 
 
-def _load_dags(dags: DagsSettings) -> tuple[list[DAG], list[dict[str, str]]] | None:
-    """(the DAGs to schedule, what is not scheduled and why), or None when the path cannot be read."""
+def _load_dags(dags: DagsSettings, bag: Any = None) -> tuple[list[DAG], list[dict[str, str]]] | None:
+    """(the DAGs to schedule, what is not scheduled and why), or None when the path cannot be read.
+    `bag`: the DagBag the config's `dag` sinks were checked against (not imported again)."""
     from rtstream.airflow.dagbag import load
     from rtstream.airflow.states import DagRefused
 
     try:
-        bag = load(dags.path)
+        bag = bag if bag is not None else load(dags.path)
     except DagRefused as exc:
         print(f"rtstream: cannot start: dags.path: {exc}", file=sys.stderr)
         return None
@@ -68,7 +69,7 @@ def run_dags_daemon(dags: DagsSettings, settings: Settings | None) -> int:
         start_logging(settings)
     else:
         setup_logging(dags.daemon.log_level, dags.daemon.log_format, "rtstream")
-    loaded = _load_dags(dags)
+    loaded = _load_dags(dags, settings.dag_bag if settings is not None else None)
     if loaded is None:
         return EXIT_CONFIG
     found, not_scheduled = loaded
@@ -100,37 +101,20 @@ def run_dags_daemon(dags: DagsSettings, settings: Settings | None) -> int:
 
 async def _serve(found: list[DAG], not_scheduled: list[dict[str, str]], store: RunStore, dags: DagsSettings,
                  settings: Settings | None, watchers: list[WatcherPipeline]) -> int:
-    from rtstream.dags.grid_view import DagGrid
-    from rtstream.dags.scheduler import DagScheduler
-    from rtstream.dags.tries import TryRecorder, capture
+    from rtstream.dags.tries import capture
+    from rtstream.run.dag_services import dag_services
 
-    tries = TryRecorder(store)
-    scheduler = DagScheduler(found, store, dags.daemon.shutdown_grace, tries)
-    grid = DagGrid(found, not_scheduled, store, scheduler, tries)
-    from rtstream.airflow.trigger_operators import use_triggerer
-    from rtstream.dags.triggering import DagTriggers
-
-    grid.triggers = DagTriggers(scheduler, store)  # the admin API's and TriggerDagRunOperator's runs
-    use_triggerer(grid.triggers)
-    from rtstream.airflow.external_sensors import use_states
-    from rtstream.dags.external_states import StoredStates
-
-    use_states(StoredStates(found, store))  # ExternalTaskSensor reads the runs of the daemon's DAGs
+    services = dag_services(found, not_scheduled, store, dags.daemon.shutdown_grace, watchers)
     with capture():  # each try's log lines and prints, kept with the try
-        return await _serve_with(scheduler, grid, dags, settings, watchers)
+        return await _serve_with(services, dags, settings)
 
 
-async def _serve_with(scheduler: DagScheduler, grid: DagGrid, dags: DagsSettings, settings: Settings | None,
-                      watchers: list[WatcherPipeline]) -> int:
-    from rtstream.dags.pipeline_assets import DaemonDags
-    from rtstream.run.watchers import Watching
-
+async def _serve_with(services: DagServices, dags: DagsSettings, settings: Settings | None) -> int:
+    scheduler, grid, trigger, watching = services.scheduler, services.grid, services.runs, services.watching
+    watching.start()
     loop = asyncio.get_running_loop()
     runtime_task: asyncio.Task[int] | None = None
     on_runtime_signal: Callable[[int], None] | None = None
-    trigger = DaemonDags(scheduler, scheduler.store)  # `dag` sinks' and watchers' runs, sinks' asset events
-    watching = Watching(watchers, trigger, scheduler)
-    watching.start()
     if settings is not None:
         from rtstream.run.daemon import daemon_runtime
 
@@ -140,13 +124,18 @@ async def _serve_with(scheduler: DagScheduler, grid: DagGrid, dags: DagsSettings
         on_runtime_signal = runtime.on_signal
     await asyncio.sleep(0)  # the runtimes install their signal handlers first thing; ours wrap them
     signals = 0
+    stop_at = [0.0]  # when the grace of a SIGTERM ends (the pipeline's and the DAGs' alike)
 
     def on_signal(sig: int) -> None:
         nonlocal signals
         signals += 1
         if on_runtime_signal is not None:
+            # the scheduler stops once the pipeline has written its windows in flight (below): a `dag`
+            # sink's window is written when its run succeeded, so those runs must still start and run
             on_runtime_signal(sig)
-        elif signals > 1:
+            stop_at[0] = loop.time() + dags.daemon.shutdown_grace
+            return
+        if signals > 1:
             log.warning("second %s: exiting at once", signal.Signals(sig).name)
             os._exit(130)
         else:
@@ -172,13 +161,15 @@ async def _serve_with(scheduler: DagScheduler, grid: DagGrid, dags: DagsSettings
         log.info("stopped")
         return 0
     code = await runtime_task  # the pipeline ends on SIGTERM or on its own failure; the DAGs stop with it
+    if stop_at[0]:
+        scheduler.grace = max(0.5, stop_at[0] - loop.time())  # what is left of the one grace
     watching.stop()
     scheduler.stop()
     await asyncio.gather(sched_task, watching.wait())
     return int(code)
 
 
-async def _admin_alone(grid: DagGrid, dags: DagsSettings) -> AdminServer | int:
+async def _admin_alone(grid: LinkedGrid, dags: DagsSettings) -> AdminServer | int:
     """The admin server of a daemon that runs only DAGs: the page with their grid, /api/dags, /metrics."""
     from rtstream.admin.server import AdminServer
     from rtstream.support.secrets import KNOWN

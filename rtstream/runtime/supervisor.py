@@ -57,6 +57,9 @@ class Runtime(PipelineParts):
         self._loops: PipelineLoops | None = None
         self._starting: asyncio.Task[Any] | None = None  # until the loops run: a stop cancels the start-up
         self._signals = 0
+        # False in a daemon of several pipelines: its own handler stops them all (rtstream.run.pipeline_slot)
+        self.handles_signals = True
+        self.start_failure: str | None = None
         self.started = time.time()
 
     def time_left(self) -> float:
@@ -68,12 +71,12 @@ class Runtime(PipelineParts):
     # --- lifecycle --------------------------------------------------------------------------
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT) if self.handles_signals else ():
             try:
                 loop.add_signal_handler(sig, self.on_signal, sig)
             except (NotImplementedError, RuntimeError):
                 pass  # not the main thread (the Python API inside another loop): no signal handling
-        if self.settings.path is not None:
+        if self.settings.path is not None and self.handles_signals:
             try:
                 loop.add_signal_handler(signal.SIGHUP, self.reload)
             except (NotImplementedError, RuntimeError):
@@ -94,6 +97,7 @@ class Runtime(PipelineParts):
         except ComponentError as exc:  # one did not start: what is up is closed again, nothing ran
             log.error("component %s failed to start: %s", exc.component, exc.message,
                       extra={"component": exc.component})
+            self.start_failure = f"component {exc.component} failed to start: {exc.message}"  # for a status row
             return 1
 
     async def _run_components(self) -> int:
@@ -176,7 +180,7 @@ class Runtime(PipelineParts):
         from rtstream.model.errors import ConfigError
 
         try:
-            new = load_settings(self.settings.path, self.settings.overrides)
+            new = load_settings(self.settings.path, self.settings.overrides, dag_bag=self.settings.dag_bag)
         except ConfigError as exc:
             log.error("reload refused, the config has problems; running on as before: %s", exc)
             return

@@ -8,6 +8,7 @@ lines with its runs when the history is trimmed. The status page reads them from
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from typing import TYPE_CHECKING
 
@@ -15,14 +16,21 @@ if TYPE_CHECKING:
     from rtstream.runtime.run_history import RunHistory
 
 
+# the recorder of the runtime whose task (and the tasks it starts) is logging: in a daemon of several
+# pipelines each runtime keeps its own windows' lines, not those of another pipeline's same window
+_RECORDER: contextvars.ContextVar[WindowLogRecorder | None] = contextvars.ContextVar("rtstream_window_log",
+                                                                                     default=None)
+
+
 class WindowLogRecorder(logging.Handler):
     def __init__(self, history: RunHistory):
         super().__init__(level=logging.INFO)
         self.history = history
+        _RECORDER.set(self)  # made in the runtime's own task, before it starts the others
 
     def emit(self, record: logging.LogRecord) -> None:
         window = getattr(record, "window", None)
-        if not isinstance(window, str):
+        if not isinstance(window, str) or _RECORDER.get() not in (self, None):
             return
         try:
             message = record.getMessage()
