@@ -113,14 +113,18 @@ def _list(args: argparse.Namespace) -> int:
     bag, code = _load(args)
     if code is not None:
         return code
+    from rtstream.airflow.bridge import how_it_runs
+
     for dag in bag.dags.values():
         print(f"{dag.dag_id}  ({dag.fileloc})  schedule: {describe(dag)}  start_date: {dag.start_date}")
         for task in dag.tasks:
-            how = "native" if task.runs_natively else f"REFUSED: {task.unsupported_reason}"
             kind = task.cls.__name__ + ".expand" if task.is_mapped else type(task).__name__
             ups = ", ".join(sorted(task.upstream_task_ids)) or "-"
-            print(f"  {task.task_id:<30} {kind:<28} {how:<10} after: {ups}")
-    return 0
+            print(f"  {task.task_id:<30} {kind:<28} {how_it_runs(task):<10} after: {ups}")
+    sys.stdout.flush()
+    # listed, and refused as `dags test` and the daemon would refuse them (exit 2)
+    refused = [f"DAG {d.dag_id} refused: {why}" for d in bag.dags.values() for why in bag.refused_tasks(d)]
+    return _refuse(refused, False, []) if refused else 0
 
 
 def _test(args: argparse.Namespace, at: datetime, out: IO[bytes] | None) -> int:

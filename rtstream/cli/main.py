@@ -38,6 +38,13 @@ def main(argv: list[str] | None = None) -> int:
         return run_once_command(args)
     if args.command in ("runs", "status"):
         args.overrides = []
+    if args.command == "validate":
+        from rtstream.cli.run_dags import wants_dags
+
+        if wants_dags(args):
+            from rtstream.cli.validate_dags import validate_dags_command
+
+            return validate_dags_command(args)
     if args.command == "run":
         from rtstream.cli.run_dags import run_dags_command, wants_dags
 
