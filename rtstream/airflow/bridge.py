@@ -82,12 +82,22 @@ class AirflowOperator(BaseOperator):
         return result
 
 
+# Real operators whose execute reads or writes Airflow's metadata database (other DAGs' runs and task
+# instances), which rtstream does not have: refused rather than failing on a missing table at run time.
+NEEDS_METADATA_DB = {"TriggerDagRunOperator", "ExternalTaskSensor", "ExternalTaskMarker", "SubDagOperator"}
+
+
 def bridged(cls: type) -> type:
     """The rtstream task class that runs the real operator class `cls`."""
     if cls not in _bridged:
-        attrs = {"real_class": cls, "template_fields": tuple(getattr(cls, "template_fields", ())),
-                 "template_ext": tuple(getattr(cls, "template_ext", ())), "__module__": cls.__module__,
-                 "__qualname__": cls.__qualname__, "__doc__": cls.__doc__}
+        attrs: dict[str, Any] = {
+            "real_class": cls, "template_fields": tuple(getattr(cls, "template_fields", ())),
+            "template_ext": tuple(getattr(cls, "template_ext", ())), "__module__": cls.__module__,
+            "__qualname__": cls.__qualname__, "__doc__": cls.__doc__}
+        if needs := [c.__name__ for c in cls.__mro__ if c.__name__ in NEEDS_METADATA_DB]:
+            attrs["runs_natively"] = False
+            attrs["unsupported_reason"] = (f"Airflow's {needs[0]} reads and writes Airflow's metadata database "
+                                           "(other DAGs' runs), which rtstream does not have")
         _bridged[cls] = type(cls.__name__, (AirflowOperator,), attrs)
     return _bridged[cls]
 

@@ -30,7 +30,25 @@ def installed() -> bool:
     if _real is not None:
         return True
     spec = importlib.machinery.PathFinder.find_spec("airflow")
-    return spec is not None and spec.origin is not None and spec.origin.endswith("__init__.py")
+    if spec is None or spec.origin is None or not spec.origin.endswith("__init__.py"):
+        return False
+    return supported(distribution_version())
+
+
+def distribution_version() -> str | None:
+    """The installed apache-airflow's version, read from its metadata without importing it."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("apache-airflow")
+    except PackageNotFoundError:
+        return None
+
+
+def supported(found: str | None) -> bool:
+    """The bridge is built and tested against Airflow 2.10 (pyproject's `airflow` extra): Airflow 3 moved
+    operators onto its task SDK, whose execution this bridge does not drive; rtstream's stand-in stays."""
+    return found is not None and found.split(".")[:2] == ["2", "10"]
 
 
 def _drop_stand_in() -> None:
