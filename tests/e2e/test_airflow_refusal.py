@@ -89,3 +89,13 @@ def test_a_hook_of_the_real_airflow_raises_with_the_pip_command_when_called() ->
     assert '"state":"failed"' in done.stdout
     assert ("BaseHook.get_connection: rtstream does not run BaseHook (from airflow.hooks.base) natively; to run it "
             "through the real Airflow: pip install 'rtstream[airflow]'") in done.stderr
+
+
+def test_a_taskflow_flavour_rtstream_does_not_run_is_refused_without_a_pip_command() -> None:
+    dag = Path(__file__).resolve().parents[1] / "compat" / "dags" / "airflow-2.10.5" / "example_sensor_decorator.py"
+    done = run_cli("dags", "test", str(dag), "--json", env=NO_EXTRA)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        "rtstream: DAG example_sensor_decorator refused: task wait_for_upstream (@task.sensor): rtstream does not "
+        "run @task.sensor (only @task, @task.branch, @task.short_circuit and @task.bash), with or without Airflow "
+        "installed")
