@@ -64,6 +64,10 @@ def _real_object(module: str, name: str) -> Any:
         return operators.unsupported(name, module, why)
     except AttributeError:
         return operators.unsupported(name, module, f"the installed Airflow has no {name} in {module}")
+    if isinstance(value, types.ModuleType):
+        # `from airflow.providers.http.operators import http`: the stand-in module, so that its names
+        # resolve as above (the real module would hand the file real operators no DAG of rtstream's has)
+        return _stub(f"{module}.{name}")
     if isinstance(value, type) and bridge.is_real_operator(value):
         return bridge.bridged(value)
     return value
@@ -111,8 +115,9 @@ class BesideFinder(importlib.abc.MetaPathFinder):
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
-            return spec
+            return None  # not ours: the usual finders decide
         origin = Path(spec.origin).resolve()
-        if any(origin.is_relative_to(r) for r in self.roots) and spec.loader is not None:
-            spec.loader = _BesideLoader(fullname, spec.origin)
+        if not any(origin.is_relative_to(r) for r in self.roots):
+            return None
+        spec.loader = _BesideLoader(fullname, spec.origin)
         return spec

@@ -211,3 +211,23 @@ async def test_an_operator_that_needs_airflows_metadata_database_is_refused(venv
     assert (code, out) == (2, "")
     assert ("rtstream: DAG needs_metadata_db refused: task mark (ExternalTaskMarker): Airflow's ExternalTaskMarker "
             "reads and writes Airflow's metadata database (other DAGs' runs), which rtstream does not have") in err
+
+
+async def test_every_import_form_of_a_real_operator_is_a_task_of_the_dag(venv: Path, tmp_path: Path) -> None:
+    code, out, err = await rtstream(venv, env_for(tmp_path / "home"), "dags", "list", str(DAGS / "import_forms.py"))
+    assert code == 0, err
+    how = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}
+    assert set(how) == {"aliased", "submodule", "dotted", "own_operator"}, out
+    assert all("airflow: HttpOperator.execute" in how[t] for t in ("aliased", "submodule", "dotted"))
+    assert how["own_operator"].split()[1:3] == ["Mine", "native"]
+    code, out, err = await rtstream(venv, env_for(tmp_path / "home"), "dags", "test", str(DAGS / "bad_arguments.py"))
+    assert (code, out) == (2, "")
+    assert "bad_arguments.py:8: AirflowException: Invalid arguments were passed to HttpOperator" in err, err
+    assert "not_an_argument" in err and "Traceback" not in err
+
+
+async def test_an_operator_made_by_a_helper_module_of_the_dag_folder_is_a_task(venv: Path, tmp_path: Path) -> None:
+    code, out, err = await rtstream(venv, env_for(tmp_path / "home"), "dags", "list", str(DAGS / "uses_helper.py"))
+    assert code == 0, err
+    assert [line.split()[:3] for line in out.splitlines() if line.startswith("  ")] == [
+        ["ping", "HttpOperator", "airflow:"]]
