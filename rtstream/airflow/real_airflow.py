@@ -77,12 +77,26 @@ def load() -> ModuleType:
         # Airflow's dictConfig at import replaces the root's handlers: rtstream's logging stays as it was
         root.handlers[:] = handlers
         root.setLevel(level)
+    _warm_up()
     metastore = "airflow.secrets.metastore.MetastoreBackend"
     if metastore in secrets.DEFAULT_SECRETS_SEARCH_PATH:
         secrets.DEFAULT_SECRETS_SEARCH_PATH.remove(metastore)  # the very list configuration.py reads
     configuration.secrets_backend_list[:] = configuration.initialize_secrets_backends()
     _real = real
     return real
+
+
+def _warm_up() -> None:
+    """Airflow's lazy first uses, done here on one thread: tasks run in threads, and two of them making
+    Airflow's first `Connection` (SQLAlchemy configures every model's mapper under its lock, importing
+    models lazily under the import lock) while another imports `airflow.decorators` (which each
+    `execute` does) deadlocked."""
+    import airflow.decorators.base  # noqa: F401  # ExecutorSafeguard imports it in every execute
+    import airflow.models
+    from sqlalchemy.orm import configure_mappers
+
+    airflow.models.import_all_models()
+    configure_mappers()
 
 
 def version() -> str:

@@ -231,3 +231,16 @@ async def test_an_operator_made_by_a_helper_module_of_the_dag_folder_is_a_task(v
     assert code == 0, err
     assert [line.split()[:3] for line in out.splitlines() if line.startswith("  ")] == [
         ["ping", "HttpOperator", "airflow:"]]
+
+
+async def test_a_bridged_operator_takes_an_xcomarg_and_maps(venv: Path, tmp_path: Path) -> None:
+    db = tmp_path / "lite.db"
+    sqlite3.connect(db).close()
+    env = env_for(tmp_path / "home", AIRFLOW_CONN_LITE=json.dumps({"conn_type": "sqlite", "host": str(db)}))
+    code, out, err = await rtstream(venv, env, "dags", "test", str(DAGS / "mapped_sql.py"), "--json", "--at", AT)
+    assert code == 0, err
+    got = {(r["task_id"], r["map_index"]): (r["state"], r["xcom"]) for r in rows(out) if "task_id" in r}
+    assert got == {("numbers", -1): ("success", {"return_value": "select 7"}),
+                   ("from_xcomarg", -1): ("success", {"return_value": [[7]]}),
+                   ("mapped", 0): ("success", {"return_value": [[1]]}),
+                   ("mapped", 1): ("success", {"return_value": [[1]]})}
