@@ -16,6 +16,7 @@ import importlib.machinery
 import logging
 import sys
 from types import ModuleType
+from typing import Any
 
 _real: ModuleType | None = None
 DISABLE_ENV = "RTSTREAM_AIRFLOW_BRIDGE"  # "0": never use the real Airflow (rtstream's stand-in only)
@@ -78,6 +79,7 @@ def load() -> ModuleType:
         root.handlers[:] = handlers
         root.setLevel(level)
     _warm_up()
+    _share_secrets()
     metastore = "airflow.secrets.metastore.MetastoreBackend"
     if metastore in secrets.DEFAULT_SECRETS_SEARCH_PATH:
         secrets.DEFAULT_SECRETS_SEARCH_PATH.remove(metastore)  # the very list configuration.py reads
@@ -97,6 +99,24 @@ def _warm_up() -> None:
 
     airflow.models.import_all_models()
     configure_mappers()
+
+
+def _share_secrets() -> None:
+    """What Airflow masks (a connection's password and sensitive extras, a sensitive variable's value) is
+    masked by every rtstream surface too: rtstream's log handlers, not Airflow's, write the lines."""
+    from airflow.utils.log.secrets_masker import _secrets_masker, should_hide_value_for_key
+
+    from rtstream.support.secrets import KNOWN
+
+    masker = _secrets_masker()
+    airflow_add = masker.add_mask
+
+    def add_mask(secret: Any, name: str | None = None) -> None:
+        airflow_add(secret, name)  # a dict or list comes back here per item, by Airflow's own recursion
+        if isinstance(secret, str) and (name is None or should_hide_value_for_key(name)):
+            KNOWN.add([secret])
+
+    masker.add_mask = add_mask  # type: ignore[method-assign]
 
 
 def version() -> str:

@@ -73,8 +73,17 @@ def _refuse(lines: list[str], debug: bool, files: list[str]) -> int:
     return EXIT_CONFIG
 
 
+class _Redacting(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        from rtstream.support.secrets import redact
+
+        return redact(super().format(record))
+
+
 def dags_command(args: argparse.Namespace) -> int:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    for handler in logging.getLogger().handlers:  # task logs are lines rtstream writes: secrets masked
+        handler.setFormatter(_Redacting("%(asctime)s %(levelname)s %(message)s"))
     if args.dags_command == "list":
         return _list(args)
     try:
