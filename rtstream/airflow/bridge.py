@@ -13,8 +13,12 @@ scheduler, and fails the try saying so.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 import inspect
+import threading
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from rtstream.airflow import real_airflow
@@ -23,6 +27,8 @@ from rtstream.airflow.operator_base import BaseOperator
 from rtstream.airflow.states import AirflowException, AirflowFailException, AirflowSkipException
 
 _bridged: dict[type, type] = {}
+_in_bridge = threading.local()  # set while AirflowOperator builds its real operator
+_loading = False  # DAG files are being loaded (a real operator built now must be one of ours)
 _OWN = {p.name for p in inspect.signature(BaseOperator.__init__).parameters.values()
         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {"self"}
 
@@ -53,7 +59,11 @@ class AirflowOperator(BaseOperator):
         super().__init__(**{k: v for k, v in kwargs.items() if k in _OWN})
         real_kwargs = {k: v for k, v in kwargs.items() if k not in ("dag", "task_group", "task_id")}
         if type(self).runs_natively:
-            self.real = self.real_class(task_id=self.task_id, default_args=defaults, **real_kwargs)
+            _in_bridge.on = True
+            try:
+                self.real = self.real_class(task_id=self.task_id, default_args=defaults, **real_kwargs)
+            finally:
+                _in_bridge.on = False
             for name in self.template_fields:  # rendered on rtstream's copy of the task each try
                 setattr(self, name, getattr(self.real, name, None))
 
@@ -85,6 +95,33 @@ class AirflowOperator(BaseOperator):
 # Real operators whose execute reads or writes Airflow's metadata database (other DAGs' runs and task
 # instances), which rtstream does not have: refused rather than failing on a missing table at run time.
 NEEDS_METADATA_DB = {"TriggerDagRunOperator", "ExternalTaskSensor", "ExternalTaskMarker", "SubDagOperator"}
+
+
+@contextlib.contextmanager
+def loading_dag_files() -> Iterator[None]:
+    """While DAG files load, a real operator built other than as a task of rtstream's DAG (by a package
+    outside the DAG folder that imports the real `airflow`) raises: it would be a task silently left out."""
+    global _loading
+    real_base: Any = real_airflow.real_base_operator()
+    if not getattr(real_base.__init__, "_rtstream_guard", False):
+        real_init = real_base.__init__
+
+        @functools.wraps(real_init)
+        def guarded(self: Any, *args: Any, **kwargs: Any) -> None:
+            if _loading and not getattr(_in_bridge, "on", False):
+                raise AirflowException(
+                    f"{type(self).__name__}(task_id={kwargs.get('task_id')!r}) was built with the real Airflow's "
+                    f"classes (from {type(self).__module__}), outside the DAG folder's imports: it would not be a "
+                    "task of rtstream's DAG; import the operator in the DAG file or a module beside it")
+            real_init(self, *args, **kwargs)
+
+        guarded._rtstream_guard = True  # type: ignore[attr-defined]
+        real_base.__init__ = guarded
+    _loading = True
+    try:
+        yield
+    finally:
+        _loading = False
 
 
 def bridged(cls: type) -> type:

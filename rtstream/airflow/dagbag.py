@@ -9,6 +9,7 @@ with the task, the operator and the reason.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import sys
@@ -133,15 +134,16 @@ def load(path: Path) -> DagBag:
     roots = [path] if path.is_dir() else []
     file_builtins = None
     if real_airflow.installed():
-        from rtstream.airflow import bridge_imports
+        from rtstream.airflow import bridge, bridge_imports
 
         real_airflow.load()
         file_builtins = bridge_imports.dag_file_builtins()
         sys.meta_path.insert(0, bridge_imports.BesideFinder(roots or [f.parent for f in files]))
     else:
         stand_in.install(first=True)
-    for file in files:
-        load_file(file, bag, roots, file_builtins)
+    with bridge.loading_dag_files() if file_builtins is not None else contextlib.nullcontext():
+        for file in files:
+            load_file(file, bag, roots, file_builtins)
     if not files:
         raise DagRefused(f"{path}: no DAG file found (a DAG file mentions both 'airflow' and 'dag')")
     return bag

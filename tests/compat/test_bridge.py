@@ -245,3 +245,20 @@ async def test_a_bridged_operator_takes_an_xcomarg_and_maps(venv: Path, tmp_path
                    ("from_xcomarg", -1): ("success", {"return_value": [[7]]}),
                    ("mapped", 0): ("success", {"return_value": [[1]]}),
                    ("mapped", 1): ("success", {"return_value": [[1]]})}
+
+
+async def test_a_real_operator_built_by_a_package_outside_the_dag_folder_is_refused(venv: Path, tmp_path: Path) -> None:
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "company_ops.py").write_text(
+        "from airflow.providers.http.operators.http import HttpOperator\n\n\n"
+        "def ping(task_id):\n    return HttpOperator(task_id=task_id, http_conn_id='api', endpoint='ping')\n")
+    (tmp_path / "dags").mkdir()
+    dag = tmp_path / "dags" / "outside.py"
+    dag.write_text("from datetime import datetime\nfrom airflow import DAG\nfrom company_ops import ping\n\n"
+                   "with DAG('outside', schedule=None, start_date=datetime(2024, 1, 1)):\n    ping('ping')\n")
+    env = {**env_for(tmp_path / "home"), "PYTHONPATH": str(tmp_path / "site")}
+    code, out, err = await rtstream(venv, env, "dags", "test", str(dag), "--json")
+    assert (code, out) == (2, ""), err
+    assert (f"rtstream: cannot load {dag}:6: AirflowException: HttpOperator(task_id='ping') was built with the real "
+            "Airflow's classes (from airflow.providers.http.operators.http), outside the DAG folder's imports: it would "
+            "not be a task of rtstream's DAG") in err, err
