@@ -32,24 +32,40 @@ def dags_problems(path: Path) -> tuple[list[str], list[str]]:
     return ok, lines
 
 
+def dags_only(args: argparse.Namespace) -> bool:
+    """A config with `[dags]` and no pipeline (the pipeline's configs go the usual way, then refuse_dags)."""
+    from rtstream.config.dags import PIPELINE_KEYS
+    from rtstream.config.files import read_file
+
+    try:
+        doc = read_file(Path(args.config))
+    except ConfigError:
+        return False  # the usual load says what is wrong with the file
+    return "dags" in doc and not any(key in doc for key in PIPELINE_KEYS)
+
+
+def refuse_dags(config: Path, path: str | Path, problems: tuple[list[str], list[str]] | None = None) -> int:
+    """EXIT_CONFIG with a line per problem of the DAGs under `path`, or 0."""
+    _, lines = problems or dags_problems(Path(path))
+    if not lines:
+        return 0
+    from rtstream.support.secrets import redact
+
+    for line in lines:
+        print(redact(f"rtstream: config {config} refused: dags.path: {line}"), file=sys.stderr)
+    return EXIT_CONFIG
+
+
 def validate_dags_command(args: argparse.Namespace) -> int:
     from rtstream.config.dags import load_dags_settings
 
     config = Path(args.config)
     try:
-        dags, settings = load_dags_settings(config, args.overrides, None)
+        dags, _ = load_dags_settings(config, args.overrides, None)
     except ConfigError as exc:
         return refused(f"rtstream: config {config} refused:", exc)
-    ok, lines = dags_problems(dags.path)
-    if lines:
-        from rtstream.support.secrets import redact
-
-        for line in lines:
-            print(redact(f"rtstream: config {config} refused: dags.path: {line}"), file=sys.stderr)
-        return EXIT_CONFIG
-    if settings is not None:
-        from rtstream.run.pipeline_text import describe
-
-        print(describe(settings))
+    ok, lines = found = dags_problems(dags.path)
+    if code := refuse_dags(config, dags.path, found):
+        return code
     print(f"DAGs of {dags.path}: {', '.join(sorted(ok)) or 'none'}")
     return 0

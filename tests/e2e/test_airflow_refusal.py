@@ -99,3 +99,20 @@ def test_a_taskflow_flavour_rtstream_does_not_run_is_refused_without_a_pip_comma
         "rtstream: DAG example_sensor_decorator refused: task wait_for_upstream (@task.sensor): rtstream does not "
         "run @task.sensor (only @task, @task.branch, @task.short_circuit and @task.bash), with or without Airflow "
         "installed")
+
+
+def test_validate_of_a_pipeline_beside_dags_checks_both(tmp_path: Path) -> None:
+    (tmp_path / "in.jsonl").write_text("")
+    config = tmp_path / "both.toml"
+    body = (f'[pipeline]\nname = "p"\nflow = "src >> out"\n[window]\ntype = "tumbling"\nsize = "1m"\n'
+            f'[sources.src]\ntype = "file"\npath = "{tmp_path / "in.jsonl"}"\n[sinks.out]\ntype = "stdout"\n'
+            f'[daemon]\nstate_dir = "{tmp_path / "state"}"\n[dags]\npath = "{DAGS / "sql_query.py"}"\n')
+    config.write_text(body)
+    done = run_cli("validate", "-c", str(config), env=NO_EXTRA)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [f"rtstream: config {config} refused: dags.path: {SQL_LINE}"]
+    config.write_text(body.replace("sql_query.py", "custom_operator.py"))
+    assert run_cli("validate", "-c", str(config), env=NO_EXTRA).returncode == 0
+    (tmp_path / "in.jsonl").unlink()  # the pipeline's own checks still run (an input that is not there)
+    gone = run_cli("validate", "-c", str(config), env=NO_EXTRA)
+    assert gone.returncode == 2 and "sources.src.path: no such file" in gone.stderr
