@@ -44,10 +44,13 @@ test: $(VENV)/.installed-test
 # The compatibility oracle: the real apache-airflow (its own venv, .venv-airflow, never make test's)
 # runs every corpus DAG of tests/compat/dags with `airflow dags test` and records each run in
 # tests/compat/expected/; then rtstream replays them (tests/compat/test_compat.py, also in make test).
+# .venv-airflow-bridge (that Airflow + this rtstream, as `pip install 'rtstream[airflow]'`) runs the
+# operator bridge's tests (tests/compat/test_bridge.py; make test runs them when that venv is there).
 # COMPAT_ARGS: e.g. --only example_xcom, or --check to compare a fresh Airflow run with the recording.
 AIRFLOW_PYTHON ?= python3.11
 compat: $(VENV)/.installed-test
 	$(AIRFLOW_PYTHON) -m tests.compat.oracle $(COMPAT_ARGS)
+	$(AIRFLOW_PYTHON) -m tests.compat.bridge_venv
 	$(BIN)/python -m pytest tests/compat $(PYTEST_ARGS)
 
 # The long fault scenarios (twenty SIGKILLs, a slow sink for a minute, a 20 s outage), then the

@@ -17,6 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from rtstream.airflow.dag_advice import Reason, advise
 from rtstream.airflow.dag_reader import TASK_KEYS, DagReader, Task, read_source, task_layers
 from rtstream.airflow.dag_values import DagRefused, DagValues, keyword_arg, show_value
 from rtstream.model.durations import format_duration, schedule_to_size
@@ -34,6 +35,7 @@ class ImportResult:
     mapped: list[str] = field(default_factory=list)
     unmapped: list[str] = field(default_factory=list)
     todo: list[str] = field(default_factory=list)
+    run_as_is: list[Reason] = field(default_factory=list)  # non-empty: write no config (dag_advice.py)
 
     def report(self) -> str:
         out = ["mapped:"] + [f"  {m}" for m in self.mapped]
@@ -201,7 +203,7 @@ def import_dag(path: Path, config_dir: Path | None = None) -> ImportResult:
     while "\n\n\n" in text:
         text = text.replace("\n\n\n", "\n\n")
     _check_written(text, dag_id, chain, names)
-    return ImportResult(text, mapped, unmapped, todo)
+    return ImportResult(text, mapped, unmapped, todo, advise(tree, reader, set(chain[-1]) if len(chain) >= 2 else set()))
 
 
 def _plain(values: DagValues, node: ast.AST | None, what: str, unmapped: list[str]) -> Any:

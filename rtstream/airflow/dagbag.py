@@ -9,14 +9,16 @@ with the task, the operator and the reason.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import sys
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from rtstream.airflow import dag_model, stand_in
+from rtstream.airflow import dag_model, real_airflow, stand_in
 from rtstream.airflow.dag_model import DAG
 from rtstream.airflow.dag_run import topological_order
 from rtstream.airflow.states import DagRefused
@@ -76,7 +78,7 @@ def _import_error(exc: BaseException, file: Path) -> str:
     return f"{_where(exc, file)}: {type(exc).__name__}: {exc}"
 
 
-def load_file(file: Path, bag: DagBag, roots: list[Path]) -> None:
+def load_file(file: Path, bag: DagBag, roots: list[Path], file_builtins: dict[str, Any] | None = None) -> None:
     for folder in [file.parent, *roots]:
         if str(folder) not in sys.path:
             sys.path.insert(0, str(folder))
@@ -87,6 +89,8 @@ def load_file(file: Path, bag: DagBag, roots: list[Path]) -> None:
         spec = importlib.util.spec_from_file_location(name, file)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
+        if file_builtins is not None:  # the real Airflow is installed: the file's imports (bridge_imports)
+            module.__dict__["__builtins__"] = file_builtins
         sys.modules[name] = module
         spec.loader.exec_module(module)
     except BaseException as exc:  # noqa: BLE001 - whatever a DAG file does at import is the user's to fix
@@ -122,14 +126,24 @@ def last_exception(file: str) -> BaseException | None:
 
 
 def load(path: Path) -> DagBag:
-    """Every DAG under `path`. rtstream's own `airflow` modules are used even where Airflow is installed."""
-    stand_in.install(first=True)
+    """Every DAG under `path`. rtstream's own `airflow` modules for what it runs natively; where the
+    real Airflow is installed, its operators for the rest (rtstream.airflow.bridge_imports)."""
     bag = DagBag()
     path = path.resolve() if path.exists() else path
     files = dag_files(path)
     roots = [path] if path.is_dir() else []
-    for file in files:
-        load_file(file, bag, roots)
+    file_builtins = None
+    if real_airflow.installed():
+        from rtstream.airflow import bridge, bridge_imports
+
+        real_airflow.load()
+        file_builtins = bridge_imports.dag_file_builtins()
+        sys.meta_path.insert(0, bridge_imports.BesideFinder(roots or [f.parent for f in files]))
+    else:
+        stand_in.install(first=True)
+    with bridge.loading_dag_files() if file_builtins is not None else contextlib.nullcontext():
+        for file in files:
+            load_file(file, bag, roots, file_builtins)
     if not files:
         raise DagRefused(f"{path}: no DAG file found (a DAG file mentions both 'airflow' and 'dag')")
     return bag

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 from rtstream.airflow.asset_events import run_yielding
 from rtstream.airflow.operator_base import BaseOperator
+from rtstream.airflow.pip_advice import install_command
 from rtstream.airflow.run_support import run_on_loop
 from rtstream.airflow.states import AirflowException
 
@@ -116,7 +117,8 @@ class _UnsupportedMeta(type):
     def __getattr__(cls, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)
-        return unsupported(f"{cls.__name__}.{name}", cls.__module__)
+        # `SomeHook.get_connection(...)` raises when called, rather than giving a placeholder as its value
+        return _UnsupportedThing(f"{cls.__name__}.{name}", getattr(cls, "unsupported_reason", ""))
 
 
 class _UnsupportedThing:
@@ -141,12 +143,17 @@ class _UnsupportedThing:
 _made: dict[tuple[str, str], type] = {}
 
 
-def unsupported(name: str, module: str) -> type:
-    """The placeholder for `module.name`: an operator made of it is refused at load, any other use raises."""
+def unsupported(name: str, module: str, why: str | None = None) -> type:
+    """The placeholder for `module.name`: an operator made of it is refused at load, any other use raises.
+    The reason says what to install to run it through the real Airflow (rtstream.airflow.bridge), or `why` not."""
     key = (module, name)
     if key in _made:
         return _made[key]
-    reason = f"rtstream does not run {name} (from {module}) natively"
+    reason = why or (f"rtstream does not run {name} (from {module}) natively; to run it through the real "
+                     f"Airflow: {install_command(module)}")
+    if why is None and name.startswith("@task."):  # a TaskFlow flavour: not run through Airflow either
+        reason = (f"rtstream does not run {name} (only @task, @task.branch, @task.short_circuit and @task.bash), "
+                  "with or without Airflow installed")
 
     class Unsupported(BaseOperator, metaclass=_UnsupportedMeta):
         runs_natively = False

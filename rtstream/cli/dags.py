@@ -76,12 +76,21 @@ def _refuse(lines: list[str], debug: bool, files: list[str]) -> int:
     return EXIT_CONFIG
 
 
+class _Redacting(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        from rtstream.support.secrets import redact
+
+        return redact(super().format(record))
+
+
 def dags_command(args: argparse.Namespace) -> int:
     if args.dags_command == "trigger":
         from rtstream.cli.dags_trigger import trigger_command
 
         return trigger_command(args)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    for handler in logging.getLogger().handlers:  # task logs are lines rtstream writes: secrets masked
+        handler.setFormatter(_Redacting("%(asctime)s %(levelname)s %(message)s"))
     if args.dags_command == "list":
         return _list(args)
     try:
@@ -120,14 +129,18 @@ def _list(args: argparse.Namespace) -> int:
     bag, code = _load(args)
     if code is not None:
         return code
+    from rtstream.airflow.bridge import how_it_runs
+
     for dag in bag.dags.values():
         print(f"{dag.dag_id}  ({dag.fileloc})  schedule: {describe(dag)}  start_date: {dag.start_date}")
         for task in dag.tasks:
-            how = "native" if task.runs_natively else f"REFUSED: {task.unsupported_reason}"
             kind = task.cls.__name__ + ".expand" if task.is_mapped else type(task).__name__
             ups = ", ".join(sorted(task.upstream_task_ids)) or "-"
-            print(f"  {task.task_id:<30} {kind:<28} {how:<10} after: {ups}")
-    return 0
+            print(f"  {task.task_id:<30} {kind:<28} {how_it_runs(task):<10} after: {ups}")
+    sys.stdout.flush()
+    # listed, and refused as `dags test` and the daemon would refuse them (exit 2)
+    refused = [f"DAG {d.dag_id} refused: {why}" for d in bag.dags.values() for why in bag.refused_tasks(d)]
+    return _refuse(refused, False, []) if refused else 0
 
 
 def _dag_folder(path: str, bag: Any) -> Callable[[str], bool]:

@@ -17,6 +17,11 @@ def import_dag_command(args: argparse.Namespace) -> int:
     except (OSError, SyntaxError) as exc:
         print(f"rtstream: cannot read {args.dag}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    if result.run_as_is:  # as a pipeline it would run with another meaning: no config at all
+        from rtstream.airflow.dag_advice import advice_text
+
+        print(advice_text(args.dag, result.run_as_is), file=sys.stderr)
+        return EXIT_CONFIG
     if args.output:
         try:
             Path(args.output).parent.mkdir(parents=True, exist_ok=True)

@@ -50,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
 
         if wants_pipelines(args):  # [pipelines.NAME] or pipelines = "FOLDER": several in one daemon
             return pipelines_command(args)
+    if args.command == "validate":
+        from rtstream.cli.validate_dags import dags_only, validate_dags_command
+
+        if dags_only(args):
+            return validate_dags_command(args)
     if args.command == "run":
         from rtstream.cli.run_dags import run_dags_command, wants_dags
 
@@ -74,8 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     if (why := split_problem(settings)) is not None:  # type: ignore[arg-type]
         return refused(f"rtstream: config {args.config} refused:", ConfigError.at("daemon.workers", why))
     if args.command == "validate":
+        from rtstream.cli.validate_dags import refuse_dags
         from rtstream.run.pipeline_text import describe
 
+        if settings.root.dags is not None and (code := refuse_dags(Path(args.config), settings.root.dags.path)):
+            return code
         print(describe(settings))  # redacted by describe itself
         return 0
     if args.command == "runs":

@@ -70,14 +70,13 @@ def test_seed_dag_imports_validates_and_runs(tmp_path):
     assert all(r["window_start"].endswith("Z") for r in stored)
 
 
-def test_unmapped_constructs_are_reported_with_line_numbers(tmp_path):
+def test_a_dag_with_a_bash_step_is_run_as_it_is_with_the_line(tmp_path):
+    # it was converted to `extract >> [load, archive]`, the Bash step skipped: another meaning
     res = run_cli("import-dag", str(FIXTURES / "mixed_dag.py"))
-    assert res.returncode == 0, res.stderr
-    assert "line 9: task 'shout' is a BashOperator; only PythonOperator maps" in res.stderr
-    cfg = tomllib.loads(res.stdout)
-    assert cfg["pipeline"]["flow"] == "extract >> [load, archive]"
-    assert cfg["window"]["size"] == "1h"
-    assert set(cfg["sinks"]) == {"load", "archive"}
+    assert res.returncode == 2, res.stderr
+    assert res.stdout == ""
+    assert "better run as it is: rtstream run --dags" in res.stderr
+    assert "line 9: task 'shout' is a BashOperator: it runs a command; a pipeline has no step for it" in res.stderr
 
 
 def test_unknown_schedule_leaves_a_placeholder(tmp_path):
