@@ -14,8 +14,10 @@ from datetime import datetime
 from typing import Any
 
 from rtstream.airflow.context import DagRunInfo, build_context, make_dag_run
-from rtstream.airflow.dag_model import DAG, TaskGroup
+from rtstream.airflow.dag_model import DAG
 from rtstream.airflow.setup_teardown import effective_leaves, setup_constraint
+from rtstream.airflow.skips import descendants as descendants  # re-exported: dags/ imports it from here
+from rtstream.airflow.skips import groups_of, tasks_to_skip
 from rtstream.airflow.states import DagRunState
 from rtstream.airflow.states import TaskInstanceState as S
 from rtstream.airflow.task_run import log, run_task_instance
@@ -56,25 +58,6 @@ def topological_order(dag: DAG) -> list[str]:
     return order
 
 
-def descendants(dag: DAG, task_id: str) -> set[str]:
-    out: set[str] = set()
-    todo = list(dag.task_dict[task_id].downstream_task_ids)
-    while todo:
-        tid = todo.pop()
-        if tid not in out:
-            out.add(tid)
-            todo.extend(dag.task_dict[tid].downstream_task_ids)
-    return out
-
-
-def _groups(group: TaskGroup) -> dict[str, TaskGroup]:
-    out = {group.group_id: group} if group.group_id else {}
-    for child in group.children:
-        if isinstance(child, TaskGroup):
-            out.update(_groups(child))
-    return out
-
-
 class DagRun:
     def __init__(self, dag: DAG, logical_date: datetime, info: DagRunInfo | None = None):
         self.dag, self.order = dag, topological_order(dag)
@@ -83,7 +66,7 @@ class DagRun:
         self.stopping = False  # set by a daemon that stops: no new task instance starts
         self.xcoms = RunXComs()
         self.tis: dict[str, list[TaskInstance]] = {tid: [self._ti(dag.task_dict[tid], -1)] for tid in self.order}
-        self.groups = _groups(dag.task_group)
+        self.groups = groups_of(dag.task_group)
         self.valid_branch_ids = set(dag.task_dict) | set(self.groups)
         self.env = environment(dag)
 
@@ -172,21 +155,7 @@ class DagRun:
         self.tis[task.task_id] = new
 
     def _apply_skips(self, ti: TaskInstance) -> None:
-        task = self.dag.task_dict[ti.task_id]
-        to_skip: set[str] = set()
-        if ti.branch is not None:
-            followed: set[str] = set()
-            for tid in ti.branch:
-                if tid in self.groups:
-                    followed |= {t.task_id for t in self.groups[tid].dep_roots()}
-                else:
-                    followed.add(tid)
-            for tid in list(followed):  # a task downstream of a followed one is followed too (Airflow's join case)
-                followed |= descendants(self.dag, tid)
-            to_skip = set(task.downstream_task_ids) - followed
-        if ti.short_circuit is not None:
-            to_skip = descendants(self.dag, ti.task_id) if ti.short_circuit else set(task.downstream_task_ids)
-        for tid in to_skip:
+        for tid in tasks_to_skip(self.dag, ti, self.groups):
             for other in self.tis[tid]:
                 if other.state is None:
                     other.state = S.SKIPPED.value

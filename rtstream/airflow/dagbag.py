@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rtstream.airflow import dag_model, stand_in
+from rtstream.airflow.airflow3 import file_major
 from rtstream.airflow.dag_model import DAG
 from rtstream.airflow.dag_run import topological_order
 from rtstream.airflow.states import DagRefused
@@ -96,6 +97,7 @@ def load_file(file: Path, bag: DagBag, roots: list[Path]) -> None:
         bag.import_errors[str(file)] = _import_error(exc, file)
         _last_exceptions[str(file)] = exc
         return
+    major = file_major(file)
     found = [v for v in vars(module).values() if isinstance(v, DAG)] + list(dag_model.registered)
     dag_model.registered.clear()
     seen: set[int] = set()
@@ -104,6 +106,7 @@ def load_file(file: Path, bag: DagBag, roots: list[Path]) -> None:
             continue
         seen.add(id(dag))
         dag.fileloc = str(file)
+        dag.airflow_major = major
         if dag.dag_id in bag.dags and bag.dags[dag.dag_id] is not dag:
             bag.import_errors[str(file)] = (f"{file}: DAG id {dag.dag_id!r} is also defined in "
                                             f"{bag.dags[dag.dag_id].fileloc} (AirflowDagDuplicatedIdException)")

@@ -24,7 +24,9 @@ from typing import Any
 
 import jinja2
 
+from rtstream.airflow.airflow3 import keeps_return_value
 from rtstream.airflow.run_support import current_context, run_loop
+from rtstream.airflow.skips import tasks_to_skip
 from rtstream.airflow.states import AirflowException, AirflowFailException, AirflowSkipException, AirflowTaskTimeout
 from rtstream.airflow.states import TaskInstanceState as S
 from rtstream.airflow.templating import render_fields
@@ -80,7 +82,8 @@ async def run_task_instance(task: Any, ti: TaskInstance, context: dict[str, Any]
             if ti.branch is not None and (bad := ti.branch - valid_branch_ids):
                 raise AirflowException(f"'branch_task_ids' must contain only valid task_ids. "
                                        f"Invalid tasks found: {sorted(bad)}.")
-            if result is not None and getattr(task, "do_xcom_push", True):
+            if result is not None and getattr(task, "do_xcom_push", True) and keeps_return_value(
+                    context["dag"], ti, tasks_to_skip(context["dag"], ti)):
                 ti.xcom_push(RETURN_VALUE, result)
             ti.state = S.SUCCESS.value
             log.info("%s: success", name)
