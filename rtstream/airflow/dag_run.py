@@ -15,6 +15,7 @@ from typing import Any
 
 from rtstream.airflow.context import DagRunInfo, build_context, make_dag_run
 from rtstream.airflow.dag_model import DAG
+from rtstream.airflow.mapped_group import group_gate, upstream_states
 from rtstream.airflow.setup_teardown import effective_leaves, setup_constraint
 from rtstream.airflow.skips import descendants as descendants  # re-exported: dags/ imports it from here
 from rtstream.airflow.skips import groups_of, tasks_to_skip
@@ -115,7 +116,7 @@ class DagRun:
                 for ti in list(self.tis[tid]):
                     if ti.state is not None or len(running) >= limit:
                         continue
-                    upstream = [u.state for up in task.upstream_task_ids for u in self.tis[up]]
+                    upstream = upstream_states(self.dag, task, ti, self.tis)
                     setups = [u.state for up in task.upstream_task_ids for u in self.tis[up]
                               if getattr(self.dag.task_dict[up], "is_setup", False)]
                     new_state, runnable = decide(task.trigger_rule, upstream, setups)
@@ -125,7 +126,12 @@ class DagRun:
                     if new_state is not None:
                         ti.state, progressed = new_state, True
                     elif runnable and task.is_mapped and ti.map_index < 0:
-                        self._expand(task, ti)
+                        if (gate := group_gate(task, self.tis)) == "wait":
+                            continue
+                        if gate is not None:
+                            ti.state = gate
+                        else:
+                            self._expand(task, ti)
                         progressed = True
                     elif runnable:
                         ti.state = S.SCHEDULED.value

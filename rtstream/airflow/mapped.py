@@ -82,15 +82,21 @@ class MappedOperator(DependencyMixin):
         return out
 
     def _combinations(self, context: dict[str, Any]) -> list[dict[str, Any]]:
-        if self.kwargs_list is not None:
-            rows = resolve_xcomargs(self.kwargs_list, context)
-            if not isinstance(rows, (list, tuple)) or not all(isinstance(r, dict) for r in rows):
-                raise AirflowException(f"expand_kwargs() needs a list of dicts, got {type(rows).__name__}")
-            return [resolve_xcomargs(dict(r), context) for r in rows]
-        values = {k: resolve_xcomargs(v, context) for k, v in self.mapped.items()}
-        for key, value in values.items():
-            if not isinstance(value, (list, tuple, dict)):
-                raise AirflowException(f"expand({key}=...) needs a list or dict, got {type(value).__name__}")
-        keys = list(values)
-        combos = itertools.product(*[list(v.items()) if isinstance(v, dict) else list(v) for v in values.values()])
-        return [dict(zip(keys, combo, strict=True)) for combo in combos]
+        return combinations(self.mapped, self.kwargs_list, context)
+
+
+def combinations(mapped: dict[str, Any], kwargs_list: Any, context: dict[str, Any]) -> list[dict[str, Any]]:
+    """The expansion's values, one dict per map index: a list of dicts (expand_kwargs), or the cross
+    product of the expanded lists (dicts give their items), as Airflow's expand inputs."""
+    if kwargs_list is not None:
+        rows = resolve_xcomargs(kwargs_list, context)
+        if not isinstance(rows, (list, tuple)) or not all(isinstance(r, dict) for r in rows):
+            raise AirflowException(f"expand_kwargs() needs a list of dicts, got {type(rows).__name__}")
+        return [resolve_xcomargs(dict(r), context) for r in rows]
+    values = {k: resolve_xcomargs(v, context) for k, v in mapped.items()}
+    for key, value in values.items():
+        if not isinstance(value, (list, tuple, dict)):
+            raise AirflowException(f"expand({key}=...) needs a list or dict, got {type(value).__name__}")
+    keys = list(values)
+    combos = itertools.product(*[list(v.items()) if isinstance(v, dict) else list(v) for v in values.values()])
+    return [dict(zip(keys, combo, strict=True)) for combo in combos]

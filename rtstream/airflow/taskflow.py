@@ -18,6 +18,7 @@ from typing import Any
 from rtstream.airflow.bash import BashOperator
 from rtstream.airflow.dag_model import DAG, NOTSET, DependencyMixin, TaskGroup, current_dag, current_group
 from rtstream.airflow.mapped import MappedOperator, OperatorPartial
+from rtstream.airflow.mapped_group import add_mapping
 from rtstream.airflow.operator_base import BaseOperator
 from rtstream.airflow.operators import BranchMixIn, PythonOperator, ShortCircuitOperator, call_kwargs, unsupported
 from rtstream.airflow.states import AirflowException
@@ -220,14 +221,19 @@ def task_group(python_callable: Callable[..., Any] | None = None, **group_kwargs
     """`@task_group`: the function runs inside a TaskGroup named after it; its return value (a task or
     XComArg) is what `>>` binds to, else the group itself, as in Airflow."""
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(fn)
-        def factory(*args: Any, **kwargs: Any) -> Any:
+        def create(group_class: Callable[..., TaskGroup] | None, *args: Any, **kwargs: Any) -> Any:
             group_id = _unique_group_id(group_kwargs.get("group_id") or fn.__name__)
-            with TaskGroup(group_id, **{k: v for k, v in group_kwargs.items() if k != "group_id"}) as group:
+            rest = {k: v for k, v in group_kwargs.items() if k != "group_id"}
+            with (group_class or TaskGroup)(group_id, **rest) as group:
                 result = fn(*args, **kwargs)
             return result if result is not None else group
 
+        @functools.wraps(fn)
+        def factory(*args: Any, **kwargs: Any) -> Any:
+            return create(None, *args, **kwargs)
+
         factory.override = lambda **kw: task_group(fn, **{**group_kwargs, **kw})  # type: ignore[attr-defined]
+        add_mapping(factory, fn, create)
         return factory
 
     return wrap(python_callable) if python_callable is not None else wrap

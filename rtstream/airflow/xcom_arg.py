@@ -12,7 +12,7 @@ RETURN_VALUE = "return_value"
 
 def find_xcomargs(value: Any) -> list[XComArg]:
     if isinstance(value, XComArg):
-        return [value]
+        return value.upstream_xcomargs()
     if isinstance(value, dict):
         return [x for v in value.values() for x in find_xcomargs(v)]
     if isinstance(value, (list, tuple, set)):
@@ -28,6 +28,10 @@ class XComArg(DependencyMixin):
 
     def __repr__(self) -> str:
         return f"XComArg({self.operator.task_id!r}, {self.key!r})"
+
+    def upstream_xcomargs(self) -> list[XComArg]:
+        """The task outputs this argument stands for (a mapped task group's argument: its expansion's)."""
+        return [self]
 
     def __getitem__(self, key: str) -> XComArg:
         return XComArg(self.operator, key)
@@ -56,7 +60,13 @@ class XComArg(DependencyMixin):
     dep_leaves = dep_roots
 
     def resolve(self, context: dict[str, Any]) -> Any:
-        return context["ti"].xcom_pull(task_ids=self.operator.task_id, key=self.key)
+        ti = context["ti"]
+        group = getattr(self.operator, "mapped_group", None)
+        if group is not None and ti.map_index >= 0 and getattr(ti.task, "mapped_group", None) is group:
+            # a task of the same mapped task group: its instance of this map index (Airflow's
+            # get_relevant_upstream_map_indexes), not every instance
+            return ti.xcom_pull(task_ids=self.operator.task_id, key=self.key, map_indexes=ti.map_index)
+        return ti.xcom_pull(task_ids=self.operator.task_id, key=self.key)
 
 
 def resolve_xcomargs(value: Any, context: dict[str, Any]) -> Any:
