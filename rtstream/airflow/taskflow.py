@@ -21,6 +21,7 @@ from rtstream.airflow.mapped import MappedOperator, OperatorPartial
 from rtstream.airflow.mapped_group import add_mapping
 from rtstream.airflow.operator_base import BaseOperator
 from rtstream.airflow.operators import BranchMixIn, PythonOperator, ShortCircuitOperator, call_kwargs, unsupported
+from rtstream.airflow.sensors import DecoratedSensorOperator
 from rtstream.airflow.states import AirflowException
 from rtstream.airflow.xcom_arg import XComArg
 
@@ -156,12 +157,13 @@ def _decorator(operator_class: type) -> Callable[..., Any]:
 
 
 class _TaskNamespace:
-    """`task`, `task.branch`, `task.short_circuit`, `task.bash`; the other flavours are refused at load."""
+    """`task`, `task.branch`, `task.short_circuit`, `task.bash`, `task.sensor`; the other flavours are refused at load."""
 
     python = staticmethod(_decorator(DecoratedPythonOperator))
     branch = staticmethod(_decorator(DecoratedBranchOperator))
     short_circuit = staticmethod(_decorator(DecoratedShortCircuitOperator))
     bash = staticmethod(_decorator(DecoratedBashOperator))
+    sensor = staticmethod(_decorator(DecoratedSensorOperator))
 
     def __call__(self, python_callable: Callable[..., Any] | None = None, **kwargs: Any) -> Any:
         return self.python(python_callable, **kwargs)
