@@ -21,6 +21,7 @@ from rtstream.airflow.skips import descendants as descendants  # re-exported: da
 from rtstream.airflow.skips import groups_of, tasks_to_skip
 from rtstream.airflow.states import DagRunState
 from rtstream.airflow.states import TaskInstanceState as S
+from rtstream.airflow.task_dates import gets_instance
 from rtstream.airflow.task_run import log, run_task_instance
 from rtstream.airflow.templating import environment
 from rtstream.airflow.timetable import manual_data_interval
@@ -66,7 +67,11 @@ class DagRun:
         self.info = info or make_dag_run(dag.dag_id, logical_date, manual_data_interval(dag, logical_date))
         self.stopping = False  # set by a daemon that stops: no new task instance starts
         self.xcoms = RunXComs()
-        self.tis: dict[str, list[TaskInstance]] = {tid: [self._ti(dag.task_dict[tid], -1)] for tid in self.order}
+        # a task whose start_date is after the logical date (or end_date before it) gets no instance
+        when, run_type = self.info.logical_date, getattr(self.info, "run_type", None)
+        self.tis: dict[str, list[TaskInstance]] = {
+            tid: [self._ti(dag.task_dict[tid], -1)] if gets_instance(dag, dag.task_dict[tid], when, run_type) else []
+            for tid in self.order}
         self.groups = groups_of(dag.task_group)
         self.valid_branch_ids = set(dag.task_dict) | set(self.groups)
         self.env = environment(dag)
