@@ -19,6 +19,7 @@ from rtstream.airflow.mapped_group import group_gate, upstream_states
 from rtstream.airflow.setup_teardown import effective_leaves, setup_constraint
 from rtstream.airflow.skips import descendants as descendants  # re-exported: dags/ imports it from here
 from rtstream.airflow.skips import groups_of, tasks_to_skip
+from rtstream.airflow.state_store import PROCESS_BACKEND, StateBackend, store_context
 from rtstream.airflow.states import DagRunState
 from rtstream.airflow.states import TaskInstanceState as S
 from rtstream.airflow.task_dates import gets_instance
@@ -66,6 +67,7 @@ class DagRun:
         # a scheduled run brings its own run_id and data interval; a test run is a manual one
         self.info = info or make_dag_run(dag.dag_id, logical_date, manual_data_interval(dag, logical_date))
         self.stopping = False  # set by a daemon that stops: no new task instance starts
+        self.state_backend: StateBackend = PROCESS_BACKEND  # Airflow 3's state stores (a daemon's are durable)
         self.xcoms = RunXComs()
         # a task whose start_date is after the logical date (or end_date before it) gets no instance
         when, run_type = self.info.logical_date, getattr(self.info, "run_type", None)
@@ -82,7 +84,8 @@ class DagRun:
         return ti
 
     def _context(self, task: Any, ti: TaskInstance) -> dict[str, Any]:
-        return build_context(self.dag, task, ti, self.info)
+        return {**build_context(self.dag, task, ti, self.info),
+                **store_context(self.dag, task, ti, self.state_backend)}
 
     async def run(self) -> RunResult:
         limit = max(1, int(self.dag.max_active_tasks))

@@ -33,6 +33,7 @@ from rtstream.airflow.operators import (
 )
 from rtstream.airflow.run_support import get_current_context
 from rtstream.airflow.sensors import NAMES as SENSORS
+from rtstream.airflow.state_store import NEVER_EXPIRE
 from rtstream.airflow.taskflow import Label, dag, setup, task, task_group, teardown
 from rtstream.airflow.xcom_arg import XComArg
 
@@ -62,7 +63,7 @@ NAMES: dict[str, Any] = {
     "get_current_context": get_current_context, "days_ago": days_ago, "timezone": timezone,
     "TriggerRule": states.TriggerRule, "State": states.State, "TaskInstanceState": states.TaskInstanceState,
     "DagRunState": states.DagRunState, "Context": dict, "asset": asset, "setup": setup, "teardown": teardown, **BRANCH_OPERATORS, **assets.NAMES,
-    **SENSORS,
+    **SENSORS, "NEVER_EXPIRE": NEVER_EXPIRE,
     **{name: getattr(states, name) for name in ("AirflowException", "AirflowSkipException", "AirflowFailException",
                                                 "AirflowTaskTimeout", "AirflowNotFoundException",
                                                 "AirflowSensorTimeout")},
