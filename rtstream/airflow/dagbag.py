@@ -18,6 +18,7 @@ from pathlib import Path
 
 from rtstream.airflow import dag_model, stand_in
 from rtstream.airflow.airflow3 import file_major
+from rtstream.airflow.asset_conflicts import asset_conflicts
 from rtstream.airflow.dag_model import DAG
 from rtstream.airflow.dag_run import topological_order
 from rtstream.airflow.states import DagRefused
@@ -37,7 +38,7 @@ class DagBag:
     def refused_tasks(self, dag: DAG) -> list[str]:
         """`task (Operator): reason` for each task of `dag` rtstream would not run."""
         return [f"task {t.task_id} ({type(t).__name__ if not t.is_mapped else t.cls.__name__}): "
-                f"{t.unsupported_reason}" for t in dag.tasks if not t.runs_natively]
+                f"{t.unsupported_reason}" for t in dag.tasks if not t.runs_natively] + asset_conflicts(self.dags, dag)
 
 
 def dag_files(path: Path) -> list[Path]:
