@@ -22,6 +22,7 @@ from rtstream.airflow.asset_conflicts import asset_conflicts
 from rtstream.airflow.dag_model import DAG
 from rtstream.airflow.dag_run import topological_order
 from rtstream.airflow.states import DagRefused
+from rtstream.airflow.subdag import subdags_of
 
 # import name -> the pip package that provides it, where they differ
 PIP_NAMES = {"yaml": "pyyaml", "sklearn": "scikit-learn", "cv2": "opencv-python", "PIL": "pillow",
@@ -100,6 +101,7 @@ def load_file(file: Path, bag: DagBag, roots: list[Path]) -> None:
         return
     major = file_major(file)
     found = [v for v in vars(module).values() if isinstance(v, DAG)] + list(dag_model.registered)
+    found += subdags_of(found)  # a SubDagOperator's sub-DAG is a DAG of the file, as in Airflow's DagBag
     dag_model.registered.clear()
     seen: set[int] = set()
     for dag in found:

@@ -34,6 +34,7 @@ from rtstream.airflow.operators import (
 from rtstream.airflow.run_support import get_current_context
 from rtstream.airflow.sensors import NAMES as SENSORS
 from rtstream.airflow.state_store import NEVER_EXPIRE
+from rtstream.airflow.subdag import SubDagOperator, example_subdag
 from rtstream.airflow.taskflow import Label, dag, setup, task, task_group, teardown
 from rtstream.airflow.xcom_arg import XComArg
 
@@ -63,7 +64,7 @@ NAMES: dict[str, Any] = {
     "get_current_context": get_current_context, "days_ago": days_ago, "timezone": timezone,
     "TriggerRule": states.TriggerRule, "State": states.State, "TaskInstanceState": states.TaskInstanceState,
     "DagRunState": states.DagRunState, "Context": dict, "asset": asset, "setup": setup, "teardown": teardown, **BRANCH_OPERATORS, **assets.NAMES,
-    **SENSORS, "NEVER_EXPIRE": NEVER_EXPIRE,
+    **SENSORS, "NEVER_EXPIRE": NEVER_EXPIRE, "SubDagOperator": SubDagOperator,
     **{name: getattr(states, name) for name in ("AirflowException", "AirflowSkipException", "AirflowFailException",
                                                 "AirflowTaskTimeout", "AirflowNotFoundException",
                                                 "AirflowSensorTimeout")},
@@ -71,6 +72,7 @@ NAMES: dict[str, Any] = {
 BY_MODULE: dict[str, dict[str, Any]] = {
     "airflow": {"__version__": AIRFLOW_VERSION},
     "airflow.utils.timezone": vars(timezone),
+    "airflow.example_dags.subdags.subdag": {"subdag": example_subdag},
 }
 
 
