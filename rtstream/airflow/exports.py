@@ -37,6 +37,7 @@ from rtstream.airflow.state_store import NEVER_EXPIRE
 from rtstream.airflow.subdag import SubDagOperator, example_subdag
 from rtstream.airflow.taskflow import Label, dag, setup, task, task_group, teardown
 from rtstream.airflow.venv_check import is_venv_installed
+from rtstream.airflow.virtualenv_operator import NAMES as VENV_OPERATORS
 from rtstream.airflow.xcom_arg import XComArg
 
 AIRFLOW_VERSION = "2.10.5"  # the Airflow whose behaviour rtstream mirrors (docs/AIRFLOW.md)
@@ -66,7 +67,7 @@ NAMES: dict[str, Any] = {
     "TriggerRule": states.TriggerRule, "State": states.State, "TaskInstanceState": states.TaskInstanceState,
     "DagRunState": states.DagRunState, "Context": dict, "asset": asset, "setup": setup, "teardown": teardown, **BRANCH_OPERATORS, **assets.NAMES,
     **SENSORS, "NEVER_EXPIRE": NEVER_EXPIRE, "SubDagOperator": SubDagOperator,
-    "is_venv_installed": is_venv_installed,
+    "is_venv_installed": is_venv_installed, **VENV_OPERATORS,
     **{name: getattr(states, name) for name in ("AirflowException", "AirflowSkipException", "AirflowFailException",
                                                 "AirflowTaskTimeout", "AirflowNotFoundException",
                                                 "AirflowSensorTimeout")},

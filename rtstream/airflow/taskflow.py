@@ -15,6 +15,7 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
+from rtstream.airflow import virtualenv_operator as venv
 from rtstream.airflow.bash import BashOperator
 from rtstream.airflow.dag_model import DAG, NOTSET, DependencyMixin, TaskGroup, current_dag, current_group
 from rtstream.airflow.mapped import MappedOperator, OperatorPartial
@@ -157,13 +158,18 @@ def _decorator(operator_class: type) -> Callable[..., Any]:
 
 
 class _TaskNamespace:
-    """`task`, `task.branch`, `task.short_circuit`, `task.bash`, `task.sensor`; the other flavours are refused at load."""
+    """`task`, `task.branch`, `task.short_circuit`, `task.bash`, `task.sensor`, `task.virtualenv`,
+    `task.external_python` (and their branch forms); the other flavours are refused at load."""
 
     python = staticmethod(_decorator(DecoratedPythonOperator))
     branch = staticmethod(_decorator(DecoratedBranchOperator))
     short_circuit = staticmethod(_decorator(DecoratedShortCircuitOperator))
     bash = staticmethod(_decorator(DecoratedBashOperator))
     sensor = staticmethod(_decorator(DecoratedSensorOperator))
+    virtualenv = staticmethod(_decorator(venv.DecoratedVirtualenvOperator))
+    external_python = staticmethod(_decorator(venv.DecoratedExternalPythonOperator))
+    branch_virtualenv = staticmethod(_decorator(venv.DecoratedBranchVirtualenvOperator))
+    branch_external_python = staticmethod(_decorator(venv.DecoratedBranchExternalPythonOperator))
 
     def __call__(self, python_callable: Callable[..., Any] | None = None, **kwargs: Any) -> Any:
         return self.python(python_callable, **kwargs)
