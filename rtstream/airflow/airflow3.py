@@ -7,8 +7,9 @@ What differs, each as Airflow 3.3 does it (its task SDK and the standard provide
   `DownstreamTasksSkipped` (`SkipMixin._set_state_to_skipped`), so its return value is never pushed;
   when it skips nothing (or the task is mapped) the value is kept, as before;
 - `LatestOnlyOperator` follows every downstream task in a manual run (`run_type == "manual"`);
-- XComs are stored as JSON and read back by `XComModel.deserialize_value`, which parses a string that
-  holds JSON: what Airflow 3 shows for a task's XCom (its API, its metadata DB) is that. The tasks
+- XComs are stored as JSON (serde: a tuple becomes a `__classname__` record) and read back by
+  `XComModel.deserialize_value`, which parses a string that holds JSON: what Airflow 3 shows for a
+  task's XCom (its API, its metadata DB) is that. The tasks
   themselves pull the value as pushed, in Airflow 3 as here.
 """
 
@@ -46,14 +47,26 @@ def follows_manual_run(dag: Any, dag_run: Any) -> bool:
     return is_airflow3(dag) and getattr(dag_run, "run_type", None) == "manual"
 
 
+def _serde(value: Any) -> Any:
+    """What Airflow 3's serde.serialize stores for lists, dicts and tuples (a tuple is a classname record)."""
+    if isinstance(value, tuple):
+        return {"__classname__": "builtins.tuple", "__version__": 1, "__data__": [_serde(v) for v in value]}
+    if isinstance(value, list):
+        return [_serde(v) for v in value]
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {k: _serde(v) for k, v in value.items()}
+    return value
+
+
 def stored_value(value: Any) -> Any:
-    """An XCom value as Airflow 3 reads it back from its metadata DB (XComModel.deserialize_value)."""
+    """An XCom value as Airflow 3 reads it back from its metadata DB: stored by serde.serialize, read by
+    XComModel.deserialize_value, which json-parses a string and returns anything else as stored."""
     if isinstance(value, str):
         try:
             return json.loads(value)
         except ValueError:
             return value
-    return value
+    return _serde(value)
 
 
 def stored_xcoms(dag: Any, xcoms: dict[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rtstream.airflow.dag_model import TaskGroup
-from rtstream.airflow.mapped import combinations
+from rtstream.airflow.expand_input import count, value_at
 from rtstream.airflow.states import AirflowException
 from rtstream.airflow.states import TaskInstanceState as S
 from rtstream.airflow.xcom_arg import XComArg, find_xcomargs
@@ -26,8 +26,11 @@ class ExpandInput:
     def __init__(self, mapped: dict[str, Any], kwargs_list: Any = None):
         self.mapped, self.kwargs_list = mapped, kwargs_list
 
-    def rows(self, context: dict[str, Any]) -> list[dict[str, Any]]:
-        return combinations(self.mapped, self.kwargs_list, context)
+    def count(self, context: dict[str, Any]) -> int:
+        return count(self.mapped, self.kwargs_list, context)
+
+    def value_at(self, context: dict[str, Any], index: int) -> dict[str, Any]:
+        return value_at(self.mapped, self.kwargs_list, context, index)
 
     def producers(self) -> set[str]:
         return {x.operator.task_id for x in find_xcomargs([self.mapped, self.kwargs_list])}
@@ -53,10 +56,10 @@ class MappedArgument(XComArg):
 
     def resolve(self, context: dict[str, Any]) -> Any:
         index = context["ti"].map_index
-        rows = self.expand_input.rows(context)
-        if not 0 <= index < len(rows) or self.arg_key not in rows[index]:
+        row = self.expand_input.value_at(context, index) if 0 <= index < self.expand_input.count(context) else {}
+        if self.arg_key not in row:
             raise AirflowException(f"mapped task group argument {self.arg_key!r} has no value at map index {index}")
-        return rows[index][self.arg_key]
+        return row[self.arg_key]
 
 
 class MappedTaskGroup(TaskGroup):
@@ -88,7 +91,7 @@ def _map_over_group(task: Any, group: MappedTaskGroup) -> None:
     task.cls, task.is_mapped, task.mapped_group = type(task), True, group
 
     def expand_into(context: dict[str, Any]) -> list[Any]:
-        return [copy.copy(task) for _ in group.expand_input.rows(context)]
+        return [copy.copy(task) for _ in range(group.expand_input.count(context))]
 
     task.expand_into = expand_into
 
