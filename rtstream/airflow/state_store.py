@@ -20,6 +20,7 @@ them in memory for the process; the daemon in STATE_DIR/dag_runs.db (dags/state_
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -29,6 +30,8 @@ from rtstream.airflow.assets import Asset, AssetRef
 
 NEVER_EXPIRE: timedelta = timedelta.max
 DEFAULT_RETENTION = timedelta(days=30)  # [state_store] default_retention_days
+MAX_VALUE_BYTES = 65535  # [state_store] max_value_storage_bytes
+log = logging.getLogger("rtstream.airflow")
 
 Scope = tuple[Any, ...]  # ("task", dag_id, run_id, task_id, map_index) or ("asset", "name"|"uri", value)
 
@@ -71,10 +74,14 @@ def _json(key: str, value: Any) -> str:
     if value is None:
         raise ValueError("Cannot set value as None")
     try:
-        return json.dumps(value, allow_nan=False)
+        text = json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"state store key {key!r}: the value must be JSON (str, int, float, bool, list, dict): "
                         f"{exc}") from None
+    if len(text) > MAX_VALUE_BYTES:  # Airflow warns and writes it anyway: a task is never stopped for it
+        log.warning("Task store value for key %r is %d bytes, which exceeds max_value_storage_bytes=%d",
+                    key, len(text), MAX_VALUE_BYTES)
+    return text
 
 
 class _Accessor:

@@ -10,6 +10,7 @@ its own cleanup pass, never on read).
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from datetime import UTC, datetime
@@ -25,9 +26,9 @@ CREATE TABLE IF NOT EXISTS task_state_store (
 
 
 def _scope(scope: Scope) -> str:
-    # one text key per scope: ("task", dag, run, task, map_index) or ("asset", "name"|"uri", value);
-    # the unit separator cannot occur in a DAG's ids or an asset's name
-    return "\x1f".join(str(p) for p in scope)
+    # one text key per scope: ("task", dag, run, task, map_index) or ("asset", "name"|"uri", value), as a
+    # JSON list, so no id (whatever bytes it holds) can make two scopes one
+    return json.dumps(list(scope), ensure_ascii=False)
 
 
 class SqliteStateBackend:

@@ -5,6 +5,7 @@ try finds the job id in dag_runs.db and reattaches, so the job is submitted exac
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import sqlite3
 from pathlib import Path
@@ -82,6 +83,6 @@ def test_a_killed_try_reattaches_through_the_task_state_store(tmp_path: Path, at
     with contextlib.closing(sqlite3.connect(db)) as conn:
         assert conn.execute("SELECT state, try_number FROM task_instance WHERE dag_id = 'reattach'").fetchall() == \
             [("success", 2)]
-        scope = "\x1f".join(["task", "reattach", conn.execute("SELECT run_id FROM dag_run").fetchone()[0], "job", "-1"])
+        scope = json.dumps(["task", "reattach", conn.execute("SELECT run_id FROM dag_run").fetchone()[0], "job", -1])
         assert conn.execute("SELECT value FROM task_state_store WHERE scope = ?", (scope,)).fetchall() == \
             [(f'"{job_id}"',)]

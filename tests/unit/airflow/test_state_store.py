@@ -128,6 +128,20 @@ def test_asset_state_lasts_across_runs_and_needs_the_asset(tmp_path: Path) -> No
     assert second.xcoms.of("async_asset", -1) == {"return_value": True}
 
 
+def test_odd_ids_keys_and_huge_values(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Scopes cannot collide whatever bytes the ids hold; a huge value is kept with Airflow's warning."""
+    backend = state_tables.SqliteStateBackend(tmp_path / "s.db")
+    odd = ("task", "d\x1fx", "r", "t", -1)
+    backend.set(odd, "k\x00é", '"a"', None)
+    backend.set(("task", "d", "x\x1fr", "t", -1), "k\x00é", '"b"', None)
+    assert (backend.get(odd, "k\x00é"), backend.get(("task", "d", "x\x1fr", "t", -1), "k\x00é")) == ('"a"', '"b"')
+    backend.close()
+    r = run(tmp_path, DAG_FILE.replace('task_state_store.set("n", n)', 'task_state_store.set("n", n); '
+                                       'task_state_store.set("big", "x" * 70000)'), MemoryStateBackend())
+    assert r.run_state == "success"
+    assert "Task store value for key 'big' is 70002 bytes, which exceeds max_value_storage_bytes=65535" in caplog.text
+
+
 def test_airflow2_dags_have_no_state_store(tmp_path: Path) -> None:
     source = '''
 from datetime import datetime
