@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
+from rtstream.airflow.airflow3 import follows_manual_run
 from rtstream.airflow.operators import BaseBranchOperator
 from rtstream.airflow.schedule import timetable_of
 from rtstream.airflow.states import AirflowException
@@ -125,7 +126,7 @@ class LatestOnlyOperator(BaseBranchOperator):
     def choose_branch(self, context: dict[str, Any]) -> str | Iterable[str]:
         downstream = sorted(self.downstream_task_ids)
         dag_run = context["dag_run"]
-        if dag_run.external_trigger:
+        if dag_run.external_trigger or follows_manual_run(context["dag"], dag_run):
             return downstream
         table = timetable_of(context["dag"])
         if table is None or isinstance(table, str):  # no next run (None, @once, datasets): follow all

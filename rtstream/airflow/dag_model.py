@@ -145,6 +145,7 @@ class DAG:
         self.task_dict: dict[str, Any] = {}
         self.task_group = TaskGroup(None, dag=self)  # the root group: no id, no prefix
         self.fileloc = ""
+        self.airflow_major = 2  # 3 for a file written for Airflow 3 (airflow/airflow3.py), set by the DAG bag
 
     def __repr__(self) -> str:
         return f"<DAG: {self.dag_id}>"

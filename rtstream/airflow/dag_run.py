@@ -14,10 +14,15 @@ from datetime import datetime
 from typing import Any
 
 from rtstream.airflow.context import DagRunInfo, build_context, make_dag_run
-from rtstream.airflow.dag_model import DAG, TaskGroup
+from rtstream.airflow.dag_model import DAG
+from rtstream.airflow.mapped_group import group_gate, upstream_states
 from rtstream.airflow.setup_teardown import effective_leaves, setup_constraint
+from rtstream.airflow.skips import descendants as descendants  # re-exported: dags/ imports it from here
+from rtstream.airflow.skips import groups_of, tasks_to_skip
+from rtstream.airflow.state_store import PROCESS_BACKEND, StateBackend, store_context
 from rtstream.airflow.states import DagRunState
 from rtstream.airflow.states import TaskInstanceState as S
+from rtstream.airflow.task_dates import gets_instance
 from rtstream.airflow.task_run import log, run_task_instance
 from rtstream.airflow.templating import environment
 from rtstream.airflow.timetable import manual_data_interval
@@ -56,34 +61,20 @@ def topological_order(dag: DAG) -> list[str]:
     return order
 
 
-def descendants(dag: DAG, task_id: str) -> set[str]:
-    out: set[str] = set()
-    todo = list(dag.task_dict[task_id].downstream_task_ids)
-    while todo:
-        tid = todo.pop()
-        if tid not in out:
-            out.add(tid)
-            todo.extend(dag.task_dict[tid].downstream_task_ids)
-    return out
-
-
-def _groups(group: TaskGroup) -> dict[str, TaskGroup]:
-    out = {group.group_id: group} if group.group_id else {}
-    for child in group.children:
-        if isinstance(child, TaskGroup):
-            out.update(_groups(child))
-    return out
-
-
 class DagRun:
     def __init__(self, dag: DAG, logical_date: datetime, info: DagRunInfo | None = None):
         self.dag, self.order = dag, topological_order(dag)
         # a scheduled run brings its own run_id and data interval; a test run is a manual one
         self.info = info or make_dag_run(dag.dag_id, logical_date, manual_data_interval(dag, logical_date))
         self.stopping = False  # set by a daemon that stops: no new task instance starts
+        self.state_backend: StateBackend = PROCESS_BACKEND  # Airflow 3's state stores (a daemon's are durable)
         self.xcoms = RunXComs()
-        self.tis: dict[str, list[TaskInstance]] = {tid: [self._ti(dag.task_dict[tid], -1)] for tid in self.order}
-        self.groups = _groups(dag.task_group)
+        # a task whose start_date is after the logical date (or end_date before it) gets no instance
+        when, run_type = self.info.logical_date, getattr(self.info, "run_type", None)
+        self.tis: dict[str, list[TaskInstance]] = {
+            tid: [self._ti(dag.task_dict[tid], -1)] if gets_instance(dag, dag.task_dict[tid], when, run_type) else []
+            for tid in self.order}
+        self.groups = groups_of(dag.task_group)
         self.valid_branch_ids = set(dag.task_dict) | set(self.groups)
         self.env = environment(dag)
 
@@ -93,7 +84,8 @@ class DagRun:
         return ti
 
     def _context(self, task: Any, ti: TaskInstance) -> dict[str, Any]:
-        return build_context(self.dag, task, ti, self.info)
+        return {**build_context(self.dag, task, ti, self.info),
+                **store_context(self.dag, task, ti, self.state_backend)}
 
     async def run(self) -> RunResult:
         limit = max(1, int(self.dag.max_active_tasks))
@@ -132,7 +124,7 @@ class DagRun:
                 for ti in list(self.tis[tid]):
                     if ti.state is not None or len(running) >= limit:
                         continue
-                    upstream = [u.state for up in task.upstream_task_ids for u in self.tis[up]]
+                    upstream = upstream_states(self.dag, task, ti, self.tis)
                     setups = [u.state for up in task.upstream_task_ids for u in self.tis[up]
                               if getattr(self.dag.task_dict[up], "is_setup", False)]
                     new_state, runnable = decide(task.trigger_rule, upstream, setups)
@@ -142,7 +134,12 @@ class DagRun:
                     if new_state is not None:
                         ti.state, progressed = new_state, True
                     elif runnable and task.is_mapped and ti.map_index < 0:
-                        self._expand(task, ti)
+                        if (gate := group_gate(task, self.tis)) == "wait":
+                            continue
+                        if gate is not None:
+                            ti.state = gate
+                        else:
+                            self._expand(task, ti)
                         progressed = True
                     elif runnable:
                         ti.state = S.SCHEDULED.value
@@ -172,21 +169,7 @@ class DagRun:
         self.tis[task.task_id] = new
 
     def _apply_skips(self, ti: TaskInstance) -> None:
-        task = self.dag.task_dict[ti.task_id]
-        to_skip: set[str] = set()
-        if ti.branch is not None:
-            followed: set[str] = set()
-            for tid in ti.branch:
-                if tid in self.groups:
-                    followed |= {t.task_id for t in self.groups[tid].dep_roots()}
-                else:
-                    followed.add(tid)
-            for tid in list(followed):  # a task downstream of a followed one is followed too (Airflow's join case)
-                followed |= descendants(self.dag, tid)
-            to_skip = set(task.downstream_task_ids) - followed
-        if ti.short_circuit is not None:
-            to_skip = descendants(self.dag, ti.task_id) if ti.short_circuit else set(task.downstream_task_ids)
-        for tid in to_skip:
+        for tid in tasks_to_skip(self.dag, ti, self.groups):
             for other in self.tis[tid]:
                 if other.state is None:
                     other.state = S.SKIPPED.value

@@ -19,9 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from rtstream.airflow import dag_model, real_airflow, stand_in
+from rtstream.airflow.airflow3 import file_major
+from rtstream.airflow.asset_conflicts import asset_conflicts
 from rtstream.airflow.dag_model import DAG
 from rtstream.airflow.dag_run import topological_order
 from rtstream.airflow.states import DagRefused
+from rtstream.airflow.subdag import subdags_of
 
 # import name -> the pip package that provides it, where they differ
 PIP_NAMES = {"yaml": "pyyaml", "sklearn": "scikit-learn", "cv2": "opencv-python", "PIL": "pillow",
@@ -38,7 +41,7 @@ class DagBag:
     def refused_tasks(self, dag: DAG) -> list[str]:
         """`task (Operator): reason` for each task of `dag` rtstream would not run."""
         return [f"task {t.task_id} ({type(t).__name__ if not t.is_mapped else t.cls.__name__}): "
-                f"{t.unsupported_reason}" for t in dag.tasks if not t.runs_natively]
+                f"{t.unsupported_reason}" for t in dag.tasks if not t.runs_natively] + asset_conflicts(self.dags, dag)
 
 
 def dag_files(path: Path) -> list[Path]:
@@ -100,7 +103,9 @@ def load_file(file: Path, bag: DagBag, roots: list[Path], file_builtins: dict[st
         bag.import_errors[str(file)] = _import_error(exc, file)
         _last_exceptions[str(file)] = exc
         return
+    major = file_major(file)
     found = [v for v in vars(module).values() if isinstance(v, DAG)] + list(dag_model.registered)
+    found += subdags_of(found)  # a SubDagOperator's sub-DAG is a DAG of the file, as in Airflow's DagBag
     dag_model.registered.clear()
     seen: set[int] = set()
     for dag in found:
@@ -108,6 +113,7 @@ def load_file(file: Path, bag: DagBag, roots: list[Path], file_builtins: dict[st
             continue
         seen.add(id(dag))
         dag.fileloc = str(file)
+        dag.airflow_major = major
         if dag.dag_id in bag.dags and bag.dags[dag.dag_id] is not dag:
             bag.import_errors[str(file)] = (f"{file}: DAG id {dag.dag_id!r} is also defined in "
                                             f"{bag.dags[dag.dag_id].fileloc} (AirflowDagDuplicatedIdException)")

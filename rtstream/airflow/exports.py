@@ -33,9 +33,14 @@ from rtstream.airflow.operators import (
     unsupported,
 )
 from rtstream.airflow.run_support import get_current_context
+from rtstream.airflow.sensors import NAMES as SENSORS
+from rtstream.airflow.state_store import NEVER_EXPIRE
+from rtstream.airflow.subdag import SubDagOperator, example_subdag
 from rtstream.airflow.taskflow import Label, dag, setup, task, task_group, teardown
 from rtstream.airflow.trigger_operators import NAMES as TRIGGER_OPERATORS
 from rtstream.airflow.watchers import NAMES as WATCHERS
+from rtstream.airflow.venv_check import is_venv_installed
+from rtstream.airflow.virtualenv_operator import NAMES as VENV_OPERATORS
 from rtstream.airflow.xcom_arg import XComArg
 
 AIRFLOW_VERSION = "2.10.5"  # the Airflow whose behaviour rtstream mirrors (docs/AIRFLOW.md)
@@ -63,8 +68,11 @@ NAMES: dict[str, Any] = {
     "DummyOperator": DummyOperator, "BashOperator": BashOperator, "Variable": Variable, "Param": Param,
     "get_current_context": get_current_context, "days_ago": days_ago, "timezone": timezone,
     "TriggerRule": states.TriggerRule, "State": states.State, "TaskInstanceState": states.TaskInstanceState,
-    **TRIGGER_OPERATORS, **EXTERNAL_SENSORS,
-    "DagRunState": states.DagRunState, "Context": dict, "asset": asset, "setup": setup, "teardown": teardown, **BRANCH_OPERATORS, **assets.NAMES, **WATCHERS,
+    **TRIGGER_OPERATORS, **EXTERNAL_SENSORS, **WATCHERS,
+    "DagRunState": states.DagRunState, "Context": dict, "asset": asset, "setup": setup, "teardown": teardown,
+    **BRANCH_OPERATORS, **assets.NAMES,
+    **SENSORS, "NEVER_EXPIRE": NEVER_EXPIRE, "SubDagOperator": SubDagOperator,
+    "is_venv_installed": is_venv_installed, **VENV_OPERATORS,
     **{name: getattr(states, name) for name in ("AirflowException", "AirflowSkipException", "AirflowFailException",
                                                 "AirflowTaskTimeout", "AirflowNotFoundException",
                                                 "AirflowSensorTimeout")},
@@ -72,6 +80,7 @@ NAMES: dict[str, Any] = {
 BY_MODULE: dict[str, dict[str, Any]] = {
     "airflow": {"__version__": AIRFLOW_VERSION},
     "airflow.utils.timezone": vars(timezone),
+    "airflow.example_dags.subdags.subdag": {"subdag": example_subdag},
 }
 
 

@@ -3,13 +3,14 @@ time into one task instance per value, or per combination of values (Airflow's c
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 from rtstream.airflow.dag_model import DependencyMixin, current_dag, current_group
+from rtstream.airflow.expand_input import combinations as combinations  # re-exported
+from rtstream.airflow.expand_input import count, value_at
 from rtstream.airflow.operator_base import BaseOperator, with_default_args
-from rtstream.airflow.states import AirflowException, TriggerRule
-from rtstream.airflow.xcom_arg import XComArg, find_xcomargs, resolve_xcomargs
+from rtstream.airflow.states import TriggerRule
+from rtstream.airflow.xcom_arg import XComArg, find_xcomargs
 
 
 class OperatorPartial:
@@ -68,29 +69,35 @@ class MappedOperator(DependencyMixin):
         return XComArg(self)
 
     def expand_into(self, context: dict[str, Any]) -> list[BaseOperator]:
-        """One operator per combination of the mapped values (Airflow's cross product), in map_index order."""
-        out = []
-        for one in self._combinations(context):
-            kwargs = dict(self.kwargs)
-            if self.mapped_into:
-                kwargs[self.mapped_into] = {**(kwargs.get(self.mapped_into) or {}), **one}
+        """One operator per combination of the mapped values (Airflow's cross product), in map_index order.
+        An instance whose values cannot be computed (a `.map()` function raised) fails, or skips on
+        AirflowSkipException, when it runs, as in Airflow; the others run."""
+        out: list[BaseOperator] = []
+        for i in range(count(self.mapped, self.kwargs_list, context)):
+            try:
+                one = value_at(self.mapped, self.kwargs_list, context, i)
+            except Exception as exc:  # noqa: BLE001 - that instance's own failure, raised when it runs
+                op: BaseOperator = _Unexpandable(task_id=self.task_id, error=exc,
+                                                 retries=self.kwargs.get("retries", 0),
+                                                 trigger_rule=self.trigger_rule)
             else:
-                kwargs.update(one)
-            op = self.cls(**kwargs)
+                kwargs = dict(self.kwargs)
+                if self.mapped_into:
+                    kwargs[self.mapped_into] = {**(kwargs.get(self.mapped_into) or {}), **one}
+                else:
+                    kwargs.update(one)
+                op = self.cls(**kwargs)
             op._dag = self.dag  # the DAG's, without adding it: the DAG holds the mapped task
             out.append(op)
         return out
 
-    def _combinations(self, context: dict[str, Any]) -> list[dict[str, Any]]:
-        if self.kwargs_list is not None:
-            rows = resolve_xcomargs(self.kwargs_list, context)
-            if not isinstance(rows, (list, tuple)) or not all(isinstance(r, dict) for r in rows):
-                raise AirflowException(f"expand_kwargs() needs a list of dicts, got {type(rows).__name__}")
-            return [resolve_xcomargs(dict(r), context) for r in rows]
-        values = {k: resolve_xcomargs(v, context) for k, v in self.mapped.items()}
-        for key, value in values.items():
-            if not isinstance(value, (list, tuple, dict)):
-                raise AirflowException(f"expand({key}=...) needs a list or dict, got {type(value).__name__}")
-        keys = list(values)
-        combos = itertools.product(*[list(v.items()) if isinstance(v, dict) else list(v) for v in values.values()])
-        return [dict(zip(keys, combo, strict=True)) for combo in combos]
+
+class _Unexpandable(BaseOperator):
+    """A mapped instance whose values raised: each try raises it again."""
+
+    def __init__(self, *, error: Exception, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.error = error
+
+    def execute(self, context: dict[str, Any]) -> Any:
+        raise self.error

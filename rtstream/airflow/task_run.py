@@ -24,8 +24,16 @@ from typing import Any
 
 import jinja2
 
+from rtstream.airflow.airflow3 import keeps_return_value
 from rtstream.airflow.run_support import current_context, run_loop
-from rtstream.airflow.states import AirflowException, AirflowFailException, AirflowSkipException, AirflowTaskTimeout
+from rtstream.airflow.skips import tasks_to_skip
+from rtstream.airflow.states import (
+    AirflowException,
+    AirflowFailException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    AirflowTaskTimeout,
+)
 from rtstream.airflow.states import TaskInstanceState as S
 from rtstream.airflow.templating import render_fields
 from rtstream.airflow.xcom import RETURN_VALUE, TaskInstance
@@ -80,7 +88,8 @@ async def run_task_instance(task: Any, ti: TaskInstance, context: dict[str, Any]
             if ti.branch is not None and (bad := ti.branch - valid_branch_ids):
                 raise AirflowException(f"'branch_task_ids' must contain only valid task_ids. "
                                        f"Invalid tasks found: {sorted(bad)}.")
-            if result is not None and getattr(task, "do_xcom_push", True):
+            if result is not None and getattr(task, "do_xcom_push", True) and keeps_return_value(
+                    context["dag"], ti, tasks_to_skip(context["dag"], ti)):
                 ti.xcom_push(RETURN_VALUE, result)
             ti.state = S.SUCCESS.value
             log.info("%s: success", name)
@@ -91,7 +100,8 @@ async def run_task_instance(task: Any, ti: TaskInstance, context: dict[str, Any]
             return
         except Exception as exc:  # noqa: BLE001 - any error of the task's own code fails this try
             log.error("%s: try %d failed: %s\n%s", name, ti.try_number, exc, traceback.format_exc().rstrip())
-            if isinstance(exc, AirflowFailException) or ti.try_number > ti.max_tries:  # max_tries: retries, or more after a clear
+            # AirflowFailException, and a sensor's timeout, fail without a retry, as in Airflow
+            if isinstance(exc, (AirflowFailException, AirflowSensorTimeout)) or ti.try_number > ti.max_tries:  # max_tries: retries, or more after a clear
                 ti.state = S.FAILED.value
                 log.error("%s: failed", name)
                 return

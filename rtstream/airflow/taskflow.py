@@ -15,11 +15,14 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
+from rtstream.airflow import virtualenv_operator as venv
 from rtstream.airflow.bash import BashOperator
 from rtstream.airflow.dag_model import DAG, NOTSET, DependencyMixin, TaskGroup, current_dag, current_group
 from rtstream.airflow.mapped import MappedOperator, OperatorPartial
+from rtstream.airflow.mapped_group import add_mapping
 from rtstream.airflow.operator_base import BaseOperator
 from rtstream.airflow.operators import BranchMixIn, PythonOperator, ShortCircuitOperator, call_kwargs, unsupported
+from rtstream.airflow.sensors import DecoratedSensorOperator
 from rtstream.airflow.states import AirflowException
 from rtstream.airflow.xcom_arg import XComArg
 
@@ -155,12 +158,18 @@ def _decorator(operator_class: type) -> Callable[..., Any]:
 
 
 class _TaskNamespace:
-    """`task`, `task.branch`, `task.short_circuit`, `task.bash`; the other flavours are refused at load."""
+    """`task`, `task.branch`, `task.short_circuit`, `task.bash`, `task.sensor`, `task.virtualenv`,
+    `task.external_python` (and their branch forms); the other flavours are refused at load."""
 
     python = staticmethod(_decorator(DecoratedPythonOperator))
     branch = staticmethod(_decorator(DecoratedBranchOperator))
     short_circuit = staticmethod(_decorator(DecoratedShortCircuitOperator))
     bash = staticmethod(_decorator(DecoratedBashOperator))
+    sensor = staticmethod(_decorator(DecoratedSensorOperator))
+    virtualenv = staticmethod(_decorator(venv.DecoratedVirtualenvOperator))
+    external_python = staticmethod(_decorator(venv.DecoratedExternalPythonOperator))
+    branch_virtualenv = staticmethod(_decorator(venv.DecoratedBranchVirtualenvOperator))
+    branch_external_python = staticmethod(_decorator(venv.DecoratedBranchExternalPythonOperator))
 
     def __call__(self, python_callable: Callable[..., Any] | None = None, **kwargs: Any) -> Any:
         return self.python(python_callable, **kwargs)
@@ -220,14 +229,19 @@ def task_group(python_callable: Callable[..., Any] | None = None, **group_kwargs
     """`@task_group`: the function runs inside a TaskGroup named after it; its return value (a task or
     XComArg) is what `>>` binds to, else the group itself, as in Airflow."""
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(fn)
-        def factory(*args: Any, **kwargs: Any) -> Any:
+        def create(group_class: Callable[..., TaskGroup] | None, *args: Any, **kwargs: Any) -> Any:
             group_id = _unique_group_id(group_kwargs.get("group_id") or fn.__name__)
-            with TaskGroup(group_id, **{k: v for k, v in group_kwargs.items() if k != "group_id"}) as group:
+            rest = {k: v for k, v in group_kwargs.items() if k != "group_id"}
+            with (group_class or TaskGroup)(group_id, **rest) as group:
                 result = fn(*args, **kwargs)
             return result if result is not None else group
 
+        @functools.wraps(fn)
+        def factory(*args: Any, **kwargs: Any) -> Any:
+            return create(None, *args, **kwargs)
+
         factory.override = lambda **kw: task_group(fn, **{**group_kwargs, **kw})  # type: ignore[attr-defined]
+        add_mapping(factory, fn, create)
         return factory
 
     return wrap(python_callable) if python_callable is not None else wrap

@@ -161,6 +161,7 @@ def _dag_folder(path: str, bag: Any) -> Callable[[str], bool]:
 
 
 def _test(args: argparse.Namespace, at: datetime, out: IO[bytes] | None) -> int:
+    from rtstream.airflow.airflow3 import stored_xcoms
     from rtstream.airflow.dag_run import DagRun
 
     bag, code = _load(args)
@@ -184,7 +185,7 @@ def _test(args: argparse.Namespace, at: datetime, out: IO[bytes] | None) -> int:
         result = asyncio.run(DagRun(dag, at).run())
         for ti in result.task_instances:
             row = {"dag_id": dag.dag_id, "task_id": ti.task_id, "map_index": ti.map_index, "state": ti.state,
-                   "tries": ti.try_number, "xcom": result.xcoms.of(ti.task_id, ti.map_index)}
+                   "tries": ti.try_number, "xcom": stored_xcoms(dag, result.xcoms.of(ti.task_id, ti.map_index))}
             if out is not None:
                 out.write(orjson.dumps(row, default=str, option=orjson.OPT_NON_STR_KEYS) + b"\n")
             else:

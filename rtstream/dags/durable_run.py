@@ -23,6 +23,7 @@ from rtstream.airflow.dag_run import DagRun
 from rtstream.airflow.states import FINISHED
 from rtstream.airflow.states import TaskInstanceState as S
 from rtstream.airflow.xcom import RunXComs, TaskInstance
+from rtstream.dags.state_tables import state_backend
 from rtstream.dags.store import RunStore, StoredRun
 from rtstream.dags.tries import TryRecorder
 
@@ -68,6 +69,7 @@ class DurableDagRun(DagRun):
         self.store, self.stored, self.tries = store, stored, tries
         self.xcoms_store = StoredXComs(store, dag.dag_id, stored.run_id)
         super().__init__(dag, stored.logical_date, info)
+        self.state_backend = state_backend(store.path)  # Airflow 3's task/asset state, kept across restarts
         self.xcoms = self.xcoms_store
         for tis in self.tis.values():
             for ti in tis:

@@ -77,6 +77,7 @@ class RunStore:
 
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path  # dags/state_tables.py keeps Airflow 3's state stores in the same file
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._lock = threading.Lock()
         with self._lock:

@@ -51,7 +51,9 @@ def _load_dags(dags: DagsSettings, bag: Any = None) -> tuple[list[DAG], list[dic
     runnable = []
     for dag in bag.dags.values():
         refused = bag.refused_tasks(dag)
-        if refused:
+        if getattr(dag, "parent_dag", None) is not None:  # Airflow's scheduler never schedules a sub-DAG
+            not_scheduled.append({"dag_id": dag.dag_id, "reason": "a sub-DAG of a SubDagOperator: not scheduled"})
+        elif refused:
             log.error("DAG %s not scheduled: %s", dag.dag_id, "; ".join(refused))
             not_scheduled.append({"dag_id": dag.dag_id, "reason": "; ".join(refused)})
         else:

@@ -36,7 +36,12 @@ INTERNAL_XCOM_KEYS = {
 
 # Where rtstream differs from Airflow on purpose: {(dag_id, task_id or "*", what): reason}, `what` one
 # of "state", "tries", "xcom", "run_state", "task_set". Each entry says why and docs/AIRFLOW.md explains it.
-ALLOWED_DIFFERENCES: dict[tuple[str, str, str], str] = {}
+_ASSET_ACTIVATION = (
+    "Airflow 3's `dags test -f` stores the whole DAG folder first: example_outlet_event_extra.py's Asset(name='test-asset', uri='s3://output/1.txt') took that URI, so this file's Asset('s3://output/1.txt') is inactive and its task fails (AirflowInactiveAssetInInletOrOutletException). `rtstream dags test FILE` loads FILE only, where nothing conflicts; given the folder it refuses the DAG and names both assets (which one Airflow activates depends on its parse order). docs/AIRFLOW.md, 'Airflow 2 or 3'.")
+ALLOWED_DIFFERENCES: dict[tuple[str, str, str], str] = {
+    ("read_asset_event", "read_asset_event", "state"): _ASSET_ACTIVATION,
+    ("read_asset_event", "*", "run_state"): _ASSET_ACTIVATION,
+}
 
 
 @cache
@@ -125,8 +130,12 @@ def test_rtstream_runs_the_dag_as_airflow_did(path: Path, tmp_path: Path) -> Non
     assert rc in (0, 1), f"exit {rc}: {stderr[-3000:]}"
     diffs = differences(doc, got)
     assert not diffs, f"{doc['dag_id']} differs from Airflow {doc['airflow_version']}:\n  " + "\n  ".join(diffs)
-    # Exit 0 exactly when the run succeeded, as the CLI promises.
-    assert rc == (0 if doc["records"][-1]["run_state"] == "success" else 1), stderr[-2000:]
+    # Exit 0 exactly when the run succeeded, as the CLI promises (rtstream's own run, where its state
+    # differs from Airflow's on purpose).
+    run_state = doc["records"][-1]["run_state"]
+    if _allowed(doc["dag_id"], "*", "run_state"):
+        run_state = next((r["run_state"] for r in got if "run_state" in r), run_state)
+    assert rc == (0 if run_state == "success" else 1), stderr[-2000:]
 
 
 def test_the_recordings_are_whole_and_stable() -> None:
