@@ -38,9 +38,9 @@ from rtstream.airflow.state_store import NEVER_EXPIRE
 from rtstream.airflow.subdag import SubDagOperator, example_subdag
 from rtstream.airflow.taskflow import Label, dag, setup, task, task_group, teardown
 from rtstream.airflow.trigger_operators import NAMES as TRIGGER_OPERATORS
-from rtstream.airflow.watchers import NAMES as WATCHERS
 from rtstream.airflow.venv_check import is_venv_installed
 from rtstream.airflow.virtualenv_operator import NAMES as VENV_OPERATORS
+from rtstream.airflow.watchers import NAMES as WATCHERS
 from rtstream.airflow.xcom_arg import XComArg
 
 AIRFLOW_VERSION = "2.10.5"  # the Airflow whose behaviour rtstream mirrors (docs/AIRFLOW.md)
