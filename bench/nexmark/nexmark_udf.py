@@ -22,6 +22,17 @@ def q2(bid: dict[str, Any]) -> dict[str, Any] | None:
     return {"auction": bid["auction"], "price": bid["price"]}
 
 
+def q2_with_time(bid: dict[str, Any]) -> dict[str, Any] | None:
+    """q2 where the window needs the event's time from the row (a file source has no clock of its own)."""
+    if bid["auction"] % AUCTION_SKIP:
+        return None
+    return {"auction": bid["auction"], "price": bid["price"], "dateTime": bid["dateTime"]}
+
+
+async def discard(records: list[dict[str, Any]]) -> None:
+    """The null sink of Nexmark's own figures: rows are made and dropped."""
+
+
 def q5_hottest(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Hot items: of one hopping window's (auction, num) rows, those with the most bids (ties kept)."""
     if not records:

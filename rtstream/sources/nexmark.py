@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Hashable
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from rtstream.model.batch import Batch
 from rtstream.model.nexmark import Nexmark
@@ -60,11 +60,12 @@ class NexmarkConfig(SourceConfig):
             epoch_ms(value)
         return value
 
-    @model_validator(mode="after")
-    def _only(self) -> NexmarkConfig:
-        if self.only is not None and not self.only:
-            raise ValueError('only: name at least one kind, e.g. ["bid"] (or leave it out for every kind)')
-        return self
+    @field_validator("only")
+    @classmethod
+    def _only(cls, value: Any) -> Any:
+        if value is not None and not value:
+            raise ValueError('name at least one kind, e.g. ["bid"] (or leave only out for every kind)')
+        return value
 
     def model_for(self, start_ms: int) -> Nexmark:
         return Nexmark(seed=self.seed, rate=self.rate, start_ms=start_ms, person=self.person_proportion,
