@@ -55,7 +55,8 @@ def derive(query: str, workdir: Path, *, events: int | None = None, rate: float 
     if sink == "kafka":
         doc["sinks"]["out"] = {"type": "kafka", "bootstrap_servers": bootstrap, "topic": out_topic}
     elif sink == "null":
-        doc["sinks"]["out"] = {"type": "python", "call": "nexmark_udf:discard"}
+        doc["sinks"]["out"] = {"type": "python", "call": "nexmark_udf:discard",
+                               "op_kwargs": {"count_file": str(workdir / "count")}}
     else:
         doc["sinks"]["out"]["path"] = str(workdir / "out")
     doc["daemon"] = {"state_dir": str(workdir / "state"), "log_format": "json"}
