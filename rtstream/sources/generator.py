@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from rtstream.model.batch import Batch
+from rtstream.model.errors import DecodeError
 from rtstream.model.record import Record
 from rtstream.model.registry import register
 from rtstream.sources.base import Source, SourceConfig
@@ -45,7 +46,10 @@ class GeneratorConfig(SourceConfig):
     @classmethod
     def _start(cls, value: Any) -> Any:
         if value is not None:
-            epoch_ms(value)
+            try:
+                epoch_ms(value)
+            except DecodeError as exc:  # a ValueError is what the config's one line is made of
+                raise ValueError(f"{exc}; e.g. \"2026-01-01T00:00:00Z\" or epoch ms") from None
         return value
 
 

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from rtstream.model.batch import Batch
+from rtstream.model.errors import DecodeError
 from rtstream.model.nexmark import Nexmark
 from rtstream.model.record import Record
 from rtstream.model.registry import register
@@ -31,7 +32,8 @@ FIXED_START = "2026-01-01T00:00:00Z"
 class NexmarkConfig(SourceConfig):
     events: int | None = Field(default=None, ge=0, description="stop after this many events (a finite run); "
                                "none: endless")
-    rate: float = Field(default=10_000.0, gt=0, description="events per second of event time")
+    rate: float = Field(default=10_000.0, ge=0.001, le=1e9, description="events per second of event time "
+                        "(0.001 to 1e9: slower would carry times past the year 9998)")
     seed: int = Field(default=42, description="the same seed, start and proportions give the same events")
     realtime: bool = Field(default=False, description="release events as the clock reaches their time; false: "
                            "as fast as the pipeline takes them")
@@ -51,13 +53,17 @@ class NexmarkConfig(SourceConfig):
     in_flight_auctions: int = Field(default=100, ge=1, description="auctions a bid may name besides the hot one")
     active_people: int = Field(default=1000, ge=1, description="persons an auction or bid may name besides the "
                                "hot one")
-    batch_size: int = Field(default=1000, ge=1, description="events per batch at most")
+    batch_size: int = Field(default=1000, ge=1, le=100_000, description="events per batch at most (memory "
+                            "holds one batch)")
 
     @field_validator("start")
     @classmethod
     def _start(cls, value: Any) -> Any:
         if value is not None:
-            epoch_ms(value)
+            try:
+                epoch_ms(value)
+            except DecodeError as exc:  # a ValueError is what the config's one line is made of
+                raise ValueError(f"{exc}; e.g. \"2026-01-01T00:00:00Z\" or epoch ms") from None
         return value
 
     @field_validator("only")

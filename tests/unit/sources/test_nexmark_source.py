@@ -128,6 +128,9 @@ def test_a_finite_source_hands_over_events_with_only_and_then_ends(tmp_path: Pat
     ("only", ["bids"], "sources.events.only"),
     ("person_proportion", 0, "sources.events.person_proportion"),
     ("rate", 0, "sources.events.rate"),
+    ("rate", 1e-300, "sources.events.rate"),
+    ("batch_size", 10**12, "sources.events.batch_size"),
+    ("start", "next tuesday", "sources.events.start"),
     ("events", -1, "sources.events.events"),
 ])
 def test_a_wrong_nexmark_config_is_one_line_naming_its_key(tmp_path: Path, key: str, value: object, said: str) -> None:
@@ -142,3 +145,18 @@ def test_a_wrong_nexmark_config_is_one_line_naming_its_key(tmp_path: Path, key: 
     assert done.returncode == 2, done.stdout + done.stderr
     assert said in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("source", [{"type": "nexmark", "events": 10}, {"type": "generator", "count": 10}])
+def test_a_start_that_is_no_time_is_one_line_not_a_traceback(tmp_path: Path, source: dict) -> None:
+    cfg = write_config(tmp_path / "rt.toml", {
+        "pipeline": {"flow": "events >> out"},
+        "window": {"size": "1s"},
+        "sources": {"events": {**source, "start": "next tuesday"}},
+        "sinks": {"out": {"type": "stdout"}},
+        "daemon": {"state_dir": str(tmp_path / "state")},
+    })
+    done = run_cli("validate", "-c", str(cfg))
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "sources.events.start" in done.stderr and "'next tuesday' is neither a number nor ISO-8601" in done.stderr
