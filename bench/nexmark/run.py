@@ -59,9 +59,9 @@ class Figure:
 
     @property
     def per_core_steady(self) -> float | None:
-        """None where start-up is most of the run (too few events to tell)."""
+        """None where the run cost no more than start-up (too few events to tell)."""
         beyond = self.cpu_s - self.startup_cpu_s
-        return self.events / beyond if beyond > 0.5 * self.cpu_s else None
+        return self.events / beyond if beyond > 0.05 * self.cpu_s else None
 
 
 def _children_cpu() -> float:
