@@ -11,7 +11,7 @@ from tests.support import run_cli
 
 HERE = Path(__file__).resolve().parents[3] / "bench" / "nexmark"
 RUNNABLE = ["q0", "q1", "q2", "q5", "q7", "q8", "q11"]
-PENDING = {"q3": "lookup_join", "q4": "interval_join", "q8_join": "join"}
+PENDING = {"q3": "table_join", "q4": "interval_join", "q8_join": "join"}
 
 
 def test_every_query_config_is_listed_here() -> None:
