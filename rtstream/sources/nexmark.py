@@ -20,6 +20,7 @@ from pydantic import Field, field_validator
 from rtstream.model.batch import Batch
 from rtstream.model.errors import DecodeError
 from rtstream.model.nexmark import Nexmark
+from rtstream.model.positions import Mark
 from rtstream.model.record import Record
 from rtstream.model.registry import register
 from rtstream.sources.base import Source, SourceConfig
@@ -103,12 +104,17 @@ class NexmarkSource(Source):
             start_ms = epoch_ms(FIXED_START)
         self.model = cfg.model_for(start_ms)
         self.position = int(saved.get("position", 0))
+        mark = saved.get("mark")
+        self._mark = Mark(int(mark[0]), int(mark[1])) if mark else None
         span = self.context.extra.get("backfill_range") if self.finite else None
         if span is not None:  # a backfill: begin at the range's first event
             self.position = max(0, math.floor((span[0] - start_ms) * cfg.rate / 1000))
-        self._committed = self.position
+        self._committed = (self.position, self._mark)
         if not self.finite:
-            self._positions.save({"start_ms": start_ms, "position": self.position})
+            self._positions.save(self._doc(self.position, self._mark))
+
+    def _doc(self, position: int, mark: Mark | None) -> dict[str, Any]:
+        return {"start_ms": self.model.start_ms, "position": position, "mark": list(mark) if mark else None}
 
     async def batches(self) -> AsyncIterator[Batch]:
         cfg, model = self.config, self.model
@@ -132,13 +138,18 @@ class NexmarkSource(Source):
             if not cfg.realtime:
                 await asyncio.sleep(0)
 
-    async def commit(self, positions: dict[Hashable, int], marks: Any = None) -> None:
-        # event time rises with the position, so no event before the commit is out of order
-        pos = positions.get(0)
-        if self.finite or pos is None or pos == self._committed:
+    async def commit(self, positions: dict[Hashable, int], marks: dict[Hashable, Mark] | None = None) -> None:
+        # The mark goes with the position: a hopping window written before a restart can hold events
+        # at or past the position, and on replay the mark tells them apart (they are not counted
+        # again into a window that would then be written with only its replayed part).
+        pos, mark = positions.get(0), (marks or {}).get(0)
+        if self.finite or pos is None or (pos, mark) == self._committed:
             return
-        await asyncio.to_thread(self._positions.save, {"start_ms": self.model.start_ms, "position": pos})
-        self._committed = pos
+        await asyncio.to_thread(self._positions.save, self._doc(pos, mark))
+        self._committed = (pos, mark)
+
+    def resume_marks(self) -> dict[Hashable, Mark]:
+        return {0: self._mark} if self._mark is not None else {}
 
     def describe(self) -> str:
         c = self.config
