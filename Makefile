@@ -79,10 +79,19 @@ lint: $(VENV)/.installed-test
 # the DAG figures (a three-task DAG's overhead per run; 100 DAGs every 10 s in one daemon). With an
 # Airflow venv (make compat's, or AIRFLOW=path/bin/airflow), `airflow dags test` on the same DAG too.
 AIRFLOW ?= $(wildcard .venv-airflow/bin/airflow)
-bench: $(VENV)/.installed-test
+# Then Nexmark (bench/nexmark/README.md): rtstream's queries beside Flink SQL (PyFlink, in its own venv).
+FLINK_VENV ?= bench/.venv-flink
+$(FLINK_VENV)/.installed:
+	$(PYTHON) -m venv $(FLINK_VENV)
+	$(FLINK_VENV)/bin/python -m pip install -q --upgrade pip
+	$(FLINK_VENV)/bin/pip install -q apache-flink==2.3.0
+	touch $@
+
+bench: $(VENV)/.installed-test $(FLINK_VENV)/.installed
 	$(BIN)/python -m bench $(BENCH_ARGS)
 	$(BIN)/python -m bench.latency $(LATENCY_ARGS)
 	$(BIN)/python -m bench.dags $(if $(AIRFLOW),--airflow $(AIRFLOW)) $(DAGS_ARGS)
+	$(BIN)/python -m bench.nexmark $(NEXMARK_ARGS)
 
 # Build the container image with podman or docker. Where no registry is reachable, pass a local
 # base image that has python3: make image BASE=localhost/debian-python:12

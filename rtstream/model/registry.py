@@ -21,7 +21,8 @@ _REGISTRY: dict[Kind, dict[str, type]] = {"source": {}, "stage": {}, "sink": {}}
 _BUILTINS: dict[Kind, dict[str, str]] = {
     "source": {"file": "rtstream.sources.file", "generator": "rtstream.sources.generator",
                "http_ingest": "rtstream.sources.http_ingest", "http_poll": "rtstream.sources.http_poll",
-               "kafka": "rtstream.sources.kafka.source", "python": "rtstream.sources.python",
+               "kafka": "rtstream.sources.kafka.source", "nexmark": "rtstream.sources.nexmark",
+               "python": "rtstream.sources.python",
                "sql": "rtstream.sources.sql"},
     "stage": {"aggregate": "rtstream.stages.aggregate", "lookup": "rtstream.stages.lookup",
               "map": "rtstream.stages.map", "python": "rtstream.stages.python"},

@@ -18,6 +18,8 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from rtstream.model.batch import Batch
+from rtstream.model.errors import DecodeError
+from rtstream.model.positions import Mark
 from rtstream.model.record import Record
 from rtstream.model.registry import register
 from rtstream.sources.base import Source, SourceConfig
@@ -45,7 +47,10 @@ class GeneratorConfig(SourceConfig):
     @classmethod
     def _start(cls, value: Any) -> Any:
         if value is not None:
-            epoch_ms(value)
+            try:
+                epoch_ms(value)
+            except DecodeError as exc:  # a ValueError is what the config's one line is made of
+                raise ValueError(f"{exc}; e.g. \"2026-01-01T00:00:00Z\" or epoch ms") from None
         return value
 
 
@@ -80,12 +85,17 @@ class GeneratorSource(Source):
         else:
             self.start_ms = epoch_ms(FIXED_START)
         self.position = int(saved.get("position", 0))
+        mark = saved.get("mark")
+        self._mark = Mark(int(mark[0]), int(mark[1])) if mark else None
         span = self.context.extra.get("backfill_range") if self.finite else None
         if span is not None:  # a backfill (rtstream.run.backfill): begin at the range's first record
             self.position = max(0, math.floor((span[0] - self.start_ms) * self.config.rate / 1000))
-        self._committed = self.position
+        self._committed = (self.position, self._mark)
         if not self.finite:
-            self._positions.save({"start_ms": self.start_ms, "position": self.position})
+            self._positions.save(self._doc(self.position, self._mark))
+
+    def _doc(self, position: int, mark: Mark | None) -> dict[str, Any]:
+        return {"start_ms": self.start_ms, "position": position, "mark": list(mark) if mark else None}
 
     def ts_of(self, i: int) -> int:
         return self.start_ms + int(i * 1000 / self.config.rate)
@@ -117,13 +127,17 @@ class GeneratorSource(Source):
             if not cfg.realtime:
                 await asyncio.sleep(0)
 
-    async def commit(self, positions: dict[Hashable, int], marks: Any = None) -> None:
-        # event time rises with the position here, so no record before the commit is out of order
-        pos = positions.get(0)
-        if self.finite or pos is None or pos == self._committed:
+    async def commit(self, positions: dict[Hashable, int], marks: dict[Hashable, Mark] | None = None) -> None:
+        # event time rises with the position here, so no record before the commit is out of order; the
+        # mark goes with it, so a replay does not count again into a (hopping) window already written
+        pos, mark = positions.get(0), (marks or {}).get(0)
+        if self.finite or pos is None or (pos, mark) == self._committed:
             return
-        await asyncio.to_thread(self._positions.save, {"start_ms": self.start_ms, "position": pos})
-        self._committed = pos
+        await asyncio.to_thread(self._positions.save, self._doc(pos, mark))
+        self._committed = (pos, mark)
+
+    def resume_marks(self) -> dict[Hashable, Mark]:
+        return {0: self._mark} if self._mark is not None else {}
 
     def describe(self) -> str:
         c = self.config

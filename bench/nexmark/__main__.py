@@ -1,0 +1,3 @@
+from bench.nexmark.run import main
+
+main()

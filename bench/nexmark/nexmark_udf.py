@@ -1,0 +1,90 @@
+"""The Python parts of the Nexmark query configs (bench/nexmark/qN.toml): maps, window stages and
+one aggregator. The configs name them `nexmark_udf:...` (a config's own folder is importable)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+AUCTION_SKIP = 123  # q2 keeps the bids of every 123rd auction
+
+
+def q1(bid: dict[str, Any]) -> dict[str, Any]:
+    """Currency conversion: dollars to euros at 0.908. int / int is correctly rounded, so the price
+    is the float nearest the exact decimal price * 0.908 (what SQL's DECIMAL gives, read as a float)."""
+    return {"auction": bid["auction"], "bidder": bid["bidder"], "price": bid["price"] * 908 / 1000,
+            "dateTime": bid["dateTime"], "extra": bid["extra"]}
+
+
+def q2(bid: dict[str, Any]) -> dict[str, Any] | None:
+    """Selection: the bids of every 123rd auction, as (auction, price)."""
+    if bid["auction"] % AUCTION_SKIP:
+        return None
+    return {"auction": bid["auction"], "price": bid["price"]}
+
+
+def q2_with_time(bid: dict[str, Any]) -> dict[str, Any] | None:
+    """q2 where the window needs the event's time from the row (a file source has no clock of its own)."""
+    if bid["auction"] % AUCTION_SKIP:
+        return None
+    return {"auction": bid["auction"], "price": bid["price"], "dateTime": bid["dateTime"]}
+
+
+async def discard(records: list[dict[str, Any]], count_file: str | None = None) -> None:
+    """The null sink of Nexmark's own figures: rows are made and dropped (only counted, if asked, so the
+    bench can check the count: one short line per window)."""
+    if count_file is not None:
+        with open(count_file, "a") as fh:
+            fh.write(f"{len(records)}\n")
+
+
+def q5_hottest(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Hot items: of one hopping window's (auction, num) rows, those with the most bids (ties kept)."""
+    if not records:
+        return []
+    top = max(r["num"] for r in records)
+    return [r for r in records if r["num"] == top]
+
+
+class HighestBids:
+    """q7's aggregator: the highest price of a window and every bid at that price."""
+
+    def zero(self) -> tuple[int, list[dict[str, Any]]]:
+        return (-1, [])
+
+    def add(self, acc: tuple[int, list[dict[str, Any]]], bid: dict[str, Any]) -> tuple[int, list[dict[str, Any]]]:
+        price = bid["price"]
+        if price > acc[0]:
+            return (price, [bid])
+        if price == acc[0]:
+            acc[1].append(bid)  # ties are rare: one list per window, changed in place
+        return acc
+
+    def merge(self, a: tuple[int, list[dict[str, Any]]], b: tuple[int, list[dict[str, Any]]]) -> tuple[int, list[Any]]:
+        if a[0] != b[0]:
+            return a if a[0] > b[0] else b
+        return (a[0], a[1] + b[1])
+
+    def result(self, acc: tuple[int, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        return acc[1]
+
+
+def q7_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The window's highest bids, one row each: auction, bidder, price, dateTime, extra."""
+    return [{"auction": b["auction"], "bidder": b["bidder"], "price": b["price"], "dateTime": b["dateTime"],
+             "extra": b["extra"]} for r in records for b in r["highest"]]
+
+
+def q8_key(event: dict[str, Any]) -> dict[str, Any] | None:
+    """New users: a person keyed by its id, an auction by its seller, so one window's key holds both."""
+    kind = event.get("kind")
+    if kind == "person":
+        return {"k": event["id"], "name": event["name"], "person": 1, "dateTime": event["dateTime"]}
+    if kind == "auction":
+        return {"k": event["seller"], "auction": 1, "dateTime": event["dateTime"]}
+    return None
+
+
+def q8_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The persons who opened an auction in the window they joined: id, name, starttime."""
+    return [{"id": r["k"], "name": r["name"], "starttime": r["window_start"]}
+            for r in records if r["person"] is not None and r["auction"] is not None]
