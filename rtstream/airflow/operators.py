@@ -152,8 +152,8 @@ def unsupported(name: str, module: str, why: str | None = None) -> type:
     reason = why or (f"rtstream does not run {name} (from {module}) natively; to run it through the real "
                      f"Airflow: {install_command(module)}")
     if why is None and name.startswith("@task."):  # a TaskFlow flavour: not run through Airflow either
-        reason = (f"rtstream does not run {name} (only @task, @task.branch, @task.short_circuit and @task.bash), "
-                  "with or without Airflow installed")
+        reason = (f"rtstream does not run {name} (only @task, @task.branch, @task.short_circuit, @task.bash, "
+                  "@task.sensor, @task.virtualenv and @task.external_python), with or without Airflow installed")
 
     class Unsupported(BaseOperator, metaclass=_UnsupportedMeta):
         runs_natively = False

@@ -91,14 +91,18 @@ def test_a_hook_of_the_real_airflow_raises_with_the_pip_command_when_called() ->
             "through the real Airflow: pip install 'rtstream[airflow]'") in done.stderr
 
 
-def test_a_taskflow_flavour_rtstream_does_not_run_is_refused_without_a_pip_command() -> None:
-    dag = Path(__file__).resolve().parents[1] / "compat" / "dags" / "airflow-2.10.5" / "example_sensor_decorator.py"
+def test_a_taskflow_flavour_rtstream_does_not_run_is_refused_without_a_pip_command(tmp_path: Path) -> None:
+    dag = tmp_path / "docker_flavour.py"
+    dag.write_text("from datetime import datetime\nfrom airflow.decorators import dag, task\n\n"
+                   "@dag(schedule=None, start_date=datetime(2024, 1, 1))\ndef docker_flavour():\n"
+                   "    @task.docker(image='python:3.11-slim')\n    def inside():\n        return 1\n"
+                   "    inside()\n\ndocker_flavour()\n")
     done = run_cli("dags", "test", str(dag), "--json", env=NO_EXTRA)
     assert done.returncode == 2, done.stderr
     assert done.stderr.splitlines()[-1] == (
-        "rtstream: DAG example_sensor_decorator refused: task wait_for_upstream (@task.sensor): rtstream does not "
-        "run @task.sensor (only @task, @task.branch, @task.short_circuit and @task.bash), with or without Airflow "
-        "installed")
+        "rtstream: DAG docker_flavour refused: task inside (@task.docker): rtstream does not run @task.docker "
+        "(only @task, @task.branch, @task.short_circuit, @task.bash, @task.sensor, @task.virtualenv and "
+        "@task.external_python), with or without Airflow installed")
 
 
 def test_validate_of_a_pipeline_beside_dags_checks_both(tmp_path: Path) -> None:

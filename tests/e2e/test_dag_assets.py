@@ -66,8 +66,8 @@ def test_consumers_run_per_event_on_any_on_all_and_on_time(tmp_path: Path) -> No
                    what="the producers' runs")
         wait_until(lambda: len(s.lines("on_a")) == 4 and len(s.lines("on_a_or_b")) == 5
                    and len(s.lines("on_a_or_time")) == len(minutes) and len(s.lines("on_a_and_b")) == 1
-                   and len([r for r in s.runs("on_a_or_time") if r[1] == "success"]) == 4 + len(minutes), 30,
-                   what="the consumers' runs")
+                   and len([r for r in s.runs("on_a_or_time") if r[1] == "success"]) == 4 + len(minutes), 90,
+                   what="the consumers' runs")  # a loaded 2-core machine needed more than 30 s once
         time.sleep(1.5)  # nothing more is due: a further run would show here
         d.signal(signal.SIGTERM)
         assert d.wait(20) == 0, d.stderr
