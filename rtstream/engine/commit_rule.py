@@ -33,6 +33,7 @@ class HoldKind(Enum):
     OPEN = "open"  # a tumbling or hopping window still open; id = its start
     SESSION = "session"  # a session still open; id = the session's id
     EMIT = "emit"  # a closed window on its way to the sinks; id = the emission's id
+    STATE = "state"  # rows a join or keyed stage keeps (rtstream.engine.stateful); id = the stage's
 
 
 class Hold(NamedTuple):

@@ -26,6 +26,7 @@ class EngineSnapshots(EngineState):
             # written windows still holding commits go too: restored, they hold them again until the
             # next close is written (writing them again is harmless, sinks are idempotent)
             "pending": self.ledger.holding(pk),
+            "steps": {step.name: step.snapshot(pk) for step in self.steps},  # join and keyed state
         }
         return position, pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -55,6 +56,9 @@ class EngineSnapshots(EngineState):
         if state["mark"] is not None:
             self.watermark.marks[pk] = state["mark"]
         tracker.processed(pk, position)
+        for step in self.steps:
+            if step.name in state.get("steps", {}):
+                step.restored(pk, state["steps"][step.name], position)
         for window, rows, offset in state["pending"]:
             again = next((em for em in self.ledger.pending.values() if em.window.id == window.id), None)
             if again is None:  # the same window may come back with each of its partitions: written once
@@ -64,6 +68,17 @@ class EngineSnapshots(EngineState):
             again.partitions.append((pk, offset))
             tracker.hold(pk, Hold(HoldKind.EMIT, again.id), offset)
         return len(state["panes"]) + len(state["sessions"])
+
+    def epoch_of(self, pk: PartitionKey) -> int | None:
+        return self._epochs.get(pk)
+
+    def checkpoint_saved(self, pk: PartitionKey, position: int, epoch: int | None) -> None:
+        """The snapshot of `pk` at `position` is on disk: the state it holds no longer holds commits
+        (unless the partition was revoked, or assigned again, while the snapshot was being saved)."""
+        if epoch is None or self._epochs.get(pk) != epoch:
+            return
+        for step in self.steps:
+            step.saved(pk, position)
 
     def take_restored(self) -> list[Emission]:
         out, self._restored = self._restored, []

@@ -40,6 +40,8 @@ class WindowEngine(BatchFold, WindowCloser, EngineSnapshots):
             self.tracker.release(pk, Hold(HoldKind.OPEN, start))
         if self.sessions is not None:
             self.sessions.drop(pk)
+        for step in self.steps:
+            step.forget(pk)
         self.watermark.forget(pk)
         self.tracker.drop(pk)
         self._emitted_upto.pop(pk, None)

@@ -118,10 +118,14 @@ async def save_checkpoints(engine: WindowEngine, store: CheckpointStore | None, 
     if store is None or engine.time_range is not None:
         return  # a backfill re-reads a range; it has nothing to resume
     rows = []
+    saved: list[tuple[PartitionKey, int | None]] = []  # each partition with its epoch when snapshotted
     for pk in only if only is not None else engine.owned():
         snap = engine.snapshot(pk)
         if snap is not None:
             rows.append((scopes[pk[0]], pk[1], snap[0], snap[1]))
+            saved.append((pk, engine.epoch_of(pk)))
     if rows:
         await asyncio.to_thread(store.save, rows)
+        for (pk, epoch), (_, _, position, _) in zip(saved, rows, strict=True):
+            engine.checkpoint_saved(pk, position, epoch)  # join and keyed state stop holding commits
         log.debug("checkpoint: %d partitions, %d bytes", len(rows), store.last_bytes)
