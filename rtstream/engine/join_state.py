@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Iterable
 from typing import Any
 
-from rtstream.engine.stateful import StatefulStep, scalar_key, size_of
+from rtstream.engine.stateful import LiveOffsets, StatefulStep, scalar_key, size_of
 from rtstream.model.positions import PartitionKey
 from rtstream.windows.watermark import NEVER
 
@@ -79,8 +78,8 @@ class SideTagger(StatefulStep):
             for ws in [ws for ws in table if ws[0] + self.size_ms <= watermark]:
                 del table[ws]
 
-    def offsets(self, pk: PartitionKey) -> Iterable[int]:
-        return ()  # the rows wait in the windows, which hold the commits themselves
+    def lowest(self, pk: PartitionKey, floor: int) -> int | None:
+        return None  # the rows wait in the windows, which hold the commits themselves
 
     def snapshot(self, pk: PartitionKey) -> Any:
         return dict(self.by_pk.get(pk, {}))
@@ -122,6 +121,7 @@ class IntervalState(StatefulStep):
         self.rows: dict[Any, tuple[list[Row], list[Row]]] = {}
         self._expiry: list[tuple[int, int, Any]] = []  # (time after which no match can come, seq, key)
         self._seq = itertools.count()
+        self.live: dict[PartitionKey, LiveOffsets] = {}
         self.count = 0
         self.bytes = 0
 
@@ -151,6 +151,10 @@ class IntervalState(StatefulStep):
                 row[self.time_field] = (lv if lt >= rt else rv).get(self.time_field, max(lt, rt))
                 out.append(row)
         sides[mine].append((ts, rec.offset, pk, value))
+        live = self.live.get(pk)
+        if live is None:
+            live = self.live[pk] = LiveOffsets()
+        live.add(rec.offset)
         self.count += 1
         self.bytes += size_of(value)
         until = ts + self.upper if mine == 0 else ts - self.lower
@@ -178,13 +182,15 @@ class IntervalState(StatefulStep):
                     else:
                         self.count -= 1
                         self.bytes -= size_of(row[3])
+                        self.live[row[2]].remove(row[1])
                         self.let_go(row[2])
                 sides[side][:] = keep
             if not sides[0] and not sides[1]:
                 del self.rows[key]
 
-    def offsets(self, pk: PartitionKey) -> Iterable[int]:
-        return (r[1] for sides in self.rows.values() for side in sides for r in side if r[2] == pk)
+    def lowest(self, pk: PartitionKey, floor: int) -> int | None:
+        live = self.live.get(pk)
+        return live.lowest(floor) if live is not None else None
 
     def snapshot(self, pk: PartitionKey) -> Any:
         return [(key, side, r[0], r[1], r[3]) for key, sides in self.rows.items()
@@ -192,7 +198,9 @@ class IntervalState(StatefulStep):
 
     def restore(self, pk: PartitionKey, state: Any) -> None:
         self.drop(pk)
-        for key, side, ts, offset, value in state:
+        live = self.live[pk] = LiveOffsets()
+        for key, side, ts, offset, value in sorted(state, key=lambda r: r[3]):
+            live.add(offset)
             sides = self.rows.setdefault(key, ([], []))
             sides[side].append((ts, offset, pk, value))
             sides[side].sort(key=lambda r: r[0])
@@ -202,6 +210,7 @@ class IntervalState(StatefulStep):
             heapq.heappush(self._expiry, (until, next(self._seq), key))
 
     def drop(self, pk: PartitionKey) -> None:
+        self.live.pop(pk, None)
         for key in list(self.rows):
             sides = self.rows[key]
             for side in (0, 1):

@@ -10,7 +10,7 @@ replaying (rtstream.engine.stateful).
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from rtstream.engine.stateful import StatefulStep, scalar_key, size_of
@@ -75,9 +75,9 @@ class KeyedState(StatefulStep):
                 del self.states[pk][key]
                 self.keys -= 1
 
-    def offsets(self, pk: PartitionKey) -> Iterable[int]:
+    def lowest(self, pk: PartitionKey, floor: int) -> int | None:
         first = self.first_unsaved.get(pk)
-        return () if first is None else (first,)
+        return first if first is not None and first >= floor else None
 
     def snapshot(self, pk: PartitionKey) -> Any:
         return dict(self.states.get(pk, {}))

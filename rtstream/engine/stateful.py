@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import sys
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -89,8 +90,8 @@ class StatefulStep:
     def evict_before(self, watermark: int) -> None:
         """Forget what no record at or after `watermark` can use any more."""
 
-    def offsets(self, pk: PartitionKey) -> Iterable[int]:
-        """The source offsets of `pk` whose rows are still kept."""
+    def lowest(self, pk: PartitionKey, floor: int) -> int | None:
+        """The lowest source offset of `pk`, at or after `floor`, whose row is still kept."""
         raise NotImplementedError
 
     def snapshot(self, pk: PartitionKey) -> Any:
@@ -141,10 +142,33 @@ class StatefulStep:
 
     def _rehold(self, pk: PartitionKey) -> None:
         self.tracker.release(pk, self.hold)
-        floor = self._saved.get(pk, -1)
-        low = min((o for o in self.offsets(pk) if o >= floor), default=None)
+        low = self.lowest(pk, self._saved.get(pk, -1))
         if low is not None:
             self.tracker.hold(pk, self.hold, low)
+
+
+class LiveOffsets:
+    """The offsets of one partition's kept rows, added in offset order: the lowest one still kept in
+    amortized O(1) (a row let go is only marked, and skipped once it reaches the front)."""
+
+    __slots__ = ("queue", "gone")
+
+    def __init__(self) -> None:
+        self.queue: deque[int] = deque()
+        self.gone: set[int] = set()
+
+    def add(self, offset: int) -> None:
+        self.queue.append(offset)
+
+    def remove(self, offset: int) -> None:
+        if self.queue and offset >= self.queue[0]:
+            self.gone.add(offset)
+
+    def lowest(self, floor: int) -> int | None:
+        q, gone = self.queue, self.gone
+        while q and (q[0] in gone or q[0] < floor):  # below the floor a saved checkpoint holds it
+            gone.discard(q.popleft())
+        return q[0] if q else None
 
 
 def bind_steps(engine: Any, record_stages: Iterable[Any]) -> tuple[list[StatefulStep], dict[str, Any], TimeOf | None]:

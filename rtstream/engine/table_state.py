@@ -4,11 +4,10 @@
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
 from typing import Any
 
 from rtstream.engine.join_state import merge
-from rtstream.engine.stateful import StatefulStep, scalar_key, size_of
+from rtstream.engine.stateful import LiveOffsets, StatefulStep, scalar_key, size_of
 from rtstream.model.positions import PartitionKey
 from rtstream.windows.watermark import NEVER
 
@@ -29,6 +28,7 @@ class TableState(StatefulStep):
         self.values: dict[Any, tuple[dict[str, Any], int, int, PartitionKey]] = {}  # key -> (row, time, offset, pk)
         self._expiry: list[tuple[int, Any]] = []
         self._watermark = NEVER
+        self.live: dict[PartitionKey, LiveOffsets] = {}
         self.bytes = 0
         self.takes_nulls = {table: self.tombstone}  # the fold hands it the table's null values
 
@@ -54,14 +54,12 @@ class TableState(StatefulStep):
 
     def _put(self, pk: PartitionKey, rec: Any, key: Any, value: dict[str, Any] | None) -> None:
         old = self.values.pop(key, None)
-        if old is not None:
+        if old is not None:  # the entry it replaces no longer holds its commit
             self.bytes -= size_of(old[0])
-            self.let_go(old[3])
-            if old[3] != pk:
-                self._rehold(old[3])
+            self.live[old[3]].remove(old[2])
+            self._rehold(old[3])
         if value is None:
-            self._rehold(pk)  # a delete: the entry it removed no longer holds the commit
-            return
+            return  # a delete
         if len(self.values) >= self.max_keys:
             raise ValueError(f"the table already keeps max_keys = {self.max_keys} keys")
         try:
@@ -72,9 +70,11 @@ class TableState(StatefulStep):
         self.bytes += size_of(value)
         if self.ttl_ms is not None:
             heapq.heappush(self._expiry, (ts + self.ttl_ms, key))
+        live = self.live.get(pk)
+        if live is None:
+            live = self.live[pk] = LiveOffsets()
+        live.add(rec.offset)
         self.kept(pk, rec.offset)
-        if old is not None:
-            self._rehold(pk)
 
     def evict_before(self, watermark: int) -> None:
         self._watermark = watermark
@@ -85,23 +85,28 @@ class TableState(StatefulStep):
             if entry is not None and entry[1] + self.ttl_ms < watermark:  # type: ignore[operator]
                 del self.values[key]
                 self.bytes -= size_of(entry[0])
+                self.live[entry[3]].remove(entry[2])
                 self.let_go(entry[3])
 
-    def offsets(self, pk: PartitionKey) -> Iterable[int]:
-        return (e[2] for e in self.values.values() if e[3] == pk)
+    def lowest(self, pk: PartitionKey, floor: int) -> int | None:
+        live = self.live.get(pk)
+        return live.lowest(floor) if live is not None else None
 
     def snapshot(self, pk: PartitionKey) -> Any:
         return [(key, e[0], e[1], e[2]) for key, e in self.values.items() if e[3] == pk]
 
     def restore(self, pk: PartitionKey, state: Any) -> None:
         self.drop(pk)
-        for key, value, ts, offset in state:
+        live = self.live[pk] = LiveOffsets()
+        for key, value, ts, offset in sorted(state, key=lambda e: e[3]):
+            live.add(offset)
             self.values[key] = (value, ts, offset, pk)
             self.bytes += size_of(value)
             if self.ttl_ms is not None:
                 heapq.heappush(self._expiry, (ts + self.ttl_ms, key))
 
     def drop(self, pk: PartitionKey) -> None:
+        self.live.pop(pk, None)
         for key in [k for k, e in self.values.items() if e[3] == pk]:
             self.bytes -= size_of(self.values.pop(key)[0])
 

@@ -65,11 +65,14 @@ class SidesConfig(StageConfig):
     def key_fields(self) -> tuple[str, str]:
         return (self.left_on or self.on or "", self.right_on or self.on or "")
 
-    def flow_problems(self, name: str, sources: list[str]) -> list[tuple[str, str]]:
+    def flow_problems(self, name: str, sources: list[str], window_type: str) -> list[tuple[str, str]]:
         """A side must be a source right before the join in the flow."""
-        return [(f"stages.{name}.{side}", f"{getattr(self, side)!r} is not a source of the flow "
-                 f"(the flow's sources: {', '.join(sources)})")
-                for side in ("left", "right") if getattr(self, side) not in sources]
+        out = [(f"stages.{name}.{side}", f"{getattr(self, side)!r} is not a source of the flow "
+                f"(the flow's sources: {', '.join(sources)})")
+               for side in ("left", "right") if getattr(self, side) not in sources]
+        if window_type == "session" and self.type == "join":
+            out.append((f"stages.{name}", "a window join needs tumbling or hopping windows, not sessions"))
+        return out
 
 
 class JoinConfig(SidesConfig):
@@ -90,6 +93,7 @@ class StepStage:
 
     per_record = True
     awaits_per_batch = False
+    stateful = True  # refused beside a stage that awaits per batch (rtstream.config.load)
 
     def __init__(self, name: str, step: StatefulStep):
         self.name = name
@@ -104,6 +108,7 @@ class WindowJoinStage(Stage):
     """Pairs the rows of a closed window; its per-record part (`record_part`) marks each row's side."""
 
     Config = JoinConfig
+    stateful = True
 
     def __init__(self, name: str, config: Any, context: Any):
         super().__init__(name, config, context)

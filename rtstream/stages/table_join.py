@@ -45,7 +45,7 @@ class TableJoinConfig(StageConfig):
             raise ValueError(f"stream and table name the same source {self.stream!r}")
         return self
 
-    def flow_problems(self, name: str, sources: list[str]) -> list[tuple[str, str]]:
+    def flow_problems(self, name: str, sources: list[str], window_type: str) -> list[tuple[str, str]]:
         return [(f"stages.{name}.{side}", f"{getattr(self, side)!r} is not a source of the flow "
                  f"(the flow's sources: {', '.join(sources)})")
                 for side in ("stream", "table") if getattr(self, side) not in sources]

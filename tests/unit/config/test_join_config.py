@@ -57,6 +57,17 @@ def test_mistakes_are_refused_with_the_key(stage, key, reason):
     assert key in problems and reason in problems[key], problems
 
 
+def test_a_window_join_over_sessions_and_state_beside_an_awaiting_lookup_are_refused():
+    d = doc(JOIN)
+    d["window"] = {"type": "session", "gap": "5m"}
+    assert refused(d)["stages.j"] == "a window join needs tumbling or hopping windows, not sessions"
+    d = doc({"type": "keyed", "key": "k", "function": "tests.unit.engine.test_keyed_state:running_total"},
+            flow="[orders, payments] >> j >> names >> out")
+    d["stages"]["names"] = {"type": "lookup", "from": "sqlite", "dsn": "sqlite:///x.db", "query": "select name from t where id = :key", "key": "k"}
+    problems = refused(d)
+    assert "stages.j" in problems and "cannot run yet beside 'names'" in problems["stages.j"], problems
+
+
 def test_the_daemon_says_a_bad_join_in_one_line_with_exit_2(tmp_path):
     cfg = write_config(tmp_path / "bad.toml", doc(dict(JOIN, right="payment")))
     res = run_cli("validate", "-c", str(cfg), timeout=60)

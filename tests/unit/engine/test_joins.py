@@ -259,3 +259,18 @@ def test_table_checkpoint_restores_and_stops_holding():
     feed2.send("clicks", [{"user": "u3", "ts": BASE}])
     [em] = feed2.close(final=True)
     assert em.rows[0]["name"] == "3"
+
+
+def test_table_hold_follows_the_oldest_entry_still_kept():
+    stage, t = table_stage("left"), CommitTracker()
+    e = engine(stage, t)
+    feed = Feed(e, t)
+    feed.send("users", [{"user": "u1", "ts": BASE}, {"user": "u2", "ts": BASE}, {"user": "u1", "ts": BASE}])
+    assert t.safe(("users", 0)) == 1  # u1's first value was replaced: u2's row is the oldest kept
+    pk = ("users", 0)
+    e.process(Batch("users", 0, [Record(b"null", 3, key=b"u2")], 4), 0)  # a tombstone, as bytes
+    t.processed(pk, 4)
+    assert t.safe(pk) == 2 and sorted(stage.stateful_step.values) == ["u1"]
+    e.process(Batch("users", 0, [Record(None, 4, key=b"u1")], 5), 0)  # a Kafka tombstone
+    t.processed(pk, 5)
+    assert t.safe(pk) == 5 and stage.state_figures() == (0, 0, 0)
