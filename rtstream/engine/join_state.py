@@ -50,13 +50,14 @@ class SideTagger(StatefulStep):
 
     def __init__(self, name: str, sides: dict[str, str], max_rows: int):
         super().__init__(name)
-        self.sides = sides  # source name -> "left" | "right"
+        self.side_of = sides  # source name -> "left" | "right"
+        self.sides = tuple(sides)
         self.max_rows = max_rows
         self.counts: dict[tuple[int, str], int] = {}  # (window start, side) -> rows over all partitions
         self.by_pk: dict[PartitionKey, dict[tuple[int, str], int]] = {}
 
     def at(self, pk: PartitionKey, rec: Any, value: dict[str, Any]) -> list[dict[str, Any]]:
-        side = self.sides.get(pk[0])
+        side = self.side_of.get(pk[0])
         if side is None:
             return [value]  # a source that is no side of this join passes through
         ts = self.time_of(rec, value)
@@ -114,6 +115,7 @@ class IntervalState(StatefulStep):
                  upper_ms: int, left_prefix: str, right_prefix: str, max_rows: int):
         super().__init__(name)
         self.left, self.right = left, right
+        self.sides = (left, right)
         self.left_on, self.right_on = left_on, right_on
         self.lower, self.upper = lower_ms, upper_ms
         self.prefixes = (left_prefix, right_prefix)

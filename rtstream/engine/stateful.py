@@ -67,6 +67,7 @@ class StatefulStep:
 
     name: str
     stateful = True
+    sides: tuple[str, ...] = ()  # the sources a join matches (none for a keyed stage)
 
     def __init__(self, name: str):
         self.name = name

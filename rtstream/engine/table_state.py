@@ -20,6 +20,7 @@ class TableState(StatefulStep):
                  ttl_ms: int | None, left_prefix: str, right_prefix: str, max_keys: int):
         super().__init__(name)
         self.stream, self.table = stream, table
+        self.sides = (stream, table)
         self.stream_on, self.table_on = stream_on, table_on
         self.how = how
         self.ttl_ms = ttl_ms
