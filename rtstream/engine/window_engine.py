@@ -19,7 +19,6 @@ from rtstream.windows.watermark import NEVER
 
 __all__ = ["Emission", "WindowEngine"]
 
-ALL_OFFSETS = 2**63  # a mark's next offset meaning "every record of its windows was counted"
 
 
 class WindowEngine(BatchFold, WindowCloser, EngineSnapshots):
@@ -39,20 +38,6 @@ class WindowEngine(BatchFold, WindowCloser, EngineSnapshots):
             for other in self._epochs:
                 if other[0] in self.join_sides:
                     self._share_written(other)
-
-    def _share_written(self, pk: PartitionKey) -> None:
-        """A joined window holds rows of every side, and was written whole: when one side's commit says
-        windows ending by T are written, so are the other sides' rows of them, even if their own
-        commit had not landed yet (a kill between two sources' commits). Without this the side that
-        replays would write such a window again from its rows alone (found by
-        tests/integration/test_kafka_joins.py, 3 runs in 7: a left join's window rewritten with its
-        orders only). Their records there were written or late: they are skipped."""
-        upto = self._joined_written
-        seed = self._seeds.get(pk)
-        if upto != NEVER and (seed is None or seed[0] < upto):
-            self._seeds[pk] = Mark(upto, ALL_OFFSETS)
-            self.ledger.seed(pk, upto)
-            self._emitted_upto[pk] = max(self._emitted_upto.get(pk, NEVER), upto)
 
     def revoke(self, pk: PartitionKey) -> None:
         """Drop a partition's open state without emitting it; its next owner replays it."""

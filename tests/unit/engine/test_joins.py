@@ -298,3 +298,46 @@ def test_a_window_one_sides_commit_says_was_written_is_not_written_again_from_th
     rows = asyncio.run(stage.run(ems[0].window, ems[0].rows))
     assert [(r["id"], r.get("right_ts")) for r in rows] == [("b", BASE + MIN + 9)]
     assert e.replayed_done == 1
+
+
+@pytest.mark.parametrize("payments_first", [False, True])
+def test_a_checkpoint_older_than_the_other_sides_commit_does_not_bring_a_written_window_back(payments_first):
+    from rtstream.model.positions import Mark
+
+    stage, t = window_join("inner"), CommitTracker()
+    e = engine(stage, t, lateness=0)
+    feed = Feed(e, t)
+    feed.send("orders", [{"id": "a", "ts": BASE + 5}])
+    feed.send("payments", [{"id": "a", "ts": BASE + 7}])
+    pos, blob = e.snapshot(("orders", 0))  # 00:00 is open in the checkpoint; it is written later
+    stage2, t2 = window_join("inner"), CommitTracker()
+    e2 = engine(stage2, t2, lateness=0)
+    steps = [lambda: (e2.assign(("orders", 0), 0), e2.restore(("orders", 0), pos, blob, 0)),
+             # payments' commit landed after 00:00 was written
+             lambda: (e2.assign(("payments", 0), 0), e2.seed(("payments", 0), Mark(BASE + MIN, 1)))]
+    for step in (steps[::-1] if payments_first else steps):
+        step()
+    assert t2.safe(("orders", 0)) == 1  # the restored pane was dropped: it holds nothing
+    feed2 = Feed(e2, t2)
+    feed2.next = {("orders", 0): 1, ("payments", 0): 1}
+    feed2.send("orders", [{"id": "z", "ts": BASE + 3 * MIN}])
+    feed2.send("payments", [{"id": "z", "ts": BASE + 3 * MIN}])
+    assert feed2.close() == []  # before: 00:00 written again with the order alone (no pair: empty)
+    assert e2.records_in == 2
+
+
+def test_a_partition_that_comes_later_keeps_its_own_mark():
+    """Once records are folded, another side's mark never drops a window this process holds open."""
+    from rtstream.model.positions import Mark
+
+    stage, t = window_join("left"), CommitTracker()
+    e = engine(stage, t, lateness=0)
+    feed = Feed(e, t)
+    feed.send("orders", [{"id": "a", "ts": BASE + 5}])
+    e.assign(("payments", 0), 0, epoch=1)
+    e.seed(("payments", 0), Mark(BASE + MIN, 1))  # a rebalance hands over a partition written elsewhere
+    feed.next[("payments", 0)] = 1
+    feed.send("payments", [{"id": "z", "ts": BASE + 3 * MIN}])
+    feed.send("orders", [{"id": "z", "ts": BASE + 3 * MIN}])
+    [em] = feed.close()
+    assert em.window.start_ms == BASE and [r["id"] for r in asyncio.run(stage.run(em.window, em.rows))] == ["a"]
