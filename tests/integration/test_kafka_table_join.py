@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from rtstream.testing.peers.ports import free_port
 from rtstream.testing.peers.tansu import create_topic
@@ -138,3 +139,68 @@ def test_keyed_running_total_equals_a_plain_running_sum(tmp_path, kafka):
         want.append((e["user_id"], e["ts"], sums[e["user_id"]]))
     got = [(r["user_id"], r["ts"], r["total"]) for rows in window_files(tmp_path / "out").values() for r in rows]
     assert sorted(got) == sorted(want)
+
+
+def commits_after(state_dir: Path, written: int) -> list[int] | None:
+    """The offsets this host committed (its copy of the marks, rtstream/sources/kafka/host_marks.py)
+    with a mark saying windows ending by `written` are written; None until every partition has one."""
+    files = list((state_dir / "positions").glob("payments.*.marks.json"))
+    if not files:
+        return None
+    try:
+        doc = orjson.loads(files[0].read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    out = []
+    for _, entries in sorted(doc.items()):
+        done = [e[0] for e in entries if e[1] >= written]
+        if not done:
+            return None
+        out.append(done[-1])
+    return out if len(out) == 2 else None
+
+
+@pytest.mark.parametrize("checkpoint", [None, "200ms"], ids=["replay-from-commit", "from-checkpoint"])
+def test_keyed_state_survives_a_sigkill(tmp_path, kafka, checkpoint):
+    rnd = random.Random()
+    topic = topic_name("pay")
+    asyncio.run(create_topic(kafka.bootstrap, topic, 2))
+    events = [{"user_id": f"u{rnd.randrange(12)}", "ts": BASE_MS + i * 500, "amount": rnd.randrange(100)}
+              for i in range(600)]
+    asyncio.run(produce(kafka.bootstrap, topic, events[:400]))
+    doc: dict[str, Any] = {
+        "pipeline": {"name": "totals", "flow": "payments >> totals >> out"},
+        "sources": {"payments": source(kafka.bootstrap, topic, topic_name("g"))},
+        "stages": {"totals": {"type": "keyed", "key": "user_id",
+                              "function": "tests.integration.test_kafka_table_join:running_total"}},
+    }
+    if checkpoint is not None:
+        doc["state"] = {"checkpoint_interval": checkpoint}
+    cfg = config(tmp_path, doc)
+    with Daemon(cfg, tmp_path) as d:  # 400 events: windows 00:00 to 00:02 written, 00:03 open
+        wait_until(lambda: (tmp_path / "out" / "2026-01-01T00-02-00Z.jsonl").exists() or d.proc.poll() is not None,
+                   60, what="window 00:02 written")
+        if checkpoint is not None:
+            wait_until(lambda: checkpointed(tmp_path / "state" / "checkpoints.db") == 400, 30, what="a checkpoint")
+        # a commit after window 00:02 was written (its mark says so), so the kill lands after one;
+        # with a checkpoint holding the state, the commit follows the open window 00:03
+        moved = (lambda: (c := commits_after(tmp_path / "state", BASE_MS + 3 * MIN)) and all(o > 0 for o in c)) \
+            if checkpoint is not None else (lambda: commits_after(tmp_path / "state", BASE_MS + 3 * MIN))
+        wait_until(moved, 30, what="a commit after 00:02")
+        assert d.proc.poll() is None, d.stderr[-3000:]
+        d.kill()
+    if checkpoint is None:  # the state holds the commit at its first records: a replay rebuilds it
+        assert commits_after(tmp_path / "state", BASE_MS + 3 * MIN) == [0, 0]
+    asyncio.run(produce(kafka.bootstrap, topic, events[400:]))
+    res = run_cli("run", "-c", str(cfg), "--set", "sources.payments.stop_at_end=true", timeout=120)
+    assert res.returncode == 0, res.stderr[-3000:]
+    if checkpoint is not None:
+        assert "restored" in res.stderr, res.stderr[-3000:]
+    sums: dict[str, int] = {}
+    want = []
+    for e in events:
+        sums[e["user_id"]] = sums.get(e["user_id"], 0) + e["amount"]
+        want.append((e["user_id"], e["ts"], sums[e["user_id"]]))
+    got = [(r["user_id"], r["ts"], r["total"]) for rows in window_files(tmp_path / "out").values() for r in rows]
+    assert sorted(got) == sorted(want)
+    assert read_jsonl(tmp_path / "dead.jsonl") == []
