@@ -165,9 +165,17 @@ def test_keyed_state_survives_a_sigkill(tmp_path, kafka, checkpoint):
     rnd = random.Random()
     topic = topic_name("pay")
     asyncio.run(create_topic(kafka.bootstrap, topic, 2))
-    events = [{"user_id": f"u{rnd.randrange(12)}", "ts": BASE_MS + i * 500, "amount": rnd.randrange(100)}
+    # users u0-u5 in partition 0, u6-u11 in partition 1, taking turns: both partitions move the
+    # watermark (12 users hashed by key had once left one partition without a late enough record)
+    events = [{"user_id": f"u{(i % 2) * 6 + rnd.randrange(6)}", "ts": BASE_MS + i * 500, "amount": rnd.randrange(100)}
               for i in range(600)]
-    asyncio.run(produce(kafka.bootstrap, topic, events[:400]))
+
+    def send(rows: list[dict[str, Any]]) -> None:
+        for part in (0, 1):
+            asyncio.run(produce(kafka.bootstrap, topic, [e for e in rows if int(e["user_id"][1:]) // 6 == part],
+                                partition=part))
+
+    send(events[:400])
     doc: dict[str, Any] = {
         "pipeline": {"name": "totals", "flow": "payments >> totals >> out"},
         "sources": {"payments": source(kafka.bootstrap, topic, topic_name("g"))},
@@ -191,7 +199,7 @@ def test_keyed_state_survives_a_sigkill(tmp_path, kafka, checkpoint):
         d.kill()
     if checkpoint is None:  # the state holds the commit at its first records: a replay rebuilds it
         assert commits_after(tmp_path / "state", BASE_MS + 3 * MIN) == [0, 0]
-    asyncio.run(produce(kafka.bootstrap, topic, events[400:]))
+    send(events[400:])
     res = run_cli("run", "-c", str(cfg), "--set", "sources.payments.stop_at_end=true", timeout=120)
     assert res.returncode == 0, res.stderr[-3000:]
     if checkpoint is not None:
