@@ -91,6 +91,10 @@ class _RuntimeCollector(Collector):
                       ["stage"], [((name,), v[2]) for name, v in lookups.items()])
         yield _family(CounterMetricFamily, "rtstream_lookup_seconds", "Time spent in a lookup stage's fetches",
                       ["stage"], [((name,), v[3]) for name, v in lookups.items()])
+        state = c.get("state", {})  # joins and keyed stages (rtstream.engine.stateful)
+        for i, (metric, what) in enumerate((("rows", "Rows"), ("keys", "Keys"), ("bytes", "Estimated bytes"))):
+            yield _family(GaugeMetricFamily, f"rtstream_state_{metric}", f"{what} a join or keyed stage keeps",
+                          ["stage"], [((name,), v[i]) for name, v in state.items()])
         yield _family(GaugeMetricFamily, "rtstream_sink_halted", "1 while a sink's writes are failing and being retried",
                       ["sink"], [((name,), 1 if halted else 0) for name, halted in c["halted"].items()])
 

@@ -252,6 +252,15 @@ def _cross_checks(root: RootConfig, flow: Flow, components: dict[str, ComponentS
                 build_aggregator(cfg, search_dirs)
             except (ValueError, TypeError) as exc:
                 problems.append((f"stages.{name}.aggregates", str(exc)))
+    for name in flow.stages:  # a join's sides must be sources of the flow
+        sides = getattr(components[name].config, "flow_problems", None)
+        if sides is not None:
+            problems.extend(sides(name, flow.sources, root.window.type))
+    stateful = [n for n in flow.stages if getattr(components[n].cls, "stateful", False)]
+    awaiting = [n for n in flow.stages if getattr(components[n].cls, "awaits_per_batch", False)]
+    if stateful and awaiting:
+        problems.append((f"stages.{stateful[0]}", f"keeps state in the fold, which cannot run yet beside "
+                                                  f"{awaiting[0]!r} (a stage that awaits per batch)"))
     eos = [name for name in flow.sinks if getattr(components[name].config, "exactly_once", False)]
     not_kafka = [name for name in flow.sources if getattr(components[name].cls, "type_name", "") != "kafka"]
     for name in eos:

@@ -183,6 +183,10 @@ class BranchedEngine:
                 self._own.release(pk, AT_CHECKPOINT)
                 self._own.hold(pk, AT_CHECKPOINT, pos)
 
+    def checkpoint_saved(self, pk: PartitionKey, position: int, epoch: int | None) -> None:
+        for e in self.engines:  # each branch's join and keyed state stop holding commits
+            e.checkpoint_saved(pk, position, epoch)
+
     # -- what the status and the loops read --
     def open_windows(self) -> int:
         return sum(e.open_windows() for e in self.engines)

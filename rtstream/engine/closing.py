@@ -24,6 +24,8 @@ class WindowCloser(EngineState):
         """Emit every window the watermark has passed (each partition's share by its own mark)."""
         wm = self.watermark
         wm.advance(now, wall_ms, caught_up)
+        for step in self.steps:  # join and keyed state the watermark has passed (rtstream.engine.stateful)
+            step.evict(wm)
         marks = {}
         for pk in self._epochs:
             if wm.has_delivered(pk):

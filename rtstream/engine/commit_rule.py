@@ -34,6 +34,7 @@ class HoldKind(Enum):
     SESSION = "session"  # a session still open; id = the session's id
     EMIT = "emit"  # a closed window on its way to the sinks; id = the emission's id
     COUNT = "count"  # an unfinished count window (id = its id), or the last checkpoint's position (id 0)
+    STATE = "state"  # rows a join or keyed stage keeps (rtstream.engine.stateful); id = the stage's
 
 
 class Hold(NamedTuple):

@@ -71,7 +71,7 @@ class CountFold(BatchFold, WindowCloser, EngineSnapshots):
                 if where is not None and not where.matches(value):
                     self.filtered_out += 1
                     continue
-                for v in self._apply_maps([value], rec, p.reject) if self.record_stages else (value,):
+                for v in self._apply_maps([value], rec, p.reject, pk) if self.record_stages else (value,):
                     ts = self._time_of(p, rec, v)
                     if ts is not None and self._count_value(p, windows, rec, v, ts) and ts > max_ts:
                         max_ts = ts

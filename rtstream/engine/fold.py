@@ -73,9 +73,16 @@ class BatchFold(EngineState):
         fast = (self.time_mode == "event" and agg is not None and not maps and self.sessions is None
                 and self.hop_ms == size and self.time_range is None and keep is None)
 
+        # a join's or keyed stage's state (engine/stateful.py): the watermark follows the input's times,
+        # and a table join's changelog deletes with a null value
+        input_time, in_max = self.input_time, NEVER
+        tomb = self.tombstones.get(batch.source)
         for rec in batch.records:
             try:
                 value = rec.value
+                if tomb is not None and (value is None or value == b"null"):
+                    tomb(pk, rec)
+                    continue
                 if not decoded:
                     try:
                         value = loads(value)
@@ -102,13 +109,22 @@ class BatchFold(EngineState):
                 if keep is not None and not keep(value):
                     filtered += 1
                     continue
-                values = self._apply_maps([value], rec, reject) if maps else (value,)
+                if input_time is not None:
+                    try:
+                        t = input_time(rec, value)
+                        if t > in_max:
+                            in_max = t
+                    except (ValueError, DecodeError):
+                        pass  # a state takes it or refuses it below
+                values = self._apply_maps([value], rec, reject, pk) if maps else (value,)
                 for v in values:
                     ts = self._time_of(p, rec, v)
                     if ts is not None and self._fold_value(p, rec, v, ts) and ts > max_ts:
                         max_ts = ts
             except Exception as exc:  # noqa: BLE001 - a bug met by one record must not stop the daemon for good
                 reject("error", f"{type(exc).__name__}: {exc}", rec, rec.value)
+        if input_time is not None:
+            max_ts = in_max
         self.records_in += batch.read if batch.read is not None else len(batch.records)
         if filtered:
             self.filtered_out += filtered
@@ -247,12 +263,13 @@ class BatchFold(EngineState):
         s.count += 1
         return True
 
-    def _apply_maps(self, values: list[dict[str, Any]], rec: Any, reject: Any) -> list[dict[str, Any]]:
+    def _apply_maps(self, values: list[dict[str, Any]], rec: Any, reject: Any, pk: PartitionKey) -> list[dict[str, Any]]:
         for stage in self.record_stages:
             out: list[dict[str, Any]] = []
+            step = getattr(stage, "stateful_step", None)  # a join's or keyed stage's state (engine/stateful.py)
             for v in values:
                 try:
-                    out.extend(stage.apply(v))
+                    out.extend(stage.apply(v) if step is None else step.at(pk, rec, v))
                 except Exception as exc:  # noqa: BLE001 - a user function's failure dead-letters its record
                     reject("stage_error", f"{type(exc).__name__}: {exc}", rec, v, stage=stage.name)
             values = out

@@ -11,13 +11,14 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from rtstream.engine.commit_rule import CommitTracker, DeliveryLedger
+from rtstream.engine.stateful import bind_steps
 from rtstream.model.positions import Mark, PartitionKey
 from rtstream.where.language import Where
 from rtstream.windows.aggregates import Aggregator
 from rtstream.windows.assign import TumblingAssigner
 from rtstream.windows.sessions import SessionStore
 from rtstream.windows.store import WindowStore
-from rtstream.windows.watermark import WatermarkTracker
+from rtstream.windows.watermark import NEVER, WatermarkTracker
 
 if TYPE_CHECKING:
     from rtstream.engine.emission import Emission
@@ -69,3 +70,9 @@ class EngineState:
         # decoding (read and committed like the others, never dead-lettered)
         self.source_where: Mapping[str, Where] = source_where or {}
         self.filtered_out = 0  # records a source's `where` skipped
+        # the state of joins and keyed stages (rtstream.engine.stateful): each per-record stage with a
+        # `stateful_step` is folded through it, told the record's partition and position
+        self.steps, self.tombstones, self.input_time = bind_steps(self, record_stages)
+        # the sources a join reads: their windows are written whole, for every side (WindowEngine.seed)
+        self.join_sides: set[str] = {side for step in self.steps for side in step.sides}
+        self._joined_written = NEVER

@@ -25,8 +25,11 @@ _BUILTINS: dict[Kind, dict[str, str]] = {
                "python": "rtstream.sources.python",
                "sql": "rtstream.sources.sql"},
     "stage": {"aggregate": "rtstream.stages.aggregate", "lookup": "rtstream.stages.lookup",
-              "map": "rtstream.stages.map", "python": "rtstream.stages.python"},
-    "sink": {"asset_watcher": "rtstream.sinks.asset_watcher", "dag": "rtstream.sinks.dag", "file": "rtstream.sinks.file", "http": "rtstream.sinks.http", "kafka": "rtstream.sinks.kafka.sink",
+              "map": "rtstream.stages.map", "python": "rtstream.stages.python",
+              "join": "rtstream.stages.join", "interval_join": "rtstream.stages.join",
+              "table_join": "rtstream.stages.table_join", "keyed": "rtstream.stages.keyed"},
+    "sink": {"asset_watcher": "rtstream.sinks.asset_watcher", "dag": "rtstream.sinks.dag", "file": "rtstream.sinks.file",
+             "http": "rtstream.sinks.http", "kafka": "rtstream.sinks.kafka.sink",
              "postgres": "rtstream.sinks.postgres", "python": "rtstream.sinks.python", "s3": "rtstream.sinks.s3",
              "sqlite": "rtstream.sinks.sqlite", "stdout": "rtstream.sinks.stdout"},
 }

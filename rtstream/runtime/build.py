@@ -88,6 +88,8 @@ def build_parts(settings: Settings, observers: Sequence[WindowObserver] = ()) ->
     incremental: AggregateStage | None = (
         stages.pop(0) if stages and isinstance(stages[0], AggregateStage) else None)  # type: ignore[assignment]
     window_stages = stages
+    # a window join's per-record part marks each row's side before it waits in its window
+    record_stages += [part for s in window_stages if (part := getattr(s, "record_part", None)) is not None]
     last_window_stage: Stage | None = window_stages[-1] if window_stages else incremental
     if isinstance(last_window_stage, AggregateStage) and last_window_stage.config.key:
         context.key_fields = [last_window_stage.config.key]

@@ -119,13 +119,17 @@ async def save_checkpoints(engine: WindowEngine, store: CheckpointStore | None, 
         return  # a backfill re-reads a range; it has nothing to resume
     rows = []
     positions = []
+    saved: list[tuple[PartitionKey, int | None]] = []  # each partition with its epoch when snapshotted
     for pk in only if only is not None else engine.owned():
         snap = engine.snapshot(pk)
         if snap is not None:
             rows.append((scopes[pk[0]], pk[1], snap[0], snap[1]))
             positions.append((pk[0], pk[1], snap[0]))
+            saved.append((pk, engine.epoch_of(pk)))
     if rows:
         await asyncio.to_thread(store.save, rows)
         # saved: count windows let their partitions' commits reach these positions (rtstream.engine.count_fold)
         engine.checkpointed({(src, p): pos for src, p, pos in positions})
+        for (pk, epoch), (_, _, position, _) in zip(saved, rows, strict=True):
+            engine.checkpoint_saved(pk, position, epoch)  # join and keyed state stop holding commits
         log.debug("checkpoint: %d partitions, %d bytes", len(rows), store.last_bytes)

@@ -128,6 +128,7 @@ class RuntimeStatus:
             "checkpoints": None if cp is None else {"saved": cp.saved, "bytes": cp.last_bytes, "at": cp.last_at},
             "halted": {sink.name: sink.name in rt.flusher.failing for sink in rt.sinks},
             "lookups": {s.name: figures for s in rt.stages if (figures := s.lookup_figures()) is not None},
+            "state": {s.name: kept for s in rt.stages if (kept := s.state_figures()) is not None},
         }
 
     def source_gauges(self) -> Iterator[tuple[str, dict[tuple[str, int], int], int | None]]:

@@ -22,6 +22,10 @@ class Stage(Component):
     async def run(self, window: Window, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         raise NotImplementedError
 
+    def state_figures(self) -> tuple[int, int, int] | None:
+        """(rows, keys, bytes estimate) of the state a join or keyed stage keeps."""
+        return None
+
     def lookup_figures(self) -> tuple[int, int, int, float] | None:
         """(cache hits, cache misses, lookups made, seconds spent) for a stage that looks values up."""
         return None

@@ -1,0 +1,115 @@
+"""A stream-table join's table: last value per key from a changelog, with TTL, in the checkpoints
+(holds and checkpoints as rtstream.engine.stateful says)."""
+
+from __future__ import annotations
+
+import heapq
+from typing import Any
+
+from rtstream.engine.join_state import merge
+from rtstream.engine.stateful import LiveOffsets, StatefulStep, scalar_key, size_of
+from rtstream.model.positions import PartitionKey
+from rtstream.windows.watermark import NEVER
+
+
+class TableState(StatefulStep):
+    """A table kept from a changelog (last value per key; a null value, or a Kafka tombstone, deletes)
+    and the stream's rows enriched with the current value of their key."""
+
+    def __init__(self, name: str, stream: str, table: str, stream_on: str, table_on: str, how: str,
+                 ttl_ms: int | None, left_prefix: str, right_prefix: str, max_keys: int):
+        super().__init__(name)
+        self.stream, self.table = stream, table
+        self.sides = (stream, table)
+        self.stream_on, self.table_on = stream_on, table_on
+        self.how = how
+        self.ttl_ms = ttl_ms
+        self.prefixes = (left_prefix, right_prefix)
+        self.max_keys = max_keys
+        self.values: dict[Any, tuple[dict[str, Any], int, int, PartitionKey]] = {}  # key -> (row, time, offset, pk)
+        self._expiry: list[tuple[int, Any]] = []
+        self._watermark = NEVER
+        self.live: dict[PartitionKey, LiveOffsets] = {}
+        self.bytes = 0
+        self.takes_nulls = {table: self.tombstone}  # the fold hands it the table's null values
+
+    def at(self, pk: PartitionKey, rec: Any, value: dict[str, Any]) -> list[dict[str, Any]]:
+        if pk[0] == self.table:
+            self._put(pk, rec, scalar_key(value, self.table_on), value)
+            return []  # a table row changes the table only
+        if pk[0] != self.stream:
+            return [value]
+        found = self.values.get(scalar_key(value, self.stream_on))
+        if found is None:
+            return [value] if self.how == "left" else []
+        same = self.stream_on if self.stream_on == self.table_on else None
+        row = merge(value, found[0], same, *self.prefixes)
+        if self.time_field in value:
+            row[self.time_field] = value[self.time_field]  # an enriched row keeps its own time
+        return [row]
+
+    def tombstone(self, pk: PartitionKey, rec: Any) -> None:
+        """A null value on the table's changelog: its record key's entry is deleted."""
+        key = rec.key.decode("utf-8", "replace") if isinstance(rec.key, bytes) else rec.key
+        self._put(pk, rec, key, None)
+
+    def _put(self, pk: PartitionKey, rec: Any, key: Any, value: dict[str, Any] | None) -> None:
+        old = self.values.pop(key, None)
+        if old is not None:  # the entry it replaces no longer holds its commit
+            self.bytes -= size_of(old[0])
+            self.live[old[3]].remove(old[2])
+            self._rehold(old[3])
+        if value is None:
+            return  # a delete
+        if len(self.values) >= self.max_keys:
+            raise ValueError(f"the table already keeps max_keys = {self.max_keys} keys")
+        try:
+            ts = self.time_of(rec, value)
+        except ValueError:
+            ts = self._watermark  # a table row without a time lives from the watermark it arrived at
+        self.values[key] = (value, ts, rec.offset, pk)
+        self.bytes += size_of(value)
+        if self.ttl_ms is not None:
+            heapq.heappush(self._expiry, (ts + self.ttl_ms, key))
+        live = self.live.get(pk)
+        if live is None:
+            live = self.live[pk] = LiveOffsets()
+        live.add(rec.offset)
+        self.kept(pk, rec.offset)
+
+    def evict_before(self, watermark: int) -> None:
+        self._watermark = watermark
+        exp = self._expiry
+        while exp and exp[0][0] < watermark:
+            until, key = heapq.heappop(exp)
+            entry = self.values.get(key)
+            if entry is not None and entry[1] + self.ttl_ms < watermark:  # type: ignore[operator]
+                del self.values[key]
+                self.bytes -= size_of(entry[0])
+                self.live[entry[3]].remove(entry[2])
+                self.let_go(entry[3])
+
+    def lowest(self, pk: PartitionKey, floor: int) -> int | None:
+        live = self.live.get(pk)
+        return live.lowest(floor) if live is not None else None
+
+    def snapshot(self, pk: PartitionKey) -> Any:
+        return [(key, e[0], e[1], e[2]) for key, e in self.values.items() if e[3] == pk]
+
+    def restore(self, pk: PartitionKey, state: Any) -> None:
+        self.drop(pk)
+        live = self.live[pk] = LiveOffsets()
+        for key, value, ts, offset in sorted(state, key=lambda e: e[3]):
+            live.add(offset)
+            self.values[key] = (value, ts, offset, pk)
+            self.bytes += size_of(value)
+            if self.ttl_ms is not None:
+                heapq.heappush(self._expiry, (ts + self.ttl_ms, key))
+
+    def drop(self, pk: PartitionKey) -> None:
+        self.live.pop(pk, None)
+        for key in [k for k, e in self.values.items() if e[3] == pk]:
+            self.bytes -= size_of(self.values.pop(key)[0])
+
+    def figures(self) -> tuple[int, int, int]:
+        return len(self.values), len(self.values), self.bytes

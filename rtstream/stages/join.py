@@ -1,0 +1,180 @@
+"""`type = "join"` and `type = "interval_join"`: rows of two sources matched by key.
+
+A join names its sides by the node right before it in the flow: for `[orders, payments] >> match`,
+`left = "orders"`, `right = "payments"`. Rows of any other source pass through unchanged.
+
+- `join` (a window join, as Flink's): the rows of both sides that share a key and a window of the
+  pipeline's `[window]`, paired when the window closes; `how = "left"` also emits each left row
+  that found no partner. The rows wait in the pipeline's windows, so lateness, checkpoints and the
+  commit rule are the windows' own.
+- `interval_join` (Flink's interval join): a right row `b` matches a left row `a` of the same key when
+  `a.ts + lower <= b.ts <= a.ts + upper`; each pair is emitted once, when its second row arrives, with
+  the time field set to the later row's time, so it lands in that row's window. A row is kept until the
+  watermark (which already allows for lateness) passes the last time a partner could have.
+
+An output row has the left row's fields, then the right row's; a field both have (other than a shared
+key `on`) is written `left_prefix`+name and `right_prefix`+name. An unmatched left row (`how = "left"`)
+has its own fields only; a sink writes the right side's columns as null.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, field_validator, model_validator
+
+from rtstream.engine.join_state import IntervalState, Sided, SideTagger, merge
+from rtstream.engine.stateful import StatefulStep
+from rtstream.model.durations import parse_duration
+from rtstream.model.registry import register
+from rtstream.model.window import Window
+from rtstream.stages.base import Stage, StageConfig
+
+
+def _signed(value: Any) -> float:
+    """A duration that may be negative: "-5s"."""
+    if isinstance(value, str) and value.strip().startswith("-"):
+        return -parse_duration(value.strip()[1:])
+    return parse_duration(value)
+
+
+SignedDuration = Annotated[float, BeforeValidator(_signed)]
+
+
+class SidesConfig(StageConfig):
+    left: str = Field(description="the left side: the source right before this stage in the flow")
+    right: str = Field(description="the right side: another source right before this stage")
+    on: str | None = Field(default=None, description="the key field both sides share (or give left_on and right_on)")
+    left_on: str | None = Field(default=None, description="the left side's key field, when the names differ")
+    right_on: str | None = Field(default=None, description="the right side's key field, when the names differ")
+    left_prefix: str = Field(default="left_", description="prefix of a left field the right row also has")
+    right_prefix: str = Field(default="right_", description="prefix of a right field the left row also has")
+    max_rows: int = Field(default=100_000, gt=0, description="rows one side may keep per window (join) or per "
+                          "key (interval_join); beyond, a row is dead-lettered with the reason")
+
+    @model_validator(mode="after")
+    def _keys(self) -> SidesConfig:
+        if self.on is None and (self.left_on is None or self.right_on is None):
+            raise ValueError("give on (the key field both sides share), or left_on and right_on")
+        if self.on is not None and (self.left_on is not None or self.right_on is not None):
+            raise ValueError("give either on, or left_on and right_on, not both")
+        if self.left == self.right:
+            raise ValueError(f"left and right name the same source {self.left!r}")
+        return self
+
+    def key_fields(self) -> tuple[str, str]:
+        return (self.left_on or self.on or "", self.right_on or self.on or "")
+
+    def flow_problems(self, name: str, sources: list[str], window_type: str) -> list[tuple[str, str]]:
+        """A side must be a source right before the join in the flow."""
+        out = [(f"stages.{name}.{side}", f"{getattr(self, side)!r} is not a source of the flow "
+                f"(the flow's sources: {', '.join(sources)})")
+               for side in ("left", "right") if getattr(self, side) not in sources]
+        if window_type == "session" and self.type == "join":
+            out.append((f"stages.{name}", "a window join needs tumbling or hopping windows, not sessions"))
+        return out
+
+
+class JoinConfig(SidesConfig):
+    how: Literal["inner", "left"] = Field(default="inner", description="inner: matched pairs only; left: also "
+                                          "each left row that found no right row in its window")
+    window: Any = Field(default=None, description="not supported yet: a join uses the pipeline's [window]")
+
+    @field_validator("window")
+    @classmethod
+    def _own_window(cls, value: Any) -> Any:
+        if value is not None:
+            raise ValueError("a join's own window is not supported yet; it joins in the pipeline's [window]")
+        return value
+
+
+class StepStage:
+    """The per-record part of a stage whose state lives in the engine (rtstream.engine.stateful)."""
+
+    per_record = True
+    awaits_per_batch = False
+    stateful = True  # refused beside a stage that awaits per batch (rtstream.config.load)
+
+    def __init__(self, name: str, step: StatefulStep):
+        self.name = name
+        self.stateful_step = step
+
+    def apply(self, value: dict[str, Any]) -> list[dict[str, Any]]:
+        raise TypeError(f"stage {self.name!r} keeps state and runs only in the fold (not beside an awaiting stage)")
+
+
+@register("stage", "join")
+class WindowJoinStage(Stage):
+    """Pairs the rows of a closed window; its per-record part (`record_part`) marks each row's side."""
+
+    Config = JoinConfig
+    stateful = True
+
+    def __init__(self, name: str, config: Any, context: Any):
+        super().__init__(name, config, context)
+        self.tagger = SideTagger(name, {config.left: "left", config.right: "right"}, config.max_rows)
+        self.record_part = StepStage(name, self.tagger)
+
+    async def run(self, window: Window, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        left_on, right_on = self.config.key_fields()
+        shared = left_on if left_on == right_on else None
+        prefixes = (self.config.left_prefix, self.config.right_prefix)
+        rights: dict[Any, list[dict[str, Any]]] = {}
+        for row in rows:
+            if getattr(row, "side", None) == "right":
+                rights.setdefault(row.get(right_on), []).append(row)
+        out: list[dict[str, Any]] = []
+        for row in rows:
+            side = getattr(row, "side", None)
+            if side is None:
+                out.append(row)  # a source that is no side of this join
+            elif side == "left":
+                matches = rights.get(row.get(left_on))
+                if matches:
+                    out.extend(merge(row, r, shared, *prefixes) for r in matches)
+                elif self.config.how == "left":
+                    out.append(dict(row))
+        return out
+
+    def state_figures(self) -> tuple[int, int, int] | None:
+        return self.tagger.figures()
+
+    def describe(self) -> str:
+        left_on, right_on = self.config.key_fields()
+        return (f"join ({self.config.how}): {self.config.left}.{left_on} = {self.config.right}.{right_on} "
+                "in each window")
+
+
+class IntervalJoinConfig(SidesConfig):
+    lower: SignedDuration = Field(description="a right row's time may be this far after the left row's "
+                                  "(negative: before), e.g. \"-5s\"")
+    upper: SignedDuration = Field(description="...and at most this far after it, e.g. \"10m\"")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> IntervalJoinConfig:
+        if self.lower > self.upper:
+            raise ValueError(f"lower ({self.lower:g}s) must not be above upper ({self.upper:g}s)")
+        return self
+
+
+@register("stage", "interval_join")
+class IntervalJoinStage(StepStage, Stage):  # type: ignore[misc]
+    Config = IntervalJoinConfig
+
+    def __init__(self, name: str, config: Any, context: Any):
+        Stage.__init__(self, name, config, context)
+        left_on, right_on = config.key_fields()
+        StepStage.__init__(self, name, IntervalState(
+            name, config.left, config.right, left_on, right_on, round(config.lower * 1000),
+            round(config.upper * 1000), config.left_prefix, config.right_prefix, config.max_rows))
+
+    def state_figures(self) -> tuple[int, int, int] | None:
+        return self.stateful_step.figures()
+
+    def describe(self) -> str:
+        left_on, right_on = self.config.key_fields()
+        return (f"interval_join: {self.config.left}.{left_on} = {self.config.right}.{right_on}, "
+                f"{self.config.right}'s time in [{self.config.lower:g}s, {self.config.upper:g}s] of the left's")
+
+
+__all__ = ["Sided", "WindowJoinStage", "IntervalJoinStage", "StepStage"]
