@@ -37,7 +37,7 @@ def test_a_valid_join_loads_and_its_parts_are_wired():
 
 
 @pytest.mark.parametrize("stage, key, reason", [
-    (dict(JOIN, left="nope"), "stages.j.left", "'nope' is not a source of the flow (the flow's sources: orders, payments)"),
+    (dict(JOIN, left="nope"), "stages.j.left", "'nope' is not an input of 'j' in pipeline.flow (its inputs: orders, payments)"),
     (dict(JOIN, on=None), "stages.j", "give on (the key field both sides share), or left_on and right_on"),
     (dict(JOIN, left_on="a"), "stages.j", "give either on, or left_on and right_on, not both"),
     (dict(JOIN, right="orders"), "stages.j", "left and right name the same source 'orders'"),
@@ -73,4 +73,4 @@ def test_the_daemon_says_a_bad_join_in_one_line_with_exit_2(tmp_path):
     res = run_cli("validate", "-c", str(cfg), timeout=60)
     assert res.returncode == 2, res.stderr
     assert "Traceback" not in res.stderr
-    assert "stages.j.right" in res.stderr and "'payment' is not a source of the flow" in res.stderr
+    assert "stages.j.right: 'payment' is not an input of 'j' in pipeline.flow" in res.stderr
