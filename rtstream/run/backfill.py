@@ -22,8 +22,8 @@ from typing import Any
 from rtstream.config.settings import Settings
 from rtstream.model.errors import ConfigError
 from rtstream.model.window import iso_utc
+from rtstream.sources.clocked import FIXED_START
 from rtstream.sources.file_positions import PositionFile
-from rtstream.sources.generator import FIXED_START
 from rtstream.windows.clock import epoch_ms
 
 log = logging.getLogger("rtstream.run.backfill")

@@ -9,27 +9,22 @@ produced as fast as the pipeline takes them.
 from __future__ import annotations
 
 import asyncio
-import math
 import random
 import time
-from collections.abc import AsyncIterator, Hashable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from pydantic import Field, field_validator
 
 from rtstream.model.batch import Batch
-from rtstream.model.errors import DecodeError
-from rtstream.model.positions import Mark
 from rtstream.model.record import Record
 from rtstream.model.registry import register
-from rtstream.sources.base import Source, SourceConfig
-from rtstream.sources.file_positions import PositionFile
-from rtstream.windows.clock import epoch_ms
+from rtstream.sources.base import SourceConfig
+from rtstream.sources.clocked import ClockedSource, checked_start
 
 PAGES = ["/", "/search", "/product", "/cart", "/checkout", "/account", "/help"]
 KINDS = ["view", "click", "add_to_cart", "purchase", "search"]
 _CHUNK = 1024
-FIXED_START = "2026-01-01T00:00:00Z"
 
 
 class GeneratorConfig(SourceConfig):
@@ -46,12 +41,7 @@ class GeneratorConfig(SourceConfig):
     @field_validator("start")
     @classmethod
     def _start(cls, value: Any) -> Any:
-        if value is not None:
-            try:
-                epoch_ms(value)
-            except DecodeError as exc:  # a ValueError is what the config's one line is made of
-                raise ValueError(f"{exc}; e.g. \"2026-01-01T00:00:00Z\" or epoch ms") from None
-        return value
+        return checked_start(value)
 
 
 def make_record(users: int, ts: int, rng: random.Random) -> dict[str, Any]:
@@ -66,7 +56,7 @@ def make_record(users: int, ts: int, rng: random.Random) -> dict[str, Any]:
 
 
 @register("source", "generator")
-class GeneratorSource(Source):
+class GeneratorSource(ClockedSource):
     Config = GeneratorConfig
 
     @property
@@ -74,28 +64,7 @@ class GeneratorSource(Source):
         return self.config.count is not None
 
     async def start(self) -> None:
-        self._positions = PositionFile(self.context.state_dir, self.name)
-        saved = self._positions.load() if not self.finite else {}
-        if self.config.start is not None:
-            self.start_ms = epoch_ms(self.config.start)
-        elif "start_ms" in saved:
-            self.start_ms = int(saved["start_ms"])
-        elif self.config.realtime:
-            self.start_ms = int(time.time() * 1000)
-        else:
-            self.start_ms = epoch_ms(FIXED_START)
-        self.position = int(saved.get("position", 0))
-        mark = saved.get("mark")
-        self._mark = Mark(int(mark[0]), int(mark[1])) if mark else None
-        span = self.context.extra.get("backfill_range") if self.finite else None
-        if span is not None:  # a backfill (rtstream.run.backfill): begin at the range's first record
-            self.position = max(0, math.floor((span[0] - self.start_ms) * self.config.rate / 1000))
-        self._committed = (self.position, self._mark)
-        if not self.finite:
-            self._positions.save(self._doc(self.position, self._mark))
-
-    def _doc(self, position: int, mark: Mark | None) -> dict[str, Any]:
-        return {"start_ms": self.start_ms, "position": position, "mark": list(mark) if mark else None}
+        self.resume()
 
     def ts_of(self, i: int) -> int:
         return self.start_ms + int(i * 1000 / self.config.rate)
@@ -126,18 +95,6 @@ class GeneratorSource(Source):
             yield Batch(self.name, 0, records, i, decoded=True)
             if not cfg.realtime:
                 await asyncio.sleep(0)
-
-    async def commit(self, positions: dict[Hashable, int], marks: dict[Hashable, Mark] | None = None) -> None:
-        # event time rises with the position here, so no record before the commit is out of order; the
-        # mark goes with it, so a replay does not count again into a (hopping) window already written
-        pos, mark = positions.get(0), (marks or {}).get(0)
-        if self.finite or pos is None or (pos, mark) == self._committed:
-            return
-        await asyncio.to_thread(self._positions.save, self._doc(pos, mark))
-        self._committed = (pos, mark)
-
-    def resume_marks(self) -> dict[Hashable, Mark]:
-        return {0: self._mark} if self._mark is not None else {}
 
     def describe(self) -> str:
         c = self.config

@@ -10,24 +10,18 @@ records but pays for making them.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
-from collections.abc import AsyncIterator, Hashable
+from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
 from rtstream.model.batch import Batch
-from rtstream.model.errors import DecodeError
 from rtstream.model.nexmark import Nexmark
-from rtstream.model.positions import Mark
 from rtstream.model.record import Record
 from rtstream.model.registry import register
-from rtstream.sources.base import Source, SourceConfig
-from rtstream.sources.file_positions import PositionFile
-from rtstream.windows.clock import epoch_ms
-
-FIXED_START = "2026-01-01T00:00:00Z"
+from rtstream.sources.base import SourceConfig
+from rtstream.sources.clocked import ClockedSource, checked_start
 
 
 class NexmarkConfig(SourceConfig):
@@ -60,12 +54,7 @@ class NexmarkConfig(SourceConfig):
     @field_validator("start")
     @classmethod
     def _start(cls, value: Any) -> Any:
-        if value is not None:
-            try:
-                epoch_ms(value)
-            except DecodeError as exc:  # a ValueError is what the config's one line is made of
-                raise ValueError(f"{exc}; e.g. \"2026-01-01T00:00:00Z\" or epoch ms") from None
-        return value
+        return checked_start(value)
 
     @field_validator("only")
     @classmethod
@@ -83,7 +72,7 @@ class NexmarkConfig(SourceConfig):
 
 
 @register("source", "nexmark")
-class NexmarkSource(Source):
+class NexmarkSource(ClockedSource):
     Config = NexmarkConfig
 
     @property
@@ -91,30 +80,8 @@ class NexmarkSource(Source):
         return self.config.events is not None
 
     async def start(self) -> None:
-        cfg = self.config
-        self._positions = PositionFile(self.context.state_dir, self.name)
-        saved = self._positions.load() if not self.finite else {}
-        if cfg.start is not None:
-            start_ms = epoch_ms(cfg.start)
-        elif "start_ms" in saved:
-            start_ms = int(saved["start_ms"])
-        elif cfg.realtime:
-            start_ms = int(time.time() * 1000)
-        else:
-            start_ms = epoch_ms(FIXED_START)
-        self.model = cfg.model_for(start_ms)
-        self.position = int(saved.get("position", 0))
-        mark = saved.get("mark")
-        self._mark = Mark(int(mark[0]), int(mark[1])) if mark else None
-        span = self.context.extra.get("backfill_range") if self.finite else None
-        if span is not None:  # a backfill: begin at the range's first event
-            self.position = max(0, math.floor((span[0] - start_ms) * cfg.rate / 1000))
-        self._committed = (self.position, self._mark)
-        if not self.finite:
-            self._positions.save(self._doc(self.position, self._mark))
-
-    def _doc(self, position: int, mark: Mark | None) -> dict[str, Any]:
-        return {"start_ms": self.model.start_ms, "position": position, "mark": list(mark) if mark else None}
+        self.resume()
+        self.model = self.config.model_for(self.start_ms)
 
     async def batches(self) -> AsyncIterator[Batch]:
         cfg, model = self.config, self.model
@@ -137,19 +104,6 @@ class NexmarkSource(Source):
                 yield Batch(self.name, 0, records, i, decoded=True)
             if not cfg.realtime:
                 await asyncio.sleep(0)
-
-    async def commit(self, positions: dict[Hashable, int], marks: dict[Hashable, Mark] | None = None) -> None:
-        # The mark goes with the position: a hopping window written before a restart can hold events
-        # at or past the position, and on replay the mark tells them apart (they are not counted
-        # again into a window that would then be written with only its replayed part).
-        pos, mark = positions.get(0), (marks or {}).get(0)
-        if self.finite or pos is None or (pos, mark) == self._committed:
-            return
-        await asyncio.to_thread(self._positions.save, self._doc(pos, mark))
-        self._committed = (pos, mark)
-
-    def resume_marks(self) -> dict[Hashable, Mark]:
-        return {0: self._mark} if self._mark is not None else {}
 
     def describe(self) -> str:
         c = self.config

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import orjson
 
-from rtstream.sources.generator import FIXED_START, make_record
+from rtstream.sources.clocked import FIXED_START
+from rtstream.sources.generator import make_record
 from rtstream.windows.clock import epoch_ms
 from tests.support import Daemon, wait_until, write_config
 
