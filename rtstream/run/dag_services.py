@@ -44,3 +44,19 @@ def dag_services(found: list[DAG], not_scheduled: list[dict[str, str]], store: R
     use_states(StoredStates(found, store))  # ExternalTaskSensor reads the runs of the daemon's DAGs
     runs = DaemonDags(scheduler, store)
     return DagServices(scheduler, grid, runs, Watching(watchers, runs, scheduler))
+
+
+def exit_past_running_tries(code: int) -> int:
+    """The daemon's exit code; a sync task still running in its thread after the grace cannot be stopped
+    by Python, so then the process exits at once rather than wait for it."""
+    import logging
+    import os
+    import sys
+    import threading
+
+    if any(t.name.startswith("dag-") and t.is_alive() for t in threading.enumerate()):
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code

@@ -13,7 +13,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -92,13 +91,9 @@ def run_dags_daemon(dags: DagsSettings, settings: Settings | None) -> int:
         return EXIT_CONFIG
     code = asyncio.run(_serve(found, not_scheduled, store, dags, settings, watchers))
     store.close()
-    if any(t.name.startswith("dag-") and t.is_alive() for t in threading.enumerate()):
-        # a sync task still running in its thread after the grace: Python cannot stop it, so do not wait
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    return code
+    from rtstream.run.dag_services import exit_past_running_tries
+
+    return exit_past_running_tries(code)
 
 
 async def _serve(found: list[DAG], not_scheduled: list[dict[str, str]], store: RunStore, dags: DagsSettings,

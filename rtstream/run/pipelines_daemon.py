@@ -18,7 +18,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -113,13 +112,9 @@ def run_pipelines_daemon(ps: PipelinesSettings) -> int:
                                                                         watchers))
     if store is not None:
         store.close()
-    if any(t.name.startswith("dag-") and t.is_alive() for t in threading.enumerate()):
-        # a sync task still running in its thread after the grace: Python cannot stop it, so do not wait
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    return code
+    from rtstream.run.dag_services import exit_past_running_tries
+
+    return exit_past_running_tries(code)
 
 
 async def _serve(ps: PipelinesSettings, found: list[DAG], not_scheduled: list[dict[str, str]],
