@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rtstream.airflow.asset_schedule import next_time_run
+from rtstream.airflow.callbacks import call_dag_callbacks
 from rtstream.airflow.context import make_dag_run
 from rtstream.airflow.dag_model import DAG
 from rtstream.airflow.states import DagRunState
@@ -235,6 +236,7 @@ class DagScheduler:
             log.error("%s %s: failed: ran past dagrun_timeout (%s); unfinished task instances skipped",
                       dag.dag_id, stored.run_id, timeout)
             self.store.finish_run(dag.dag_id, stored.run_id, DagRunState.FAILED.value, _utcnow())
+            await call_dag_callbacks(run, False, "timed_out")  # Airflow's scheduler: reason "timed_out"
             return
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - a task's code must not end the daemon
             log.error("%s %s: failed: %s: %s", dag.dag_id, stored.run_id, type(exc).__name__, exc)
@@ -247,3 +249,4 @@ class DagScheduler:
         self.store.finish_run(dag.dag_id, stored.run_id, result.run_state, _utcnow())
         failed = f" (failed tasks: {', '.join(result.failed_tasks)})" if result.failed_tasks else ""
         log.info("%s %s: %s%s", dag.dag_id, stored.run_id, result.run_state, failed)
+        await run.call_back(result)
