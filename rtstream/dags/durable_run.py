@@ -23,6 +23,7 @@ from rtstream.airflow.dag_run import DagRun
 from rtstream.airflow.states import FINISHED
 from rtstream.airflow.states import TaskInstanceState as S
 from rtstream.airflow.xcom import RunXComs, TaskInstance
+from rtstream.dags.past_runs import PastRuns
 from rtstream.dags.state_tables import state_backend
 from rtstream.dags.store import RunStore, StoredRun
 from rtstream.dags.tries import TryRecorder
@@ -75,6 +76,8 @@ class DurableDagRun(DagRun):
             for ti in tis:
                 ti.xcoms = self.xcoms
         self._restore()
+        if any(getattr(t, "depends_on_past", False) for t in dag.task_dict.values()):
+            self.past = PastRuns(store, dag, stored.run_id, stored.logical_date).held
 
     def _ti(self, task: Any, map_index: int) -> TaskInstance:
         ti = StoredTaskInstance(task, self.info.run_id, map_index, getattr(self, "xcoms_store", self.xcoms),
