@@ -100,3 +100,12 @@ async def call_dag_callbacks(run: Any, success: bool, reason: str) -> None:
     if context is None:
         return
     await _off_loop(None, _call_all, f"DAG {kind}", f"{dag.dag_id} {run.info.run_id}", callbacks, context)
+
+
+def note_sla(dag: Any) -> None:
+    """One line per DAG at load when it sets an `sla` or `sla_miss_callback`: rtstream does not act on them."""
+    tasks = sorted(t.task_id for t in dag.task_dict.values() if getattr(t, "sla", None))
+    if tasks or dag.other.get("sla_miss_callback"):
+        which = f" (tasks {', '.join(tasks)})" if tasks else " (sla_miss_callback)"
+        log.warning("DAG %s: sla is not acted on%s: rtstream does not check SLAs nor call sla_miss_callback",
+                    dag.dag_id, which)

@@ -111,3 +111,21 @@ def test_callbacks_under_dags_test_cli(tmp_path: Path) -> None:
     assert done.returncode == 1, done.stderr
     assert marker.read_text().splitlines() == ["task_failure t None ValueError",
                                                "dag_failure t task_failure NoneType"]
+
+
+def test_sla_is_noted_once_per_dag_at_load(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "slas.py").write_text(
+        "from datetime import datetime, timedelta\n"
+        "from airflow import DAG\n"
+        "from airflow.operators.empty import EmptyOperator\n"
+        "with DAG('with_sla', start_date=datetime(2024, 1, 1), schedule=None,\n"
+        "         default_args={'sla': timedelta(hours=1)}, sla_miss_callback=print):\n"
+        "    EmptyOperator(task_id='b') >> EmptyOperator(task_id='a')\n"
+        "with DAG('no_sla', start_date=datetime(2024, 1, 1), schedule=None):\n"
+        "    EmptyOperator(task_id='c')\n")
+    caplog.set_level(logging.INFO, "rtstream.airflow")
+    bag = load(tmp_path)
+    assert sorted(bag.dags) == ["no_sla", "with_sla"]
+    notes = [r.getMessage() for r in caplog.records if "sla is not acted on" in r.getMessage()]
+    assert notes == ["DAG with_sla: sla is not acted on (tasks a, b): rtstream does not check SLAs nor call "
+                     "sla_miss_callback"]
