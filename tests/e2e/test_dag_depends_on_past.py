@@ -16,6 +16,8 @@ from typing import Any
 
 from rtstream.testing.peers.ports import free_port
 from tests.e2e.dag_grid_support import TOKEN, call
+from tests.faults.test_policies import AlertReceiver
+from tests.http_peers import ThreadedServer
 from tests.support import Daemon, read_jsonl, wait_until, write_config
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "dags_past"
@@ -24,7 +26,7 @@ DOWN = "The tasks downstream of the previous task instance(s) haven't completed,
 
 
 class PastSetup:
-    def __init__(self, tmp: Path):
+    def __init__(self, tmp: Path, alert: dict[str, Any] | None = None):
         self.tmp = tmp
         dags = tmp / "dags"
         dags.mkdir()
@@ -35,7 +37,7 @@ class PastSetup:
         self.base = f"http://127.0.0.1:{self.port}"
         self.config = write_config(tmp / "dags.toml", {
             "daemon": {"state_dir": "state", "shutdown_grace": "3s"},
-            "admin": {"listen": f"127.0.0.1:{self.port}", "token": TOKEN}})
+            "admin": {"listen": f"127.0.0.1:{self.port}", "token": TOKEN}, **({"alert": alert} if alert else {})})
         start = int(time.time()) - 4  # two runs, both due at once: start and start + 1s
         self.env = {"RTSTREAM_PAST_START": str(start), "RTSTREAM_PAST_END": str(start + 1),
                     "RTSTREAM_PAST_OUT": str(self.out), "RTSTREAM_PAST_BROKEN": str(self.broken)}
@@ -119,3 +121,24 @@ def test_a_waiting_run_still_waits_after_a_sigkill_and_then_goes_on(tmp_path: Pa
         setup.clear_and_finish()
         second.signal(signal.SIGTERM)
         assert second.wait(30) == 0
+
+
+def test_a_failed_dag_run_calls_the_alert_webhook(tmp_path: Path) -> None:
+    """The config's [alert] is told of each failed DAG run, once, with what failed (the token never in it)."""
+    receiver = AlertReceiver()
+    with ThreadedServer(receiver.app) as server:
+        setup = PastSetup(tmp_path, alert={"url": f"{server.url}/alert", "bearer_token": "al3rt-t0ken"})
+        with setup.daemon() as daemon:
+            setup.wait_held(daemon)
+            wait_until(lambda: len(receiver.events) >= 2, 30, what="an alert per failed run")
+            daemon.signal(signal.SIGTERM)
+            assert daemon.wait(30) == 0
+    r1 = setup.run_ids[0]
+    got = sorted((e["event"], e["dag_id"], e["run_id"], e["reason"], tuple(e["failed_tasks"]), e["error"])
+                 for e in receiver.events)
+    assert got == [("dag_run_failed", "past", r1, "task_failure", ("held",),
+                    f"DAG past run {r1} failed: task_failure (failed tasks: held)"),
+                   ("dag_run_failed", "wfd", r1, "task_failure", ("down",),
+                    f"DAG wfd run {r1} failed: task_failure (failed tasks: down)")]
+    assert all(e["logical_date"] == r1.split("__")[1] for e in receiver.events)
+    assert "al3rt-t0ken" not in daemon.stderr
