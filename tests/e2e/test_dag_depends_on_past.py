@@ -142,3 +142,41 @@ def test_a_failed_dag_run_calls_the_alert_webhook(tmp_path: Path) -> None:
                     f"DAG wfd run {r1} failed: task_failure (failed tasks: down)")]
     assert all(e["logical_date"] == r1.split("__")[1] for e in receiver.events)
     assert "al3rt-t0ken" not in daemon.stderr
+
+
+TIMED_OUT_DAG = '''
+import json, os
+from datetime import datetime, timedelta, timezone
+from airflow import DAG
+from airflow.operators.bash import BashOperator
+
+START = datetime.fromtimestamp(float(os.environ["RTSTREAM_PAST_START"]), tz=timezone.utc)
+OUT = os.environ["RTSTREAM_PAST_OUT"]
+
+def noted(context):
+    with open(OUT, "a") as fh:
+        fh.write(json.dumps({"dag": context["dag"].dag_id, "run_id": context["run_id"], "event": "dag_failure",
+                             "reason": context["reason"], "task": context["ti"].task_id}) + "\\n")
+
+with DAG("too_long", start_date=START, end_date=START, schedule=timedelta(seconds=1), catchup=True,
+         dagrun_timeout=timedelta(seconds=1), on_failure_callback=noted) as dag:
+    BashOperator(task_id="slow", bash_command="sleep 30")
+'''
+
+
+def test_a_run_past_dagrun_timeout_calls_back_and_alerts_with_timed_out(tmp_path: Path) -> None:
+    receiver = AlertReceiver()
+    with ThreadedServer(receiver.app) as server:
+        setup = PastSetup(tmp_path, alert={"url": f"{server.url}/alert"})
+        (tmp_path / "dags" / "past_dags.py").unlink()
+        (tmp_path / "dags" / "too_long.py").write_text(TIMED_OUT_DAG)
+        with setup.daemon() as daemon:
+            wait_until(lambda: setup.runs("too_long")[:1] == ["failed"] and receiver.events
+                       and setup.lines(event="dag_failure"), 30, what="the run timed out, called back, alerted")
+            daemon.signal(signal.SIGTERM)
+            assert daemon.wait(30) == 0
+    r1 = setup.run_ids[0]
+    assert setup.lines(event="dag_failure") == [{"dag": "too_long", "run_id": r1, "event": "dag_failure",
+                                                 "reason": "timed_out", "task": "slow"}]
+    assert [(e["dag_id"], e["run_id"], e["reason"], e["failed_tasks"]) for e in receiver.events] == [
+        ("too_long", r1, "timed_out", [])]
