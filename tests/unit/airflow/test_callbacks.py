@@ -76,9 +76,11 @@ def test_each_task_callback_kind_with_its_context(caplog: pytest.LogCaptureFixtu
     assert "error in DAG on_failure_callback callback at index 1 (boom)" in text
 
 
-def test_dag_success_callback_with_reason_success() -> None:
+def test_dag_success_callback_with_reason_success(caplog: pytest.LogCaptureFixture) -> None:
     result, calls = run("callbacks_ok")
     assert result.run_state == "success"
+    assert "error in on_success_callback callback at index 0 (str): TypeError: 'str' object is not callable" \
+        in caplog.text
     assert [(c[0], c[6], c[8]) for c in calls] == [("dag_success", "success", RUN_ID)]
     assert calls[0][1] == "second"  # the context of the run's last task instance
 
