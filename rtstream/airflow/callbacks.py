@@ -47,12 +47,12 @@ def _call_all(kind: str, where: str, callbacks: list[Any], context: dict[str, An
 
 
 async def call_task_callbacks(kind: str, task: Any, context: dict[str, Any], pool: Executor | None,
-                              exception: BaseException | None = None) -> None:
+                              exception: BaseException | str | None = None) -> None:
     """Call the task's `kind` callbacks (e.g. "on_success_callback") with `context`; never raises."""
     callbacks = as_list(getattr(task, kind, None))
     if not callbacks:
         return
-    if exception is not None:
+    if exception is not None:  # a zombie's is the message Airflow's scheduler gives it, a str
         context["exception"] = exception
     where = f"{context['ti'].dag_id}.{context['ti'].task_id}"
     await _off_loop(pool, _call_all, kind, where, callbacks, context)

@@ -180,3 +180,62 @@ def test_a_run_past_dagrun_timeout_calls_back_and_alerts_with_timed_out(tmp_path
                                                  "reason": "timed_out", "task": "slow"}]
     assert [(e["dag_id"], e["run_id"], e["reason"], e["failed_tasks"]) for e in receiver.events] == [
         ("too_long", r1, "timed_out", [])]
+
+
+ZOMBIE_DAG = '''
+import json, os, time
+from datetime import datetime, timedelta, timezone
+from airflow import DAG
+from airflow.operators.python import PythonOperator
+
+START = datetime.fromtimestamp(float(os.environ["RTSTREAM_PAST_START"]), tz=timezone.utc)
+OUT = os.environ["RTSTREAM_PAST_OUT"]
+RELEASE = os.environ["RTSTREAM_PAST_BROKEN"] + ".release"
+
+def line(context, event, **more):
+    with open(OUT, "a") as fh:
+        fh.write(json.dumps({"dag": context["dag"].dag_id, "task": context["ti"].task_id,
+                             "run_id": context["run_id"], "try": context["ti"].try_number, "event": event,
+                             **more}) + "\\n")
+
+def hang(**context):
+    line(context, "start")
+    deadline = time.monotonic() + 60
+    while not os.path.exists(RELEASE) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    line(context, "ok")
+
+def called(kind):
+    def cb(context):
+        line(context, kind, state=context["ti"].state, exception=str(context.get("exception")))
+    return cb
+
+with DAG("zombie", start_date=START, end_date=START, schedule=timedelta(seconds=1), catchup=True) as dag:
+    PythonOperator(task_id="last_try", python_callable=hang, retries=0,
+                   on_failure_callback=called("failure"), on_retry_callback=called("retry"))
+    PythonOperator(task_id="has_retry", python_callable=hang, retries=1, retry_delay=timedelta(0),
+                   on_failure_callback=called("failure"), on_retry_callback=called("retry"))
+'''
+
+
+def test_tries_interrupted_by_a_sigkill_call_their_failure_or_retry_callback_on_restart(tmp_path: Path) -> None:
+    setup = PastSetup(tmp_path)
+    (tmp_path / "dags" / "past_dags.py").unlink()
+    (tmp_path / "dags" / "zombie.py").write_text(ZOMBIE_DAG)
+    with setup.daemon() as first:
+        wait_until(lambda: len(setup.lines(event="start")) == 2, 30, what="both tries running")
+        first.kill()
+    Path(str(setup.broken) + ".release").touch()
+    with setup.daemon() as second:
+        wait_until(lambda: setup.runs("zombie")[:1] == ["failed"], 30, what="the run finished")
+        second.signal(signal.SIGTERM)
+        assert second.wait(30) == 0
+    r1 = setup.run_ids[0]
+    calls = [(r["task"], r["try"], r["event"], r["state"]) for r in setup.lines(run_id=r1)
+             if r["event"] in ("failure", "retry")]
+    # Airflow's zombie handling: the last try fails (failure callback), one with a retry left is retried
+    # (retry callback; its instance has no state here, where Airflow shows up_for_retry: docs/AIRFLOW.md)
+    assert sorted(calls) == [("has_retry", 1, "retry", None), ("last_try", 1, "failure", "failed")]
+    assert all("detected as a zombie" in r["exception"] for r in setup.lines(run_id=r1, event="failure"))
+    assert [r["try"] for r in setup.lines(task="has_retry", event="ok")] == [2]
+    assert setup.lines(task="last_try", event="ok") == []
