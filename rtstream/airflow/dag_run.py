@@ -8,11 +8,13 @@ failed or upstream_failed, success when every leaf succeeded or was skipped).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from rtstream.airflow.callbacks import call_dag_callbacks, run_reason
 from rtstream.airflow.context import DagRunInfo, build_context, make_dag_run
 from rtstream.airflow.dag_model import DAG
 from rtstream.airflow.mapped_group import group_gate, upstream_states
@@ -28,6 +30,8 @@ from rtstream.airflow.templating import environment
 from rtstream.airflow.timetable import manual_data_interval
 from rtstream.airflow.trigger_rules import decide
 from rtstream.airflow.xcom import RunXComs, TaskInstance
+
+PAST_POLL = 0.5  # seconds between looks at the previous run while a task instance waits for it
 
 
 @dataclass
@@ -77,6 +81,10 @@ class DagRun:
         self.groups = groups_of(dag.task_group)
         self.valid_branch_ids = set(dag.task_dict) | set(self.groups)
         self.env = environment(dag)
+        # depends_on_past: why a task instance may not start yet (rtstream.airflow.past_deps), given by a
+        # daemon, which keeps the previous runs; `dags test` has none, so its run is a first run
+        self.past: Callable[[Any, TaskInstance], str | None] | None = None
+        self.held: dict[tuple[str, int], str] = {}
 
     def _ti(self, task: Any, map_index: int) -> TaskInstance:
         ti = TaskInstance(task, self.info.run_id, map_index, self.xcoms, self.info.logical_date)
@@ -96,8 +104,12 @@ class DagRun:
                 if not self.stopping:
                     self._settle(running, pool, limit)
                 if not running:
-                    break
-                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                    if not self.held or self.stopping:
+                        break
+                    await asyncio.sleep(PAST_POLL)  # held by the previous run: look at it again
+                    continue
+                done, _ = await asyncio.wait(running, timeout=PAST_POLL if self.held else None,
+                                             return_when=asyncio.FIRST_COMPLETED)
                 for t in done:
                     ti = running.pop(t)
                     t.result()  # run_task_instance keeps every task error in ti.state; anything else is ours
@@ -141,6 +153,8 @@ class DagRun:
                         else:
                             self._expand(task, ti)
                         progressed = True
+                    elif runnable and self._held(task, ti):
+                        continue
                     elif runnable:
                         ti.state = S.SCHEDULED.value
                         real = ti.task if task.is_mapped else task
@@ -148,6 +162,25 @@ class DagRun:
                                                  self.valid_branch_ids)
                         running[asyncio.get_running_loop().create_task(coro)] = ti
                         progressed = True
+
+    def _held(self, task: Any, ti: TaskInstance) -> bool:
+        if self.past is None:
+            return False
+        key = (ti.task_id, ti.map_index)
+        why = self.past(task, ti)
+        if why is None:
+            self.held.pop(key, None)
+            return False
+        if self.held.get(key) != why:
+            log.info("%s.%s (%s): waits: %s", self.dag.dag_id, ti.task_id, self.info.run_id, why)
+        self.held[key] = why
+        return True
+
+    async def call_back(self, result: RunResult, reason: str | None = None) -> None:
+        """The DAG's on_success_callback / on_failure_callback for this finished run (never raises)."""
+        deadlocked = any(ti.state is None for ti in result.task_instances)
+        await call_dag_callbacks(self, result.run_state == DagRunState.SUCCESS,
+                                 reason or run_reason(result.run_state, deadlocked))
 
     def _expand(self, task: Any, ti: TaskInstance) -> None:
         try:

@@ -21,6 +21,7 @@ from typing import Any
 from rtstream.airflow import dag_model, real_airflow, stand_in
 from rtstream.airflow.airflow3 import file_major
 from rtstream.airflow.asset_conflicts import asset_conflicts
+from rtstream.airflow.callbacks import note_sla
 from rtstream.airflow.dag_model import DAG
 from rtstream.airflow.dag_run import topological_order
 from rtstream.airflow.states import DagRefused
@@ -124,6 +125,7 @@ def load_file(file: Path, bag: DagBag, roots: list[Path], file_builtins: dict[st
             bag.import_errors[str(file)] = f"{file}: {exc}"
             continue
         bag.dags[dag.dag_id] = dag
+        note_sla(dag)
 
 
 def last_exception(file: str) -> BaseException | None:

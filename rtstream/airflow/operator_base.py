@@ -84,6 +84,8 @@ class BaseOperator(DependencyMixin):
                  dag: DAG | None = None, task_group: TaskGroup | None = None, do_xcom_push: bool = True,
                  multiple_outputs: bool = False, depends_on_past: bool = False, wait_for_downstream: bool = False,
                  on_failure_callback: Any = None, on_success_callback: Any = None, on_retry_callback: Any = None,
+                 on_execute_callback: Any = None, on_skipped_callback: Any = None,
+                 ignore_first_depends_on_past: bool = True,  # Airflow's ignore_first_depends_on_past_by_default
                  start_date: Any = None, end_date: Any = None, pool: str | None = None, queue: str | None = None,
                  priority_weight: int = 1, sla: Any = None, doc_md: str | None = None, email: Any = None,
                  email_on_failure: bool = True, email_on_retry: bool = True, inlets: Any = None, outlets: Any = None,
@@ -103,7 +105,9 @@ class BaseOperator(DependencyMixin):
         self.do_xcom_push, self.multiple_outputs = do_xcom_push, multiple_outputs
         self.depends_on_past, self.wait_for_downstream = depends_on_past, wait_for_downstream
         self.on_failure_callback, self.on_success_callback = on_failure_callback, on_success_callback
-        self.on_retry_callback = on_retry_callback
+        self.on_retry_callback, self.on_execute_callback = on_retry_callback, on_execute_callback
+        self.on_skipped_callback, self.ignore_first_depends_on_past = on_skipped_callback, ignore_first_depends_on_past
+        self.depends_on_past = depends_on_past or wait_for_downstream  # Airflow: wait_for_downstream implies it
         self.start_date, self.end_date, self.pool, self.queue = start_date, end_date, pool, queue
         self.priority_weight, self.sla, self.doc_md = priority_weight, sla, doc_md
         self.other = other

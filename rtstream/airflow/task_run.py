@@ -25,6 +25,7 @@ from typing import Any
 import jinja2
 
 from rtstream.airflow.airflow3 import keeps_return_value
+from rtstream.airflow.callbacks import call_task_callbacks
 from rtstream.airflow.run_support import current_context, run_loop
 from rtstream.airflow.skips import tasks_to_skip
 from rtstream.airflow.states import (
@@ -71,11 +72,13 @@ async def run_task_instance(task: Any, ti: TaskInstance, context: dict[str, Any]
         ti.state, ti.branch, ti.short_circuit = S.RUNNING.value, None, None
         work = copy.copy(task)
         ti.task = context["task"] = work
+        context.pop("exception", None)  # a try's own context: the last try's error is not this one's
         current_context.set(context)
         log.info("%s: try %d of %d", name, ti.try_number, ti.max_tries + 1)
         try:
             render_fields(work, context, env)
             context["templates_dict"] = getattr(work, "templates_dict", None)
+            await call_task_callbacks("on_execute_callback", work, context, pool)
             timeout = task.execution_timeout.total_seconds() if task.execution_timeout else None
             try:
                 result = await asyncio.wait_for(_execute(work, context, pool), timeout)
@@ -93,10 +96,12 @@ async def run_task_instance(task: Any, ti: TaskInstance, context: dict[str, Any]
                 ti.xcom_push(RETURN_VALUE, result)
             ti.state = S.SUCCESS.value
             log.info("%s: success", name)
+            await call_task_callbacks("on_success_callback", work, context, pool)
             return
         except AirflowSkipException as exc:
             ti.state = S.SKIPPED.value
             log.info("%s: skipped: %s", name, exc)
+            await call_task_callbacks("on_skipped_callback", work, context, pool)
             return
         except Exception as exc:  # noqa: BLE001 - any error of the task's own code fails this try
             log.error("%s: try %d failed: %s\n%s", name, ti.try_number, exc, traceback.format_exc().rstrip())
@@ -104,8 +109,10 @@ async def run_task_instance(task: Any, ti: TaskInstance, context: dict[str, Any]
             if isinstance(exc, (AirflowFailException, AirflowSensorTimeout)) or ti.try_number > ti.max_tries:  # max_tries: retries, or more after a clear
                 ti.state = S.FAILED.value
                 log.error("%s: failed", name)
+                await call_task_callbacks("on_failure_callback", work, context, pool, exc)
                 return
             ti.state = S.UP_FOR_RETRY.value
+            await call_task_callbacks("on_retry_callback", work, context, pool, exc)
             wait = retry_delay(task, ti)
             log.info("%s: up_for_retry, next try in %.3gs", name, wait)
             await asyncio.sleep(wait)

@@ -182,7 +182,7 @@ def _test(args: argparse.Namespace, at: datetime, out: IO[bytes] | None) -> int:
     use_triggerer(BagRuns(_dag_folder(args.path, bag)))  # TriggerDagRunOperator: a queued run nothing runs
     failed = []
     for dag in dags:
-        result = asyncio.run(DagRun(dag, at).run())
+        result = asyncio.run(_run_and_call_back(DagRun(dag, at)))
         for ti in result.task_instances:
             row = {"dag_id": dag.dag_id, "task_id": ti.task_id, "map_index": ti.map_index, "state": ti.state,
                    "tries": ti.try_number, "xcom": stored_xcoms(dag, result.xcoms.of(ti.task_id, ti.map_index))}
@@ -201,3 +201,10 @@ def _test(args: argparse.Namespace, at: datetime, out: IO[bytes] | None) -> int:
     for line in failed:
         print(f"rtstream dags test: FAILED: {line}", file=sys.stderr)
     return 1 if failed else 0
+
+
+async def _run_and_call_back(run: Any) -> Any:
+    """One run, then the DAG's success or failure callbacks, as Airflow's `dag.test()` (update_state) calls them."""
+    result = await run.run()
+    await run.call_back(result)
+    return result

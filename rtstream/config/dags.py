@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from rtstream.config.files import check_shape, read_file
 from rtstream.config.load import apply_overrides, interpolate, load_settings
-from rtstream.config.models import AdminConfig, DaemonConfig, DagsConfig
+from rtstream.config.models import AdminConfig, AlertConfig, DaemonConfig, DagsConfig
 from rtstream.config.paths import resolve_paths
 from rtstream.config.problems import problems_from
 from rtstream.config.settings import Settings
@@ -37,6 +37,7 @@ class DagsOnlyConfig(Strict):
     dags: DagsConfig
     daemon: DaemonConfig = DaemonConfig()
     admin: AdminConfig | None = None  # the status page with the DAGs' grid, /api/dags, /metrics
+    alert: AlertConfig | None = None  # a webhook told of each failed DAG run
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class DagsSettings:
     daemon: DaemonConfig
     admin: AdminConfig | None = None
     watcher_window: float | None = None  # seconds; None: each AssetWatcher's trigger's poll_interval
+    alert: AlertConfig | None = None  # the config's [alert]: told of each failed DAG run
 
     @property
     def store_path(self) -> Path:
@@ -64,7 +66,7 @@ def load_dags_settings(config: Path | None, overrides: list[str], dags_path: str
         if settings.root.dags is None:
             raise ConfigError.at("dags.path", "required: the DAG file or folder to run (or give --dags PATH)")
         return DagsSettings(Path(settings.root.dags.path), settings.root.daemon, settings.root.admin,
-                            settings.root.dags.watcher_window), settings
+                            settings.root.dags.watcher_window, settings.root.alert), settings
     check_shape(doc, str(config) if config is not None else "config")
     problems: list[tuple[str, str]] = []
     doc = interpolate(doc, os.environ if env is None else env, problems=problems)
@@ -83,4 +85,4 @@ def load_dags_settings(config: Path | None, overrides: list[str], dags_path: str
     if problems:
         raise ConfigError(problems)
     assert cfg is not None
-    return DagsSettings(Path(cfg.dags.path), cfg.daemon, cfg.admin, cfg.dags.watcher_window), None
+    return DagsSettings(Path(cfg.dags.path), cfg.daemon, cfg.admin, cfg.dags.watcher_window, cfg.alert), None

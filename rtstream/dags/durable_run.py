@@ -18,11 +18,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from rtstream.airflow.callbacks import call_task_callbacks
 from rtstream.airflow.dag_model import DAG
-from rtstream.airflow.dag_run import DagRun
+from rtstream.airflow.dag_run import DagRun, RunResult
 from rtstream.airflow.states import FINISHED
 from rtstream.airflow.states import TaskInstanceState as S
 from rtstream.airflow.xcom import RunXComs, TaskInstance
+from rtstream.dags.past_runs import PastRuns
 from rtstream.dags.state_tables import state_backend
 from rtstream.dags.store import RunStore, StoredRun
 from rtstream.dags.tries import TryRecorder
@@ -75,6 +77,8 @@ class DurableDagRun(DagRun):
             for ti in tis:
                 ti.xcoms = self.xcoms
         self._restore()
+        if any(getattr(t, "depends_on_past", False) for t in dag.task_dict.values()):
+            self.past = PastRuns(store, dag, stored.run_id, stored.logical_date).held
 
     def _ti(self, task: Any, map_index: int) -> TaskInstance:
         ti = StoredTaskInstance(task, self.info.run_id, map_index, getattr(self, "xcoms_store", self.xcoms),
@@ -131,12 +135,16 @@ class DurableDagRun(DagRun):
             for ti in tis:
                 assert isinstance(ti, StoredTaskInstance)
                 ti.save = self._save
+        self.interrupted: list[tuple[StoredTaskInstance, str]] = []  # their callbacks, called as the run starts
         for ti in zombies:
             if ti.state == S.RUNNING and ti.try_number > ti.max_tries:
                 log.error("%s.%s (%s): try %d was interrupted (the daemon stopped during it) and was the last: "
                           "failed", dag_id, ti.task_id, run_id, ti.try_number)
                 ti.state = S.FAILED.value
+                self.interrupted.append((ti, "on_failure_callback"))
             else:
+                if ti.state == S.RUNNING:  # Airflow's zombie handling: up_for_retry, its retry callback
+                    self.interrupted.append((ti, "on_retry_callback"))
                 log.warning("%s.%s (%s): try %d was interrupted or waiting for its retry: the next try runs now",
                             dag_id, ti.task_id, run_id, ti.try_number)
                 ti.state = None
@@ -144,6 +152,22 @@ class DurableDagRun(DagRun):
             for ti in tis:
                 if ti.state == S.SUCCESS:
                     self._apply_skips(ti)
+
+    async def run(self) -> RunResult:
+        """The callbacks of the tries a previous process left interrupted (Airflow calls them when it
+        finds the zombie, with its message as `exception`), then the run."""
+        interrupted, self.interrupted = self.interrupted, []
+        for ti, kind in interrupted:
+            task = ti.task if ti.map_index >= 0 else self.dag.task_dict[ti.task_id]
+            why = (f"{self.dag.dag_id}.{ti.task_id} ({self.stored.run_id}): try {ti.try_number} was interrupted "
+                   f"(the daemon stopped during it): detected as a zombie")
+            try:
+                context = self._context(task, ti)
+            except Exception as exc:  # noqa: BLE001 - e.g. params that no longer resolve: the callback is skipped
+                log.error("%s: no context for its %s: %s", why, kind, exc)
+                continue
+            await call_task_callbacks(kind, task, context, None, why)
+        return await super().run()
 
     def unfinished(self) -> list[TaskInstance]:
         return [ti for tis in self.tis.values() for ti in tis if ti.state not in FINISHED]

@@ -17,11 +17,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rtstream.airflow.asset_schedule import next_time_run
+from rtstream.airflow.callbacks import call_dag_callbacks
 from rtstream.airflow.context import make_dag_run
 from rtstream.airflow.dag_model import DAG
 from rtstream.airflow.states import DagRunState
@@ -56,6 +57,8 @@ class DagScheduler:
         self.started_by_others: set[str] = set()
         self.assets = AssetTriggers(dags, store)  # dataset-triggered runs, made in this loop as they are due
         self.reads = AssetReads(store)  # a run's triggering events and its tasks' inlet_events
+        # told of each failed run (dag, run, reason, failed tasks): the config's alert webhook
+        self.on_failed: Callable[[DAG, StoredRun, str, list[str]], Awaitable[None]] | None = None
 
     def _asset_writer(self, run: DurableDagRun, ti: Any) -> Callable[[Any], None] | None:
         return self.assets.writer(run.dag.dag_id, run.stored, ti, _utcnow())
@@ -235,6 +238,9 @@ class DagScheduler:
             log.error("%s %s: failed: ran past dagrun_timeout (%s); unfinished task instances skipped",
                       dag.dag_id, stored.run_id, timeout)
             self.store.finish_run(dag.dag_id, stored.run_id, DagRunState.FAILED.value, _utcnow())
+            await call_dag_callbacks(run, False, "timed_out")  # Airflow's scheduler: reason "timed_out"
+            if self.on_failed is not None:
+                await self.on_failed(dag, stored, "timed_out", [])
             return
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - a task's code must not end the daemon
             log.error("%s %s: failed: %s: %s", dag.dag_id, stored.run_id, type(exc).__name__, exc)
@@ -247,3 +253,8 @@ class DagScheduler:
         self.store.finish_run(dag.dag_id, stored.run_id, result.run_state, _utcnow())
         failed = f" (failed tasks: {', '.join(result.failed_tasks)})" if result.failed_tasks else ""
         log.info("%s %s: %s%s", dag.dag_id, stored.run_id, result.run_state, failed)
+        await run.call_back(result)
+        if result.run_state == DagRunState.FAILED and self.on_failed is not None:
+            deadlocked = any(ti.state is None for ti in result.task_instances)
+            await self.on_failed(dag, stored, "all_tasks_deadlocked" if deadlocked else "task_failure",
+                                 result.failed_tasks)

@@ -102,8 +102,18 @@ async def _serve(found: list[DAG], not_scheduled: list[dict[str, str]], store: R
     from rtstream.run.dag_services import dag_services
 
     services = dag_services(found, not_scheduled, store, dags.daemon.shutdown_grace, watchers)
-    with capture():  # each try's log lines and prints, kept with the try
-        return await _serve_with(services, dags, settings)
+    alerts = None
+    if dags.alert is not None:  # the config's [alert]: told of each failed DAG run
+        from rtstream.run.dag_alerts import DagRunAlerts
+
+        alerts = DagRunAlerts(dags.alert)
+        await alerts.start(services.scheduler)
+    try:
+        with capture():  # each try's log lines and prints, kept with the try
+            return await _serve_with(services, dags, settings)
+    finally:
+        if alerts is not None:
+            await alerts.close()
 
 
 async def _serve_with(services: DagServices, dags: DagsSettings, settings: Settings | None) -> int:

@@ -37,8 +37,12 @@ class AlertWebhook:
 
     async def send(self, event: str, *, window: Any, component: str, error: str | None, attempts: int) -> None:
         """Never raises: an alert that cannot be delivered is logged, and the pipeline goes on."""
-        doc = {"event": event, "pipeline": self.pipeline, "component": component, "window_start": window.start_iso,
-               "window_end": window.end_iso, "error": error, "attempts": attempts, "at": time.time()}
+        await self.post({"event": event, "pipeline": self.pipeline, "component": component,
+                         "window_start": window.start_iso, "window_end": window.end_iso, "error": error,
+                         "attempts": attempts, "at": time.time()})
+
+    async def post(self, doc: dict[str, Any]) -> None:
+        """POST one alert document (a DAG run's too: rtstream.run.dag_alerts); never raises."""
         doc = self._own.redact_doc(redact_doc(doc))  # an error text may quote a URL with its password
         try:
             assert self._http is not None
