@@ -21,9 +21,11 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "q0": ("auction", "bidder", "price", "channel", "url", "dateTime", "extra"),
     "q1": ("auction", "bidder", "price", "dateTime", "extra"),
     "q2": ("auction", "price"),
+    "q3": ("name", "city", "state", "id"),
     "q5": ("window_start", "window_end", "auction", "num"),
     "q7": ("auction", "bidder", "price", "dateTime", "extra"),
     "q8": ("id", "name", "starttime"),
+    "q8_join": ("id", "name", "starttime"),
     "q11": ("bidder", "bid_count", "window_start", "window_end"),
 }
 TIMES = {"window_start", "window_end", "starttime", "dateTime"}
@@ -94,6 +96,20 @@ def q2(events: Iterable[dict[str, Any]]) -> list[Row]:
     return sorted(q2_rows(events), key=orjson.dumps)
 
 
+def q3(events: Iterable[dict[str, Any]]) -> list[Row]:
+    """Nexmark's q3 as the regular (unwindowed) join it is: every auction of category 10 whose seller
+    lives in OR, ID or CA, whichever of the two came first."""
+    persons: dict[int, dict[str, Any]] = {}
+    auctions: list[dict[str, Any]] = []
+    for e in events:
+        if e["kind"] == "person" and e["state"] in ("OR", "ID", "CA"):
+            persons[e["id"]] = e
+        elif e["kind"] == "auction" and e["category"] == 10:
+            auctions.append(e)
+    rows = [(p["name"], p["city"], p["state"], a["id"]) for a in auctions if (p := persons.get(a["seller"]))]
+    return sorted(rows, key=orjson.dumps)
+
+
 def q5(events: Iterable[dict[str, Any]], size: int = 10_000, hop: int = 2_000) -> list[Row]:
     counts: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
     for b in _bids(events):
@@ -161,4 +177,4 @@ def reference_digest(query: str, events: Iterable[dict[str, Any]]) -> tuple[int,
     return digest(QUERIES[query](events))  # each query reads the events once
 
 
-QUERIES = {"q0": q0, "q1": q1, "q2": q2, "q5": q5, "q7": q7, "q8": q8, "q11": q11}
+QUERIES = {"q0": q0, "q1": q1, "q2": q2, "q3": q3, "q5": q5, "q7": q7, "q8": q8, "q8_join": q8, "q11": q11}

@@ -88,3 +88,19 @@ def q8_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The persons who opened an auction in the window they joined: id, name, starttime."""
     return [{"id": r["k"], "name": r["name"], "starttime": r["window_start"]}
             for r in records if r["person"] is not None and r["auction"] is not None]
+
+
+def q3_rows(row: dict[str, Any]) -> dict[str, Any]:
+    """q3's columns of an auction joined to its seller: the person's name, city and state, the auction's
+    id (`left_id`: both sides have an `id`). dateTime (the auction's) stays for the window."""
+    return {"name": row["name"], "city": row["city"], "state": row["state"], "id": row["left_id"],
+            "dateTime": row["dateTime"]}
+
+
+def q8_join_rows(window: Any) -> list[dict[str, Any]]:
+    """q8 from the window join's pairs: each person once per window (Nexmark's GROUP BY), with the
+    window's start; a person who opened several auctions in it gave several pairs."""
+    seen: dict[int, dict[str, Any]] = {}
+    for r in window.records:  # both sides have an id: the person's is left_id
+        seen.setdefault(r["left_id"], {"id": r["left_id"], "name": r["name"], "starttime": window.start_ms})
+    return list(seen.values())
