@@ -22,6 +22,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "q1": ("auction", "bidder", "price", "dateTime", "extra"),
     "q2": ("auction", "price"),
     "q3": ("name", "city", "state", "id"),
+    "q3_keyed": ("name", "city", "state", "id"),
     "q5": ("window_start", "window_end", "auction", "num"),
     "q7": ("auction", "bidder", "price", "dateTime", "extra"),
     "q8": ("id", "name", "starttime"),
@@ -177,4 +178,4 @@ def reference_digest(query: str, events: Iterable[dict[str, Any]]) -> tuple[int,
     return digest(QUERIES[query](events))  # each query reads the events once
 
 
-QUERIES = {"q0": q0, "q1": q1, "q2": q2, "q3": q3, "q5": q5, "q7": q7, "q8": q8, "q8_join": q8, "q11": q11}
+QUERIES = {"q0": q0, "q1": q1, "q2": q2, "q3": q3, "q3_keyed": q3, "q5": q5, "q7": q7, "q8": q8, "q8_join": q8, "q11": q11}

@@ -104,3 +104,37 @@ def q8_join_rows(window: Any) -> list[dict[str, Any]]:
     for r in window.records:  # both sides have an id: the person's is left_id
         seen.setdefault(r["left_id"], {"id": r["left_id"], "name": r["name"], "starttime": window.start_ms})
     return list(seen.values())
+
+
+Q3_STATES = ("OR", "ID", "CA")
+
+
+def q3_key(event: dict[str, Any]) -> dict[str, Any] | None:
+    """q3 by hand: a person keyed by its id, an auction of category 10 by its seller."""
+    kind = event.get("kind")
+    if kind == "person":
+        return {"k": event["id"], "person": [event["name"], event["city"], event["state"]],
+                "dateTime": event["dateTime"]}
+    if kind == "auction" and event["category"] == 10:
+        return {"k": event["seller"], "auction": event["id"], "dateTime": event["dateTime"]}
+    return None
+
+
+def q3_join(state: Any, row: dict[str, Any]) -> tuple[Any, list[dict[str, Any]]]:
+    """A regular join of one seller's person and auctions: the state is the person ([name, city,
+    state], or None if not in OR/ID/CA) once seen, else the auctions waiting for it; each pair goes out
+    once, whichever came first (Nexmark puts the person first, so nothing waits in practice)."""
+    if "person" in row:
+        person = row["person"] if row["person"][2] in Q3_STATES else None
+        waiting = state["waiting"] if isinstance(state, dict) else []
+        out = [] if person is None else [_q3_row(person, a, row["dateTime"]) for a in waiting]
+        return {"person": person}, out
+    if isinstance(state, dict) and "person" in state:
+        person = state["person"]
+        return state, ([] if person is None else [_q3_row(person, row["auction"], row["dateTime"])])
+    waiting = state["waiting"] if isinstance(state, dict) else []
+    return {"waiting": [*waiting, row["auction"]]}, []
+
+
+def _q3_row(person: list[str], auction: int, ts: int) -> dict[str, Any]:
+    return {"name": person[0], "city": person[1], "state": person[2], "id": auction, "dateTime": ts}
