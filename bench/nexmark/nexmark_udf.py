@@ -138,3 +138,16 @@ def q3_join(state: Any, row: dict[str, Any]) -> tuple[Any, list[dict[str, Any]]]
 
 def _q3_row(person: list[str], auction: int, ts: int) -> dict[str, Any]:
     return {"name": person[0], "city": person[1], "state": person[2], "id": auction, "dateTime": ts}
+
+
+def q4_final_prices(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """q4's inner query on one window's (auction, bid) pairs: each auction's highest bid made while it
+    was open (auction dateTime <= bid dateTime <= expires), with the auction's category."""
+    best: dict[int, dict[str, Any]] = {}
+    for r in records:  # both sides have id-like and time fields: the auction's are left_, the bid's right_
+        if not r["left_dateTime"] <= r["right_dateTime"] <= r["expires"]:
+            continue
+        have = best.get(r["id"])
+        if have is None or r["price"] > have["final"]:
+            best[r["id"]] = {"id": r["id"], "category": r["category"], "final": r["price"]}
+    return list(best.values())

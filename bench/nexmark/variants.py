@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-QUERIES = ("q0", "q1", "q2", "q3_keyed", "q5", "q7", "q8", "q8_join", "q11")
+QUERIES = ("q0", "q1", "q2", "q3_keyed", "q4", "q5", "q7", "q8", "q8_join", "q11")
 
 
 def load(query: str) -> dict[str, Any]:
