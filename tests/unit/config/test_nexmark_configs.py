@@ -11,7 +11,7 @@ from bench.nexmark.variants import QUERIES
 from tests.support import run_cli
 
 HERE = Path(__file__).resolve().parents[3] / "bench" / "nexmark"
-RUNNABLE = ["q0", "q1", "q2", "q3_keyed", "q4", "q5", "q7", "q8", "q8_join", "q11"]
+RUNNABLE = ["q0", "q1", "q2", "q3_keyed", "q4", "q5", "q7", "q8", "q8_join", "q11", "q12"]
 PENDING = ["q3"]
 
 
