@@ -79,7 +79,8 @@ lint: $(VENV)/.installed-test
 # the DAG figures (a three-task DAG's overhead per run; 100 DAGs every 10 s in one daemon). With an
 # Airflow venv (make compat's, or AIRFLOW=path/bin/airflow), `airflow dags test` on the same DAG too.
 AIRFLOW ?= $(wildcard .venv-airflow/bin/airflow)
-# Then Nexmark (bench/nexmark/README.md): rtstream's queries beside Flink SQL (PyFlink, in its own venv).
+# Then Nexmark (bench/nexmark/README.md): rtstream's queries beside Flink SQL (PyFlink, in its own venv),
+# and the window join's memory (2 x 1,000,000 records over 100,000 keys; goal: peak RSS < 500 MB).
 FLINK_VENV ?= bench/.venv-flink
 $(FLINK_VENV)/.installed:
 	$(PYTHON) -m venv $(FLINK_VENV)
@@ -92,6 +93,7 @@ bench: $(VENV)/.installed-test $(FLINK_VENV)/.installed
 	$(BIN)/python -m bench.latency $(LATENCY_ARGS)
 	$(BIN)/python -m bench.dags $(if $(AIRFLOW),--airflow $(AIRFLOW)) $(DAGS_ARGS)
 	$(BIN)/python -m bench.nexmark $(NEXMARK_ARGS)
+	$(BIN)/python -m bench.join_memory $(JOIN_MEMORY_ARGS)
 
 # Build the container image with podman or docker. Where no registry is reachable, pass a local
 # base image that has python3: make image BASE=localhost/debian-python:12

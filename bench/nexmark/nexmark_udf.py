@@ -88,3 +88,66 @@ def q8_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The persons who opened an auction in the window they joined: id, name, starttime."""
     return [{"id": r["k"], "name": r["name"], "starttime": r["window_start"]}
             for r in records if r["person"] is not None and r["auction"] is not None]
+
+
+def q3_rows(row: dict[str, Any]) -> dict[str, Any]:
+    """q3's columns of an auction joined to its seller: the person's name, city and state, the auction's
+    id (`left_id`: both sides have an `id`). dateTime (the auction's) stays for the window."""
+    return {"name": row["name"], "city": row["city"], "state": row["state"], "id": row["left_id"],
+            "dateTime": row["dateTime"]}
+
+
+def q8_join_rows(window: Any) -> list[dict[str, Any]]:
+    """q8 from the window join's pairs: each person once per window (Nexmark's GROUP BY), with the
+    window's start; a person who opened several auctions in it gave several pairs."""
+    seen: dict[int, dict[str, Any]] = {}
+    for r in window.records:  # both sides have an id: the person's is left_id
+        seen.setdefault(r["left_id"], {"id": r["left_id"], "name": r["name"], "starttime": window.start_ms})
+    return list(seen.values())
+
+
+Q3_STATES = ("OR", "ID", "CA")
+
+
+def q3_key(event: dict[str, Any]) -> dict[str, Any] | None:
+    """q3 by hand: a person keyed by its id, an auction of category 10 by its seller."""
+    kind = event.get("kind")
+    if kind == "person":
+        return {"k": event["id"], "person": [event["name"], event["city"], event["state"]],
+                "dateTime": event["dateTime"]}
+    if kind == "auction" and event["category"] == 10:
+        return {"k": event["seller"], "auction": event["id"], "dateTime": event["dateTime"]}
+    return None
+
+
+def q3_join(state: Any, row: dict[str, Any]) -> tuple[Any, list[dict[str, Any]]]:
+    """A regular join of one seller's person and auctions: the state is the person ([name, city,
+    state], or None if not in OR/ID/CA) once seen, else the auctions waiting for it; each pair goes out
+    once, whichever came first (Nexmark puts the person first, so nothing waits in practice)."""
+    if "person" in row:
+        person = row["person"] if row["person"][2] in Q3_STATES else None
+        waiting = state["waiting"] if isinstance(state, dict) else []
+        out = [] if person is None else [_q3_row(person, a, row["dateTime"]) for a in waiting]
+        return {"person": person}, out
+    if isinstance(state, dict) and "person" in state:
+        person = state["person"]
+        return state, ([] if person is None else [_q3_row(person, row["auction"], row["dateTime"])])
+    waiting = state["waiting"] if isinstance(state, dict) else []
+    return {"waiting": [*waiting, row["auction"]]}, []
+
+
+def _q3_row(person: list[str], auction: int, ts: int) -> dict[str, Any]:
+    return {"name": person[0], "city": person[1], "state": person[2], "id": auction, "dateTime": ts}
+
+
+def q4_final_prices(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """q4's inner query on one window's (auction, bid) pairs: each auction's highest bid made while it
+    was open (auction dateTime <= bid dateTime <= expires), with the auction's category."""
+    best: dict[int, dict[str, Any]] = {}
+    for r in records:  # both sides have id-like and time fields: the auction's are left_, the bid's right_
+        if not r["left_dateTime"] <= r["right_dateTime"] <= r["expires"]:
+            continue
+        have = best.get(r["id"])
+        if have is None or r["price"] > have["final"]:
+            best[r["id"]] = {"id": r["id"], "category": r["category"], "final": r["price"]}
+    return list(best.values())

@@ -1,8 +1,9 @@
 """The Nexmark query configs of bench/nexmark, run by the real daemon, against the reference.
 
-Each runnable query runs on a finite nexmark source into files, and q0, q1, q2 and q5 also from a
-topic the bench's generator wrote to a topic through the test broker; q2 and q7 also from the JSON-lines
-file that Flink reads in `make bench`. Every output must equal tests/nexmark_reference.py's exactly.
+Each runnable query runs on a finite nexmark source into files, and q0, q1, q2, q5, q12, q4 and q8_join
+also from a topic the bench's generator wrote to a topic through the test broker (q12's windows on the
+Kafka timestamps; q4 and q8_join as two sources on one topic, a kind each); q2, q7, q12, q3_keyed, q4
+and q8_join also from the JSON-lines file that Flink reads in `make bench`. Every output must equal tests/nexmark_reference.py's exactly.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def test_each_query_from_the_nexmark_source_matches_the_reference(tmp_path: Path
     _check(query, _file_rows(tmp_path / "out"), events)
 
 
-@pytest.mark.parametrize("query", ["q2", "q7"])
+@pytest.mark.parametrize("query", ["q2", "q7", "q12", "q3_keyed", "q4", "q8_join"])
 def test_a_query_from_the_generated_json_lines_file_matches_the_reference(tmp_path: Path, query: str,
                                                                            events: list[dict[str, Any]]) -> None:
     data = tmp_path / "events.jsonl"
@@ -77,7 +78,7 @@ def events_topic(kafka) -> str:  # type: ignore[no-untyped-def]
     return topic
 
 
-@pytest.mark.parametrize("query", ["q0", "q1", "q2", "q5"])
+@pytest.mark.parametrize("query", ["q0", "q1", "q2", "q5", "q12", "q4", "q8_join"])
 def test_a_query_from_a_topic_to_a_topic_matches_the_reference(tmp_path: Path, query: str, kafka,  # type: ignore[no-untyped-def]
                                                                events_topic: str,
                                                                events: list[dict[str, Any]]) -> None:

@@ -1,5 +1,5 @@
-"""bench/nexmark's query configs as shipped: the runnable ones validate, the pending ones are refused
-for the join stage they wait for (when it lands, this test says to move them to the runnable list)."""
+"""bench/nexmark's query configs as shipped: all validate; the pending ones (not exact with the stages
+as they are, bench/nexmark/README.md says why) are kept out of the tests' and the bench's queries."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from bench.nexmark.variants import QUERIES
 from tests.support import run_cli
 
 HERE = Path(__file__).resolve().parents[3] / "bench" / "nexmark"
-RUNNABLE = ["q0", "q1", "q2", "q5", "q7", "q8", "q11"]
-PENDING = {"q3": "table_join", "q4": "interval_join", "q8_join": "join"}
+RUNNABLE = ["q0", "q1", "q2", "q3_keyed", "q4", "q5", "q7", "q8", "q8_join", "q11", "q12"]
+PENDING = ["q3"]
 
 
 def test_every_query_config_is_listed_here() -> None:
@@ -24,8 +25,14 @@ def test_a_runnable_query_config_validates_as_shipped(query: str) -> None:
     assert done.returncode == 0, done.stderr
 
 
-@pytest.mark.parametrize(("query", "stage"), PENDING.items())
-def test_a_pending_query_config_waits_for_its_join_stage(query: str, stage: str) -> None:
+@pytest.mark.parametrize("query", PENDING)
+def test_a_pending_query_config_validates_but_is_not_run_as_verified(query: str) -> None:
     done = run_cli("validate", "-c", str(HERE / f"{query}.toml"))
-    assert done.returncode == 2, f"{query}.toml validates now: run it, verify it and list it as runnable"
-    assert f"unknown stage type '{stage}'" in done.stderr
+    assert done.returncode == 0, done.stderr
+    assert query not in QUERIES
+    readme = (HERE / "README.md").read_text()
+    assert f"| {query} |" in readme and "**pending**" in readme.split(f"| {query} |")[1].split("\n")[0]
+
+
+def test_the_runnable_queries_are_the_verified_ones() -> None:
+    assert set(RUNNABLE) <= set(QUERIES)
