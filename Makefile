@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= config/rtstream.toml
 
-.PHONY: install run demo docs test soak soak-random lint bench image clean compat
+.PHONY: install run demo docs test soak soak-random loops lint bench image clean compat
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,14 @@ soak: $(VENV)/.installed-test
 	bash .ci/system-deps
 	RTSTREAM_OUTAGE_S=20 $(BIN)/python -m pytest -m soak -s tests/faults $(PYTEST_ARGS)
 	$(MAKE) soak-random
+	$(MAKE) loops
+
+# The suite's looped kill, restart and SIGTERM tests (tests.support.LOOPS) with 20 seeds each; make test runs 3.
+LOOPS ?= 20
+LOOPED_TESTS = $(shell grep -rl 'LOOPS' tests --include='test_*.py')
+loops: $(VENV)/.installed-test
+	bash .ci/system-deps
+	RTSTREAM_LOOPS=$(LOOPS) $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(LOOPED_TESTS) $(PYTEST_ARGS)
 
 # The randomized fault harness (tests/faults/harness) over many seeds, with its figures at the end.
 # KNOWN_BUGS lists product bugs to step around (empty: run everything).

@@ -18,6 +18,12 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# How many times `make test` runs each looped kill/restart/SIGTERM test (different seeds each); `make
+# loops` (part of `make soak`) runs them RTSTREAM_LOOPS=20 times. A loop that fails once in twenty is a
+# failing test: the suite keeps a few seeds of each so that a regression shows on every run.
+LOOPS = int(os.environ.get("RTSTREAM_LOOPS", "3"))
+
+
 def wait_until(cond: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05, what: str = "condition") -> Any:
     """Poll `cond` until it returns something truthy; fail with `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout

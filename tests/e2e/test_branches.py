@@ -18,7 +18,7 @@ import pytest
 
 from rtstream.model.window import iso_utc  # formatting only: every window is computed here
 from tests.data import BASE_MS, make_events, write_lines
-from tests.support import Daemon, status, wait_until, window_files, write_config
+from tests.support import LOOPS, Daemon, status, wait_until, window_files, write_config
 
 MIN = 60_000
 N = 3000
@@ -140,7 +140,7 @@ def test_a_bad_record_is_dead_lettered_once_not_once_per_branch(tmp_path):
     assert sorted(x["reason"] for x in letters) == ["decode", "decode", "no_time"], letters
 
 
-@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize("seed", range(LOOPS))
 def test_sigkill_mid_stream_then_restart_gives_the_uninterrupted_output(tmp_path, seed):
     events = make_events(N, span_s=600, seed=seed)
     want = reference(events)

@@ -17,7 +17,7 @@ import pytest
 
 from rtstream.model.window import iso_utc as iso  # formatting only: the windows are computed here
 from tests.data import BASE_MS, write_lines
-from tests.support import Daemon, wait_until, window_files, write_config
+from tests.support import LOOPS, Daemon, wait_until, window_files, write_config
 
 SIZE = 7
 N = 2400
@@ -68,7 +68,7 @@ def got_rows(tmp_path) -> dict[tuple[str, str], tuple[int, int]]:
     return out
 
 
-@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize("seed", range(LOOPS))
 def test_sigkill_mid_stream_then_restart_writes_what_an_uninterrupted_run_does(tmp_path, seed):
     evs = events(seed)
     want = reference(evs)

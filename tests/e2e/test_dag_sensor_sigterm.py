@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import Daemon, wait_until, write_config
+from tests.support import LOOPS, Daemon, wait_until, write_config
 
 DAG = '''
 from datetime import datetime, timedelta
@@ -37,7 +37,7 @@ def _tis(db: Path) -> dict[str, tuple[str, int]]:
         return {}
 
 
-@pytest.mark.parametrize("attempt", range(10))
+@pytest.mark.parametrize("attempt", range(LOOPS))
 def test_sigterm_while_sensors_wait_stops_within_the_grace(tmp_path: Path, attempt: int) -> None:
     (tmp_path / "dags").mkdir()
     (tmp_path / "dags" / "waits.py").write_text(DAG)

@@ -15,7 +15,7 @@ import pytest
 
 from tests.e2e.pipelines_support import Topic, check_commits_at_sink_positions
 from tests.integration.dag_sink_support import WindowDagSetup
-from tests.support import Daemon, wait_until
+from tests.support import LOOPS, Daemon, wait_until
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -29,7 +29,7 @@ def _written(setup: WindowDagSetup) -> set[tuple[str, str]]:
     return out
 
 
-@pytest.mark.parametrize("run", range(10))
+@pytest.mark.parametrize("run", range(LOOPS))
 def test_sigterm_lets_the_windows_in_flight_finish_their_runs(tmp_path, kafka, run):
     setup = WindowDagSetup(tmp_path, kafka.bootstrap, seed=40 + run, events=1200, slow_s=0.15)
     topic = Topic.__new__(Topic)  # the setup's topic, read as pipelines_support reads one

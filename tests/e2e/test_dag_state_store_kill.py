@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import Daemon, wait_until, write_config
+from tests.support import LOOPS, Daemon, wait_until, write_config
 
 DAG = '''
 import os
@@ -55,7 +55,7 @@ def _run_state(db: Path) -> str | None:
         return None
 
 
-@pytest.mark.parametrize("attempt", range(10))
+@pytest.mark.parametrize("attempt", range(LOOPS))
 def test_a_killed_try_reattaches_through_the_task_state_store(tmp_path: Path, attempt: int) -> None:
     (tmp_path / "dags").mkdir()
     (tmp_path / "dags" / "reattach.py").write_text(DAG)

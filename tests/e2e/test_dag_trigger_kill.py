@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.dag_trigger_support import TASKS, TriggerSetup
-from tests.support import wait_until
+from tests.support import LOOPS, wait_until
 
-ROUNDS = int(os.environ.get("RTSTREAM_TRIGGER_KILL_ROUNDS", "10"))
+ROUNDS = int(os.environ.get("RTSTREAM_TRIGGER_KILL_ROUNDS", str(max(LOOPS, 4))))  # odd and even rounds
 
 
 def _exact(setup: TriggerSetup, run_id: str, conf: dict[str, object]) -> int:

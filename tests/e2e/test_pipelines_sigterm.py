@@ -13,10 +13,9 @@ import pytest
 
 from tests.e2e.pipelines_support import TwoPipelines, check_commits_at_sink_positions
 from tests.http_peers import ThreadedServer
-from tests.support import Daemon, wait_until
+from tests.support import LOOPS, Daemon, wait_until
 
 pytestmark = pytest.mark.timeout(600)
-LOOPS = 10
 GRACE_S = 10  # TwoPipelines' shutdown_grace
 
 

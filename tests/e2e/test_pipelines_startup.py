@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from rtstream.testing.peers.ports import free_port
-from tests.support import Daemon, wait_until, write_config
+from tests.support import LOOPS, Daemon, wait_until, write_config
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -59,7 +59,7 @@ def _catches_sigterm(pid: int) -> bool:
     return bool(caught & (1 << (signal.SIGTERM - 1)))
 
 
-@pytest.mark.parametrize("run", range(10))
+@pytest.mark.parametrize("run", range(LOOPS))
 def test_a_sigterm_during_start_up_is_a_clean_stop(tmp_path, run):
     with Daemon(_config(tmp_path, free_port()), tmp_path) as d:
         # from the moment the process catches SIGTERM (`rtstream run`'s first step; before it, the Python

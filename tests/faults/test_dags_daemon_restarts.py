@@ -18,7 +18,7 @@ import pytest
 from tests.e2e.dag_daemon_support import TickerSetup, check_exact, wait_for_new_lines
 from tests.support import wait_until
 
-LOOPS = int(os.environ.get("DAG_RESTART_LOOPS", "3"))
+LOOPS = int(os.environ.get("DAG_RESTART_LOOPS", os.environ.get("RTSTREAM_LOOPS", "3")))
 SEED = int(os.environ.get("DAG_RESTART_SEED", "1"))
 GRACE = 5.0
 
