@@ -23,7 +23,7 @@ import json
 import logging
 import threading
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rtstream.airflow.airflow3 import is_airflow3
 from rtstream.airflow.assets import Asset, AssetRef
@@ -116,12 +116,14 @@ class TaskStateStoreAccessor(_Accessor):
         self._backend.set(self._scope, key, text, expires_at)
 
 
-class AssetStateStoreAccessor(_Accessor):
-    def __repr__(self) -> str:
-        return f"<AssetStateStoreAccessor {self._scope[1]}={self._scope[2]!r}>"
+class _AsyncForms:
+    """aget/aset/adelete/aclear as the asset state store has them: the sync forms, awaitable."""
 
-    def set(self, key: str, value: Any) -> None:
-        self._backend.set(self._scope, key, _json(key, value), None)  # asset state does not expire
+    if TYPE_CHECKING:  # the class it is mixed into has these
+        def get(self, key: str, default: Any = None) -> Any: ...
+        def set(self, key: str, value: Any) -> None: ...
+        def delete(self, key: str) -> None: ...
+        def clear(self) -> None: ...
 
     async def aget(self, key: str, default: Any = None) -> Any:
         return self.get(key, default)
@@ -136,7 +138,15 @@ class AssetStateStoreAccessor(_Accessor):
         self.clear()
 
 
-class AssetStateStoreAccessors:
+class AssetStateStoreAccessor(_Accessor, _AsyncForms):
+    def __repr__(self) -> str:
+        return f"<AssetStateStoreAccessor {self._scope[1]}={self._scope[2]!r}>"
+
+    def set(self, key: str, value: Any) -> None:
+        self._backend.set(self._scope, key, _json(key, value), None)  # asset state does not expire
+
+
+class AssetStateStoreAccessors(_AsyncForms):
     """`context["asset_state_store"]`: an accessor per concrete inlet and outlet of the task."""
 
     def __init__(self, backend: StateBackend, inlets: list[Any], outlets: list[Any]):
@@ -170,18 +180,6 @@ class AssetStateStoreAccessors:
 
     def clear(self) -> None:
         self._single().clear()
-
-    async def aget(self, key: str, default: Any = None) -> Any:
-        return self.get(key, default)
-
-    async def aset(self, key: str, value: Any) -> None:
-        self.set(key, value)
-
-    async def adelete(self, key: str) -> None:
-        self.delete(key)
-
-    async def aclear(self) -> None:
-        self.clear()
 
 
 def _where(asset: Any) -> tuple[str, str] | None:
