@@ -186,10 +186,6 @@ async def _admin_alone(grid: LinkedGrid, dags: DagsSettings) -> AdminServer | in
     token = admin.token.get_secret_value() if admin.token else None
     KNOWN.add([token] if token else [])  # never in a log line or a task's kept lines either
     server = AdminServer(None, admin.listen, token, None, limits=admin, dags=grid)
-    try:
-        await server.start()
-    except OSError as exc:
-        print(f"rtstream: cannot start: admin.listen: {admin.listen}: {exc.strerror or exc}", file=sys.stderr)
-        await server.close()
-        return EXIT_CONFIG
-    return server
+    from rtstream.run.process_setup import admin_started
+
+    return await admin_started(server, admin.listen)

@@ -199,10 +199,6 @@ async def _admin(ps: PipelinesSettings, view: PipelinesView, grid: Any, secrets:
     assert admin is not None
     token = admin.token.get_secret_value() if admin.token else None
     server = PipelinesAdmin(view, admin.listen, token, admin, grid, [*secrets, *([token] if token else [])])
-    try:
-        await server.start()
-    except OSError as exc:
-        print(f"rtstream: cannot start: admin.listen: {admin.listen}: {exc.strerror or exc}", file=sys.stderr)
-        await server.close()
-        return EXIT_CONFIG
-    return server
+    from rtstream.run.process_setup import admin_started
+
+    return await admin_started(server, admin.listen)
