@@ -16,17 +16,14 @@ from rtstream.engine.branches import BranchedEngine, BranchHolds
 from rtstream.engine.commit_rule import CommitTracker
 from rtstream.engine.window_engine import WindowEngine
 from rtstream.model.policy import Policy, resolve
-from rtstream.runtime.alert import AlertWebhook
 from rtstream.runtime.branch_flush import BranchFlushers
-from rtstream.runtime.build import PipelineParts, RuntimeStats, build_parts
+from rtstream.runtime.build import PipelineParts, RuntimeStats, build_parts, record_keepers
 from rtstream.runtime.checkpoint_store import CheckpointStore
 from rtstream.runtime.committer import Committer
 from rtstream.runtime.context import Context
-from rtstream.runtime.dead_letter_file import DeadLetterFile
 from rtstream.runtime.flush import WindowFlusher
 from rtstream.runtime.observers import WindowObserver
 from rtstream.runtime.partitions import PartitionLifecycle
-from rtstream.runtime.run_history import RunHistory
 from rtstream.sinks.base import Sink
 from rtstream.sources.base import Source
 from rtstream.stages.aggregate import AggregateStage
@@ -48,13 +45,7 @@ def build_branched(settings: Settings, observers: Sequence[WindowObserver] = ())
     tracker = CommitTracker()
     defaults = root.defaults
     policies: dict[str, Policy] = {}
-    dl_path = Path(root.dead_letter.path) if root.dead_letter.path else state_dir / "dead_letters.jsonl"
-    dead_letters = DeadLetterFile(dl_path)
-    history = RunHistory(state_dir / "runs.db", root.admin.history if root.admin else 100)
-    alert = None
-    if root.alert is not None:
-        token = root.alert.bearer_token.get_secret_value() if root.alert.bearer_token else None
-        alert = AlertWebhook(root.alert.url, root.pipeline.name, token, root.alert.timeout)
+    dead_letters, history, alert = record_keepers(root, state_dir)
     branches = plan_branches(settings.flow.graph)
     windows = branch_windows(root, settings.flow, settings.components)
     engines: list[WindowEngine] = []

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rtstream.config.models import RootConfig
 from rtstream.config.settings import Settings
 from rtstream.engine.commit_rule import CommitTracker
 from rtstream.engine.window_engine import WindowEngine
@@ -129,13 +130,7 @@ def build_parts(settings: Settings, observers: Sequence[WindowObserver] = ()) ->
         checkpoints = CheckpointStore(path, root.pipeline.name)
     partitions = PartitionLifecycle(engine, committer, checkpoints, scopes)
     context.partitions = partitions
-    dl_path = Path(root.dead_letter.path) if root.dead_letter.path else state_dir / "dead_letters.jsonl"
-    dead_letters = DeadLetterFile(dl_path)
-    history = RunHistory(state_dir / "runs.db", root.admin.history if root.admin else 100)
-    alert = None
-    if root.alert is not None:
-        token = root.alert.bearer_token.get_secret_value() if root.alert.bearer_token else None
-        alert = AlertWebhook(root.alert.url, root.pipeline.name, token, root.alert.timeout)
+    dead_letters, history, alert = record_keepers(root, state_dir)
     flusher = WindowFlusher(window_stages, sinks, dead_letters, engine.emitted, policies, history=history,
                             observers=observers, alert=alert, first_stage=incremental.name if incremental else None,
                             committer=committer)
@@ -147,3 +142,14 @@ def build_parts(settings: Settings, observers: Sequence[WindowObserver] = ()) ->
         scopes=scopes, staging=staging, tracker=tracker, engine=engine, committer=committer,
         checkpoints=checkpoints, partitions=partitions, dead_letters=dead_letters, stats=RuntimeStats(),
         history=history, alert=alert, flusher=flusher)
+
+
+def record_keepers(root: RootConfig, state_dir: Path) -> tuple[DeadLetterFile, RunHistory, AlertWebhook | None]:
+    """Where a pipeline keeps what happened: its dead letters, its run history, and the alert webhook."""
+    dl_path = Path(root.dead_letter.path) if root.dead_letter.path else state_dir / "dead_letters.jsonl"
+    history = RunHistory(state_dir / "runs.db", root.admin.history if root.admin else 100)
+    alert = None
+    if root.alert is not None:
+        token = root.alert.bearer_token.get_secret_value() if root.alert.bearer_token else None
+        alert = AlertWebhook(root.alert.url, root.pipeline.name, token, root.alert.timeout)
+    return DeadLetterFile(dl_path), history, alert
