@@ -179,3 +179,19 @@ def small_tmpfs(mount: Path, size: str) -> Iterator[Path]:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def sigkill_at_random_moments(start: Callable[[], Any], rnd: Any, kills: int, low: float, high: float) -> None:
+    """Start the daemon (`start()`, a context manager giving a Daemon) and SIGKILL it after a random
+    `low`..`high` seconds, `kills` times; a daemon that ends on its own first fails the test."""
+    done = 0
+    while done < kills:
+        with start() as d:
+            try:
+                d.proc.wait(rnd.uniform(low, high))
+            except subprocess.TimeoutExpired:
+                d.proc.send_signal(signal.SIGKILL)
+                d.proc.wait(10)
+                done += 1
+                continue
+            raise AssertionError(f"the daemon ended on its own: {d.stderr}")

@@ -10,7 +10,6 @@ import random
 import shutil
 import signal
 import sqlite3
-import subprocess
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +21,7 @@ from tests.data import make_events
 from tests.integration.dag_sink_support import FAST_CONSUMER, PARTITIONS, committed
 from tests.kafka_helpers import count_per_partition, new_topics, produce
 from tests.reference import tumbling_truth
-from tests.support import Daemon, read_jsonl, wait_until, write_config
+from tests.support import Daemon, read_jsonl, sigkill_at_random_moments, wait_until, write_config
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "asset_edges" / "chain.py"
 URI = "rtstream://clicks/per_user"
@@ -149,19 +148,9 @@ class ChainSetup:
 def kill_until_done(setup: ChainSetup, rnd: random.Random, max_kills: int) -> dict[str, int]:
     """Start the daemon and SIGKILL it at a random moment, again and again; then let it run until the
     chain has consumed every window and every offset is committed, and SIGTERM it (exit 0)."""
-    kills = 0
-    while kills < max_kills:
-        with setup.daemon() as d:
-            try:
-                d.proc.wait(rnd.uniform(0.5, 4.0))
-            except subprocess.TimeoutExpired:
-                d.proc.send_signal(signal.SIGKILL)
-                d.proc.wait(10)
-                kills += 1
-                continue
-            raise AssertionError(f"the daemon ended on its own: {d.stderr}")
+    sigkill_at_random_moments(setup.daemon, rnd, max_kills, 0.5, 4.0)
     finish(setup)
-    return {"kills": kills}
+    return {"kills": max_kills}
 
 
 def finish(setup: ChainSetup, timeout: float = 120) -> None:

@@ -13,7 +13,6 @@ import random
 import shutil
 import signal
 import sqlite3
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ import pytest
 
 from tests.integration.dag_sink_support import committed
 from tests.kafka_helpers import count_per_partition, new_topics, produce
-from tests.support import Daemon, read_jsonl, wait_until, write_config
+from tests.support import Daemon, read_jsonl, sigkill_at_random_moments, wait_until, write_config
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "asset_edges" / "kafka_watcher.py"
 DAG_ID, GROUP = "example_kafka_watcher", "rtstream.example_kafka_watcher.kafka_watcher"
@@ -130,16 +129,7 @@ SEEDS = [int(s) for s in os.environ.get("RTSTREAM_WATCHER_SEEDS", "1").split(","
 def test_sigkill_at_random_moments_every_message_reaches_one_successful_run(tmp_path, kafka, seed):
     setup = WatcherSetup(tmp_path, kafka.bootstrap)
     rnd = random.Random(seed)
-    kills = 0
-    while kills < int(os.environ.get("RTSTREAM_WATCHER_KILLS", "4")):
-        with setup.daemon() as d:
-            try:
-                d.proc.wait(rnd.uniform(1.0, 5.0))
-            except subprocess.TimeoutExpired:
-                d.proc.send_signal(signal.SIGKILL)
-                d.proc.wait(10)
-                kills += 1
-                continue
-            raise AssertionError(f"the daemon ended on its own: {d.stderr}")
+    kills = int(os.environ.get("RTSTREAM_WATCHER_KILLS", "4"))
+    sigkill_at_random_moments(setup.daemon, rnd, kills, 1.0, 5.0)
     finish(setup)
     print(f"seed {seed}: kills {kills} {setup.check()}")
