@@ -1,6 +1,10 @@
 """A windowed stage's own `window = { type = "hopping", size = "10s", hop = "2s" }` (same keys as
 `[window]`, which is the default for every windowed stage without one).
 
+A stage's window gives its own shape (type, size, hop, gap, records, schedule, emit...), and takes the
+keys of event time it leaves out (`TIME_KEYS`) from `[window]`: a pipeline's records carry their time in
+one field whatever the window, and `--set window.time_field=...` must reach every branch.
+
 In a flow of one chain the windowed aggregate's window is the pipeline's: it replaces `[window]`
 (which may then be left out); in a flow of several branches it is its branch's. A chained aggregate (one after the windowed aggregate) folds the
 closed windows of the one before it and has no window of its own; nor do per-record or window stages.
@@ -17,6 +21,24 @@ from rtstream.config.flow import Flow
 from rtstream.config.models import RootConfig, WindowConfig
 from rtstream.config.problems import problems_from
 from rtstream.model.errors import ConfigError
+
+TIME_KEYS = ("time", "time_field", "lateness", "idle_timeout")
+
+
+def own_window(root: RootConfig | dict[str, Any] | None, own: dict[str, Any]) -> dict[str, Any]:
+    """A stage's window with the event-time keys it leaves out taken from `[window]` (only those that
+    `[window]` sets itself: a default stays the stage window's own default)."""
+    if isinstance(root, RootConfig):
+        window = root.window
+        base = {key: _as_written(getattr(window, key)) for key in TIME_KEYS if key in window.model_fields_set}
+    else:
+        base = {key: root[key] for key in TIME_KEYS if isinstance(root, dict) and key in root}
+    return {**base, **own}
+
+
+def _as_written(value: Any) -> Any:
+    """A parsed duration back as config text (durations need their unit)."""
+    return f"{value!r}s" if isinstance(value, float) else value
 
 
 def with_stage_window(doc: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
@@ -53,7 +75,7 @@ def stage_window_problems(root: RootConfig, flow: Flow, components: dict[str, An
                 problems.append((key, f"only the windowed aggregate has a window; {name!r} gets {before}"))
                 continue
             try:
-                window = WindowConfig.model_validate(own)
+                window = WindowConfig.model_validate(own_window(root, own))
             except ValidationError as exc:
                 problems.extend(problems_from(exc, key, WindowConfig))
                 continue
@@ -71,7 +93,7 @@ def branch_windows(root: RootConfig, flow: Flow, components: dict[str, Any]) -> 
     for stages in _stage_lists(flow):
         windowed = _windowed(stages, components)
         own = getattr(components[windowed].config, "window", None) if windowed else None
-        out.append((stages, WindowConfig.model_validate(own) if own is not None else root.window))
+        out.append((stages, WindowConfig.model_validate(own_window(root, own)) if own is not None else root.window))
     return out
 
 

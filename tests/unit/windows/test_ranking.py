@@ -158,3 +158,41 @@ def test_the_windowed_aggregate_may_carry_its_own_window(tmp_path):
     doc["window"] = {"size": "5m"}
     assert refused(doc) == {"stages.hottest.window": "only the windowed aggregate has a window; 'hottest' gets "
                                                      "the windows of 'per_auction'"}
+
+
+def test_a_stage_window_takes_the_event_time_keys_it_leaves_out_from_the_pipeline_window(tmp_path):
+    """Found by a first-hour review: a stage's window fell back to `ts` and 5 s lateness whole, so a
+    Nexmark branch (time in `dateTime`) dead-lettered every record as `no_time`."""
+    from rtstream.config.load import load_settings
+
+    doc = nexmark_doc(tmp_path, {"size": "1h", "time_field": "dateTime", "lateness": "0s"})
+    doc["stages"]["per_auction"]["window"] = {"type": "hopping", "size": "10s", "hop": "2s"}
+    w = load_settings(doc=doc, env={}).root.window
+    assert (w.type, w.size, w.hop, w.time_field, w.lateness) == ("hopping", 10, 2, "dateTime", 0)
+    doc["stages"]["per_auction"]["window"]["lateness"] = "3s"  # its own key wins
+    assert load_settings(doc=doc, env={}).root.window.lateness == 3
+    del doc["window"]["time_field"]  # [window]'s default is not a setting: the stage keeps its own default
+    doc["stages"]["per_auction"]["window"]["time_field"] = "dateTime"
+    assert load_settings(doc=doc, env={}).root.window.time_field == "dateTime"
+    settings = load_settings(doc=doc, env={}, overrides=["window.time_field=when"])  # --set reaches it
+    assert settings.root.window.time_field == "dateTime"  # ...unless the stage names its own
+    del doc["stages"]["per_auction"]["window"]["time_field"]
+    settings = load_settings(doc=doc, env={}, overrides=["window.time_field=when"])
+    assert settings.root.window.time_field == "when"
+
+
+def test_each_branch_window_takes_the_event_time_keys_from_the_pipeline_window(tmp_path):
+    from rtstream.config.load import load_settings
+    from rtstream.config.stage_window import branch_windows
+
+    doc = nexmark_doc(tmp_path, {"size": "1h", "time_field": "dateTime", "lateness": "1s"})
+    doc["pipeline"]["flow"] = "bids >> per_auction >> out; bids >> per_hour >> out2"
+    doc["stages"]["per_auction"]["window"] = {"type": "hopping", "size": "10s", "hop": "2s"}
+    doc["stages"]["per_hour"] = {"type": "aggregate", "aggregates": {"n": "count()"}}
+    doc["sinks"]["out2"] = {"type": "stdout"}
+    del doc["stages"]["hottest"]
+    doc["state"] = {"checkpoint_interval": "10s"}
+    settings = load_settings(doc=doc, env={}, overrides=["window.lateness=4s"])
+    got = {stages[0]: (w.type, w.size, w.time_field, w.lateness)
+           for stages, w in branch_windows(settings.root, settings.flow, settings.components)}
+    assert got == {"per_auction": ("hopping", 10, "dateTime", 4), "per_hour": ("tumbling", 3600, "dateTime", 4)}
