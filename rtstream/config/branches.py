@@ -5,10 +5,10 @@ fans out: every branch gets all of its records).
 
 What is not run yet is refused here with the reason (never run differently): a stage fed by
 another stage and something else (a fan-in after stages; a join, when it comes, names its sides),
-a stage feeding several stages (fan out from the source instead), a sink fed by several branches
-(their windows would overwrite each other's), and what a branched run cannot keep exact: it resumes
+a stage feeding several stages (fan out from the source instead), and what a branched run cannot keep
+exact: it resumes
 from checkpoints only (`state.checkpoint_interval`), so no Kafka `exactly_once` and no awaiting
-(`lookup`) stage yet.
+(`lookup`) stage yet. A sink may be fed by several branches (rtstream.config.shared_sinks says which).
 """
 
 from __future__ import annotations
@@ -36,6 +36,11 @@ class Branch:
             return names[0] if len(names) == 1 else "[" + ", ".join(names) + "]"
 
         return " >> ".join([part(self.sources), *self.stages, part(self.sinks)])
+
+    @property
+    def name(self) -> str:
+        """What a sink several branches feed tells this branch's rows by: its last stage (or its sources)."""
+        return self.stages[-1] if self.stages else "+".join(self.sources)
 
 
 def plan_branches(graph: Graph) -> list[Branch]:
@@ -65,18 +70,15 @@ def plan_branches(graph: Graph) -> list[Branch]:
             branches.append(Branch(list(ins), stages, sinks))
     direct: dict[tuple[str, ...], list[str]] = {}  # sources straight into sinks, grouped by their sources
     for n, kind in kinds.items():
-        if kind == "sink" and all(kinds[i] == "source" for i in graph.inputs(n)):
-            direct.setdefault(tuple(graph.inputs(n)), []).append(n)
+        fed_by = tuple(i for i in graph.inputs(n) if kinds[i] == "source")
+        if kind == "sink" and fed_by:
+            direct.setdefault(fed_by, []).append(n)
     branches += [Branch(list(srcs), [], sinks) for srcs, sinks in direct.items()]
-    fed: dict[str, list[Branch]] = {}
-    for b in branches:
-        for s in b.sinks:
-            fed.setdefault(s, []).append(b)
-    for sink, by in fed.items():
-        covered = {i for b in by for i in (b.stages[-1:] or b.sources)}
-        if len(by) > 1 or covered != set(graph.inputs(sink)):
-            problems.append((KEY, f"sink {sink!r} is fed by several branches ({', '.join(graph.inputs(sink))}): "
-                                  "their windows would overwrite each other's; give each branch its own sink"))
+    for sink in graph.names("sink"):  # a sink fed by several branches takes each one's windows
+        covered = {i for b in branches if sink in b.sinks for i in (b.stages[-1:] or b.sources)}
+        if covered != set(graph.inputs(sink)):
+            problems.append((KEY, f"sink {sink!r} is fed by {', '.join(graph.inputs(sink))}, not all of them "
+                                  "ends of branches"))
     if len(branches) > MAX_BRANCHES:
         problems.append((KEY, f"{len(branches)} branches; at most {MAX_BRANCHES} are run"))
     if problems:

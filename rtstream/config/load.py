@@ -23,6 +23,7 @@ from rtstream.config.models import RootConfig
 from rtstream.config.paths import input_problems, resolve_paths
 from rtstream.config.problems import did_you_mean, problems_from, with_suggestions
 from rtstream.config.settings import ComponentSettings, Settings
+from rtstream.config.shared_sinks import shared_sink_problems
 from rtstream.config.stage_window import renamed, stage_window_problems, with_stage_window
 from rtstream.config.writable import state_path_problems
 from rtstream.model.errors import ConfigError
@@ -237,6 +238,7 @@ def _cross_checks(root: RootConfig, flow: Flow, components: dict[str, ComponentS
                   problems: list[tuple[str, str]], airflow_keys: dict[str, dict[str, Any]],
                   bags: dict[str, Any]) -> None:
     problems.extend(branch_problems(root, flow, components))
+    problems.extend(shared_sink_problems(root, flow, components))
     problems.extend(stage_window_problems(root, flow, components))  # first: the checks below read root.window
     if root.window.time == "source":
         for name in flow.sources:

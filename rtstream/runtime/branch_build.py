@@ -5,12 +5,14 @@ window, its own engine and flusher over its sinks; one commit rule over all (rts
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
 from rtstream.config.branches import plan_branches
 from rtstream.config.settings import Settings
+from rtstream.config.shared_sinks import shared_sink_keys
 from rtstream.config.stage_window import branch_windows
 from rtstream.engine.branches import BranchedEngine, BranchHolds
 from rtstream.engine.commit_rule import CommitTracker
@@ -24,6 +26,7 @@ from rtstream.runtime.context import Context
 from rtstream.runtime.flush import WindowFlusher
 from rtstream.runtime.observers import WindowObserver
 from rtstream.runtime.partitions import PartitionLifecycle
+from rtstream.runtime.shared_sinks import SharedSink
 from rtstream.sinks.base import Sink
 from rtstream.sources.base import Source
 from rtstream.stages.aggregate import AggregateStage
@@ -53,6 +56,11 @@ def build_branched(settings: Settings, observers: Sequence[WindowObserver] = ())
     all_sinks: list[Sink] = []
     window_level: list[Stage] = []
     parts: list[tuple[list[Stage], AggregateStage | None, list[Sink]]] = []
+    shared: dict[str, tuple[Sink, asyncio.Lock]] = {}  # a sink several branches feed: made once
+    for name, keys in shared_sink_keys(root, settings.flow, settings.components).items():
+        sink = settings.of([name])[0]
+        shared[name] = (sink.cls(name, sink.config, dataclasses.replace(context, key_fields=keys)), asyncio.Lock())
+        all_sinks.append(shared[name][0])
     for b, (branch, (_, w)) in enumerate(zip(branches, windows, strict=True)):
         stages: list[Stage] = [c.cls(c.name, c.config, context) for c in settings.of(branch.stages)]
         all_stages += stages
@@ -66,8 +74,9 @@ def build_branched(settings: Settings, observers: Sequence[WindowObserver] = ())
         keys = [last.config.key] if isinstance(last, AggregateStage) and last.config.key else \
             ["key"] if isinstance(last, AggregateStage) and w.type == "session" else []
         own = dataclasses.replace(context, key_fields=keys)  # this branch's sinks upsert by its own key
-        sinks: list[Sink] = [c.cls(c.name, c.config, own) for c in settings.of(branch.sinks)]
-        all_sinks += sinks
+        sinks: list[Sink] = [SharedSink(shared[c.name][0], branch.name, shared[c.name][1]) if c.name in shared else
+                             c.cls(c.name, c.config, own) for c in settings.of(branch.sinks)]
+        all_sinks += [s for s in sinks if not isinstance(s, SharedSink)]
         window_level += ([incremental] if incremental else []) + rest
         policies.update({s.name: resolve(defaults, s.config, "sink") for s in sinks})
         policies.update({s.name: resolve(defaults, s.config, "stage") for s in stages})

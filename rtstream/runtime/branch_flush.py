@@ -30,6 +30,14 @@ class BranchFlushers:
             out.update(getattr(f, name))
         return out
 
+    def _added(self, name: str) -> dict[str, int]:
+        """Counts by component, added up: a sink several branches feed is counted by each flusher."""
+        out: dict[str, int] = {}
+        for f in self.flushers:
+            for k, v in getattr(f, name).items():
+                out[k] = out.get(k, 0) + v
+        return out
+
     @property
     def windows_flushed(self) -> int:
         return self._sum("windows_flushed")
@@ -48,15 +56,15 @@ class BranchFlushers:
 
     @property
     def rows_by_sink(self) -> dict[str, int]:
-        return self._merged("rows_by_sink")
+        return self._added("rows_by_sink")
 
     @property
     def retries_by(self) -> dict[str, int]:
-        return self._merged("retries_by")
+        return self._added("retries_by")
 
     @property
     def failures(self) -> dict[str, int]:
-        return self._merged("failures")
+        return self._added("failures")
 
     @property
     def latencies(self) -> collections.deque[float]:

@@ -171,13 +171,13 @@ def test_a_config_with_branches_is_validated_and_drawn(tmp_path):
 
 
 @pytest.mark.parametrize("text, reason", [
-    ("src >> agg >> out\nsrc >> agg2 >> out", "sink 'out' is fed by several branches (agg, agg2): their windows "
-                                              "would overwrite each other's; give each branch its own sink"),
+    ("src >> agg >> out\nsrc >> agg2 >> out", "sink 'out' is fed by branches keyed apart ('agg' by user_id, 'agg2' "
+                                              "by nothing): the sink upserts by (window_start, branch, key)"),
     ("src >> agg >> [agg2, out]\nagg2 >> out2", "'agg' feeds agg2, out: a stage feeding several branches is not run "
                                                 "yet (fan out from the source instead, one chain per branch)"),
     ("src >> agg >> agg2 >> out\nsrc >> agg2\nagg >> out2", "'agg2' merges agg, src: a fan-in after a stage is not "
                                                             "run yet, but after a source's own per-record stages"),
-    ("src >> agg >> out\nsrc >> out", "sink 'out' is fed by several branches (agg, src)"),
+    ("src >> agg >> out\nsrc >> out", "sink 'out' is fed by several branches, and 'src''s rows have no key"),
 ])
 def test_shapes_not_run_yet_are_refused_with_the_reason(text, reason):
     doc = deep(pipeline__flow=text, state={"checkpoint_interval": "1s"},
@@ -186,6 +186,17 @@ def test_shapes_not_run_yet_are_refused_with_the_reason(text, reason):
         doc[section] = {n: body for n, body in doc[section].items() if n in text}
     got = refused(doc)
     assert any(reason in why for why in got.values()), got
+
+
+def test_a_sink_fed_by_two_branches_keyed_alike_is_valid():
+    doc = deep(pipeline__flow="src >> agg >> out\nsrc >> agg2 >> out", state={"checkpoint_interval": "1s"},
+               stages__agg2={"type": "aggregate", "key": "user_id", "aggregates": {"n": "count()"},
+                             "window": {"size": "1h"}})
+    s = load_settings(doc=doc, env={})
+    from rtstream.config.shared_sinks import shared_sink_keys
+
+    assert shared_sink_keys(s.root, s.flow, s.components) == {"out": ["branch", "user_id"]}
+    assert [b.name for b in plan_branches(s.flow.graph)] == ["agg", "agg2"]
 
 
 def test_validate_draws_the_graph_of_a_chain(tmp_path):
