@@ -209,7 +209,8 @@ class BranchedEngine:
             e.time_range = value
 
     def __getattr__(self, name: str) -> Any:
-        # the rest (open window listing, sizes) is the first branch's: the status page shows its windows
+        # the rest (sizes, settings) is the first branch's; the open windows of every branch are listed by
+        # rtstream.runtime.open_windows
         return getattr(self.engines[0], name)
 
 
