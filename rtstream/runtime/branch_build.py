@@ -10,7 +10,7 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
-from rtstream.config.branches import plan_branches
+from rtstream.config.branches import Branch, plan_branches
 from rtstream.config.settings import Settings
 from rtstream.config.shared_sinks import shared_sink_keys
 from rtstream.config.stage_window import branch_windows
@@ -18,6 +18,7 @@ from rtstream.engine.branches import BranchedEngine, BranchHolds
 from rtstream.engine.commit_rule import CommitTracker
 from rtstream.engine.window_engine import WindowEngine
 from rtstream.model.policy import Policy, resolve
+from rtstream.runtime.awaiting_stages import RecordStaging
 from rtstream.runtime.branch_flush import BranchFlushers
 from rtstream.runtime.build import PipelineParts, RuntimeStats, build_parts, record_keepers
 from rtstream.runtime.checkpoint_store import CheckpointStore
@@ -27,10 +28,12 @@ from rtstream.runtime.flush import WindowFlusher
 from rtstream.runtime.observers import WindowObserver
 from rtstream.runtime.partitions import PartitionLifecycle
 from rtstream.runtime.shared_sinks import SharedSink
+from rtstream.runtime.source_staging import SourceStaging
 from rtstream.sinks.base import Sink
 from rtstream.sources.base import Source
 from rtstream.stages.aggregate import AggregateStage
 from rtstream.stages.base import Stage
+from rtstream.where.language import Where
 
 
 def build_any(settings: Settings, observers: Sequence[WindowObserver] = ()) -> PipelineParts:
@@ -91,6 +94,11 @@ def build_branched(settings: Settings, observers: Sequence[WindowObserver] = ())
             engine.use_counts(w.records)  # type: ignore[arg-type]
         engines.append(engine)
         parts.append((rest, incremental, sinks))
+    staging = _trunk_staging(branches, settings, context, sources, source_where, policies)
+    if staging is not None:
+        all_stages += [s for st in staging.by_source.values() for s in st.stages if s not in all_stages]
+        for e in engines:
+            e.source_where = {}  # the staging filters by each source's `where` before the trunk
     engine_set = BranchedEngine(engines, tracker, BranchHolds(tracker, len(engines)))
     committer = Committer(tracker, engine_set.ledger, sources, transactional=False, owned=engine_set.owned)
     flushers = [WindowFlusher(rest, sinks, dead_letters, engine_set.emitted, policies, history=history,
@@ -107,6 +115,24 @@ def build_branched(settings: Settings, observers: Sequence[WindowObserver] = ())
     return PipelineParts(
         settings=settings, state_dir=state_dir, context=context, sources=sources, stages=all_stages,
         record_stages=[], incremental=None, window_stages=window_level, sinks=all_sinks, scopes=scopes,
-        staging=None, tracker=tracker, engine=engine_set, committer=committer,  # type: ignore[arg-type]
+        staging=staging, tracker=tracker, engine=engine_set, committer=committer,  # type: ignore[arg-type]
         checkpoints=checkpoints, partitions=partitions, dead_letters=dead_letters, stats=RuntimeStats(),
         history=history, alert=alert, flusher=flusher)  # type: ignore[arg-type]
+
+
+def _trunk_staging(branches: list[Branch], settings: Settings, context: Context, sources: list[Source],
+                   source_where: dict[str, Where], policies: dict[str, Policy]) -> SourceStaging | None:
+    """The per-record stages before a fan-out (`a >> clean >> [x, y]`, rtstream.config.branches), run
+    once per batch of their sources before every branch folds it; None when no branch has any."""
+    trunks = {tuple(b.trunk): b.sources for b in branches if b.trunk}
+    if not trunks:
+        return None
+    made: dict[str, Stage] = {}
+    by_source: dict[str, list[Stage]] = {}
+    for trunk, srcs in trunks.items():
+        for c in settings.of(list(trunk)):
+            made.setdefault(c.name, c.cls(c.name, c.config, context))
+            policies[c.name] = resolve(settings.root.defaults, c.config, "stage")
+        for src in srcs:
+            by_source[src] = [made[n] for n in trunk]
+    return SourceStaging({s.name: RecordStaging(by_source.get(s.name, []), policies, source_where) for s in sources})

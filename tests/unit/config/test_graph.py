@@ -173,8 +173,9 @@ def test_a_config_with_branches_is_validated_and_drawn(tmp_path):
 @pytest.mark.parametrize("text, reason", [
     ("src >> agg >> out\nsrc >> agg2 >> out", "sink 'out' is fed by branches keyed apart ('agg' by user_id, 'agg2' "
                                               "by nothing): the sink upserts by (window_start, branch, key)"),
-    ("src >> agg >> [agg2, out]\nagg2 >> out2", "'agg' feeds agg2, out: a stage feeding several branches is not run "
-                                                "yet (fan out from the source instead, one chain per branch)"),
+    ("src >> agg >> [agg2, out]\nagg2 >> out2", "'agg' feeds several branches (agg2, out): only per-record stages "
+                                                "run before a fan-out (once per record); a window's rows feeding "
+                                                "several stages is not run yet"),
     ("src >> agg >> agg2 >> out\nsrc >> agg2\nagg >> out2", "'agg2' merges agg, src: a fan-in after a stage is not "
                                                             "run yet, but after a source's own per-record stages"),
     ("src >> agg >> out\nsrc >> out", "sink 'out' is fed by several branches, and 'src''s rows have no key"),
@@ -197,6 +198,21 @@ def test_a_sink_fed_by_two_branches_keyed_alike_is_valid():
 
     assert shared_sink_keys(s.root, s.flow, s.components) == {"out": ["branch", "user_id"]}
     assert [b.name for b in plan_branches(s.flow.graph)] == ["agg", "agg2"]
+
+
+def test_a_per_record_stage_feeding_several_branches_is_their_trunk():
+    doc = deep(pipeline__flow="src >> clean >> [agg, agg2]\nagg >> out\nagg2 >> out2\nclean >> raw",
+               state={"checkpoint_interval": "1s"}, stages__clean={"type": "map", "call": "json:loads"},
+               stages__agg2={"type": "aggregate", "aggregates": {"n": "count()"}}, sinks__out2={"type": "stdout"},
+               sinks__raw={"type": "stdout"})
+    s = load_settings(doc=doc, env={})
+    assert [(b.trunk, b.stages, b.sinks) for b in plan_branches(s.flow.graph)] == [
+        (["clean"], ["agg"], ["out"]), (["clean"], ["agg2"], ["out2"]), (["clean"], [], ["raw"])]
+    assert [b.name for b in plan_branches(s.flow.graph)] == ["agg", "agg2", "clean"]
+    keyed = deep(pipeline__flow="src >> k >> [agg, agg2]\nagg >> out\nagg2 >> out2", state={"checkpoint_interval": "1s"},
+                 stages__k={"type": "keyed", "key": "user_id", "function": "json:loads"},
+                 stages__agg2={"type": "aggregate", "aggregates": {"n": "count()"}}, sinks__out2={"type": "stdout"})
+    assert "cannot run before a fan-out yet" in refused(keyed)["stages.k"]
 
 
 def test_validate_draws_the_graph_of_a_chain(tmp_path):

@@ -1,0 +1,122 @@
+"""A per-record stage feeding several branches, through the real daemon: `tail >> clean >> [per_user,
+per_kind]`. `clean` (a map keeping purchases) runs once per record before the branches part, and each
+branch aggregates its rows in its own window, checked against an independent reference; the shapes
+not run are refused at validate with one line (exit 2)."""
+
+from __future__ import annotations
+
+import signal
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from rtstream.model.window import iso_utc  # formatting only: every window is computed here
+from tests.data import BASE_MS, make_events, write_lines
+from tests.support import Daemon, run_cli, wait_until, window_files, write_config
+
+MIN = 60_000
+N = 2000
+
+
+def config(tmp_path: Path, src: Path, flow: str | None = None, stages: dict | None = None) -> Path:
+    doc = {
+        "pipeline": {"name": "fan", "flow": flow or "tail >> clean >> [per_user, per_kind]\n"
+                                                     "per_user >> users\nper_kind >> kinds"},
+        "window": {"size": "1m", "lateness": "2s", "idle_timeout": "1h"},
+        "sources": {"tail": {"type": "file", "path": str(src), "follow": True, "poll_interval": "20ms",
+                             "batch_size": 100}},
+        "stages": {
+            "clean": {"type": "map", "call": "tests.e2e.userfns:purchases_tallied"},
+            "per_user": {"type": "aggregate", "key": "user_id", "aggregates": {"n": "count()", "spent": "sum(amount)"}},
+            "per_kind": {"type": "aggregate", "key": "kind", "aggregates": {"n": "count()"},
+                         "window": {"size": "5m", "lateness": "2s", "idle_timeout": "1h"}},
+            **(stages or {}),
+        },
+        "sinks": {"users": {"type": "file", "path": str(tmp_path / "users")},
+                  "kinds": {"type": "file", "path": str(tmp_path / "kinds")}},
+        "state": {"checkpoint_interval": "600ms"},
+        "dead_letter": {"path": str(tmp_path / "dead.jsonl")},
+        "daemon": {"state_dir": str(tmp_path / "state"), "commit_interval": "100ms"},
+    }
+    return write_config(tmp_path / "fan.toml", doc)
+
+
+def reference(events: list[dict]) -> dict[str, dict]:
+    users: dict = defaultdict(lambda: [0, 0.0])
+    kinds: dict = defaultdict(int)
+    for e in events:
+        if e["kind"] != "purchase":
+            continue
+        u = users[(iso_utc(e["ts"] - e["ts"] % MIN), e["user_id"])]
+        u[0] += 1
+        u[1] += e["amount"]
+        kinds[(iso_utc(e["ts"] - e["ts"] % (5 * MIN)), e["kind"])] += 1
+    return {"users": {k: (v[0], v[1]) for k, v in users.items()}, "kinds": dict(kinds)}
+
+
+def written(tmp_path: Path) -> dict[str, dict]:
+    out: dict[str, dict] = {"users": {}, "kinds": {}}
+    for rows in window_files(tmp_path / "users").values():
+        for r in rows:
+            out["users"][(r["window_start"], r["user_id"])] = (r["n"], r["spent"])
+    for rows in window_files(tmp_path / "kinds").values():
+        for r in rows:
+            out["kinds"][(r["window_start"], r["kind"])] = r["n"]
+    return out
+
+
+def test_a_per_record_stage_before_a_fan_out_runs_once_per_record(tmp_path):
+    events = make_events(N, span_s=600, seed=31)
+    src = tmp_path / "in.jsonl"
+    closer = {"user_id": "closer", "ts": BASE_MS + 3_600_000, "amount": 0.0, "kind": "purchase", "page": "/"}
+    write_lines(src, [*events, closer])
+    want = reference(events)
+    tally = tmp_path / "tally.txt"
+    with Daemon(config(tmp_path, src), tmp_path, env={"RTSTREAM_TALLY": str(tally)}) as d:
+        wait_until(lambda: all(len(written(tmp_path)[k]) >= len(v) for k, v in want.items()), 60,
+                   what="both branches' windows")
+        d.signal(signal.SIGTERM)
+        assert d.wait(30) == 0, d.stderr[-3000:]
+    got = written(tmp_path)
+    assert set(got["users"]) == set(want["users"]) and got["kinds"] == want["kinds"]
+    for k, (n, spent) in want["users"].items():
+        assert got["users"][k][0] == n and abs(got["users"][k][1] - spent) < 1e-6, k
+    assert len(tally.read_text().splitlines()) == N + 1  # once per record, not once per branch
+    dead = tmp_path / "dead.jsonl"
+    assert not dead.exists() or not dead.read_text().strip()
+
+
+def test_validate_draws_the_fan_out(tmp_path):
+    src = tmp_path / "in.jsonl"
+    write_lines(src, make_events(5, span_s=10, seed=1))
+    res = run_cli("validate", "-c", str(config(tmp_path, src)))
+    assert res.returncode == 0, res.stderr
+    assert "tail >> clean >> per_user >> users" in res.stdout and "clean fans out to per_user, per_kind" in res.stdout
+
+
+@pytest.mark.parametrize(("flow", "stages", "says"), [
+    ("tail >> per_user >> [top, out2]\ntop >> users\nper_kind >> kinds\ntail >> per_kind",
+     {"top": {"type": "aggregate", "aggregates": {"n": "count()"}}},
+     "pipeline.flow: 'per_user' feeds several branches (top, out2): only per-record stages run before a fan-out"),
+    ("tail >> clean >> [per_user, per_kind]\nper_user >> users\nper_kind >> kinds\ntail >> kinds",
+     {}, "pipeline.flow: 'clean' feeds several branches, so it runs once on every record of 'tail' before they "
+         "part; 'tail' cannot also feed kinds"),
+    ("tail >> clean >> [per_user, per_kind]\nper_user >> [top, out2]\ntop >> users\nper_kind >> kinds",
+     {"top": {"type": "aggregate", "aggregates": {"n": "count()"}}},
+     "pipeline.flow: 'per_user' feeds top, out2: a window's rows feeding several stages is not run yet"),
+])
+def test_shapes_not_run_are_refused_in_one_line(tmp_path, flow, stages, says):
+    src = tmp_path / "in.jsonl"
+    write_lines(src, make_events(5, span_s=10, seed=1))
+    cfg = config(tmp_path, src, flow=flow, stages=stages)
+    text = cfg.read_text()
+    if "out2" in flow:
+        text += f'\n[sinks.out2]\ntype = "file"\npath = "{tmp_path / "out2"}"\n'
+    if "clean" not in flow:
+        text = text.replace('[stages.clean]\ntype = "map"\ncall = "tests.e2e.userfns:purchases_tallied"\n', "")
+    cfg.write_text(text)
+    res = run_cli("validate", "-c", str(cfg))
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert says in res.stdout + res.stderr, res.stdout + res.stderr
+    assert "Traceback" not in res.stderr
