@@ -1,12 +1,14 @@
 """A graph of several branches, as the runtime runs it: each branch is `sources >> stages >> sinks`,
 with its own per-record stages, its own window (its windowed aggregate's `window`, or `[window]`)
 and its own window stages and sinks; branches share sources (a source named in two chains fans
-out: every branch gets all of its records) and per-record stages before a fan-out (`a >> clean >>
-[x, y]`: the branches' `trunk`, run once per record before they part).
+out: every branch gets all of its records) and what comes before a fan-out (`a >> clean >> [x, y]`,
+`a >> per_min >> [top, bottom]`: the branches' `trunk`, per-record stages run once per record before
+they part, then at most one windowed aggregate whose windows each branch after it gets).
 
 What is not run yet is refused here with the reason (never run differently): a stage fed by
 another stage and something else (a fan-in after stages; a join, when it comes, names its sides),
-a window's rows feeding several stages, a stage keeping state before a fan-out, and what a
+a window stage before a fan-out, a fan-out after a fan-out, a stage keeping state before a
+fan-out, and what a
 branched run cannot keep exact: it resumes from checkpoints only (`state.checkpoint_interval`), so
 no Kafka `exactly_once` and no awaiting (`lookup`) stage yet. A sink may be fed by several branches
 (rtstream.config.shared_sinks says which).
@@ -112,17 +114,22 @@ def _trunk_problems(graph: Graph, sources: list[str], trunk: list[str]) -> list[
 
 
 def _trunk_kinds(flow: Flow, trunk: list[str], components: dict[str, Any]) -> list[tuple[str, str]]:
+    """A trunk is per-record stages, then at most a windowed aggregate whose closed windows every
+    branch after it gets (`a >> per_min >> [top, bottom]`)."""
     out = []
-    for n in trunk:
+    for i, n in enumerate(trunk):
         cls = components[n].cls
-        if not getattr(cls, "per_record", False):
-            out.append((KEY, f"{trunk[-1]!r} feeds several branches ({', '.join(flow.graph.outputs(trunk[-1]))}): "
-                             "only per-record stages run before a fan-out (once per record); a window's rows "
-                             "feeding several stages is not run yet (fan out from the source instead, one chain "
-                             "per branch)"))
-        elif getattr(cls, "stateful", False):
-            out.append((f"stages.{n}", f"a {getattr(cls, 'type_name', 'stateful')} stage keeps state in the fold, "
-                                       "and cannot run before a fan-out yet (it would run once per branch)"))
+        if getattr(cls, "per_record", False):
+            if getattr(cls, "stateful", False):
+                out.append((f"stages.{n}", f"a {getattr(cls, 'type_name', 'stateful')} stage keeps state in the "
+                                           "fold, and cannot run before a fan-out yet (it would run once per branch)"))
+        elif not hasattr(components[n].config, "aggregates"):
+            out.append((KEY, f"{n!r} comes before a fan-out ({', '.join(flow.graph.outputs(trunk[-1]))}): only "
+                             "per-record stages and one windowed aggregate are run there; a window stage before "
+                             "a fan-out is not run yet (it would run once per branch)"))
+        elif i < len(trunk) - 1:
+            out.append((KEY, f"{trunk[i + 1]!r} follows the aggregate {n!r} before a fan-out: only the "
+                             "aggregate's windows fan out, not a window stage's rows (put it after the fan-out)"))
     return list(dict.fromkeys(out))
 
 

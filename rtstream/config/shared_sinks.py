@@ -24,7 +24,8 @@ ROWS = object()  # a branch whose rows have no key (raw records, a window stage'
 
 def branch_key(branch: Branch, window_type: str, components: dict[str, Any]) -> str | None | object:
     """The field a branch's output rows are keyed by, None for one row per window, ROWS for rows with no key."""
-    last = components[branch.stages[-1]] if branch.stages else None
+    names = [*branch.trunk, *branch.stages]  # a branch after a fan-out ends with its trunk's last stage
+    last = components[names[-1]] if names else None
     if last is None or getattr(last.cls, "per_record", False) or not hasattr(last.config, "aggregates"):
         return ROWS
     key = getattr(last.config, "key", None)

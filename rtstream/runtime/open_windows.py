@@ -16,8 +16,10 @@ def open_windows(engine: Any, flow: Flow) -> list[dict[str, Any]]:
     if engines is None:
         return _of(engine)
     out = []
-    for branch, e in zip(plan_branches(flow.graph), engines, strict=True):
-        out += [w | {"branch": branch.name, "components": [*branch.stages, *branch.sinks]} for w in _of(e)]
+    # each engine's branches (several after one aggregate: rtstream.runtime.branch_build), or one each
+    labels = getattr(engine, "labels", None) or [(b.name, [*b.stages, *b.sinks]) for b in plan_branches(flow.graph)]
+    for (name, components), e in zip(labels, engines, strict=True):
+        out += [w | {"branch": name, "components": components} for w in _of(e)]
     out.sort(key=lambda w: (w["window_start"], w["window_end"], w["branch"]))
     return out
 

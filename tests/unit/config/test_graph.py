@@ -173,9 +173,7 @@ def test_a_config_with_branches_is_validated_and_drawn(tmp_path):
 @pytest.mark.parametrize("text, reason", [
     ("src >> agg >> out\nsrc >> agg2 >> out", "sink 'out' is fed by branches keyed apart ('agg' by user_id, 'agg2' "
                                               "by nothing): the sink upserts by (window_start, branch, key)"),
-    ("src >> agg >> [agg2, out]\nagg2 >> out2", "'agg' feeds several branches (agg2, out): only per-record stages "
-                                                "run before a fan-out (once per record); a window's rows feeding "
-                                                "several stages is not run yet"),
+    ("src >> agg >> out2 >> [agg2, out]", "'out2' is a sink: it feeds nothing"),
     ("src >> agg >> agg2 >> out\nsrc >> agg2\nagg >> out2", "'agg2' merges agg, src: a fan-in after a stage is not "
                                                             "run yet, but after a source's own per-record stages"),
     ("src >> agg >> out\nsrc >> out", "sink 'out' is fed by several branches, and 'src''s rows have no key"),
@@ -198,6 +196,18 @@ def test_a_sink_fed_by_two_branches_keyed_alike_is_valid():
 
     assert shared_sink_keys(s.root, s.flow, s.components) == {"out": ["branch", "user_id"]}
     assert [b.name for b in plan_branches(s.flow.graph)] == ["agg", "agg2"]
+
+
+def test_a_window_fan_out_runs_after_one_aggregate_only():
+    ok = deep(pipeline__flow="src >> agg >> [agg2, out]\nagg2 >> out2", state={"checkpoint_interval": "1s"},
+              stages__agg2={"type": "aggregate", "aggregates": {"n": "count()"}}, sinks__out2={"type": "stdout"})
+    s = load_settings(doc=ok, env={})
+    assert [(b.trunk, b.stages, b.sinks) for b in plan_branches(s.flow.graph)] == [
+        (["agg"], ["agg2"], ["out2"]), (["agg"], [], ["out"])]
+    bad = deep(pipeline__flow="src >> agg >> agg2 >> [agg3, out]\nagg3 >> out2", state={"checkpoint_interval": "1s"},
+               stages__agg2={"type": "aggregate", "aggregates": {"n": "count()"}},
+               stages__agg3={"type": "aggregate", "aggregates": {"m": "count()"}}, sinks__out2={"type": "stdout"})
+    assert "'agg2' follows the aggregate 'agg' before a fan-out" in refused(bad)["pipeline.flow"]
 
 
 def test_a_per_record_stage_feeding_several_branches_is_their_trunk():
