@@ -285,3 +285,21 @@ def test_a_window_fan_out_killed_mid_stream_then_restarted_gives_the_uninterrupt
         assert d.wait(30) == 0, d.stderr[-3000:]
     assert "from its checkpoint" in d.stderr, d.stderr[-3000:]
     window_same(window_written(tmp_path), want)
+
+
+def test_the_python_api_runs_both_fan_outs_to_the_end(tmp_path):
+    from rtstream import Pipeline, SinkNode, SourceNode, StageNode
+
+    events = make_events(1200, span_s=300, seed=43)
+    src = tmp_path / "in.jsonl"
+    write_lines(src, events)
+    tail = SourceNode("tail", "file", path=str(src))
+    clean = StageNode("clean", "map", call="tests.e2e.userfns:only_purchases")
+    per_user = StageNode("per_user", "aggregate", key="user_id", aggregates={"n": "count()", "spent": "sum(amount)"})
+    per_kind = StageNode("per_kind", "aggregate", key="kind", aggregates={"n": "count()"}, window={"size": "5m"})
+    users, kinds = SinkNode("users", "file", path=str(tmp_path / "users")), SinkNode("kinds", "file", path=str(tmp_path / "kinds"))
+    p = Pipeline([tail >> clean >> [per_user, per_kind], per_user >> users, per_kind >> kinds], window={"size": "1m"},
+                 state={"checkpoint_interval": "1s"}, daemon={"state_dir": str(tmp_path / "state"), "log_level": "warning"})
+    assert p.run() == 0
+    got, want = written(tmp_path), reference(events)
+    assert set(got["users"]) == set(want["users"]) and got["kinds"] == want["kinds"]
