@@ -92,11 +92,17 @@ def test_two_branches_into_one_sink_match_the_reference(tmp_path, unused_tcp_por
     with Daemon(config(tmp_path, src, unused_tcp_port), tmp_path) as d:
         wait_until(lambda: len(written(tmp_path)) >= len(want), 60, what="every branch's windows")
         st = wait_until(lambda: status(unused_tcp_port), 10, what="the status")
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{unused_tcp_port}/metrics", timeout=5) as resp:
+            metrics = resp.read().decode()
         d.signal(signal.SIGTERM)
         assert d.wait(30) == 0, d.stderr[-3000:]
     same(written(tmp_path), want)
     assert {k[0] for k in want} == {"per_min", "per_5min"}
-    # the sink's rows are counted once per branch that wrote them
+    # the sink's rows are added up over the branches that wrote them (not the last branch's only)
+    assert f'rtstream_rows_out_total{{sink="out"}} {float(len(want))}' in metrics, \
+        [x for x in metrics.splitlines() if "rows_out" in x]
     assert st["flow"]["drawing"].startswith("graph      2 branches (1 sources, 2 stages, 1 sinks)")
     no_dead_letters(tmp_path)
 
