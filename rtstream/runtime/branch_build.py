@@ -20,7 +20,7 @@ from rtstream.engine.emission import Emission
 from rtstream.engine.window_engine import WindowEngine
 from rtstream.model.policy import Policy, resolve
 from rtstream.runtime.awaiting_stages import RecordStaging
-from rtstream.runtime.branch_flush import BranchFlushers, FanOutFlusher
+from rtstream.runtime.branch_flush import BranchFlushers, FanOutFlusher, RunsOnly
 from rtstream.runtime.build import PipelineParts, RuntimeStats, build_parts, record_keepers
 from rtstream.runtime.checkpoint_store import CheckpointStore
 from rtstream.runtime.committer import Committer
@@ -119,7 +119,8 @@ def build_branched(settings: Settings, observers: Sequence[WindowObserver] = ())
     for tails in parts:
         # a window fan-out's window is one window to the metrics: told by its first branch only
         subs = [WindowFlusher(rest, sinks, dead_letters, engine_set.emitted if len(tails) == 1 else _written,
-                              policies, history=history, observers=observers if k == 0 else (), alert=alert,
+                              policies, history=history if k == 0 or history is None else RunsOnly(history),  # type: ignore[arg-type]
+                              observers=observers if k == 0 else (), alert=alert,
                               first_stage=inc.name if inc else None, committer=committer)
                 for k, (rest, inc, sinks) in enumerate(tails)]
         flushers.append(subs[0] if len(subs) == 1 else FanOutFlusher(subs, engine_set.emitted))

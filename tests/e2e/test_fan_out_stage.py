@@ -246,6 +246,11 @@ def test_a_windows_rows_feeding_several_chained_aggregates(tmp_path):
         assert d.wait(30) == 0, d.stderr[-3000:]
     window_same(window_written(tmp_path), want)
     assert d.stderr.count("window 2026-01-01T00:00:00Z .. 2026-01-01T00:01:00Z flushed") == 3  # once per branch
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "state" / "runs.db") as db:  # what the status page counts across restarts
+        total = db.execute("SELECT value FROM totals WHERE name = 'windows_flushed'").fetchone()[0]
+    assert total == len(want["counts"])  # each window once, not once per branch after the aggregate
     dead = tmp_path / "dead.jsonl"
     assert not dead.exists() or not dead.read_text().strip()
 
