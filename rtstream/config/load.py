@@ -19,10 +19,12 @@ from rtstream.config.extras import extras_problems
 from rtstream.config.files import check_shape, read_file
 from rtstream.config.flow import Flow
 from rtstream.config.graph import flow_of
+from rtstream.config.join_checks import outer_join_problems
 from rtstream.config.models import RootConfig
 from rtstream.config.paths import input_problems, resolve_paths
 from rtstream.config.problems import did_you_mean, problems_from, with_suggestions
 from rtstream.config.settings import ComponentSettings, Settings
+from rtstream.config.shared_sinks import shared_sink_problems
 from rtstream.config.stage_window import renamed, stage_window_problems, with_stage_window
 from rtstream.config.writable import state_path_problems
 from rtstream.model.errors import ConfigError
@@ -237,6 +239,8 @@ def _cross_checks(root: RootConfig, flow: Flow, components: dict[str, ComponentS
                   problems: list[tuple[str, str]], airflow_keys: dict[str, dict[str, Any]],
                   bags: dict[str, Any]) -> None:
     problems.extend(branch_problems(root, flow, components))
+    problems.extend(shared_sink_problems(root, flow, components))
+    problems.extend(outer_join_problems(root, flow, components))
     problems.extend(stage_window_problems(root, flow, components))  # first: the checks below read root.window
     if root.window.time == "source":
         for name in flow.sources:

@@ -101,7 +101,7 @@ def _stage_lists(flow: Flow) -> list[list[str]]:
     if not flow.branched:
         return [list(flow.stages)]
     try:
-        return [b.stages for b in plan_branches(flow.graph)]
+        return [[*b.trunk, *b.stages] for b in plan_branches(flow.graph)]
     except ConfigError:
         return []  # branch_problems has said why
 

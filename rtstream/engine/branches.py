@@ -90,7 +90,7 @@ class BranchedEngine:
     """Duck-types `WindowEngine` for the runtime (rtstream.runtime.branch_build)."""
 
     def __init__(self, engines: list[WindowEngine], tracker: CommitTracker, own: BranchHolds):
-        assert 1 < len(engines) < SPREAD
+        assert 0 < len(engines) < SPREAD  # one: the branches after one aggregate (a window fan-out)
         self.engines = engines
         self.tracker = tracker
         self._own = own  # the engine's own holds (the last checkpoint's position): branch number len(engines)
@@ -209,7 +209,8 @@ class BranchedEngine:
             e.time_range = value
 
     def __getattr__(self, name: str) -> Any:
-        # the rest (open window listing, sizes) is the first branch's: the status page shows its windows
+        # the rest (sizes, settings) is the first branch's; the open windows of every branch are listed by
+        # rtstream.runtime.open_windows
         return getattr(self.engines[0], name)
 
 

@@ -6,11 +6,12 @@ close's marks ride on its last emission.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 from rtstream.engine.commit_rule import Hold, HoldKind
 from rtstream.engine.emission import Emission
+from rtstream.engine.outer_rows import fold_released, hold_back, outer_steps
 from rtstream.engine.state import EngineState
 from rtstream.model.positions import PartitionKey
 from rtstream.model.window import Window
@@ -26,17 +27,23 @@ class WindowCloser(EngineState):
         wm.advance(now, wall_ms, caught_up)
         for step in self.steps:  # join and keyed state the watermark has passed (rtstream.engine.stateful)
             step.evict(wm)
+        current = wm.current
+        mark: Callable[[Hashable], int] = wm.mark
+        if self.steps and outer_steps(self):  # an interval join's left rows let go without a partner
+            fold_released(self)
+            if back := hold_back(self):  # their windows wait for them
+                current, mark = current - back, lambda pk: wm.mark(pk) - back  # noqa: E731
         marks = {}
         for pk in self._epochs:
             if wm.has_delivered(pk):
-                marks[pk] = self._emitted_upto[pk] = max(self._emitted_upto.get(pk, NEVER), wm.mark(pk))
+                marks[pk] = self._emitted_upto[pk] = max(self._emitted_upto.get(pk, NEVER), mark(pk))
         if self.sessions is not None:
-            emissions = self._emit_sessions(self.sessions.take(wm.current, wm.mark))
+            emissions = self._emit_sessions(self.sessions.take(current, mark))
         else:
-            taken = self.store.take(wm.mark, self.size_ms)
+            taken = self.store.take(mark, self.size_ms)
             emissions = [self._emit(start, panes) for start, panes in taken.items()]
         if self.emit_empty:
-            emissions = self._with_empty(emissions, wm.current)
+            emissions = self._with_empty(emissions, current)
         if self.update_interval_s is not None:
             for em in emissions:
                 self._updated_counts.pop(em.window.start_ms, None)
@@ -87,6 +94,8 @@ class WindowCloser(EngineState):
 
     def close_all(self) -> list[Emission]:
         """End of a finite run: emit everything still open; once written, every window is."""
+        if self.steps and outer_steps(self):  # every left row still waiting for a partner goes out alone
+            fold_released(self, everything=True)
         if self.sessions is not None:
             emissions = self._emit_sessions(self.sessions.take_all())
         else:

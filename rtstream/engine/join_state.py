@@ -126,6 +126,10 @@ class IntervalState(StatefulStep):
         self.live: dict[PartitionKey, LiveOffsets] = {}
         self.count = 0
         self.bytes = 0
+        # how = "left" (rtstream.engine.outer_rows): the left rows that found a partner, and those the
+        # watermark let go without one, waiting to be folded into their windows
+        self.matched: set[tuple[PartitionKey, int]] | None = None
+        self.released: list[tuple[PartitionKey, int, dict[str, Any]]] = []
 
     def at(self, pk: PartitionKey, rec: Any, value: dict[str, Any]) -> list[dict[str, Any]]:
         src = pk[0]
@@ -143,12 +147,15 @@ class IntervalState(StatefulStep):
             raise ValueError(f"key {key!r} already keeps max_rows = {self.max_rows} rows of {src!r}")
         out = []
         same = self.left_on if self.left_on == self.right_on else None
-        for ots, _, _, ov in sides[other]:
+        matched = self.matched
+        for ots, ooff, opk, ov in sides[other]:
             if mine == 0:
                 lt, rt, lv, rv = ts, ots, value, ov
             else:
                 lt, rt, lv, rv = ots, ts, ov, value
             if lt + self.lower <= rt <= lt + self.upper:
+                if matched is not None:
+                    matched.add((pk, rec.offset) if mine == 0 else (opk, ooff))
                 row = merge(lv, rv, same, *self.prefixes)
                 row[self.time_field] = (lv if lt >= rt else rv).get(self.time_field, max(lt, rt))
                 out.append(row)
@@ -163,6 +170,29 @@ class IntervalState(StatefulStep):
         heapq.heappush(self._expiry, (until, next(self._seq), key))
         self.kept(pk, rec.offset)
         return out
+
+    def kept(self, pk: PartitionKey, offset: int) -> None:
+        if self.matched is None:
+            return super().kept(pk, offset)
+        # how = "left": whether a row found a partner is known only from this state, so a restart must
+        # restore it from a checkpoint: the commit never passes the last one (before it, the first row)
+        self.tracker.hold(pk, self.hold, self._saved.get(pk, offset))
+
+    def _rehold(self, pk: PartitionKey) -> None:
+        if self.matched is None:
+            return super()._rehold(pk)
+        if pk in self._saved:
+            self.tracker.release(pk, self.hold)
+            self.tracker.hold(pk, self.hold, self._saved[pk])
+
+    def _let_left_go(self, row: Row) -> None:
+        """how = "left": a left row the watermark passed goes out alone, unless it found a partner."""
+        assert self.matched is not None
+        ident = (row[2], row[1])
+        if ident in self.matched:
+            self.matched.discard(ident)
+        else:
+            self.released.append((row[2], row[1], row[3]))
 
     def _useful(self, side: int, ts: int, watermark: int) -> bool:
         return (ts + self.upper if side == 0 else ts - self.lower) >= watermark
@@ -182,6 +212,8 @@ class IntervalState(StatefulStep):
                     if self._useful(side, row[0], watermark):
                         keep.append(row)
                     else:
+                        if side == 0 and self.matched is not None:
+                            self._let_left_go(row)
                         self.count -= 1
                         self.bytes -= size_of(row[3])
                         self.live[row[2]].remove(row[1])
@@ -195,13 +227,19 @@ class IntervalState(StatefulStep):
         return live.lowest(floor) if live is not None else None
 
     def snapshot(self, pk: PartitionKey) -> Any:
+        if self.matched is not None:  # how = "left": whether each left row found a partner, too
+            met = self.matched
+            return [(key, side, r[0], r[1], r[3], (pk, r[1]) in met) for key, sides in self.rows.items()
+                    for side in (0, 1) for r in sides[side] if r[2] == pk]
         return [(key, side, r[0], r[1], r[3]) for key, sides in self.rows.items()
                 for side in (0, 1) for r in sides[side] if r[2] == pk]
 
     def restore(self, pk: PartitionKey, state: Any) -> None:
         self.drop(pk)
         live = self.live[pk] = LiveOffsets()
-        for key, side, ts, offset, value in sorted(state, key=lambda r: r[3]):
+        for key, side, ts, offset, value, *met in sorted(state, key=lambda r: r[3]):
+            if met and met[0] and self.matched is not None:
+                self.matched.add((pk, offset))
             live.add(offset)
             sides = self.rows.setdefault(key, ([], []))
             sides[side].append((ts, offset, pk, value))
@@ -213,6 +251,9 @@ class IntervalState(StatefulStep):
 
     def drop(self, pk: PartitionKey) -> None:
         self.live.pop(pk, None)
+        if self.matched is not None:
+            self.matched = {m for m in self.matched if m[0] != pk}
+            self.released = [r for r in self.released if r[0] != pk]
         for key in list(self.rows):
             sides = self.rows[key]
             for side in (0, 1):

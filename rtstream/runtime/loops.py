@@ -20,6 +20,7 @@ from rtstream.connect.listen_error import ListenError
 from rtstream.engine.emission import Emission
 from rtstream.model.errors import ComponentError
 from rtstream.runtime.build import PipelineParts
+from rtstream.runtime.outer_letters import write_outer_letters
 from rtstream.runtime.partitions import save_checkpoints
 
 if TYPE_CHECKING:
@@ -135,10 +136,12 @@ class PipelineLoops:
             if not live:
                 for em in engine.close_all():
                     await flushq.put(em)
+                await write_outer_letters(engine, rt.dead_letters)
                 log.info("all sources finished: %d records read", engine.records_in)
                 break
             for em in engine.close_ready(loop.time(), int(time.time() * 1000), queue.empty()):
                 await flushq.put(em)
+            await write_outer_letters(engine, rt.dead_letters)  # an interval join's left rows, refused
         await flushq.put(None)
 
     async def _flush_loop(self) -> None:

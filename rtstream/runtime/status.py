@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from rtstream.model.status import Throughput
 from rtstream.model.window import iso_utc
+from rtstream.runtime.open_windows import open_windows
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -85,16 +86,8 @@ class RuntimeStatus:
                 "watermark": iso_utc(wm) if wm > 0 else None}
 
     def open_window_runs(self) -> list[dict[str, Any]]:
-        """The windows still open (Airflow's running column): bounds and records folded in so far,
-        oldest first. Sessions are per key and move as they grow: they are not listed."""
-        engine = self._rt.engine
-        if engine.sessions is not None:
-            return []
-        out = []
-        for start, panes in engine.store.snapshot().items():
-            out.append({"window_start": iso_utc(start), "window_end": iso_utc(start + engine.size_ms),
-                        "records": sum(pane.count for _, pane in panes)})
-        return out
+        """The windows still open, every branch's (rtstream.runtime.open_windows)."""
+        return open_windows(self._rt.engine, self._rt.settings.flow)
 
     @property
     def config_path(self) -> str | None:

@@ -10,7 +10,9 @@ A join names its sides by the node right before it in the flow: for `[orders, pa
 - `interval_join` (Flink's interval join): a right row `b` matches a left row `a` of the same key when
   `a.ts + lower <= b.ts <= a.ts + upper`; each pair is emitted once, when its second row arrives, with
   the time field set to the later row's time, so it lands in that row's window. A row is kept until the
-  watermark (which already allows for lateness) passes the last time a partner could have.
+  watermark (which already allows for lateness) passes the last time a partner could have. With
+  `how = "left"`, a left row that found no partner by then is emitted once, alone, in its own window
+  (which waits `upper` longer to close: rtstream.engine.outer_rows); one that found one never is.
 
 An output row has the left row's fields, then the right row's; a field both have (other than a shared
 key `on`) is written `left_prefix`+name and `right_prefix`+name. An unmatched left row (`how = "left"`)
@@ -149,6 +151,9 @@ class IntervalJoinConfig(SidesConfig):
     lower: SignedDuration = Field(description="a right row's time may be this far after the left row's "
                                   "(negative: before), e.g. \"-5s\"")
     upper: SignedDuration = Field(description="...and at most this far after it, e.g. \"10m\"")
+    how: Literal["inner", "left"] = Field(default="inner", description="inner: matched pairs only; left: also "
+                                          "each left row that found no right row, once the watermark passes "
+                                          "its time + upper (needs state.checkpoint_interval)")
 
     @model_validator(mode="after")
     def _bounds(self) -> IntervalJoinConfig:
@@ -164,16 +169,18 @@ class IntervalJoinStage(StepStage, Stage):  # type: ignore[misc]
     def __init__(self, name: str, config: Any, context: Any):
         Stage.__init__(self, name, config, context)
         left_on, right_on = config.key_fields()
-        StepStage.__init__(self, name, IntervalState(
-            name, config.left, config.right, left_on, right_on, round(config.lower * 1000),
-            round(config.upper * 1000), config.left_prefix, config.right_prefix, config.max_rows))
+        state = IntervalState(name, config.left, config.right, left_on, right_on, round(config.lower * 1000),
+                              round(config.upper * 1000), config.left_prefix, config.right_prefix, config.max_rows)
+        if config.how == "left":  # rtstream.engine.outer_rows
+            state.matched = set()
+        StepStage.__init__(self, name, state)
 
     def state_figures(self) -> tuple[int, int, int] | None:
         return self.stateful_step.figures()
 
     def describe(self) -> str:
         left_on, right_on = self.config.key_fields()
-        return (f"interval_join: {self.config.left}.{left_on} = {self.config.right}.{right_on}, "
+        return (f"interval_join ({self.config.how}): {self.config.left}.{left_on} = {self.config.right}.{right_on}, "
                 f"{self.config.right}'s time in [{self.config.lower:g}s, {self.config.upper:g}s] of the left's")
 
 

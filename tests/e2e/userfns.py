@@ -20,3 +20,14 @@ def explode_on_boom(record):
 
 async def count_records(records):
     return [{"records": len(records)}]
+
+
+def purchases_tallied(record):
+    """only_purchases, and a line per call in $RTSTREAM_TALLY: a stage before a fan-out runs once per record."""
+    import os
+
+    path = os.environ.get("RTSTREAM_TALLY")
+    if path:
+        with open(path, "a") as fh:
+            fh.write(f"{record.get('user_id')}\n")
+    return only_purchases(record)

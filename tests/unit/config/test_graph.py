@@ -171,13 +171,12 @@ def test_a_config_with_branches_is_validated_and_drawn(tmp_path):
 
 
 @pytest.mark.parametrize("text, reason", [
-    ("src >> agg >> out\nsrc >> agg2 >> out", "sink 'out' is fed by several branches (agg, agg2): their windows "
-                                              "would overwrite each other's; give each branch its own sink"),
-    ("src >> agg >> [agg2, out]\nagg2 >> out2", "'agg' feeds agg2, out: a stage feeding several branches is not run "
-                                                "yet (fan out from the source instead, one chain per branch)"),
+    ("src >> agg >> out\nsrc >> agg2 >> out", "sink 'out' is fed by branches keyed apart ('agg' by user_id, 'agg2' "
+                                              "by nothing): the sink upserts by (window_start, branch, key)"),
+    ("src >> agg >> out2 >> [agg2, out]", "'out2' is a sink: it feeds nothing"),
     ("src >> agg >> agg2 >> out\nsrc >> agg2\nagg >> out2", "'agg2' merges agg, src: a fan-in after a stage is not "
                                                             "run yet, but after a source's own per-record stages"),
-    ("src >> agg >> out\nsrc >> out", "sink 'out' is fed by several branches (agg, src)"),
+    ("src >> agg >> out\nsrc >> out", "sink 'out' is fed by several branches, and 'src''s rows have no key"),
 ])
 def test_shapes_not_run_yet_are_refused_with_the_reason(text, reason):
     doc = deep(pipeline__flow=text, state={"checkpoint_interval": "1s"},
@@ -186,6 +185,44 @@ def test_shapes_not_run_yet_are_refused_with_the_reason(text, reason):
         doc[section] = {n: body for n, body in doc[section].items() if n in text}
     got = refused(doc)
     assert any(reason in why for why in got.values()), got
+
+
+def test_a_sink_fed_by_two_branches_keyed_alike_is_valid():
+    doc = deep(pipeline__flow="src >> agg >> out\nsrc >> agg2 >> out", state={"checkpoint_interval": "1s"},
+               stages__agg2={"type": "aggregate", "key": "user_id", "aggregates": {"n": "count()"},
+                             "window": {"size": "1h"}})
+    s = load_settings(doc=doc, env={})
+    from rtstream.config.shared_sinks import shared_sink_keys
+
+    assert shared_sink_keys(s.root, s.flow, s.components) == {"out": ["branch", "user_id"]}
+    assert [b.name for b in plan_branches(s.flow.graph)] == ["agg", "agg2"]
+
+
+def test_a_window_fan_out_runs_after_one_aggregate_only():
+    ok = deep(pipeline__flow="src >> agg >> [agg2, out]\nagg2 >> out2", state={"checkpoint_interval": "1s"},
+              stages__agg2={"type": "aggregate", "aggregates": {"n": "count()"}}, sinks__out2={"type": "stdout"})
+    s = load_settings(doc=ok, env={})
+    assert [(b.trunk, b.stages, b.sinks) for b in plan_branches(s.flow.graph)] == [
+        (["agg"], ["agg2"], ["out2"]), (["agg"], [], ["out"])]
+    bad = deep(pipeline__flow="src >> agg >> agg2 >> [agg3, out]\nagg3 >> out2", state={"checkpoint_interval": "1s"},
+               stages__agg2={"type": "aggregate", "aggregates": {"n": "count()"}},
+               stages__agg3={"type": "aggregate", "aggregates": {"m": "count()"}}, sinks__out2={"type": "stdout"})
+    assert "'agg2' follows the aggregate 'agg' before a fan-out" in refused(bad)["pipeline.flow"]
+
+
+def test_a_per_record_stage_feeding_several_branches_is_their_trunk():
+    doc = deep(pipeline__flow="src >> clean >> [agg, agg2]\nagg >> out\nagg2 >> out2\nclean >> raw",
+               state={"checkpoint_interval": "1s"}, stages__clean={"type": "map", "call": "json:loads"},
+               stages__agg2={"type": "aggregate", "aggregates": {"n": "count()"}}, sinks__out2={"type": "stdout"},
+               sinks__raw={"type": "stdout"})
+    s = load_settings(doc=doc, env={})
+    assert [(b.trunk, b.stages, b.sinks) for b in plan_branches(s.flow.graph)] == [
+        (["clean"], ["agg"], ["out"]), (["clean"], ["agg2"], ["out2"]), (["clean"], [], ["raw"])]
+    assert [b.name for b in plan_branches(s.flow.graph)] == ["agg", "agg2", "clean"]
+    keyed = deep(pipeline__flow="src >> k >> [agg, agg2]\nagg >> out\nagg2 >> out2", state={"checkpoint_interval": "1s"},
+                 stages__k={"type": "keyed", "key": "user_id", "function": "json:loads"},
+                 stages__agg2={"type": "aggregate", "aggregates": {"n": "count()"}}, sinks__out2={"type": "stdout"})
+    assert "cannot run before a fan-out yet" in refused(keyed)["stages.k"]
 
 
 def test_validate_draws_the_graph_of_a_chain(tmp_path):
