@@ -3,7 +3,7 @@
 
     python3.11 -m tests.compat.runs_oracle [--check]
 
-For each DAG file of dags/runs/: a throwaway AIRFLOW_HOME (SQLite, `airflow db migrate`), then the
+For the DAG files of dags/runs/: a throwaway AIRFLOW_HOME (SQLite, `airflow db migrate`), then the
 real `airflow scheduler` (SequentialExecutor, DAGs unpaused at creation) in an empty cwd, with TZ=UTC,
 until nothing changes in the metadata DB for SETTLE_S seconds (a task instance held by
 depends_on_past keeps no state and its run stays running: the scheduler never ends such a run, so
@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.compat.normalise import CALLBACKS_FILE, read_callbacks
 from tests.compat.oracle import HERE, LOGS, ROOT, airflow_env, ensure_venv, load_corpus, run_logged
 
 FOLDER = HERE / "dags" / "runs"
@@ -61,12 +62,14 @@ def settled(runs: dict[str, list[dict[str, Any]]], dag_ids: list[str]) -> bool:
         ti["state"] in TRANSIENT for d in dag_ids for run in runs[d] for ti in run["task_instances"])
 
 
-def record_file(venv: Path, path: Path, dag_ids: list[str]) -> tuple[dict[str, list[dict[str, Any]]], float]:
+def record_folder(venv: Path, dag_ids: list[str]
+                ) -> tuple[dict[str, list[dict[str, Any]]], float, list[dict[str, Any]] | None]:
     home = Path(tempfile.mkdtemp(prefix="airflow-runs-home-"))
     workdir = Path(tempfile.mkdtemp(prefix="airflow-runs-cwd-"))
-    env = {**airflow_env(home, path.parent), "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+    env = {**airflow_env(home, FOLDER), "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
            "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "5", "AIRFLOW__SCHEDULER__DAG_DIR_LIST_INTERVAL": "5",
            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1", "AIRFLOW__SCHEDULER__PARSING_PROCESSES": "1",
+           "COMPAT_CALLBACKS_FILE": str(workdir / CALLBACKS_FILE),  # dags/runs/callbacks_runs.py writes there
            # the SequentialExecutor runs each task as `airflow tasks run ...` found on PATH
            "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
     try:
@@ -74,7 +77,7 @@ def record_file(venv: Path, path: Path, dag_ids: list[str]) -> tuple[dict[str, l
                       600) != 0:
             sys.exit(f"runs_oracle: airflow db migrate failed, see {LOGS / 'runs-db-migrate.log'}")
         started = time.monotonic()
-        with open(LOGS / f"runs__{path.stem}.log", "w") as log:
+        with open(LOGS / "runs__scheduler.log", "w") as log:
             proc = subprocess.Popen([str(venv / "bin" / "airflow"), "scheduler"], env=env, cwd=workdir,
                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             try:
@@ -88,10 +91,10 @@ def record_file(venv: Path, path: Path, dag_ids: list[str]) -> tuple[dict[str, l
                     if now != last:
                         last, since = now, time.monotonic()
                     elif settled(now, dag_ids) and time.monotonic() - since >= SETTLE_S:
-                        return now, since - started
+                        return now, since - started, read_callbacks(workdir)
                     if proc.poll() is not None:
                         sys.exit(f"runs_oracle: the scheduler ended (exit {proc.returncode}), see {log.name}")
-                sys.exit(f"runs_oracle: {path.name} did not settle in {TIMEOUT_S}s: {last}")
+                sys.exit(f"runs_oracle: {FOLDER} did not settle in {TIMEOUT_S}s: {last}")
             finally:  # the scheduler and its task and log-serving children
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGTERM)
@@ -115,26 +118,31 @@ def main(argv: list[str] | None = None) -> int:
     ensure_venv(venv, airflow["version"], ROOT / airflow["constraints"])
     LOGS.mkdir(exist_ok=True)
     differs = 0
+    files: dict[str, Path] = {}  # dag_id -> its file
     for path in sorted(FOLDER.glob("*.py")):
         listed = json.loads(subprocess.run([str(venv / "bin" / "python"), str(HERE / "airflow_reader.py"), "list",
                                             str(path)], env=airflow_env(Path(tempfile.gettempdir()), FOLDER),
                                            capture_output=True, text=True, check=True, timeout=300).stdout)
-        dag_ids = listed["dag_ids"]
-        runs, seconds = record_file(venv, path, dag_ids)
-        for dag_id in dag_ids:
-            doc = {"airflow_version": airflow["version"], "dag_file": str(path.relative_to(ROOT)), "dag_id": dag_id,
-                   "command": "airflow scheduler (SequentialExecutor, SQLite, DAGs unpaused at creation), stopped "
-                              f"once the metadata DB had not changed for {SETTLE_S}s",
-                   "runs": runs[dag_id]}
-            target = EXPECTED / f"{dag_id}.json"
-            print(f"runs_oracle: {dag_id}: {[r['state'] for r in runs[dag_id]]} (settled after {seconds:.0f}s)")
-            if opts.check:
-                if not target.exists() or json.loads(target.read_text()) != doc:
-                    differs += 1
-                    print(f"runs_oracle: {dag_id} DIFFERS from the recording")
-            else:
-                EXPECTED.mkdir(exist_ok=True)
-                target.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+        files.update((dag_id, path) for dag_id in listed["dag_ids"])
+    # one scheduler for the folder, as a deployment has it (it parses every file of its DAG folder)
+    runs, seconds, callbacks = record_folder(venv, sorted(files))
+    for dag_id, path in sorted(files.items()):
+        doc = {"airflow_version": airflow["version"], "dag_file": str(path.relative_to(ROOT)), "dag_id": dag_id,
+               "command": "airflow scheduler (SequentialExecutor, SQLite, DAGs unpaused at creation), stopped "
+                          f"once the metadata DB had not changed for {SETTLE_S}s",
+               "runs": runs[dag_id]}
+        mine = [c for c in callbacks or [] if c.get("dag_id") == dag_id]
+        if mine:  # the lines its callbacks wrote (normalise.read_callbacks' order)
+            doc["callbacks"] = mine
+        target = EXPECTED / f"{dag_id}.json"
+        print(f"runs_oracle: {dag_id}: {[r['state'] for r in runs[dag_id]]} (settled after {seconds:.0f}s)")
+        if opts.check:
+            if not target.exists() or json.loads(target.read_text()) != doc:
+                differs += 1
+                print(f"runs_oracle: {dag_id} DIFFERS from the recording")
+        else:
+            EXPECTED.mkdir(exist_ok=True)
+            target.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
     return 1 if differs else 0
 
 

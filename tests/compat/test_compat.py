@@ -121,6 +121,7 @@ def callback_differences(want: list[dict[str, Any]], got: list[dict[str, Any]]) 
         out: dict[str, list[dict[str, Any]]] = {}
         for line in lines:
             owner = "DAG" if "reason" in line else f"{line.get('task_id')}[{line.get('map_index', -1)}]"
+            owner = f"{line['run_id']} {owner}" if "run_id" in line else owner  # consecutive runs
             out.setdefault(owner, []).append(line)
         return out
 

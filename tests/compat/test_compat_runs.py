@@ -1,8 +1,9 @@
-"""Consecutive scheduled runs, rtstream against Airflow itself: each recording in
-tests/compat/expected_runs/ (the real Airflow 2.10.5 scheduler over three catchup runs of a DAG of
-dags/runs/, tests/compat/runs_oracle.py) is replayed under the real `rtstream run --dags`, and every
-run's state and every task instance's state and tries must be Airflow's: depends_on_past and
-wait_for_downstream hold a task instance (no state, its run stays running) exactly where Airflow's did.
+"""Scheduled runs, rtstream against Airflow itself: each recording in tests/compat/expected_runs/
+(the real Airflow 2.10.5 scheduler over the catchup runs of a DAG of dags/runs/,
+tests/compat/runs_oracle.py) is replayed under the real `rtstream run --dags`, and every run's state
+and every task instance's state and tries must be Airflow's: depends_on_past and wait_for_downstream
+hold a task instance (no state, its run stays running) exactly where Airflow's did; the callbacks of
+dags/runs/callbacks_runs.py write the lines Airflow's worker and DAG processor had them write.
 
 A task instance Airflow created and never ran (state None, try 0) is one rtstream's store has no row
 for yet: both are compared as (None, 0). Needs no Airflow: the recordings are in the repository."""
@@ -20,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from tests.compat.normalise import CALLBACKS_FILE, read_callbacks
+from tests.compat.test_compat import callback_differences
 from tests.support import Daemon, write_config
 
 HERE = Path(__file__).resolve().parent
@@ -106,12 +109,21 @@ def test_rtstream_runs_consecutive_runs_as_airflow_did(dag_file: str, recordings
                 if state is None and task_id in WAITS_ON_THE_PAST.get(dag_id, ())
                 and f"{dag_id}.{task_id} ({run_id}): waits: " not in stderr]
 
-    with Daemon(config, tmp_path, "--dags", str(dags), env={"TZ": "UTC"}) as daemon:
+    callbacks_file = tmp_path / CALLBACKS_FILE
+    env = {"TZ": "UTC", "COMPAT_CALLBACKS_FILE": str(callbacks_file)}  # dags/runs/callbacks_runs.py writes there
+    want_callbacks = {d["dag_id"]: d["callbacks"] for d in docs if "callbacks" in d}
+
+    def callback_diffs() -> list[str]:
+        got = read_callbacks(tmp_path) or []
+        return [f"{dag_id}: {line}" for dag_id, lines in want_callbacks.items()
+                for line in callback_differences(lines, [c for c in got if c.get("dag_id") == dag_id])]
+
+    with Daemon(config, tmp_path, "--dags", str(dags), env=env) as daemon:
         # Airflow's picture, every hold said, and still so STABLE_S later: a run whose task instances
         # have not started yet looks held for a moment
         deadline, since, last, stable = time.monotonic() + SETTLE_S, None, ["not started"], False
         while time.monotonic() < deadline:
-            last = diffs() + waits_said(daemon.stderr)
+            last = diffs() + waits_said(daemon.stderr) + callback_diffs()
             if last:
                 since = None
             elif since is None:
@@ -125,10 +137,11 @@ def test_rtstream_runs_consecutive_runs_as_airflow_did(dag_file: str, recordings
         daemon.signal(signal.SIGTERM)
         assert daemon.wait(30) == 0
     assert diffs() == [], "a clean stop changed what the store says"
+    assert callback_diffs() == [], "a clean stop called a callback"
 
 
 def test_the_run_recordings_are_whole() -> None:
-    """Every DAG file of dags/runs/ has its recordings, each with three runs in logical-date order."""
+    """Every DAG file of dags/runs/ has its recordings, each with its scheduled runs in logical-date order."""
     files = {json.loads(p.read_text())["dag_file"] for p in RECORDINGS}
     assert files == {str(p.relative_to(ROOT)) for p in (HERE / "dags" / "runs").glob("*.py")}
     for path in RECORDINGS:
