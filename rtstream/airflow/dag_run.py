@@ -130,8 +130,9 @@ class DagRun:
         """Decide every task instance that can be decided now; start those that may run."""
         # A task instance is done for its downstream only once its try has returned, callbacks
         # included: Airflow commits the state after on_success_callback, and a branch's skips are
-        # applied when its try returns (else a slow callback lets the branch not taken start).
-        in_flight = {id(ti) for ti in running.values()}
+        # applied when its try returns (else a slow callback lets the branch not taken start). One
+        # still running holds nothing here: its trigger rule already sees it unfinished.
+        in_flight = {id(ti) for ti in running.values() if ti.state in (S.SUCCESS, S.FAILED, S.SKIPPED)}
         progressed = True
         while progressed:
             progressed = False

@@ -167,3 +167,34 @@ def test_downstream_waits_for_the_upstream_callbacks(tmp_path: Path) -> None:
     assert states == {"pick": ("success", 1), "taken": ("success", 1), "not_taken": ("skipped", 0),
                       "fails": ("failed", 1), "after_fails": ("upstream_failed", 0), "quick": ("success", 1)}
     assert result.xcoms.of("not_taken", -1) == {} and result.xcoms.of("taken", -1) == {"return_value": 1}
+
+
+ONE_SUCCESS = """
+import threading
+from datetime import datetime
+from airflow import DAG
+from airflow.operators.python import PythonOperator
+
+STARTED = threading.Event()
+
+def waits_for_join():
+    if not STARTED.wait(10):
+        raise RuntimeError("join did not start while this upstream ran")
+
+with DAG("one_success", start_date=datetime(2024, 1, 1), schedule=None) as dag:
+    quick = PythonOperator(task_id="quick", python_callable=lambda: 1)
+    slow = PythonOperator(task_id="slow", python_callable=waits_for_join)
+    join = PythonOperator(task_id="join", python_callable=STARTED.set, trigger_rule="one_success")
+    [quick, slow] >> join
+"""
+
+
+def test_a_running_upstream_does_not_hold_a_one_success_join(tmp_path: Path) -> None:
+    """Only an upstream whose state is set but whose try has not returned (its callbacks) holds the
+    downstream: one still running does not, and `one_success` starts on the first success, as in
+    Airflow (the join here must start while `slow` still runs, else `slow` fails)."""
+    (tmp_path / "join.py").write_text(ONE_SUCCESS)
+    bag = load(tmp_path)
+    result = asyncio.run(DagRun(bag.dags["one_success"], AT).run())
+    assert {ti.task_id: ti.state for ti in result.task_instances} == {
+        "quick": "success", "slow": "success", "join": "success"}
