@@ -51,6 +51,7 @@ test: $(VENV)/.installed-test
 AIRFLOW_PYTHON ?= python3.11
 compat: $(VENV)/.installed-test
 	$(AIRFLOW_PYTHON) -m tests.compat.oracle $(COMPAT_ARGS)
+	$(AIRFLOW_PYTHON) -m tests.compat.runs_oracle
 	$(AIRFLOW_PYTHON) -m tests.compat.bridge_venv
 	$(BIN)/python -m pytest tests/compat $(PYTEST_ARGS)
 

@@ -3,8 +3,8 @@
 Task callbacks (`TaskInstance._run_raw_task`, `handle_failure`, `_run_finished_callback`):
 `on_execute_callback` after the templated fields are rendered and before `execute`; then, after the
 state is set, `on_success_callback`, `on_skipped_callback` (only for an `AirflowSkipException` of the
-task itself), `on_retry_callback` or `on_failure_callback` (both with `context["exception"]`). Each
-may be one callable or a list; each is called with the try's context, in the run's thread pool (user
+task itself; Airflow 2.10 then calls `on_success_callback` too, Airflow 3 does not), `on_retry_callback`
+or `on_failure_callback` (both with `context["exception"]`). Each may be one callable or a list; each is called with the try's context, in the run's thread pool (user
 code never blocks the loop), and one that raises is logged and changes nothing: not the state, not
 the next callbacks of the list, and never the process.
 
@@ -69,10 +69,12 @@ async def _off_loop(pool: Executor | None, fn: Callable[..., None], *args: Any) 
 
 def dag_callback_context(run: Any, reason: str) -> dict[str, Any] | None:
     """The context of the run's last task instance, with `reason` (Airflow's `DAG.handle_callback`)."""
-    tis = [ti for tid in run.order for ti in run.tis[tid]]
+    # Airflow: the last row `dagrun.get_task_instances()` returns, which is the order the run's task
+    # instances were created in: the DAG's task order (definition order), map indexes in order
+    tis = [ti for tid in run.dag.task_dict if tid in run.tis for ti in run.tis[tid]]
     if not tis:
         return None
-    ti = tis[-1]  # Airflow: the last row the database returns; here the last in dependency order
+    ti = tis[-1]
     task = run.dag.task_dict[ti.task_id]
     context = run._context(task, ti)
     context["reason"] = reason

@@ -128,6 +128,11 @@ class DagRun:
 
     def _settle(self, running: dict[asyncio.Task[None], TaskInstance], pool: ThreadPoolExecutor, limit: int) -> None:
         """Decide every task instance that can be decided now; start those that may run."""
+        # A task instance is done for its downstream only once its try has returned, callbacks
+        # included: Airflow commits the state after on_success_callback, and a branch's skips are
+        # applied when its try returns (else a slow callback lets the branch not taken start). One
+        # still running holds nothing here: its trigger rule already sees it unfinished.
+        in_flight = {id(ti) for ti in running.values() if ti.state in (S.SUCCESS, S.FAILED, S.SKIPPED)}
         progressed = True
         while progressed:
             progressed = False
@@ -135,6 +140,8 @@ class DagRun:
                 task = self.dag.task_dict[tid]
                 for ti in list(self.tis[tid]):
                     if ti.state is not None or len(running) >= limit:
+                        continue
+                    if any(id(u) in in_flight for up in task.upstream_task_ids for u in self.tis[up]):
                         continue
                     upstream = upstream_states(self.dag, task, ti, self.tis)
                     setups = [u.state for up in task.upstream_task_ids for u in self.tis[up]

@@ -24,7 +24,7 @@ from typing import Any
 
 import jinja2
 
-from rtstream.airflow.airflow3 import keeps_return_value
+from rtstream.airflow.airflow3 import is_airflow3, keeps_return_value
 from rtstream.airflow.callbacks import call_task_callbacks
 from rtstream.airflow.run_support import current_context, run_loop
 from rtstream.airflow.skips import tasks_to_skip
@@ -102,6 +102,8 @@ async def run_task_instance(task: Any, ti: TaskInstance, context: dict[str, Any]
             ti.state = S.SKIPPED.value
             log.info("%s: skipped: %s", name, exc)
             await call_task_callbacks("on_skipped_callback", work, context, pool)
+            if not is_airflow3(context["dag"]):  # Airflow 2.10's _run_raw_task calls on_success_callback
+                await call_task_callbacks("on_success_callback", work, context, pool)  # after a skip too
             return
         except Exception as exc:  # noqa: BLE001 - any error of the task's own code fails this try
             log.error("%s: try %d failed: %s\n%s", name, ti.try_number, exc, traceback.format_exc().rstrip())

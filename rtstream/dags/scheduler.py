@@ -238,6 +238,7 @@ class DagScheduler:
             log.error("%s %s: failed: ran past dagrun_timeout (%s); unfinished task instances skipped",
                       dag.dag_id, stored.run_id, timeout)
             self.store.finish_run(dag.dag_id, stored.run_id, DagRunState.FAILED.value, _utcnow())
+            run.info.state = DagRunState.FAILED.value  # the DAG callback's dag_run, as Airflow's DAG processor reads it
             await call_dag_callbacks(run, False, "timed_out")  # Airflow's scheduler: reason "timed_out"
             if self.on_failed is not None:
                 await self.on_failed(dag, stored, "timed_out", [])
@@ -251,6 +252,9 @@ class DagScheduler:
                      dag.dag_id, stored.run_id, len(run.unfinished()))
             return
         self.store.finish_run(dag.dag_id, stored.run_id, result.run_state, _utcnow())
+        # a deployment's DAG processor calls the DAG's callbacks with the run read back from the
+        # metadata DB: its dag_run.state is the final one (Airflow's `dags test` still says running)
+        run.info.state = result.run_state
         failed = f" (failed tasks: {', '.join(result.failed_tasks)})" if result.failed_tasks else ""
         log.info("%s %s: %s%s", dag.dag_id, stored.run_id, result.run_state, failed)
         await run.call_back(result)

@@ -6,6 +6,8 @@ Standard library only: tests/compat/oracle.py runs before any venv exists.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 # Described in every expected file, so a reader knows what a placeholder stands for.
@@ -63,3 +65,24 @@ def sort_bookkeeping(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             rec = {**rec, "xcom": {**rec["xcom"], "skipmixin_key": book}}
         out.append(rec)
     return out
+
+
+CALLBACKS_FILE = "callbacks.jsonl"
+# Added to a recording's `normalised` only when the DAG wrote callback lines (the other recordings stay
+# byte for byte as they were).
+CALLBACKS_RULE = ("the lines the DAG's callbacks wrote (callbacks.jsonl in the cwd), grouped by task "
+                  "instance with each one's own order kept, DAG callbacks last: the order across tasks "
+                  "is not compared")
+
+
+def read_callbacks(workdir: Any) -> list[dict[str, Any]] | None:
+    """The lines a corpus DAG's callbacks appended to callbacks.jsonl in the run's cwd (see
+    dags/constructs/callbacks.py), grouped by task instance with each one's own order kept: Airflow's
+    `dags test` runs one task at a time, rtstream runs independent ones at once, so only the order
+    of one task instance's callbacks is comparable; a DAG callback (it has `reason`) comes last.
+    None when the DAG wrote no such file (every recording made before callbacks were recorded)."""
+    path = Path(workdir) / CALLBACKS_FILE
+    if not path.exists():
+        return None
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return sorted(lines, key=lambda c: ("reason" in c, c.get("task_id", ""), c.get("map_index", -1)))

@@ -32,7 +32,14 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from tests.compat.normalise import RULES, mask_volatile, replace_paths, sort_bookkeeping
+from tests.compat.normalise import (
+    CALLBACKS_RULE,
+    RULES,
+    mask_volatile,
+    read_callbacks,
+    replace_paths,
+    sort_bookkeeping,
+)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -127,7 +134,7 @@ def record(corpus: dict[str, Any], airflow: dict[str, Any], command: list[str], 
     paths = {str(home): "<AIRFLOW_HOME>", str(workdir): "<WORKDIR>", str(ROOT): "<REPO>"}
     records = replace_paths(sort_bookkeeping(mask_volatile(read["task_instances"], volatile)), paths)
     records.append({"dag_id": dag_id, "run_state": read["run_state"]})
-    return {
+    doc = {
         "airflow_version": airflow["version"],
         "python": platform.python_version(),
         "dag_file": str(path.relative_to(ROOT)),
@@ -142,6 +149,10 @@ def record(corpus: dict[str, Any], airflow: dict[str, Any], command: list[str], 
         "volatile": volatile,
         "records": records,
     }
+    if read.get("callbacks") is not None:  # a DAG whose callbacks wrote callbacks.jsonl
+        doc["callbacks"] = replace_paths(read["callbacks"], paths)
+        doc["normalised"] = {**RULES, "callbacks": CALLBACKS_RULE}
+    return doc
 
 
 def comparable(doc: dict[str, Any]) -> dict[str, Any]:
@@ -188,6 +199,7 @@ def run_airflow(corpus: dict[str, Any], airflow: dict[str, Any], only: set[str],
                             LOGS / f"{set_name}__{dag_id}.log", rules.get(dag_id, {}).get("timeout_s", corpus["timeout_s"]))
             seconds = time.monotonic() - started
             read = reader(venv, ["read", dag_id, corpus["logical_date"]], env_for(path.parent))
+            read["callbacks"] = read_callbacks(workdir)
             shutil.rmtree(workdir, ignore_errors=True)
             if rc is None or read["run_state"] not in ("success", "failed"):
                 outcomes[name] = f"no result: exit {rc}, run state {read['run_state']} after {seconds:.0f}s"

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.compat.normalise import mask_volatile, replace_paths
+from tests.compat.normalise import mask_volatile, read_callbacks, replace_paths
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -35,7 +35,7 @@ INTERNAL_XCOM_KEYS = {
 }
 
 # Where rtstream differs from Airflow on purpose: {(dag_id, task_id or "*", what): reason}, `what` one
-# of "state", "tries", "xcom", "run_state", "task_set". Each entry says why and docs/AIRFLOW.md explains it.
+# of "state", "tries", "xcom", "run_state", "task_set", "callbacks". Each entry says why and docs/AIRFLOW.md explains it.
 _ASSET_ACTIVATION = (
     "Airflow 3's `dags test -f` stores the whole DAG folder first: example_outlet_event_extra.py's Asset(name='test-asset', uri='s3://output/1.txt') took that URI, so this file's Asset('s3://output/1.txt') is inactive and its task fails (AirflowInactiveAssetInInletOrOutletException). `rtstream dags test FILE` loads FILE only, where nothing conflicts; given the folder it refuses the DAG and names both assets (which one Airflow activates depends on its parse order). docs/AIRFLOW.md, 'Airflow 2 or 3'.")
 ALLOWED_DIFFERENCES: dict[tuple[str, str, str], str] = {
@@ -68,7 +68,8 @@ def _user_xcom(xcom: dict[str, Any]) -> dict[str, Any]:
 
 def run_rtstream(doc: dict[str, Any], tmp: Path) -> tuple[int, list[dict[str, Any]], str]:
     """`rtstream dags test` as a user runs it, in an empty cwd with an AIRFLOW_HOME of its own (some
-    example DAGs write under $AIRFLOW_HOME), TZ=UTC like the recording."""
+    example DAGs write under $AIRFLOW_HOME), TZ=UTC like the recording. The lines its callbacks wrote
+    (callbacks.jsonl in that cwd), if any, come last as {"callbacks": [...]}."""
     workdir, home = tmp / "cwd", tmp / "home"
     workdir.mkdir()
     home.mkdir()
@@ -80,8 +81,10 @@ def run_rtstream(doc: dict[str, Any], tmp: Path) -> tuple[int, list[dict[str, An
         capture_output=True, text=True, cwd=workdir, env=env,
         timeout=CORPUS.get("dags", {}).get(doc["dag_id"], {}).get("timeout_s", CORPUS["timeout_s"]))
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
-    records = replace_paths(mask_volatile(lines, doc["volatile"]),
-                            {str(home): "<AIRFLOW_HOME>", str(workdir): "<WORKDIR>", str(ROOT): "<REPO>"})
+    paths = {str(home): "<AIRFLOW_HOME>", str(workdir): "<WORKDIR>", str(ROOT): "<REPO>"}
+    records = replace_paths(mask_volatile(lines, doc["volatile"]), paths)
+    if (callbacks := read_callbacks(workdir)) is not None:
+        records.append({"callbacks": replace_paths(callbacks, paths)})
     return done.returncode, records, done.stderr
 
 
@@ -106,7 +109,30 @@ def differences(doc: dict[str, Any], got: list[dict[str, Any]]) -> list[str]:
     got_run = [r["run_state"] for r in got if "run_state" in r and r.get("dag_id") == dag_id]
     if got_run != [want_run] and not _allowed(dag_id, "*", "run_state"):
         out.append(f"run_state: airflow {want_run!r}, rtstream {got_run!r}")
+    if "callbacks" in doc and not _allowed(dag_id, "*", "callbacks"):
+        out += callback_differences(doc["callbacks"], next((r["callbacks"] for r in got if "callbacks" in r), []))
     return out
+
+
+def callback_differences(want: list[dict[str, Any]], got: list[dict[str, Any]]) -> list[str]:
+    """The callback lines, one task instance (or the DAG) at a time, each in its order (a recording
+    made with callbacks: dags/constructs/callbacks.py)."""
+    def by_owner(lines: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = {}
+        for line in lines:
+            owner = "DAG" if "reason" in line else f"{line.get('task_id')}[{line.get('map_index', -1)}]"
+            owner = f"{line['run_id']} {owner}" if "run_id" in line else owner  # consecutive runs
+            out.setdefault(owner, []).append(line)
+        return out
+
+    # Airflow's `dags test` runs a try without setting its task instance `running` (dag.test's _run_task
+    # calls _run_raw_task directly, which "only after another function changes the state to running"):
+    # the try, on_execute_callback included, sees `scheduled`. A deployment's worker sets `running`
+    # first, and so does rtstream, under `dags test` too (docs/AIRFLOW.md, "Callbacks").
+    want = [{**c, "state": "running"} if c.get("state") == "scheduled" else c for c in want]
+    a, b = by_owner(want), by_owner(got)
+    return [f"callbacks of {owner}: airflow {a.get(owner, [])!r}, rtstream {b.get(owner, [])!r}"
+            for owner in sorted(set(a) | set(b)) if a.get(owner) != b.get(owner)]
 
 
 # Runs where rtstream does not match Airflow yet: {"set/dag_id": why}. Not deliberate differences (those
@@ -182,7 +208,7 @@ def test_every_gap_names_a_recorded_run() -> None:
 def test_every_allowed_difference_names_a_recorded_dag() -> None:
     recorded = {_load(p)["dag_id"] for p in EXPECTED}
     for (dag_id, _task, what), reason in ALLOWED_DIFFERENCES.items():
-        assert dag_id in recorded and reason and what in ("state", "tries", "xcom", "run_state", "task_set")
+        assert dag_id in recorded and reason and what in ("state", "tries", "xcom", "run_state", "task_set", "callbacks")
 
 
 def test_every_corpus_rule_names_a_dag_of_the_corpus() -> None:

@@ -59,9 +59,11 @@ def test_each_task_callback_kind_with_its_context(caplog: pytest.LogCaptureFixtu
                                   ("success", "retried", "success", 2, None, None)]
     assert by_task["bad"] == [("execute", "bad", "running", 1, None, None),
                               ("failure", "bad", "failed", 1, "ValueError", "no luck")]
-    # on_skipped_callback for the task's own AirflowSkipException, not on_success_callback
+    # on_skipped_callback for the task's own AirflowSkipException, then on_success_callback too, with the
+    # state skipped: Airflow 2.10.5 does (tests/compat constructs/compat_callbacks, skips_itself)
     assert by_task["skipped"] == [("execute", "skipped", "running", 1, None, None),
-                                  ("skipped", "skipped", "skipped", 1, None, None)]
+                                  ("skipped", "skipped", "skipped", 1, None, None),
+                                  ("success", "skipped", "skipped", 1, None, None)]
     # upstream_failed is set by the trigger rule: no try, no callback (as in Airflow)
     assert "after_bad" not in by_task
     assert all(c[7:] == (ds, RUN_ID) for c in calls)
@@ -131,3 +133,68 @@ def test_sla_is_noted_once_per_dag_at_load(tmp_path: Path, caplog: pytest.LogCap
     notes = [r.getMessage() for r in caplog.records if "sla is not acted on" in r.getMessage()]
     assert notes == ["DAG with_sla: sla is not acted on (tasks a, b): rtstream does not check SLAs nor call "
                      "sla_miss_callback"]
+
+
+SLOW_BRANCH = """
+import time
+from datetime import datetime
+from airflow import DAG
+from airflow.operators.python import BranchPythonOperator, PythonOperator
+
+def slow(context):
+    time.sleep(1.5)
+
+with DAG("slow_branch", start_date=datetime(2024, 1, 1), schedule=None) as dag:
+    pick = BranchPythonOperator(task_id="pick", python_callable=lambda: "taken", on_success_callback=slow)
+    pick >> [PythonOperator(task_id="taken", python_callable=lambda: 1),
+             PythonOperator(task_id="not_taken", python_callable=lambda: 2)]
+    fails = PythonOperator(task_id="fails", python_callable=lambda: 1 / 0, on_failure_callback=slow)
+    fails >> PythonOperator(task_id="after_fails", python_callable=lambda: 3)
+    # ends while the callbacks above still run: the run looks at what may start next then
+    PythonOperator(task_id="quick", python_callable=lambda: time.sleep(0.3))
+"""
+
+
+def test_downstream_waits_for_the_upstream_callbacks(tmp_path: Path) -> None:
+    """A task instance counts as done for its downstream once its try returned, callbacks included
+    (Airflow commits the state after on_success_callback): a branch whose success callback is slow
+    still skips the branch not taken, which never runs (compat_callbacks once ran `not_taken`)."""
+    (tmp_path / "slow.py").write_text(SLOW_BRANCH)
+    bag = load(tmp_path)
+    assert bag.import_errors == {}
+    result = asyncio.run(DagRun(bag.dags["slow_branch"], AT).run())
+    states = {ti.task_id: (ti.state, ti.try_number) for ti in result.task_instances}
+    assert states == {"pick": ("success", 1), "taken": ("success", 1), "not_taken": ("skipped", 0),
+                      "fails": ("failed", 1), "after_fails": ("upstream_failed", 0), "quick": ("success", 1)}
+    assert result.xcoms.of("not_taken", -1) == {} and result.xcoms.of("taken", -1) == {"return_value": 1}
+
+
+ONE_SUCCESS = """
+import threading
+from datetime import datetime
+from airflow import DAG
+from airflow.operators.python import PythonOperator
+
+STARTED = threading.Event()
+
+def waits_for_join():
+    if not STARTED.wait(10):
+        raise RuntimeError("join did not start while this upstream ran")
+
+with DAG("one_success", start_date=datetime(2024, 1, 1), schedule=None) as dag:
+    quick = PythonOperator(task_id="quick", python_callable=lambda: 1)
+    slow = PythonOperator(task_id="slow", python_callable=waits_for_join)
+    join = PythonOperator(task_id="join", python_callable=STARTED.set, trigger_rule="one_success")
+    [quick, slow] >> join
+"""
+
+
+def test_a_running_upstream_does_not_hold_a_one_success_join(tmp_path: Path) -> None:
+    """Only an upstream whose state is set but whose try has not returned (its callbacks) holds the
+    downstream: one still running does not, and `one_success` starts on the first success, as in
+    Airflow (the join here must start while `slow` still runs, else `slow` fails)."""
+    (tmp_path / "join.py").write_text(ONE_SUCCESS)
+    bag = load(tmp_path)
+    result = asyncio.run(DagRun(bag.dags["one_success"], AT).run())
+    assert {ti.task_id: ti.state for ti in result.task_instances} == {
+        "quick": "success", "slow": "success", "join": "success"}
