@@ -19,26 +19,16 @@ has its own fields only; a sink writes the right side's columns as null.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from rtstream.engine.join_state import IntervalState, Sided, SideTagger, merge
 from rtstream.engine.stateful import StatefulStep
-from rtstream.model.durations import parse_duration
+from rtstream.model.durations import SignedDuration
 from rtstream.model.registry import register
 from rtstream.model.window import Window
 from rtstream.stages.base import Stage, StageConfig
-
-
-def _signed(value: Any) -> float:
-    """A duration that may be negative: "-5s"."""
-    if isinstance(value, str) and value.strip().startswith("-"):
-        return -parse_duration(value.strip()[1:])
-    return parse_duration(value)
-
-
-SignedDuration = Annotated[float, BeforeValidator(_signed)]
 
 
 class SidesConfig(StageConfig):
