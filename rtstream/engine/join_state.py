@@ -14,7 +14,8 @@ import heapq
 import itertools
 from typing import Any
 
-from rtstream.engine.stateful import LiveOffsets, StatefulStep, scalar_key, size_of
+from rtstream.engine.join_keys import NO_MATCH, join_key
+from rtstream.engine.stateful import LiveOffsets, StatefulStep, size_of
 from rtstream.model.positions import PartitionKey
 from rtstream.windows.watermark import NEVER
 
@@ -48,9 +49,10 @@ def merge(left: dict[str, Any], right: dict[str, Any] | None, key_field: str | N
 class SideTagger(StatefulStep):
     """Marks each row of a window join with its side; rows beyond `max_rows` per window and side are refused."""
 
-    def __init__(self, name: str, sides: dict[str, str], max_rows: int):
+    def __init__(self, name: str, sides: dict[str, str], max_rows: int, keys: dict[str, str] | None = None):
         super().__init__(name)
         self.side_of = sides  # source name -> "left" | "right"
+        self.key_of = keys or {}  # source name -> its key field (rtstream.engine.join_keys)
         self.sides = tuple(sides)
         self.max_rows = max_rows
         self.counts: dict[tuple[int, str], int] = {}  # (window start, side) -> rows over all partitions
@@ -60,6 +62,9 @@ class SideTagger(StatefulStep):
         side = self.side_of.get(pk[0])
         if side is None:
             return [value]  # a source that is no side of this join passes through
+        field = self.key_of.get(pk[0])
+        if field is not None:
+            join_key(value, field)  # a missing key field, or a list or object as key: this record is refused
         ts = self.time_of(rec, value)
         last = ts - ts % self.hop_ms
         starts = [last - k * self.hop_ms for k in range(self.size_ms // self.hop_ms)]
@@ -130,11 +135,13 @@ class IntervalState(StatefulStep):
     def at(self, pk: PartitionKey, rec: Any, value: dict[str, Any]) -> list[dict[str, Any]]:
         src = pk[0]
         if src == self.left:
-            key, mine, other = scalar_key(value, self.left_on), 0, 1
+            key, mine, other = join_key(value, self.left_on), 0, 1
         elif src == self.right:
-            key, mine, other = scalar_key(value, self.right_on), 1, 0
+            key, mine, other = join_key(value, self.right_on), 1, 0
         else:
             return [value]
+        if key is NO_MATCH:
+            return []  # a null key never matches: nothing to keep (rtstream.engine.join_keys)
         ts = self.time_of(rec, value)
         sides = self.rows.get(key)
         if sides is None:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import heapq
 from typing import Any
 
+from rtstream.engine.join_keys import NO_MATCH, join_key
 from rtstream.engine.join_state import merge
-from rtstream.engine.stateful import LiveOffsets, StatefulStep, scalar_key, size_of
+from rtstream.engine.stateful import LiveOffsets, StatefulStep, size_of
 from rtstream.model.positions import PartitionKey
 from rtstream.windows.watermark import NEVER
 
@@ -35,11 +36,14 @@ class TableState(StatefulStep):
 
     def at(self, pk: PartitionKey, rec: Any, value: dict[str, Any]) -> list[dict[str, Any]]:
         if pk[0] == self.table:
-            self._put(pk, rec, scalar_key(value, self.table_on), value)
+            key = join_key(value, self.table_on)
+            if key is not NO_MATCH:  # a null key is no entry: no stream row could match it
+                self._put(pk, rec, key, value)
             return []  # a table row changes the table only
         if pk[0] != self.stream:
             return [value]
-        found = self.values.get(scalar_key(value, self.stream_on))
+        key = join_key(value, self.stream_on)
+        found = self.values.get(key) if key is not NO_MATCH else None
         if found is None:
             return [value] if self.how == "left" else []
         same = self.stream_on if self.stream_on == self.table_on else None

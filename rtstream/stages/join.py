@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from rtstream.engine.join_keys import NO_MATCH, join_key
 from rtstream.engine.join_state import IntervalState, Sided, SideTagger, merge
 from rtstream.engine.stateful import StatefulStep
 from rtstream.model.durations import SignedDuration
@@ -78,6 +79,13 @@ class JoinConfig(SidesConfig):
         return value
 
 
+def _key(row: dict[str, Any], field: str) -> Any:
+    try:
+        return join_key(row, field)
+    except ValueError:  # only a row of a checkpoint taken before the fold refused such keys
+        return NO_MATCH
+
+
 class StepStage:
     """The per-record part of a stage whose state lives in the engine (rtstream.engine.stateful)."""
 
@@ -102,7 +110,9 @@ class WindowJoinStage(Stage):
 
     def __init__(self, name: str, config: Any, context: Any):
         super().__init__(name, config, context)
-        self.tagger = SideTagger(name, {config.left: "left", config.right: "right"}, config.max_rows)
+        left_on, right_on = config.key_fields()
+        self.tagger = SideTagger(name, {config.left: "left", config.right: "right"}, config.max_rows,
+                                 {config.left: left_on, config.right: right_on})
         self.record_part = StepStage(name, self.tagger)
 
     async def run(self, window: Window, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -112,14 +122,17 @@ class WindowJoinStage(Stage):
         rights: dict[Any, list[dict[str, Any]]] = {}
         for row in rows:
             if getattr(row, "side", None) == "right":
-                rights.setdefault(row.get(right_on), []).append(row)
+                key = _key(row, right_on)
+                if key is not NO_MATCH:
+                    rights.setdefault(key, []).append(row)
         out: list[dict[str, Any]] = []
         for row in rows:
             side = getattr(row, "side", None)
             if side is None:
                 out.append(row)  # a source that is no side of this join
             elif side == "left":
-                matches = rights.get(row.get(left_on))
+                key = _key(row, left_on)
+                matches = rights.get(key) if key is not NO_MATCH else None
                 if matches:
                     out.extend(merge(row, r, shared, *prefixes) for r in matches)
                 elif self.config.how == "left":
