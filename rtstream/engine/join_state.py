@@ -15,6 +15,7 @@ import itertools
 from typing import Any
 
 from rtstream.engine.join_keys import NO_MATCH, join_key
+from rtstream.engine.join_rows import RowShape
 from rtstream.engine.stateful import LiveOffsets, StatefulStep, size_of
 from rtstream.model.positions import PartitionKey
 from rtstream.windows.watermark import NEVER
@@ -49,10 +50,14 @@ def merge(left: dict[str, Any], right: dict[str, Any] | None, key_field: str | N
 class SideTagger(StatefulStep):
     """Marks each row of a window join with its side; rows beyond `max_rows` per window and side are refused."""
 
-    def __init__(self, name: str, sides: dict[str, str], max_rows: int, keys: dict[str, str] | None = None):
+    def __init__(self, name: str, sides: dict[str, str], max_rows: int, keys: dict[str, str] | None = None,
+                 shape: RowShape | None = None):
         super().__init__(name)
         self.side_of = sides  # source name -> "left" | "right"
         self.key_of = keys or {}  # source name -> its key field (rtstream.engine.join_keys)
+        # the join's row shape learns each side's fields as rows arrive, not only as windows close: a
+        # window of left rows only then has the right side's fields too (rtstream.engine.join_rows)
+        self.shape = shape
         self.sides = tuple(sides)
         self.max_rows = max_rows
         self.counts: dict[tuple[int, str], int] = {}  # (window start, side) -> rows over all partitions
@@ -65,6 +70,8 @@ class SideTagger(StatefulStep):
         field = self.key_of.get(pk[0])
         if field is not None:
             join_key(value, field)  # a missing key field, or a list or object as key: this record is refused
+        if self.shape is not None:
+            self.shape.see(0 if side == "left" else 1, value)
         ts = self.time_of(rec, value)
         last = ts - ts % self.hop_ms
         starts = [last - k * self.hop_ms for k in range(self.size_ms // self.hop_ms)]
@@ -125,6 +132,7 @@ class IntervalState(StatefulStep):
         self.lower, self.upper = lower_ms, upper_ms
         self.prefixes = (left_prefix, right_prefix)
         self.max_rows = max_rows
+        self.shape = RowShape(left_on, right_on, left_prefix, right_prefix)  # rtstream.engine.join_rows
         self.rows: dict[Any, tuple[list[Row], list[Row]]] = {}
         self._expiry: list[tuple[int, int, Any]] = []  # (time after which no match can come, seq, key)
         self._seq = itertools.count()
@@ -142,6 +150,8 @@ class IntervalState(StatefulStep):
             return [value]
         if key is NO_MATCH:
             return []  # a null key never matches: nothing to keep (rtstream.engine.join_keys)
+        shape = self.shape
+        shape.see(mine, value)
         ts = self.time_of(rec, value)
         sides = self.rows.get(key)
         if sides is None:
@@ -149,16 +159,14 @@ class IntervalState(StatefulStep):
         if len(sides[mine]) >= self.max_rows:
             raise ValueError(f"key {key!r} already keeps max_rows = {self.max_rows} rows of {src!r}")
         out = []
-        same = self.left_on if self.left_on == self.right_on else None
+        shape.set_time_field(self.time_field)
         for ots, _, _, ov in sides[other]:
             if mine == 0:
                 lt, rt, lv, rv = ts, ots, value, ov
             else:
                 lt, rt, lv, rv = ots, ts, ov, value
             if lt + self.lower <= rt <= lt + self.upper:
-                row = merge(lv, rv, same, *self.prefixes)
-                row[self.time_field] = (lv if lt >= rt else rv).get(self.time_field, max(lt, rt))
-                out.append(row)
+                out.append(shape.row(lv, rv, (lv if lt >= rt else rv).get(self.time_field, max(lt, rt))))
         sides[mine].append((ts, rec.offset, pk, value))
         live = self.live.get(pk)
         if live is None:
@@ -213,6 +221,7 @@ class IntervalState(StatefulStep):
             sides = self.rows.setdefault(key, ([], []))
             sides[side].append((ts, offset, pk, value))
             sides[side].sort(key=lambda r: r[0])
+            self.shape.see(side, value)
             self.count += 1
             self.bytes += size_of(value)
             until = ts + self.upper if side == 0 else ts - self.lower

@@ -12,9 +12,10 @@ A join names its sides by the node right before it in the flow: for `[orders, pa
   the time field set to the later row's time, so it lands in that row's window. A row is kept until the
   watermark (which already allows for lateness) passes the last time a partner could have.
 
-An output row has the left row's fields, then the right row's; a field both have (other than a shared
-key `on`) is written `left_prefix`+name and `right_prefix`+name. An unmatched left row (`how = "left"`)
-has its own fields only; a sink writes the right side's columns as null.
+Keys match by one rule (rtstream.engine.join_keys: a null never matches, values only within their
+kind; a missing key field or a list or object as key dead-letters the record), and every row of a
+join has one shape (rtstream.engine.join_rows: clashing fields prefixed, the time field always, the
+other side's fields null in an unmatched left row, `ts` the row's own time).
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from rtstream.engine.join_keys import NO_MATCH, join_key
-from rtstream.engine.join_state import IntervalState, Sided, SideTagger, merge
+from rtstream.engine.join_rows import RowShape, pair_window
+from rtstream.engine.join_state import IntervalState, Sided, SideTagger
 from rtstream.engine.stateful import StatefulStep
 from rtstream.model.durations import SignedDuration
 from rtstream.model.registry import register
@@ -79,13 +80,6 @@ class JoinConfig(SidesConfig):
         return value
 
 
-def _key(row: dict[str, Any], field: str) -> Any:
-    try:
-        return join_key(row, field)
-    except ValueError:  # only a row of a checkpoint taken before the fold refused such keys
-        return NO_MATCH
-
-
 class StepStage:
     """The per-record part of a stage whose state lives in the engine (rtstream.engine.stateful)."""
 
@@ -111,33 +105,15 @@ class WindowJoinStage(Stage):
     def __init__(self, name: str, config: Any, context: Any):
         super().__init__(name, config, context)
         left_on, right_on = config.key_fields()
+        self.shape = RowShape(left_on, right_on, config.left_prefix, config.right_prefix)
         self.tagger = SideTagger(name, {config.left: "left", config.right: "right"}, config.max_rows,
-                                 {config.left: left_on, config.right: right_on})
+                                 {config.left: left_on, config.right: right_on}, self.shape)
         self.record_part = StepStage(name, self.tagger)
 
     async def run(self, window: Window, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         left_on, right_on = self.config.key_fields()
-        shared = left_on if left_on == right_on else None
-        prefixes = (self.config.left_prefix, self.config.right_prefix)
-        rights: dict[Any, list[dict[str, Any]]] = {}
-        for row in rows:
-            if getattr(row, "side", None) == "right":
-                key = _key(row, right_on)
-                if key is not NO_MATCH:
-                    rights.setdefault(key, []).append(row)
-        out: list[dict[str, Any]] = []
-        for row in rows:
-            side = getattr(row, "side", None)
-            if side is None:
-                out.append(row)  # a source that is no side of this join
-            elif side == "left":
-                key = _key(row, left_on)
-                matches = rights.get(key) if key is not NO_MATCH else None
-                if matches:
-                    out.extend(merge(row, r, shared, *prefixes) for r in matches)
-                elif self.config.how == "left":
-                    out.append(dict(row))
-        return out
+        self.shape.set_time_field(self.tagger.time_field)
+        return pair_window(rows, left_on, right_on, self.config.how, self.shape)  # rtstream.engine.join_rows
 
     def state_figures(self) -> tuple[int, int, int] | None:
         return self.tagger.figures()

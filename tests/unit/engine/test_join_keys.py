@@ -10,7 +10,7 @@ from rtstream.engine.commit_rule import CommitTracker
 from rtstream.engine.join_keys import NO_MATCH, join_key
 from rtstream.stages.join import IntervalJoinConfig, IntervalJoinStage, JoinConfig, WindowJoinStage
 from rtstream.stages.table_join import TableJoinConfig, TableJoinStage
-from tests.unit.engine.test_joins import BASE, CTX, Feed, engine
+from tests.unit.engine.test_joins import BASE, CTX, MIN, Feed, engine
 
 _ABSENT = object()
 
@@ -83,6 +83,40 @@ def test_window_join_with_a_mistyped_on_is_loud_not_a_cross_join(how):
     assert len(dead) == 6 and {d.detail for d in dead} == {"ValueError: missing key field 'orderid'"}
 
 
+def test_a_left_joins_rows_all_have_one_shape_and_their_own_time():
+    orders = [{"id": "a", "ts": BASE + 10, "amount": 1}, {"id": "b", "ts": BASE + 20, "amount": 2},
+              {"id": None, "ts": BASE + 30, "amount": 3}]
+    payments = [{"id": "a", "ts": BASE + 5, "paid": 7, "amount": 70}, {"id": "a", "ts": BASE + 50, "paid": 8,
+                                                                        "amount": 80}]
+    stage = WindowJoinStage("match", JoinConfig(type="join", left="orders", right="payments", on="id", how="left"),
+                            CTX)
+    out, dead = run_window(stage, orders, payments)
+    assert dead == []
+    fields = ["id", "left_ts", "left_amount", "right_ts", "paid", "right_amount", "ts"]
+    assert all(list(r) == fields for r in out), out
+    by = sorted(out, key=lambda r: (r["left_amount"], r["right_ts"] or 0))
+    assert [tuple(r.values()) for r in by] == [
+        ("a", BASE + 10, 1, BASE + 5, 7, 70, BASE + 10),  # the later of the pair's times
+        ("a", BASE + 10, 1, BASE + 50, 8, 80, BASE + 50),
+        ("b", BASE + 20, 2, None, None, None, BASE + 20),  # unmatched: the right side's fields null
+        (None, BASE + 30, 3, None, None, None, BASE + 30),  # a null key matches nothing
+    ]
+
+
+def test_a_left_joins_unmatched_row_in_a_window_without_right_rows_has_the_same_fields():
+    stage = WindowJoinStage("match", JoinConfig(type="join", left="orders", right="payments", on="id", how="left"),
+                            CTX)
+    t = CommitTracker()
+    feed = Feed(engine(stage, t, lateness=0), t)
+    # the first window has orders only; the payments of a later one have come before it closes
+    feed.send("orders", [{"id": "z", "ts": BASE, "amount": 2}, {"id": "a", "ts": BASE + 2 * MIN, "amount": 1}])
+    feed.send("payments", [{"id": "a", "ts": BASE + 2 * MIN + 1, "amount": 9, "paid": True}])
+    rows = [r for em in feed.close(final=True) for r in asyncio.run(stage.run(em.window, em.rows))]
+    fields = ["id", "left_ts", "left_amount", "right_ts", "right_amount", "paid", "ts"]
+    assert [list(r) for r in rows] == [fields] * 2
+    assert [r["paid"] for r in rows] == [None, True]
+
+
 def interval_stage():
     cfg = IntervalJoinConfig(type="interval_join", left="orders", right="payments", on="id", lower="0s",
                              upper="1m")
@@ -128,6 +162,8 @@ def test_interval_and_table_join_keys_follow_the_same_rule(kind):
             expected.add((o["o"], None))
     assert sorted(((r["o"], r.get("p")) for r in out), key=repr) == sorted(expected, key=repr)
     assert len(out) == len(expected)
+    # every row has the same fields, and the time field three ways
+    assert {frozenset(r) for r in out} == {frozenset(["id", "left_ts", "o", "right_ts", "p", "ts"])}
 
 
 def test_the_key_function_itself():
