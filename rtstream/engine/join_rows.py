@@ -62,8 +62,19 @@ class RowShape:
     def plan(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         if self._plan is None:  # the time field is on both sides even before a row of one came
             left, right = (list(names) + [self.time_field] * (self.time_field not in names) for names in self.sides)
-            self._plan = ([(k, self._names(0, k)) for k in left],
-                          [(k, self._names(1, k)) for k in right if k != self.shared])
+            named = [(0, k, self._names(0, k)) for k in left] + \
+                [(1, k, self._names(1, k)) for k in right if k != self.shared]
+            # a renamed field whose new name a field of either side already has (a left row's own
+            # `left_ts`), or the row's time, is prefixed again: no value silently overwrites another
+            taken = {name for _, k, name in named if name == k} | {self.time_field}
+            plan: tuple[list[tuple[str, str]], list[tuple[str, str]]] = ([], [])
+            for side, k, name in named:
+                if name != k:  # (an empty prefix renames nothing: the right row's value wins, as asked)
+                    while name in taken:
+                        name = self.prefixes[side] + name
+                    taken.add(name)
+                plan[side].append((k, name))
+            self._plan = plan
         return self._plan
 
     def row(self, left: dict[str, Any], right: dict[str, Any] | None, own_time: Any) -> dict[str, Any]:

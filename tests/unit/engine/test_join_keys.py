@@ -178,3 +178,17 @@ def test_the_key_function_itself():
     with pytest.raises(ValueError, match="got a list"):
         join_key({"k": [1]}, "k")
 
+
+
+def test_a_field_named_like_a_renamed_one_is_not_overwritten():
+    """Attacker's names: a left row with its own `left_ts`, a right row with `left_amount`: every
+    value of both rows is still in the row, none overwritten."""
+    cfg = JoinConfig(type="join", left="orders", right="payments", on="id", how="left")
+    stage = WindowJoinStage("match", cfg, CTX)
+    orders = [{"id": "a", "ts": BASE + 10, "left_ts": "mine", "amount": 1, "x": "o"}]
+    payments = [{"id": "a", "ts": BASE + 20, "left_amount": "theirs", "amount": 2, "x": "p"}]
+    [row], dead = run_window(stage, orders, payments)
+    assert dead == []
+    values = sorted(map(repr, row.values()))
+    assert values == sorted(map(repr, ["a", BASE + 10, "mine", 1, "o", BASE + 20, "theirs", 2, "p", BASE + 20]))
+    assert row["ts"] == BASE + 20 and len(row) == 10
