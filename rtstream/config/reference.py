@@ -23,12 +23,13 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from rtstream.config.models import RootConfig
-from rtstream.model.durations import Duration, format_duration
+from rtstream.model.durations import Duration, SignedDuration, format_duration
 from rtstream.model.registry import _BUILTINS, Kind, lookup
 
 FAMILIES: tuple[tuple[Kind, str], ...] = (("source", "sources"), ("stage", "stages"), ("sink", "sinks"))
 COMPONENT_TABLES = {"sources", "stages", "sinks"}
-_DURATION_CHECK = typing.get_args(Duration)[1].func  # how a Duration field is told from a float
+# how a Duration field (or a SignedDuration: an interval join's bounds) is told from a float
+_DURATION_CHECKS = (typing.get_args(Duration)[1].func, typing.get_args(SignedDuration)[1].func)
 
 HEAD = """# Configuration reference
 
@@ -52,7 +53,7 @@ def type_text(annotation: Any) -> str:
     """The type as a config author writes it: "duration", "string", `"json" | "raw"`, "list of string"."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin is typing.Annotated:
-        if any(getattr(m, "func", None) is _DURATION_CHECK for m in annotation.__metadata__):
+        if any(getattr(m, "func", None) in _DURATION_CHECKS for m in annotation.__metadata__):
             return "duration"
         return type_text(args[0])
     if origin in (typing.Union, types.UnionType):
@@ -89,7 +90,7 @@ def default_text(field: FieldInfo) -> str:
 
 
 def _is_duration(field: FieldInfo) -> bool:
-    return any(getattr(m, "func", None) is _DURATION_CHECK for m in field.metadata) or \
+    return any(getattr(m, "func", None) in _DURATION_CHECKS for m in field.metadata) or \
         type_text(field.annotation).startswith("duration")
 
 

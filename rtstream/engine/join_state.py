@@ -10,11 +10,14 @@ A stream-table join's table is rtstream.engine.table_state's.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import itertools
 from typing import Any
 
-from rtstream.engine.stateful import LiveOffsets, StatefulStep, scalar_key, size_of
+from rtstream.engine.join_keys import NO_MATCH, join_key
+from rtstream.engine.join_rows import RowShape
+from rtstream.engine.stateful import LiveOffsets, StatefulStep, size_of
 from rtstream.model.positions import PartitionKey
 from rtstream.windows.watermark import NEVER
 
@@ -48,9 +51,14 @@ def merge(left: dict[str, Any], right: dict[str, Any] | None, key_field: str | N
 class SideTagger(StatefulStep):
     """Marks each row of a window join with its side; rows beyond `max_rows` per window and side are refused."""
 
-    def __init__(self, name: str, sides: dict[str, str], max_rows: int):
+    def __init__(self, name: str, sides: dict[str, str], max_rows: int, keys: dict[str, str] | None = None,
+                 shape: RowShape | None = None):
         super().__init__(name)
         self.side_of = sides  # source name -> "left" | "right"
+        self.key_of = keys or {}  # source name -> its key field (rtstream.engine.join_keys)
+        # the join's row shape learns each side's fields as rows arrive, not only as windows close: a
+        # window of left rows only then has the right side's fields too (rtstream.engine.join_rows)
+        self.shape = shape
         self.sides = tuple(sides)
         self.max_rows = max_rows
         self.counts: dict[tuple[int, str], int] = {}  # (window start, side) -> rows over all partitions
@@ -60,6 +68,11 @@ class SideTagger(StatefulStep):
         side = self.side_of.get(pk[0])
         if side is None:
             return [value]  # a source that is no side of this join passes through
+        field = self.key_of.get(pk[0])
+        if field is not None:
+            join_key(value, field)  # a missing key field, or a list or object as key: this record is refused
+        if self.shape is not None:
+            self.shape.see(0 if side == "left" else 1, value)
         ts = self.time_of(rec, value)
         last = ts - ts % self.hop_ms
         starts = [last - k * self.hop_ms for k in range(self.size_ms // self.hop_ms)]
@@ -107,6 +120,13 @@ class SideTagger(StatefulStep):
 Row = tuple[int, int, PartitionKey, dict[str, Any]]
 
 
+@dataclasses.dataclass(frozen=True)
+class LoneKey:
+    """The key a left row with a null key is kept under: no right row has it (how = "left")."""
+    pk: PartitionKey
+    offset: int
+
+
 class IntervalState(StatefulStep):
     """Rows of `left` and `right` by key; a pair is emitted once, when its second row arrives, with
     the pipeline's time field set to the later row's time (so it lands in that row's window)."""
@@ -120,6 +140,7 @@ class IntervalState(StatefulStep):
         self.lower, self.upper = lower_ms, upper_ms
         self.prefixes = (left_prefix, right_prefix)
         self.max_rows = max_rows
+        self.shape = RowShape(left_on, right_on, left_prefix, right_prefix)  # rtstream.engine.join_rows
         self.rows: dict[Any, tuple[list[Row], list[Row]]] = {}
         self._expiry: list[tuple[int, int, Any]] = []  # (time after which no match can come, seq, key)
         self._seq = itertools.count()
@@ -134,11 +155,17 @@ class IntervalState(StatefulStep):
     def at(self, pk: PartitionKey, rec: Any, value: dict[str, Any]) -> list[dict[str, Any]]:
         src = pk[0]
         if src == self.left:
-            key, mine, other = scalar_key(value, self.left_on), 0, 1
+            key, mine, other = join_key(value, self.left_on), 0, 1
         elif src == self.right:
-            key, mine, other = scalar_key(value, self.right_on), 1, 0
+            key, mine, other = join_key(value, self.right_on), 1, 0
         else:
             return [value]
+        if key is NO_MATCH:
+            if mine == 1 or self.matched is None:
+                return []  # a null key never matches: nothing to keep (rtstream.engine.join_keys)
+            key = LoneKey(pk, rec.offset)  # how = "left": kept alone, let go unmatched like any other
+        shape = self.shape
+        shape.see(mine, value)
         ts = self.time_of(rec, value)
         sides = self.rows.get(key)
         if sides is None:
@@ -146,7 +173,7 @@ class IntervalState(StatefulStep):
         if len(sides[mine]) >= self.max_rows:
             raise ValueError(f"key {key!r} already keeps max_rows = {self.max_rows} rows of {src!r}")
         out = []
-        same = self.left_on if self.left_on == self.right_on else None
+        shape.set_time_field(self.time_field)
         matched = self.matched
         for ots, ooff, opk, ov in sides[other]:
             if mine == 0:
@@ -156,9 +183,7 @@ class IntervalState(StatefulStep):
             if lt + self.lower <= rt <= lt + self.upper:
                 if matched is not None:
                     matched.add((pk, rec.offset) if mine == 0 else (opk, ooff))
-                row = merge(lv, rv, same, *self.prefixes)
-                row[self.time_field] = (lv if lt >= rt else rv).get(self.time_field, max(lt, rt))
-                out.append(row)
+                out.append(shape.row(lv, rv, (lv if lt >= rt else rv).get(self.time_field, max(lt, rt))))
         sides[mine].append((ts, rec.offset, pk, value))
         live = self.live.get(pk)
         if live is None:
@@ -192,7 +217,8 @@ class IntervalState(StatefulStep):
         if ident in self.matched:
             self.matched.discard(ident)
         else:
-            self.released.append((row[2], row[1], row[3]))
+            value = row[3]
+            self.released.append((row[2], row[1], self.shape.row(value, None, value.get(self.time_field, row[0]))))
 
     def _useful(self, side: int, ts: int, watermark: int) -> bool:
         return (ts + self.upper if side == 0 else ts - self.lower) >= watermark
@@ -244,6 +270,7 @@ class IntervalState(StatefulStep):
             sides = self.rows.setdefault(key, ([], []))
             sides[side].append((ts, offset, pk, value))
             sides[side].sort(key=lambda r: r[0])
+            self.shape.see(side, value)
             self.count += 1
             self.bytes += size_of(value)
             until = ts + self.upper if side == 0 else ts - self.lower

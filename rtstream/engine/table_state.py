@@ -6,8 +6,9 @@ from __future__ import annotations
 import heapq
 from typing import Any
 
-from rtstream.engine.join_state import merge
-from rtstream.engine.stateful import LiveOffsets, StatefulStep, scalar_key, size_of
+from rtstream.engine.join_keys import NO_MATCH, join_key
+from rtstream.engine.join_rows import RowShape
+from rtstream.engine.stateful import LiveOffsets, StatefulStep, size_of
 from rtstream.model.positions import PartitionKey
 from rtstream.windows.watermark import NEVER
 
@@ -24,7 +25,7 @@ class TableState(StatefulStep):
         self.stream_on, self.table_on = stream_on, table_on
         self.how = how
         self.ttl_ms = ttl_ms
-        self.prefixes = (left_prefix, right_prefix)
+        self.shape = RowShape(stream_on, table_on, left_prefix, right_prefix)  # rtstream.engine.join_rows
         self.max_keys = max_keys
         self.values: dict[Any, tuple[dict[str, Any], int, int, PartitionKey]] = {}  # key -> (row, time, offset, pk)
         self._expiry: list[tuple[int, Any]] = []
@@ -34,19 +35,23 @@ class TableState(StatefulStep):
         self.takes_nulls = {table: self.tombstone}  # the fold hands it the table's null values
 
     def at(self, pk: PartitionKey, rec: Any, value: dict[str, Any]) -> list[dict[str, Any]]:
+        shape = self.shape
         if pk[0] == self.table:
-            self._put(pk, rec, scalar_key(value, self.table_on), value)
+            key = join_key(value, self.table_on)
+            if key is not NO_MATCH:  # a null key is no entry: no stream row could match it
+                shape.see(1, value)
+                self._put(pk, rec, key, value)
             return []  # a table row changes the table only
         if pk[0] != self.stream:
             return [value]
-        found = self.values.get(scalar_key(value, self.stream_on))
-        if found is None:
-            return [value] if self.how == "left" else []
-        same = self.stream_on if self.stream_on == self.table_on else None
-        row = merge(value, found[0], same, *self.prefixes)
-        if self.time_field in value:
-            row[self.time_field] = value[self.time_field]  # an enriched row keeps its own time
-        return [row]
+        key = join_key(value, self.stream_on)
+        found = self.values.get(key) if key is not NO_MATCH else None
+        if found is None and self.how != "left":
+            return []
+        shape.see(0, value)
+        shape.set_time_field(self.time_field)
+        # an enriched row keeps its own time; one the table lacks has the table's fields as null
+        return [shape.row(value, None if found is None else found[0], value.get(self.time_field))]
 
     def tombstone(self, pk: PartitionKey, rec: Any) -> None:
         """A null value on the table's changelog: its record key's entry is deleted."""
@@ -103,6 +108,7 @@ class TableState(StatefulStep):
             live.add(offset)
             self.values[key] = (value, ts, offset, pk)
             self.bytes += size_of(value)
+            self.shape.see(1, value)
             if self.ttl_ms is not None:
                 heapq.heappush(self._expiry, (ts + self.ttl_ms, key))
 

@@ -122,3 +122,16 @@ def _validate(value: object) -> float:
 
 Duration = Annotated[float, BeforeValidator(_validate)]
 """A duration config field, held as seconds."""
+
+
+def _validate_signed(value: object) -> float:
+    """A duration that may be negative: "-5s" (an interval join's bounds)."""
+    if isinstance(value, str) and value.strip().startswith("-"):
+        return -parse_duration(value.strip()[1:])
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+        return -parse_duration(-value)  # `-5` is refused for its missing unit, not for its sign
+    return parse_duration(value)
+
+
+SignedDuration = Annotated[float, BeforeValidator(_validate_signed)]
+"""A duration config field that may be negative, held as seconds."""

@@ -14,33 +14,25 @@ A join names its sides by the node right before it in the flow: for `[orders, pa
   `how = "left"`, a left row that found no partner by then is emitted once, alone, in its own window
   (which waits `upper` longer to close: rtstream.engine.outer_rows); one that found one never is.
 
-An output row has the left row's fields, then the right row's; a field both have (other than a shared
-key `on`) is written `left_prefix`+name and `right_prefix`+name. An unmatched left row (`how = "left"`)
-has its own fields only; a sink writes the right side's columns as null.
+Keys match by one rule (rtstream.engine.join_keys: a null never matches, values only within their
+kind; a missing key field or a list or object as key dead-letters the record), and every row of a
+join has one shape (rtstream.engine.join_rows: clashing fields prefixed, the time field always, the
+other side's fields null in an unmatched left row, `ts` the row's own time).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from rtstream.engine.join_state import IntervalState, Sided, SideTagger, merge
+from rtstream.engine.join_rows import RowShape, pair_window
+from rtstream.engine.join_state import IntervalState, Sided, SideTagger
 from rtstream.engine.stateful import StatefulStep
-from rtstream.model.durations import parse_duration
+from rtstream.model.durations import SignedDuration
 from rtstream.model.registry import register
 from rtstream.model.window import Window
 from rtstream.stages.base import Stage, StageConfig
-
-
-def _signed(value: Any) -> float:
-    """A duration that may be negative: "-5s"."""
-    if isinstance(value, str) and value.strip().startswith("-"):
-        return -parse_duration(value.strip()[1:])
-    return parse_duration(value)
-
-
-SignedDuration = Annotated[float, BeforeValidator(_signed)]
 
 
 class SidesConfig(StageConfig):
@@ -114,29 +106,16 @@ class WindowJoinStage(Stage):
 
     def __init__(self, name: str, config: Any, context: Any):
         super().__init__(name, config, context)
-        self.tagger = SideTagger(name, {config.left: "left", config.right: "right"}, config.max_rows)
+        left_on, right_on = config.key_fields()
+        self.shape = RowShape(left_on, right_on, config.left_prefix, config.right_prefix)
+        self.tagger = SideTagger(name, {config.left: "left", config.right: "right"}, config.max_rows,
+                                 {config.left: left_on, config.right: right_on}, self.shape)
         self.record_part = StepStage(name, self.tagger)
 
     async def run(self, window: Window, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         left_on, right_on = self.config.key_fields()
-        shared = left_on if left_on == right_on else None
-        prefixes = (self.config.left_prefix, self.config.right_prefix)
-        rights: dict[Any, list[dict[str, Any]]] = {}
-        for row in rows:
-            if getattr(row, "side", None) == "right":
-                rights.setdefault(row.get(right_on), []).append(row)
-        out: list[dict[str, Any]] = []
-        for row in rows:
-            side = getattr(row, "side", None)
-            if side is None:
-                out.append(row)  # a source that is no side of this join
-            elif side == "left":
-                matches = rights.get(row.get(left_on))
-                if matches:
-                    out.extend(merge(row, r, shared, *prefixes) for r in matches)
-                elif self.config.how == "left":
-                    out.append(dict(row))
-        return out
+        self.shape.set_time_field(self.tagger.time_field)
+        return pair_window(rows, left_on, right_on, self.config.how, self.shape)  # rtstream.engine.join_rows
 
     def state_figures(self) -> tuple[int, int, int] | None:
         return self.tagger.figures()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field
+
 from rtstream.airflow.callables import load_callable, returned_shape
 from rtstream.model.errors import user_code_failure
 from rtstream.model.registry import register
@@ -15,9 +17,14 @@ from rtstream.stages.base import Stage
 from rtstream.stages.python import PythonConfig
 
 
+class MapConfig(PythonConfig):
+    call: Any = Field(description="\"module:function\" given each record (a dict) before windowing, returning "
+                      "a record, a list of records, or None to drop it")
+
+
 @register("stage", "map")
 class MapStage(Stage):
-    Config = PythonConfig
+    Config = MapConfig
     per_record = True
 
     def __init__(self, name: str, config: Any, context: Any):

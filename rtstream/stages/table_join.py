@@ -5,7 +5,8 @@ processing time, Quix Streams' lookup join).
 set the last value per key `table_on`; a null value (a Kafka tombstone, or JSON `null`) deletes the
 record key's entry; `ttl` forgets an entry that long (event time) after its last change. Each row of
 `stream` gets the current value of its key (`stream_on`), fields merged as a `join`'s; `how = "inner"`
-drops a row whose key the table lacks, `how = "left"` passes it on as it is. The table is in the
+drops a row whose key the table lacks, `how = "left"` passes it on with the table's fields null (keys
+and row shape: rtstream.engine.join_keys, rtstream.engine.join_rows). The table is in the
 checkpoints: a restart with one restores it and reads on, without reading the changelog again.
 """
 
@@ -29,7 +30,7 @@ class TableJoinConfig(StageConfig):
     stream_on: str | None = Field(default=None, description="the stream's key field, when the names differ")
     table_on: str | None = Field(default=None, description="the table's key field, when the names differ")
     how: Literal["inner", "left"] = Field(default="inner", description="inner: drop a row whose key the "
-                                          "table lacks; left: pass it on unchanged")
+                                          "table lacks (or whose key is null); left: pass it on, the table's fields null")
     ttl: Duration | None = Field(default=None, gt=0, description="forget an entry this long (event time) after "
                                  "its last change")
     left_prefix: str = Field(default="left_", description="prefix of a stream field the table row also has")

@@ -47,7 +47,9 @@ def reference(orders: list[dict[str, Any]], payments: list[dict[str, Any]]) -> d
         w = o["ts"] - o["ts"] % MIN
         matches = [p for p in payments if p["id"] == o["id"] and p["ts"] - p["ts"] % MIN == w]
         rows = [{"id": o["id"], "left_ts": o["ts"], "left_amount": o["amount"], "right_ts": p["ts"],
-                 "paid": p["paid"], "right_amount": p["amount"]} for p in matches] or [o]
+                 "paid": p["paid"], "right_amount": p["amount"], "ts": max(o["ts"], p["ts"])} for p in matches] or [
+            {"id": o["id"], "left_ts": o["ts"], "left_amount": o["amount"], "right_ts": None, "paid": None,
+             "right_amount": None, "ts": o["ts"]}]  # one shape for every row (rtstream.engine.join_rows)
         out.setdefault(iso(w), []).extend(orjson.dumps(r, option=orjson.OPT_SORT_KEYS) for r in rows)
     return {w: sorted(rows) for w, rows in out.items()}
 

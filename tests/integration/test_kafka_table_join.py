@@ -98,8 +98,9 @@ def test_table_join_from_a_changelog_survives_a_sigkill_in_its_checkpoint(tmp_pa
         for c in clicks:
             w = iso(c["ts"] - c["ts"] % MIN)
             t = table.get(c["user"])
-            row = dict(c) if t is None else {"user": c["user"], "ts": c["ts"], "left_ts": c["ts"], "n": c["n"],
-                                             "plan": t["plan"], "right_ts": t["ts"]}
+            t = t or {"plan": None, "ts": None}  # unmatched: the table's fields null, the same shape
+            row = {"user": c["user"], "ts": c["ts"], "left_ts": c["ts"], "n": c["n"], "plan": t["plan"],
+                   "right_ts": t["ts"]}
             row |= {"window_start": w, "window_end": iso(c["ts"] - c["ts"] % MIN + MIN)}
             truth.setdefault(w, []).append(orjson.dumps(row, option=orjson.OPT_SORT_KEYS))
         truth = {w: sorted(rows) for w, rows in truth.items()}

@@ -125,7 +125,8 @@ def test_a_lone_left_row_goes_out_once_the_watermark_passes_ts_plus_upper():
     assert t.safe(("a", 0)) == 0  # now its window holds the commit at its offset until written
     advance(BASE + MIN + 20_000 + LATENESS, 3)  # the first minute's window closes (upper later than usual)
     [rows] = [rows for (start, _), rows in sink.items() if start == BASE]
-    assert [r for r in rows if r.get("a") == 0] == [{"k": 1, "ts": BASE + 1_000, "a": 0}]  # once, alone
+    lone = {"k": 1, "left_ts": BASE + 1_000, "a": 0, "right_ts": None, "b": None, "ts": BASE + 1_000}
+    assert [r for r in rows if r.get("a") == 0] == [lone]  # once, alone, in the join's row shape
     assert t.safe(("a", 0)) == 0  # written, but no checkpoint yet: whether rows matched is known from state only
     pos, _ = e.snapshot(("a", 0))
     e.checkpoint_saved(("a", 0), pos, e.epoch_of(("a", 0)))
@@ -177,7 +178,7 @@ class RefusesLoneRows:
     per_record = True
 
     def apply(self, v):
-        if "b" not in v:
+        if v.get("b") is None:
             raise ValueError("no payment")
         return [v]
 
@@ -200,9 +201,25 @@ def test_a_lone_row_a_later_stage_refuses_is_dead_lettered_and_holds_its_offset_
     e.process(Batch("b", 0, [Record({"k": 3, "ts": BASE + 30_000, "b": 0}, 0)], 1, decoded=True), now=0)
     e.close_ready(0, 0)  # the watermark passed BASE + 20s: row 0 is let go alone, and refused after the join
     [letter] = take_letters(e)
-    assert (letter.reason, letter.stage, letter.offset, letter.value) == ("stage_error", "after", 0,
-                                                                          {"k": 1, "ts": BASE, "a": 0})
+    lone = {"k": 1, "left_ts": BASE, "a": 0, "right_ts": None, "b": None, "ts": BASE}
+    assert (letter.reason, letter.stage, letter.offset, letter.value) == ("stage_error", "after", 0, lone)
     assert "no payment" in letter.detail
     assert t.safe(("a", 0)) == 0  # held until the letter is written
     letters_written(e, [letter])
     assert take_letters(e) == [] and t.safe(("a", 0)) == 1
+
+
+def test_a_left_row_with_a_null_key_goes_out_alone_and_never_meets_a_null_right_key():
+    """SQL: NULL equals nothing (rtstream.engine.join_keys); a left join still gives the left row."""
+    stage, t, e = fresh("0s", "20s")
+    sink: dict = {}
+    e.process(Batch("a", 0, [Record({"k": None, "ts": BASE + 1_000, "a": 0}, 0)], 1, decoded=True), now=0)
+    e.process(Batch("b", 0, [Record({"k": None, "ts": BASE + 2_000, "b": 0}, 0)], 1, decoded=True), now=0)
+    for offset, ts in enumerate((BASE + 30_000 + LATENESS, BASE + MIN + 20_000 + LATENESS), start=1):
+        for src in ("a", "b"):  # the watermark moves on: past ts + upper, then past the first window's close
+            e.process(Batch(src, 0, [Record({"k": 9, "ts": ts, src: 100 + offset}, offset)], offset + 1,
+                            decoded=True), now=0)
+        write(e, e.close_ready(0, 0), sink)
+    [rows] = [rows for (start, _), rows in sink.items() if start == BASE]
+    assert [r for r in rows if r.get("a") == 0 or r.get("b") == 0] == [
+        {"k": None, "left_ts": BASE + 1_000, "a": 0, "right_ts": None, "b": None, "ts": BASE + 1_000}]

@@ -95,9 +95,10 @@ def test_window_join_out_of_order_within_lateness_equals_the_reference(how, seed
         matches = [p for p in payments if p["id"] == o["id"] and (p["ts"] - BASE) // MIN == w]
         for p in matches:
             expected.append({"id": o["id"], "left_ts": o["ts"], "left_amount": o["amount"], "right_ts": p["ts"],
-                             "paid": p["paid"], "right_amount": p["amount"]})
-        if not matches and how == "left":
-            expected.append(dict(o))
+                             "paid": p["paid"], "right_amount": p["amount"], "ts": max(o["ts"], p["ts"])})
+        if not matches and how == "left":  # the same fields, the right side's null (rtstream.engine.join_rows)
+            expected.append({"id": o["id"], "left_ts": o["ts"], "left_amount": o["amount"], "right_ts": None,
+                             "paid": None, "right_amount": None, "ts": o["ts"]})
     key = lambda r: sorted(r.items())  # noqa: E731
     assert sorted(map(key, out)) == sorted(map(key, expected))
     assert len(out) > 50
@@ -212,8 +213,8 @@ def test_table_join_updates_and_deletes_equal_the_reference(how):
             if c["user"] in table:
                 expected.append({**c, "left_ts": c["ts"], "right_ts": table[c["user"]]["ts"],
                                  "name": table[c["user"]]["name"]} | {"ts": None})
-            elif how == "left":
-                expected.append(c)
+            elif how == "left":  # the same fields as an enriched row, the table's null
+                expected.append({**c, "left_ts": c["ts"], "right_ts": None, "name": None})
     for em in feed.close(final=True):
         out += em.rows
     norm = lambda r: sorted((k, v) for k, v in r.items() if k != "ts")  # noqa: E731
