@@ -232,27 +232,49 @@ def _reach(graph: Graph, start: list[str], step: Any) -> set[str]:
     return seen
 
 
+def _origin(graph: Graph, name: str) -> str:
+    """The source a node's records all come from, through per-record stages of that source alone
+    (`orders >> clean >> match`: clean's origin is orders); the node itself otherwise."""
+    seen = {name}
+    while graph.kinds.get(name) == "stage":
+        ins = graph.inputs(name)
+        if len(ins) != 1 or ins[0] in seen:
+            return name
+        name = ins[0]
+        seen.add(name)
+    return name
+
+
+def join_side_source(graph: Graph, join: str, named: str) -> str:
+    """The source a join's side names: itself, or the source whose own per-record stage `named` is
+    (`orders >> clean >> match`: `left = "clean"` is `orders`), when `named` feeds `join`."""
+    origin = _origin(graph, named)
+    return origin if named in graph.inputs(join) and origin in graph.names("source") else named
+
+
 def _join_sides(graph: Graph, sections: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str]]:
-    """A join names its sides by its inputs (the nodes right before it in the flow)."""
+    """A join names its sides by its inputs (the nodes right before it in the flow), or by the source of
+    an input that is that source's own per-record stages (the side's records keep their source's name)."""
     problems = []
     for n, body in sections.items():
         if n not in graph.kinds or not isinstance(body, Mapping) or body.get("type") not in ("join", "interval_join"):
             continue
         ins = graph.inputs(n)
+        origin = {i: join_side_source(graph, n, i) for i in ins}
         sides = {}
         for side in ("left", "right"):
             named = body.get(side)
             if not isinstance(named, str):
                 continue  # the join's own model says what is missing
-            sides[side] = named
-            if named not in ins:
+            sides[side] = join_side_source(graph, n, named)
+            if named not in ins and named not in origin.values():
                 problems.append((f"stages.{n}.{side}", f"{named[:80]!r} is not an input of {n!r} in pipeline.flow "
                                                        f"(its inputs: {', '.join(ins) or 'none'})"))
         if len(sides) == 2 and sides["left"] == sides["right"]:
-            problems.append((f"stages.{n}.right", f"the same input as left ({sides['left']!r}): a join needs two"))
-        elif len(sides) == 2 and set(sides.values()) <= set(ins) and not set(ins) <= set(sides.values()):
-            extra = [x for x in ins if x not in sides.values()]
-            problems.append((KEY, f"{n!r} is a join of {sides['left']!r} and {sides['right']!r}; "
+            problems.append((f"stages.{n}.right", f"the same input as left ({body['left']!r}): a join needs two"))
+        elif len(sides) == 2 and set(sides.values()) <= set(origin.values()) and len(ins) > 2:
+            extra = [i for i in ins if i not in (body["left"], body["right"])]
+            problems.append((KEY, f"{n!r} is a join of {body['left']!r} and {body['right']!r}; "
                                   f"{', '.join(map(repr, extra))} cannot feed it too"))
     return problems
 

@@ -18,7 +18,7 @@ from rtstream.config.dag_sinks import dag_sink_problems
 from rtstream.config.extras import extras_problems
 from rtstream.config.files import check_shape, read_file
 from rtstream.config.flow import Flow
-from rtstream.config.graph import flow_of
+from rtstream.config.graph import flow_of, join_side_source
 from rtstream.config.join_checks import outer_join_problems
 from rtstream.config.models import RootConfig
 from rtstream.config.paths import input_problems, resolve_paths
@@ -257,7 +257,11 @@ def _cross_checks(root: RootConfig, flow: Flow, components: dict[str, ComponentS
             except (ValueError, TypeError) as exc:
                 problems.append((f"stages.{name}.aggregates", str(exc)))
     for name in flow.stages:  # a join's sides must be sources of the flow
-        sides = getattr(components[name].config, "flow_problems", None)
+        cfg = components[name].config
+        for side in ("left", "right"):  # a side may name its source's own stage: its records keep the source's name
+            if isinstance(getattr(cfg, side, None), str) and flow.graph is not None:
+                setattr(cfg, side, join_side_source(flow.graph, name, getattr(cfg, side)))
+        sides = getattr(cfg, "flow_problems", None)
         if sides is not None:
             problems.extend(sides(name, flow.sources, root.window.type))
     stateful = [n for n in flow.stages if getattr(components[n].cls, "stateful", False)]

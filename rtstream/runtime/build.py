@@ -107,14 +107,16 @@ def build_parts(settings: Settings, observers: Sequence[WindowObserver] = ()) ->
     source_where = {s.name: flt for s in sources if (flt := s.where) is not None}
     staging: RecordStaging | SourceStaging | None = RecordStaging(record_stages, policies, source_where) \
         if any(s.awaits_per_batch for s in record_stages) else None
-    if flow.prefixes:
+    in_fold = record_stages if staging is None else []  # the per-record stages the fold runs itself
+    if flow.prefixes:  # each source's own stages staged per batch; the shared ones where they were
         named = {s.name: s for s in all_stages}
         staging = SourceStaging({src.name: RecordStaging([named[n] for n in flow.prefixes.get(src.name, [])]
-                                                         + record_stages, policies, source_where) for src in sources})
+                                                         + ([] if in_fold else record_stages), policies, source_where)
+                                 for src in sources})
     w = root.window
     engine = WindowEngine(
         size_ms=w.size_ms, lateness_ms=round(w.lateness * 1000), idle_timeout_s=w.idle_timeout,
-        time_mode=w.time, time_field=w.time_field, record_stages=[] if staging else record_stages,  # type: ignore[arg-type]
+        time_mode=w.time, time_field=w.time_field, record_stages=in_fold,  # type: ignore[arg-type]
         aggregator=incremental.aggregator if incremental else None, tracker=tracker,
         max_window_records=root.daemon.max_window_records, hop_ms=w.hop_ms, emit_empty=w.emit_empty,
         session_gap_ms=w.gap_ms, update_interval_s=w.update_interval if w.emit == "updates" else None,

@@ -9,7 +9,7 @@ import pytest
 
 from rtstream import SinkNode, SourceNode, StageNode
 from rtstream.config.branches import Branch, plan_branches
-from rtstream.config.graph import build_graph, flow_of, parse_chains
+from rtstream.config.graph import build_graph, flow_of, join_side_source, parse_chains
 from rtstream.config.load import load_settings
 from rtstream.model.errors import ConfigError
 from rtstream.run.pipeline import Pipeline
@@ -104,9 +104,13 @@ def test_a_join_names_its_sides_by_its_inputs():
     text = "orders >> paid\npayments >> clean >> paid\npaid >> out"
     ok = {"paid": {"type": "join", "left": "orders", "right": "clean"}}
     assert build_graph(parse_chains(text), kinds, ok).inputs("paid") == ["orders", "clean"]
-    bad = {"paid": {"type": "join", "left": "orders", "right": "payments"}}
+    by_source = {"paid": {"type": "join", "left": "orders", "right": "payments"}}  # clean is payments' own stage
+    graph = build_graph(parse_chains(text), kinds, by_source)  # accepted
+    assert [join_side_source(graph, "paid", n) for n in ("orders", "clean", "payments")] == ["orders", "payments",
+                                                                                            "payments"]
+    bad = {"paid": {"type": "join", "left": "orders", "right": "out"}}
     assert problems(text, kinds, bad) == [
-        ("stages.paid.right", "'payments' is not an input of 'paid' in pipeline.flow (its inputs: orders, clean)")]
+        ("stages.paid.right", "'out' is not an input of 'paid' in pipeline.flow (its inputs: orders, clean)")]
     same = {"paid": {"type": "join", "left": "orders", "right": "orders"}}
     assert ("stages.paid.right", "the same input as left ('orders'): a join needs two") in problems(text, kinds, same)
     three = "orders >> paid\npayments >> clean >> paid\npayments >> paid\npaid >> out"
