@@ -66,12 +66,14 @@ class BatchFold(EngineState):
         where = self.source_where.get(batch.source)
         keep = where.matches if where is not None else None  # compiled once: no parsing per record
         filtered = 0
-        # The common shape (event time in epoch ms, tumbling, aggregated, nothing per record before
-        # the windows) takes a short path for a record whose window is open; anything else about
-        # that record (a new window, a late record, other time formats, a refusal) falls through to
-        # the general path, in offset order.
-        fast = (self.time_mode == "event" and agg is not None and not maps and self.sessions is None
-                and self.hop_ms == size and self.time_range is None and keep is None)
+        # The common shape (event time in epoch ms, tumbling, nothing per record before the windows
+        # but the source's `where`) takes a short path for a record whose window is open: its
+        # aggregate updated, or (no aggregate) the record buffered; anything else about that record
+        # (a new window, a late record, other time formats, a full window, a refusal) falls through
+        # to the general path, in offset order.
+        fast = (self.time_mode == "event" and not maps and self.sessions is None and self.hop_ms == size
+                and self.time_range is None)
+        buffered, room = self.store.buffered, self.max_window_records
 
         # a join's or keyed stage's state (engine/stateful.py): the watermark follows the input's times,
         # and a table join's changelog deletes with a null value
@@ -92,23 +94,32 @@ class BatchFold(EngineState):
                 if value.__class__ is not dict:
                     reject("decode", f"expected a JSON object, got {type(value).__name__}", rec, rec.value)
                     continue
+                if keep is not None and not keep(value):
+                    filtered += 1
+                    continue
                 if fast:
                     t = value.get(tf)
                     if t.__class__ is int and 100_000_000_000 <= t < 100_000_000_000_000:
                         start = t - t % size
                         pane = panes.get(start)
                         if pane is not None and start + size > closed_upto:
-                            why = update(pane.table, value, t)  # type: ignore[misc, arg-type]
-                            if why is None:
+                            if update is not None:
+                                why = update(pane.table, value, t)  # type: ignore[arg-type]
+                                if why is None:
+                                    pane.count += 1
+                                    if t > max_ts:
+                                        max_ts = t
+                                else:  # asked once only: a user's add may already have changed its accumulator
+                                    reject("invalid", why, rec, value)
+                                continue
+                            n = buffered.get(start, 0)
+                            if n < room:  # no aggregate: the record kept as it came (a full window refuses below)
+                                buffered[start] = n + 1
+                                pane.records.append((t, value))  # type: ignore[union-attr]
                                 pane.count += 1
                                 if t > max_ts:
                                     max_ts = t
-                            else:  # asked once only: a user's add may already have changed its accumulator
-                                reject("invalid", why, rec, value)
-                            continue
-                if keep is not None and not keep(value):
-                    filtered += 1
-                    continue
+                                continue
                 if input_time is not None:
                     try:
                         t = input_time(rec, value)
