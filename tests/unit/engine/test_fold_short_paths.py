@@ -7,6 +7,7 @@ give the same rows (in the same order), dead letters, counts and commit position
 """
 
 import random
+from pathlib import Path
 
 import orjson
 import pytest
@@ -15,6 +16,9 @@ from rtstream.engine.commit_rule import CommitTracker
 from rtstream.engine.window_engine import WindowEngine
 from rtstream.model.batch import Batch
 from rtstream.model.record import Record
+from rtstream.runtime.context import Context
+from rtstream.stages.map import MapStage
+from rtstream.stages.python import PythonConfig
 from rtstream.where.language import compile_where
 from rtstream.windows.aggregates import Aggregator, parse_aggregate
 
@@ -22,11 +26,36 @@ MIN = 60_000
 BASE = 1_767_225_600_000
 
 
-def _engine(general: bool, aggregated: bool, where: str | None, room: int) -> tuple[WindowEngine, CommitTracker]:
+def _reshape(v: dict) -> object:
+    """A map with every outcome: the value changed, dropped, split in two, refused, or a wrong shape."""
+    i = v.get("i", 0)
+    if i % 11 == 0:
+        return None
+    if i % 13 == 0:
+        return [{**v, "half": 1}, {**v, "half": 2, "ts": v.get("ts", 0) + 61_000 if isinstance(v.get("ts"), int) else 0}]
+    if i % 17 == 0:
+        raise ValueError(f"no {i}")
+    if i % 19 == 0:
+        return [1, 2]
+    return {**v, "x2": i * 2}
+
+
+def _stamp(v: dict) -> dict:
+    return {**v, "stamped": True}
+
+
+def _maps(n: int) -> list[MapStage]:
+    fns = [_reshape, _stamp][:n]
+    return [MapStage(f"m{k}", PythonConfig(type="map", call=fn), Context("p", Path("/nonexistent")))
+            for k, fn in enumerate(fns)]
+
+
+def _engine(general: bool, aggregated: bool, where: str | None, room: int,
+            maps: int = 0) -> tuple[WindowEngine, CommitTracker]:
     t = CommitTracker()
     agg = Aggregator("k", [parse_aggregate("n", "count()"), parse_aggregate("s", "sum(x)")]) if aggregated else None
     e = WindowEngine(size_ms=MIN, lateness_ms=5_000, idle_timeout_s=3600, time_mode="event", time_field="ts",
-                     record_stages=[], aggregator=agg, tracker=t, max_window_records=room,
+                     record_stages=_maps(maps), aggregator=agg, tracker=t, max_window_records=room,
                      source_where={"s": compile_where(where)} if where else None)
     if general:
         e.time_range = (0, 1 << 62)
@@ -54,9 +83,9 @@ def _raw(rnd: random.Random, i: int) -> bytes:
     return orjson.dumps(doc)
 
 
-def _run(seed: int, general: bool, aggregated: bool, where: str | None, room: int) -> list:
+def _run(seed: int, general: bool, aggregated: bool, where: str | None, room: int, maps: int = 0) -> list:
     rnd = random.Random(seed)
-    e, t = _engine(general, aggregated, where, room)
+    e, t = _engine(general, aggregated, where, room, maps)
     out: list = []
     offset = 0
     for _ in range(40):
@@ -64,7 +93,7 @@ def _run(seed: int, general: bool, aggregated: bool, where: str | None, room: in
         recs = [Record(r, offset + j) for j, r in enumerate(raws)]
         dead = e.process(Batch("s", 0, recs, offset + len(recs)), now=0)
         t.processed(("s", 0), offset + len(recs))
-        out.append([(d.reason, d.offset, d.window, d.detail) for d in dead])
+        out.append([(d.reason, d.offset, d.window, d.detail, d.stage) for d in dead])
         for em in e.close_ready(0, 0):
             rows = em.rows if not aggregated else sorted(repr(sorted(r.items())) for r in em.rows)
             out.append((em.window.start_ms, em.window.input_count, rows))
@@ -86,6 +115,21 @@ def test_short_path_agrees_with_the_general_path(aggregated: bool, where: str | 
         seed = random.randrange(1 << 30)
         short, general = _run(seed, False, aggregated, where, room), _run(seed, True, aggregated, where, room)
         assert short == general, f"seed {seed}"
+
+
+@pytest.mark.parametrize("aggregated", [False, True])
+@pytest.mark.parametrize("maps", [1, 2])
+@pytest.mark.parametrize("room", [7, 1000])
+def test_short_path_with_per_record_stages_agrees_with_the_general_path(aggregated: bool, maps: int,
+                                                                         room: int) -> None:
+    """Per-record stages that change, drop, split and refuse values: each value takes the short path
+    or the general one, with the same rows, stage_error dead letters, counts and positions."""
+    for _ in range(5):
+        seed = random.randrange(1 << 30)
+        short = _run(seed, False, aggregated, "kind != 'c'", room, maps)
+        general = _run(seed, True, aggregated, "kind != 'c'", room, maps)
+        assert short == general, f"seed {seed}"
+        assert any(d[0] == "stage_error" for batch in short if isinstance(batch, list) for d in batch)
 
 
 def test_buffered_short_path_refuses_past_max_window_records() -> None:
