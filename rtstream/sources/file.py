@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Hashable, Iterator
-from itertools import accumulate, compress, count
-from operator import add
+from collections.abc import AsyncIterator, Hashable
 from typing import Any, BinaryIO
 
 from pydantic import Field
@@ -25,8 +23,6 @@ from rtstream.sources.base import Source, SourceConfig
 from rtstream.sources.file_positions import PositionFile
 
 _READ = 1 << 20
-_SPACE = b" \t\n\r\x0b\x0c"  # what bytes.strip() strips
-_BLANK_STARTS = tuple(b"\n" + bytes([c]) for c in _SPACE)
 
 
 class FileSourceConfig(SourceConfig):
@@ -70,12 +66,13 @@ class FileSource(Source):
                         continue
                 chunk = await asyncio.to_thread(fh.read, _READ)
                 pending += chunk
-                cut = pending.rfind(b"\n") + 1
-                if cut:
-                    whole, pending = pending[:cut], pending[cut:]
-                    for records, end in _split(whole, pos, self.config.batch_size):
-                        yield Batch(self.name, 0, records, end)
-                    pos += cut
+                while True:
+                    records, consumed = _split(pending, pos, self.config.batch_size)
+                    if not consumed:
+                        break
+                    pending = pending[consumed:]
+                    pos += consumed
+                    yield Batch(self.name, 0, records, pos)
                 if chunk:
                     continue
                 if not self.config.follow:
@@ -135,24 +132,17 @@ class FileSource(Source):
         return f"file: {self.config.path}{' (follow)' if self.config.follow else ''}"
 
 
-def _split(buf: bytes, base: int, limit: int) -> Iterator[tuple[list[Record], int]]:
-    """The lines of `buf` (which ends with a newline) as records at their byte offsets, blank ones
-    skipped, in batches of at most `limit`: each with the position after its last line (the last
-    batch's takes in every line of `buf`). One split and C-level passes, no Python loop per line."""
-    lines = buf.split(b"\n")
-    lines.pop()  # what follows the last newline: nothing
-    starts = map(add, accumulate(map(len, lines), initial=base), count())  # each line's offset
-    # a blank line starts with whitespace or is empty: with no newline followed by whitespace (a few
-    # C-level scans), no line is blank and none needs looking at
-    if buf[0] in _SPACE or any(pair in buf for pair in _BLANK_STARTS):
-        keep = list(map(bytes.strip, lines))  # blank (whitespace-only) lines are not records
-        records = list(map(Record, compress(lines, keep), compress(starts, keep)))
-    else:
-        records = list(map(Record, lines, starts))
-    end = base + len(buf)
-    if not records:
-        yield records, end
-    for at in range(0, len(records), limit):
-        part = records[at:at + limit]
-        last = part[-1]
-        yield part, end if at + limit >= len(records) else last.offset + len(last.value) + 1
+def _split(buf: bytes, base: int, limit: int) -> tuple[list[Record], int]:
+    """Complete lines of `buf` (up to `limit`) as records at their byte offsets; bytes consumed."""
+    records: list[Record] = []
+    start = 0
+    n = len(buf)
+    while start < n and len(records) < limit:
+        nl = buf.find(b"\n", start)
+        if nl < 0:
+            break
+        line = buf[start:nl]
+        if line.strip():
+            records.append(Record(line, base + start))
+        start = nl + 1
+    return records, start
