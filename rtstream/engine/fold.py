@@ -15,6 +15,7 @@ import orjson
 from rtstream.engine.commit_rule import Hold, HoldKind
 from rtstream.engine.dead_letter import DeadLetter
 from rtstream.engine.decode import decoder_for
+from rtstream.engine.short_paths import short_paths
 from rtstream.engine.state import EngineState
 from rtstream.model.batch import Batch
 from rtstream.model.errors import DecodeError
@@ -68,11 +69,8 @@ class BatchFold(EngineState):
         # a short path for a value whose window is open: its aggregate updated, or (no aggregate) the
         # value buffered; anything else about that value (a new window, a late record, other time
         # formats, a full window, a refusal) falls through to the general path, in offset order.
-        plain = not any(getattr(m, "stateful_step", None) for m in maps)  # no join's or keyed stage's state
-        fast = (self.time_mode == "event" and plain and self.sessions is None and self.hop_ms == size
-                and self.time_range is None)
+        fast, one, hops = short_paths(self)  # hopping windows: `hops` (engine/short_paths.py)
         buffered, room = self.store.buffered, self.max_window_records
-        one = maps[0].apply if fast and len(maps) == 1 else None
         # a join's or keyed stage's state (engine/stateful.py): the watermark follows the input's times,
         # and a table join's changelog deletes with a null value
         input_time, in_max = self.input_time, NEVER
@@ -134,6 +132,9 @@ class BatchFold(EngineState):
                                     if t > max_ts:
                                         max_ts = t
                                     continue
+                    elif hops is not None and (got := hops(p, rec, v)) is not None:
+                        max_ts = got if got > max_ts else max_ts
+                        continue
                     ts = self._time_of(p, rec, v)
                     if ts is not None and self._fold_value(p, rec, v, ts) and ts > max_ts:
                         max_ts = ts
