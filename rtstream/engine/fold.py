@@ -15,6 +15,7 @@ import orjson
 from rtstream.engine.commit_rule import Hold, HoldKind
 from rtstream.engine.dead_letter import DeadLetter
 from rtstream.engine.decode import decoder_for
+from rtstream.engine.short_paths import short_paths
 from rtstream.engine.state import EngineState
 from rtstream.model.batch import Batch
 from rtstream.model.errors import DecodeError
@@ -49,30 +50,27 @@ class BatchFold(EngineState):
     def process(self, batch: Batch, now: float) -> list[DeadLetter]:
         """Fold one batch into open windows; returns the records that could not be used.
 
-        Per record: decode, the short path (below), the source's `where`, the per-record stages, then
-        for each value its time (`_time_of`) and its windows (`_fold_value`)."""
+        Per record: decode, the source's `where`, the per-record stages, then for each value the
+        short path (below), or its time (`_time_of`) and its windows (`_fold_value`)."""
         pk = (batch.source, batch.partition)
         p = BatchPass(batch, pk, self.store.panes_of(pk), self._emitted_upto.get(pk, NEVER), self._seeds.get(pk))
         panes, closed_upto, reject = p.panes, p.closed_upto, p.reject
         size = self.size_ms
         agg = self.aggregator
         update = agg.update if agg is not None else None
-        tf = self.time_field
-        maps = self.record_stages
-        decoded = batch.decoded
+        tf, maps, decoded = self.time_field, self.record_stages, batch.decoded
         # orjson, with integers past 64 bits kept exact; not called on a decoded batch
         loads = orjson.loads if decoded else decoder_for(map(_value, batch.records))
         max_ts = NEVER
         where = self.source_where.get(batch.source)
         keep = where.matches if where is not None else None  # compiled once: no parsing per record
         filtered = 0
-        # The common shape (event time in epoch ms, tumbling, aggregated, nothing per record before
-        # the windows) takes a short path for a record whose window is open; anything else about
-        # that record (a new window, a late record, other time formats, a refusal) falls through to
-        # the general path, in offset order.
-        fast = (self.time_mode == "event" and agg is not None and not maps and self.sessions is None
-                and self.hop_ms == size and self.time_range is None and keep is None)
-
+        # The common shape (event time in epoch ms, tumbling, per-record stages without state) takes
+        # a short path for a value whose window is open: its aggregate updated, or (no aggregate) the
+        # value buffered; anything else about that value (a new window, a late record, other time
+        # formats, a full window, a refusal) falls through to the general path, in offset order.
+        fast, one, hops = short_paths(self)  # hopping windows: `hops` (engine/short_paths.py)
+        buffered, room = self.store.buffered, self.max_window_records
         # a join's or keyed stage's state (engine/stateful.py): the watermark follows the input's times,
         # and a table join's changelog deletes with a null value
         input_time, in_max = self.input_time, NEVER
@@ -92,32 +90,51 @@ class BatchFold(EngineState):
                 if value.__class__ is not dict:
                     reject("decode", f"expected a JSON object, got {type(value).__name__}", rec, rec.value)
                     continue
-                if fast:
-                    t = value.get(tf)
-                    if t.__class__ is int and 100_000_000_000 <= t < 100_000_000_000_000:
-                        start = t - t % size
-                        pane = panes.get(start)
-                        if pane is not None and start + size > closed_upto:
-                            why = update(pane.table, value, t)  # type: ignore[misc, arg-type]
-                            if why is None:
-                                pane.count += 1
-                                if t > max_ts:
-                                    max_ts = t
-                            else:  # asked once only: a user's add may already have changed its accumulator
-                                reject("invalid", why, rec, value)
-                            continue
                 if keep is not None and not keep(value):
                     filtered += 1
                     continue
                 if input_time is not None:
                     try:
-                        t = input_time(rec, value)
-                        if t > in_max:
-                            in_max = t
+                        it = input_time(rec, value)
+                        if it > in_max:
+                            in_max = it
                     except (ValueError, DecodeError):
                         pass  # a state takes it or refuses it below
-                values = self._apply_maps([value], rec, reject, pk) if maps else (value,)
+                if one is None:
+                    values = self._apply_maps([value], rec, reject, pk) if maps else (value,)
+                else:  # one plain per-record stage: _apply_maps without its lists
+                    try:
+                        values = one(value)
+                    except Exception as exc:  # noqa: BLE001 - a user function's failure dead-letters its record
+                        reject("stage_error", f"{type(exc).__name__}: {exc}", rec, value, stage=maps[0].name)
+                        continue
                 for v in values:
+                    if fast:
+                        t = v.get(tf)
+                        if t.__class__ is int and 100_000_000_000 <= t < 100_000_000_000_000:
+                            start = t - t % size
+                            pane = panes.get(start)
+                            if pane is not None and start + size > closed_upto:
+                                if update is not None:
+                                    why = update(pane.table, v, t)  # type: ignore[arg-type]
+                                    if why is None:
+                                        pane.count += 1
+                                        if t > max_ts:
+                                            max_ts = t
+                                    else:  # asked once only: a user's add may already have changed its accumulator
+                                        reject("invalid", why, rec, v)
+                                    continue
+                                n = buffered.get(start, 0)
+                                if n < room:  # no aggregate: kept as it came (a full window refuses below)
+                                    buffered[start] = n + 1
+                                    pane.records.append((t, v))  # type: ignore[union-attr]
+                                    pane.count += 1
+                                    if t > max_ts:
+                                        max_ts = t
+                                    continue
+                    elif hops is not None and (got := hops(p, rec, v)) is not None:
+                        max_ts = got if got > max_ts else max_ts
+                        continue
                     ts = self._time_of(p, rec, v)
                     if ts is not None and self._fold_value(p, rec, v, ts) and ts > max_ts:
                         max_ts = ts

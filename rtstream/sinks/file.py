@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import functools
 import hashlib
 import os
 import re
@@ -88,16 +89,19 @@ class FileSink(Sink):
 
     def _write(self, target: Path, rows: list[dict[str, Any]]) -> Rejected:
         rejected: Rejected = []
-        good: list[tuple[dict[str, Any], bytes]] = []
-        for row in rows:
-            line = encode_row(row)
-            if isinstance(line, str):
-                rejected.append(([row], line))
-            else:
-                good.append((row, line))
+        try:  # the common case, every row encodable: one C-level pass, each line ending in its newline
+            lines, good = list(map(_line, rows)), rows
+        except (TypeError, orjson.JSONEncodeError):
+            lines, good = [], []
+            for row in rows:
+                line = encode_row(row)
+                if isinstance(line, str):
+                    rejected.append(([row], line))
+                else:
+                    lines.append(line + b"\n")
+                    good.append(row)
         if rejected and not good and not target.exists():
             return rejected  # nothing of this window can be written: leave no empty file behind
-        lines = [line for _, line in good]
         if self.context.worker.count == 1:
             self._replace(target, lines, good)
             return rejected
@@ -113,16 +117,17 @@ class FileSink(Sink):
             os.close(folder)  # releases the lock
         return rejected
 
-    def _replace(self, target: Path, lines: list[bytes], good: list[tuple[dict[str, Any], bytes]]) -> None:
+    def _replace(self, target: Path, lines: list[bytes], good: list[dict[str, Any]]) -> None:
+        """Write `lines` (of the rows `good`, each with its newline) as the window's file."""
         keys = self.context.key_fields
         if keys and target.exists():
-            merged = {_key(r, keys): orjson.dumps(r) for r in _read(target)}
-            merged.update((_key(r, keys), line) for r, line in good)
+            merged = {_key(r, keys): orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in _read(target)}
+            merged.update((_key(r, keys), line) for r, line in zip(good, lines, strict=True))
             lines = list(merged.values())
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         try:
             with open(tmp, "wb") as fh:
-                fh.write(b"".join(line + b"\n" for line in lines))
+                fh.write(b"".join(lines))
                 fh.flush()
                 if self.config.fsync:
                     os.fsync(fh.fileno())
@@ -136,6 +141,9 @@ class FileSink(Sink):
                 os.fsync(fd)
             finally:
                 os.close(fd)
+
+
+_line = functools.partial(orjson.dumps, default=str, option=orjson.OPT_APPEND_NEWLINE)  # encode_row's, one line
 
 
 def _key(row: dict[str, Any], keys: list[str]) -> bytes:

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from bisect import bisect_left
 from collections.abc import AsyncIterator
+from operator import attrgetter
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
 from rtstream.model.batch import Batch
-from rtstream.model.nexmark import Nexmark
+from rtstream.model.nexmark import CHUNK, Nexmark
 from rtstream.model.record import Record
 from rtstream.model.registry import register
 from rtstream.sources.base import SourceConfig
@@ -71,6 +73,9 @@ class NexmarkConfig(SourceConfig):
                        active_people=self.active_people)
 
 
+_offset = attrgetter("offset")
+
+
 @register("source", "nexmark")
 class NexmarkSource(ClockedSource):
     Config = NexmarkConfig
@@ -87,6 +92,11 @@ class NexmarkSource(ClockedSource):
         cfg, model = self.config, self.model
         only = frozenset(cfg.only) if cfg.only is not None else None
         i = self.position
+        # events are made a whole chunk of draws at a time (`made`: those up to `made_upto` not yet
+        # handed over, from `made_at`): a batch that ends inside a chunk would otherwise make that
+        # chunk's first events again for the next batch
+        made: list[Record] = []
+        made_at, made_upto = 0, i
         while cfg.events is None or i < cfg.events:
             upto = i + cfg.batch_size
             if cfg.events is not None:
@@ -98,7 +108,14 @@ class NexmarkSource(ClockedSource):
                     await asyncio.sleep(max(0.001, (model.ts_of(i) - now) / 1000))
                     continue
                 upto = min(upto, due)
-            records = model.generate(i, upto, only, Record)
+            if made_upto < upto:
+                hi = upto - upto % CHUNK + CHUNK if upto % CHUNK else upto
+                if cfg.events is not None:
+                    hi = min(hi, cfg.events)
+                made = made[made_at:] + model.generate(made_upto, hi, only, Record)
+                made_at, made_upto = 0, hi
+            cut = bisect_left(made, upto, made_at, key=_offset)
+            records, made_at = made[made_at:cut], cut
             i = upto
             if records:  # `only` may leave a short range empty: the next batch's end covers it
                 yield Batch(self.name, 0, records, i, decoded=True)

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import gc
 
+from rtstream.support.malloc_tuning import keep_freed_memory
+
 YOUNG_THRESHOLD = 10_000
 
 
 def tune_for_streaming() -> None:
+    keep_freed_memory()  # the heap's side of the same churn (support/malloc_tuning.py)
     gc.collect()  # start-up's own garbage is not frozen with it
     gc.freeze()
     _, older, oldest = gc.get_threshold()
