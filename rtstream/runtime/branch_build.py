@@ -24,6 +24,7 @@ from rtstream.runtime.context import Context
 from rtstream.runtime.flush import WindowFlusher
 from rtstream.runtime.observers import WindowObserver
 from rtstream.runtime.partitions import PartitionLifecycle
+from rtstream.runtime.written_marks import WrittenMarks
 from rtstream.sinks.base import Sink
 from rtstream.sources.base import Source
 from rtstream.stages.aggregate import AggregateStage
@@ -83,7 +84,9 @@ def build_branched(settings: Settings, observers: Sequence[WindowObserver] = ())
         engines.append(engine)
         parts.append((rest, incremental, sinks))
     engine_set = BranchedEngine(engines, tracker, BranchHolds(tracker, len(engines)))
-    committer = Committer(tracker, engine_set.ledger, sources, transactional=False, owned=engine_set.owned)
+    scopes = {s.name: s.checkpoint_scope() for s in sources}
+    committer = Committer(tracker, engine_set.ledger, sources, transactional=False, owned=engine_set.owned,
+                          journal=WrittenMarks(state_dir, root.pipeline.name, scopes, root.daemon.worker.index))
     flushers = [WindowFlusher(rest, sinks, dead_letters, engine_set.emitted, policies, history=history,
                               observers=observers, alert=alert, first_stage=inc.name if inc else None,
                               committer=committer) for rest, inc, sinks in parts]
@@ -92,7 +95,6 @@ def build_branched(settings: Settings, observers: Sequence[WindowObserver] = ())
     if root.state.checkpoint_interval is not None:  # always, for branches (rtstream.config.branches)
         path = Path(root.state.path) if root.state.path else state_dir / "checkpoints.db"
         checkpoints = CheckpointStore(path, root.pipeline.name)
-    scopes = {s.name: s.checkpoint_scope() for s in sources}
     partitions = PartitionLifecycle(engine_set, committer, checkpoints, scopes)  # type: ignore[arg-type]
     context.partitions = partitions
     return PipelineParts(
