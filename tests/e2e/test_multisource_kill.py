@@ -129,3 +129,68 @@ def test_a_kill_between_two_sources_commits_rewrites_no_window(tmp_path: Path, k
     assert set(got) == set(want)
     dead = tmp_path / "dead.jsonl"
     assert not dead.exists() or not dead.read_text().strip(), dead.read_text()[:2000]
+
+
+def branched_config(tmp_path: Path) -> Path:
+    """Two branches, each folding both sources: one commit rule, one engine per branch."""
+    doc: dict[str, Any] = {
+        "pipeline": {"name": "two-branches",
+                     "flow": "[left, right] >> per_user >> out\n[left, right] >> per_user_hop >> out_hop"},
+        "window": {"size": "5m", "lateness": "30s"},
+        "sources": {name: {"type": "file", "path": str(tmp_path / f"{name}.jsonl"), "follow": True,
+                           "poll_interval": "50ms"} for name in SOURCES},
+        "stages": {"per_user": {"type": "aggregate", "key": "user_id",
+                                "aggregates": {"events": "count()", "spent": "sum(amount)"}},
+                   "per_user_hop": {"type": "aggregate", "key": "user_id",
+                                    "aggregates": {"events": "count()", "spent": "sum(amount)"},
+                                    "window": {"type": "hopping", "size": "4m", "hop": "2m"}}},
+        "sinks": {"out": {"type": "file", "path": str(tmp_path / "out"), "fsync": False},
+                  "out_hop": {"type": "file", "path": str(tmp_path / "out_hop"), "fsync": False}},
+        "state": {"checkpoint_interval": "200ms"},
+        "dead_letter": {"path": str(tmp_path / "dead.jsonl")},
+        "daemon": {"state_dir": str(tmp_path / "state"), "commit_interval": "100ms", "shutdown_grace": "10s"},
+    }
+    return write_config(tmp_path / "branches.toml", doc)
+
+
+@pytest.mark.parametrize("seed", range(LOOPS))
+@pytest.mark.parametrize("checkpoints", ["kept", "lost"])
+def test_a_kill_between_two_sources_commits_rewrites_no_window_of_any_branch(tmp_path: Path, checkpoints: str,
+                                                                            seed: int) -> None:
+    """Branches keep one commit rule: the same cut round, with the checkpoint store kept (restored
+    from it) or lost (a host without it replays from the commits)."""
+    rnd = random.Random(f"branches:{checkpoints}:{seed}")
+    cfg = branched_config(tmp_path)
+    state = tmp_path / "state"
+    first = {name: records(rnd, 0, 15) for name in SOURCES}
+    for name in SOURCES:
+        append(tmp_path / f"{name}.jsonl", first[name])
+    with Daemon(cfg, tmp_path, env=shim_env()) as d:
+        assert d.wait(120) == -9, d.stderr[-3000:]
+    marked = [name for name in SOURCES if (position(state, name).get("mark"))]
+    assert len(marked) == 1, {name: position(state, name) for name in SOURCES}
+    behind = next(name for name in SOURCES if name not in marked)
+    if checkpoints == "lost":
+        for f in state.glob("checkpoints.db*"):
+            f.unlink()
+    second = {name: records(rnd, 15, 25) for name in SOURCES}
+    upto = BASE_MS + 25 * MIN - 10_000 - LATENESS
+    everything = [r for name in SOURCES for r in first[name] + second[name]]
+    wants = {"out": reference(everything, 5 * MIN, 5 * MIN, upto), "out_hop": reference(everything, 4 * MIN, 2 * MIN, upto)}
+    with Daemon(cfg, tmp_path) as d:
+        wait_until(lambda: position(state, behind).get("mark"), 60, what=f"a marked commit of {behind}")
+        for name in SOURCES:
+            append(tmp_path / f"{name}.jsonl", second[name])
+        for sink, want in wants.items():
+            last = max(start for start, _ in want)
+            wait_until(lambda: any(start == last for start, _ in sink_rows(tmp_path / sink)), 60,  # noqa: B023
+                       what=f"the last closed window of {sink}")
+        d.signal(signal.SIGTERM)
+        assert d.wait(30) == 0, d.stderr[-3000:]
+    for sink, want in wants.items():
+        got = sink_rows(tmp_path / sink)
+        wrong = {k: (got.get(k), v) for k, v in want.items() if got.get(k) != v}
+        assert not wrong, f"{sink}: {len(wrong)} of {len(want)} rows differ (got, want): {sorted(wrong.items())[:8]}"
+        assert set(got) == set(want), sink
+    dead = tmp_path / "dead.jsonl"
+    assert not dead.exists() or not dead.read_text().strip(), dead.read_text()[:2000]
