@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import re
 import socket
 from collections.abc import Hashable, Mapping
@@ -31,6 +32,8 @@ from typing import Any
 
 from rtstream.model.positions import Mark, SourceCommit
 from rtstream.sources.file_positions import PositionFile
+
+log = logging.getLogger("rtstream.commit")
 
 
 def _key(source: str, partition: Hashable) -> str:
@@ -43,15 +46,30 @@ class WrittenMarks:
         name = f"{re.sub(r'[^A-Za-z0-9_-]', '_', pipeline)[:40]}-{hashlib.sha256(pipeline.encode()).hexdigest()[:8]}"
         self.file = PositionFile(state_dir, f"written-marks.{name}.{socket.gethostname()}.w{worker}")
         self.scopes = dict(scopes)  # source -> what its positions are valid for
-        self._saved: dict[str, list[Any]] = dict(self.file.load().get("pairs", {}))
+        self._saved: dict[str, list[Any]] = self._load()
         self._lock = asyncio.Lock()  # two saves at once could rename the older document last
+
+    def _load(self) -> dict[str, list[Any]]:
+        # The journal only ever spares a window from being written again: one that cannot be read is
+        # set aside with a warning (the start goes on as it did before journals), never a traceback.
+        try:
+            doc = self.file.load()
+        except (OSError, ValueError) as exc:  # orjson's JSONDecodeError is a ValueError
+            log.warning("%s cannot be read (%s): started without it; a source behind may write a window again",
+                        self.file.path, exc)
+            return {}
+        pairs = doc.get("pairs") if isinstance(doc, dict) else None
+        return {k: v for k, v in pairs.items() if isinstance(v, list) and len(v) == 3} if isinstance(pairs, dict) else {}
 
     def mark(self, source: str, partition: Hashable) -> Mark | None:
         """The mark this process journaled for the partition, if it was read in the same scope."""
         entry = self._saved.get(_key(source, partition))
         if entry is None or entry[0] != self.scopes.get(source):
             return None
-        return Mark(int(entry[1]), int(entry[2]))
+        written, nxt = entry[1], entry[2]
+        if not (isinstance(written, int) and isinstance(nxt, int)):
+            return None
+        return Mark(written, nxt)
 
     async def before_commits(self, commits: Mapping[str, SourceCommit]) -> None:
         """On disk before any of `commits` is made (a StateDirError stops the round). One source alone

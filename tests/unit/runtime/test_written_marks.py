@@ -45,3 +45,22 @@ def test_an_unsafe_pipeline_name_stays_inside_the_state_dir(tmp_path):
     asyncio.run(j.before_commits(round_of(a={0: (1, Mark(5, 2))}, b={0: (1, Mark(5, 2))})))
     [f] = (state / "positions").iterdir()
     assert f.name.startswith("written-marks.______x__y-") and [p.name for p in tmp_path.iterdir()] == ["state"]
+
+
+def test_a_journal_that_cannot_be_read_is_set_aside_with_a_warning(tmp_path, caplog):
+    positions = tmp_path / "positions"
+    j = WrittenMarks(tmp_path, "p", {"a": "a", "b": "b"})
+    asyncio.run(j.before_commits(round_of(a={0: (1, Mark(5, 2))}, b={0: (1, Mark(5, 2))})))
+    [f] = positions.iterdir()
+    for garbage in (b"\x00not json", b"[1, 2]", b'{"pairs": [1]}', b'{"pairs": {"a\\t0": ["a", "x", null]}}',
+                    b'{"pairs": {"a\\t0": ["a", 1]}}'):
+        f.write_bytes(garbage)
+        again = WrittenMarks(tmp_path, "p", {"a": "a"})
+        assert again.mark("a", 0) is None
+    f.write_bytes(b"\x00not json")
+    WrittenMarks(tmp_path, "p", {"a": "a"})
+    assert "cannot be read" in caplog.text and "Traceback" not in caplog.text
+    # and the next round writes it whole again
+    again = WrittenMarks(tmp_path, "p", {"a": "a", "b": "b"})
+    asyncio.run(again.before_commits(round_of(a={0: (1, Mark(7, 3))}, b={0: (1, Mark(7, 3))})))
+    assert WrittenMarks(tmp_path, "p", {"a": "a"}).mark("a", 0) == Mark(7, 3)
