@@ -105,6 +105,9 @@ class BranchedEngine:
         for e in self.engines:
             e.seed(pk, mark)
 
+    def adopt_written(self, pk: PartitionKey, mark: Mark) -> bool:
+        return any([e.adopt_written(pk, mark) for e in self.engines])  # every branch, not the first only
+
     def revoke(self, pk: PartitionKey) -> None:
         for e in self.engines:
             e.revoke(pk)

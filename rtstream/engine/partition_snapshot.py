@@ -10,8 +10,6 @@ from rtstream.engine.state import EngineState
 from rtstream.model.positions import Mark, PartitionKey
 from rtstream.windows.watermark import NEVER
 
-ALL_OFFSETS = 2**63  # a mark's next offset meaning "every record of its windows was counted"
-
 
 class EngineSnapshots(EngineState):
     def snapshot(self, pk: PartitionKey) -> tuple[int, bytes] | None:
@@ -62,8 +60,6 @@ class EngineSnapshots(EngineState):
         for step in self.steps:
             if step.name in state.get("steps", {}):
                 step.restored(pk, state["steps"][step.name], position)
-        if pk[0] in self.join_sides:
-            self._share_written(pk)
         for window, rows, offset in state["pending"]:
             again = next((em for em in self.ledger.pending.values() if em.window.id == window.id), None)
             if again is None:  # the same window may come back with each of its partitions: written once
@@ -85,24 +81,35 @@ class EngineSnapshots(EngineState):
         for step in self.steps:
             step.saved(pk, position)
 
-    def _share_written(self, pk: PartitionKey) -> None:
-        """A joined window holds rows of every side, and was written whole: when one side's commit says
-        windows ending by T are written, so are the other sides' rows of them, even if their own
-        commit had not landed yet (a kill between two sources' commits). Without this the side that
-        replays would write such a window again from its rows alone (found by
-        tests/integration/test_kafka_joins.py, 3 runs in 7: a left join's window rewritten with its
-        orders only). Their records there were written or late: they are skipped."""
-        if self.records_in:
-            # only at start, before anything is folded: a partition that comes later (a rebalance)
-            # keeps its own mark, and no window this process holds open is ever dropped for it
-            return
-        upto = self._joined_written
+    def adopt_written(self, pk: PartitionKey, mark: Mark) -> bool:
+        """`pk` resumes below a mark this process saved for it before a commit round that may not have
+        committed it (rtstream.runtime.written_marks): windows ending by `mark.written_upto` were
+        written whole, with this partition's records below `mark.next_offset` in them, even if its
+        own commit had not landed (a kill between two sources' commits). Without this the replay
+        wrote such a window again from this partition's records alone (a join's window orders-only,
+        tests/integration/test_kafka_joins.py, 3 runs in 7; an aggregate's of two sources,
+        tests/e2e/test_multisource_kill.py, 10 in 10). Returns whether the mark said more than the
+        partition's own (its commit's, or its restored checkpoint's)."""
+        if getattr(self, "counts", None) is not None:
+            return False  # count windows resume from checkpoints and never commit past them
+        upto = mark.written_upto
+        # a window this process holds open from other partitions is written by its close, whole:
+        # this partition's records of it are folded again, not skipped (a rebalance mid-run)
+        others = [start + self.size_ms for start, panes in self.store.snapshot().items()
+                  for p, _ in panes if p != pk]
+        if self.sessions is not None:
+            own = {s.id for s in self.sessions.of(pk)}
+            others += [s.end(self.sessions.gap) for s in self.sessions.alive.values() if s.id not in own]
+        if others and min(others) <= upto:
+            upto = min(others) - 1
         seed = self._seeds.get(pk)
-        if upto != NEVER and (seed is None or seed[0] < upto):
-            self._seeds[pk] = Mark(upto, ALL_OFFSETS)
-            self.ledger.seed(pk, upto)
-            self._emitted_upto[pk] = max(self._emitted_upto.get(pk, NEVER), upto)
-        # a restored checkpoint older than the other side's commit may hold such a window open: dropped
+        if upto == NEVER or (seed is not None and seed.written_upto >= upto):
+            return False
+        self._seeds[pk] = Mark(upto, mark.next_offset)
+        self.ledger.seed(pk, upto)
+        self._emitted_upto[pk] = max(self._emitted_upto.get(pk, NEVER), upto)
+        # a restored checkpoint older than the mark may hold such a window open: it is dropped, and
+        # the records after the checkpoint are skipped as written (below the mark's next offset)
         panes = self.store.panes_of(pk)
         for start in [s for s in panes if s + self.size_ms <= upto]:
             pane = panes.pop(start)
@@ -110,6 +117,7 @@ class EngineSnapshots(EngineState):
                 self.store.buffered[start] = self.store.buffered.get(start, 0) - len(pane.records)
             self.tracker.release(pk, Hold(HoldKind.OPEN, start))
             self.replayed_done += pane.count
+        return True
 
     def take_restored(self) -> list[Emission]:
         out, self._restored = self._restored, []

@@ -18,7 +18,7 @@ from rtstream.windows.aggregates import Aggregator
 from rtstream.windows.assign import TumblingAssigner
 from rtstream.windows.sessions import SessionStore
 from rtstream.windows.store import WindowStore
-from rtstream.windows.watermark import NEVER, WatermarkTracker
+from rtstream.windows.watermark import WatermarkTracker
 
 if TYPE_CHECKING:
     from rtstream.engine.emission import Emission
@@ -73,6 +73,3 @@ class EngineState:
         # the state of joins and keyed stages (rtstream.engine.stateful): each per-record stage with a
         # `stateful_step` is folded through it, told the record's partition and position
         self.steps, self.tombstones, self.input_time = bind_steps(self, record_stages)
-        # the sources a join reads: their windows are written whole, for every side (WindowEngine.seed)
-        self.join_sides: set[str] = {side for step in self.steps for side in step.sides}
-        self._joined_written = NEVER

@@ -23,19 +23,12 @@ class WindowEngine(CountFold):
     def assign(self, pk: PartitionKey, now: float, epoch: int = 0) -> None:
         self._epochs[pk] = epoch
         self.watermark.assign(pk, now)
-        if pk[0] in self.join_sides:
-            self._share_written(pk)
 
     def seed(self, pk: PartitionKey, mark: Mark) -> None:
         """Resume a partition from a commit that carried `mark` (see rtstream.model.positions.Mark)."""
         self._seeds[pk] = mark
         self.ledger.seed(pk, mark[0])
         self._emitted_upto[pk] = max(self._emitted_upto.get(pk, NEVER), mark[0])
-        if pk[0] in self.join_sides:
-            self._joined_written = max(self._joined_written, mark[0])
-            for other in self._epochs:
-                if other[0] in self.join_sides:
-                    self._share_written(other)
 
     def revoke(self, pk: PartitionKey) -> None:
         """Drop a partition's open state without emitting it; its next owner replays it."""

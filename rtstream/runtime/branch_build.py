@@ -30,6 +30,7 @@ from rtstream.runtime.observers import WindowObserver
 from rtstream.runtime.partitions import PartitionLifecycle
 from rtstream.runtime.shared_sinks import SharedSink
 from rtstream.runtime.source_staging import SourceStaging
+from rtstream.runtime.written_marks import WrittenMarks
 from rtstream.sinks.base import Sink
 from rtstream.sources.base import Source
 from rtstream.stages.aggregate import AggregateStage
@@ -114,7 +115,9 @@ def build_branched(settings: Settings, observers: Sequence[WindowObserver] = ())
             e.source_where = {}  # the staging filters by each source's `where` before the trunk
     engine_set = BranchedEngine(engines, tracker, BranchHolds(tracker, len(engines)))
     engine_set.labels = labels  # type: ignore[attr-defined]
-    committer = Committer(tracker, engine_set.ledger, sources, transactional=False, owned=engine_set.owned)
+    scopes = {s.name: s.checkpoint_scope() for s in sources}
+    committer = Committer(tracker, engine_set.ledger, sources, transactional=False, owned=engine_set.owned,
+                          journal=WrittenMarks(state_dir, root.pipeline.name, scopes, root.daemon.worker.index))
     flushers: list[WindowFlusher | FanOutFlusher] = []
     for tails in parts:
         # a window fan-out's window is one window to the metrics: told by its first branch only
@@ -129,7 +132,6 @@ def build_branched(settings: Settings, observers: Sequence[WindowObserver] = ())
     if root.state.checkpoint_interval is not None:  # always, for branches (rtstream.config.branches)
         path = Path(root.state.path) if root.state.path else state_dir / "checkpoints.db"
         checkpoints = CheckpointStore(path, root.pipeline.name)
-    scopes = {s.name: s.checkpoint_scope() for s in sources}
     partitions = PartitionLifecycle(engine_set, committer, checkpoints, scopes)  # type: ignore[arg-type]
     context.partitions = partitions
     return PipelineParts(

@@ -28,6 +28,7 @@ from rtstream.runtime.observers import WindowObserver
 from rtstream.runtime.partitions import PartitionLifecycle
 from rtstream.runtime.run_history import RunHistory
 from rtstream.runtime.source_staging import SourceStaging
+from rtstream.runtime.written_marks import WrittenMarks
 from rtstream.sinks.base import Sink
 from rtstream.sources.base import Source
 from rtstream.stages.aggregate import AggregateStage
@@ -125,7 +126,8 @@ def build_parts(settings: Settings, observers: Sequence[WindowObserver] = ()) ->
         engine.use_counts(w.records)  # type: ignore[arg-type]  # set when type = "count" (config.models)
     # a sink that commits source offsets in its own transactions (Kafka exactly_once) does all commits
     committer = Committer(tracker, engine.ledger, sources, transactional=any(s.commits_source_offsets for s in sinks),
-                          owned=engine.owned)
+                          owned=engine.owned,
+                          journal=WrittenMarks(state_dir, root.pipeline.name, scopes, root.daemon.worker.index))
     checkpoints: CheckpointStore | None = None
     if root.state.checkpoint_interval is not None:
         path = Path(root.state.path) if root.state.path else state_dir / "checkpoints.db"

@@ -16,6 +16,7 @@ log = logging.getLogger("rtstream.commit")
 
 if TYPE_CHECKING:
     from rtstream.model.window import Window
+    from rtstream.runtime.written_marks import WrittenMarks
     from rtstream.sources.base import Source
 
 
@@ -23,13 +24,14 @@ class Committer:
     """Commits what the ledger says is safe, through each source's own `commit`."""
 
     def __init__(self, tracker: CommitTracker, ledger: DeliveryLedger, sources: list[Source], *,
-                 transactional: bool, owned: Any, timeout: float = 10.0):
+                 transactional: bool, owned: Any, timeout: float = 10.0, journal: WrittenMarks | None = None):
         self.tracker = tracker
         self.ledger = ledger
         self.sources = {s.name: s for s in sources}
         self.transactional = transactional  # a sink commits offsets in its transactions; nothing else does
         self._owned = owned  # () -> the partitions owned now
         self.timeout = timeout  # a commit the source cannot make (its broker is gone) is given up after this
+        self.journal = journal  # the round's marks, saved before its commits (rtstream.runtime.written_marks)
 
     def safe(self, source: str, only: AbstractSet[Hashable] | None = None) -> SourceCommit:
         positions = {p: pos for p, pos in self.tracker.safe_positions(source).items() if only is None or p in only}
@@ -39,8 +41,11 @@ class Committer:
     async def commit_all(self) -> None:
         if self.transactional:
             return
-        for name, src in self.sources.items():
-            commit = self.safe(name)
+        commits = {name: self.safe(name) for name in self.sources}
+        if self.journal is not None:  # a kill between two sources' commits keeps the later ones' marks
+            await self.journal.before_commits(commits)
+        for name, commit in commits.items():
+            src = self.sources[name]
             if commit.positions:
                 try:
                     await asyncio.wait_for(src.commit(commit.positions, commit.marks), self.timeout)

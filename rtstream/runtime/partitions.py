@@ -51,7 +51,8 @@ class PartitionLifecycle:
         for p, mark in src.resume_marks().items():
             self.engine.seed((src.name, p), mark)
         if fixed:
-            self._restore(src.name, self._load(src.name, fixed), src.resume_at)
+            restored = self._restore(src.name, self._load(src.name, fixed), src.resume_at)
+            self._adopt_journaled(src.name, {**src.resumed(), **restored})
 
     async def assigned(self, a: Assignment) -> dict[Hashable, int]:
         now = asyncio.get_running_loop().time()
@@ -67,6 +68,7 @@ class PartitionLifecycle:
             def newer(positions: dict[Hashable, int]) -> set[Hashable]:
                 return {p for p, pos in positions.items() if pos >= a.starts[p]}  # older than the commit: replay
             starts.update(self._restore(a.source, found, newer))
+        self._adopt_journaled(a.source, starts)
         for p, pos in starts.items():
             self.states[(a.source, p)] = (PartitionState.STARTED, pos)
         return starts
@@ -82,6 +84,20 @@ class PartitionLifecycle:
             self.engine.revoke((source, p))
             self.states[(source, p)] = (PartitionState.REVOKED, None)
         log.info("%s: revoked %s", source, sorted(map(str, partitions)), extra={"component": source})
+
+    def _adopt_journaled(self, source: str, starts: dict[Hashable, int]) -> None:
+        """A partition that reads on from below the mark this process saved for it before a commit
+        round (rtstream.runtime.written_marks) takes that mark: its own commit may not have landed.
+        Only below that mark's next offset: the records after it were never counted here."""
+        journal = self.committer.journal
+        if journal is None:
+            return
+        for p, start in starts.items():
+            mark = journal.mark(source, p)
+            if mark is not None and start < mark.next_offset and self.engine.adopt_written((source, p), mark):
+                log.info("%s: %s reads on from %s below the mark saved before its commit: windows ending by %s "
+                         "were written and are not written again", source, p, start, mark.written_upto,
+                         extra={"component": source})
 
     def _load(self, source: str, partitions: list[Hashable]) -> dict[Hashable, tuple[int, bytes]]:
         if self.checkpoints is None:

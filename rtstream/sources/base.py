@@ -67,6 +67,12 @@ class Source(WhereFiltered, Component):
         """The marks saved with the positions this source resumes from (fixed-partition sources)."""
         return {}
 
+    def resumed(self) -> dict[Hashable, int]:
+        """Fixed-partition sources: the position each partition reads on from, when it goes on with
+        what an earlier run of this source read (not a finite run that starts over, not a new file).
+        A mark journaled before a commit round applies only to these (rtstream.runtime.written_marks)."""
+        return {}
+
     async def keepalive(self) -> None:
         """Called while the pipeline is full and the source must wait: stay a live member of whatever
         it belongs to (a Kafka group) without taking more input."""

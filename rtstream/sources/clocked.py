@@ -77,3 +77,6 @@ class ClockedSource(Source):
 
     def resume_marks(self) -> dict[Hashable, Mark]:
         return {0: self._mark} if self._mark is not None else {}
+
+    def resumed(self) -> dict[Hashable, int]:
+        return {} if self.finite else {0: self.position}  # a finite run starts over

@@ -124,6 +124,11 @@ class FileSource(Source):
         self._resume = {**self._resume, "position": pos}
         return {0}
 
+    def resumed(self) -> dict[Hashable, int]:
+        # a followed file goes on from its commit (or from 0 when none landed yet); whether the file
+        # is still the same one is told only once it is opened, as for resume_at
+        return {0: int(self._resume.get("position", 0))} if self.config.follow else {}
+
     def resume_marks(self) -> dict[Hashable, Mark]:
         mark = self._resume.get("mark")
         return {0: Mark(int(mark[0]), int(mark[1]))} if mark else {}

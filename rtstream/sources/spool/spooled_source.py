@@ -121,6 +121,9 @@ class SpooledSource(Source):
     def resume_marks(self) -> dict[Hashable, Mark]:
         return {0: Mark(*self.spool.mark)} if self.spool.mark else {}
 
+    def resumed(self) -> dict[Hashable, int]:
+        return {0: self.spool.committed}  # the spool survives restarts: it reads on from its commit
+
     async def close(self) -> None:
         if self._ticker is not None:
             self._ticker.cancel()
