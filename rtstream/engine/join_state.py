@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import operator
 from typing import Any
 
 from rtstream.engine.stateful import LiveOffsets, StatefulStep, scalar_key, size_of
@@ -42,6 +43,35 @@ def merge(left: dict[str, Any], right: dict[str, Any] | None, key_field: str | N
         if k == key_field:
             continue
         out[(right_prefix + k) if k in left else k] = v
+    return out
+
+
+def merge_all(left: dict[str, Any], rights: list[dict[str, Any]], key_field: str | None, left_prefix: str,
+              right_prefix: str) -> list[dict[str, Any]]:
+    """`[merge(left, r, ...) for r in rights]`, the same rows with their fields in the same order, made
+    faster: the renames depend only on which fields each side has, so rights of one shape (the same
+    fields in the same order, as a window's rows of one source mostly are) share one plan, and a row
+    is the left part copied plus the right's values taken in C."""
+    out: list[dict[str, Any]] = []
+    shape: tuple[str, ...] | None = None
+    base: dict[str, Any] = {}
+    take: Any = None
+    dests: list[str] = []
+    names: list[str] = []
+    for right in rights:
+        fields = tuple(right)
+        if fields != shape:
+            shape = fields
+            base = {(left_prefix + k) if k in right and k != key_field else k: v for k, v in left.items()}
+            names = [k for k in fields if k != key_field]
+            dests = [(right_prefix + k) if k in left else k for k in names]
+            take = operator.itemgetter(*names) if len(names) > 1 else None
+        row = base.copy()
+        if take is not None:
+            row.update(zip(dests, take(right), strict=True))
+        elif names:  # itemgetter of one name gives the value, not a tuple
+            row[dests[0]] = right[names[0]]
+        out.append(row)
     return out
 
 

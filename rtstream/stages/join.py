@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from rtstream.engine.join_state import IntervalState, Sided, SideTagger, merge
+from rtstream.engine.join_state import IntervalState, Sided, SideTagger, merge_all
 from rtstream.engine.stateful import StatefulStep
 from rtstream.model.durations import parse_duration
 from rtstream.model.registry import register
@@ -131,7 +131,7 @@ class WindowJoinStage(Stage):
             elif side == "left":
                 matches = rights.get(row.get(left_on))
                 if matches:
-                    out.extend(merge(row, r, shared, *prefixes) for r in matches)
+                    out.extend(merge_all(row, matches, shared, *prefixes))
                 elif self.config.how == "left":
                     out.append(dict(row))
         return out
