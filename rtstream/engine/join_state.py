@@ -92,8 +92,20 @@ class SideTagger(StatefulStep):
             return [value]  # a source that is no side of this join passes through
         ts = self.time_of(rec, value)
         last = ts - ts % self.hop_ms
-        starts = [last - k * self.hop_ms for k in range(self.size_ms // self.hop_ms)]
         counts = self.counts
+        if self.size_ms == self.hop_ms:  # tumbling, the common case: one window, no lists
+            at = (last, side)
+            n = counts.get(at, 0)
+            if n >= self.max_rows:
+                raise ValueError(f"the {side} side already has max_rows = {self.max_rows} rows in the window "
+                                 f"starting at {last} (ms)")
+            counts[at] = n + 1
+            mine = self.by_pk.get(pk)
+            if mine is None:
+                mine = self.by_pk[pk] = {}
+            mine[at] = mine.get(at, 0) + 1
+            return [Sided(value, side)]
+        starts = [last - k * self.hop_ms for k in range(self.size_ms // self.hop_ms)]
         for s in starts:
             if counts.get((s, side), 0) >= self.max_rows:
                 raise ValueError(f"the {side} side already has max_rows = {self.max_rows} rows in the window "
