@@ -72,6 +72,9 @@ class WindowFlusher:
         self.failures: dict[str, int] = {}
         self.failing: dict[str, str] = {}  # component -> its last error, while it is halted and retrying
         self.latencies: collections.deque[float] = collections.deque(maxlen=10_000)  # closed -> written, s
+        # during a group flush (runtime/flush_group.py) written windows wait here to be released until
+        # their run history is written
+        self.held: list[Emission] | None = None
 
     def _record(self, em: Emission, component: str, kind: str, state: str, **kw: Any) -> None:
         if self.history is not None and em.window.final:  # a running result is not a run
@@ -119,7 +122,10 @@ class WindowFlusher:
                 self.rows_out += len(rows)
             else:  # a running result: counted apart, or the rate would spike at every update
                 self.rows_running += len(rows)
-        self.done(em)
+        if self.held is not None:
+            self.held.append(em)
+        else:
+            self.done(em)
         took = time.monotonic() - began
         if not em.window.final:
             log.debug("running result of window %s .. %s: %d records so far, %d rows", em.window.start_iso,

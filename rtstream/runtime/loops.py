@@ -20,6 +20,7 @@ from rtstream.connect.listen_error import ListenError
 from rtstream.engine.emission import Emission
 from rtstream.model.errors import ComponentError
 from rtstream.runtime.build import PipelineParts
+from rtstream.runtime.flush_group import flush_group, take_group
 from rtstream.runtime.partitions import save_checkpoints
 
 if TYPE_CHECKING:
@@ -144,7 +145,13 @@ class PipelineLoops:
     async def _flush_loop(self) -> None:
         try:
             while (em := await self.windows.get()) is not None:
-                await self.rt.flusher.flush(em)
+                # the windows waiting behind it are flushed with it, as one group (rtstream.runtime.flush_group)
+                groups = take_group(self.windows, em)
+                for group in groups:
+                    if group is not None:
+                        await flush_group(self.rt.flusher, self.rt.history, group)
+                if groups[-1] is None:
+                    break
         finally:
             self.drained.set()
 
