@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import orjson
+import pytest
 
 from rtstream.engine.emission import Emission
 from rtstream.model.policy import Policy
@@ -18,6 +19,7 @@ from rtstream.runtime.flush import WindowFlusher
 from rtstream.runtime.flush_group import GROUP_MAX, flush_group, take_group
 from rtstream.runtime.run_history import RunHistory
 from rtstream.sinks.base import Sink
+from rtstream.stages.base import Stage
 
 BASE = 1_767_225_600_000
 
@@ -43,6 +45,27 @@ class ListSink(Sink):
         self.written.append((window.key, rows))
 
 
+class GroupSink(ListSink):
+    """The same sink taking a group's windows in one call (as the python sink does), stopping at the
+    first window that fails."""
+
+    def __init__(self, *args: Any, **kw: Any):
+        super().__init__(*args, **kw)
+        self.calls: list[int] = []
+
+    async def write_windows(self, items: list[tuple[Window, list[dict[str, Any]]]]) -> tuple[int, BaseException | None]:
+        self.calls.append(len(items))
+        for i, (window, rows) in enumerate(items):
+            try:
+                await self.write(window, rows)
+            except Exception as exc:  # noqa: BLE001 - handed to the flusher's policy
+                return i, exc
+        return len(items), None
+
+
+SINKS = pytest.mark.parametrize("sink_class", [ListSink, GroupSink])
+
+
 def sessions(n: int) -> list[Emission]:
     out = []
     for i in range(n):
@@ -53,14 +76,30 @@ def sessions(n: int) -> list[Emission]:
     return out
 
 
-def flusher(tmp_path, sink: Sink, on_failure: str = "dead_letter") -> tuple[WindowFlusher, list[int], RunHistory]:
+class Doubling(Stage):
+    """A window stage doubling each row's count; it raises on the keys in `fails`."""
+
+    def __init__(self, fails: set[str]):
+        super().__init__("double", None, None)
+        self.fails = fails
+
+    async def run(self, window: Window, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if window.key in self.fails:
+            raise ValueError(f"cannot double {window.key}")
+        return [{**r, "n": r["n"] * 2} for r in rows]
+
+
+def flusher(tmp_path, sink: Sink, on_failure: str = "dead_letter",
+            stages: list[Stage] = ()) -> tuple[WindowFlusher, list[int], RunHistory]:
     released: list[int] = []
     history = RunHistory(tmp_path / "runs.db")
     dead = DeadLetterFile(tmp_path / "dead.jsonl")
     policies = {"out": Policy(retries=1, retry_delay=0.01, max_retry_delay=0.02, timeout=None, on_failure=on_failure),
                 "agg": Policy(retries=0, retry_delay=0.01, max_retry_delay=0.01, timeout=None,
-                              on_failure="dead_letter")}
-    f = WindowFlusher([], [sink], dead, lambda em: released.append(em.id), policies, history=history,
+                              on_failure="dead_letter"),
+                "double": Policy(retries=0, retry_delay=0.01, max_retry_delay=0.01, timeout=None,
+                                 on_failure="dead_letter")}
+    f = WindowFlusher(list(stages), [sink], dead, lambda em: released.append(em.id), policies, history=history,
                       first_stage="agg")
     return f, released, history
 
@@ -81,13 +120,13 @@ def transactions(history: RunHistory) -> list[int]:
     return seen
 
 
-async def grouped_and_alone(tmp_path, make_sink, n, on_failure="dead_letter"):
+async def grouped_and_alone(tmp_path, make_sink, n, on_failure="dead_letter", stages=()):
     out = {}
     for how in ("alone", "grouped"):
         d = tmp_path / how
         d.mkdir()
         sink = make_sink()
-        f, released, history = flusher(d, sink, on_failure)
+        f, released, history = flusher(d, sink, on_failure, stages)
         await f.dead_letters.start()
         ems = sessions(n)
         if how == "grouped":
@@ -102,8 +141,9 @@ async def grouped_and_alone(tmp_path, make_sink, n, on_failure="dead_letter"):
     return out
 
 
-async def test_a_group_writes_records_and_releases_as_one_by_one(tmp_path):
-    got = await grouped_and_alone(tmp_path, ListSink, 40)
+@SINKS
+async def test_a_group_writes_records_and_releases_as_one_by_one(tmp_path, sink_class):
+    got = await grouped_and_alone(tmp_path, sink_class, 40)
     written, released, runs, flushed, letters = got["grouped"]
     assert [k for k, _ in written] == [f"u{i}" for i in range(40)]  # in window order
     assert released == list(range(40))
@@ -113,8 +153,9 @@ async def test_a_group_writes_records_and_releases_as_one_by_one(tmp_path):
     assert got["grouped"][:4] == got["alone"][:4]
 
 
-async def test_a_failing_sink_in_a_group_dead_letters_only_its_window(tmp_path):
-    got = await grouped_and_alone(tmp_path, lambda: ListSink({"u3", "u7"}), 12)
+@SINKS
+async def test_a_failing_sink_in_a_group_dead_letters_only_its_window(tmp_path, sink_class):
+    got = await grouped_and_alone(tmp_path, lambda: sink_class({"u3", "u7"}), 12)
     written, released, runs, flushed, letters = got["grouped"]
     assert [k for k, _ in written] == [f"u{i}" for i in range(12) if i not in (3, 7)]
     assert released == list(range(12))  # a dead-lettered window is done with, like a written one
@@ -129,8 +170,21 @@ async def test_a_failing_sink_in_a_group_dead_letters_only_its_window(tmp_path):
     assert got["grouped"] == got["alone"]
 
 
-async def test_a_halted_sink_in_a_group_releases_the_windows_written_before_it(tmp_path):
-    sink = ListSink({"u5"}, times=6)  # halts on u5 (retries = 1), recovers on its 7th attempt
+@SINKS
+async def test_a_window_stage_failing_in_a_group_dead_letters_only_its_window(tmp_path, sink_class):
+    got = await grouped_and_alone(tmp_path, sink_class, 8, stages=[Doubling({"u2"})])
+    written, released, runs, flushed, letters = got["grouped"]
+    assert [(k, rows[0]["n"]) for k, rows in written] == [(f"u{i}", 2 * (i + 1)) for i in range(8) if i != 2]
+    assert released == list(range(8)) and flushed == 8
+    assert letters == [("stage_error", "double", {"bidder": "u2", "n": 3})]
+    assert {r[4] for r in runs if r[2] == "double" and r[0] == "2026-01-01T00:00:02Z"} == {"dead_lettered"}
+    assert not any(r[2] == "out" and r[0] == "2026-01-01T00:00:02Z" for r in runs)  # never reached the sink
+    assert got["grouped"] == got["alone"]
+
+
+@SINKS
+async def test_a_halted_sink_in_a_group_releases_the_windows_written_before_it(tmp_path, sink_class):
+    sink = sink_class({"u5"}, times=6)  # halts on u5 (retries = 1), recovers on its 7th attempt
     f, released, history = flusher(tmp_path, sink, on_failure="halt")
     f.policies["out"] = Policy(retries=1, retry_delay=0.15, max_retry_delay=0.15, timeout=None, on_failure="halt")
     await f.dead_letters.start()
@@ -147,23 +201,28 @@ async def test_a_halted_sink_in_a_group_releases_the_windows_written_before_it(t
     assert f.failing == {"out": "ConnectionError: no room for u5"}
     await asyncio.wait_for(task, 10)
     assert released == list(range(10)) and [k for k, _ in sink.written] == [f"u{i}" for i in range(10)]
-    assert sink.attempts["u5"] == 7
+    assert sink.attempts["u5"] == 7  # the group's call was its first attempt: 1 + 6 retries, as alone
+    if isinstance(sink, GroupSink):
+        assert sink.calls == [10]  # one call for the group; u5 on, window by window
     rows = {r[0]: r for r in runs_table(tmp_path / "runs.db") if r[2] == "out"}
     assert rows["2026-01-01T00:00:05Z"][4:6] == ("success", 1)
     assert not f.failing
 
 
-async def test_a_group_shares_its_history_transactions(tmp_path):
+@SINKS
+async def test_a_group_shares_its_history_transactions(tmp_path, sink_class):
     for how in ("alone", "grouped"):
         d = tmp_path / how
         d.mkdir()
-        f, _, history = flusher(d, ListSink())
+        sink = sink_class()
+        f, _, history = flusher(d, sink)
         await f.dead_letters.start()
         commits = transactions(history)
         ems = sessions(30)
         if how == "grouped":
             await flush_group(f, history, ems)
             assert commits[0] == 1  # one transaction for the 30 windows
+            assert getattr(sink, "calls", [30]) == [30]  # a sink that takes groups: one call
         else:
             for em in ems:
                 await f.flush(em)
