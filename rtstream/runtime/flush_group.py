@@ -76,7 +76,7 @@ async def flush_group(flusher: Any, history: RunHistory | None, group: Sequence[
         f.held = []
     timer = loop.call_later(SETTLE_EVERY, tick)
     try:
-        if len(flushers) == 1 and all(_writes_groups(flushers[0], sink) for sink in flushers[0].sinks):
+        if len(flushers) == 1 and _groups_writes(flushers[0]):
             await _flush_writing_groups(flushers[0], group)
         else:
             for em in group:
@@ -89,11 +89,14 @@ async def flush_group(flusher: Any, history: RunHistory | None, group: Sequence[
             f.held = None
 
 
-def _writes_groups(flusher: WindowFlusher, sink: Any) -> bool:
-    """A sink that takes several windows in one call, and none of what needs a call per window: a
-    timeout per attempt, a transaction with the source offsets, an asset event, a halt in progress."""
-    return (hasattr(sink, "write_windows") and not sink.commits_source_offsets and asset_of(sink) is None
-            and flusher.policies[sink.name].timeout is None and sink.name not in flusher.failing)
+def _groups_writes(flusher: WindowFlusher) -> bool:
+    """Every sink takes several windows in one call and needs nothing per window (a timeout per attempt,
+    a transaction with the source offsets, an asset event, a halt in progress); and no window stage can
+    halt (a lookup's store), which would hold back the windows before it, stages all running first."""
+    return (all(hasattr(sink, "write_windows") and not sink.commits_source_offsets and asset_of(sink) is None
+                and flusher.policies[sink.name].timeout is None and sink.name not in flusher.failing
+                for sink in flusher.sinks)
+            and all(flusher.policies[stage.name].on_failure == "dead_letter" for stage in flusher.stages))
 
 
 async def _flush_writing_groups(flusher: WindowFlusher, group: Sequence[Emission]) -> None:

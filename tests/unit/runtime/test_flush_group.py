@@ -248,3 +248,16 @@ def test_take_group_takes_what_waits_in_order_and_splits_at_the_maximum():
         big = take_group(asyncio.Queue(), ems)  # one step closed more than a group holds
         assert [len(g) for g in big] == [GROUP_MAX, 10]
     asyncio.run(go())
+
+
+async def test_a_window_stage_that_can_halt_keeps_the_writes_window_by_window(tmp_path):
+    sink = GroupSink()
+    f, released, history = flusher(tmp_path, sink, stages=[Doubling(set())])
+    await f.dead_letters.start()
+    f.policies["double"] = Policy(retries=0, retry_delay=0.01, max_retry_delay=0.01, timeout=None, on_failure="halt")
+    await flush_group(f, history, sessions(5))
+    assert sink.calls == [] and [k for k, _ in sink.written] == [f"u{i}" for i in range(5)]  # one write each
+    assert released == list(range(5))
+    f.policies["double"].on_failure = "dead_letter"
+    await flush_group(f, history, sessions(5))
+    assert sink.calls == [5]
