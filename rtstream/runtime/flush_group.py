@@ -6,11 +6,15 @@ The flush loop takes every window already waiting in its queue (up to GROUP_MAX)
 here, each exactly as alone (rtstream.runtime.flush: its stages, its sinks under their policies, its
 dead letters, its history rows and log line, in window order), except that:
 
-- the run history is written in one transaction per group (RunHistory.defer / write_deferred): the
-  same rows per window, in the order they were asked for;
-- a written window is released to the commit rule (`done`) only once its history is written, and
-  every SETTLE_EVERY seconds during a long group (a slow or halted sink), so a window written before
-  a failing one is released and its history visible as it was one by one, within that delay.
+- the run history is written in one transaction (RunHistory.defer / write_deferred) once no window
+  waits behind a group (GroupFlush.close, from the flush loop), and every SETTLE_EVERY seconds while
+  windows keep coming or a slow or halted sink holds one: the same rows per window, in the order
+  they were asked for;
+- a written window is released to the commit rule (`done`) only once its history is written, so a
+  window written before a failing one is released and its history visible within that delay.
+
+A python sink (PythonSink.write_windows) is given a group's windows in one call: one trip to its
+thread for the lot (_flush_writing_groups).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ if TYPE_CHECKING:
     from rtstream.runtime.run_history import RunHistory
 
 GROUP_MAX = 256  # windows in one group: bounds how long a written window waits to be released
-SETTLE_EVERY = 0.5  # seconds: during a longer group, write the history and release what is written
+SETTLE_EVERY = 0.5  # seconds: while windows keep coming, write the history and release what is written
 
 
 def take_group(queue: asyncio.Queue[Any], first: Emission | list[Emission]) -> list[list[Emission] | None]:
@@ -49,44 +53,65 @@ def take_group(queue: asyncio.Queue[Any], first: Emission | list[Emission]) -> l
     return groups + [None] if end else groups
 
 
-async def flush_group(flusher: Any, history: RunHistory | None, group: Sequence[Emission]) -> None:
-    """Flush `group` in order through `flusher` (a WindowFlusher or BranchFlushers)."""
-    if len(group) == 1 or history is None:
-        for em in group:
-            await flusher.flush(em)
-        return
-    flushers: list[WindowFlusher] = list(getattr(flusher, "flushers", None) or [flusher])
-    loop = asyncio.get_running_loop()
-    timer: asyncio.TimerHandle | None = None
+class GroupFlush:
+    """Flushes groups in order through `flusher` (a WindowFlusher or BranchFlushers), deferring the
+    run history while windows keep coming: it is written, and the written windows released, at
+    `close` (the flush loop's, once nothing waits behind a group) and every SETTLE_EVERY seconds."""
 
-    def settle() -> None:
-        history.write_deferred()
-        for f in flushers:
+    def __init__(self, flusher: Any, history: RunHistory | None):
+        self.flusher, self.history = flusher, history
+        self.flushers: list[WindowFlusher] = list(getattr(flusher, "flushers", None) or [flusher])
+        self._timer: asyncio.TimerHandle | None = None  # set while deferring
+
+    async def flush(self, group: Sequence[Emission]) -> None:
+        if self.history is None:
+            for em in group:
+                await self.flusher.flush(em)
+            return
+        if self._timer is None:
+            self.history.defer()
+            for f in self.flushers:
+                f.held = []
+            self._timer = asyncio.get_running_loop().call_later(SETTLE_EVERY, self._tick)
+        if len(self.flushers) == 1 and len(group) > 1 and _groups_writes(self.flushers[0]):
+            await _flush_writing_groups(self.flushers[0], group)
+        else:
+            for em in group:
+                await self.flusher.flush(em)
+
+    def _tick(self) -> None:
+        self._settle()
+        self._timer = asyncio.get_running_loop().call_later(SETTLE_EVERY, self._tick)
+
+    def _settle(self) -> None:
+        assert self.history is not None
+        self.history.write_deferred()
+        for f in self.flushers:
             held, f.held = f.held or [], []
             for em in held:
                 f.done(em)
 
-    def tick() -> None:
-        nonlocal timer
-        settle()
-        timer = loop.call_later(SETTLE_EVERY, tick)
-
-    history.defer()
-    for f in flushers:
-        f.held = []
-    timer = loop.call_later(SETTLE_EVERY, tick)
-    try:
-        if len(flushers) == 1 and _groups_writes(flushers[0]):
-            await _flush_writing_groups(flushers[0], group)
-        else:
-            for em in group:
-                await flusher.flush(em)
-    finally:  # also on cancellation (the shutdown grace is over): what was written is released
-        timer.cancel()
-        settle()
-        history.write_deferred(stop=True)
-        for f in flushers:
+    def close(self) -> None:
+        """Write the history, release what is written and stop deferring; also after a cancellation
+        (the shutdown grace is over): what was written is released, what was not stays held."""
+        if self._timer is None:
+            return
+        self._timer.cancel()
+        self._timer = None
+        self._settle()
+        assert self.history is not None
+        self.history.write_deferred(stop=True)
+        for f in self.flushers:
             f.held = None
+
+
+async def flush_group(flusher: Any, history: RunHistory | None, group: Sequence[Emission]) -> None:
+    """Flush one group and write its history (GroupFlush for one group)."""
+    grouped = GroupFlush(flusher, history)
+    try:
+        await grouped.flush(group)
+    finally:
+        grouped.close()
 
 
 def _groups_writes(flusher: WindowFlusher) -> bool:

@@ -261,3 +261,39 @@ async def test_a_window_stage_that_can_halt_keeps_the_writes_window_by_window(tm
     f.policies["double"].on_failure = "dead_letter"
     await flush_group(f, history, sessions(5))
     assert sink.calls == [5]
+
+
+async def test_groups_in_a_row_share_a_transaction_until_nothing_waits(tmp_path, monkeypatch):
+    import rtstream.runtime.flush_group as fg
+
+    monkeypatch.setattr(fg, "SETTLE_EVERY", 30.0)  # no timer in the way: close alone writes
+    f, released, history = flusher(tmp_path, GroupSink())
+    await f.dead_letters.start()
+    commits = transactions(history)
+    grouped = fg.GroupFlush(f, history)
+    ems = sessions(20)
+    await grouped.flush(ems[:9])
+    await grouped.flush(ems[9:])
+    assert commits[0] == 0 and released == [] and f.windows_flushed == 20  # written, not yet released
+    grouped.close()
+    assert commits[0] == 1 and released == list(range(20))
+    assert history.flushed_total() == 20
+    grouped.close()  # twice is harmless
+    await grouped.flush(ems[:1])  # a new run of groups defers again
+    grouped.close()
+    assert commits[0] == 2 and released == [*range(20), 0]
+
+
+async def test_the_timer_writes_and_releases_while_groups_keep_coming(tmp_path, monkeypatch):
+    import rtstream.runtime.flush_group as fg
+
+    monkeypatch.setattr(fg, "SETTLE_EVERY", 0.05)
+    f, released, history = flusher(tmp_path, GroupSink())
+    await f.dead_letters.start()
+    grouped = fg.GroupFlush(f, history)
+    await grouped.flush(sessions(3))
+    deadline = time.monotonic() + 5
+    while released != [0, 1, 2] and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert released == [0, 1, 2] and history.flushed_total() == 3  # without close
+    grouped.close()
