@@ -32,22 +32,6 @@ class Sided(dict):  # type: ignore[type-arg]
         self.side = side
 
 
-def merge(left: dict[str, Any], right: dict[str, Any] | None, key_field: str | None,
-          left_prefix: str, right_prefix: str) -> dict[str, Any]:
-    """One output row: the left row's fields, then the right row's; a field both have (other than a
-    shared key) is written as left_prefix+name and right_prefix+name."""
-    if right is None:
-        return dict(left)
-    out: dict[str, Any] = {}
-    for k, v in left.items():
-        out[(left_prefix + k) if k in right and k != key_field else k] = v
-    for k, v in right.items():
-        if k == key_field:
-            continue
-        out[(right_prefix + k) if k in left else k] = v
-    return out
-
-
 class SideTagger(StatefulStep):
     """Marks each row of a window join with its side; rows beyond `max_rows` per window and side are refused."""
 
@@ -75,8 +59,20 @@ class SideTagger(StatefulStep):
             self.shape.see(0 if side == "left" else 1, value)
         ts = self.time_of(rec, value)
         last = ts - ts % self.hop_ms
-        starts = [last - k * self.hop_ms for k in range(self.size_ms // self.hop_ms)]
         counts = self.counts
+        if self.size_ms == self.hop_ms:  # tumbling, the common case: one window, no lists
+            at = (last, side)
+            n = counts.get(at, 0)
+            if n >= self.max_rows:
+                raise ValueError(f"the {side} side already has max_rows = {self.max_rows} rows in the window "
+                                 f"starting at {last} (ms)")
+            counts[at] = n + 1
+            mine = self.by_pk.get(pk)
+            if mine is None:
+                mine = self.by_pk[pk] = {}
+            mine[at] = mine.get(at, 0) + 1
+            return [Sided(value, side)]
+        starts = [last - k * self.hop_ms for k in range(self.size_ms // self.hop_ms)]
         for s in starts:
             if counts.get((s, side), 0) >= self.max_rows:
                 raise ValueError(f"the {side} side already has max_rows = {self.max_rows} rows in the window "

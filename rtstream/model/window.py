@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 
+# a window's bounds are spelled a dozen times on its way out (rows, history, logs, file names):
+# the few thousand most recent are remembered
+@lru_cache(maxsize=4096)
 def iso_utc(ms: int) -> str:
     """Epoch ms as ISO-8601 UTC with a Z, the way every output row spells window bounds."""
     dt = datetime.fromtimestamp(ms / 1000, tz=UTC)

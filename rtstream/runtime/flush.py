@@ -72,6 +72,9 @@ class WindowFlusher:
         self.failures: dict[str, int] = {}
         self.failing: dict[str, str] = {}  # component -> its last error, while it is halted and retrying
         self.latencies: collections.deque[float] = collections.deque(maxlen=10_000)  # closed -> written, s
+        # during a group flush (runtime/flush_group.py) written windows wait here to be released until
+        # their run history is written
+        self.held: list[Emission] | None = None
 
     def _record(self, em: Emission, component: str, kind: str, state: str, **kw: Any) -> None:
         if self.history is not None and em.window.final:  # a running result is not a run
@@ -79,6 +82,13 @@ class WindowFlusher:
 
     async def flush(self, em: Emission) -> None:
         began = time.monotonic()
+        rows = await self.window_rows(em)
+        if rows is not None:
+            await asyncio.gather(*(self._write(sink, em, rows) for sink in self.sinks))
+        self.finish(em, rows, began)
+
+    async def window_rows(self, em: Emission) -> list[dict[str, Any]] | None:
+        """The window's rows after its stages, with their bounds; None when a stage dead-lettered it."""
         rows: list[dict[str, Any]] | None = em.rows
         if self.first_stage is not None:
             self._record(em, self.first_stage, "stage", "success", records=len(em.rows))
@@ -114,12 +124,19 @@ class WindowFlusher:
                     row["window_end"] = end
                 if em.tag_final:
                     row["final"] = em.window.final
-            await asyncio.gather(*(self._write(sink, em, rows) for sink in self.sinks))
+        return rows
+
+    def finish(self, em: Emission, rows: list[dict[str, Any]] | None, began: float) -> None:
+        """Count the written window, release it (or hold it for its group) and log it."""
+        if rows is not None:
             if em.window.final:
                 self.rows_out += len(rows)
             else:  # a running result: counted apart, or the rate would spike at every update
                 self.rows_running += len(rows)
-        self.done(em)
+        if self.held is not None:
+            self.held.append(em)
+        else:
+            self.done(em)
         took = time.monotonic() - began
         if not em.window.final:
             log.debug("running result of window %s .. %s: %d records so far, %d rows", em.window.start_iso,
@@ -137,7 +154,8 @@ class WindowFlusher:
                  em.window.end_iso, em.window.input_count, len(rows or ()), took * 1000,
                  extra={"window": em.window.start_iso})
 
-    async def _write(self, sink: Sink, em: Emission, rows: list[dict[str, Any]]) -> None:
+    async def _write(self, sink: Sink, em: Emission, rows: list[dict[str, Any]],
+                     failed: BaseException | None = None) -> None:
         t0 = time.monotonic()
         if sink.where is not None:  # routing: this sink gets only its rows; none is still a written window
             rows = sink.where.select(rows)
@@ -154,7 +172,7 @@ class WindowFlusher:
                     raise
                 await self.committer.confirmed(commit)
             else:
-                await self._attempts(em, sink.name, "sink", lambda: sink.write(em.window, rows))
+                await self._attempts(em, sink.name, "sink", lambda: sink.write(em.window, rows), failed)
             # the window is written: its asset event (if the sink declares one) is kept before it releases
             # its holds; retried under the sink's policy when the store cannot keep it
             if asset_of(sink) is not None:
@@ -182,14 +200,19 @@ class WindowFlusher:
         self._record(em, sink.name, "sink", state, records=len(rows), error=error,
                      duration_ms=(time.monotonic() - t0) * 1000)
 
-    async def _attempts(self, em: Emission, name: str, kind: str, call: Callable[[], Awaitable[Any]]) -> Any:
-        """Run `call` under the component's policy; raises GaveUp when it says dead-letter."""
+    async def _attempts(self, em: Emission, name: str, kind: str, call: Callable[[], Awaitable[Any]],
+                        failed: BaseException | None = None) -> Any:
+        """Run `call` under the component's policy; raises GaveUp when it says dead-letter. `failed`:
+        what the first attempt raised, made already (a group write stopped at this window)."""
         policy = self.policies[name]
         attempt = 0
         alerted = False
         while True:
             attempt += 1
             try:
+                if failed is not None:
+                    first, failed = failed, None
+                    raise first
                 if policy.timeout is not None:
                     result = await asyncio.wait_for(call(), policy.timeout)
                 else:

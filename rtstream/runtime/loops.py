@@ -20,6 +20,7 @@ from rtstream.connect.listen_error import ListenError
 from rtstream.engine.emission import Emission
 from rtstream.model.errors import ComponentError
 from rtstream.runtime.build import PipelineParts
+from rtstream.runtime.flush_group import GroupFlush, take_group
 from rtstream.runtime.outer_letters import write_outer_letters
 from rtstream.runtime.partitions import save_checkpoints
 
@@ -145,10 +146,20 @@ class PipelineLoops:
         await flushq.put(None)
 
     async def _flush_loop(self) -> None:
+        grouped = GroupFlush(self.rt.flusher, self.rt.history)
         try:
             while (em := await self.windows.get()) is not None:
-                await self.rt.flusher.flush(em)
+                # the windows waiting behind it are flushed with it, as one group (rtstream.runtime.flush_group)
+                groups = take_group(self.windows, em)
+                for group in groups:
+                    if group is not None:
+                        await grouped.flush(group)
+                if self.windows.empty():  # nothing waits behind it: write the history, release the windows
+                    grouped.close()
+                if groups[-1] is None:
+                    break
         finally:
+            grouped.close()
             self.drained.set()
 
     async def _commit_loop(self, flushing: asyncio.Task[Any]) -> None:

@@ -4,6 +4,7 @@ under state_dir so it survives restarts, trimmed to the last `history` windows."
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import sqlite3
 import threading
@@ -17,6 +18,17 @@ from rtstream.support.secrets import redact
 log = logging.getLogger("rtstream.history")
 STATES = ("running", "success", "retrying", "failed", "dead_lettered")
 LINES_PER_WINDOW = 50  # log lines kept per window
+_UPSERT = ("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (window_start, component) DO UPDATE SET "
+           "state=excluded.state, attempts=excluded.attempts, records=coalesce(excluded.records, records), "
+           "duration_ms=coalesce(excluded.duration_ms, duration_ms), error=excluded.error, updated=excluded.updated")
+_ADD_LOG = "INSERT INTO logs VALUES (?,?,?,?,?)"
+_TRIM_LOGS = ("DELETE FROM logs WHERE window_start = ? AND rowid NOT IN (SELECT rowid FROM logs "
+              "WHERE window_start = ? ORDER BY rowid DESC LIMIT ?)")
+_FLUSHED = "UPDATE totals SET value = value + ? WHERE name = 'windows_flushed'"
+_TRIM_RUNS = ("DELETE FROM runs WHERE window_start NOT IN (SELECT DISTINCT window_start FROM runs "
+              "ORDER BY window_start DESC LIMIT ?)")
+_TRIM_ALL_LOGS = ("DELETE FROM logs WHERE window_start NOT IN (SELECT DISTINCT window_start FROM logs "
+                  "ORDER BY window_start DESC LIMIT ?)")
 
 
 class RunHistory:
@@ -24,6 +36,10 @@ class RunHistory:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.keep = keep_windows
         self._lock = threading.Lock()
+        # while deferring (a group of windows flushed together, runtime/flush_group.py), writes wait
+        # here in order and go to SQLite in one transaction: one commit per group, not six per window
+        self._deferred: list[tuple[str, tuple[Any, ...]]] | None = None
+        self._trim_logs: set[str] = set()  # windows whose log lines are cut to the newest, once, at the write
         # replicas may share a state volume: wait for each other's writes rather than fail
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         for attempt in range(50):
@@ -71,24 +87,52 @@ class RunHistory:
 
     def _update(self, window_start: str, window_end: str, component: str, kind: str, state: str, attempts: int,
                 records: int | None, duration_ms: float | None, error: str | None) -> None:
+        params = (window_start, window_end, component, kind, state, attempts, records, duration_ms, error, time.time())
+        if self._deferred is not None:
+            self._deferred.append((_UPSERT, params))
+            return
         with self._lock:
-            self._db.execute(
-                "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (window_start, component) DO UPDATE SET "
-                "state=excluded.state, attempts=excluded.attempts, records=coalesce(excluded.records, records), "
-                "duration_ms=coalesce(excluded.duration_ms, duration_ms), error=excluded.error, updated=excluded.updated",
-                (window_start, window_end, component, kind, state, attempts, records, duration_ms, error, time.time()))
+            self._db.execute(_UPSERT, params)
 
     def trim(self) -> None:
+        if self._deferred is not None:
+            self._deferred += [(_TRIM_RUNS, (self.keep,)), (_TRIM_ALL_LOGS, (self.keep,))]
+            return
         with self._lock, contextlib.suppress(sqlite3.Error):
-            self._db.execute("DELETE FROM runs WHERE window_start NOT IN (SELECT DISTINCT window_start FROM runs "
-                             "ORDER BY window_start DESC LIMIT ?)", (self.keep,))
-            self._db.execute("DELETE FROM logs WHERE window_start NOT IN (SELECT DISTINCT window_start FROM logs "
-                             "ORDER BY window_start DESC LIMIT ?)", (self.keep,))
+            self._db.execute(_TRIM_RUNS, (self.keep,))
+            self._db.execute(_TRIM_ALL_LOGS, (self.keep,))
 
     def note_flushed(self) -> None:
         """One more window written to every sink (the status page's header counts them across restarts)."""
+        if self._deferred is not None:
+            self._deferred.append((_FLUSHED, (1,)))
+            return
         with self._lock, contextlib.suppress(sqlite3.Error):
-            self._db.execute("UPDATE totals SET value = value + 1 WHERE name = 'windows_flushed'")
+            self._db.execute(_FLUSHED, (1,))
+
+    def defer(self) -> None:
+        """From now on keep writes in order in memory until `write_deferred` (a group flush)."""
+        if self._deferred is None:
+            self._deferred = []
+
+    def write_deferred(self, *, stop: bool = False) -> None:
+        """Write what was deferred in one transaction (each statement as it was asked, in order); with
+        `stop`, write directly again after. A failure is logged: the history never stops the pipeline."""
+        pending, self._deferred = self._deferred, (None if stop else [])
+        pending = (pending or []) + [(_TRIM_LOGS, (w, w, LINES_PER_WINDOW)) for w in sorted(self._trim_logs)]
+        self._trim_logs = set()
+        if not pending:
+            return
+        with self._lock:
+            try:
+                self._db.execute("BEGIN")
+                for sql, rows in itertools.groupby(pending, key=lambda p: p[0]):
+                    self._db.executemany(sql, [params for _, params in rows])
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+                log.warning("run history not updated: %s", exc)
 
     def flushed_total(self) -> int:
         with self._lock:
@@ -97,12 +141,15 @@ class RunHistory:
 
     def add_log(self, window_start: str, at: float, level: str, component: str | None, message: str) -> None:
         """Keep a log line of the window (redacted), at most LINES_PER_WINDOW of them, the newest."""
+        line = (window_start, at, level, component, redact(message)[:2000])
+        keep = (window_start, window_start, LINES_PER_WINDOW)
+        if self._deferred is not None:  # cutting once after the inserts keeps the same newest lines
+            self._deferred.append((_ADD_LOG, line))
+            self._trim_logs.add(window_start)
+            return
         with self._lock, contextlib.suppress(sqlite3.Error):
-            self._db.execute("INSERT INTO logs VALUES (?,?,?,?,?)", (window_start, at, level, component,
-                                                                    redact(message)[:2000]))
-            self._db.execute("DELETE FROM logs WHERE window_start = ? AND rowid NOT IN (SELECT rowid FROM logs "
-                             "WHERE window_start = ? ORDER BY rowid DESC LIMIT ?)",
-                             (window_start, window_start, LINES_PER_WINDOW))
+            self._db.execute(_ADD_LOG, line)
+            self._db.execute(_TRIM_LOGS, keep)
 
     def logs(self, window_start: str) -> list[dict[str, Any]]:
         """The window's kept log lines, oldest first."""

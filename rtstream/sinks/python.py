@@ -35,9 +35,37 @@ class PythonSink(Sink):
         self.fn = load_callable(self.config.call, self.context.extra.get("search_dirs"))
         self.style = call_style(self.fn)
 
-    async def write(self, window: Window, rows: list[dict[str, Any]]) -> None:
+    def _args(self, window: Window, rows: list[dict[str, Any]]) -> tuple[Any, ...]:
         window = Window(window.start_ms, window.end_ms, rows, window.key, window.input_count)
-        args: tuple[Any, ...] = {"none": (), "window": (window,), "records": (rows,)}[self.style]
+        return {"none": (), "window": (window,), "records": (rows,)}[self.style]  # type: ignore[return-value]
+
+    async def write_windows(self, items: list[tuple[Window, list[dict[str, Any]]]]) -> tuple[int, BaseException | None]:
+        """Several windows in order, a plain function's calls in one hand-off to a thread, stopping at
+        the first that raises: how many were written, and what that one raised (rtstream.runtime.flush_group)."""
+        calls = [self._args(window, rows) for window, rows in items]
+        if inspect.iscoroutinefunction(self.fn):
+            for i, (window, rows) in enumerate(items):
+                try:
+                    await self.write(window, rows)
+                except Exception as exc:  # noqa: BLE001 - the flusher's policy takes it from here
+                    return i, exc
+            return len(items), None
+
+        def run() -> tuple[int, BaseException | None]:
+            for i, args in enumerate(calls):
+                try:
+                    self.fn(*args)
+                except BaseException as exc:  # noqa: BLE001 - sys.exit() in user code is a failed write
+                    failure = user_code_failure(exc)
+                    if failure is not exc:
+                        failure.__cause__ = exc
+                    return i, failure
+            return len(calls), None
+
+        return await asyncio.to_thread(run)
+
+    async def write(self, window: Window, rows: list[dict[str, Any]]) -> None:
+        args = self._args(window, rows)
         try:
             if inspect.iscoroutinefunction(self.fn):
                 await self.fn(*args)

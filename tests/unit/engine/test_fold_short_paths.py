@@ -139,12 +139,14 @@ def test_hopping_short_path_agrees_with_the_general_path(hop: int, maps: int) ->
     """Hopping windows (aggregated): a value whose windows are all open is folded into each, latest
     first; a sum that overflows in one window only refuses it for that window; the rows, dead
     letters (with their windows), counts and positions match the general path's."""
-    for _ in range(5):
+    overflowed = 0
+    for _ in range(8):  # random seeds; not every one overflows a sum, so the case is counted over all
         seed = random.randrange(1 << 30)
         short = _run(seed, False, True, "kind != 'c'", 1000, maps, hop)
         general = _run(seed, True, True, "kind != 'c'", 1000, maps, hop)
         assert short == general, f"seed {seed}"
-        assert any(d[0] == "invalid" and d[2] is not None for b in short if isinstance(b, list) for d in b)
+        overflowed += any(d[0] == "invalid" and d[2] is not None for b in short if isinstance(b, list) for d in b)
+    assert overflowed >= 2  # the per-window refusal was exercised (most seeds do)
 
 
 def test_buffered_short_path_refuses_past_max_window_records() -> None:
