@@ -1,0 +1,169 @@
+"""No row lost to a table sink's upsert key, through the real daemon, against an independent
+computation: rows without a key (a join's pairs, raw records of a window) replace their window
+whole, so every row is kept and a replay (a second run, a SIGKILL and restart) leaves exactly the
+same rows; a `key_columns` that is not unique in a window sends the rows it cannot tell apart to the
+dead letters with why, instead of keeping one of them."""
+
+from __future__ import annotations
+
+import random
+import signal
+import sqlite3
+import threading
+import time
+from collections import Counter
+
+import orjson
+import pytest
+
+from rtstream.model.window import iso_utc as iso  # formatting only: the windows are computed here
+from tests.data import BASE_MS, write_lines
+from tests.support import LOOPS, Daemon, read_jsonl, run_cli, wait_until, write_config
+
+MINUTE = 60_000
+
+
+def orders_and_payments(seed: int) -> tuple[list[dict], list[dict]]:
+    """Orders over 10 minutes, each paid 0-3 times a few seconds later (sometimes in the next minute)."""
+    rnd = random.Random(seed)
+    orders, payments = [], []
+    for i in range(60):
+        ts = BASE_MS + i * 10_000 + rnd.randint(0, 900)
+        orders.append({"order_id": i, "customer": f"c{rnd.randint(1, 5)}", "amount": rnd.randint(1, 99), "ts": ts})
+        for _ in range(rnd.choice([0, 1, 2, 2, 3])):
+            payments.append({"order_id": i, "paid": rnd.randint(1, 99), "ts": ts + rnd.randint(100, 9000)})
+    payments.sort(key=lambda p: p["ts"])
+    return orders, payments
+
+
+def join_reference(orders: list[dict], payments: list[dict]) -> Counter:
+    """(order_id, amount, paid, window_start) of every order and payment of one order in one minute."""
+    return Counter((o["order_id"], o["amount"], p["paid"], iso(o["ts"] - o["ts"] % MINUTE))
+                   for o in orders for p in payments
+                   if p["order_id"] == o["order_id"] and p["ts"] // MINUTE == o["ts"] // MINUTE)
+
+
+def join_config(tmp_path, **sink) -> object:
+    doc = {
+        "pipeline": {"name": "joined", "flow": "[orders, payments] >> match >> db"},
+        "window": {"size": "1m", "lateness": "0s"},
+        "sources": {"orders": {"type": "file", "path": str(tmp_path / "orders.jsonl")},
+                    "payments": {"type": "file", "path": str(tmp_path / "payments.jsonl")}},
+        "stages": {"match": {"type": "join", "left": "orders", "right": "payments", "on": "order_id"}},
+        "sinks": {"db": {"type": "sqlite", "path": str(tmp_path / "out.db"), "table": "matched", **sink}},
+        "dead_letter": {"path": str(tmp_path / "dead.jsonl")},
+        "daemon": {"state_dir": str(tmp_path / "state")},
+    }
+    return write_config(tmp_path / "join.toml", doc)
+
+
+def table(path, sql: str) -> list[tuple]:
+    db = sqlite3.connect(path)
+    try:
+        return db.execute(sql).fetchall()
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_join_into_sqlite_keeps_every_pair_and_a_replay_leaves_the_same_rows(tmp_path, seed):
+    orders, payments = orders_and_payments(seed)
+    write_lines(tmp_path / "orders.jsonl", orders)
+    write_lines(tmp_path / "payments.jsonl", payments)
+    want = join_reference(orders, payments)
+    assert max(Counter(k[3] for k in want).values()) > 1  # windows of several pairs: the case that lost rows
+    cfg = join_config(tmp_path)
+    for run in range(2):  # the second run replays every window from the start (a fresh state dir)
+        res = run_cli("run", "-c", str(cfg), timeout=120)
+        assert res.returncode == 0, res.stderr[-3000:]
+        got = Counter(table(tmp_path / "out.db", "select order_id, amount, paid, window_start from matched"))
+        assert got == want, f"run {run}"
+        assert not read_jsonl(tmp_path / "dead.jsonl")
+        (tmp_path / "state").rename(tmp_path / f"state-{run}")
+
+
+def test_a_key_columns_shared_by_two_rows_of_a_window_dead_letters_them_with_why(tmp_path):
+    orders, payments = orders_and_payments(3)
+    write_lines(tmp_path / "orders.jsonl", orders)
+    write_lines(tmp_path / "payments.jsonl", payments)
+    want = join_reference(orders, payments)
+    per_order = Counter((k[0], k[3]) for k in want.elements())
+    cfg = join_config(tmp_path, key_columns=["window_start", "order_id"])
+    res = run_cli("run", "-c", str(cfg), timeout=120)
+    assert res.returncode == 0, res.stderr[-3000:]
+    got = Counter(table(tmp_path / "out.db", "select order_id, amount, paid, window_start from matched"))
+    assert got == Counter({k: n for k, n in want.items() if per_order[(k[0], k[3])] == 1})
+    dead = read_jsonl(tmp_path / "dead.jsonl")
+    shared = Counter({k: n for k, n in want.items() if per_order[(k[0], k[3])] > 1})
+    assert sum(shared.values()) > 0
+    assert Counter((d["value"]["order_id"], d["value"]["amount"], d["value"]["paid"], d["value"]["window_start"])
+                   for d in dead) == shared
+    for d in dead:
+        assert (d["reason"], d["stage"]) == ("sink_rejected", "db")
+        n = per_order[(d["value"]["order_id"], d["value"]["window_start"])]
+        assert (f"{n} rows of this window share the key (window_start, order_id) = "
+                f"({d['value']['window_start']!r}, {d['value']['order_id']})") in d["detail"], d
+        assert "make key_columns unique per row" in d["detail"]
+
+
+def raw_config(tmp_path, src) -> object:
+    doc = {
+        "pipeline": {"name": "raw", "flow": "tail >> db"},
+        "window": {"size": "10s", "lateness": "2s"},
+        "sources": {"tail": {"type": "file", "path": str(src), "follow": True, "poll_interval": "20ms",
+                             "batch_size": 25}},
+        "sinks": {"db": {"type": "sqlite", "path": str(tmp_path / "out.db"), "table": "raw"}},
+        "dead_letter": {"path": str(tmp_path / "dead.jsonl")},
+        "daemon": {"state_dir": str(tmp_path / "state"), "commit_interval": "100ms"},
+    }
+    return write_config(tmp_path / "raw.toml", doc)
+
+
+@pytest.mark.parametrize("seed", range(LOOPS))
+def test_raw_windows_into_sqlite_after_a_sigkill_and_restart_hold_each_record_once(tmp_path, seed):
+    rnd = random.Random(seed)
+    n = 1500
+    # in time order but for a jitter under the lateness, 5-20 records a second: many rows per window
+    evs = [{"id": i, "u": f"u{rnd.randint(1, 9)}", "ts": BASE_MS + i * 100 + rnd.randint(0, 1500)} for i in range(n)]
+    last_start = max(e["ts"] for e in evs) // 10_000 * 10_000
+    # the windows the watermark closes; the last ones stay open in a followed file
+    want = Counter((e["id"], iso(e["ts"] // 10_000 * 10_000)) for e in evs if e["ts"] < last_start - 10_000)
+    src = tmp_path / "in.jsonl"
+    write_lines(src, evs[:300])
+    cfg = raw_config(tmp_path, src)
+    pos_file = tmp_path / "state" / "positions" / "tail.json"
+    fed = threading.Event()
+
+    def feed() -> None:  # records keep arriving, so the kill lands mid-stream
+        for i in range(300, 1100, 25):
+            write_lines(src, evs[i:i + 25], mode="ab")
+            time.sleep(0.01)
+        fed.set()
+
+    def got() -> Counter:
+        if not (tmp_path / "out.db").exists():
+            return Counter()
+        try:
+            return Counter(table(tmp_path / "out.db", "select id, window_start from raw"))
+        except sqlite3.OperationalError:  # the table is not made yet
+            return Counter()
+
+    with Daemon(cfg, tmp_path) as d:
+        wait_until(lambda: len(got()) > 50, 30, what="first windows")
+        feeder = threading.Thread(target=feed)
+        feeder.start()
+        wait_until(lambda: pos_file.exists() and orjson.loads(pos_file.read_bytes())["position"] > 0, 30,
+                   what="a commit")
+        time.sleep(rnd.uniform(0, 0.4))  # a random point of the stream; not a wait for a condition
+        d.kill()
+        feeder.join(30)
+    assert fed.is_set()
+    write_lines(src, evs[1100:], mode="ab")
+    with Daemon(cfg, tmp_path) as d:
+        wait_until(lambda: set(want) <= set(got()), 60, what="every closed window of the data")
+        d.signal(signal.SIGTERM)
+        assert d.wait(30) == 0, d.stderr[-3000:]
+    rows = got()
+    assert +(rows - Counter({k: 1 for k in rows})) == Counter(), "a record written twice"
+    assert {k: v for k, v in rows.items() if k in want} == dict(want)
+    assert not read_jsonl(tmp_path / "dead.jsonl")
