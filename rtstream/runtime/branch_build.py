@@ -65,7 +65,9 @@ def build_branched(settings: Settings, observers: Sequence[WindowObserver] = ())
         last = rest[-1] if rest else incremental
         keys = [last.config.key] if isinstance(last, AggregateStage) and last.config.key else \
             ["key"] if isinstance(last, AggregateStage) and w.type == "session" else []
-        own = dataclasses.replace(context, key_fields=keys)  # this branch's sinks upsert by its own key
+        own = dataclasses.replace(context, key_fields=keys,  # this branch's sinks upsert by its own key
+                                  window_fields=["window_start", "window_id"] if w.type == "count"
+                                  else ["window_start"])
         sinks: list[Sink] = [c.cls(c.name, c.config, own) for c in settings.of(branch.sinks)]
         all_sinks += sinks
         window_level += ([incremental] if incremental else []) + rest

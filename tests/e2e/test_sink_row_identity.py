@@ -167,3 +167,116 @@ def test_raw_windows_into_sqlite_after_a_sigkill_and_restart_hold_each_record_on
     assert +(rows - Counter({k: 1 for k in rows})) == Counter(), "a record written twice"
     assert {k: v for k, v in rows.items() if k in want} == dict(want)
     assert not read_jsonl(tmp_path / "dead.jsonl")
+
+
+SIZE = 5
+
+
+def same_second_events(seed: int, n: int) -> list[dict]:
+    """Records of a few users, many per second: a user's count windows often share their earliest time."""
+    rnd = random.Random(seed)
+    return [{"user": f"u{rnd.randint(1, 4)}", "ts": BASE_MS + 1000 * (i // 40), "v": rnd.randint(-50, 50)}
+            for i in range(n)]
+
+
+def count_reference(evs: list[dict]) -> Counter:
+    """(user, window_start, n, total) of each full window: per user, in file order, every SIZE records."""
+    by_user: dict[str, list[dict]] = {}
+    for e in evs:
+        by_user.setdefault(e["user"], []).append(e)
+    return Counter((u, iso(min(e["ts"] for e in items[i:i + SIZE])), SIZE, sum(e["v"] for e in items[i:i + SIZE]))
+                   for u, items in by_user.items() for i in range(0, len(items) - len(items) % SIZE, SIZE))
+
+
+def count_config(tmp_path, src, follow: bool) -> object:
+    doc = {
+        "pipeline": {"name": "counts", "flow": "tail >> per_user >> [files, db]"},
+        "window": {"type": "count", "size": SIZE},
+        "sources": {"tail": {"type": "file", "path": str(src), "follow": follow, "poll_interval": "20ms",
+                             "batch_size": 30}},
+        "stages": {"per_user": {"type": "aggregate", "key": "user",
+                                "aggregates": {"n": "count()", "total": "sum(v)"}}},
+        "sinks": {"files": {"type": "file", "path": str(tmp_path / "out")},
+                  "db": {"type": "sqlite", "path": str(tmp_path / "out.db"), "table": "counts"}},
+        "state": {"checkpoint_interval": "300ms"},
+        "dead_letter": {"path": str(tmp_path / "dead.jsonl")},
+        "daemon": {"state_dir": str(tmp_path / "state"), "commit_interval": "100ms"},
+    }
+    return write_config(tmp_path / "counts.toml", doc)
+
+
+def file_rows(tmp_path) -> Counter:
+    out: Counter = Counter()
+    for path in (tmp_path / "out").glob("*.jsonl"):
+        for r in read_jsonl(path):
+            if "window_id" in r:  # the file is named after its window's first record
+                assert path.name.endswith(f".{r['user']}.{r['window_id'].replace('/', '-')}.jsonl"), path.name
+            out[(r["user"], r["window_start"], r["n"], r["total"])] += 1
+    return out
+
+
+def db_rows(tmp_path) -> Counter:
+    try:
+        return Counter(table(tmp_path / "out.db", "select user, window_start, n, total from counts"))
+    except sqlite3.OperationalError:  # not made yet
+        return Counter()
+
+
+def full(rows: Counter) -> Counter:
+    return Counter({k: v for k, v in rows.items() if k[2] == SIZE})
+
+
+def test_count_windows_of_one_key_sharing_their_start_are_each_kept_by_file_and_sqlite(tmp_path):
+    # the finding's case: 12 records of one key at one time make windows of 5, 5 and 2
+    src = tmp_path / "in.jsonl"
+    write_lines(src, [{"user": "x", "ts": BASE_MS, "v": i} for i in range(12)])
+    res = run_cli("run", "-c", str(count_config(tmp_path, src, follow=False)), timeout=120)
+    assert res.returncode == 0, res.stderr[-3000:]
+    start = iso(BASE_MS)
+    want = Counter({("x", start, 5, 10): 1, ("x", start, 5, 35): 1, ("x", start, 2, 21): 1})
+    assert file_rows(tmp_path) == want
+    assert db_rows(tmp_path) == want
+    assert len(list((tmp_path / "out").glob("*.jsonl"))) == 3
+    lines = src.read_bytes().splitlines(keepends=True)
+    firsts = [len(b"".join(lines[:i])) for i in (0, 5, 10)]  # each window's first record: its byte offset
+    assert sorted(table(tmp_path / "out.db", "select window_id, n from counts")) == sorted(
+        [(f"tail/0@{firsts[0]}", 5), (f"tail/0@{firsts[1]}", 5), (f"tail/0@{firsts[2]}", 2)])
+
+
+@pytest.mark.parametrize("seed", range(LOOPS))
+def test_count_windows_sharing_their_start_after_a_sigkill_and_restart_are_those_of_one_run(tmp_path, seed):
+    rnd = random.Random(seed)
+    evs = same_second_events(seed, 2000)
+    want = count_reference(evs)
+    assert max(Counter((k[0], k[1]) for k in want.elements()).values()) > 1  # windows share their start
+    src = tmp_path / "in.jsonl"
+    write_lines(src, evs[:300])
+    cfg = count_config(tmp_path, src, follow=True)
+    pos_file = tmp_path / "state" / "positions" / "tail.json"
+    fed = threading.Event()
+
+    def feed() -> None:
+        for i in range(300, 1400, 25):
+            write_lines(src, evs[i:i + 25], mode="ab")
+            time.sleep(0.01)
+        fed.set()
+
+    with Daemon(cfg, tmp_path) as d:
+        wait_until(lambda: len(db_rows(tmp_path)) >= 3, 30, what="first count windows")
+        feeder = threading.Thread(target=feed)
+        feeder.start()
+        wait_until(lambda: pos_file.exists() and orjson.loads(pos_file.read_bytes())["position"] > 0, 30,
+                   what="a commit")
+        time.sleep(rnd.uniform(0, 0.3))  # a random point of the stream; not a wait for a condition
+        d.kill()
+        feeder.join(30)
+    assert fed.is_set()
+    write_lines(src, evs[1400:], mode="ab")
+    with Daemon(cfg, tmp_path) as d:
+        wait_until(lambda: full(db_rows(tmp_path)) == want and full(file_rows(tmp_path)) == want, 60,
+                   what="every full count window in both sinks")
+        d.signal(signal.SIGTERM)
+        assert d.wait(30) == 0, d.stderr[-3000:]
+    assert full(db_rows(tmp_path)) == want
+    assert full(file_rows(tmp_path)) == want
+    assert not read_jsonl(tmp_path / "dead.jsonl")
