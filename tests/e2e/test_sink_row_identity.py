@@ -280,3 +280,41 @@ def test_count_windows_sharing_their_start_after_a_sigkill_and_restart_are_those
     assert full(db_rows(tmp_path)) == want
     assert full(file_rows(tmp_path)) == want
     assert not read_jsonl(tmp_path / "dead.jsonl")
+
+
+KEYED_FNS = '''
+def add(state, record):
+    total = (state or 0) + record["amount"]
+    return total, {"customer_id": record["customer_id"], "running_total": total, "ts": record["ts"]}
+'''
+
+
+def test_a_keyed_stage_into_sqlite_keeps_every_output_and_a_replay_the_same(tmp_path):
+    rnd = random.Random(11)
+    evs = [{"customer_id": rnd.choice("abc"), "amount": rnd.randint(1, 20), "ts": BASE_MS + i * 7000}
+           for i in range(40)]
+    write_lines(tmp_path / "orders.jsonl", evs)
+    (tmp_path / "keyed_fns.py").write_text(KEYED_FNS)
+    totals: dict[str, int] = {}
+    want: Counter = Counter()
+    for e in evs:  # the running total per customer, in file order: one output per record
+        totals[e["customer_id"]] = totals.get(e["customer_id"], 0) + e["amount"]
+        want[(e["customer_id"], totals[e["customer_id"]], iso(e["ts"] - e["ts"] % MINUTE))] += 1
+    doc = {
+        "pipeline": {"name": "keyedrows", "flow": "orders >> running >> db"},
+        "window": {"size": "1m"},
+        "state": {"checkpoint_interval": "10s"},
+        "sources": {"orders": {"type": "file", "path": str(tmp_path / "orders.jsonl")}},
+        "stages": {"running": {"type": "keyed", "key": "customer_id", "function": "keyed_fns:add"}},
+        "sinks": {"db": {"type": "sqlite", "path": str(tmp_path / "out.db"), "table": "totals"}},
+        "dead_letter": {"path": str(tmp_path / "dead.jsonl")},
+        "daemon": {"state_dir": str(tmp_path / "state")},
+    }
+    cfg = write_config(tmp_path / "keyed.toml", doc)
+    for run in range(2):
+        res = run_cli("run", "-c", str(cfg), timeout=120)
+        assert res.returncode == 0, res.stderr[-3000:]
+        got = Counter(table(tmp_path / "out.db", "select customer_id, running_total, window_start from totals"))
+        assert got == want, f"run {run}"
+        assert not read_jsonl(tmp_path / "dead.jsonl")
+        (tmp_path / "state").rename(tmp_path / f"state-{run}")
