@@ -318,3 +318,34 @@ def test_a_keyed_stage_into_sqlite_keeps_every_output_and_a_replay_the_same(tmp_
         assert got == want, f"run {run}"
         assert not read_jsonl(tmp_path / "dead.jsonl")
         (tmp_path / "state").rename(tmp_path / f"state-{run}")
+
+
+def test_a_branched_flow_keeps_count_windows_sharing_a_start_and_every_raw_record(tmp_path):
+    src = tmp_path / "in.jsonl"
+    evs = [{"id": i, "user": "x", "ts": BASE_MS + 10_000 * (i // 6), "v": i} for i in range(12)]
+    write_lines(src, evs)
+    (tmp_path / "branch_fns.py").write_text("def tag(record):\n    return {**record, 'seen': True}\n")
+    doc = {
+        "pipeline": {"name": "branched", "flow": "ev >> per5 >> db5\nev >> per_10s >> dbraw"},
+        "window": {"size": "10s"},
+        "state": {"checkpoint_interval": "1s"},
+        "sources": {"ev": {"type": "file", "path": str(src)}},
+        "stages": {"per5": {"type": "aggregate", "key": "user", "aggregates": {"n": "count()", "total": "sum(v)"},
+                            "window": {"type": "count", "size": 5}},
+                   "per_10s": {"type": "map", "call": "branch_fns:tag"}},
+        "sinks": {"db5": {"type": "sqlite", "path": str(tmp_path / "out.db"), "table": "counts"},
+                  "dbraw": {"type": "sqlite", "path": str(tmp_path / "out.db"), "table": "raw"}},
+        "dead_letter": {"path": str(tmp_path / "dead.jsonl")},
+        "daemon": {"state_dir": str(tmp_path / "state")},
+    }
+    cfg = write_config(tmp_path / "b.toml", doc)
+    for run in range(2):  # the second run replays every window (a fresh state dir)
+        res = run_cli("run", "-c", str(cfg), timeout=120)
+        assert res.returncode == 0, res.stderr[-3000:]
+        start = iso(BASE_MS)  # records 0-5 at 00:00:00, 6-11 at 00:00:10: the first two windows share it
+        assert Counter(table(tmp_path / "out.db", "select user, window_start, n, total from counts")) == Counter(
+            {("x", start, 5, 10): 1, ("x", start, 5, 35): 1, ("x", iso(BASE_MS + 10_000), 2, 21): 1}), f"run {run}"
+        assert Counter(table(tmp_path / "out.db", "select id, window_start from raw")) == Counter(
+            (e["id"], iso(e["ts"] // 10_000 * 10_000)) for e in evs), f"run {run}"
+        assert not read_jsonl(tmp_path / "dead.jsonl")
+        (tmp_path / "state").rename(tmp_path / f"state-{run}")
