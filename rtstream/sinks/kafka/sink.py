@@ -2,7 +2,8 @@
 
 The message key is `window_start|key` (or the row's `key_field`), so a compacted topic keeps one
 value per (window, key) however often a window is replayed; a count window adds its `window_id`
-after the start, and a row without a key its place in the window (`window_start|#3`). `write` returns only when the broker
+after the start, and a row without a key its place in the window (`window_start|#3`; with
+`workers = N`, worker I's rows `window_start|#I.3`). `write` returns only when the broker
 has acknowledged every message (per `acks`).
 
 With `exactly_once`, each window is one transaction that also commits the source offsets its
@@ -109,8 +110,9 @@ class KafkaSink(Sink):
             return _key_bytes(row.get(self.config.key_field))
         keys = self.context.key_fields
         parts = [*(row.get(k) for k in self.context.window_fields), *(row.get(k) for k in keys)]
-        if not keys:
-            parts.append(f"#{n}")
+        if not keys:  # with workers each writes its share of the window: their places must not collide
+            share = self.context.worker
+            parts.append(f"#{n}" if share.count == 1 else f"#{share.index}.{n}")
         return "|".join("" if p is None else str(p) for p in parts).encode()
 
     @property

@@ -1,0 +1,55 @@
+"""Table sinks that `workers = N` would make lose rows, found before any worker starts.
+
+A table sink (sqlite, postgres) replaces a window's rows whole when they have no key (a join's
+pairs, a keyed or python stage's outputs, raw records: rtstream.sinks.row_keys). Each worker folds
+only its share of the partitions, so each would write its own part of a window and delete the
+others'. Such a config is refused (exit 2) with what to set instead; rows with a key (an aggregate's
+`key`, a session's `key`, `key_columns`) are upserted by it and the workers' parts add up.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rtstream.config.branches import plan_branches
+from rtstream.config.stage_window import branch_windows
+
+if TYPE_CHECKING:
+    from rtstream.config.settings import Settings
+
+TABLE_SINKS = ("sqlite", "postgres")
+
+
+def _rows_have_a_key(stages: list[str], window: Any, components: dict[str, Any]) -> bool:
+    """As the build decides the output key (rtstream.runtime.build): the last stage is an aggregate
+    with a `key`, or an aggregate of session windows (keyed by the record key)."""
+    if not stages:
+        return False
+    last = components[stages[-1]].config
+    return getattr(last, "type", None) == "aggregate" and bool(getattr(last, "key", None) or window.type == "session")
+
+
+def keyless_table_sinks(settings: Settings) -> list[str]:
+    """The table sinks whose rows have no key and that replace each window's rows (upsert, no key_columns)."""
+    flow, components = settings.flow, settings.components
+    windows = branch_windows(settings.root, flow, components)
+    sink_lists = [b.sinks for b in plan_branches(flow.graph)] if flow.branched else [list(flow.sinks)]
+    out = []
+    for (stages, window), sinks in zip(windows, sink_lists, strict=True):
+        if _rows_have_a_key(stages, window, components):
+            continue
+        for name in sinks:
+            cfg: Any = components[name].config
+            if cfg.type in TABLE_SINKS and cfg.mode == "upsert" and not cfg.key_columns:
+                out.append(name)
+    return out
+
+
+def keyless_problem(settings: Settings) -> str | None:
+    names = keyless_table_sinks(settings)
+    if not names:
+        return None
+    return (f"daemon.workers = {settings.root.daemon.workers}: the rows of sink(s) {', '.join(names)} have no key, "
+            f"so each window's rows are replaced whole, and each worker writes only its share of a window (one "
+            f"would delete another's); give the sink key_columns unique per row, or mode = \"insert\" (a replay "
+            f"then appends again), or run one worker")
