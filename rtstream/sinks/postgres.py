@@ -1,9 +1,8 @@
 """PostgreSQL via asyncpg: each window in one transaction, COPY into a temporary table, then upsert.
 
-`INSERT ... ON CONFLICT (keys) DO UPDATE` makes a replayed window overwrite itself, so results are
-effectively-once on top of at-least-once processing; rows without a key replace the window's rows
-whole (DELETE then INSERT in the transaction, rtstream.sinks.row_keys). A window is written whole or not at all: a
-lost connection rolls it back and the flusher tries again.
+`INSERT ... ON CONFLICT (keys) DO UPDATE` makes a replayed window overwrite itself (rows without a
+key: DELETE the window's, then INSERT; rtstream.sinks.row_keys), so results are effectively-once on
+top of at-least-once processing. A window is written whole or not at all: a lost connection rolls it back.
 
 Rows PostgreSQL would refuse forever because of what they hold are found before the write and
 refused one by one (`RowsRejected`: to the dead letters, with the column and why), and the rest of
@@ -34,7 +33,7 @@ from rtstream.model.errors import RowsRejected, SinkError
 from rtstream.model.registry import register
 from rtstream.model.window import Window
 from rtstream.sinks.base import Sink, SinkConfig
-from rtstream.sinks.row_keys import shown, unique_rows, upsert_keys, window_deletes
+from rtstream.sinks.row_keys import shown, unique_rows, upsert_keys, window_deletes, window_index
 
 log = logging.getLogger("rtstream.sink.postgres")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -226,8 +225,7 @@ class PostgresSink(Sink):
                     rejected.append(([row], f"postgres refused the row: {type(exc).__name__}: {str(exc)[:300]}"))
 
     async def _clear(self, conn: Any, kept: list[tuple[dict[str, Any], tuple[Any, ...]]], cols: list[str]) -> None:
-        """Rows without a key replace the window's rows whole: delete them by the window's fields first."""
-        if self.config.mode == "upsert" and not self.keys:
+        if self.config.mode == "upsert" and not self.keys:  # rows without a key replace the window's whole
             await conn.executemany(*window_deletes(self.name, self.target, self.config.table, self.context.window_fields,
                                                    cols, [v for _, v in kept], lambda i: f"${i + 1}"))
 
@@ -284,6 +282,8 @@ class PostgresSink(Sink):
         if self.config.mode == "upsert" and self.keys:
             defs.append(f"PRIMARY KEY ({', '.join(map(_quote, self.keys))})")
         await conn.execute(f"CREATE TABLE IF NOT EXISTS {self.target} ({', '.join(defs)})")
+        if self.config.mode == "upsert" and not self.keys and "window_start" in mapping:  # replaced per window
+            await conn.execute(window_index(self.target, self.config.table))
         self.column_types = {r["column_name"]: r["data_type"] for r in await conn.fetch(
             "SELECT column_name, data_type FROM information_schema.columns "
             "WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position",

@@ -51,6 +51,11 @@ def window_deletes(sink: str, target: str, table: str, window_fields: list[str],
     return f"DELETE FROM {target} WHERE {where}", list(dict.fromkeys(tuple(v[i] for i in at) for v in values))
 
 
+def window_index(target: str, table: str) -> str:
+    """The index a table of rows without a key is given: each window's rows are found by their start."""
+    return f"CREATE INDEX IF NOT EXISTS {_quote(table[:50] + '_window')} ON {target} (\"window_start\")"
+
+
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 

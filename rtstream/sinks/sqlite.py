@@ -24,7 +24,7 @@ from rtstream.model.errors import RowsRejected, SinkError
 from rtstream.model.registry import register
 from rtstream.model.window import Window
 from rtstream.sinks.base import Sink, SinkConfig
-from rtstream.sinks.row_keys import unique_rows, upsert_keys, window_deletes
+from rtstream.sinks.row_keys import unique_rows, upsert_keys, window_deletes, window_index
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -166,9 +166,7 @@ class SQLiteSink(Sink):
             else ""
         self._db.execute(f"CREATE TABLE IF NOT EXISTS {_quote(self.config.table)} ({', '.join(cols)}{pk})")
         if self.config.mode == "upsert" and not self.keys:  # rows are replaced per window: find them fast
-            fields = [c for c in self.context.window_fields if c in first]
-            self._db.execute(f"CREATE INDEX IF NOT EXISTS {_quote(self.config.table + '_window')} "
-                             f"ON {_quote(self.config.table)} ({', '.join(map(_quote, fields))})")
+            self._db.execute(window_index(_quote(self.config.table), self.config.table))
         self._columns = list(first)
 
     async def close(self) -> None:

@@ -64,10 +64,12 @@ def test_a_join_into_postgres_keeps_every_pair_and_a_replay_leaves_the_same_rows
         assert Counter((o, a, p, spelled(ws)) for o, a, p, ws in rows) == want, f"run {run}"
         assert not read_jsonl(tmp_path / "dead.jsonl")
         (tmp_path / "state").rename(tmp_path / f"state-{run}")
-    # no primary key: the window's rows are replaced, found by an index... or a scan; never a key of one row
+    # no primary key (a key of one row per window lost the others); an index finds a window's rows to replace
     pk = asyncio.run(fetch(postgres, "select count(*) from information_schema.table_constraints "
                                      f"where table_name = '{table}' and constraint_type = 'PRIMARY KEY'"))
     assert pk == [(0,)]
+    indexes = asyncio.run(fetch(postgres, f"select indexdef from pg_indexes where tablename = '{table}'"))
+    assert len(indexes) == 1 and indexes[0][0].endswith('(window_start)'), indexes
 
 
 def test_a_key_columns_shared_by_two_rows_dead_letters_them_in_postgres(tmp_path, postgres):
