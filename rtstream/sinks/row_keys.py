@@ -60,40 +60,56 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _hashable(value: Any) -> Any:
-    try:
-        hash(value)
-        return (value.__class__ is bool, value)  # True and 1 are different keys to a database
-    except TypeError:
-        return repr(value)
+def _as_the_database_compares(value: Any) -> Any:
+    """A key value as a table compares it, erring towards equal (a false collision is refused
+    loudly; a missed one would silently keep one row): True is 1, 1.0 is 1, and "1" is 1 (SQLite's
+    column affinity makes them one value); objects and lists by their text."""
+    if value.__class__ is bool:
+        value = int(value)
+    if value.__class__ is float and value.is_integer():
+        value = int(value)
+    if isinstance(value, (int, float, str)):
+        return str(value)
+    return repr(value)
 
 
 def unique_rows(rows: list[dict[str, Any]], keys: list[str]) -> tuple[list[dict[str, Any]], Rejected]:
-    """The rows whose key no other row of the window shares, and the others (every row of a
-    shared key, with why): one pass, no copy when every key is unique."""
+    """The rows whose key no other row of the window shares, and the others with why: every row of a
+    shared key, and a row with a null in its key (NULL never equals NULL: a replay would add it
+    again). One pass, no copy when every key is unique and whole."""
     seen: dict[tuple[Any, ...], int] = {}
+    nulls = False
     for r in rows:
-        k = tuple(_hashable(r.get(c)) for c in keys)
+        values = [r.get(c) for c in keys]
+        if None in values:
+            nulls = True
+            continue
+        k = tuple(_as_the_database_compares(v) for v in values)
         seen[k] = seen.get(k, 0) + 1
-    if len(seen) == len(rows):
+    if not nulls and len(seen) == len(rows):
         return rows, []
     good: list[dict[str, Any]] = []
     shared: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    names = ", ".join(keys)
+    rejected: Rejected = []
     for r in rows:
-        k = tuple(_hashable(r.get(c)) for c in keys)
+        values = [r.get(c) for c in keys]
+        if None in values:
+            column = keys[values.index(None)]
+            rejected.append(([r], f"key column {column!r} is null or missing in this row: an upsert by ({names}) "
+                                  f"cannot find it again, so a replay would add it twice"))
+            continue
+        k = tuple(_as_the_database_compares(v) for v in values)
         if seen[k] == 1:
             good.append(r)
         else:
             shared.setdefault(k, []).append(r)
-    names = ", ".join(keys)
-    rejected: Rejected = []
     for group in shared.values():
-        values = ", ".join(shown(group[0].get(c)) for c in keys)
-        rejected.append((group, f"{len(group)} rows of this window share the key ({names}) = ({values}): an upsert "
-                                f"would keep one of them; make key_columns unique per row, or leave it unset to "
-                                f"replace each window's rows whole"))
+        values_text = ", ".join(shown(group[0].get(c)) for c in keys)
+        rejected.append((group, f"{len(group)} rows of this window share the key ({names}) = ({values_text}): an "
+                                f"upsert would keep one of them; make key_columns unique per row, or leave it unset "
+                                f"to replace each window's rows whole"))
     return good, rejected
-
 
 
 def shown(v: Any) -> str:

@@ -349,3 +349,28 @@ def test_a_branched_flow_keeps_count_windows_sharing_a_start_and_every_raw_recor
             (e["id"], iso(e["ts"] // 10_000 * 10_000)) for e in evs), f"run {run}"
         assert not read_jsonl(tmp_path / "dead.jsonl")
         (tmp_path / "state").rename(tmp_path / f"state-{run}")
+
+
+def test_rows_whose_key_columns_are_null_are_dead_lettered_not_added_twice_by_a_replay(tmp_path):
+    evs = [{"id": i if i % 4 else None, "ts": BASE_MS + i * 1000} for i in range(20)]
+    evs[5].pop("id")  # missing, not null: the same to a table
+    write_lines(tmp_path / "in.jsonl", evs)
+    doc = {
+        "pipeline": {"name": "nullkeys", "flow": "ev >> db"},
+        "window": {"size": "10s"},
+        "sources": {"ev": {"type": "file", "path": str(tmp_path / "in.jsonl")}},
+        "sinks": {"db": {"type": "sqlite", "path": str(tmp_path / "out.db"), "table": "t", "key_columns": ["id"]}},
+        "dead_letter": {"path": str(tmp_path / "dead.jsonl")},
+        "daemon": {"state_dir": str(tmp_path / "state")},
+    }
+    cfg = write_config(tmp_path / "n.toml", doc)
+    for run in range(2):  # the second run replays every window (a fresh state dir)
+        res = run_cli("run", "-c", str(cfg), timeout=120)
+        assert res.returncode == 0, res.stderr[-3000:]
+        assert Counter(r for (r,) in table(tmp_path / "out.db", "select cast(id as integer) from t")) == Counter(
+            e["id"] for e in evs if e.get("id") is not None), f"run {run}"
+        dead = read_jsonl(tmp_path / "dead.jsonl")
+        assert sorted(d["value"]["ts"] for d in dead) == sorted([e["ts"] for e in evs if e.get("id") is None] * (run + 1))
+        assert all(d["detail"] == "key column 'id' is null or missing in this row: an upsert by (id) cannot find it "
+                                  "again, so a replay would add it twice" for d in dead)
+        (tmp_path / "state").rename(tmp_path / f"state-{run}")
