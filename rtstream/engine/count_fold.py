@@ -120,7 +120,10 @@ class CountFold(BatchFold, WindowCloser, EngineSnapshots):
     def _emit_count(self, pk: PartitionKey, key: Any, w: CountWindow) -> Emission:
         eid = self.ledger.new_id()
         start = w.min_ts if w.min_ts is not None else 0
-        window = Window(start, (w.max_ts if w.max_ts is not None else start) + 1, key=key, input_count=w.count)
+        # its first record tells it apart from the key's other windows of the same times; a replay
+        # rebuilds it from the same record (the key's count resumes from the checkpoint)
+        window = Window(start, (w.max_ts if w.max_ts is not None else start) + 1, key=key, input_count=w.count,
+                        ident=f"{pk[0]}/{pk[1]}@{w.min_offset}")
         self.tracker.hold(pk, Hold(HoldKind.EMIT, eid), w.min_offset)
         self.tracker.release(pk, Hold(HoldKind.COUNT, w.id))
         if self.aggregator is not None:

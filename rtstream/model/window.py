@@ -34,6 +34,9 @@ class Window:
     key: Any = None  # set for per-key windows (sessions); None for tumbling
     input_count: int = 0  # records that went into the window
     final: bool = True  # False for a running result (emit = "updates"), which a later row replaces
+    # what tells this window apart from others of the same bounds and key: a count window's first
+    # record, "source/partition@offset" (rows carry it as `window_id`); None for time windows
+    ident: str | None = None
 
     @property
     def start(self) -> datetime:
@@ -52,5 +55,5 @@ class Window:
         return iso_utc(self.end_ms)
 
     @property
-    def id(self) -> tuple[int, int, Any]:
-        return (self.start_ms, self.end_ms, self.key)
+    def id(self) -> tuple[int, int, Any, str | None]:
+        return (self.start_ms, self.end_ms, self.key, self.ident)

@@ -47,7 +47,9 @@ def split_problem(settings: Settings) -> str | None:
     if single:
         return (f"daemon.workers = {settings.root.daemon.workers} needs sources that a consumer group or the "
                 f"supervisor splits (kafka); these would be read once per worker: {', '.join(single)}")
-    return None
+    from rtstream.run.keyless_sinks import keyless_problem
+
+    return keyless_problem(settings)  # a table sink replacing whole windows would lose the other workers' rows
 
 
 class WorkerSupervisor:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rtstream.config.branches import Branch, plan_branches
 from rtstream.config.settings import Settings
-from rtstream.config.shared_sinks import shared_sink_keys
+from rtstream.config.shared_sinks import fed_by, shared_sink_keys
 from rtstream.config.stage_window import branch_windows
 from rtstream.engine.branches import BranchedEngine, BranchHolds
 from rtstream.engine.commit_rule import CommitTracker
@@ -64,7 +64,10 @@ def build_branched(settings: Settings, observers: Sequence[WindowObserver] = ())
     shared: dict[str, tuple[Sink, asyncio.Lock]] = {}  # a sink several branches feed: made once
     for name, keys in shared_sink_keys(root, settings.flow, settings.components).items():
         sink = settings.of([name])[0]
-        shared[name] = (sink.cls(name, sink.config, dataclasses.replace(context, key_fields=keys)), asyncio.Lock())
+        counted = all(windows[i][1].type == "count" for i in fed_by(branches)[name])  # rows carry window_id
+        fields = ["window_start", "window_id"] if counted else ["window_start"]
+        shared[name] = (sink.cls(name, sink.config, dataclasses.replace(context, key_fields=keys, window_fields=fields)),
+                        asyncio.Lock())
         all_sinks.append(shared[name][0])
     groups = _groups(branches, settings)  # branches after one aggregate share its engine (a window fan-out)
     labels: list[tuple[str, list[str]]] = []  # each engine's branches, as the status lists its open windows
@@ -86,7 +89,9 @@ def build_branched(settings: Settings, observers: Sequence[WindowObserver] = ())
             last = rest[-1] if rest else incremental
             keys = [last.config.key] if isinstance(last, AggregateStage) and last.config.key else \
                 ["key"] if isinstance(last, AggregateStage) and w.type == "session" else []
-            own = dataclasses.replace(context, key_fields=keys)  # this branch's sinks upsert by its own key
+            own = dataclasses.replace(context, key_fields=keys,  # this branch's sinks upsert by its own key
+                                      window_fields=["window_start", "window_id"] if w.type == "count"
+                                      else ["window_start"])
             sinks: list[Sink] = [SharedSink(shared[c.name][0], branch.name, shared[c.name][1]) if c.name in shared
                                  else c.cls(c.name, c.config, own) for c in settings.of(branch.sinks)]
             all_sinks += [s for s in sinks if not isinstance(s, SharedSink)]

@@ -81,11 +81,15 @@ class FanOutFlusher:
     def __init__(self, flushers: list[WindowFlusher], done: Callable[[Emission], None]):
         self.flushers = flushers
         self.done = done
+        self.held: list[Emission] | None = None  # while a group's run history waits (rtstream.runtime.flush_group)
 
     async def flush(self, em: Emission) -> None:
         for f in self.flushers:
             await f.flush(dataclasses.replace(em, rows=[dict(r) for r in em.rows]))
-        self.done(em)
+        if self.held is not None:
+            self.held.append(em)
+        else:
+            self.done(em)
 
     @property
     def windows_flushed(self) -> int:

@@ -97,6 +97,8 @@ def build_parts(settings: Settings, observers: Sequence[WindowObserver] = ()) ->
         context.key_fields = [last_window_stage.config.key]
     elif isinstance(last_window_stage, AggregateStage) and root.window.type == "session":
         context.key_fields = ["key"]  # sessions of the record key: rows carry it as "key"
+    if root.window.type == "count":
+        context.window_fields = ["window_start", "window_id"]  # windows of one key may share a start
     sinks: list[Sink] = [c.cls(c.name, c.config, context) for c in settings.of(flow.sinks)]
     scopes = {s.name: s.checkpoint_scope() for s in sources}
     defaults = root.defaults

@@ -17,6 +17,9 @@ class Context:
     state_dir: Path
     time_mode: str = "event"
     key_fields: list[str] = field(default_factory=list)  # the output key, for upserting sinks
+    # the row fields that tell one window from another (count windows add `window_id`): a sink
+    # replaces a window's rows by them when the rows have no key (rtstream.sinks.row_keys)
+    window_fields: list[str] = field(default_factory=lambda: ["window_start"])
     partitions: PartitionEvents = field(default_factory=NoPartitionEvents)  # sources whose partitions come and go
     extra: dict[str, Any] = field(default_factory=dict)
     worker: WorkerShare = field(default_factory=WorkerShare)  # which of `[daemon] workers` this process is

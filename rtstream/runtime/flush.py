@@ -117,11 +117,13 @@ class WindowFlusher:
                 rows = None
                 break
         if rows is not None:
-            start, end = em.window.start_iso, em.window.end_iso
+            start, end, ident = em.window.start_iso, em.window.end_iso, em.window.ident
             for row in rows:
                 if "window_start" not in row:
                     row["window_start"] = start
                     row["window_end"] = end
+                if ident is not None:
+                    row["window_id"] = ident  # a count window's identity, what sinks upsert it by
                 if em.tag_final:
                     row["final"] = em.window.final
         return rows

@@ -118,6 +118,8 @@ def _groups_writes(flusher: WindowFlusher) -> bool:
     """Every sink takes several windows in one call and needs nothing per window (a timeout per attempt,
     a transaction with the source offsets, an asset event, a halt in progress); and no window stage can
     halt (a lookup's store), which would hold back the windows before it, stages all running first."""
+    if not hasattr(flusher, "sinks"):
+        return False  # a window fan-out (rtstream.runtime.branch_flush) goes window by window
     return (all(hasattr(sink, "write_windows") and not sink.commits_source_offsets and asset_of(sink) is None
                 and flusher.policies[sink.name].timeout is None and sink.name not in flusher.failing
                 for sink in flusher.sinks)

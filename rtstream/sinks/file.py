@@ -11,7 +11,8 @@ at most 64) followed by `~` and 20 hex digits of the SHA-256 of the exact key:
 `2026-11-24T12-05-00Z.a_b~3f1c....jsonl` for `a/b`. So a name is never a path (it has no `/` and
 starts with the window start), it stays under 120 bytes, and two different keys never share a
 file: a name without `~` spells its key exactly, one with `~` carries the hash of it (and of its
-type, so the key `5` and the key `"5"` differ).
+type, so the key `5` and the key `"5"` differ). A count window adds its first record after its key,
+`<start>.<key>.<source>-<partition>@<offset>.jsonl`: a key's windows may share their earliest time.
 
 Rows that cannot be written as JSON (an int beyond 64 bits, nesting deeper than orjson's 254
 levels, a non-string dict key) are refused one by one (`RowsRejected`, to the dead letters) and the
@@ -68,6 +69,15 @@ def key_name(key: Any) -> str:
     return f"{_OTHER.sub('_', readable)}~{hashlib.sha256(exact).hexdigest()[:20]}"
 
 
+def window_part(ident: str) -> str:
+    """A count window's identity (`source/partition@offset`) as a file-name part: `source-partition@offset`.
+
+    >>> window_part("tail/0@1234")
+    'tail-0@1234'
+    """
+    return key_name(ident.replace("/", "-"))
+
+
 @register("sink", "file")
 class FileSink(Sink):
     Config = FileSinkConfig
@@ -80,6 +90,8 @@ class FileSink(Sink):
         name = window.start_iso.replace(":", "-")
         if window.key is not None:
             name += f".{key_name(window.key)}"
+        if window.ident is not None:  # a count window: others of this key may share its start
+            name += f".{window_part(window.ident)}"
         return self.dir / f"{name}.jsonl"
 
     async def write(self, window: Window, rows: list[dict[str, Any]]) -> None:

@@ -48,7 +48,7 @@ class HttpSinkConfig(SinkConfig, HttpAuth):
 
 
 def idempotency_key(pipeline: str, window: Window, sink: str, batch_no: int, body: bytes) -> str:
-    digest = hashlib.sha256(f"{pipeline}|{window.start_ms}|{window.end_ms}|{window.key}|{sink}|{batch_no}|".encode())
+    digest = hashlib.sha256(f"{pipeline}|{window.start_ms}|{window.end_ms}|{window.key}|{window.ident}|{sink}|{batch_no}|".encode())
     if not window.final:  # each running result is new content: it must not be taken for a retry
         digest.update(f"running|{window.input_count}|".encode())
     digest.update(body)
@@ -77,7 +77,7 @@ class HttpSink(Sink):
 
     async def write(self, window: Window, rows: list[dict[str, Any]]) -> None:
         rows, unencodable = encodable_rows(rows)
-        ident = (window.start_ms, window.end_ms, window.key, window.final, window.input_count, len(rows))
+        ident = (window.start_ms, window.end_ms, window.key, window.ident, window.final, window.input_count, len(rows))
         if self._progress is None or self._progress[0] != ident:
             self._progress = (ident, {})
         done = self._progress[1]

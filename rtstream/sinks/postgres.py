@@ -1,8 +1,8 @@
 """PostgreSQL via asyncpg: each window in one transaction, COPY into a temporary table, then upsert.
 
-`INSERT ... ON CONFLICT (keys) DO UPDATE` makes a replayed window overwrite itself, so results are
-effectively-once on top of at-least-once processing. A window is written whole or not at all: a
-lost connection rolls it back and the flusher tries again.
+`INSERT ... ON CONFLICT (keys) DO UPDATE` makes a replayed window overwrite itself (rows without a
+key: DELETE the window's, then INSERT; rtstream.sinks.row_keys), so results are effectively-once on
+top of at-least-once processing. A window is written whole or not at all: a lost connection rolls it back.
 
 Rows PostgreSQL would refuse forever because of what they hold are found before the write and
 refused one by one (`RowsRejected`: to the dead letters, with the column and why), and the rest of
@@ -33,6 +33,7 @@ from rtstream.model.errors import RowsRejected, SinkError
 from rtstream.model.registry import register
 from rtstream.model.window import Window
 from rtstream.sinks.base import Sink, SinkConfig
+from rtstream.sinks.row_keys import shown, unique_rows, upsert_keys, window_deletes, window_index
 
 log = logging.getLogger("rtstream.sink.postgres")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -44,7 +45,8 @@ class PostgresConfig(SinkConfig):
     table: str = Field(description="created when missing (create_table)")
     schema_name: str = Field(default="public", alias="schema", description="the table's schema (written `schema`)")
     key_columns: list[str] | None = Field(default=None,
-        description="the upsert key; default: window_start plus the aggregate key")
+        description="the upsert key, unique per row of a window; default: window_start plus the aggregate "
+                    "key, or none (each window's rows replaced whole) when the rows have no key")
     columns: dict[str, str] | None = Field(default=None,
         description="column -> row field; default: every field, same name")
     create_table: bool = Field(default=True, description="create the table from the first rows when it does not exist")
@@ -156,7 +158,7 @@ class PostgresSink(Sink):
             asyncpg.exceptions.CardinalityViolationError)
         self.pool = await asyncpg.create_pool(self.config.dsn.get_secret_value(), min_size=1,
                                               max_size=self.config.pool_size)
-        self.keys = self.config.key_columns or ["window_start", *self.context.key_fields]
+        self.keys = upsert_keys(self.config.key_columns, self.context.window_fields, self.context.key_fields)
         self.target = f"{_quote(self.config.schema_name)}.{_quote(self.config.table)}"
         self.column_types = await self._columns()
 
@@ -179,6 +181,8 @@ class PostgresSink(Sink):
         mapping = self._mapping(rows[0])
         cols = list(mapping)
         rejected: list[tuple[list[dict[str, Any]], str]] = []
+        if self.config.mode == "upsert" and self.keys:
+            rows, rejected = unique_rows(rows, self.keys)  # a key shared by two rows would keep one
         kept: list[tuple[dict[str, Any], tuple[Any, ...]]] | None = None
         try:
             async with self.pool.acquire() as conn, conn.transaction():
@@ -193,6 +197,7 @@ class PostgresSink(Sink):
                     await conn.copy_records_to_table("rtstream_window", records=[v for _, v in kept[i:i + step]],
                                                      columns=cols)
                 col_list = ", ".join(map(_quote, cols))
+                await self._clear(conn, kept, cols)
                 await conn.execute(f"INSERT INTO {self.target} ({col_list}) SELECT {col_list} FROM rtstream_window"
                                    + self._on_conflict(cols))
         except self.row_errors as exc:
@@ -211,6 +216,7 @@ class PostgresSink(Sink):
         sql = (f"INSERT INTO {self.target} ({', '.join(map(_quote, cols))}) "
                f"VALUES ({', '.join(f'${i + 1}' for i in range(len(cols)))})" + self._on_conflict(cols))
         async with self.pool.acquire() as conn, conn.transaction():
+            await self._clear(conn, kept, cols)
             for row, values in kept:
                 try:
                     async with conn.transaction():  # a savepoint: a refused row undoes only itself
@@ -218,8 +224,13 @@ class PostgresSink(Sink):
                 except self.row_errors as exc:
                     rejected.append(([row], f"postgres refused the row: {type(exc).__name__}: {str(exc)[:300]}"))
 
+    async def _clear(self, conn: Any, kept: list[tuple[dict[str, Any], tuple[Any, ...]]], cols: list[str]) -> None:
+        if self.config.mode == "upsert" and not self.keys:  # rows without a key replace the window's whole
+            await conn.executemany(*window_deletes(self.name, self.target, self.config.table, self.context.window_fields,
+                                                   cols, [v for _, v in kept], lambda i: f"${i + 1}"))
+
     def _on_conflict(self, cols: list[str]) -> str:
-        if self.config.mode != "upsert":
+        if self.config.mode != "upsert" or not self.keys:
             return ""
         updates = [c for c in cols if c not in self.keys]
         return f" ON CONFLICT ({', '.join(map(_quote, self.keys))}) DO " + (
@@ -233,7 +244,7 @@ class PostgresSink(Sink):
         if unknown:
             raise SinkError(self.name, f"column {unknown[0]!r} is not in table {self.config.table!r} "
                                        f"(it has: {', '.join(self.column_types)}); add it or map it with `columns`")
-        convs = [(col, field, CONVERTERS.get(self.column_types[col], _identity)) for col, field in mapping.items()]
+        convs = [(col, field, CONVERTERS.get(self.column_types[col], lambda v: v)) for col, field in mapping.items()]
         out = []
         for row in rows:
             extra = [f for f in row if f not in mapping.values()]
@@ -248,7 +259,7 @@ class PostgresSink(Sink):
                         v = conv(v)
                     except (TypeError, ValueError, OverflowError) as exc:
                         because = f": {exc}" if str(exc) else ""
-                        why = (f"column {col!r} ({self.column_types[col]}) cannot hold {_shown(v)} from field "
+                        why = (f"column {col!r} ({self.column_types[col]}) cannot hold {shown(v)} from field "
                                f"{field!r}{because}")
                         break
                 values.append(v)
@@ -268,9 +279,11 @@ class PostgresSink(Sink):
         if missing:
             raise SinkError(self.name, f"key column {missing[0]!r} is not among the columns {list(mapping)}")
         defs = [f"{_quote(col)} {pg_type(col, first.get(field))}" for col, field in mapping.items()]
-        if self.config.mode == "upsert":
+        if self.config.mode == "upsert" and self.keys:
             defs.append(f"PRIMARY KEY ({', '.join(map(_quote, self.keys))})")
         await conn.execute(f"CREATE TABLE IF NOT EXISTS {self.target} ({', '.join(defs)})")
+        if self.config.mode == "upsert" and not self.keys and "window_start" in mapping:  # replaced per window
+            await conn.execute(window_index(self.target, self.config.table))
         self.column_types = {r["column_name"]: r["data_type"] for r in await conn.fetch(
             "SELECT column_name, data_type FROM information_schema.columns "
             "WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position",
@@ -285,15 +298,3 @@ class PostgresSink(Sink):
         where = f"{u.hostname or 'local'}:{u.port or 5432}{u.path}" if u.scheme else "(dsn)"
         return f"postgres: {where} table {self.config.schema_name}.{self.config.table} ({self.config.mode})"
 
-
-def _identity(v: Any) -> Any:
-    return v
-
-
-def _shown(v: Any) -> str:
-    """A value quoted in a reason: bounded, whatever it holds."""
-    try:
-        text = repr(v) if not isinstance(v, int) or abs(v) < 10**100 else f"an int of {v.bit_length()} bits"
-    except Exception:  # noqa: BLE001 - repr of a user's object may do anything
-        text = f"a {type(v).__name__}"
-    return text if len(text) <= 200 else text[:200] + "…"

@@ -11,8 +11,8 @@ region = "us-east-1"
 ```
 
 Naming. The object for a window is `<prefix><window start>.parquet` (`2026-01-01T00-05-00Z.parquet`;
-`.ndjson`, `.ndjson.gz`); a session window adds its key as the file sink does
-(`<start>.<key>.parquet`, a key that is not plain becomes a readable prefix and a hash). The prefix
+`.ndjson`, `.ndjson.gz`); a session window adds its key, a count window its key and first record, as
+the file sink does (`<start>.<key>.parquet`, a key that is not plain becomes a readable prefix and a hash). The prefix
 is a template: `{window_start:FORMAT}` and `{window_end:FORMAT}` are the bounds in UTC through
 strftime (without FORMAT, ISO-8601). The name depends only on the window, so a replay writes the same
 object again, whole, and at-least-once delivery leaves one copy.
@@ -54,7 +54,7 @@ from rtstream.model.errors import RowsRejected, SinkError
 from rtstream.model.registry import register
 from rtstream.model.window import Window
 from rtstream.sinks.base import Sink, SinkConfig
-from rtstream.sinks.file import key_name
+from rtstream.sinks.file import key_name, window_part
 from rtstream.sinks.parquet_rows import ndjson_bytes, parquet_bytes, require_pyarrow, rows_from
 
 log = logging.getLogger("rtstream.sinks.s3")
@@ -183,6 +183,8 @@ class S3Sink(Sink):
         name = window.start_iso.replace(":", "-")
         if window.key is not None:
             name += f".{key_name(window.key)}"
+        if window.ident is not None:  # a count window, named as the file sink names it
+            name += f".{window_part(window.ident)}"
         return f"{render_prefix(self.config.prefix, window)}{name}{self.suffix}"
 
     async def write(self, window: Window, rows: list[dict[str, Any]]) -> None:

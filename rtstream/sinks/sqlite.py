@@ -1,4 +1,5 @@
-"""SQLite: each window in one transaction, upserted by (window_start, key), WAL mode.
+"""SQLite: each window in one transaction, WAL mode: upserted by (window_start, key) when the rows
+have a key, else the window's rows replaced whole (rtstream.sinks.row_keys says which and why).
 
 A row SQLite can never take (an int beyond 64 bits, a string that is not valid unicode, a value
 that cannot be encoded as JSON, a constraint of a table you made) is refused on its own
@@ -23,6 +24,7 @@ from rtstream.model.errors import RowsRejected, SinkError
 from rtstream.model.registry import register
 from rtstream.model.window import Window
 from rtstream.sinks.base import Sink, SinkConfig
+from rtstream.sinks.row_keys import unique_rows, upsert_keys, window_deletes, window_index
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -31,7 +33,8 @@ class SQLiteConfig(SinkConfig):
     path: str = Field(description="the database file (relative to the config file)")
     table: str = Field(default="results", description="created when missing")
     key_columns: list[str] | None = Field(default=None,
-        description="the upsert key; default: window_start plus the aggregate key")
+        description="the upsert key, unique per row of a window; default: window_start plus the aggregate "
+                    "key, or none (each window's rows replaced whole) when the rows have no key")
     mode: Literal["upsert", "insert"] = Field(default="upsert",
         description="\"upsert\" replaces a window's rows on replay; \"insert\" appends")
     create_table: bool = Field(default=True, description="create the table when it does not exist")
@@ -71,7 +74,7 @@ class SQLiteSink(Sink):
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._columns: list[str] | None = self._existing_columns()
-        self.keys = self.config.key_columns or ["window_start", *self.context.key_fields]
+        self.keys = upsert_keys(self.config.key_columns, self.context.window_fields, self.context.key_fields)
 
     def _existing_columns(self) -> list[str] | None:
         rows = self._db.execute(f"PRAGMA table_info({_quote(self.config.table)})").fetchall()
@@ -94,22 +97,32 @@ class SQLiteSink(Sink):
                 raise SinkError(self.name, f"column {unknown[0]!r} is not in table {self.config.table!r} "
                                            f"(columns: {', '.join(self._columns)})")
             cols = self._columns
+            upsert = self.config.mode == "upsert"
+            rejected: list[tuple[list[dict[str, Any]], str]] = []
+            if upsert and self.keys:
+                rows, rejected = unique_rows(rows, self.keys)  # a key shared by two rows would keep one
             sql = f"INSERT INTO {_quote(self.config.table)} ({', '.join(map(_quote, cols))}) " \
                   f"VALUES ({', '.join('?' for _ in cols)})"
-            if self.config.mode == "upsert":
+            if upsert and self.keys:
                 updates = [c for c in cols if c not in self.keys]
                 sql += f" ON CONFLICT ({', '.join(map(_quote, self.keys))}) DO " + (
                     "UPDATE SET " + ", ".join(f"{_quote(c)}=excluded.{_quote(c)}" for c in updates)
                     if updates else "NOTHING")
+            clear = self._clear(rows) if upsert and not self.keys else lambda cur: None
             try:
                 params = [tuple(to_sql_value(r.get(c)) for c in cols) for r in rows]
-                self._transaction(lambda cur: cur.executemany(sql, params))
-                return []
+
+                def all_at_once(cur: sqlite3.Cursor) -> None:
+                    clear(cur)
+                    cur.executemany(sql, params)
+
+                self._transaction(all_at_once)
+                return rejected
             except ROW_ERRORS:
                 pass  # some row cannot be stored: find which, one by one, and store the others
-            rejected: list[tuple[list[dict[str, Any]], str]] = []
 
             def one_by_one(cur: sqlite3.Cursor) -> None:
+                clear(cur)
                 for r in rows:
                     try:
                         cur.execute(sql, tuple(to_sql_value(r.get(c)) for c in cols))
@@ -118,6 +131,15 @@ class SQLiteSink(Sink):
 
             self._transaction(one_by_one)
             return rejected
+
+    def _clear(self, rows: list[dict[str, Any]]) -> Any:
+        """What deletes the window's rows (by its fields) before they are inserted again: rows
+        without a key are replaced whole, so a replay leaves exactly the rebuilt window's rows."""
+        cols = self._columns or []
+        sql, windows = window_deletes(self.name, _quote(self.config.table), self.config.table,
+                                      self.context.window_fields, cols,
+                                      [tuple(to_sql_value(r.get(c)) for c in cols) for r in rows], lambda i: "?")
+        return lambda cur: cur.executemany(sql, windows)
 
     def _transaction(self, body: Any) -> None:
         cur = self._db.cursor()
@@ -140,8 +162,11 @@ class SQLiteSink(Sink):
         if missing:
             raise SinkError(self.name, f"key column {missing[0]!r} is not in the rows")
         cols = [f"{_quote(c)} {sql_type(v)}" for c, v in first.items()]
-        pk = f", PRIMARY KEY ({', '.join(map(_quote, self.keys))})" if self.config.mode == "upsert" else ""
+        pk = f", PRIMARY KEY ({', '.join(map(_quote, self.keys))})" if self.config.mode == "upsert" and self.keys \
+            else ""
         self._db.execute(f"CREATE TABLE IF NOT EXISTS {_quote(self.config.table)} ({', '.join(cols)}{pk})")
+        if self.config.mode == "upsert" and not self.keys:  # rows are replaced per window: find them fast
+            self._db.execute(window_index(_quote(self.config.table), self.config.table))
         self._columns = list(first)
 
     async def close(self) -> None:

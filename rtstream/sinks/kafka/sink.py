@@ -1,7 +1,9 @@
 """Kafka via aiokafka: each window's rows as JSON messages, keyed so a replay repeats the keys.
 
 The message key is `window_start|key` (or the row's `key_field`), so a compacted topic keeps one
-value per (window, key) however often a window is replayed. `write` returns only when the broker
+value per (window, key) however often a window is replayed; a count window adds its `window_id`
+after the start, and a row without a key its place in the window (`window_start|#3`; with
+`workers = N`, worker I's rows `window_start|#I.3`). `write` returns only when the broker
 has acknowledged every message (per `acks`).
 
 With `exactly_once`, each window is one transaction that also commits the source offsets its
@@ -101,10 +103,16 @@ class KafkaSink(Sink):
                     "client use that id?") from exc
             raise
 
-    def message_key(self, row: dict[str, Any]) -> bytes:
+    def message_key(self, row: dict[str, Any], n: int = 0) -> bytes:
+        """`window_start|key`; a row without a key adds its place in the window (`#n`), or a compacted
+        topic would keep one row of the window."""
         if self.config.key_field is not None:
             return _key_bytes(row.get(self.config.key_field))
-        parts = [row.get("window_start"), *(row.get(k) for k in self.context.key_fields)]
+        keys = self.context.key_fields
+        parts = [*(row.get(k) for k in self.context.window_fields), *(row.get(k) for k in keys)]
+        if not keys:  # with workers each writes its share of the window: their places must not collide
+            share = self.context.worker
+            parts.append(f"#{n}" if share.count == 1 else f"#{share.index}.{n}")
         return "|".join("" if p is None else str(p) for p in parts).encode()
 
     @property
@@ -142,12 +150,12 @@ class KafkaSink(Sink):
         by_partition: dict[int, list[_Message]] = {}
         rejected: Rejected = []
         room = self.config.max_request_size - _RECORD_OVERHEAD
-        for row in rows:
+        for n, row in enumerate(rows):
             value = encode_row(row)
             if isinstance(value, str):
                 rejected.append(([row], value))
                 continue
-            key = self.message_key(row)
+            key = self.message_key(row, n)
             if len(key) + len(value) > room:  # a batch takes it whole; the broker would refuse it every time
                 size = self._sent_size(key, value)
                 if size > self.config.max_request_size:
