@@ -11,6 +11,7 @@ from typing import Any
 
 from rtstream.engine.commit_rule import Hold, HoldKind
 from rtstream.engine.emission import Emission
+from rtstream.engine.released import fold_released
 from rtstream.engine.state import EngineState
 from rtstream.model.positions import PartitionKey
 from rtstream.model.window import Window
@@ -26,6 +27,7 @@ class WindowCloser(EngineState):
         wm.advance(now, wall_ms, caught_up)
         for step in self.steps:  # join and keyed state the watermark has passed (rtstream.engine.stateful)
             step.evict(wm)
+        fold_released(self)  # type: ignore[arg-type]  # rows a step let go, before their windows close
         marks = {}
         for pk in self._epochs:
             if wm.has_delivered(pk):
@@ -87,6 +89,7 @@ class WindowCloser(EngineState):
 
     def close_all(self) -> list[Emission]:
         """End of a finite run: emit everything still open; once written, every window is."""
+        fold_released(self, final=True)  # type: ignore[arg-type]
         if self.sessions is not None:
             emissions = self._emit_sessions(self.sessions.take_all())
         else:

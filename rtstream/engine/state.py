@@ -76,3 +76,4 @@ class EngineState:
         # the sources a join reads: their windows are written whole, for every side (WindowEngine.seed)
         self.join_sides: set[str] = {side for step in self.steps for side in step.sides}
         self._joined_written = NEVER
+        self.released_dead: list[Any] = []  # refusals among rows a step let go (rtstream.engine.released)
