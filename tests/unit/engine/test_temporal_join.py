@@ -10,9 +10,14 @@ from rtstream.engine.commit_rule import CommitTracker
 from rtstream.model.batch import Batch
 from rtstream.model.record import Record
 from rtstream.stages.table_join import TableJoinConfig, TableJoinStage
+from tests.table_join_reference import as_of as reference
 from tests.unit.engine.test_joins import BASE, CTX, MIN, Feed, engine, shuffled_within
 
 TABLE, STREAM = ("users", 0), ("clicks", 0)
+
+
+def as_of(changes, clicks, how, ttl_ms=None):
+    return sorted(reference(changes, clicks, how, ttl_ms), key=lambda r: r["n"])
 
 
 def stage_of(how="left", ttl=None, **kw):
@@ -39,30 +44,6 @@ def send_changes(feed, changes):
     dead = feed.e.process(Batch("users", 0, recs, feed.next[TABLE], decoded=True), now=0)
     feed.t.processed(TABLE, feed.next[TABLE])
     return dead
-
-
-def as_of(changes, clicks, how, ttl_ms=None):
-    """The reference: per click, the last change of its key at or before its time (a tombstone at the
-    time of the change before it in the changelog), if not deleted nor older than ttl."""
-    versions, last = [], None
-    for c in changes:
-        if isinstance(c, dict):
-            last = c["ts"] if last is None else max(last, c["ts"])
-            versions.append((c["user"], c["ts"], c))
-        else:
-            versions.append((c, last, None))
-    out = []
-    for k in clicks:
-        mine = [(ts, i, v) for i, (u, ts, v) in enumerate(versions) if u == k["user"] and ts is not None
-                and ts <= k["ts"]]
-        v = max(mine, key=lambda m: (m[0], m[1]))[2] if mine else None
-        if v is not None and ttl_ms is not None and k["ts"] - v["ts"] > ttl_ms:
-            v = None
-        if v is not None:
-            out.append({**k, "left_ts": k["ts"], "right_ts": v["ts"], "name": v["name"]})
-        elif how == "left":
-            out.append(dict(k))
-    return sorted(out, key=lambda r: (r["n"]))
 
 
 def rows_of(ems):
