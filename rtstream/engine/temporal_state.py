@@ -10,9 +10,10 @@ a stream row at time t meets its key's version as of t, whatever order the two s
   finished partition (a file read to its end) no longer holds it. Nothing assigned yet: it holds.
 - A version is evicted once every stream partition's watermark (and every waiting row) has passed the
   next version of its key; the last one once a delete or `ttl` makes it useless at that time.
-- A change behind what the stream was already joined up to would change rows already written: it is
-  refused (dead-lettered), as a late record is by its window. A change without a time of its own (a
-  tombstone, a row without the time field) follows the changes before it on its partition.
+- A change behind what the stream was already joined up to applies to the rows to come only (counted in
+  `late_changes`). A change without a time of its own (a tombstone, a row without the time field)
+  follows the changes before it on its partition.
+- Without a checkpoint, a table partition's commit stays at its first change read (see `pinned`).
 Holds and checkpoints as rtstream.engine.stateful says. Pure: no I/O, no await.
 """
 
@@ -67,6 +68,12 @@ class TemporalTable(StatefulStep):
         self.joined_upto = NEVER  # every stream row before this was joined (the table side's watermark)
         self.horizon = NEVER  # versions no stream row before this needs are gone
         self.live: dict[PartitionKey, LiveOffsets] = {}
+        # a table partition's first change read: its commit stays there until a checkpoint covers it.
+        # A superseded version is evicted once the stream's watermark is past its successor, but stream
+        # rows that met it may still be in windows not yet written and committed: a restart without a
+        # checkpoint replays them, and they must meet it again (so the changelog is read again whole)
+        self.pinned: dict[PartitionKey, int] = {}
+        self.late_changes = 0
         self.count = 0
         self.bytes = 0
         self._out: list[Released] = []
@@ -108,9 +115,8 @@ class TemporalTable(StatefulStep):
         last = self.part_time.get(pk, NEVER)
         if ts is None:
             ts = max(last, self.joined_upto)
-        elif ts < self.joined_upto:
-            raise ValueError(f"late: the stream was already joined up to {iso_utc(self.joined_upto)}; "
-                             f"this change at {iso_utc(ts)} would change rows already out")
+        elif ts < self.joined_upto:  # later than lateness allows: it applies to the rows to come (as
+            self.late_changes += 1     # Flink's), the rows already joined keep the version they met
         vs = self.versions.get(key)
         if vs is None:
             if value is None:
@@ -120,6 +126,7 @@ class TemporalTable(StatefulStep):
             vs = self.versions[key] = []
         if ts > last:
             self.part_time[pk] = ts
+        self.pinned.setdefault(pk, rec.offset)
         seq = next(self._seq)
         insort(vs, (ts, seq, value, rec.offset, pk), key=_order)
         self.count += 1
@@ -225,7 +232,11 @@ class TemporalTable(StatefulStep):
     # -- checkpoints -------------------------------------------------------------------------------
     def lowest(self, pk: PartitionKey, floor: int) -> int | None:
         live = self.live.get(pk)
-        return live.lowest(floor) if live is not None else None
+        low = live.lowest(floor) if live is not None else None
+        pin = self.pinned.get(pk)
+        if pin is not None and pin >= floor:
+            low = pin if low is None else min(low, pin)
+        return low
 
     def snapshot(self, pk: PartitionKey) -> Any:
         versions = [(key, v[0], v[2], v[3]) for key, vs in self.versions.items() for v in vs if v[4] == pk]
@@ -260,6 +271,7 @@ class TemporalTable(StatefulStep):
     def drop(self, pk: PartitionKey) -> None:
         self.live.pop(pk, None)
         self.part_time.pop(pk, None)
+        self.pinned.pop(pk, None)
         for key in list(self.versions):
             vs = self.versions[key]
             mine = [v for v in vs if v[4] == pk]
