@@ -286,3 +286,16 @@ def test_a_checkpoint_of_the_processing_time_table_restores_into_event_time_and_
     e2.finish(TABLE)
     e2.finish(STREAM)
     assert [r["name"] for r in rows_of(feed2.close(final=True))] == ["b"]
+
+
+def test_a_stream_row_behind_the_evicted_versions_is_dead_lettered_as_late():
+    stage, t, e, feed = setup("left", lateness=0)
+    assert send_changes(feed, [{"user": "u", "name": "a", "ts": BASE}, {"user": "u", "name": "b", "ts": BASE + 10_000}]) == []
+    assert feed.send("clicks", [{"user": "u", "ts": BASE + 20_000, "n": 0}]) == []
+    assert send_changes(feed, [{"user": "x", "name": "c", "ts": BASE + 30_000}]) == []
+    feed.close()  # the stream is at 00:00:20: "a" is of no use to any row to come
+    assert [v[2]["name"] for v in stage.stateful_step.versions["u"]] == ["b"]
+    dead = feed.send("clicks", [{"user": "u", "ts": BASE + 5_000, "n": 1}])
+    assert [(d.reason, d.offset) for d in dead] == [("stage_error", 1)]
+    assert dead[0].detail == ("ValueError: late: the table's versions before 2026-01-01T00:00:20Z are evicted "
+                              "(the row's time is 2026-01-01T00:00:05Z)")
