@@ -146,6 +146,13 @@ class BranchedEngine:
     def close_all(self) -> list[Emission]:
         return self._tagged([e.close_all() for e in self.engines])
 
+    def take_dead(self) -> list[DeadLetter]:
+        return [d for e in self.engines for d in e.take_dead()]
+
+    def dead_written(self, dead: list[DeadLetter]) -> None:
+        for e in self.engines:
+            e.dead_written(dead)
+
     def take_restored(self) -> list[Emission]:
         return self._tagged([e.take_restored() for e in self.engines])
 

@@ -73,3 +73,4 @@ class EngineState:
         # the state of joins and keyed stages (rtstream.engine.stateful): each per-record stage with a
         # `stateful_step` is folded through it, told the record's partition and position
         self.steps, self.tombstones, self.input_time = bind_steps(self, record_stages)
+        self.released_dead: list[Any] = []  # refusals among rows a step let go (rtstream.engine.released)

@@ -108,6 +108,12 @@ class StatefulStep:
         """(rows, keys, bytes estimate) of the state."""
         raise NotImplementedError
 
+    def assigned(self, pk: PartitionKey) -> None:
+        """`pk` is now read here (a step that waits for a side's watermark needs its partitions)."""
+
+    def finished(self, pk: PartitionKey) -> None:
+        """`pk` has nothing more (a finite source at its end): it holds no watermark back."""
+
     # -- the engine's hooks ----------------------------------------------------------------------
     def evict(self, wm: WatermarkTracker) -> None:
         self.evict_before(wm.current)

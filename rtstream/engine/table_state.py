@@ -103,6 +103,9 @@ class TableState(StatefulStep):
 
     def restore(self, pk: PartitionKey, state: Any) -> None:
         self.drop(pk)
+        if isinstance(state, dict):  # saved in event time (rtstream.engine.temporal_state): the last versions
+            last = {key: (key, value, ts, off) for key, ts, value, off in sorted(state["versions"], key=lambda v: v[1])}
+            state = [e for e in last.values() if e[1] is not None]
         live = self.live[pk] = LiveOffsets()
         for key, value, ts, offset in sorted(state, key=lambda e: e[3]):
             live.add(offset)

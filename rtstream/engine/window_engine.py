@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from rtstream.engine.commit_rule import Hold, HoldKind
 from rtstream.engine.count_fold import CountFold
+from rtstream.engine.dead_letter import DeadLetter
 from rtstream.engine.emission import Emission
+from rtstream.engine.released import DEAD_PENDING
 from rtstream.model.batch import Batch
 from rtstream.model.positions import Mark, PartitionKey
 from rtstream.windows.watermark import NEVER
@@ -23,6 +25,8 @@ class WindowEngine(CountFold):
     def assign(self, pk: PartitionKey, now: float, epoch: int = 0) -> None:
         self._epochs[pk] = epoch
         self.watermark.assign(pk, now)
+        for step in self.steps:
+            step.assigned(pk)
 
     def seed(self, pk: PartitionKey, mark: Mark) -> None:
         """Resume a partition from a commit that carried `mark` (see rtstream.model.positions.Mark)."""
@@ -49,6 +53,18 @@ class WindowEngine(CountFold):
     def finish(self, pk: PartitionKey) -> None:
         """A finite partition has nothing more: it stops holding the watermark back."""
         self.watermark.forget(pk)
+        for step in self.steps:
+            step.finished(pk)
+
+    def take_dead(self) -> list[DeadLetter]:
+        """The refusals of rows a step let go while closing (rtstream.engine.released)."""
+        out, self.released_dead = self.released_dead, []
+        return out
+
+    def dead_written(self, dead: list[DeadLetter]) -> None:
+        """Those refusals are in the dead-letter file: their partitions may commit past them."""
+        for pk in {(d.source, d.partition) for d in dead}:
+            self.tracker.release(pk, DEAD_PENDING)  # type: ignore[arg-type]
 
     def open_windows(self) -> int:
         if self.counts is not None:

@@ -135,12 +135,20 @@ class PipelineLoops:
                 if engine.owns(item):  # a rebalance may have taken the partition meanwhile
                     rt.tracker.processed((item.source, item.partition), item.end)
             if not live:
-                for em in engine.close_all():
+                closed = engine.close_all()
+                if dead := engine.take_dead():  # rows a join let go and refused (rtstream.engine.released)
+                    await rt.dead_letters.write(dead)
+                    engine.dead_written(dead)
+                for em in closed:
                     await flushq.put(em)
                 await write_outer_letters(engine, rt.dead_letters)
                 log.info("all sources finished: %d records read", engine.records_in)
                 break
-            for em in engine.close_ready(loop.time(), int(time.time() * 1000), queue.empty()):
+            closed = engine.close_ready(loop.time(), int(time.time() * 1000), queue.empty())
+            if dead := engine.take_dead():
+                await rt.dead_letters.write(dead)
+                engine.dead_written(dead)
+            for em in closed:
                 await flushq.put(em)
             await write_outer_letters(engine, rt.dead_letters)  # an interval join's left rows, refused
         await flushq.put(None)

@@ -176,8 +176,8 @@ def test_interval_join_bounds_refuse_lower_above_upper():
         IntervalJoinConfig(type="interval_join", left="a", right="b", on="k", lower="1m", upper="-1m")
 
 
-def table_stage(how="left", ttl=None):
-    cfg = TableJoinConfig(type="table_join", stream="clicks", table="users", on="user", how=how, ttl=ttl)
+def table_stage(how="left", ttl=None, time="processing"):  # event time: tests/unit/engine/test_temporal_join.py
+    cfg = TableJoinConfig(type="table_join", stream="clicks", table="users", on="user", how=how, ttl=ttl, time=time)
     return TableJoinStage("enrich", cfg, CTX)
 
 
