@@ -78,6 +78,9 @@ class StatefulStep:
         self.time_field = "ts"
         self._saved: dict[PartitionKey, int] = {}  # position covered by the last saved checkpoint
         self._dirty: set[PartitionKey] = set()
+        # windows ending by this time are written, per partition (the engine's DeliveryLedger; None:
+        # not owned, or nothing written yet): an interval join's pairs owe their rows until then
+        self.written: Callable[[PartitionKey], int | None] = lambda pk: None
 
     def bind(self, tracker: CommitTracker, time_of: TimeOf, size_ms: int, hop_ms: int) -> None:
         self.tracker = tracker
@@ -185,6 +188,7 @@ def bind_steps(engine: Any, record_stages: Iterable[Any]) -> tuple[list[Stateful
         if isinstance(step, StatefulStep):
             step.bind(engine.tracker, event_time(engine.time_mode, engine.time_field), engine.size_ms, engine.hop_ms)
             step.time_field = engine.time_field
+            step.written = engine.ledger.written.get
             steps.append(step)
             for source, take in getattr(step, "takes_nulls", {}).items():
                 tombstones[source] = take
