@@ -146,9 +146,13 @@ class StatefulStep:
 
     def _rehold(self, pk: PartitionKey) -> None:
         self.tracker.release(pk, self.hold)
-        low = self.lowest(pk, self._saved.get(pk, -1))
+        low = self.lowest(pk, -1)
         if low is not None:
-            self.tracker.hold(pk, self.hold, low)
+            # a row a saved checkpoint covers is safe only while a restart uses that checkpoint, and
+            # a restart replays from the commit, without it, once the commit has passed it: so the
+            # commit stops at the checkpoint's position while any row before it is kept
+            saved = self._saved.get(pk, -1)
+            self.tracker.hold(pk, self.hold, saved if low < saved else low)
 
 
 class LiveOffsets:
