@@ -8,7 +8,8 @@ with fewer rows (found by the graphgaps work: 26 of 1520 pairs lost). So a row t
 the earlier row owes it: once evicted it stops matching, but it stays kept (holding its offset, and
 in its partition's checkpoints, so a restart from either brings it back) until every partition the
 pair touched says windows ending by the pair's last window are written. A row that made no pair
-owes nothing and goes as before.
+owes nothing and goes as before. A table join's entry is held the same way for the stream rows it
+enriched, once replaced, deleted or expired (rtstream.engine.table_state).
 """
 
 from __future__ import annotations
