@@ -18,11 +18,21 @@ only booleans are tagged, since Python counts `True` as `1`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from decimal import Decimal
 from typing import Any
 
 NO_MATCH: Any = None  # the key of a row that matches nothing (a null or NaN key)
+
+
+@dataclasses.dataclass(frozen=True)
+class LoneKey:
+    """What an interval left join keeps a null-keyed left row under: no right row has it (it goes
+    out alone, as SQL's left join gives it). Its partition and offset make it the row's own."""
+    source: str
+    partition: Any
+    offset: int
 
 _TRUE, _FALSE = ("bool", True), ("bool", False)  # a tuple: no JSON string or number equals it
 _SCALARS = frozenset({str, int})

@@ -10,13 +10,13 @@ A stream-table join's table is rtstream.engine.table_state's.
 
 from __future__ import annotations
 
-import dataclasses
 import heapq
 import itertools
 from typing import Any
 
-from rtstream.engine.join_keys import NO_MATCH, join_key
+from rtstream.engine.join_keys import NO_MATCH, LoneKey, join_key
 from rtstream.engine.join_rows import RowShape
+from rtstream.engine.pair_holds import PairDebts, last_window_end
 from rtstream.engine.stateful import LiveOffsets, StatefulStep, size_of
 from rtstream.model.positions import PartitionKey
 from rtstream.windows.watermark import NEVER
@@ -116,13 +116,6 @@ class SideTagger(StatefulStep):
 Row = tuple[int, int, PartitionKey, dict[str, Any]]
 
 
-@dataclasses.dataclass(frozen=True)
-class LoneKey:
-    """The key a left row with a null key is kept under: no right row has it (how = "left")."""
-    pk: PartitionKey
-    offset: int
-
-
 class IntervalState(StatefulStep):
     """Rows of `left` and `right` by key; a pair is emitted once, when its second row arrives, with
     the pipeline's time field set to the later row's time (so it lands in that row's window)."""
@@ -147,6 +140,7 @@ class IntervalState(StatefulStep):
         # watermark let go without one, waiting to be folded into their windows
         self.matched: set[tuple[PartitionKey, int]] | None = None
         self.released: list[tuple[PartitionKey, int, dict[str, Any]]] = []
+        self.debts = PairDebts()  # evicted rows kept until their pairs' windows are written (pair_holds)
 
     def at(self, pk: PartitionKey, rec: Any, value: dict[str, Any]) -> list[dict[str, Any]]:
         src = pk[0]
@@ -159,7 +153,7 @@ class IntervalState(StatefulStep):
         if key is NO_MATCH:
             if mine == 1 or self.matched is None:
                 return []  # a null key never matches: nothing to keep (rtstream.engine.join_keys)
-            key = LoneKey(pk, rec.offset)  # how = "left": kept alone, let go unmatched like any other
+            key = LoneKey(pk[0], pk[1], rec.offset)  # how = "left": kept alone, let go unmatched like any other
         shape = self.shape
         shape.see(mine, value)
         ts = self.time_of(rec, value)
@@ -179,6 +173,7 @@ class IntervalState(StatefulStep):
             if lt + self.lower <= rt <= lt + self.upper:
                 if matched is not None:
                     matched.add((pk, rec.offset) if mine == 0 else (opk, ooff))
+                self.debts.paired((opk, ooff), pk, last_window_end(max(ts, ots), self.size_ms, self.hop_ms))
                 out.append(shape.row(lv, rv, (lv if lt >= rt else rv).get(self.time_field, max(lt, rt))))
         sides[mine].append((ts, rec.offset, pk, value))
         live = self.live.get(pk)
@@ -219,7 +214,15 @@ class IntervalState(StatefulStep):
     def _useful(self, side: int, ts: int, watermark: int) -> bool:
         return (ts + self.upper if side == 0 else ts - self.lower) >= watermark
 
+    def _gone(self, row: Row) -> None:
+        self.count -= 1
+        self.bytes -= size_of(row[3])
+        self.live[row[2]].remove(row[1])
+        self.let_go(row[2])
+
     def evict_before(self, watermark: int) -> None:
+        for row in self.debts.settled(self.written):  # their pairs' windows are written: let go
+            self._gone(row)
         if watermark == NEVER:
             return
         exp = self._expiry
@@ -236,10 +239,8 @@ class IntervalState(StatefulStep):
                     else:
                         if side == 0 and self.matched is not None:
                             self._let_left_go(row)
-                        self.count -= 1
-                        self.bytes -= size_of(row[3])
-                        self.live[row[2]].remove(row[1])
-                        self.let_go(row[2])
+                        if not self.debts.evicted(key, side, row):  # a row that owes pairs stays kept
+                            self._gone(row)
                 sides[side][:] = keep
             if not sides[0] and not sides[1]:
                 del self.rows[key]
@@ -249,12 +250,13 @@ class IntervalState(StatefulStep):
         return live.lowest(floor) if live is not None else None
 
     def snapshot(self, pk: PartitionKey) -> Any:
+        # a retired row (pair_holds) goes too: restored kept, a replayed partner meets it again
+        rows = [(key, side, r) for key, sides in self.rows.items() for side in (0, 1) for r in sides[side]
+                if r[2] == pk] + self.debts.retired_of(pk)
         if self.matched is not None:  # how = "left": whether each left row found a partner, too
-            met = self.matched
-            return [(key, side, r[0], r[1], r[3], (pk, r[1]) in met) for key, sides in self.rows.items()
-                    for side in (0, 1) for r in sides[side] if r[2] == pk]
-        return [(key, side, r[0], r[1], r[3]) for key, sides in self.rows.items()
-                for side in (0, 1) for r in sides[side] if r[2] == pk]
+            met, owing = self.matched, self.debts.retired
+            return [(key, side, r[0], r[1], r[3], (pk, r[1]) in met or (pk, r[1]) in owing) for key, side, r in rows]
+        return [(key, side, r[0], r[1], r[3]) for key, side, r in rows]
 
     def restore(self, pk: PartitionKey, state: Any) -> None:
         self.drop(pk)
@@ -274,6 +276,9 @@ class IntervalState(StatefulStep):
 
     def drop(self, pk: PartitionKey) -> None:
         self.live.pop(pk, None)
+        for row in self.debts.drop(pk):
+            self.count -= 1
+            self.bytes -= size_of(row[3])
         if self.matched is not None:
             self.matched = {m for m in self.matched if m[0] != pk}
             self.released = [r for r in self.released if r[0] != pk]

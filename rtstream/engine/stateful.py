@@ -78,6 +78,9 @@ class StatefulStep:
         self.time_field = "ts"
         self._saved: dict[PartitionKey, int] = {}  # position covered by the last saved checkpoint
         self._dirty: set[PartitionKey] = set()
+        # windows ending by this time are written, per partition (the engine's DeliveryLedger; None:
+        # not owned, or nothing written yet): an interval join's pairs owe their rows until then
+        self.written: Callable[[PartitionKey], int | None] = lambda pk: None
 
     def bind(self, tracker: CommitTracker, time_of: TimeOf, size_ms: int, hop_ms: int) -> None:
         self.tracker = tracker
@@ -149,9 +152,13 @@ class StatefulStep:
 
     def _rehold(self, pk: PartitionKey) -> None:
         self.tracker.release(pk, self.hold)
-        low = self.lowest(pk, self._saved.get(pk, -1))
+        low = self.lowest(pk, -1)
         if low is not None:
-            self.tracker.hold(pk, self.hold, low)
+            # a row a saved checkpoint covers is safe only while a restart uses that checkpoint, and
+            # a restart replays from the commit, without it, once the commit has passed it: so the
+            # commit stops at the checkpoint's position while any row before it is kept
+            saved = self._saved.get(pk, -1)
+            self.tracker.hold(pk, self.hold, saved if low < saved else low)
 
 
 class LiveOffsets:
@@ -191,6 +198,7 @@ def bind_steps(engine: Any, record_stages: Iterable[Any]) -> tuple[list[Stateful
         if isinstance(step, StatefulStep):
             step.bind(engine.tracker, event_time(engine.time_mode, engine.time_field), engine.size_ms, engine.hop_ms)
             step.time_field = engine.time_field
+            step.written = engine.ledger.written.get
             steps.append(step)
             for source, take in getattr(step, "takes_nulls", {}).items():
                 tombstones[source] = take

@@ -8,6 +8,7 @@ from typing import Any
 
 from rtstream.engine.join_keys import NO_MATCH, join_key
 from rtstream.engine.join_rows import RowShape
+from rtstream.engine.pair_holds import PairDebts, last_window_end
 from rtstream.engine.stateful import LiveOffsets, StatefulStep, size_of
 from rtstream.model.positions import PartitionKey
 from rtstream.windows.watermark import NEVER
@@ -33,6 +34,9 @@ class TableState(StatefulStep):
         self.live: dict[PartitionKey, LiveOffsets] = {}
         self.bytes = 0
         self.takes_nulls = {table: self.tombstone}  # the fold hands it the table's null values
+        # an entry replaced, deleted or expired stays kept (its offset held, in the checkpoints) until
+        # the windows of the rows it enriched are written, as an interval join's row (pair_holds)
+        self.debts = PairDebts()
 
     def at(self, pk: PartitionKey, rec: Any, value: dict[str, Any]) -> list[dict[str, Any]]:
         shape = self.shape
@@ -48,6 +52,13 @@ class TableState(StatefulStep):
         found = self.values.get(key) if key is not NO_MATCH else None
         if found is None and self.how != "left":
             return []
+        if found is not None:
+            try:
+                ts = self.time_of(rec, value)
+            except ValueError:
+                pass  # the window refuses the row, with its reason: it owes the entry nothing
+            else:
+                self.debts.paired((found[3], found[2]), pk, last_window_end(ts, self.size_ms, self.hop_ms))
         shape.see(0, value)
         shape.set_time_field(self.time_field)
         # an enriched row keeps its own time; one the table lacks has the table's fields as null
@@ -60,9 +71,8 @@ class TableState(StatefulStep):
 
     def _put(self, pk: PartitionKey, rec: Any, key: Any, value: dict[str, Any] | None) -> None:
         old = self.values.pop(key, None)
-        if old is not None:  # the entry it replaces no longer holds its commit
-            self.bytes -= size_of(old[0])
-            self.live[old[3]].remove(old[2])
+        if old is not None:  # the entry it replaces no longer holds its commit (once what it enriched is written)
+            self._gone(key, old)
             self._rehold(old[3])
         if value is None:
             return  # a delete
@@ -83,6 +93,9 @@ class TableState(StatefulStep):
         self.kept(pk, rec.offset)
 
     def evict_before(self, watermark: int) -> None:
+        for row in self.debts.settled(self.written):
+            self._gone(None, row[3], settled=True)
+            self.let_go(row[2])
         self._watermark = watermark
         exp = self._expiry
         while exp and exp[0][0] < watermark:
@@ -90,16 +103,22 @@ class TableState(StatefulStep):
             entry = self.values.get(key)
             if entry is not None and entry[1] + self.ttl_ms < watermark:  # type: ignore[operator]
                 del self.values[key]
-                self.bytes -= size_of(entry[0])
-                self.live[entry[3]].remove(entry[2])
+                self._gone(key, entry)
                 self.let_go(entry[3])
+
+    def _gone(self, key: Any, entry: tuple[dict[str, Any], int, int, PartitionKey], settled: bool = False) -> None:
+        if settled or not self.debts.evicted(key, 1, (entry[1], entry[2], entry[3], entry)):
+            self.bytes -= size_of(entry[0])
+            self.live[entry[3]].remove(entry[2])
 
     def lowest(self, pk: PartitionKey, floor: int) -> int | None:
         live = self.live.get(pk)
         return live.lowest(floor) if live is not None else None
 
     def snapshot(self, pk: PartitionKey) -> Any:
-        return [(key, e[0], e[1], e[2]) for key, e in self.values.items() if e[3] == pk]
+        # a retired entry goes too: restored as its key's entry unless a newer one is there
+        return [(key, e[0], e[1], e[2]) for key, e in self.values.items() if e[3] == pk] + [
+            (key, r[3][0], r[3][1], r[3][2]) for key, _, r in self.debts.retired_of(pk)]
 
     def restore(self, pk: PartitionKey, state: Any) -> None:
         self.drop(pk)
@@ -107,7 +126,10 @@ class TableState(StatefulStep):
             last = {key: (key, value, ts, off) for key, ts, value, off in sorted(state["versions"], key=lambda v: v[1])}
             state = [e for e in last.values() if e[1] is not None]
         live = self.live[pk] = LiveOffsets()
+        newest = {key: offset for key, _, _, offset in sorted(state, key=lambda e: e[3])}
         for key, value, ts, offset in sorted(state, key=lambda e: e[3]):
+            if newest[key] != offset:
+                continue
             live.add(offset)
             self.values[key] = (value, ts, offset, pk)
             self.bytes += size_of(value)
@@ -117,6 +139,8 @@ class TableState(StatefulStep):
 
     def drop(self, pk: PartitionKey) -> None:
         self.live.pop(pk, None)
+        for _, _, _, entry in self.debts.drop(pk):
+            self.bytes -= size_of(entry[0])
         for key in [k for k, e in self.values.items() if e[3] == pk]:
             self.bytes -= size_of(self.values.pop(key)[0])
 
