@@ -23,6 +23,8 @@ import math
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
 NO_MATCH: Any = None  # the key of a row that matches nothing (a null or NaN key)
 
 
@@ -76,3 +78,21 @@ def join_key(value: dict[str, Any], field: str) -> Any:
 
 def _kind(value: Any) -> str:
     return {dict: "an object", list: "a list"}.get(value.__class__, type(value).__name__)
+
+
+def tombstone_key(record_key: Any, present: Any) -> Any:
+    """The table key a tombstone's record key deletes: the key as text, or, when the table has no such
+    entry, the JSON number or boolean that text spells (a changelog keyed by an integer `id` carries
+    `b"5"` for the entry of `5`). `present` is the table's keys (anything with `in`)."""
+    text = record_key.decode("utf-8", "replace") if isinstance(record_key, bytes) else record_key
+    if not isinstance(text, str) or text in present:
+        return text
+    try:
+        parsed = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return text
+    if isinstance(parsed, (bool, int, float)):
+        key = join_key({"k": parsed}, "k")
+        if key is not NO_MATCH and key in present:
+            return key
+    return text

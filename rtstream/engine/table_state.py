@@ -6,7 +6,7 @@ from __future__ import annotations
 import heapq
 from typing import Any
 
-from rtstream.engine.join_keys import NO_MATCH, join_key
+from rtstream.engine.join_keys import NO_MATCH, join_key, tombstone_key
 from rtstream.engine.join_rows import RowShape
 from rtstream.engine.pair_holds import PairDebts, last_window_end
 from rtstream.engine.stateful import LiveOffsets, StatefulStep, size_of
@@ -66,7 +66,7 @@ class TableState(StatefulStep):
 
     def tombstone(self, pk: PartitionKey, rec: Any) -> None:
         """A null value on the table's changelog: its record key's entry is deleted."""
-        key = rec.key.decode("utf-8", "replace") if isinstance(rec.key, bytes) else rec.key
+        key = tombstone_key(rec.key, self.values)  # rtstream.engine.join_keys
         self._put(pk, rec, key, None)
 
     def _put(self, pk: PartitionKey, rec: Any, key: Any, value: dict[str, Any] | None) -> None:

@@ -22,7 +22,7 @@ import itertools
 from bisect import bisect_right, insort
 from typing import Any
 
-from rtstream.engine.join_keys import NO_MATCH, join_key
+from rtstream.engine.join_keys import NO_MATCH, join_key, tombstone_key
 from rtstream.engine.join_rows import RowShape
 from rtstream.engine.stateful import LiveOffsets, StatefulStep, size_of
 from rtstream.model.positions import PartitionKey
@@ -111,7 +111,7 @@ class TemporalTable(StatefulStep):
 
     def tombstone(self, pk: PartitionKey, rec: Any) -> None:
         """A null value on the table's changelog deletes its record key's entry from then on."""
-        key = rec.key.decode("utf-8", "replace") if isinstance(rec.key, bytes) else rec.key
+        key = tombstone_key(rec.key, self.versions)  # rtstream.engine.join_keys
         self._change(pk, rec, key, None, None)
 
     def _change(self, pk: PartitionKey, rec: Any, key: Any, value: dict[str, Any] | None, ts: int | None) -> None:

@@ -299,3 +299,19 @@ def test_a_stream_row_behind_the_evicted_versions_is_dead_lettered_as_late():
     assert [(d.reason, d.offset) for d in dead] == [("stage_error", 1)]
     assert dead[0].detail == ("ValueError: late: the table's versions before 2026-01-01T00:00:20Z are evicted "
                               "(the row's time is 2026-01-01T00:00:05Z)")
+
+
+@pytest.mark.parametrize("time", ["event", "processing"])
+def test_a_tombstone_deletes_an_integer_keyed_entry(time):
+    """A changelog keyed by an integer field carries the key as text (b"7"): the tombstone deletes the
+    entry of 7 (it deleted nothing), and an entry keyed "7" (a string) is the text's own."""
+    stage, t, e, feed = setup("inner", lateness=0, time=time)
+    assert send_changes(feed, [{"user": 7, "name": "a", "ts": BASE}, {"user": "8", "name": "b", "ts": BASE},
+                               {"user": 8, "name": "c", "ts": BASE}, "7", "8"]) == []
+    clicks = [{"user": 7, "ts": BASE + 10, "n": 0}, {"user": "8", "ts": BASE + 10, "n": 1},
+              {"user": 8, "ts": BASE + 10, "n": 2}]
+    assert feed.send("clicks", clicks) == []
+    e.finish(TABLE)
+    e.finish(STREAM)
+    out = rows_of(feed.close(final=True))
+    assert [(r["n"], r["name"]) for r in out] == [(2, "c")]  # 7 deleted; "8" deleted (its text), 8 kept
