@@ -46,13 +46,14 @@ def event_time(time_mode: str, time_field: str) -> TimeOf:
 
 
 def scalar_key(value: Any, field: str) -> Any:
-    """A join or state key: a scalar field of the row (dicts and lists cannot be keys)."""
+    """A state key: a scalar field of the row (dicts and lists cannot be keys). Values are keys of their
+    own kind, as the joins' (rtstream.engine.join_keys): `true` is not `1`."""
     key = value.get(field)
     if key is None:
         raise ValueError(f"missing key field {field!r}")
     if key.__class__ in (dict, list):
         raise ValueError(f"key field {field!r} must be a scalar, got {type(key).__name__}")
-    return key
+    return ("bool", key) if key.__class__ is bool else key
 
 
 def size_of(value: Any) -> int:

@@ -124,3 +124,15 @@ def test_a_function_that_breaks_its_contract_is_dead_lettered_with_the_reason():
     [dead] = feed(e, t, [{"user": {"deep": [1]}, "ts": BASE}], first=1)
     assert "must be a scalar" in dead.detail
     assert stage.state_figures()[0] == 0
+
+
+def test_keys_are_apart_by_kind_true_is_not_1():
+    """As the joins' rule (rtstream.engine.join_keys): booleans apart from numbers, strings from numbers."""
+    stage, t = keyed(), CommitTracker()
+    e = engine(stage, t)
+    e.assign(("s", 0), 0)
+    users = [1, True, "1", 1.0, True, 1]
+    assert feed(e, t, [{"user": u, "ts": BASE + i, "amount": 1} for i, u in enumerate(users)]) == []
+    rows = [r for em in e.close_all() for r in em.rows]
+    assert [r["total"] for r in rows] == [1, 1, 1, 2, 2, 3]  # 1 and 1.0 are one JSON number
+    assert stage.state_figures()[:2] == (3, 3)
