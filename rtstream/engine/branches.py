@@ -26,7 +26,7 @@ import orjson
 
 from rtstream.engine.commit_rule import CommitTracker, DeliveryLedger, Hold, HoldKind
 from rtstream.engine.dead_letter import DeadLetter
-from rtstream.engine.decode import decoder_for
+from rtstream.engine.decode import decoder_for, not_an_object
 from rtstream.engine.emission import Emission
 from rtstream.engine.window_engine import WindowEngine
 from rtstream.model.batch import Batch
@@ -239,7 +239,7 @@ def _decoded(batch: Batch) -> tuple[Batch, list[DeadLetter]]:
                                    value=rec.value))
             continue
         if value.__class__ is not dict:
-            dead.append(DeadLetter("decode", f"expected a JSON object, got {type(value).__name__}", batch.source,
+            dead.append(DeadLetter("decode", not_an_object(value), batch.source,
                                    batch.partition, rec.offset, value=rec.value))
             continue
         records.append(Record(value, rec.offset, rec.timestamp, rec.key))

@@ -22,7 +22,7 @@ import orjson
 from rtstream.engine.closing import WindowCloser
 from rtstream.engine.commit_rule import Hold, HoldKind
 from rtstream.engine.dead_letter import DeadLetter
-from rtstream.engine.decode import decoder_for
+from rtstream.engine.decode import decoder_for, not_an_object
 from rtstream.engine.emission import Emission
 from rtstream.engine.fold import BatchFold, BatchPass
 from rtstream.engine.partition_snapshot import EngineSnapshots
@@ -66,7 +66,7 @@ class CountFold(BatchFold, WindowCloser, EngineSnapshots):
                         p.reject("decode", f"invalid JSON: {exc}", rec, rec.value)
                         continue
                 if value.__class__ is not dict:
-                    p.reject("decode", f"expected a JSON object, got {type(value).__name__}", rec, rec.value)
+                    p.reject("decode", not_an_object(value), rec, rec.value)
                     continue
                 if where is not None and not where.matches(value):
                     self.filtered_out += 1

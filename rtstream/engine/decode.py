@@ -75,3 +75,11 @@ def _exact(raw: bytes) -> Any:
                               0) from None
     except ValueError as exc:  # an integer past the interpreter's digit limit (4300), or a constant
         raise JSONDecodeError(f"cannot decode exactly: {exc}", raw.decode("utf-8", "replace"), 0) from None
+
+
+def not_an_object(value: Any) -> str:
+    """Why a record that is valid JSON but no object is refused, in JSON's words (`got null`)."""
+    kind = ("null" if value is None else "a boolean" if isinstance(value, bool) else
+            "a number" if isinstance(value, (int, float)) else "a string" if isinstance(value, str) else
+            "an array" if isinstance(value, list) else type(value).__name__)
+    return f"expected a JSON object, got {kind}"

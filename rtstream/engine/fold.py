@@ -14,7 +14,7 @@ import orjson
 
 from rtstream.engine.commit_rule import Hold, HoldKind
 from rtstream.engine.dead_letter import DeadLetter
-from rtstream.engine.decode import decoder_for
+from rtstream.engine.decode import decoder_for, not_an_object
 from rtstream.engine.short_paths import short_paths
 from rtstream.engine.state import EngineState
 from rtstream.model.batch import Batch
@@ -88,7 +88,7 @@ class BatchFold(EngineState):
                         reject("decode", f"invalid JSON: {exc}", rec, rec.value)
                         continue
                 if value.__class__ is not dict:
-                    reject("decode", f"expected a JSON object, got {type(value).__name__}", rec, rec.value)
+                    reject("decode", not_an_object(value), rec, rec.value)
                     continue
                 if keep is not None and not keep(value):
                     filtered += 1

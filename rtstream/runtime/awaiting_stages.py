@@ -19,7 +19,7 @@ import logging
 from typing import TYPE_CHECKING, Any, cast
 
 from rtstream.engine.dead_letter import DeadLetter
-from rtstream.engine.decode import decode_json
+from rtstream.engine.decode import decode_json, not_an_object
 from rtstream.model.batch import Batch
 from rtstream.model.policy import Policy
 from rtstream.model.record import Record, SourceRecord
@@ -59,7 +59,7 @@ class RecordStaging:
                     reject("decode", f"invalid JSON: {exc}", rec, rec.value)
                     continue
             if value.__class__ is not dict:
-                reject("decode", f"expected a JSON object, got {type(value).__name__}", rec, rec.value)
+                reject("decode", not_an_object(value), rec, rec.value)
                 continue
             if keep is not None and not keep(value):
                 self.filtered_out += 1

@@ -25,6 +25,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from rtstream.connect.addresses import is_loopback
 from rtstream.connect.http_guard import BodyTimeout, Guard, HttpLimits, answer_and_close, bearer_problem, read_body
+from rtstream.engine.decode import not_an_object
 from rtstream.model.durations import Duration
 from rtstream.model.registry import register
 from rtstream.sources.spool.spool_file import SpoolFull
@@ -69,7 +70,7 @@ def encode_record(item: Any, where: str) -> bytes:
     than MAX_DEPTH (checked by the C encoder itself: the record is wrapped in enough one-item lists
     to make any deeper record overflow its limit)."""
     if not isinstance(item, dict):
-        raise BadBody(f"{where}: expected a JSON object, got {type(item).__name__}")
+        raise BadBody(f"{where}: {not_an_object(item)}")
     pad = _ENCODER_DEPTH - MAX_DEPTH
     wrapped: Any = item
     for _ in range(pad):
