@@ -1,3 +1,4 @@
+"""What the fold says of a record that is valid JSON but no object."""
 
 
 def test_a_record_that_is_no_object_is_refused_in_jsons_words():
