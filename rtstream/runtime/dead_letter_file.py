@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rtstream.engine.dead_letter import LOG_DETAIL_CHARS, DeadLetter, bounded_text, partition_label
+from rtstream.model.window import iso_utc
 from rtstream.support.line_files import append_whole, drop_torn_tail
 
 log = logging.getLogger("rtstream.dead_letter")
@@ -40,9 +41,8 @@ class DeadLetterFile:
             key = (d.stage or d.source, d.reason)
             self.by_reason[key] = self.by_reason.get(key, 0) + 1
         first = letters[0]
-        log.warning("%d record(s) dead-lettered %s; first: %s at %s/%s@%s: %s", len(letters), reasons,
-                    bounded_text(first.reason, 100), bounded_text(first.source, 100), bounded_text(partition_label(first.partition), 100),
-                    bounded_text(first.offset, 40), bounded_text(first.detail, LOG_DETAIL_CHARS))
+        log.warning("%d record(s) dead-lettered %s; first: %s at %s: %s", len(letters), reasons,
+                    bounded_text(first.reason, 100), _where(first), bounded_text(first.detail, LOG_DETAIL_CHARS))
 
     def _append(self, blob: bytes) -> None:
         fd = self._fh.fileno()
@@ -55,3 +55,13 @@ class DeadLetterFile:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
+
+
+def _where(letter: DeadLetter) -> str:
+    """A letter's place: its record's position, else (a row a window made, refused by a sink) its
+    component and window."""
+    if letter.source is not None:
+        return (f"{bounded_text(letter.source, 100)}/{bounded_text(partition_label(letter.partition), 100)}"
+                f"@{bounded_text(letter.offset, 40)}")
+    window = f" window {iso_utc(letter.window[0])}" if letter.window is not None else ""
+    return f"{bounded_text(letter.stage or 'a row', 100)}{window}"

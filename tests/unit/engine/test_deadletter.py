@@ -113,3 +113,21 @@ def test_the_examples_in_the_docstrings_hold():
 
     for module in (rtstream.engine.dead_letter, rtstream.sinks.file):
         assert doctest.testmod(module).failed == 0, module.__name__
+
+
+def test_the_log_line_names_a_sink_rejected_rows_sink_and_window(tmp_path, caplog):
+    """A row a window made has no record position: the line named it None/None@None."""
+    dl = DeadLetterFile(tmp_path / "dead.jsonl")
+    row = DeadLetter("sink_rejected", "int too big", stage="db", window=(0, 60_000), value={"n": 2**70})
+    rec = DeadLetter("decode", "invalid JSON", source="s", partition=0, offset=7)
+
+    async def run() -> None:
+        await dl.start()
+        await dl.write([row])
+        await dl.write([rec])
+        await dl.close()
+
+    with caplog.at_level(logging.WARNING, logger="rtstream.dead_letter"):
+        asyncio.run(run())
+    assert "first: sink_rejected at db window 1970-01-01T00:00:00Z: int too big" in caplog.text
+    assert "first: decode at s/0@7: invalid JSON" in caplog.text and "None" not in caplog.text
