@@ -13,24 +13,13 @@ from rtstream.model.policy import Policy
 from rtstream.runtime.flush import WindowFlusher
 
 
-class BranchFlushers:
-    """Duck-types `WindowFlusher` for the loops, the supervisor and the status view."""
+class _Flushers:
+    """Several flushers' figures seen as one flusher's (what the status and /metrics read)."""
 
-    def __init__(self, flushers: list[WindowFlusher | FanOutFlusher], policies: dict[str, Policy]):
-        self.flushers = flushers
-        self.policies = policies  # one dict for every branch: a reload's new policies reach them all
-
-    async def flush(self, em: Emission) -> None:
-        await self.flushers[em.branch].flush(em)
+    flushers: list[Any]
 
     def _sum(self, name: str) -> int:
         return sum(getattr(f, name) for f in self.flushers)  # type: ignore[no-any-return]
-
-    def _merged(self, name: str) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for f in self.flushers:
-            out.update(getattr(f, name))
-        return out
 
     def _added(self, name: str) -> dict[str, int]:
         """Counts by component, added up: a sink several branches feed is counted by each flusher."""
@@ -54,7 +43,7 @@ class BranchFlushers:
 
     @property
     def failing(self) -> dict[str, str]:
-        return self._merged("failing")
+        return {k: v for f in self.flushers for k, v in f.failing.items()}
 
     @property
     def rows_by_sink(self) -> dict[str, int]:
@@ -73,7 +62,18 @@ class BranchFlushers:
         return collections.deque((x for f in self.flushers for x in f.latencies), maxlen=10_000)
 
 
-class FanOutFlusher:
+class BranchFlushers(_Flushers):
+    """Duck-types `WindowFlusher` for the loops, the supervisor and the status view."""
+
+    def __init__(self, flushers: list[WindowFlusher | FanOutFlusher], policies: dict[str, Policy]):
+        self.flushers = flushers
+        self.policies = policies  # one dict for every branch: a reload's new policies reach them all
+
+    async def flush(self, em: Emission) -> None:
+        await self.flushers[em.branch].flush(em)
+
+
+class FanOutFlusher(_Flushers):
     """A window fan-out (`a >> per_min >> [top, bottom]`): each closed window of the aggregate goes
     through every branch after it, in turn, each on its own copy of the rows (a window stage may
     change them), and releases its holds once all of them wrote it."""
@@ -96,39 +96,8 @@ class FanOutFlusher:
         return self.flushers[0].windows_flushed  # one window, whatever the branches after it
 
     @property
-    def rows_out(self) -> int:
-        return sum(f.rows_out for f in self.flushers)
-
-    @property
-    def rows_running(self) -> int:
-        return sum(f.rows_running for f in self.flushers)
-
-    @property
-    def failing(self) -> dict[str, str]:
-        return {k: v for f in self.flushers for k, v in f.failing.items()}
-
-    def _added(self, name: str) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for f in self.flushers:
-            for k, v in getattr(f, name).items():
-                out[k] = out.get(k, 0) + v
-        return out
-
-    @property
-    def rows_by_sink(self) -> dict[str, int]:
-        return self._added("rows_by_sink")
-
-    @property
-    def retries_by(self) -> dict[str, int]:
-        return self._added("retries_by")
-
-    @property
-    def failures(self) -> dict[str, int]:
-        return self._added("failures")
-
-    @property
     def latencies(self) -> collections.deque[float]:
-        return self.flushers[-1].latencies
+        return self.flushers[-1].latencies  # the last branch's write ends the window
 
 
 class RunsOnly:
