@@ -128,3 +128,77 @@ def test_api_lists_every_component_and_each_branchs_watermark(daemon):
         "min_out": "sink", "s10_out": "sink"}
     # the grid's rows below the sources: what runs once per closed window (README says why the maps are not)
     assert call(daemon + "/api/runs")[1]["components"] == ["per_min", "per_10s", "min_out", "s10_out"]
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+@pytest.mark.parametrize("daemon", [FAN_OUT], indirect=True)
+def test_the_flow_box_draws_a_fan_out_as_two_rows(daemon, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser, page = _page(p, daemon)
+        assert page.locator("#flow .flowgraph[data-rows='2']").count() == 1
+        nodes = _boxes(page)
+        spans = {n: [rows for rows, _ in v] for n, v in nodes.items()}
+        assert spans == {"clicks": ["0,1"], "clean": ["0"], "per_min": ["0"], "min_out": ["0"],
+                         "clean2": ["1"], "per_10s": ["1"], "s10_out": ["1"]}
+        box = {n: v[0][1] for n, v in nodes.items()}
+        top, bottom = ["clean", "per_min", "min_out"], ["clean2", "per_10s", "s10_out"]
+        for row in (["clicks", *top], ["clicks", *bottom]):  # each branch reads left to right
+            assert [box[n]["x"] for n in row] == sorted(box[n]["x"] for n in row) and len({box[n]["x"] for n in row}) == 4
+        for a, b in zip(top, bottom, strict=True):  # one above the other, column by column
+            assert box[a]["x"] == box[b]["x"] and _mid(box[a]) < _mid(box[b])
+            assert abs(_mid(box[a]) - _mid(box["per_min"])) < 2 and abs(_mid(box[b]) - _mid(box["per_10s"])) < 2
+        # the fan-out: the source once, across both rows, its two arrows one per row
+        assert _mid(box["clean"]) < _mid(box["clicks"]) < _mid(box["clean2"])
+        edges = sorted(a.get_attribute("data-edge") for a in page.locator("#flow .flowgraph .arrow").all())
+        assert edges == sorted(["clicks>clean", "clean>per_min", "per_min>min_out",
+                                "clicks>clean2", "clean2>per_10s", "per_10s>s10_out"])
+        assert page.locator("#flow [data-edge='per_min>clean2']").count() == 0
+        assert "clicks fans out to clean, clean2" in page.inner_text("#flow pre.graph")
+        # the branches' watermarks differ by their lateness: the header names each
+        meta = page.inner_text("#meta")
+        want = [f"per_min {_short(_iso(LAST_TS - 1000))}", f"per_10s {_short(_iso(LAST_TS - 5000))}"]
+        assert f"watermark {want[0]}, {want[1]}" in meta, meta
+        page.screenshot(path=str(tmp_path / "fan-out.png"), full_page=True)
+        browser.close()
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+@pytest.mark.parametrize("daemon", [FAN_IN], indirect=True)
+def test_the_flow_box_draws_a_fan_in_once_across_its_rows(daemon, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    status = call(daemon + "/api/status")[1]
+    assert status["watermarks"] == []  # one chain after the sources meet: one watermark
+    with sync_playwright() as p:
+        browser, page = _page(p, daemon)
+        assert page.locator("#flow .flowgraph[data-rows='2']").count() == 1
+        nodes = _boxes(page)
+        assert {n: [rows for rows, _ in v] for n, v in nodes.items()} == {
+            "orders": ["0"], "purchases": ["0"], "per_user": ["0,1"], "out": ["0,1"], "clicks": ["1"]}
+        box = {n: v[0][1] for n, v in nodes.items()}
+        assert box["orders"]["x"] == box["clicks"]["x"] and _mid(box["orders"]) < _mid(box["clicks"])
+        assert box["orders"]["x"] < box["purchases"]["x"] < box["per_user"]["x"] < box["out"]["x"]
+        assert _mid(box["orders"]) < _mid(box["per_user"]) < _mid(box["clicks"])  # the two rows meet in it
+        long = page.locator("#flow .arrow.long[data-edge='clicks>per_user']")
+        assert long.count() == 1 and long.get_attribute("data-rows") == "1"
+        assert long.bounding_box()["width"] > box["purchases"]["width"]  # it passes the map's column
+        page.screenshot(path=str(tmp_path / "fan-in.png"), full_page=True)
+        browser.close()
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+@pytest.mark.parametrize("daemon", [CHAIN], indirect=True)
+def test_one_chain_is_drawn_as_before(daemon):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser, page = _page(p, daemon)
+        assert page.locator("#flow .flowgraph").count() == 0
+        cols = page.locator("#flow > .col").all()
+        assert [c.inner_text().split("\n")[0] for c in cols] == ["events", "clean", "per_user", "files"]
+        assert page.locator("#flow > span.arrow").count() == 3
+        ys = {round(_mid(c.bounding_box())) for c in cols}
+        assert len(ys) == 1  # one straight row
+        browser.close()
