@@ -202,3 +202,38 @@ def test_one_chain_is_drawn_as_before(daemon):
         ys = {round(_mid(c.bounding_box())) for c in cols}
         assert len(ys) == 1  # one straight row
         browser.close()
+
+
+# two sources meet, then one aggregate fans out to 60 sinks: 120 ways from a source to a sink, more than
+# the page draws (as many as `rtstream validate` does); it says so rather than leave them out unsaid
+WIDE = {
+    "pipeline": {"name": "wide", "flow": "orders >> purchases >> per_user\nclicks >> per_user\n"
+                                         f"per_user >> [{', '.join(f'o{i}' for i in range(60))}]"},
+    "window": {"size": "1m", "lateness": "1s", "idle_timeout": "1h"},
+    "sources": FAN_IN["sources"], "stages": FAN_IN["stages"],
+    "sinks": {f"o{i}": {"type": "file", "path": f"o{i}"} for i in range(60)},
+    "state": {"checkpoint_interval": "1s"},
+}
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
+@pytest.mark.parametrize("daemon", [WIDE], indirect=True)
+def test_a_flow_of_more_ways_than_drawn_says_so(daemon):
+    from playwright.sync_api import sync_playwright
+
+    assert len(call(daemon + "/api/status")[1]["flow"]["edges"]) == 3 + 60
+    with sync_playwright() as p:
+        browser, page = _page(p, daemon)
+        assert page.locator("#flow .flowgraph[data-rows='100']").count() == 1
+        # orders' 60 ways, then 40 of clicks'; the aggregate across all 100 rows, a sink on two rows apart
+        # (o0: rows 0 and 60) drawn on each
+        assert page.locator("#flow .node[data-component='per_user']").get_attribute("data-rows") == \
+            ",".join(map(str, range(100)))
+        assert [n.get_attribute("data-rows") for n in page.locator("#flow .node[data-component='o0']").all()] == ["0", "60"]
+        assert [n.get_attribute("data-rows") for n in page.locator("#flow .node[data-component='o59']").all()] == ["59"]
+        assert page.locator("#flow .node[data-component='orders']").get_attribute("data-rows") == \
+            ",".join(map(str, range(60)))
+        assert page.locator("#flow .node[data-component='clicks']").get_attribute("data-rows") == \
+            ",".join(map(str, range(60, 100)))
+        assert "the first 100 ways from a source to a sink; the flow has more" in page.inner_text("#flow [data-more]")
+        browser.close()
