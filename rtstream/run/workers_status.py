@@ -3,7 +3,7 @@ loopback port of its own) is read every second, and the answers are combined int
 admin server serves for one process, so the same page, probes and metrics work unchanged.
 
 Metrics are the workers' own families with a `worker` label added; counts are summed, the
-watermark is the lowest; a problem of one worker is named with it (`worker-1/results`).
+watermark is the lowest (each branch's too, as times); a problem of one worker is named with it (`worker-1/results`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
@@ -135,10 +136,12 @@ class WorkersStatus:
         first = next(iter(sts.values()), {})
         problems = self.readiness()
         marks = [s["watermark"] for s in sts.values() if s.get("watermark")]
+        least = min(marks, key=_when) if marks else None
         doc: dict[str, Any] = {
             "pipeline": self.pipeline, "ready": not problems, "problems": problems,
             "flow": first.get("flow", {}), "components": first.get("components", {}),
-            "uptime_s": time.time() - self.started, "watermark": min(marks) if marks else None,
+            "uptime_s": time.time() - self.started, "watermark": least,
+            "watermarks": _branch_marks(sts.values()),
             "workers": [{"worker": w.index, "pid": w.proc.pid if w.proc else None, "restarts": w.restarts,
                          "finished": w.done, "ready": w.index in sts and not sts[w.index].get("problems"),
                          "records_in": sts.get(w.index, {}).get("records_in")} for w in self.supervisor.workers],
@@ -146,6 +149,22 @@ class WorkersStatus:
         for key in _SUMMED:
             doc[key] = sum(s.get(key, 0) or 0 for s in sts.values())
         return doc
+
+
+def _when(iso: str) -> datetime:
+    # as times: ISO text with and without milliseconds does not sort as text ("00Z" > "00.500Z")
+    return datetime.fromisoformat(iso)
+
+
+def _branch_marks(statuses: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each branch's watermark over the workers: the least any worker has, as `watermark` is."""
+    out: dict[str, dict[str, Any]] = {}
+    for st in statuses:
+        for w in st.get("watermarks", []):
+            have = out.setdefault(w["branch"], {**w, "watermark": None})
+            if w["watermark"] and (have["watermark"] is None or _when(w["watermark"]) < _when(have["watermark"])):
+                have["watermark"] = w["watermark"]
+    return list(out.values())
 
 
 class _MergedHistory:

@@ -16,12 +16,26 @@ def open_windows(engine: Any, flow: Flow) -> list[dict[str, Any]]:
     if engines is None:
         return _of(engine)
     out = []
-    # each engine's branches (several after one aggregate: rtstream.runtime.branch_build), or one each
-    labels = getattr(engine, "labels", None) or [(b.name, [*b.stages, *b.sinks]) for b in plan_branches(flow.graph)]
-    for (name, components), e in zip(labels, engines, strict=True):
+    for (name, components), e in zip(_labels(engine, flow), engines, strict=True):
         out += [w | {"branch": name, "components": components} for w in _of(e)]
     out.sort(key=lambda w: (w["window_start"], w["window_end"], w["branch"]))
     return out
+
+
+def branch_watermarks(engine: Any, flow: Flow) -> list[dict[str, Any]]:
+    """Each branch's watermark in a flow of several branches (their lateness and windows may differ);
+    empty for one chain. `/api/status` `watermark` is the least of them: the one that holds commits back."""
+    engines = getattr(engine, "engines", None)
+    if engines is None:
+        return []
+    return [{"branch": name, "watermark": iso_utc(e.watermark.current) if e.watermark.current > 0 else None,
+             "lateness_s": e.watermark.lateness_ms / 1000}
+            for (name, _), e in zip(_labels(engine, flow), engines, strict=True)]
+
+
+def _labels(engine: Any, flow: Flow) -> list[tuple[str, list[str]]]:
+    # each engine's branches (several after one aggregate: rtstream.runtime.branch_build), or one each
+    return getattr(engine, "labels", None) or [(b.name, [*b.stages, *b.sinks]) for b in plan_branches(flow.graph)]
 
 
 def _of(engine: Any) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from rtstream.model.status import Throughput
 from rtstream.model.window import iso_utc
-from rtstream.runtime.open_windows import open_windows
+from rtstream.runtime.open_windows import branch_watermarks, open_windows
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -83,7 +83,8 @@ class RuntimeStatus:
                 "rows_running": rt.flusher.rows_running,
                 "windows_flushed": self._flushed_before + rt.flusher.windows_flushed, "dead_letters": rt.dead_letters.count,
                 "open_windows": rt.engine.open_windows(),
-                "watermark": iso_utc(wm) if wm > 0 else None}
+                "watermark": iso_utc(wm) if wm > 0 else None,
+                "watermarks": branch_watermarks(rt.engine, flow)}  # per branch; `watermark` is their least
 
     def open_window_runs(self) -> list[dict[str, Any]]:
         """The windows still open, every branch's (rtstream.runtime.open_windows)."""
