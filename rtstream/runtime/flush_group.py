@@ -62,9 +62,13 @@ class GroupFlush:
         self.flusher, self.history = flusher, history
         self.flushers: list[WindowFlusher] = list(getattr(flusher, "flushers", None) or [flusher])
         self._timer: asyncio.TimerHandle | None = None  # set while deferring
+        # a sink that commits the source offsets in its own transaction (Kafka exactly_once) commits
+        # what is released when it writes: a release deferred past its window is never in a transaction
+        self.at_once = history is None or any(getattr(sink, "commits_source_offsets", False)
+                                              for f in self.flushers for sink in getattr(f, "sinks", ()))
 
     async def flush(self, group: Sequence[Emission]) -> None:
-        if self.history is None:
+        if self.at_once or self.history is None:
             for em in group:
                 await self.flusher.flush(em)
             return
