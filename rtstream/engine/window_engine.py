@@ -65,6 +65,9 @@ class WindowEngine(CountFold):
         """Those refusals are in the dead-letter file: their partitions may commit past them."""
         for pk in {(d.source, d.partition) for d in dead}:
             self.tracker.release(pk, DEAD_PENDING)  # type: ignore[arg-type]
+            pending = [d.offset for d in self.released_dead if (d.source, d.partition) == pk and d.offset is not None]
+            if pending:  # refused since they were taken (a later close): still held
+                self.tracker.hold(pk, DEAD_PENDING, min(pending))  # type: ignore[arg-type]
 
     def open_windows(self) -> int:
         if self.counts is not None:
