@@ -2,7 +2,7 @@
 table_join's stream rows and an interval join's (how = "left") lone left rows. Their refusals are one
 list under one hold: writing the letters of one partition never releases another's refused row."""
 
-from rtstream.engine.commit_rule import CommitTracker
+from rtstream.engine.commit_rule import CommitTracker, Hold, HoldKind
 from rtstream.engine.window_engine import WindowEngine
 from rtstream.model.batch import Batch
 from rtstream.model.record import Record
@@ -100,3 +100,34 @@ def test_a_refusal_made_after_the_take_stays_held_when_the_earlier_letters_are_w
     assert [(d.source, d.offset, d.value["a"]) for d in later] == [("a", 2, 2)]
     e.dead_written(later)
     assert t.safe(A) == 4 and t.safe(CLICKS) == 2
+
+
+def test_a_branched_engine_writes_one_branchs_letter_and_keeps_the_others_held():
+    """Two branches (rtstream.engine.branches), each with the left interval join, refuse the same lone
+    row: one letter each, each branch's hold kept apart until its own letter is written."""
+    from rtstream.engine.branches import BranchedEngine, BranchHolds
+
+    shared = CommitTracker()
+    engines = []
+    for g in (0, 1):
+        interval = IntervalJoinStage("ij", IntervalJoinConfig(type="interval_join", left="a", right="b", on="k",
+                                                              lower="0s", upper="20s", how="left"), CTX)
+        engines.append(WindowEngine(size_ms=MIN, lateness_ms=0, idle_timeout_s=3600, time_mode="event",
+                                    time_field="ts", record_stages=[interval, RefusesBad()], aggregator=None,
+                                    tracker=BranchHolds(shared, g), max_window_records=1000))
+    e = BranchedEngine(engines, shared, BranchHolds(shared, 2))
+    for pk in (A, B):
+        e.assign(pk, 0)
+    send(e, shared, A, [{"k": 1, "ts": BASE, "a": 0, "bad": 1}, {"k": 2, "ts": BASE + 30_000, "a": 1}], 0)
+    send(e, shared, B, [{"k": 3, "ts": BASE + 30_000, "b": 0}], 0)
+    assert e.close_ready(0, 0) == []
+    dead = e.take_dead()
+    assert [(d.source, d.offset, d.reason) for d in dead] == [("a", 0, "stage_error")] * 2
+    pos, _ = e.snapshot(A)  # a checkpoint: the join's own hold moves to it
+    e.checkpoint_saved(A, pos, e.epoch_of(A))
+    own = {Hold(HoldKind.COUNT, 2)}  # the branched engine's hold at its last checkpoint, aside
+    assert pos == 2 and shared.safe(A, own) == 0
+    e.dead_written(dead[:1])  # branch 0's letter is in the file, branch 1's not yet
+    assert shared.safe(A, own) == 0
+    e.dead_written(dead[1:])
+    assert shared.safe(A, own) == 2
