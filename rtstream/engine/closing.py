@@ -11,8 +11,8 @@ from typing import Any
 
 from rtstream.engine.commit_rule import Hold, HoldKind
 from rtstream.engine.emission import Emission
-from rtstream.engine.outer_rows import fold_released, hold_back, outer_steps
-from rtstream.engine.released import fold_released as fold_table_rows
+from rtstream.engine.outer_rows import hold_back
+from rtstream.engine.released import fold_released
 from rtstream.engine.state import EngineState
 from rtstream.model.positions import PartitionKey
 from rtstream.model.window import Window
@@ -30,11 +30,9 @@ class WindowCloser(EngineState):
             step.evict(wm)
         current = wm.current
         mark: Callable[[Hashable], int] = wm.mark
-        if self.steps:  # rows a table join let go (joined as of their time), before their windows close
-            fold_table_rows(self)  # type: ignore[arg-type]
-        if self.steps and outer_steps(self):  # an interval join's left rows let go without a partner
-            fold_released(self)
-            if back := hold_back(self):  # their windows wait for them
+        if self.steps:  # rows the steps let go (rtstream.engine.released), before their windows close
+            fold_released(self)  # type: ignore[arg-type]
+            if back := hold_back(self):  # an interval left join's lone rows come `upper` late: windows wait
                 current, mark = current - back, lambda pk: wm.mark(pk) - back  # noqa: E731
         marks = {}
         for pk in self._epochs:
@@ -97,10 +95,8 @@ class WindowCloser(EngineState):
 
     def close_all(self) -> list[Emission]:
         """End of a finite run: emit everything still open; once written, every window is."""
-        if self.steps:
-            fold_table_rows(self, final=True)  # type: ignore[arg-type]
-        if self.steps and outer_steps(self):  # every left row still waiting for a partner goes out alone
-            fold_released(self, everything=True)
+        if self.steps:  # every row a step still keeps goes out (a left row waiting for a partner, alone)
+            fold_released(self, final=True)  # type: ignore[arg-type]
         if self.sessions is not None:
             emissions = self._emit_sessions(self.sessions.take_all())
         else:

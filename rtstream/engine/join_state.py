@@ -16,9 +16,11 @@ from typing import Any
 
 from rtstream.engine.join_keys import NO_MATCH, LoneKey, join_key
 from rtstream.engine.join_rows import RowShape
+from rtstream.engine.outer_rows import let_left_go, take_lone_rows
 from rtstream.engine.pair_holds import PairDebts, last_window_end
 from rtstream.engine.stateful import LiveOffsets, StatefulStep, size_of
 from rtstream.model.positions import PartitionKey
+from rtstream.model.record import Record
 from rtstream.windows.watermark import NEVER
 
 
@@ -201,15 +203,8 @@ class IntervalState(StatefulStep):
             self.tracker.release(pk, self.hold)
             self.tracker.hold(pk, self.hold, self._saved[pk])
 
-    def _let_left_go(self, row: Row) -> None:
-        """how = "left": a left row the watermark passed goes out alone, unless it found a partner."""
-        assert self.matched is not None
-        ident = (row[2], row[1])
-        if ident in self.matched:
-            self.matched.discard(ident)
-        else:
-            value = row[3]
-            self.released.append((row[2], row[1], self.shape.row(value, None, value.get(self.time_field, row[0]))))
+    def take_released(self, final: bool = False) -> list[tuple[PartitionKey, Record, dict[str, Any]]]:
+        return take_lone_rows(self, final)  # how = "left" (rtstream.engine.outer_rows); folded by engine.released
 
     def _useful(self, side: int, ts: int, watermark: int) -> bool:
         return (ts + self.upper if side == 0 else ts - self.lower) >= watermark
@@ -238,7 +233,7 @@ class IntervalState(StatefulStep):
                         keep.append(row)
                     else:
                         if side == 0 and self.matched is not None:
-                            self._let_left_go(row)
+                            let_left_go(self, row)
                         if not self.debts.evicted(key, side, row):  # a row that owes pairs stays kept
                             self._gone(row)
                 sides[side][:] = keep

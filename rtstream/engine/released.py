@@ -1,6 +1,7 @@
 """Rows a stateful step lets go after a watermark advance (an event-time table join's stream rows,
-rtstream.engine.temporal_state), folded as if they had just been read: through the per-record stages
-after that step, then into their windows.
+rtstream.engine.temporal_state; an interval join's left rows with no partner, rtstream.engine.outer_rows),
+folded as if they had just been read: through the per-record stages after that step, then into their
+windows. Every such step hands them over through `take_released(final)`; this is the one fold for all.
 
 A released row's record may be older (a lower offset) than rows already in its window, which were
 released before it: the window's hold is lowered to it, so the commit never passes a row that is
@@ -18,7 +19,9 @@ from rtstream.model.batch import Batch
 from rtstream.model.positions import PartitionKey
 from rtstream.windows.watermark import NEVER
 
-DEAD_PENDING = Hold(HoldKind.STATE, 0)  # released rows refused, not yet in the dead-letter file (steps count from 1)
+# released rows refused, not yet in the dead-letter file (steps count from 1): the one hold of every
+# kind of step's refusals, released per partition by WindowEngine.dead_written
+DEAD_PENDING = Hold(HoldKind.STATE, 0)
 
 
 def fold_released(engine: BatchFold, final: bool = False) -> None:
@@ -34,6 +37,8 @@ def fold_released(engine: BatchFold, final: bool = False) -> None:
             continue
         passes: dict[PartitionKey, BatchPass] = {}
         for pk, rec, row in rows:
+            if pk not in engine._epochs:  # a revoked partition's rows went with it
+                continue
             p = passes.get(pk)
             if p is None:
                 batch = Batch(pk[0], pk[1], [], 0)

@@ -74,3 +74,4 @@ class EngineState:
         # `stateful_step` is folded through it, told the record's partition and position
         self.steps, self.tombstones, self.input_time = bind_steps(self, record_stages)
         self.released_dead: list[Any] = []  # refusals among rows a step let go (rtstream.engine.released)
+        self.dead_taken: list[Any] = []  # those taken (take_dead), not yet written (dead_written)

@@ -59,12 +59,20 @@ class WindowEngine(CountFold):
     def take_dead(self) -> list[DeadLetter]:
         """The refusals of rows a step let go while closing (rtstream.engine.released)."""
         out, self.released_dead = self.released_dead, []
+        self.dead_taken.extend(out)
         return out
 
     def dead_written(self, dead: list[DeadLetter]) -> None:
-        """Those refusals are in the dead-letter file: their partitions may commit past them."""
+        """Those refusals are in the dead-letter file: their partitions may commit past them, not past
+        one refused since (a later close) or taken and not written (another branch's, given its own)."""
+        written = {id(d) for d in dead}
+        self.dead_taken = [d for d in self.dead_taken if id(d) not in written]
         for pk in {(d.source, d.partition) for d in dead}:
             self.tracker.release(pk, DEAD_PENDING)  # type: ignore[arg-type]
+            pending = [d.offset for d in (*self.released_dead, *self.dead_taken)
+                       if (d.source, d.partition) == pk and d.offset is not None]
+            if pending and pk in self._epochs:
+                self.tracker.hold(pk, DEAD_PENDING, min(pending))  # type: ignore[arg-type]
 
     def open_windows(self) -> int:
         if self.counts is not None:

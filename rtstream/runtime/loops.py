@@ -21,7 +21,6 @@ from rtstream.engine.emission import Emission
 from rtstream.model.errors import ComponentError
 from rtstream.runtime.build import PipelineParts
 from rtstream.runtime.flush_group import GroupFlush, take_group
-from rtstream.runtime.outer_letters import write_outer_letters
 from rtstream.runtime.partitions import save_checkpoints
 
 if TYPE_CHECKING:
@@ -136,12 +135,11 @@ class PipelineLoops:
                     rt.tracker.processed((item.source, item.partition), item.end)
             if not live:
                 closed = engine.close_all()
-                if dead := engine.take_dead():  # rows a join let go and refused (rtstream.engine.released)
+                if dead := engine.take_dead():  # rows a step let go and refused (rtstream.engine.released)
                     await rt.dead_letters.write(dead)
                     engine.dead_written(dead)
                 for em in closed:
                     await flushq.put(em)
-                await write_outer_letters(engine, rt.dead_letters)
                 log.info("all sources finished: %d records read", engine.records_in)
                 break
             closed = engine.close_ready(loop.time(), int(time.time() * 1000), queue.empty())
@@ -150,7 +148,6 @@ class PipelineLoops:
                 engine.dead_written(dead)
             for em in closed:
                 await flushq.put(em)
-            await write_outer_letters(engine, rt.dead_letters)  # an interval join's left rows, refused
         await flushq.put(None)
 
     async def _flush_loop(self) -> None:

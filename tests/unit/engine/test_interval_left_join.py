@@ -184,7 +184,6 @@ class RefusesLoneRows:
 
 
 def test_a_lone_row_a_later_stage_refuses_is_dead_lettered_and_holds_its_offset_until_written():
-    from rtstream.engine.outer_rows import letters_written, take_letters
     from rtstream.engine.window_engine import WindowEngine
 
     stage, t = left_stage("0s", "20s"), CommitTracker()
@@ -200,13 +199,13 @@ def test_a_lone_row_a_later_stage_refuses_is_dead_lettered_and_holds_its_offset_
     t.processed(("a", 0), 2)
     e.process(Batch("b", 0, [Record({"k": 3, "ts": BASE + 30_000, "b": 0}, 0)], 1, decoded=True), now=0)
     e.close_ready(0, 0)  # the watermark passed BASE + 20s: row 0 is let go alone, and refused after the join
-    [letter] = take_letters(e)
+    [letter] = e.take_dead()  # the one way every step's released rows are refused (rtstream.engine.released)
     lone = {"k": 1, "left_ts": BASE, "a": 0, "right_ts": None, "b": None, "ts": BASE}
     assert (letter.reason, letter.stage, letter.offset, letter.value) == ("stage_error", "after", 0, lone)
     assert "no payment" in letter.detail
     assert t.safe(("a", 0)) == 0  # held until the letter is written
-    letters_written(e, [letter])
-    assert take_letters(e) == [] and t.safe(("a", 0)) == 1
+    e.dead_written([letter])
+    assert e.take_dead() == [] and t.safe(("a", 0)) == 1
 
 
 def test_a_left_row_with_a_null_key_goes_out_alone_and_never_meets_a_null_right_key():
