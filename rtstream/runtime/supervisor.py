@@ -120,8 +120,7 @@ class Runtime(PipelineParts):
                 # closed even when its start is cut short: a stop may land after it opened a client
                 stack.push_async_callback(self._close, comp)
                 await guarded(getattr(comp, "name", "dead_letter"), comp.start())
-            for src in self.sources:
-                self.partitions.start_fixed(src)
+            self.partitions.adopt_fixed([self.partitions.start_fixed(src) for src in self.sources])
             log.info("pipeline %s running: %s", self.settings.root.pipeline.name, self.settings.flow)
             for hook in self.when_running:
                 hook()
