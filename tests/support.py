@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -195,3 +196,15 @@ def sigkill_at_random_moments(start: Callable[[], Any], rnd: Any, kills: int, lo
                 done += 1
                 continue
             raise AssertionError(f"the daemon ended on its own: {d.stderr}")
+
+
+def kill_mid_feed(daemon: Daemon, feed: Callable[[], None], position_file: Path, delay: float) -> None:
+    """Feed the daemon from another thread, SIGKILL it `delay` seconds (a seeded random point) after its
+    first commit (a position over 0 in `position_file`), and wait for the feed to finish: a kill mid-stream."""
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    wait_until(lambda: position_file.exists() and orjson.loads(position_file.read_bytes())["position"] > 0, 30,
+               what="a commit")
+    time.sleep(delay)  # a random point of the stream; not a wait for a condition
+    daemon.kill()
+    feeder.join(30)

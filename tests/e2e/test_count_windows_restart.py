@@ -17,7 +17,7 @@ import pytest
 
 from rtstream.model.window import iso_utc as iso  # formatting only: the windows are computed here
 from tests.data import BASE_MS, write_lines
-from tests.support import LOOPS, Daemon, wait_until, window_files, write_config
+from tests.support import LOOPS, Daemon, kill_mid_feed, wait_until, window_files, write_config
 
 SIZE = 7
 N = 2400
@@ -86,13 +86,7 @@ def test_sigkill_mid_stream_then_restart_writes_what_an_uninterrupted_run_does(t
 
     with Daemon(cfg, tmp_path) as d:
         wait_until(lambda: len(window_files(tmp_path / "out")) >= 3, 30, what="first count windows")
-        feeder = threading.Thread(target=feed)
-        feeder.start()
-        wait_until(lambda: pos_file.exists() and orjson.loads(pos_file.read_bytes())["position"] > 0, 30,
-                   what="a commit")
-        time.sleep(random.Random(seed).uniform(0, 0.3))  # a random point of the stream; not a wait for a condition
-        d.kill()
-        feeder.join(30)
+        kill_mid_feed(d, feed, pos_file, random.Random(seed).uniform(0, 0.3))
     assert fed.is_set()
     committed = orjson.loads(pos_file.read_bytes())["position"]
     assert 0 < committed < src.stat().st_size  # open count windows held the commit back

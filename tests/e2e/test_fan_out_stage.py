@@ -17,7 +17,7 @@ import pytest
 
 from rtstream.model.window import iso_utc  # formatting only: every window is computed here
 from tests.data import BASE_MS, make_events, write_lines
-from tests.support import LOOPS, Daemon, run_cli, wait_until, window_files, write_config
+from tests.support import LOOPS, Daemon, kill_mid_feed, run_cli, wait_until, window_files, write_config
 
 MIN = 60_000
 N = 2000
@@ -149,13 +149,7 @@ def test_sigkill_mid_stream_then_restart_gives_the_uninterrupted_output(tmp_path
         fed.set()
 
     with Daemon(cfg, tmp_path) as d:
-        feeder = threading.Thread(target=feed)
-        feeder.start()
-        wait_until(lambda: pos_file.exists() and orjson.loads(pos_file.read_bytes())["position"] > 0, 30,
-                   what="a commit")
-        time.sleep(random.Random(seed).uniform(0, 0.4))  # a random point of the stream; not a wait for a condition
-        d.kill()
-        feeder.join(30)
+        kill_mid_feed(d, feed, pos_file, random.Random(seed).uniform(0, 0.4))
     assert fed.is_set()
     assert 0 < orjson.loads(pos_file.read_bytes())["position"] < src.stat().st_size
     closer = {"user_id": "closer", "ts": BASE_MS + 3_600_000, "amount": 0.0, "kind": "purchase", "page": "/"}
@@ -272,13 +266,7 @@ def test_a_window_fan_out_killed_mid_stream_then_restarted_gives_the_uninterrupt
         fed.set()
 
     with Daemon(cfg, tmp_path) as d:
-        feeder = threading.Thread(target=feed)
-        feeder.start()
-        wait_until(lambda: pos_file.exists() and orjson.loads(pos_file.read_bytes())["position"] > 0, 30,
-                   what="a commit")
-        time.sleep(random.Random(seed).uniform(0, 0.4))  # a random point of the stream; not a wait for a condition
-        d.kill()
-        feeder.join(30)
+        kill_mid_feed(d, feed, pos_file, random.Random(seed).uniform(0, 0.4))
     assert fed.is_set()
     assert 0 < orjson.loads(pos_file.read_bytes())["position"] < src.stat().st_size
     write_lines(src, [*events[1500:], {"user_id": "closer", "ts": BASE_MS + 3_600_000, "amount": 0.0, "kind": "x",

@@ -15,12 +15,11 @@ import threading
 import time
 from pathlib import Path
 
-import orjson
 import pytest
 
 from tests.data import write_lines
 from tests.e2e.test_interval_left_join import closers, data, no_dead_letters
-from tests.support import LOOPS, Daemon, wait_until, window_files, write_config
+from tests.support import LOOPS, Daemon, kill_mid_feed, wait_until, window_files, write_config
 
 LOWER, UPPER = -5_000, 20_000
 
@@ -87,13 +86,7 @@ def test_sigkill_then_restart_loses_no_pair_of_an_inner_interval_join(tmp_path, 
         fed.set()
 
     with Daemon(cfg, tmp_path) as d:
-        feeder = threading.Thread(target=feed)
-        feeder.start()
-        wait_until(lambda: pos_file.exists() and orjson.loads(pos_file.read_bytes())["position"] > 0, 30,
-                   what="a commit")
-        time.sleep(random.Random(seed).uniform(0.2, 0.6))  # a random point of the stream; not a wait for a condition
-        d.kill()
-        feeder.join(30)
+        kill_mid_feed(d, feed, pos_file, random.Random(seed).uniform(0.2, 0.6))
     assert fed.is_set()
     co, cp = closers()
     write_lines(tmp_path / "orders.jsonl", [*orders[900:], co], mode="ab")

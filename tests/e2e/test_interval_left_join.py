@@ -11,11 +11,10 @@ import threading
 import time
 from pathlib import Path
 
-import orjson
 import pytest
 
 from tests.data import BASE_MS, write_lines
-from tests.support import LOOPS, Daemon, wait_until, window_files, write_config
+from tests.support import LOOPS, Daemon, kill_mid_feed, wait_until, window_files, write_config
 
 LOWER, UPPER, LATENESS = -5_000, 20_000, 3_000
 
@@ -113,13 +112,7 @@ def test_sigkill_mid_state_then_restart_gives_the_uninterrupted_output(tmp_path,
         fed.set()
 
     with Daemon(cfg, tmp_path) as d:
-        feeder = threading.Thread(target=feed)
-        feeder.start()
-        wait_until(lambda: pos_file.exists() and orjson.loads(pos_file.read_bytes())["position"] > 0, 30,
-                   what="a commit")
-        time.sleep(random.Random(seed).uniform(0, 0.4))  # a random point of the stream; not a wait for a condition
-        d.kill()
-        feeder.join(30)
+        kill_mid_feed(d, feed, pos_file, random.Random(seed).uniform(0, 0.4))
     assert fed.is_set()
     co, cp = closers()
     write_lines(tmp_path / "orders.jsonl", [*orders[900:], co], mode="ab")

@@ -13,12 +13,11 @@ import threading
 import time
 from collections import Counter
 
-import orjson
 import pytest
 
 from rtstream.model.window import iso_utc as iso  # formatting only: the windows are computed here
 from tests.data import BASE_MS, write_lines
-from tests.support import LOOPS, Daemon, read_jsonl, run_cli, wait_until, write_config
+from tests.support import LOOPS, Daemon, kill_mid_feed, read_jsonl, run_cli, wait_until, write_config
 
 MINUTE = 60_000
 
@@ -150,13 +149,7 @@ def test_raw_windows_into_sqlite_after_a_sigkill_and_restart_hold_each_record_on
 
     with Daemon(cfg, tmp_path) as d:
         wait_until(lambda: len(got()) > 50, 30, what="first windows")
-        feeder = threading.Thread(target=feed)
-        feeder.start()
-        wait_until(lambda: pos_file.exists() and orjson.loads(pos_file.read_bytes())["position"] > 0, 30,
-                   what="a commit")
-        time.sleep(rnd.uniform(0, 0.4))  # a random point of the stream; not a wait for a condition
-        d.kill()
-        feeder.join(30)
+        kill_mid_feed(d, feed, pos_file, rnd.uniform(0, 0.4))
     assert fed.is_set()
     write_lines(src, evs[1100:], mode="ab")
     with Daemon(cfg, tmp_path) as d:
@@ -263,13 +256,7 @@ def test_count_windows_sharing_their_start_after_a_sigkill_and_restart_are_those
 
     with Daemon(cfg, tmp_path) as d:
         wait_until(lambda: len(db_rows(tmp_path)) >= 3, 30, what="first count windows")
-        feeder = threading.Thread(target=feed)
-        feeder.start()
-        wait_until(lambda: pos_file.exists() and orjson.loads(pos_file.read_bytes())["position"] > 0, 30,
-                   what="a commit")
-        time.sleep(rnd.uniform(0, 0.3))  # a random point of the stream; not a wait for a condition
-        d.kill()
-        feeder.join(30)
+        kill_mid_feed(d, feed, pos_file, rnd.uniform(0, 0.3))
     assert fed.is_set()
     write_lines(src, evs[1400:], mode="ab")
     with Daemon(cfg, tmp_path) as d:
