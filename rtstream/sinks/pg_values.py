@@ -1,5 +1,6 @@
 """Python values as PostgreSQL columns take them: the type a new column gets from a value, the
-conversion each column type needs (refusing, with why, what the column can never hold)."""
+conversion each column type needs (refusing, with why, what the column can never hold), and the
+field names that can be columns."""
 
 from __future__ import annotations
 
@@ -10,7 +11,22 @@ from typing import Any
 
 import orjson
 
+from rtstream.sinks.table_columns import not_an_identifier
+
 WINDOW_COLUMNS = ("window_start", "window_end")
+# a user column of one of these names is refused by the server ("conflicts with a system column name")
+SYSTEM_COLUMNS = frozenset({"tableoid", "xmin", "cmin", "xmax", "cmax", "ctid"})
+NAME_BYTES = 63  # PostgreSQL cuts longer names to 63 bytes: two long fields would be one column
+
+
+def column_name_problem(name: str) -> str | None:
+    """Why a field cannot be a column of a table the sink shapes, or None."""
+    why = not_an_identifier(name)
+    if why is None and len(name) > NAME_BYTES:
+        why = f"field {name[:80]!r}... is longer than PostgreSQL's {NAME_BYTES}-byte column names"
+    if why is None and name in SYSTEM_COLUMNS:
+        why = f"field {name!r} is the name of a PostgreSQL system column"
+    return why
 
 
 def pg_type(column: str, value: Any) -> str:
