@@ -12,32 +12,29 @@ text cannot hold it), a string that is not valid unicode, a value the column's t
 value that cannot be encoded as JSON. What only the server knows (a CHECK or NOT NULL constraint, a
 `varchar(n)` length, a key twice in one window) makes it refuse the window's COPY; the window is
 then written again row by row, each in a savepoint, and the rows it refuses are rejected with its
-message. The shape of the table is another matter: a field with no
-column, or a table that does not exist with `create_table = false`, fails the window (the sink
-halts and retries, commits stay behind it) until the table is fixed.
+message. The table's shape is rtstream.sinks.pg_table's: a missing table is created from the
+first window's fields, a later field becomes a new column (`add_columns`) in the window's own
+transaction; what the sink may not shape (`create_table = false`, `add_columns = false`) fails the
+window (the sink halts and retries, commits stay behind it) until the table is fixed.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Callable
-from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import orjson
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
 from rtstream.model.errors import RowsRejected, SinkError
 from rtstream.model.registry import register
 from rtstream.model.window import Window
 from rtstream.sinks.base import Sink, SinkConfig
-from rtstream.sinks.row_keys import shown, unique_rows, upsert_keys, window_deletes, window_index
+from rtstream.sinks.pg_table import PgTable
+from rtstream.sinks.pg_values import CONVERTERS
+from rtstream.sinks.row_keys import shown, unique_rows, upsert_keys, window_deletes
 
 log = logging.getLogger("rtstream.sink.postgres")
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-WINDOW_COLUMNS = ("window_start", "window_end")
 
 
 class PostgresConfig(SinkConfig):
@@ -50,92 +47,23 @@ class PostgresConfig(SinkConfig):
     columns: dict[str, str] | None = Field(default=None,
         description="column -> row field; default: every field, same name")
     create_table: bool = Field(default=True, description="create the table from the first rows when it does not exist")
+    add_columns: bool | None = Field(default=None,
+        description="a field the table has no column for gets one (nullable, typed by its first non-null value, "
+                    "ADD COLUMN IF NOT EXISTS; a field whose name cannot be a column sends its rows to the dead "
+                    "letters); default: as create_table; false: such a field fails the window until the table has "
+                    "the column; not with `columns`, which names the table's columns")
     mode: Literal["upsert", "insert"] = Field(default="upsert",
         description="\"upsert\" replaces a window's rows on replay; \"insert\" appends")
     pool_size: int = Field(default=4, ge=1, description="connections kept open")
     chunk_rows: int = Field(default=10_000, ge=1, description="rows per statement")
 
+    @model_validator(mode="after")
+    def _columns_or_added(self) -> PostgresConfig:
+        if self.add_columns and self.columns is not None:
+            raise ValueError("add_columns = true cannot be honoured with `columns`: only the mapped fields are "
+                             "written, so no column is ever added (leave add_columns out)")
+        return self
 
-def pg_type(column: str, value: Any) -> str:
-    if column in WINDOW_COLUMNS:
-        return "timestamptz"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "bigint"
-    if isinstance(value, float):
-        return "double precision"
-    if isinstance(value, (dict, list)):
-        return "jsonb"
-    return "text"
-
-
-def _to_timestamp(v: Any) -> datetime:
-    return v if isinstance(v, datetime) else datetime.fromisoformat(str(v))
-
-
-def _to_float(v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise TypeError
-    return float(v)
-
-
-def _int_of(bits: int) -> Callable[[Any], int]:
-    low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-
-    def to_int(v: Any) -> int:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(v, float) and not v.is_integer()):
-            raise TypeError
-        n = int(v)
-        if not low <= n <= high:
-            raise ValueError(f"out of range for a {bits}-bit integer")
-        return n
-
-    return to_int
-
-
-_to_int = _int_of(64)
-
-
-def _to_bool(v: Any) -> bool:
-    if not isinstance(v, bool):
-        raise TypeError
-    return v
-
-
-def _to_text(v: Any) -> str:
-    text = v if isinstance(v, str) else orjson.dumps(v, default=str).decode()
-    if "\x00" in text:
-        raise ValueError("it holds a NUL character (\\x00), which PostgreSQL text cannot store")
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError("it is not valid unicode (a lone surrogate)") from None
-    return text
-
-
-_JSON_NUL = re.compile(r"(?:^|[^\\])(?:\\\\)*\\u0000")  # an escaped NUL, not an escaped backslash + "u0000"
-
-
-def _to_json(v: Any) -> str:
-    return orjson.dumps(v, default=str).decode()
-
-
-def _to_jsonb(v: Any) -> str:
-    text = _to_json(v)
-    if "\\u0000" in text and _JSON_NUL.search(text):
-        raise ValueError("it holds a NUL character (\\u0000), which PostgreSQL jsonb cannot store")
-    return text
-
-
-CONVERTERS: dict[str, Callable[[Any], Any]] = {
-    "timestamp with time zone": _to_timestamp, "timestamp without time zone": _to_timestamp,
-    "double precision": _to_float, "real": _to_float, "numeric": _to_float,
-    "bigint": _to_int, "integer": _int_of(32), "smallint": _int_of(16),
-    "boolean": _to_bool, "jsonb": _to_jsonb, "json": _to_json,
-    "text": _to_text, "character varying": _to_text,
-}
 
 
 def _quote(name: str) -> str:
@@ -160,35 +88,24 @@ class PostgresSink(Sink):
                                               max_size=self.config.pool_size)
         self.keys = upsert_keys(self.config.key_columns, self.context.window_fields, self.context.key_fields)
         self.target = f"{_quote(self.config.schema_name)}.{_quote(self.config.table)}"
-        self.column_types = await self._columns()
-
-    async def _columns(self) -> dict[str, str]:
-        rows = await self.pool.fetch(
-            "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position",
-            self.config.schema_name, self.config.table)
-        return {r["column_name"]: r["data_type"] for r in rows}
-
-    def _mapping(self, row: dict[str, Any]) -> dict[str, str]:
-        """column -> field for this window's rows."""
-        if self.config.columns is not None:
-            return dict(self.config.columns)
-        return {field: field for field in row}
+        self.table = PgTable(self.name, self.config, self.keys)
+        self.table.column_types = await self.table.read_types(self.pool)
 
     async def write(self, window: Window, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
-        mapping = self._mapping(rows[0])
-        cols = list(mapping)
         rejected: list[tuple[list[dict[str, Any]], str]] = []
         if self.config.mode == "upsert" and self.keys:
             rows, rejected = unique_rows(rows, self.keys)  # a key shared by two rows would keep one
+        plan, mapping = await self.table.plan(self.pool, rows)
+        rows, added = plan.rows, plan.added
+        rejected += plan.rejected
+        cols = list(mapping)
         kept: list[tuple[dict[str, Any], tuple[Any, ...]]] | None = None
         try:
             async with self.pool.acquire() as conn, conn.transaction():
-                if not self.column_types:
-                    await self._create(conn, rows[0], mapping)
-                kept = self._records(rows, mapping, rejected)
+                types = await self.table.shape(conn, mapping, added) if rows else self.table.column_types
+                kept = self._records(rows, mapping, types, rejected)
                 if not kept:
                     raise RowsRejected(self.name, rejected)  # nothing to write: the transaction is empty
                 await conn.execute(f"CREATE TEMPORARY TABLE rtstream_window (LIKE {self.target}) ON COMMIT DROP")
@@ -200,6 +117,7 @@ class PostgresSink(Sink):
                 await self._clear(conn, kept, cols)
                 await conn.execute(f"INSERT INTO {self.target} ({col_list}) SELECT {col_list} FROM rtstream_window"
                                    + self._on_conflict(cols))
+            self.table.column_types = types  # the shape it committed
         except self.row_errors as exc:
             if kept is None:  # before any row was looked at: the table's trouble, not a row's
                 raise
@@ -207,15 +125,17 @@ class PostgresSink(Sink):
             # which, one row at a time, and write the others
             log.warning("%s: window %s refused (%s: %s); writing it row by row to find the bad rows", self.name,
                         window.start_iso, type(exc).__name__, str(exc)[:300], extra={"component": self.name})
-            await self._row_by_row(kept, cols, rejected)
+            await self._row_by_row(kept, mapping, added, rejected)
         if rejected:
             raise RowsRejected(self.name, rejected)  # the rest of the window is committed
 
-    async def _row_by_row(self, kept: list[tuple[dict[str, Any], tuple[Any, ...]]], cols: list[str],
-                          rejected: list[tuple[list[dict[str, Any]], str]]) -> None:
+    async def _row_by_row(self, kept: list[tuple[dict[str, Any], tuple[Any, ...]]], mapping: dict[str, str],
+                          added: dict[str, Any], rejected: list[tuple[list[dict[str, Any]], str]]) -> None:
+        cols = list(mapping)
         sql = (f"INSERT INTO {self.target} ({', '.join(map(_quote, cols))}) "
                f"VALUES ({', '.join(f'${i + 1}' for i in range(len(cols)))})" + self._on_conflict(cols))
         async with self.pool.acquire() as conn, conn.transaction():
+            types = await self.table.shape(conn, mapping, added)  # the first attempt's was rolled back
             await self._clear(conn, kept, cols)
             for row, values in kept:
                 try:
@@ -223,6 +143,7 @@ class PostgresSink(Sink):
                         await conn.execute(sql, *values)
                 except self.row_errors as exc:
                     rejected.append(([row], f"postgres refused the row: {type(exc).__name__}: {str(exc)[:300]}"))
+        self.table.column_types = types
 
     async def _clear(self, conn: Any, kept: list[tuple[dict[str, Any], tuple[Any, ...]]], cols: list[str]) -> None:
         if self.config.mode == "upsert" and not self.keys:  # rows without a key replace the window's whole
@@ -236,20 +157,17 @@ class PostgresSink(Sink):
         return f" ON CONFLICT ({', '.join(map(_quote, self.keys))}) DO " + (
             "UPDATE SET " + ", ".join(f"{_quote(c)} = EXCLUDED.{_quote(c)}" for c in updates) if updates else "NOTHING")
 
-    def _records(self, rows: list[dict[str, Any]], mapping: dict[str, str],
+    def _records(self, rows: list[dict[str, Any]], mapping: dict[str, str], types: dict[str, str],
                  rejected: list[tuple[list[dict[str, Any]], str]]) -> list[tuple[dict[str, Any], tuple[Any, ...]]]:
         """Rows as tuples of column values, checked against the table before anything is written;
         rows no column can take are added to `rejected` with why."""
-        unknown = [c for c in mapping if c not in self.column_types]
+        unknown = [c for c in mapping if c not in types]
         if unknown:
             raise SinkError(self.name, f"column {unknown[0]!r} is not in table {self.config.table!r} "
-                                       f"(it has: {', '.join(self.column_types)}); add it or map it with `columns`")
-        convs = [(col, field, CONVERTERS.get(self.column_types[col], lambda v: v)) for col, field in mapping.items()]
+                                       f"(it has: {', '.join(types)}); add it or map it with `columns`")
+        convs = [(col, field, CONVERTERS.get(types[col], lambda v: v)) for col, field in mapping.items()]
         out = []
         for row in rows:
-            extra = [f for f in row if f not in mapping.values()]
-            if extra and self.config.columns is None:
-                raise SinkError(self.name, f"field {extra[0]!r} has no column in table {self.config.table!r}")
             values = []
             why = None
             for col, field, conv in convs:
@@ -259,7 +177,7 @@ class PostgresSink(Sink):
                         v = conv(v)
                     except (TypeError, ValueError, OverflowError) as exc:
                         because = f": {exc}" if str(exc) else ""
-                        why = (f"column {col!r} ({self.column_types[col]}) cannot hold {shown(v)} from field "
+                        why = (f"column {col!r} ({types[col]}) cannot hold {shown(v)} from field "
                                f"{field!r}{because}")
                         break
                 values.append(v)
@@ -268,26 +186,6 @@ class PostgresSink(Sink):
             else:
                 rejected.append(([row], why))
         return out
-
-    async def _create(self, conn: Any, first: dict[str, Any], mapping: dict[str, str]) -> None:
-        if not self.config.create_table:
-            raise SinkError(self.name, f"table {self.config.table!r} does not exist and create_table = false")
-        for col in [*mapping, *self.keys]:
-            if not _IDENT.match(col):
-                raise SinkError(self.name, f"{col!r} is not a usable column name; map it with `columns`")
-        missing = [k for k in self.keys if k not in mapping]
-        if missing:
-            raise SinkError(self.name, f"key column {missing[0]!r} is not among the columns {list(mapping)}")
-        defs = [f"{_quote(col)} {pg_type(col, first.get(field))}" for col, field in mapping.items()]
-        if self.config.mode == "upsert" and self.keys:
-            defs.append(f"PRIMARY KEY ({', '.join(map(_quote, self.keys))})")
-        await conn.execute(f"CREATE TABLE IF NOT EXISTS {self.target} ({', '.join(defs)})")
-        if self.config.mode == "upsert" and not self.keys and "window_start" in mapping:  # replaced per window
-            await conn.execute(window_index(self.target, self.config.table))
-        self.column_types = {r["column_name"]: r["data_type"] for r in await conn.fetch(
-            "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position",
-            self.config.schema_name, self.config.table)}
 
     async def close(self) -> None:
         if hasattr(self, "pool"):
