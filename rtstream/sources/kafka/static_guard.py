@@ -4,8 +4,9 @@ A static reader joins no group, so Kafka alone would let a second one (a re-run,
 hand) read the same partitions and write every result twice, and would only refuse its commits once
 a group-mode reader joined. So each static reader:
 
-- is a member of the lease group `GROUP.rtstream-static`, joined in the background (reading starts at
-  once, as static promises) with every partition of it paused: the group's member list is the list of
+- is a member of the lease group `GROUP.rtstream-static`, joined before reading starts (after a kill,
+  once the dead predecessor's session, the source's `session_timeout_ms`, has run out), with every
+  partition of it paused: the group's member list is the list of
   live static readers, each named by its client id (`rtstream-static I/N STARTED TOKEN HOST`). Kafka
   drops a member that stops heartbeating, as it does for any consumer.
 - checks every CHECK_INTERVAL that list and the members of `GROUP` itself (one DescribeGroups).
@@ -72,8 +73,13 @@ class StaticGuard:
         c = self.config
         self.admin = AIOKafkaAdminClient(**c.client_kwargs(f"rtstream-{self.source}-guard"))
         await self.admin.start()
+        # the source's own session timeout: after a kill, start() waits for the lease group's join, and
+        # so for the dead predecessor's session to run out (with the 10 s default: 18 s on Tansu)
+        session_ms = int(c.consumer.get("session_timeout_ms", 10_000))
+        heartbeat_ms = int(c.consumer.get("heartbeat_interval_ms", min(1000, session_ms // 3)))
         self.lease = AIOKafkaConsumer(**c.client_kwargs(self.client_id), group_id=self.lease_group,
-                                      enable_auto_commit=False, session_timeout_ms=10_000, heartbeat_interval_ms=1000)
+                                      enable_auto_commit=False, session_timeout_ms=session_ms,
+                                      heartbeat_interval_ms=heartbeat_ms)
         self.lease.subscribe(topics=c.topics, listener=_PauseAll(self.lease))
         await self.lease.start()  # the join itself runs in the background
 
