@@ -11,6 +11,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from rtstream.testing.peers.tansu import create_topic
 
+# A static reader's consumer settings for tests that kill it: its lease membership lapses 3 s after
+# the kill (rtstream.sources.kafka.static_guard), so the restart reads within seconds, not 18
+QUICK_STATIC = {"fetch_max_wait_ms": 10, "session_timeout_ms": 3000, "heartbeat_interval_ms": 300}
+
 
 async def produce(bootstrap: str, topic: str, items: list[Any], key: str | None = "user_id",
                   timestamp_field: str | None = None, partition: int | None = None) -> None:

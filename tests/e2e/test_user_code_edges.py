@@ -138,7 +138,9 @@ def test_sys_exit_in_a_python_sink_is_a_failed_write_that_is_retried(tmp_path):
 
 
 def test_a_window_stage_returning_the_wrong_shape_says_what_it_returned(tmp_path):
-    cfg, events = _setup(tmp_path, {"bad": {"type": "python", "call": "userfns_edges:ints"}}, "events >> bad >> files")
+    # each window is tried three times (the default policy); short backoffs, or ten windows wait 30 s
+    cfg, events = _setup(tmp_path, {"bad": {"type": "python", "call": "userfns_edges:ints", "retry_delay": "10ms"}},
+                         "events >> bad >> files")
     res = run_cli("run", "-c", str(cfg))
     assert res.returncode == 0, res.stderr
     dead = read_jsonl(tmp_path / "dead.jsonl")

@@ -83,11 +83,7 @@ class EventsApi:
 
 def test_poll_paginates_resumes_by_cursor_and_survives_a_flaky_api(tmp_path):
     first = make_events(2000, span_s=1200, seed=31)
-    # the windows of the first run close on the wall clock (the stream goes quiet), so what comes
-    # after the restart must be newer than that clock, or it would rightly be late
-    soon = int(time.time() * 1000) // 10_000 * 10_000 + 30_000
-    later = [dict(e, ts=soon + i * 10) for i, e in enumerate(make_events(1000, span_s=600, seed=32))]
-    for i, e in enumerate(first + later):
+    for i, e in enumerate(first):
         e["seq"] = i
     api = EventsApi(first)
     with ThreadedServer(api.app) as server:
@@ -100,6 +96,11 @@ def test_poll_paginates_resumes_by_cursor_and_survives_a_flaky_api(tmp_path):
             d.signal(signal.SIGTERM)
             assert d.wait(30) == 0, d.stderr
         assert "HTTP 503" in d.stderr  # it met the flaky responses and went on
+        # the windows of the first run closed on the wall clock (the stream went quiet), so what comes
+        # after the restart must be newer than that clock, or it would rightly be late
+        soon = int(time.time() * 1000) + 2000
+        later = [dict(e, ts=soon + i * 10, seq=len(first) + i)
+                 for i, e in enumerate(make_events(1000, span_s=600, seed=32))]
         api.events.extend(later)
         before = len(api.sinces)
         with Daemon(cfg, tmp_path) as d:

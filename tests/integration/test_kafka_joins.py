@@ -17,7 +17,7 @@ import pytest
 from rtstream.testing.peers.tansu import create_topic
 from tests.data import BASE_MS
 from tests.integration.test_kafka import checkpointed
-from tests.kafka_helpers import produce, topic_name
+from tests.kafka_helpers import QUICK_STATIC, produce, topic_name
 from tests.reference import iso
 from tests.support import Daemon, read_jsonl, run_cli, status, wait_until, window_files, write_config
 
@@ -81,7 +81,7 @@ def config(tmp_path: Path, bootstrap: str, topics: tuple[str, str], group: str, 
     def source(topic: str, suffix: str) -> dict[str, Any]:
         return {"type": "kafka", "bootstrap_servers": bootstrap, "topics": [topic], "group_id": f"{group}-{suffix}",
                 "assignment": "static", "start": "committed", "stop_at_end": False, "max_batch": 40,
-                "consumer": {"fetch_max_wait_ms": 10}}
+                "consumer": QUICK_STATIC}
 
     doc: dict[str, Any] = {
         "pipeline": {"name": "joins", "flow": "[orders, payments] >> match >> out"},

@@ -14,7 +14,7 @@ from typing import Any
 
 from tests.data import BASE_MS
 from tests.integration.test_kafka import committed
-from tests.kafka_helpers import new_topics, produce, read_all
+from tests.kafka_helpers import QUICK_STATIC, new_topics, produce, read_all
 from tests.support import Daemon, run_cli, window_files, write_config
 
 SHIMS = Path(__file__).resolve().parent.parent / "shims"
@@ -39,7 +39,7 @@ def config(tmp_path: Path, bootstrap: str, topic: str, group: str, sink: dict[st
         "window": {"size": "5m", "lateness": "10s"},
         "sources": {"events": {"type": "kafka", "bootstrap_servers": bootstrap, "topics": [topic], "group_id": group,
                                "assignment": "static", "start": "committed", "stop_at_end": False,
-                               "consumer": {"fetch_max_wait_ms": 10}}},
+                               "consumer": QUICK_STATIC}},
         "stages": {"per_user": {"type": "aggregate", "key": "user_id",
                                 "aggregates": {"events": "count()", "spent": "sum(amount)"}}},
         "sinks": {"out": sink or {"type": "file", "path": str(tmp_path / "out"), "fsync": False}},

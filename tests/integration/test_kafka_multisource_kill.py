@@ -17,7 +17,7 @@ import pytest
 
 from tests.e2e.test_multisource_kill import MIN, SOURCES, records, reference, sink_rows
 from tests.integration.test_kafka_marks_after_kill import SHIMS, shim_env
-from tests.kafka_helpers import new_topics, produce
+from tests.kafka_helpers import QUICK_STATIC, new_topics, produce
 from tests.support import LOOPS, Daemon, run_cli, write_config
 
 
@@ -27,7 +27,7 @@ def config(tmp_path: Path, bootstrap: str, topics: dict[str, str], groups: dict[
         "window": {"size": "5m", "lateness": "30s"},
         "sources": {name: {"type": "kafka", "bootstrap_servers": bootstrap, "topics": [topics[name]],
                            "group_id": groups[name], "assignment": "static", "start": "committed",
-                           "stop_at_end": False, "consumer": {"fetch_max_wait_ms": 10}} for name in SOURCES},
+                           "stop_at_end": False, "consumer": QUICK_STATIC} for name in SOURCES},
         "stages": {"per_user": {"type": "aggregate", "key": "user_id",
                                 "aggregates": {"events": "count()", "spent": "sum(amount)"}}},
         "sinks": {"out": {"type": "file", "path": str(tmp_path / "out"), "fsync": False}},

@@ -19,7 +19,7 @@ from tests.kafka_helpers import count_per_partition, new_topics, produce, topic_
 from tests.reference import tumbling_truth
 from tests.support import Daemon, run_cli, wait_until, window_files, write_config
 
-FAST_CONSUMER = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 300, "fetch_max_wait_ms": 10}
+FAST_CONSUMER = {"session_timeout_ms": 3000, "heartbeat_interval_ms": 300, "fetch_max_wait_ms": 10}
 
 
 def static_config(tmp_path: Path, bootstrap: str, topic: str, group: str, *, finite: bool = True,

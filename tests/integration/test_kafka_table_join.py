@@ -19,7 +19,7 @@ from rtstream.testing.peers.ports import free_port
 from rtstream.testing.peers.tansu import create_topic
 from tests.data import BASE_MS
 from tests.integration.test_kafka import checkpointed
-from tests.kafka_helpers import produce, produce_to_partitions, topic_name
+from tests.kafka_helpers import QUICK_STATIC, produce, produce_to_partitions, topic_name
 from tests.reference import iso
 from tests.support import Daemon, read_jsonl, run_cli, status, wait_until, window_files, write_config
 
@@ -30,7 +30,7 @@ CLOSER = "zz-closer"
 def source(bootstrap: str, topic: str, group: str) -> dict[str, Any]:
     return {"type": "kafka", "bootstrap_servers": bootstrap, "topics": [topic], "group_id": group,
             "assignment": "static", "start": "committed", "stop_at_end": False, "max_batch": 50,
-            "consumer": {"fetch_max_wait_ms": 10}}
+            "consumer": QUICK_STATIC}
 
 
 def config(tmp_path: Path, doc: dict[str, Any]) -> Path:
