@@ -81,14 +81,19 @@ def check_exact(setup: TickerSetup, interrupted_tries_allowed: bool) -> dict[str
         end = datetime.fromisoformat(row["ld"]) + timedelta(seconds=1)
         assert row["end"] == end.isoformat(), row
         (starts if row["event"] == "start" else dones)[(row["ld"], row["task"])].append(row)  # type: ignore[arg-type]
+    kept_tries = {(run_id, task): n for run_id, task, _, n in setup.task_instances("ticker")}
     retried = 0
     for ld in expected:
         for i, task in enumerate(TASKS):
             tries = [r["try"] for r in starts[(ld, task)]]
-            assert tries == list(range(1, len(tries) + 1)), f"{ld} {task}: tries started {tries} (one ran twice?)"
-            if not interrupted_tries_allowed:
+            if interrupted_tries_allowed:
+                # a kill after a try began and before its callable wrote a line leaves that number out
+                # (Airflow too counts a try from its start, and the next is one more): never one twice
+                assert tries and tries == sorted(set(tries)), f"{ld} {task}: tries started {tries} (one ran twice?)"
+            else:
                 assert tries == [1], f"{ld} {task}: a try was interrupted by a SIGTERM: {tries}"
-            retried += len(tries) - 1
+            assert kept_tries[(f"scheduled__{ld}", task)] == tries[-1], f"{ld} {task}: the store's try != {tries}"
+            retried += tries[-1] - 1
             last = [d for d in dones[(ld, task)] if d["try"] == tries[-1]]
             assert len(last) == 1, f"{ld} {task}: its last try {tries[-1]} did not finish once: {last}"
             want = None if i == 0 else f"{TASKS[i - 1]}@{ld}"
