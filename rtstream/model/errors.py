@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 EXIT_CONFIG = 2  # the exit code of a refusal: a config, a flag or a file the user must fix
+# a worker's start refused for a reason no restart of it fixes: its supervisor stops instead (and exits 1)
+EXIT_START_REFUSED = 3
 
 
 class RtstreamError(Exception):
@@ -34,6 +36,11 @@ class ComponentError(RtstreamError):
 
 class SourceError(ComponentError):
     pass
+
+
+class StartRefused(SourceError):
+    """A source refuses to start and starting it again cannot help (topics a join reads co-partitioned
+    have different partition counts): a `workers` supervisor stops rather than restart the worker."""
 
 
 class SinkError(ComponentError):

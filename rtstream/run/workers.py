@@ -10,13 +10,18 @@ on to every worker and exits once all have, and serves one admin server that com
 status and metrics (rtstream.run.workers_status).
 
 Only pipelines whose every source can be split by a consumer group can have workers: a file, an
-HTTP ingest port, a poll or a generator would be read N times. Those are refused with the reason.
+HTTP ingest port, a poll or a generator would be read N times. Those are refused with the reason, as
+is a join with a side read in group mode (rtstream.run.join_inputs). The topics of a join's static
+sides are read co-partitioned: the supervisor tells each worker which (`daemon.worker.co_partitioned`).
+A worker whose start is refused for a reason no restart fixes (such topics partitioned unlike) exits
+EXIT_START_REFUSED; the supervisor then stops every worker and exits 1 instead of restarting it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -25,6 +30,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rtstream.model.errors import EXIT_START_REFUSED
+from rtstream.run.join_inputs import co_partitioned_topics, group_mode_problem
 from rtstream.run.worker_process import Worker
 from rtstream.support import early_signals
 
@@ -47,6 +54,8 @@ def split_problem(settings: Settings) -> str | None:
     if single:
         return (f"daemon.workers = {settings.root.daemon.workers} needs sources that a consumer group or the "
                 f"supervisor splits (kafka); these would be read once per worker: {', '.join(single)}")
+    if (why := group_mode_problem(settings)) is not None:
+        return why
     from rtstream.run.keyless_sinks import keyless_problem
 
     return keyless_problem(settings)  # a table sink replacing whole windows would lose the other workers' rows
@@ -59,13 +68,16 @@ class WorkerSupervisor:
         self.count = root.daemon.workers
         self.state_dir = Path(root.daemon.state_dir)
         self.stopping = asyncio.Event()
+        self.co_partitioned = co_partitioned_topics(settings)  # decided once here, told to every worker
+        self.refused: int | None = None  # the worker whose start was refused for good, if one was
         admin = root.admin
         self.workers = [Worker(i, _free_port() if admin is not None else None) for i in range(self.count)]
 
     def command(self, w: Worker) -> list[str]:
         assert self.settings.path is not None
-        sets = [*self.settings.overrides, f"daemon.state_dir={self.state_dir / f'worker-{w.index}'}",
-                "daemon.workers=1", f"daemon.worker={{index = {w.index}, count = {self.count}}}"]
+        groups = json.dumps(self.co_partitioned)  # Kafka topic names are plain ASCII: TOML reads the JSON as is
+        sets = [*self.settings.overrides, f"daemon.state_dir={self.state_dir / f'worker-{w.index}'}", "daemon.workers=1",
+                f"daemon.worker={{index = {w.index}, count = {self.count}, co_partitioned = {groups}}}"]
         dl = self.settings.root.dead_letter.path
         if dl:
             sets.append(f"dead_letter.path={Path(dl).with_suffix('')}-worker-{w.index}{Path(dl).suffix}")
@@ -97,7 +109,7 @@ class WorkerSupervisor:
                 await admin.close()
         failed = [w.index for w in self.workers if not self._clean_exit(w)]
         log.info("all %d workers exited%s", self.count, f"; workers {failed} failed" if failed else "")
-        return 1 if failed else 0
+        return 1 if failed or self.refused is not None else 0
 
     def _clean_exit(self, w: Worker) -> bool:
         # A worker stopped during its own start-up may die of the SIGTERM we sent before its Python
@@ -128,6 +140,12 @@ class WorkerSupervisor:
                 w.proc.send_signal(signal.SIGTERM)
             w.exit_code = await w.proc.wait()
             if self.stopping.is_set():
+                return
+            if w.exit_code == EXIT_START_REFUSED:
+                self.refused = w.index
+                log.error("worker %d refused to start (its error above) for a reason a restart cannot fix; stopping "
+                          "every worker", w.index, extra={"component": f"worker-{w.index}"})
+                self.stop()
                 return
             if w.exit_code == 0:
                 w.done = True  # a finite run that reached its end

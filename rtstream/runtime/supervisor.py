@@ -18,7 +18,7 @@ from contextlib import AsyncExitStack
 from typing import Any, Protocol
 
 from rtstream.config.settings import Settings
-from rtstream.model.errors import ComponentError, StateDirError
+from rtstream.model.errors import EXIT_START_REFUSED, ComponentError, StartRefused, StateDirError
 from rtstream.model.policy import resolve
 from rtstream.runtime.branch_build import build_any
 from rtstream.runtime.build import PipelineParts
@@ -98,7 +98,7 @@ class Runtime(PipelineParts):
             log.error("component %s failed to start: %s", exc.component, exc.message,
                       extra={"component": exc.component})
             self.start_failure = f"component {exc.component} failed to start: {exc.message}"  # for a status row
-            return 1
+            return EXIT_START_REFUSED if isinstance(exc, StartRefused) else 1
 
     async def _run_components(self) -> int:
         async with AsyncExitStack() as stack:

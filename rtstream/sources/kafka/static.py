@@ -8,10 +8,21 @@ consumer outside the group (generation -1), which Kafka accepts only while the g
 members: so one process, or the workers of one supervisor, reads a group statically, and a start is
 refused while group-mode members are in the group.
 
-With `[daemon] workers = N`, partition p of topic t goes to worker (p + crc32(t)) mod N: a function
-of the partition alone, so a restarted worker gets the same share, and partitions added to any
-topic (read after a restart) never move an existing partition to another worker, which would then
-be read by two workers at once. The topic's offset spreads topics of one partition over the workers.
+With `[daemon] workers = N`, each worker reads a share fixed by the partition alone, so a restarted
+worker gets the same share, and partitions added to a topic (read after a restart) never move an
+existing partition to another worker, which would then be read by two workers at once. Two rules:
+
+- partition p of a topic a join reads (`daemon.worker.co_partitioned`, decided by the supervisor from
+  the config: rtstream.run.join_inputs) goes to worker p mod N, the same worker for partition p of
+  every such topic (Kafka Streams' co-partitioning): with both topics partitioned alike by the key,
+  a key's rows of both sides meet in one worker. So such topics must have as many partitions each:
+  a start with `workers` > 1 is refused otherwise (StartRefused; one process reads them all).
+- partition p of any other topic t goes to worker (p + crc32(t)) mod N: the topic's offset spreads
+  topics of one partition over the workers instead of giving every partition 0 to worker 0. It stays
+  the rule for them, since changing it would move partitions between the workers of running
+  pipelines on their next restart. (A pipeline whose join ran under that rule moves its join's
+  partitions once, on the first start with this one: the workers all stop and start together, and
+  the new owner of a partition resumes from its committed offset, as after a rebalance.)
 """
 
 from __future__ import annotations
@@ -25,7 +36,7 @@ from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from rtstream.model.errors import SourceError
+from rtstream.model.errors import SourceError, StartRefused
 from rtstream.model.worker import WorkerShare
 from rtstream.support.backoff import backoff_delay
 
@@ -34,8 +45,31 @@ log = logging.getLogger("rtstream.source.kafka")
 
 def share_of(partitions: list[TopicPartition], worker: WorkerShare) -> list[TopicPartition]:
     """The partitions worker `index` of `count` reads, sorted, each once."""
-    return sorted({tp for tp in partitions
-                   if (tp.partition + zlib.crc32(tp.topic.encode())) % worker.count == worker.index})
+    aligned = worker.co_partitioned_topics()
+    return sorted({tp for tp in partitions if _worker_of(tp, worker.count, aligned) == worker.index})
+
+
+def _worker_of(tp: TopicPartition, count: int, aligned: set[str]) -> int:
+    if tp.topic in aligned:
+        return tp.partition % count
+    return (tp.partition + zlib.crc32(tp.topic.encode())) % count
+
+
+def unalike_problem(partitions: list[TopicPartition], worker: WorkerShare, topics: list[str]) -> str | None:
+    """Why these co-partitioned groups touching `topics` cannot be split over the workers, or None."""
+    if worker.count == 1:
+        return None  # one process reads every partition of both sides: any counts work
+    counts: dict[str, int] = {}
+    for tp in partitions:
+        counts[tp.topic] = max(counts.get(tp.topic, 0), tp.partition + 1)
+    for group in worker.co_partitioned:
+        if set(group) & set(topics) and len({counts[t] for t in group}) > 1:
+            said = " and ".join(f"{t} has {counts[t]} partitions" for t in group)
+            return (f'assignment = "static" with {worker.count} workers refused: the topics of one join must be '
+                    f"partitioned alike (as many partitions each, keyed by the join key), and {said}; partition p "
+                    f"of each is read by worker p mod {worker.count}, so a key's rows of the two sides would land in "
+                    "different workers. Give the topics the same partition count, or run workers = 1")
+    return None
 
 
 async def static_share(config: Any, source: str, worker: WorkerShare) -> tuple[list[TopicPartition], list[TopicPartition]]:
@@ -48,7 +82,12 @@ async def static_share(config: Any, source: str, worker: WorkerShare) -> tuple[l
         admin = AIOKafkaAdminClient(**config.client_kwargs(f"rtstream-{source}-static"))
         try:
             await admin.start()
-            partitions = await _wait_for_partitions(admin, config.topics, source)
+            # the other side's topics too: their partition counts must match this source's
+            joined = [t for group in worker.co_partitioned if set(group) & set(config.topics) for t in group]
+            listed = await _wait_for_partitions(admin, list(dict.fromkeys([*config.topics, *joined])), source)
+            if (problem := unalike_problem(listed, worker, config.topics)) is not None:
+                raise StartRefused(source, problem)
+            partitions = [tp for tp in listed if tp.topic in config.topics]
             await _refuse_active_group(admin, config.group_id, source)
             break
         except (KafkaError, OSError) as exc:

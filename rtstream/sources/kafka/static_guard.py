@@ -56,6 +56,7 @@ class StaticGuard:
         self.config = config
         self.source = source
         self.partitions = partitions
+        self.worker = worker
         self.share = set(share_of(partitions, worker))
         self.started_ms = int(time.time() * 1000)
         self.token = uuid.uuid4().hex[:8]
@@ -128,7 +129,9 @@ class StaticGuard:
         try:
             index, count = (int(x) for x in parts[1].split("/"))
             theirs = (int(parts[2]), parts[3])
-            overlap = self.share & set(share_of(self.partitions, WorkerShare(index=index, count=count)))
+            # read by the same rule as this reader's (a worker of the same config): co-partitioned or not
+            other = WorkerShare(index=index, count=count, co_partitioned=self.worker.co_partitioned)
+            overlap = self.share & set(share_of(self.partitions, other))
         except ValueError:
             return
         if not overlap:
