@@ -3,8 +3,9 @@
 A table sink (sqlite, postgres) replaces a window's rows whole when they have no key (a join's
 pairs, a keyed or python stage's outputs, raw records: rtstream.sinks.row_keys). Each worker folds
 only its share of the partitions, so each would write its own part of a window and delete the
-others'. Such a config is refused (exit 2) with what to set instead; rows with a key (an aggregate's
-`key`, a session's `key`, `key_columns`) are upserted by it and the workers' parts add up.
+others'. A file sink does the same with a window's file (it merges the workers' rows only by a key).
+Such a config is refused (exit 2) with what to set instead; rows with a key (an aggregate's `key`, a
+session's `key`, `key_columns`) are upserted by it and the workers' parts add up.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ TABLE_SINKS = ("sqlite", "postgres")
 
 
 def keyless_table_sinks(settings: Settings) -> list[str]:
-    """The table sinks whose rows have no key and that replace each window's rows (upsert, no key_columns)."""
+    """The sinks whose rows have no key and that replace each window's rows: table sinks (upsert, no
+    key_columns) and file sinks."""
     flow, components = settings.flow, settings.components
     windows = branch_windows(settings.root, flow, components)
     if flow.branched:
@@ -35,7 +37,8 @@ def keyless_table_sinks(settings: Settings) -> list[str]:
             continue
         for name in branch.sinks:
             cfg: Any = components[name].config
-            if cfg.type in TABLE_SINKS and cfg.mode == "upsert" and not cfg.key_columns and name not in out:
+            replaces = cfg.type == "file" or (cfg.type in TABLE_SINKS and cfg.mode == "upsert" and not cfg.key_columns)
+            if replaces and name not in out:
                 out.append(name)
     return out
 
@@ -44,7 +47,11 @@ def keyless_problem(settings: Settings) -> str | None:
     names = keyless_table_sinks(settings)
     if not names:
         return None
+    files = [n for n in names if getattr(settings.components[n].config, "type", None) == "file"]
+    fix = ("give the sink key_columns unique per row, or mode = \"insert\" (a replay then appends again), "
+           "or run one worker") if not files else (
+           f"a file sink ({', '.join(files)}) keeps one window's file per folder: write these rows to a table "
+           "sink with key_columns or to Kafka, or run one worker")
     return (f"daemon.workers = {settings.root.daemon.workers}: the rows of sink(s) {', '.join(names)} have no key, "
             f"so each window's rows are replaced whole, and each worker writes only its share of a window (one "
-            f"would delete another's); give the sink key_columns unique per row, or mode = \"insert\" (a replay "
-            f"then appends again), or run one worker")
+            f"would delete another's); {fix}")

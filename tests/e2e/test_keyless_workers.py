@@ -55,3 +55,17 @@ def test_rows_with_a_key_or_appended_are_accepted_with_workers(tmp_path, case):
         flow, stages = "orders >> per_user >> db", PER_USER
     res = run_cli("validate", "-c", str(config(tmp_path, flow, stages, sink)))
     assert res.returncode == 0, res.stderr
+
+
+def test_a_join_into_a_file_sink_with_workers_is_refused_and_keyed_rows_are_not(tmp_path):
+    """A file sink replaces a window's file whole unless its rows have a key: two workers' pairs of one
+    window would overwrite each other."""
+    files = {"type": "file", "path": str(tmp_path / "out")}
+    res = run_cli("validate", "-c", str(config(tmp_path, "[orders, payments] >> match >> db", JOIN, files)))
+    assert res.returncode == 2, res.stderr
+    assert "the rows of sink(s) db have no key" in res.stderr
+    assert "a file sink (db) keeps one window's file per folder: write these rows to a table sink with " \
+           "key_columns or to Kafka, or run one worker" in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr
+    res = run_cli("validate", "-c", str(config(tmp_path, "orders >> per_user >> db", PER_USER, files)))
+    assert res.returncode == 0, res.stderr

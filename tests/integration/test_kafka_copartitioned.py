@@ -45,8 +45,8 @@ def test_two_static_workers_join_as_one_process_does(tmp_path, kafka):
         asyncio.run(create_topic(kafka.bootstrap, t, 4))
     asyncio.run(produce(kafka.bootstrap, topics[0], orders, key="id"))  # keyed by the join key
     asyncio.run(produce(kafka.bootstrap, topics[1], payments, key="id"))
-    # a Kafka sink: each worker's rows are messages of their own (the file sink replaces a window's
-    # keyless rows whole, so two workers' parts of a join's window would not add up there)
+    # a Kafka sink: each worker's rows are messages of their own (a file sink replaces a window's
+    # keyless rows whole, so two workers' parts of a join's window would not add up: refused at load)
     sink = f'sinks.out={{type = "kafka", bootstrap_servers = "{kafka.bootstrap}", topic = "{out_topic}"}}'
     res = run_cli("run", "-c", str(finite_join(tmp_path, kafka.bootstrap, topics, tmp_path / "out")), *FINITE,
                   "--set", sink, timeout=300)
@@ -69,8 +69,9 @@ def test_topics_partitioned_unlike_are_refused_at_start(tmp_path, kafka):
     topics = (topic_name("orders"), topic_name("payments"))
     asyncio.run(create_topic(kafka.bootstrap, topics[0], 4))
     asyncio.run(create_topic(kafka.bootstrap, topics[1], 3))
+    sink = f'sinks.out={{type = "kafka", bootstrap_servers = "{kafka.bootstrap}", topic = "{topic_name("joined")}"}}'
     res = run_cli("run", "-c", str(finite_join(tmp_path, kafka.bootstrap, topics, tmp_path / "out")), *FINITE,
-                  timeout=120)
+                  "--set", sink, timeout=120)  # a file sink of keyless rows is refused with workers at load
     assert res.returncode == 1, res.stderr[-3000:]
     assert f"{topics[0]} has 4 partitions and {topics[1]} has 3" in res.stderr, res.stderr[-3000:]
     assert "partitioned alike" in res.stderr and "Traceback" not in res.stderr
