@@ -80,3 +80,15 @@ def test_the_daemon_says_a_bad_join_in_one_line_with_exit_2(tmp_path):
     assert "stages.j.right: 'payment' is not an input of 'j' in pipeline.flow" in res.stderr
     assert "stages.j.left_fields: 'id' named more than once" in res.stderr
 
+
+def test_a_field_the_nexmark_source_never_has_is_refused_at_validate():
+    d = doc(dict(JOIN, left="auctions", right="bids", on=None, left_on="id", right_on="auction",
+                 left_fields=["id", "category", "expires"], right_fields=["price", "bidr"]),
+            flow="[auctions, bids] >> j >> out")
+    d["sources"] = {"auctions": {"type": "nexmark", "events": 10, "only": ["auction"]},
+                    "bids": {"type": "nexmark", "events": 10, "only": ["bid"]}}
+    problems = refused(d)
+    assert list(problems) == ["stages.j.right_fields"]
+    assert problems["stages.j.right_fields"].startswith("'bidr': no such field in the rows of 'bids' (they have auction, ")
+    d["stages"]["j"]["left_fields"] = ["id", "price"]  # a bid's field, not an auction's
+    assert "'price': no such field in the rows of 'auctions'" in refused(d)["stages.j.left_fields"]
