@@ -12,6 +12,8 @@ from rtstream.engine.join_rows import RowShape
 from rtstream.engine.stateful import StatefulStep
 from rtstream.model.positions import PartitionKey
 
+_Plan = tuple[str, int, str | None, tuple[str, ...] | None]  # see SideTagger._plan
+
 
 class Sided(dict):  # type: ignore[type-arg]
     """A row of one side of a window join, waiting in its window (a dict, so every other part sees a row)."""
@@ -42,21 +44,22 @@ class SideTagger(StatefulStep):
         self.max_rows = max_rows
         self.counts: dict[tuple[int, str], int] = {}  # (window start, side) -> rows over all partitions
         self.by_pk: dict[PartitionKey, dict[tuple[int, str], int]] = {}
-        self._plans: dict[str, tuple[str, int, str | None, tuple[str, ...] | None]] = {}
+        self._plans: dict[str, _Plan | None] = {}  # made at a source's first row, once the engine bound us
 
-    def _plan(self, source: str) -> tuple[str, int, str | None, tuple[str, ...] | None] | None:
+    def _plan(self, source: str) -> _Plan | None:
         """(side, its index, key field, the fields a row keeps or None for all) of a source's rows."""
         side = self.side_of.get(source)
-        if side is None:
-            return None
-        field = self.key_of.get(source)
-        only = self.fields_of.get(source)
-        keep = None if only is None else tuple(dict.fromkeys([*only, *([field] if field else []), self.time_field]))
-        plan = self._plans[source] = (side, 0 if side == "left" else 1, field, keep)
+        plan = None
+        if side is not None:
+            field = self.key_of.get(source)
+            only = self.fields_of.get(source)
+            keep = None if only is None else tuple(dict.fromkeys([*only, *([field] if field else []), self.time_field]))
+            plan = (side, 0 if side == "left" else 1, field, keep)
+        self._plans[source] = plan
         return plan
 
     def at(self, pk: PartitionKey, rec: Any, value: dict[str, Any]) -> list[dict[str, Any]]:
-        plan = self._plans.get(pk[0]) or self._plan(pk[0])
+        plan = self._plans[pk[0]] if pk[0] in self._plans else self._plan(pk[0])
         if plan is None:
             return [value]  # a source that is no side of this join passes through
         side, index, field, keep = plan
