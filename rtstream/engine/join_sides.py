@@ -13,16 +13,16 @@ from rtstream.engine.stateful import StatefulStep
 from rtstream.model.positions import PartitionKey
 
 _Plan = tuple[str, int, str | None, tuple[str, ...] | None]  # see SideTagger._plan
+_UNSEEN: Any = object()
 
 
 class Sided(dict):  # type: ignore[type-arg]
-    """A row of one side of a window join, waiting in its window (a dict, so every other part sees a row)."""
+    """A row of one side of a window join, waiting in its window (a dict, so every other part sees a row).
+    No __init__ of its own (`Sided(value)`, then `.side`), so making one costs no Python call; a
+    checkpoint pickled while it had one still loads (unpickling never called it)."""
 
     __slots__ = ("side",)
-
-    def __init__(self, value: dict[str, Any], side: str):
-        super().__init__(value)
-        self.side = side
+    side: str
 
 
 class SideTagger(StatefulStep):
@@ -59,7 +59,9 @@ class SideTagger(StatefulStep):
         return plan
 
     def at(self, pk: PartitionKey, rec: Any, value: dict[str, Any]) -> list[dict[str, Any]]:
-        plan = self._plans[pk[0]] if pk[0] in self._plans else self._plan(pk[0])
+        plan = self._plans.get(pk[0], _UNSEEN)
+        if plan is _UNSEEN:
+            plan = self._plan(pk[0])
         if plan is None:
             return [value]  # a source that is no side of this join passes through
         side, index, field, keep = plan
@@ -71,8 +73,14 @@ class SideTagger(StatefulStep):
         if shape is not None and keep is None and not value.keys() <= shape.sides[index].keys():
             shape.see(index, value)
         ts = self.time_of(rec, value)
-        if keep is not None:
-            value = {k: value[k] for k in keep if k in value}
+        if keep is None:
+            row = Sided(value)
+        else:
+            row = Sided()
+            for k in keep:
+                if k in value:
+                    row[k] = value[k]
+        row.side = side
         last = ts - ts % self.hop_ms
         counts = self.counts
         if self.size_ms == self.hop_ms:  # tumbling, the common case: one window, no lists
@@ -86,7 +94,7 @@ class SideTagger(StatefulStep):
             if mine is None:
                 mine = self.by_pk[pk] = {}
             mine[at] = mine.get(at, 0) + 1
-            return [Sided(value, side)]
+            return [row]
         starts = [last - k * self.hop_ms for k in range(self.size_ms // self.hop_ms)]
         for s in starts:
             if counts.get((s, side), 0) >= self.max_rows:
@@ -96,7 +104,7 @@ class SideTagger(StatefulStep):
         for s in starts:
             counts[(s, side)] = counts.get((s, side), 0) + 1
             mine[(s, side)] = mine.get((s, side), 0) + 1
-        return [Sided(value, side)]
+        return [row]
 
     def evict_before(self, watermark: int) -> None:
         for table in (self.counts, *self.by_pk.values()):
