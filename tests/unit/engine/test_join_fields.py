@@ -55,3 +55,25 @@ def test_one_side_named_leaves_the_other_whole_and_a_clash_still_prefixed():
     want = [{("note" if k == "left_note" else k): v for k, v in r.items() if k != "right_note"} for r in whole]
     assert only == want
     assert all("left_amount" in r and "right_amount" in r and "note" in r for r in only)
+
+
+def test_a_window_restored_from_its_checkpoint_pairs_the_same_rows():
+    """The kept-fields rows a window holds go into its checkpoint and come back marked with their side."""
+    fields = {"left_fields": ["amount"], "right_fields": ["paid"]}
+    stage, t = WindowJoinStage("match", JoinConfig(type="join", left="orders", right="payments", on="id",
+                                                   **fields), CTX), CommitTracker()
+    e = engine(stage, t, lateness=0)
+    feed = Feed(e, t)
+    feed.send("orders", [{"id": "a", "ts": BASE + 5, "amount": 3, "note": "x"}])
+    feed.send("payments", [{"id": "a", "ts": BASE + 7, "paid": 1, "amount": 9}])
+    saved = {pk: e.snapshot(pk) for pk in (("orders", 0), ("payments", 0))}
+
+    stage2, t2 = WindowJoinStage("match", JoinConfig(type="join", left="orders", right="payments", on="id",
+                                                     **fields), CTX), CommitTracker()
+    e2 = engine(stage2, t2, lateness=0)
+    for pk, (pos, blob) in saved.items():
+        e2.assign(pk, 0)
+        e2.restore(pk, pos, blob, 0)
+    [em] = e2.close_all()
+    assert asyncio.run(stage2.run(em.window, em.rows)) == [
+        {"amount": 3, "left_ts": BASE + 5, "paid": 1, "right_ts": BASE + 7, "ts": BASE + 7}]
