@@ -19,7 +19,7 @@ from rtstream.config.extras import extras_problems
 from rtstream.config.files import check_shape, read_file
 from rtstream.config.flow import Flow
 from rtstream.config.graph import flow_of, join_side_source
-from rtstream.config.join_checks import outer_join_problems
+from rtstream.config.join_checks import join_field_problems, outer_join_problems
 from rtstream.config.models import RootConfig
 from rtstream.config.paths import input_problems, resolve_paths
 from rtstream.config.problems import did_you_mean, problems_from, with_suggestions
@@ -241,6 +241,7 @@ def _cross_checks(root: RootConfig, flow: Flow, components: dict[str, ComponentS
     problems.extend(branch_problems(root, flow, components))
     problems.extend(shared_sink_problems(root, flow, components))
     problems.extend(outer_join_problems(root, flow, components))
+    problems.extend(join_field_problems(flow, components))
     problems.extend(stage_window_problems(root, flow, components))  # first: the checks below read root.window
     if root.window.time == "source":
         for name in flow.sources:

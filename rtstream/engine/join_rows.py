@@ -20,17 +20,22 @@ from typing import Any
 from rtstream.engine.join_keys import NO_MATCH, join_key
 from rtstream.windows.clock import epoch_ms
 
+_MS_LOW, _MS_HIGH = 100_000_000_000, 100_000_000_000_000  # an int here is epoch ms (epoch_ms)
 MAX_NAMES = 1000  # field names kept per side; a row's fields beyond them are still written, by the same rule
 
 
 class RowShape:
     """The field names of one join's rows (see the module's doc)."""
 
-    def __init__(self, left_on: str, right_on: str, left_prefix: str, right_prefix: str, time_field: str = "ts"):
+    def __init__(self, left_on: str, right_on: str, left_prefix: str, right_prefix: str, time_field: str = "ts",
+                 fields: tuple[list[str] | None, list[str] | None] = (None, None)):
         self.shared = left_on if left_on == right_on else None
         self.prefixes = (left_prefix, right_prefix)
         self.time_field = time_field
-        self.sides: tuple[dict[str, None], dict[str, None]] = ({}, {})  # names in the order first seen
+        # names in the order first seen; a side whose `fields` are given has those alone, known at once
+        self.sides: tuple[dict[str, None], dict[str, None]] = (
+            dict.fromkeys(fields[0] or ()), dict.fromkeys(fields[1] or ()))
+        self.fixed = (fields[0] is not None, fields[1] is not None)
         self._plan: tuple[list[tuple[str, str]], list[tuple[str, str]]] | None = None
         self._full = False  # a side reached MAX_NAMES: rows may have fields beyond the known names
 
@@ -43,7 +48,7 @@ class RowShape:
     def see(self, side: int, row: dict[str, Any]) -> None:
         """Learn the field names of a row of `side` (0: left, 1: right)."""
         names = self.sides[side]
-        if row.keys() <= names.keys():  # the common case, in C: no new name
+        if row.keys() <= names.keys() or self.fixed[side]:  # the common case, in C: no new name
             return
         for k in row:
             if k not in names:
@@ -77,15 +82,19 @@ class RowShape:
             self._plan = plan
         return self._plan
 
-    def row(self, left: dict[str, Any], right: dict[str, Any] | None, own_time: Any) -> dict[str, Any]:
-        """The row of `left` and its partner `right` (None: it has none), with `own_time` as its time."""
-        lplan, rplan = self.plan()
-        out = {name: left.get(k) for k, name in lplan}
+    def left_part(self, left: dict[str, Any]) -> dict[str, Any]:
+        """The left row's share of a row: computed once for all of its pairs (`pair`)."""
+        return {name: left.get(k) for k, name in self.plan()[0]}
+
+    def pair(self, left_part: dict[str, Any], left: dict[str, Any], right: dict[str, Any] | None,
+             own_time: Any) -> dict[str, Any]:
+        """The row of `left` (its `left_part`) and its partner `right` (None: it has none)."""
+        out = left_part.copy()
         if right is None:
-            for _, name in rplan:
+            for _, name in self.plan()[1]:
                 out[name] = None
         else:
-            for k, name in rplan:
+            for k, name in self.plan()[1]:
                 out[name] = right.get(k)
         if self._full:  # fields beyond the names kept: written all the same, never dropped
             for k, v in left.items():
@@ -98,45 +107,82 @@ class RowShape:
         out[self.time_field] = own_time
         return out
 
+    def row(self, left: dict[str, Any], right: dict[str, Any] | None, own_time: Any) -> dict[str, Any]:
+        """The row of `left` and its partner `right` (None: it has none), with `own_time` as its time."""
+        return self.pair(self.left_part(left), left, right, own_time)
 
-def later_time(left: dict[str, Any], right: dict[str, Any], time_field: str) -> Any:
-    """The time field's value of the later of two rows (the left's on a tie, or when one cannot be read)."""
-    a, b = left.get(time_field), right.get(time_field)
+
+def _ms(value: Any) -> int | None:
+    """A time value in epoch ms, or None when it cannot be read."""
     try:
-        return b if epoch_ms(b) > epoch_ms(a) else a
-    except Exception:  # noqa: BLE001 - a row without a readable time (processing time): keep what there is
-        return a if a is not None else b
+        return epoch_ms(value)
+    except Exception:  # noqa: BLE001 - a row without a readable time (processing time)
+        return None
 
 
 def pair_window(rows: list[dict[str, Any]], left_on: str, right_on: str, how: str,
                 shape: RowShape) -> list[dict[str, Any]]:
     """A window join of one closed window's rows (each marked with its `side` by the fold, which
-    already dead-lettered a row without its key field or with a list or object as key)."""
+    already dead-lettered a row without its key field or with a list or object as key).
+
+    A pair's time is the later row's time field value (the left's on a tie, or, when either cannot
+    be read, the left's unless it has none). The rows are `RowShape.row`'s, made cheaper: each row's
+    time is read once, not once per pair, and a left row's share is built once (`left_part`)."""
     tf = shape.time_field
     rights: dict[Any, list[dict[str, Any]]] = {}
     lefts: list[tuple[dict[str, Any], Any]] = []
     out: list[dict[str, Any]] = []
+    see = shape.see
+    learn_left, learn_right = not shape.fixed[0], not shape.fixed[1]
     for row in rows:
         side = getattr(row, "side", None)
         if side is None:
             out.append(row)  # a source that is no side of this join
             continue
-        field = left_on if side == "left" else right_on
-        try:
-            key = join_key(row, field)
-        except ValueError:  # only a row of a checkpoint taken before the fold refused such keys
-            key = NO_MATCH
+        key = row.get(left_on if side == "left" else right_on)
+        if key.__class__ is not int and key.__class__ is not str:  # the common kinds are their own key
+            key = _key(row, left_on if side == "left" else right_on)
         if side == "left":
-            shape.see(0, row)
+            if learn_left:
+                see(0, row)
             lefts.append((row, key))
         else:
-            shape.see(1, row)
+            if learn_right:
+                see(1, row)
             if key is not NO_MATCH:
-                rights.setdefault(key, []).append(row)
+                got = rights.get(key)
+                if got is None:
+                    rights[key] = [row]
+                else:
+                    got.append(row)
+    rplan = shape.plan()[1]
+    full = shape._full
+    append = out.append
     for row, key in lefts:
         matches = rights.get(key) if key is not NO_MATCH else None
         if matches:
-            out.extend(shape.row(row, r, later_time(row, r, tf)) for r in matches)
+            part = shape.left_part(row)
+            a = row.get(tf)
+            la = _ms(a)
+            for r in matches:
+                b = r.get(tf)  # epoch ms, the common case, read without a call
+                rb = b if b.__class__ is int and _MS_LOW <= b < _MS_HIGH else _ms(b)
+                own = (b if rb > la else a) if la is not None and rb is not None else (a if a is not None else b)
+                if full:
+                    append(shape.pair(part, row, r, own))
+                    continue
+                new = part.copy()  # RowShape.pair, inline
+                for k, name in rplan:
+                    new[name] = r.get(k)
+                new[tf] = own
+                append(new)
         elif how == "left":
-            out.append(shape.row(row, None, row.get(tf)))
+            append(shape.row(row, None, row.get(tf)))
     return out
+
+
+def _key(row: dict[str, Any], field: str) -> Any:
+    try:
+        return join_key(row, field)
+    except ValueError:  # only a row of a checkpoint taken before the fold refused such keys
+        return NO_MATCH

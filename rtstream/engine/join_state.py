@@ -1,11 +1,9 @@
-"""The state of joins, kept between records (see rtstream.engine.stateful for holds and checkpoints).
+"""An interval join's state, kept between records (see rtstream.engine.stateful for holds and
+checkpoints): its rows per key and side, each kept until the watermark passes the last time a row of
+the other side could match it.
 
-- `SideTagger`: a window join's rows wait in the pipeline's own windows; this marks each with its side
-  and bounds how many rows one side puts in one window.
-- `IntervalState`: an interval join's rows per key and side, each kept until the watermark passes the
-  last time a row of the other side could match it.
-
-A stream-table join's table is rtstream.engine.table_state's.
+A window join's rows wait in the pipeline's own windows, marked by rtstream.engine.join_sides; a
+stream-table join's table is rtstream.engine.table_state's.
 """
 
 from __future__ import annotations
@@ -16,103 +14,13 @@ from typing import Any
 
 from rtstream.engine.join_keys import NO_MATCH, LoneKey, join_key
 from rtstream.engine.join_rows import RowShape
+from rtstream.engine.join_sides import Sided  # noqa: F401 - window checkpoints pickled before join_sides name it here
 from rtstream.engine.outer_rows import let_left_go, take_lone_rows
 from rtstream.engine.pair_holds import PairDebts, last_window_end
 from rtstream.engine.stateful import LiveOffsets, StatefulStep, size_of
 from rtstream.model.positions import PartitionKey
 from rtstream.model.record import Record
 from rtstream.windows.watermark import NEVER
-
-
-class Sided(dict):  # type: ignore[type-arg]
-    """A row of one side of a window join, waiting in its window (a dict, so every other part sees a row)."""
-
-    __slots__ = ("side",)
-
-    def __init__(self, value: dict[str, Any], side: str):
-        super().__init__(value)
-        self.side = side
-
-
-class SideTagger(StatefulStep):
-    """Marks each row of a window join with its side; rows beyond `max_rows` per window and side are refused."""
-
-    def __init__(self, name: str, sides: dict[str, str], max_rows: int, keys: dict[str, str] | None = None,
-                 shape: RowShape | None = None):
-        super().__init__(name)
-        self.side_of = sides  # source name -> "left" | "right"
-        self.key_of = keys or {}  # source name -> its key field (rtstream.engine.join_keys)
-        # the join's row shape learns each side's fields as rows arrive, not only as windows close: a
-        # window of left rows only then has the right side's fields too (rtstream.engine.join_rows)
-        self.shape = shape
-        self.sides = tuple(sides)
-        self.max_rows = max_rows
-        self.counts: dict[tuple[int, str], int] = {}  # (window start, side) -> rows over all partitions
-        self.by_pk: dict[PartitionKey, dict[tuple[int, str], int]] = {}
-
-    def at(self, pk: PartitionKey, rec: Any, value: dict[str, Any]) -> list[dict[str, Any]]:
-        side = self.side_of.get(pk[0])
-        if side is None:
-            return [value]  # a source that is no side of this join passes through
-        field = self.key_of.get(pk[0])
-        if field is not None:
-            join_key(value, field)  # a missing key field, or a list or object as key: this record is refused
-        if self.shape is not None:
-            self.shape.see(0 if side == "left" else 1, value)
-        ts = self.time_of(rec, value)
-        last = ts - ts % self.hop_ms
-        counts = self.counts
-        if self.size_ms == self.hop_ms:  # tumbling, the common case: one window, no lists
-            at = (last, side)
-            n = counts.get(at, 0)
-            if n >= self.max_rows:
-                raise ValueError(f"the {side} side already has max_rows = {self.max_rows} rows in the window "
-                                 f"starting at {last} (ms)")
-            counts[at] = n + 1
-            mine = self.by_pk.get(pk)
-            if mine is None:
-                mine = self.by_pk[pk] = {}
-            mine[at] = mine.get(at, 0) + 1
-            return [Sided(value, side)]
-        starts = [last - k * self.hop_ms for k in range(self.size_ms // self.hop_ms)]
-        for s in starts:
-            if counts.get((s, side), 0) >= self.max_rows:
-                raise ValueError(f"the {side} side already has max_rows = {self.max_rows} rows in the window "
-                                 f"starting at {s} (ms)")
-        mine = self.by_pk.setdefault(pk, {})
-        for s in starts:
-            counts[(s, side)] = counts.get((s, side), 0) + 1
-            mine[(s, side)] = mine.get((s, side), 0) + 1
-        return [Sided(value, side)]
-
-    def evict_before(self, watermark: int) -> None:
-        for table in (self.counts, *self.by_pk.values()):
-            for ws in [ws for ws in table if ws[0] + self.size_ms <= watermark]:
-                del table[ws]
-
-    def lowest(self, pk: PartitionKey, floor: int) -> int | None:
-        return None  # the rows wait in the windows, which hold the commits themselves
-
-    def snapshot(self, pk: PartitionKey) -> Any:
-        return dict(self.by_pk.get(pk, {}))
-
-    def restore(self, pk: PartitionKey, state: Any) -> None:
-        self.drop(pk)
-        self.by_pk[pk] = dict(state)
-        for ws, n in state.items():
-            self.counts[ws] = self.counts.get(ws, 0) + n
-
-    def drop(self, pk: PartitionKey) -> None:
-        for ws, n in self.by_pk.pop(pk, {}).items():
-            left = self.counts.get(ws, 0) - n
-            if left > 0:
-                self.counts[ws] = left
-            else:
-                self.counts.pop(ws, None)
-
-    def figures(self) -> tuple[int, int, int]:
-        return sum(self.counts.values()), len(self.counts), 0
-
 
 # an interval join's kept row: (time, offset, partition, value)
 Row = tuple[int, int, PartitionKey, dict[str, Any]]

@@ -65,6 +65,11 @@ class NexmarkConfig(SourceConfig):
             raise ValueError('name at least one kind, e.g. ["bid"] (or leave only out for every kind)')
         return value
 
+    def row_fields(self) -> frozenset[str]:
+        """The fields of the rows handed over (a join's `left_fields` / `right_fields` are checked
+        against them at validate): those of the kinds `only` names, read off the first epoch's events."""
+        return frozenset(k for v in Nexmark().generate(0, 50, self.only) for k in v)
+
     def model_for(self, start_ms: int) -> Nexmark:
         return Nexmark(seed=self.seed, rate=self.rate, start_ms=start_ms, person=self.person_proportion,
                        auction=self.auction_proportion, bid=self.bid_proportion,

@@ -27,7 +27,8 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from rtstream.engine.join_rows import RowShape, pair_window
-from rtstream.engine.join_state import IntervalState, Sided, SideTagger
+from rtstream.engine.join_sides import Sided, SideTagger
+from rtstream.engine.join_state import IntervalState
 from rtstream.engine.stateful import StatefulStep
 from rtstream.model.durations import SignedDuration
 from rtstream.model.registry import register
@@ -73,6 +74,29 @@ class JoinConfig(SidesConfig):
     how: Literal["inner", "left"] = Field(default="inner", description="inner: matched pairs only; left: also "
                                           "each left row that found no right row in its window")
     window: Any = Field(default=None, description="not supported yet: a join uses the pipeline's [window]")
+    left_fields: list[str] | None = Field(default=None, description="only these fields of a left row go into "
+                                          "the join's rows, in this order (its time field always comes too), "
+                                          "like a SQL select's columns; a row without one has it null. "
+                                          "Default: every field")
+    right_fields: list[str] | None = Field(default=None, description="the same for a right row")
+
+    @field_validator("left_fields", "right_fields")
+    @classmethod
+    def _fields(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("name at least one field (or leave it out for every field)")
+        if blank := [name for name in value if not name.strip()]:
+            raise ValueError(f"a field name must not be blank, got {blank[0]!r}")
+        if twice := sorted({name for name in value if value.count(name) > 1}):
+            raise ValueError(f"{', '.join(map(repr, twice))} named more than once")
+        return value
+
+    def side_fields(self) -> dict[str, list[str]]:
+        """Source name -> the only fields its rows keep, for the sides that name them."""
+        return {src: only for src, only in ((self.left, self.left_fields), (self.right, self.right_fields))
+                if only is not None}
 
     @field_validator("window")
     @classmethod
@@ -107,9 +131,10 @@ class WindowJoinStage(Stage):
     def __init__(self, name: str, config: Any, context: Any):
         super().__init__(name, config, context)
         left_on, right_on = config.key_fields()
-        self.shape = RowShape(left_on, right_on, config.left_prefix, config.right_prefix)
+        self.shape = RowShape(left_on, right_on, config.left_prefix, config.right_prefix,
+                              fields=(config.left_fields, config.right_fields))
         self.tagger = SideTagger(name, {config.left: "left", config.right: "right"}, config.max_rows,
-                                 {config.left: left_on, config.right: right_on}, self.shape)
+                                 {config.left: left_on, config.right: right_on}, self.shape, config.side_fields())
         self.record_part = StepStage(name, self.tagger)
 
     async def run(self, window: Window, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -122,8 +147,9 @@ class WindowJoinStage(Stage):
 
     def describe(self) -> str:
         left_on, right_on = self.config.key_fields()
+        kept = [f"{', '.join(only)} of {side}" for side, only in self.config.side_fields().items()]
         return (f"join ({self.config.how}): {self.config.left}.{left_on} = {self.config.right}.{right_on} "
-                "in each window")
+                "in each window" + (f", keeping {' and '.join(kept)}" if kept else ""))
 
 
 class IntervalJoinConfig(SidesConfig):

@@ -44,6 +44,10 @@ def test_a_valid_join_loads_and_its_parts_are_wired():
     (dict(JOIN, how="outer"), "stages.j.how", "'inner'"),
     (dict(JOIN, window={"size": "5m"}), "stages.j.window", "a join's own window is not supported yet"),
     (dict(JOIN, max_rows=0), "stages.j.max_rows", "greater than 0"),
+    (dict(JOIN, left_fields=[]), "stages.j.left_fields", "name at least one field"),
+    (dict(JOIN, right_fields=["paid", " "]), "stages.j.right_fields", "a field name must not be blank, got ' '"),
+    (dict(JOIN, left_fields=["a", "b", "a"]), "stages.j.left_fields", "'a' named more than once"),
+    (dict(JOIN, right_fields="paid"), "stages.j.right_fields", "valid list"),
     (dict(JOIN, type="interval_join", lower="5m", upper="-1m"), "stages.j", "lower (300s) must not be above upper (-60s)"),
     (dict(JOIN, type="interval_join", lower=5, upper="1m"), "stages.j.lower", "a duration needs a unit"),
     ({"type": "table_join", "stream": "orders", "table": "users", "on": "id"}, "stages.j.table",
@@ -69,8 +73,22 @@ def test_a_window_join_over_sessions_and_state_beside_an_awaiting_lookup_are_ref
 
 
 def test_the_daemon_says_a_bad_join_in_one_line_with_exit_2(tmp_path):
-    cfg = write_config(tmp_path / "bad.toml", doc(dict(JOIN, right="payment")))
+    cfg = write_config(tmp_path / "bad.toml", doc(dict(JOIN, right="payment", left_fields=["id", "id"])))
     res = run_cli("validate", "-c", str(cfg), timeout=60)
     assert res.returncode == 2, res.stderr
     assert "Traceback" not in res.stderr
     assert "stages.j.right: 'payment' is not an input of 'j' in pipeline.flow" in res.stderr
+    assert "stages.j.left_fields: 'id' named more than once" in res.stderr
+
+
+def test_a_field_the_nexmark_source_never_has_is_refused_at_validate():
+    d = doc(dict(JOIN, left="auctions", right="bids", on=None, left_on="id", right_on="auction",
+                 left_fields=["id", "category", "expires"], right_fields=["price", "bidr"]),
+            flow="[auctions, bids] >> j >> out")
+    d["sources"] = {"auctions": {"type": "nexmark", "events": 10, "only": ["auction"]},
+                    "bids": {"type": "nexmark", "events": 10, "only": ["bid"]}}
+    problems = refused(d)
+    assert list(problems) == ["stages.j.right_fields"]
+    assert problems["stages.j.right_fields"].startswith("'bidr': no such field in the rows of 'bids' (they have auction, ")
+    d["stages"]["j"]["left_fields"] = ["id", "price"]  # a bid's field, not an auction's
+    assert "'price': no such field in the rows of 'auctions'" in refused(d)["stages.j.left_fields"]
