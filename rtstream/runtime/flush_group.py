@@ -16,10 +16,11 @@ dead letters, its history rows and log line, in window order), except that:
 A sink with `write_windows` (python, file) is given a group's windows in one call: one trip to its
 thread for the lot (_flush_writing_groups).
 
-A group of more than LOG_EACH_UPTO windows logs one INFO line for all of them (how many, the first
-and the last, records in, rows out), each window's own line at DEBUG: thousands of sessions closing
-at once would otherwise be thousands of lines, each kept in the run history. A smaller group (a
-tumbling window's one, a few sessions) logs each window's line at INFO, as when flushed alone.
+A group of more than LOG_EACH_UPTO per-key windows (sessions, count windows) logs one INFO line for
+all of them (how many, the first and the last, records in, rows out), each window's own line at
+DEBUG: thousands of sessions closing at once would otherwise be thousands of lines, each kept in the
+run history. A smaller group, and time windows however many close at once (a backlog read from a
+file), log each window's line at INFO, as when flushed alone.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ class GroupFlush:
 
     async def flush(self, group: Sequence[Emission]) -> None:
         final = [em.window for em in group if em.window.final]  # a running result logs at DEBUG anyway
-        if len(final) <= LOG_EACH_UPTO:
+        if len(final) <= LOG_EACH_UPTO or any(w.key is None for w in final):
             await self._flush(group)
             return
         began, windows, rows = time.monotonic(), self.flusher.windows_flushed, self.flusher.rows_out

@@ -1,6 +1,6 @@
-"""What a flushed group logs (rtstream.runtime.flush_group): a large group one INFO line for all its
-windows (each window's own line at DEBUG, so not in its run history); a small group, such as a tumbling
-window's one, each window's line at INFO as when flushed alone."""
+"""What a flushed group logs (rtstream.runtime.flush_group): a large group of session windows one INFO
+line for all of them (each window's own line at DEBUG, so not in its run history); a small group, and
+time windows however many, each window's line at INFO as when flushed alone."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import logging
 
 import pytest
 
+from rtstream.engine.emission import Emission
+from rtstream.model.window import Window
 from rtstream.runtime.flush_group import LOG_EACH_UPTO, flush_group
 from rtstream.runtime.window_log import WindowLogRecorder
 from tests.unit.runtime.test_flush_group import GroupSink, ListSink, flusher, sessions
@@ -64,3 +66,18 @@ async def test_a_failing_window_of_a_large_group_still_logs_its_error(tmp_path, 
     assert len(_flush_lines(caplog, logging.INFO)) == 1
     history.close()
 
+
+
+@SINKS
+async def test_time_windows_log_each_line_however_many_close_at_once(tmp_path, caplog, sink_class):
+    """A backlog of tumbling windows (no key) read from a file closes many at once: each is its own line."""
+    caplog.set_level(logging.DEBUG)
+    f, released, history = flusher(tmp_path, sink_class())
+    await f.dead_letters.start()
+    ems = [Emission(i, Window(em.window.start_ms, em.window.end_ms, em.rows, None, 2), em.rows, em.partitions)
+           for i, em in enumerate(sessions(12))]
+    await flush_group(f, history, ems)
+    lines = _flush_lines(caplog, logging.INFO)
+    assert len(lines) == 12 and lines[0].startswith("window 2026-01-01T00:00:00Z .. 2026-01-01T00:00:10Z flushed: ")
+    assert released == list(range(12))
+    history.close()
