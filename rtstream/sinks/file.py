@@ -156,11 +156,16 @@ class FileSink(Sink):
             lines = list(merged.values())
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         try:
-            with open(tmp, "wb") as fh:
-                fh.write(b"".join(lines))
-                fh.flush()
+            # a bare descriptor: no buffered file object, nor its isatty, seek and stat calls, per window
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+            try:
+                data = memoryview(b"".join(lines))
+                while data:
+                    data = data[os.write(fd, data):]
                 if self.config.fsync:
-                    os.fsync(fh.fileno())
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
             os.replace(tmp, target)
         except OSError:
             tmp.unlink(missing_ok=True)  # named after this process: nobody else would replace it
