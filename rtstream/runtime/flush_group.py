@@ -160,7 +160,9 @@ def _groups_writes(flusher: WindowFlusher) -> bool:
     halt (a lookup's store), which would hold back the windows before it, stages all running first."""
     if not hasattr(flusher, "sinks"):
         return False  # a window fan-out (rtstream.runtime.branch_flush) goes window by window
-    return (all(hasattr(sink, "write_windows") and not sink.commits_source_offsets and asset_of(sink) is None
+    # the sink's own class has write_windows: a shared sink's door (runtime/shared_sinks.py) forwards
+    # attributes to its sink, which would skip the door's lock and branch tag
+    return (all(hasattr(type(sink), "write_windows") and not sink.commits_source_offsets and asset_of(sink) is None
                 and flusher.policies[sink.name].timeout is None and sink.name not in flusher.failing
                 for sink in flusher.sinks)
             and all(flusher.policies[stage.name].on_failure == "dead_letter" for stage in flusher.stages))
