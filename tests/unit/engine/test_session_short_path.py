@@ -108,4 +108,4 @@ def test_session_short_path_agrees_with_the_general_path(seed: int, maps: int) -
     letters = {d[0] for batch in short if isinstance(batch, list) for d in batch if isinstance(d, tuple) and
                isinstance(d[0], str)}
     assert {"late", "invalid", "no_time"} <= letters  # the refusals were exercised
-    assert sum(isinstance(x, tuple) and len(x) == 5 for x in short) > 20  # sessions were emitted
+    assert sum(isinstance(x, tuple) and len(x) == 5 for x in short) > 5  # sessions were emitted
