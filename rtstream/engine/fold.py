@@ -69,7 +69,7 @@ class BatchFold(EngineState):
         # a short path for a value whose window is open: its aggregate updated, or (no aggregate) the
         # value buffered; anything else about that value (a new window, a late record, other time
         # formats, a full window, a refusal) falls through to the general path, in offset order.
-        fast, one, hops = short_paths(self)  # hopping windows: `hops` (engine/short_paths.py)
+        fast, one, other = short_paths(self)  # hopping or session windows: `other` (engine/short_paths.py)
         buffered, room = self.store.buffered, self.max_window_records
         # a join's or keyed stage's state (engine/stateful.py): the watermark follows the input's times,
         # and a table join's changelog deletes with a null value
@@ -132,7 +132,7 @@ class BatchFold(EngineState):
                                     if t > max_ts:
                                         max_ts = t
                                     continue
-                    elif hops is not None and (got := hops(p, rec, v)) is not None:
+                    elif other is not None and (got := other(p, rec, v)) is not None:
                         max_ts = got if got > max_ts else max_ts
                         continue
                     ts = self._time_of(p, rec, v)

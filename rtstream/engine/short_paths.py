@@ -1,8 +1,9 @@
-"""Which short paths the fold (engine/fold.py) may take for a batch, and the one of hopping windows.
+"""Which short paths the fold (engine/fold.py) may take for a batch, and the one of hopping windows
+(sessions have theirs in engine/session_path.py).
 
 The short paths fold a value whose windows are all open the way the general path would, without
 its per-value calls; anything else about the value (a window not opened yet or already emitted,
-other time formats, sessions, a backfill's time range, stages with a join's or keyed stage's state)
+other time formats, a backfill's time range, stages with a join's or keyed stage's state)
 falls through to the general path, in offset order. tests/unit/engine/test_fold_short_paths.py
 compares both on random input.
 """
@@ -13,25 +14,33 @@ from collections.abc import Callable
 from typing import Any
 
 from rtstream.engine.commit_rule import Hold, HoldKind
+from rtstream.engine.session_path import session_path
 from rtstream.engine.state import EngineState
 from rtstream.windows.watermark import NEVER
 
-HopFold = Callable[[Any, Any, dict[str, Any]], int | None]  # (the fold's BatchPass, record, value)
+# (the fold's BatchPass, record, value) -> the value's time when folded, NEVER when refused, None when
+# not taken (the general path folds it)
+ValueFold = Callable[[Any, Any, dict[str, Any]], int | None]
 
 
 def short_paths(fold: EngineState) -> tuple[bool, Callable[[dict[str, Any]], list[dict[str, Any]]] | None,
-                                          HopFold | None]:
-    """(tumbling short path allowed, the one stateless per-record stage's apply, hopping short path)."""
+                                          ValueFold | None]:
+    """(tumbling short path allowed, the one stateless per-record stage's apply, the hopping or session
+    windows' short path)."""
     maps = fold.record_stages
     plain = not any(getattr(m, "stateful_step", None) for m in maps)  # no join's or keyed stage's state
-    shaped = fold.time_mode == "event" and plain and fold.sessions is None and fold.time_range is None
+    shaped = fold.time_mode == "event" and plain and fold.time_range is None
+    agg = fold.aggregator
+    if fold.sessions is not None:
+        keyed = shaped and agg is not None and agg.key is not None
+        return False, maps[0].apply if keyed and len(maps) == 1 else None, session_path(fold) if keyed else None
     fast = shaped and fold.hop_ms == fold.size_ms
     one = maps[0].apply if fast and len(maps) == 1 else None
-    hops = _hopping(fold) if shaped and fold.hop_ms != fold.size_ms and fold.aggregator is not None else None
+    hops = _hopping(fold) if shaped and fold.hop_ms != fold.size_ms and agg is not None else None
     return fast, one, hops
 
 
-def _hopping(fold: EngineState) -> HopFold:
+def _hopping(fold: EngineState) -> ValueFold:
     """Fold a value into every hopping window holding it when all are open: the value's time when it
     joined one, NEVER when refused by the first; None when not taken (the general path folds it).
     Refusals as the general path's: the first (latest) window refusing refuses the value whole, a

@@ -75,6 +75,8 @@ class WindowFlusher:
         # during a group flush (runtime/flush_group.py) written windows wait here to be released until
         # their run history is written
         self.held: list[Emission] | None = None
+        # each written window's INFO line; a large group logs one line for all (runtime/flush_group.py)
+        self.log_each = True
 
     def _record(self, em: Emission, component: str, kind: str, state: str, **kw: Any) -> None:
         if self.history is not None and em.window.final:  # a running result is not a run
@@ -152,9 +154,9 @@ class WindowFlusher:
             observer.window_flushed(em.window, took)
         if self.history is not None and self.windows_flushed % 10 == 0:
             self.history.trim()
-        log.info("window %s .. %s flushed: %d records in, %d rows out, %.0f ms", em.window.start_iso,
-                 em.window.end_iso, em.window.input_count, len(rows or ()), took * 1000,
-                 extra={"window": em.window.start_iso})
+        (log.info if self.log_each else log.debug)(
+            "window %s .. %s flushed: %d records in, %d rows out, %.0f ms", em.window.start_iso, em.window.end_iso,
+            em.window.input_count, len(rows or ()), took * 1000, extra={"window": em.window.start_iso})
 
     async def _write(self, sink: Sink, em: Emission, rows: list[dict[str, Any]],
                      failed: BaseException | None = None) -> None:

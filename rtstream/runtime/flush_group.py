@@ -13,13 +13,20 @@ dead letters, its history rows and log line, in window order), except that:
 - a written window is released to the commit rule (`done`) only once its history is written, so a
   window written before a failing one is released and its history visible within that delay.
 
-A python sink (PythonSink.write_windows) is given a group's windows in one call: one trip to its
+A sink with `write_windows` (python, file) is given a group's windows in one call: one trip to its
 thread for the lot (_flush_writing_groups).
+
+A group of more than LOG_EACH_UPTO per-key windows (sessions, count windows) logs one INFO line for
+all of them (how many, the first and the last, records in, rows out), each window's own line at
+DEBUG: thousands of sessions closing at once would otherwise be thousands of lines, each kept in the
+run history. A smaller group, and time windows however many close at once (a backlog read from a
+file), log each window's line at INFO, as when flushed alone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -31,8 +38,11 @@ if TYPE_CHECKING:
     from rtstream.runtime.flush import WindowFlusher
     from rtstream.runtime.run_history import RunHistory
 
+log = logging.getLogger("rtstream.flush")
+
 GROUP_MAX = 256  # windows in one group: bounds how long a written window waits to be released
 SETTLE_EVERY = 0.5  # seconds: while windows keep coming, write the history and release what is written
+LOG_EACH_UPTO = 4  # windows of a group that each log their INFO line; a larger group logs one line
 
 
 def take_group(queue: asyncio.Queue[Any], first: Emission | list[Emission]) -> list[list[Emission] | None]:
@@ -61,6 +71,7 @@ class GroupFlush:
     def __init__(self, flusher: Any, history: RunHistory | None):
         self.flusher, self.history = flusher, history
         self.flushers: list[WindowFlusher] = list(getattr(flusher, "flushers", None) or [flusher])
+        self.window_flushers = _window_flushers(flusher)  # those that log each window (a fan-out's branches)
         self._timer: asyncio.TimerHandle | None = None  # set while deferring
         # a sink that commits the source offsets in its own transaction (Kafka exactly_once) commits
         # what is released when it writes: a release deferred past its window is never in a transaction
@@ -68,6 +79,25 @@ class GroupFlush:
                                               for f in self.flushers for sink in getattr(f, "sinks", ()))
 
     async def flush(self, group: Sequence[Emission]) -> None:
+        final = [em.window for em in group if em.window.final]  # a running result logs at DEBUG anyway
+        if len(final) <= LOG_EACH_UPTO or any(w.key is None for w in final):
+            await self._flush(group)
+            return
+        began, windows, rows = time.monotonic(), self.flusher.windows_flushed, self.flusher.rows_out
+        for f in self.window_flushers:
+            f.log_each = False
+        try:
+            await self._flush(group)
+        finally:
+            for f in self.window_flushers:
+                f.log_each = True
+        windows = self.flusher.windows_flushed - windows
+        if windows:
+            log.info("%d windows flushed, the first %s .. %s, the last %s .. %s: %d records in, %d rows out, %.0f ms",
+                     windows, final[0].start_iso, final[0].end_iso, final[-1].start_iso, final[-1].end_iso,
+                     sum(w.input_count for w in final), self.flusher.rows_out - rows, (time.monotonic() - began) * 1000)
+
+    async def _flush(self, group: Sequence[Emission]) -> None:
         if self.at_once or self.history is None:
             for em in group:
                 await self.flusher.flush(em)
@@ -118,13 +148,21 @@ async def flush_group(flusher: Any, history: RunHistory | None, group: Sequence[
         grouped.close()
 
 
+def _window_flushers(flusher: Any) -> list[Any]:
+    """The WindowFlushers in `flusher` (itself, or a branch's or a fan-out's, however nested)."""
+    inner = getattr(flusher, "flushers", None)
+    return [f for i in inner for f in _window_flushers(i)] if inner else [flusher]
+
+
 def _groups_writes(flusher: WindowFlusher) -> bool:
     """Every sink takes several windows in one call and needs nothing per window (a timeout per attempt,
     a transaction with the source offsets, an asset event, a halt in progress); and no window stage can
     halt (a lookup's store), which would hold back the windows before it, stages all running first."""
     if not hasattr(flusher, "sinks"):
         return False  # a window fan-out (rtstream.runtime.branch_flush) goes window by window
-    return (all(hasattr(sink, "write_windows") and not sink.commits_source_offsets and asset_of(sink) is None
+    # the sink's own class has write_windows: a shared sink's door (runtime/shared_sinks.py) forwards
+    # attributes to its sink, which would skip the door's lock and branch tag
+    return (all(hasattr(type(sink), "write_windows") and not sink.commits_source_offsets and asset_of(sink) is None
                 and flusher.policies[sink.name].timeout is None and sink.name not in flusher.failing
                 for sink in flusher.sinks)
             and all(flusher.policies[stage.name].on_failure == "dead_letter" for stage in flusher.stages))

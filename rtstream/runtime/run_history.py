@@ -40,6 +40,13 @@ class RunHistory:
         # here in order and go to SQLite in one transaction: one commit per group, not six per window
         self._deferred: list[tuple[str, tuple[Any, ...]]] | None = None
         self._trim_logs: set[str] = set()  # windows whose log lines are cut to the newest, once, at the write
+        # also once at the write: the windows flushed meanwhile, and the trim to the newest `keep` windows
+        # where the last was asked (an earlier one removes nothing the last one would keep)
+        self._flushed = 0
+        self._trim_at: int | None = None
+        # (window, component) -> where its deferred run row waits: a later state of the same run (a sink's
+        # "running", then its "success") is folded into it, one row written where two were
+        self._run_at: dict[tuple[str, str], int] = {}
         # replicas may share a state volume: wait for each other's writes rather than fail
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         for attempt in range(50):
@@ -89,14 +96,24 @@ class RunHistory:
                 records: int | None, duration_ms: float | None, error: str | None) -> None:
         params = (window_start, window_end, component, kind, state, attempts, records, duration_ms, error, time.time())
         if self._deferred is not None:
-            self._deferred.append((_UPSERT, params))
+            at = self._run_at.get((window_start, component))
+            if at is None:
+                self._run_at[(window_start, component)] = len(self._deferred)
+                self._deferred.append((_UPSERT, params))
+                return
+            # as the two upserts one after the other: the first's end and kind (a conflict keeps those)
+            # and the later values, its counts falling back on the first's
+            first = self._deferred[at][1]
+            self._deferred[at] = (_UPSERT, (*first[:4], state, attempts, first[6] if records is None else records,
+                                            first[7] if duration_ms is None else duration_ms, error, params[9]))
             return
         with self._lock:
             self._db.execute(_UPSERT, params)
 
     def trim(self) -> None:
         if self._deferred is not None:
-            self._deferred += [(_TRIM_RUNS, (self.keep,)), (_TRIM_ALL_LOGS, (self.keep,))]
+            self._trim_at = len(self._deferred)
+            self._run_at.clear()  # a run row after the trim is not folded into one before it
             return
         with self._lock, contextlib.suppress(sqlite3.Error):
             self._db.execute(_TRIM_RUNS, (self.keep,))
@@ -105,7 +122,7 @@ class RunHistory:
     def note_flushed(self) -> None:
         """One more window written to every sink (the status page's header counts them across restarts)."""
         if self._deferred is not None:
-            self._deferred.append((_FLUSHED, (1,)))
+            self._flushed += 1
             return
         with self._lock, contextlib.suppress(sqlite3.Error):
             self._db.execute(_FLUSHED, (1,))
@@ -116,11 +133,17 @@ class RunHistory:
             self._deferred = []
 
     def write_deferred(self, *, stop: bool = False) -> None:
-        """Write what was deferred in one transaction (each statement as it was asked, in order); with
-        `stop`, write directly again after. A failure is logged: the history never stops the pipeline."""
-        pending, self._deferred = self._deferred, (None if stop else [])
-        pending = (pending or []) + [(_TRIM_LOGS, (w, w, LINES_PER_WINDOW)) for w in sorted(self._trim_logs)]
-        self._trim_logs = set()
+        """Write what was deferred in one transaction (each row as it was asked, in order; the trims
+        once, where the last was asked; the count of windows flushed once); with `stop`, write directly
+        again after. A failure is logged: the history never stops the pipeline."""
+        pending, self._deferred = self._deferred or [], (None if stop else [])
+        if self._trim_at is not None:
+            pending[self._trim_at:self._trim_at] = [(_TRIM_RUNS, (self.keep,)), (_TRIM_ALL_LOGS, (self.keep,))]
+        pending += [(_TRIM_LOGS, (w, w, LINES_PER_WINDOW)) for w in sorted(self._trim_logs)]
+        if self._flushed:
+            pending.append((_FLUSHED, (self._flushed,)))
+        self._trim_logs, self._flushed, self._trim_at = set(), 0, None
+        self._run_at.clear()
         if not pending:
             return
         with self._lock:

@@ -99,6 +99,24 @@ class FileSink(Sink):
         if rejected:
             raise RowsRejected(self.name, rejected)
 
+    async def write_windows(self, items: list[tuple[Window, list[dict[str, Any]]]]) -> tuple[int, BaseException | None]:
+        """Several windows in order, each exactly as `write` writes it, in one hand-off to a thread,
+        stopping at the first that fails or refuses rows: how many were written before it, and what it
+        raised (rtstream.runtime.flush_group). A window with refused rows was written except them."""
+        targets = [(self.file_for(window), rows) for window, rows in items]
+
+        def run() -> tuple[int, BaseException | None]:
+            for i, (target, rows) in enumerate(targets):
+                try:
+                    rejected = self._write(target, rows)
+                except Exception as exc:  # noqa: BLE001 - the flusher's policy retries this window alone
+                    return i, exc
+                if rejected:
+                    return i, RowsRejected(self.name, rejected)
+            return len(targets), None
+
+        return await asyncio.to_thread(run)
+
     def _write(self, target: Path, rows: list[dict[str, Any]]) -> Rejected:
         rejected: Rejected = []
         try:  # the common case, every row encodable: one C-level pass, each line ending in its newline
@@ -138,11 +156,16 @@ class FileSink(Sink):
             lines = list(merged.values())
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         try:
-            with open(tmp, "wb") as fh:
-                fh.write(b"".join(lines))
-                fh.flush()
+            # a bare descriptor: no buffered file object, nor its isatty, seek and stat calls, per window
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+            try:
+                data = memoryview(b"".join(lines))
+                while data:
+                    data = data[os.write(fd, data):]
                 if self.config.fsync:
-                    os.fsync(fh.fileno())
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
             os.replace(tmp, target)
         except OSError:
             tmp.unlink(missing_ok=True)  # named after this process: nobody else would replace it

@@ -40,7 +40,8 @@ class SessionStore:
     def __init__(self, gap_ms: int, merge_tables: Callable[[dict[Any, Any], dict[Any, Any]], None] | None):
         self.gap = gap_ms
         self._merge_tables = merge_tables
-        self._open: dict[PartitionKey, dict[Any, list[Session]]] = {}
+        # partition -> key -> its open sessions (the fold's short path reads it: engine/session_path.py)
+        self.by_partition: dict[PartitionKey, dict[Any, list[Session]]] = {}
         self._heap: list[tuple[int, int, PartitionKey, Session]] = []  # (end when pushed, id, partition, session)
         self._ids = itertools.count(1)
         self.alive: dict[int, Session] = {}
@@ -48,7 +49,7 @@ class SessionStore:
     # --- joining ------------------------------------------------------------------------------
     def overlapping(self, pk: PartitionKey, key: Any, ts: int) -> list[Session]:
         """The open sessions of `key` in `pk` a record at `ts` falls into or bridges."""
-        by_key = self._open.get(pk)
+        by_key = self.by_partition.get(pk)
         sessions = by_key.get(key) if by_key is not None else None
         if not sessions:
             return []
@@ -60,7 +61,7 @@ class SessionStore:
 
     def open(self, pk: PartitionKey, key: Any, ts: int, offset: int, table: dict[Any, list[Any]] | None) -> Session:
         s = Session(next(self._ids), key, ts, offset, table)
-        self._open.setdefault(pk, {}).setdefault(key, []).append(s)
+        self.by_partition.setdefault(pk, {}).setdefault(key, []).append(s)
         self.alive[s.id] = s
         heapq.heappush(self._heap, (s.end(self.gap), s.id, pk, s))
         return s
@@ -74,7 +75,7 @@ class SessionStore:
             into.last = ts
         folded = hits[1:]
         if folded:
-            siblings = self._open[pk][into.key]
+            siblings = self.by_partition[pk][into.key]
             for s in folded:
                 into.start, into.last = min(into.start, s.start), max(into.last, s.last)
                 into.min_offset = min(into.min_offset, s.min_offset)
@@ -115,9 +116,9 @@ class SessionStore:
 
     def take_all(self) -> list[list[tuple[PartitionKey, Session]]]:
         out = []
-        for pk in list(self._open):
-            for key in list(self._open.get(pk, {})):
-                for s in list(self._open.get(pk, {}).get(key, [])):
+        for pk in list(self.by_partition):
+            for key in list(self.by_partition.get(pk, {})):
+                for s in list(self.by_partition.get(pk, {}).get(key, [])):
                     if s.id in self.alive:
                         group = self._group(pk, s)
                         for p, m in group:
@@ -131,11 +132,11 @@ class SessionStore:
         """`s` and, transitively, every session of its key in other partitions that overlaps it."""
         group = [(pk, s)]
         lo, hi = s.start, s.end(self.gap)
-        if len(self._open) > 1:
+        if len(self.by_partition) > 1:
             changed = True
             while changed:
                 changed = False
-                for p, by_key in self._open.items():
+                for p, by_key in self.by_partition.items():
                     for m in by_key.get(s.key, ()):
                         if m.start < hi and lo < m.end(self.gap) and all(m is not g for _, g in group):
                             group.append((p, m))
@@ -144,7 +145,7 @@ class SessionStore:
         return group
 
     def _remove(self, pk: PartitionKey, s: Session) -> None:
-        by_key = self._open[pk]
+        by_key = self.by_partition[pk]
         siblings = by_key[s.key]
         siblings.remove(s)
         if not siblings:
@@ -152,18 +153,18 @@ class SessionStore:
         del self.alive[s.id]
 
     def of(self, pk: PartitionKey) -> list[Session]:
-        return [s for sessions in self._open.get(pk, {}).values() for s in sessions]
+        return [s for sessions in self.by_partition.get(pk, {}).values() for s in sessions]
 
     def adopt(self, pk: PartitionKey, s: Session) -> None:
         """Take in a session restored from a checkpoint, under a fresh id."""
         s.id = next(self._ids)
-        self._open.setdefault(pk, {}).setdefault(s.key, []).append(s)
+        self.by_partition.setdefault(pk, {}).setdefault(s.key, []).append(s)
         self.alive[s.id] = s
         heapq.heappush(self._heap, (s.end(self.gap), s.id, pk, s))
 
     def drop(self, pk: PartitionKey) -> list[Session]:
         """Forget a partition's open sessions (a revoke); returns them."""
-        gone = [s for sessions in self._open.pop(pk, {}).values() for s in sessions]
+        gone = [s for sessions in self.by_partition.pop(pk, {}).values() for s in sessions]
         for s in gone:
             self.alive.pop(s.id, None)
         return gone
