@@ -106,7 +106,10 @@ class BranchedEngine:
             e.seed(pk, mark)
 
     def adopt_written(self, pk: PartitionKey, mark: Mark) -> bool:
-        return any([e.adopt_written(pk, mark) for e in self.engines])  # every branch, not the first only
+        return bool(self.adopt_marks({pk: mark}))
+
+    def adopt_marks(self, marks: dict[PartitionKey, Mark]) -> set[PartitionKey]:
+        return set().union(*[e.adopt_marks(marks) for e in self.engines])  # every branch, not the first only
 
     def revoke(self, pk: PartitionKey) -> None:
         for e in self.engines:

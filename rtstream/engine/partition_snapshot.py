@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from typing import cast
 
 from rtstream.engine.commit_rule import Hold, HoldKind
 from rtstream.engine.emission import Emission
@@ -82,30 +83,63 @@ class EngineSnapshots(EngineState):
             step.saved(pk, position)
 
     def adopt_written(self, pk: PartitionKey, mark: Mark) -> bool:
-        """`pk` resumes below a mark this process saved for it before a commit round that may not have
-        committed it (rtstream.runtime.written_marks): windows ending by `mark.written_upto` were
-        written whole, with this partition's records below `mark.next_offset` in them, even if its
-        own commit had not landed (a kill between two sources' commits). Without this the replay
-        wrote such a window again from this partition's records alone (a join's window orders-only,
-        tests/integration/test_kafka_joins.py, 3 runs in 7; an aggregate's of two sources,
-        tests/e2e/test_multisource_kill.py, 10 in 10). Returns whether the mark said more than the
-        partition's own (its commit's, or its restored checkpoint's)."""
+        """`adopt_marks` for one partition: returns whether it adopted its mark."""
+        return pk in self.adopt_marks({pk: mark})
+
+    def adopt_marks(self, marks: dict[PartitionKey, Mark]) -> set[PartitionKey]:
+        """Partitions that resume below a mark this process saved for them before a commit round that
+        may not have committed them (rtstream.runtime.written_marks): windows ending by a mark's
+        `written_upto` were written whole, with the partition's records below `next_offset` in them,
+        even if its own commit had not landed (a kill between two sources' commits). Without this
+        the replay wrote such a window again from this partition's records alone (a join's window
+        orders-only, tests/integration/test_kafka_joins.py, 3 runs in 7; an aggregate's of two sources,
+        tests/e2e/test_multisource_kill.py, 10 in 10). Returns the partitions whose mark said more
+        than their own (their commit's, or their restored checkpoint's).
+
+        A window another partition keeps open is written again by its close, whole: the adopting
+        partitions spare it and every window after it (a mark has no holes), and fold their records
+        of it again. Decided for all of `marks` at once, so the order they arrived in does not
+        matter: one partition spared a window for another that then dropped it as written, and the
+        window was written again with the first one's records alone; adopted one by one, before the
+        other's checkpoint was back, the first dropped its share of a window the other then held open
+        (tests/integration/test_kafka_journal_adopt_order.py)."""
         if getattr(self, "counts", None) is not None:
-            return False  # count windows resume from checkpoints and never commit past them
-        upto = mark.written_upto
-        # a window this process holds open from other partitions is written by its close, whole:
-        # this partition's records of it are folded again, not skipped (a rebalance mid-run)
-        others = [start + self.size_ms for start, panes in self.store.snapshot().items()
-                  for p, _ in panes if p != pk]
+            return set()  # count windows resume from checkpoints and never commit past them
+        upto = self._uptos(marks)
+        for pk, written_upto in upto.items():
+            self._adopt(pk, Mark(written_upto, marks[pk].next_offset))
+        return set(upto)
+
+    def _uptos(self, marks: dict[PartitionKey, Mark]) -> dict[PartitionKey, int]:
+        """How far each partition of `marks` takes its mark, capped below the first window another
+        partition keeps open (one it does not drop as written): lowered until none moves."""
+        ends: dict[PartitionKey, list[int]] = {}  # each partition's open windows, by their ends
+        for start, panes in self.store.snapshot().items():
+            for p, _ in panes:
+                ends.setdefault(cast(PartitionKey, p), []).append(start + self.size_ms)  # the store's keys
+        kept: dict[PartitionKey, list[int]] = {}  # never dropped by adoption: sessions stay whole
         if self.sessions is not None:
-            own = {s.id for s in self.sessions.of(pk)}
-            others += [s.end(self.sessions.gap) for s in self.sessions.alive.values() if s.id not in own]
-        if others and min(others) <= upto:
-            upto = min(others) - 1
-        seed = self._seeds.get(pk)
-        if upto == NEVER or (seed is not None and seed.written_upto >= upto):
-            return False
-        self._seeds[pk] = Mark(upto, mark.next_offset)
+            for p in self._epochs:
+                kept[p] = [s.end(self.sessions.gap) for s in self.sessions.of(p)]
+        upto = {pk: m.written_upto for pk, m in marks.items()}
+        moved = True
+        while moved:
+            moved = False
+            for pk in list(upto):
+                others = [e for p, es in ends.items() if p != pk for e in es if e > upto.get(p, NEVER)]
+                others += [e for p, es in kept.items() if p != pk for e in es]
+                if others and min(others) <= upto[pk]:
+                    upto[pk] = min(others) - 1
+                    moved = True
+                seed = self._seeds.get(pk)
+                if upto[pk] == NEVER or (seed is not None and seed.written_upto >= upto[pk]):
+                    del upto[pk]  # says nothing more than its own: it keeps every window it holds
+                    moved = True
+        return upto
+
+    def _adopt(self, pk: PartitionKey, mark: Mark) -> None:
+        upto = mark.written_upto
+        self._seeds[pk] = mark
         self.ledger.seed(pk, upto)
         self._emitted_upto[pk] = max(self._emitted_upto.get(pk, NEVER), upto)
         # a restored checkpoint older than the mark may hold such a window open: it is dropped, and
@@ -117,7 +151,6 @@ class EngineSnapshots(EngineState):
                 self.store.buffered[start] = self.store.buffered.get(start, 0) - len(pane.records)
             self.tracker.release(pk, Hold(HoldKind.OPEN, start))
             self.replayed_done += pane.count
-        return True
 
     def take_restored(self) -> list[Emission]:
         out, self._restored = self._restored, []

@@ -5,6 +5,10 @@ accepts any record of it, and hands that decision over as an `Assignment`; the l
 engine with the commit's marks, brings back a checkpoint that covers more than the commit, and says
 where to read from. On revoke it commits what is safe, checkpoints, and drops the partition's open
 state (its next owner replays it). Fixed-partition sources (files, spools) start the same way once.
+
+The marks journaled before a commit round (rtstream.runtime.written_marks) are adopted once every
+source has had its first start or assignment, all together: whether a partition's mark drops its
+share of a window depends on whether another source's restored checkpoint holds that window open.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ if TYPE_CHECKING:
     from rtstream.sources.base import Source
 
 log = logging.getLogger("rtstream.partitions")
+STARTED_LOG_S = 10.0  # how often a start waiting for a source's first partitions says so
 
 
 class PartitionState(Enum):
@@ -40,31 +45,26 @@ class PartitionLifecycle:
         self.checkpoints = checkpoints
         self.scopes = scopes  # source -> what its checkpoints are valid for
         self.states: dict[PartitionKey, tuple[PartitionState, int | None]] = {}  # with the start offset
+        # the sources still to have their first start or assignment, and where the partitions of those
+        # that had theirs read on from: their journaled marks wait for the last one (see _started)
+        self._first_pending: set[str] = set(scopes)
+        self._deferred: dict[PartitionKey, int] = {}
+        self._all_started = asyncio.Event()
 
-    def start_fixed(self, src: Source) -> tuple[str, dict[Hashable, int]] | None:
-        """A source with a fixed set of partitions, once at start-up; returns where each partition
-        reads on from, for `adopt_fixed` once every fixed source is restored."""
-        fixed = src.partitions() or []
+    def start_fixed(self, src: Source) -> None:
+        """A source with a fixed set of partitions, once at start-up (one whose partitions come and
+        go starts with its first `assigned`)."""
+        fixed = src.partitions()
         now = asyncio.get_running_loop().time()
-        for p in fixed:
+        for p in fixed or []:
             self.engine.assign((src.name, p), now)
             self.states[(src.name, p)] = (PartitionState.STARTED, None)
         for p, mark in src.resume_marks().items():
             self.engine.seed((src.name, p), mark)
-        if fixed:
-            restored = self._restore(src.name, self._load(src.name, fixed), src.resume_at)
-            return src.name, {**src.resumed(), **restored}
-        return None
-
-    def adopt_fixed(self, started: list[tuple[str, dict[Hashable, int]] | None]) -> None:
-        """The journaled marks, once every fixed source's checkpoints are back: adopting one spares a
-        window another source's restored checkpoint holds open (rtstream.engine.partition_snapshot).
-        Adopted source by source, the first source saw none of the later ones' windows, dropped its
-        share of a window the next source brought back open, and that window was written again
-        without it (tests/e2e/test_interval_left_join.py's SIGKILL test, under load)."""
-        for s in started:
-            if s is not None:
-                self._adopt_journaled(*s)
+        if fixed is None:
+            return
+        restored = self._restore(src.name, self._load(src.name, fixed), src.resume_at) if fixed else {}
+        self._started(src.name, {**src.resumed(), **restored} if fixed else {})
 
     async def assigned(self, a: Assignment) -> dict[Hashable, int]:
         now = asyncio.get_running_loop().time()
@@ -72,7 +72,8 @@ class PartitionLifecycle:
             self.engine.assign((a.source, p), now, a.epoch)
             if p in a.marks:
                 self.engine.seed((a.source, p), a.marks[p])
-        log.info("%s: assigned %s", a.source, sorted(map(str, a.starts)), extra={"component": a.source})
+        if a.starts:
+            log.info("%s: assigned %s", a.source, sorted(map(str, a.starts)), extra={"component": a.source})
         starts = dict(a.starts)
         if a.resumable:
             found = self._load(a.source, list(a.resumable))
@@ -80,12 +81,43 @@ class PartitionLifecycle:
             def newer(positions: dict[Hashable, int]) -> set[Hashable]:
                 return {p for p, pos in positions.items() if pos >= a.starts[p]}  # older than the commit: replay
             starts.update(self._restore(a.source, found, newer))
-        self._adopt_journaled(a.source, starts)
         for p, pos in starts.items():
             self.states[(a.source, p)] = (PartitionState.STARTED, pos)
+        self._started(a.source, starts)  # no await since the restore: no other assignment in between
         return starts
 
+    async def every_source_started(self) -> None:
+        """Until every source has had its first start or assignment, and the journaled marks are
+        adopted: nothing may be folded before (a window of a partition that adopts later could close
+        without it). A Kafka source's first assignment waits for its group."""
+        waited = 0.0
+        while not self._all_started.is_set():
+            try:
+                await asyncio.wait_for(self._all_started.wait(), STARTED_LOG_S)
+            except TimeoutError:
+                waited += STARTED_LOG_S
+                log.info("reading waits for the first partitions of %s (%.0fs so far): a mark saved before a "
+                         "commit round is taken once every source's checkpoints are back",
+                         ", ".join(sorted(self._first_pending)), waited)
+
+    def _started(self, source: str, starts: dict[Hashable, int]) -> None:
+        """The source's partitions read on from `starts`. Their journaled marks are adopted with every
+        other source's, once the last has had its first start or assignment; after that, at once.
+        Adopted as each source's assignment arrived, the first saw none of the later ones' restored
+        windows, dropped its share of a window the next brought back open, and that window was written
+        again without it (tests/e2e/test_journal_adopt_order.py, files;
+        tests/integration/test_kafka_journal_adopt_order.py, Kafka sources, each its own consumer)."""
+        self._deferred.update({(source, p): start for p, start in starts.items()})
+        self._first_pending.discard(source)
+        if self._first_pending:
+            return
+        deferred, self._deferred = self._deferred, {}
+        self._adopt_journaled(deferred)
+        self._all_started.set()
+
     async def revoked(self, source: str, partitions: list[Hashable]) -> None:
+        for p in partitions:  # revoked before every source had started: no mark to take
+            self._deferred.pop((source, p), None)
         await self.committer.commit_revoked(source, partitions)
         try:
             await save_checkpoints(self.engine, self.checkpoints, self.scopes,
@@ -97,19 +129,24 @@ class PartitionLifecycle:
             self.states[(source, p)] = (PartitionState.REVOKED, None)
         log.info("%s: revoked %s", source, sorted(map(str, partitions)), extra={"component": source})
 
-    def _adopt_journaled(self, source: str, starts: dict[Hashable, int]) -> None:
+    def _adopt_journaled(self, starts: dict[PartitionKey, int]) -> None:
         """A partition that reads on from below the mark this process saved for it before a commit
         round (rtstream.runtime.written_marks) takes that mark: its own commit may not have landed.
         Only below that mark's next offset: the records after it were never counted here."""
         journal = self.committer.journal
         if journal is None:
             return
-        for p, start in starts.items():
+        marks = {}
+        for (source, p), start in starts.items():
             mark = journal.mark(source, p)
-            if mark is not None and start < mark.next_offset and self.engine.adopt_written((source, p), mark):
-                log.info("%s: %s reads on from %s below the mark saved before its commit: windows ending by %s "
-                         "were written and are not written again", source, p, start, mark.written_upto,
-                         extra={"component": source})
+            if mark is not None and start < mark.next_offset:
+                marks[(source, p)] = mark
+        if not marks:
+            return
+        for source, p in sorted(self.engine.adopt_marks(marks), key=repr):
+            log.info("%s: %s reads on from %s below the mark saved before its commit: windows ending by %s "
+                     "were written and are not written again", source, p, starts[(source, p)],
+                     marks[(source, p)].written_upto, extra={"component": source})
 
     def _load(self, source: str, partitions: list[Hashable]) -> dict[Hashable, tuple[int, bytes]]:
         if self.checkpoints is None:

@@ -120,7 +120,10 @@ class Runtime(PipelineParts):
                 # closed even when its start is cut short: a stop may land after it opened a client
                 stack.push_async_callback(self._close, comp)
                 await guarded(getattr(comp, "name", "dead_letter"), comp.start())
-            self.partitions.adopt_fixed([self.partitions.start_fixed(src) for src in self.sources])
+            for src in self.sources:
+                self.partitions.start_fixed(src)
+            if len(self.sources) > 1:  # one source's partitions commit together: it journals no marks
+                await self.partitions.every_source_started()
             log.info("pipeline %s running: %s", self.settings.root.pipeline.name, self.settings.flow)
             for hook in self.when_running:
                 hook()

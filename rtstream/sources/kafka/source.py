@@ -139,10 +139,10 @@ class KafkaSource(Source):
         """
         assert self.consumer is not None
         self.joined = True
-        if not assigned:
+        if not assigned:  # none here (another member has them all): the first assignment all the same,
+            await self.context.partitions.assigned(Assignment(self.name, self.epoch, {}))  # one waited for
             return
-        fresh = [tp for tp in assigned if tp not in self._seen]
-        decided = await self._starts.decide(assigned, fresh)
+        decided = await self._starts.decide(assigned, fresh=[tp for tp in assigned if tp not in self._seen])
         if self._end is not None:
             await self._end.assigned(assigned)
         # a checkpoint may cover the partitions that resume from the commit: read on from its position
