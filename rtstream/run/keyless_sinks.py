@@ -37,7 +37,8 @@ def keyless_table_sinks(settings: Settings) -> list[str]:
             continue
         for name in branch.sinks:
             cfg: Any = components[name].config
-            replaces = cfg.type == "file" or (cfg.type in TABLE_SINKS and cfg.mode == "upsert" and not cfg.key_columns)
+            replaces = (cfg.type == "file" and cfg.mode == "replace") or (
+                cfg.type in TABLE_SINKS and cfg.mode == "upsert" and not cfg.key_columns)
             if replaces and name not in out:
                 out.append(name)
     return out
@@ -50,8 +51,9 @@ def keyless_problem(settings: Settings) -> str | None:
     files = [n for n in names if getattr(settings.components[n].config, "type", None) == "file"]
     fix = ("give the sink key_columns unique per row, or mode = \"insert\" (a replay then appends again), "
            "or run one worker") if not files else (
-           f"a file sink ({', '.join(files)}) keeps one window's file per folder: write these rows to a table "
-           "sink with key_columns or to Kafka, or run one worker")
+           f"a file sink ({', '.join(files)}) keeps one window's file per folder: give it mode = \"append\" (a "
+           "replay then appends again), or write these rows to a table sink with key_columns or to Kafka, or run "
+           "one worker")
     return (f"daemon.workers = {settings.root.daemon.workers}: the rows of sink(s) {', '.join(names)} have no key, "
             f"so each window's rows are replaced whole, and each worker writes only its share of a window (one "
             f"would delete another's); {fix}")

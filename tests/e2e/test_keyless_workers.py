@@ -64,8 +64,12 @@ def test_a_join_into_a_file_sink_with_workers_is_refused_and_keyed_rows_are_not(
     res = run_cli("validate", "-c", str(config(tmp_path, "[orders, payments] >> match >> db", JOIN, files)))
     assert res.returncode == 2, res.stderr
     assert "the rows of sink(s) db have no key" in res.stderr
-    assert "a file sink (db) keeps one window's file per folder: write these rows to a table sink with " \
-           "key_columns or to Kafka, or run one worker" in res.stderr, res.stderr
+    assert "a file sink (db) keeps one window's file per folder: give it mode = \"append\" (a replay then " \
+           "appends again), or write these rows to a table sink with key_columns or to Kafka, or run one worker" \
+           in res.stderr, res.stderr
     assert "Traceback" not in res.stderr
     res = run_cli("validate", "-c", str(config(tmp_path, "orders >> per_user >> db", PER_USER, files)))
+    assert res.returncode == 0, res.stderr
+    appended = {**files, "mode": "append"}  # the workers' rows add up in the day's file
+    res = run_cli("validate", "-c", str(config(tmp_path, "[orders, payments] >> match >> db", JOIN, appended)))
     assert res.returncode == 0, res.stderr
