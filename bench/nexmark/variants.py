@@ -49,6 +49,8 @@ def derive(query: str, workdir: Path, *, events: int | None = None, rate: float 
                                     "stop_at_end": True, "assignment": "static"}
         if source != "nexmark" and where is not None:
             doc["sources"][name]["where"] = where
+    if source in ("file", "kafka"):
+        _one_input(doc)
     if source == "file" and doc["window"].get("time") == "source":
         # a file has no clock of its own: q2 reads the window's time from dateTime, which its map keeps
         doc["window"].pop("time")
@@ -65,3 +67,19 @@ def derive(query: str, workdir: Path, *, events: int | None = None, rate: float 
     doc["daemon"] = {"state_dir": str(workdir / "state"), "log_format": "json"}
     doc["dead_letter"] = {"path": str(workdir / "dead.jsonl")}
     return doc
+
+
+def _one_input(doc: dict[str, Any]) -> None:
+    """A join of two kinds of the same events read once, as Flink scans its one table for both views:
+    one source of both kinds, the join's sides told apart by `left_where` / `right_where` (two sources
+    of one file each read and decoded every line of it to keep a twelfth of them)."""
+    for stage in doc.get("stages", {}).values():
+        sides = (stage.get("left"), stage.get("right"))
+        if stage.get("type") != "join" or not all(s in doc["sources"] for s in sides):
+            continue
+        wheres = [doc["sources"][s]["where"] for s in sides]
+        kinds = [doc["sources"].pop(s) for s in sides][0]
+        kinds["where"] = f"({wheres[0]}) or ({wheres[1]})"
+        doc["sources"]["events"] = kinds
+        stage.update(left="events", right="events", left_where=wheres[0], right_where=wheres[1])
+        doc["pipeline"]["flow"] = doc["pipeline"]["flow"].replace(f"[{sides[0]}, {sides[1]}]", "events")

@@ -270,8 +270,10 @@ def _join_sides(graph: Graph, sections: Mapping[str, Mapping[str, Any]]) -> list
             if named not in ins and named not in origin.values():
                 problems.append((f"stages.{n}.{side}", f"{named[:80]!r} is not an input of {n!r} in pipeline.flow "
                                                        f"(its inputs: {', '.join(ins) or 'none'})"))
-        if len(sides) == 2 and sides["left"] == sides["right"]:
-            problems.append((f"stages.{n}.right", f"the same input as left ({body['left']!r}): a join needs two"))
+        split = body.get("type") == "join" and body.get("left_where") is not None and body.get("right_where") is not None
+        if len(sides) == 2 and sides["left"] == sides["right"] and not split:  # one input's kinds: left_where/right_where
+            problems.append((f"stages.{n}.right", f"the same input as left ({body['left']!r}): a join needs two "
+                             "(or, for one input's two kinds of rows, left_where and right_where)"))
         elif len(sides) == 2 and set(sides.values()) <= set(origin.values()) and len(ins) > 2:
             extra = [i for i in ins if i not in (body["left"], body["right"])]
             problems.append((KEY, f"{n!r} is a join of {body['left']!r} and {body['right']!r}; "

@@ -11,6 +11,7 @@ from rtstream.engine.join_keys import join_key
 from rtstream.engine.join_rows import RowShape
 from rtstream.engine.stateful import StatefulStep
 from rtstream.model.positions import PartitionKey
+from rtstream.where.predicates import Predicate
 
 _Plan = tuple[str, int, str | None, tuple[str, ...] | None]  # see SideTagger._plan
 _UNSEEN: Any = object()
@@ -32,11 +33,16 @@ class SideTagger(StatefulStep):
     fields alone, plus the key and time fields the join and the windows read."""
 
     def __init__(self, name: str, sides: dict[str, str], max_rows: int, keys: dict[str, str] | None = None,
-                 shape: RowShape | None = None, fields: dict[str, list[str]] | None = None):
+                 shape: RowShape | None = None, fields: dict[str, list[str]] | None = None,
+                 split: tuple[Predicate, Predicate] | None = None):
         super().__init__(name)
-        self.side_of = sides  # source name -> "left" | "right"
-        self.key_of = keys or {}  # source name -> its key field (rtstream.engine.join_keys)
-        self.fields_of = fields or {}  # source name -> the only fields its rows keep
+        self.side_of = sides  # source name -> "left" | "right" (one source: its rows split by `split`)
+        self.key_of = keys or {}  # side -> its key field (rtstream.engine.join_keys)
+        self.fields_of = fields or {}  # side -> the only fields its rows keep
+        # one input of both sides (the join's left_where / right_where): a row goes to each side it
+        # matches (both: it waits twice), to none: it passes through like a source that is no side
+        self.split = split
+        self._split_plans: tuple[_Plan, _Plan] | None = None
         # the join's row shape learns each side's fields as rows arrive, not only as windows close: a
         # window of left rows only then has the right side's fields too (rtstream.engine.join_rows)
         self.shape = shape
@@ -46,24 +52,37 @@ class SideTagger(StatefulStep):
         self.by_pk: dict[PartitionKey, dict[tuple[int, str], int]] = {}
         self._plans: dict[str, _Plan | None] = {}  # made at a source's first row, once the engine bound us
 
+    def _side_plan(self, side: str) -> _Plan:
+        """(side, its index, key field, the fields a row keeps or None for all) of a side's rows."""
+        field = self.key_of.get(side)
+        only = self.fields_of.get(side)
+        keep = None if only is None else tuple(dict.fromkeys([*only, *([field] if field else []), self.time_field]))
+        return (side, 0 if side == "left" else 1, field, keep)
+
+    def _plan_split(self) -> tuple[_Plan, _Plan]:
+        self._split_plans = (self._side_plan("left"), self._side_plan("right"))  # once the engine bound us
+        return self._split_plans
+
     def _plan(self, source: str) -> _Plan | None:
-        """(side, its index, key field, the fields a row keeps or None for all) of a source's rows."""
         side = self.side_of.get(source)
-        plan = None
-        if side is not None:
-            field = self.key_of.get(source)
-            only = self.fields_of.get(source)
-            keep = None if only is None else tuple(dict.fromkeys([*only, *([field] if field else []), self.time_field]))
-            plan = (side, 0 if side == "left" else 1, field, keep)
+        plan = None if side is None or self.split is not None else self._side_plan(side)
         self._plans[source] = plan
         return plan
 
     def at(self, pk: PartitionKey, rec: Any, value: dict[str, Any]) -> list[dict[str, Any]]:
+        if self.split is not None and pk[0] in self.side_of:
+            plans = self._split_plans or self._plan_split()
+            out = [self._tag(pk, rec, value, plan) for plan, holds in zip(plans, self.split, strict=True)
+                   if holds(value)]
+            return out or [value]
         plan = self._plans.get(pk[0], _UNSEEN)
         if plan is _UNSEEN:
             plan = self._plan(pk[0])
         if plan is None:
             return [value]  # a source that is no side of this join passes through
+        return [self._tag(pk, rec, value, plan)]
+
+    def _tag(self, pk: PartitionKey, rec: Any, value: dict[str, Any], plan: _Plan) -> dict[str, Any]:
         side, index, field, keep = plan
         if field is not None:
             key = value.get(field)
@@ -94,7 +113,7 @@ class SideTagger(StatefulStep):
             if mine is None:
                 mine = self.by_pk[pk] = {}
             mine[at] = mine.get(at, 0) + 1
-            return [row]
+            return row
         starts = [last - k * self.hop_ms for k in range(self.size_ms // self.hop_ms)]
         for s in starts:
             if counts.get((s, side), 0) >= self.max_rows:
@@ -104,7 +123,7 @@ class SideTagger(StatefulStep):
         for s in starts:
             counts[(s, side)] = counts.get((s, side), 0) + 1
             mine[(s, side)] = mine.get((s, side), 0) + 1
-        return [row]
+        return row
 
     def evict_before(self, watermark: int) -> None:
         for table in (self.counts, *self.by_pk.values()):

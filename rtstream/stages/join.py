@@ -34,6 +34,7 @@ from rtstream.model.durations import SignedDuration
 from rtstream.model.registry import register
 from rtstream.model.window import Window
 from rtstream.stages.base import Stage, StageConfig
+from rtstream.where import WhereText, compile_where
 
 
 class SidesConfig(StageConfig):
@@ -53,9 +54,14 @@ class SidesConfig(StageConfig):
             raise ValueError("give on (the key field both sides share), or left_on and right_on")
         if self.on is not None and (self.left_on is not None or self.right_on is not None):
             raise ValueError("give either on, or left_on and right_on, not both")
-        if self.left == self.right:
-            raise ValueError(f"left and right name the same source {self.left!r}")
+        if self.left == self.right and not self.splits_one_input():
+            raise ValueError(f"left and right name the same source {self.left!r}" + (
+                "; a window join of two kinds of one input's rows tells them apart with left_where and right_where"
+                if self.type == "join" else ""))
         return self
+
+    def splits_one_input(self) -> bool:
+        return False
 
     def key_fields(self) -> tuple[str, str]:
         return (self.left_on or self.on or "", self.right_on or self.on or "")
@@ -79,6 +85,22 @@ class JoinConfig(SidesConfig):
                                           "like a SQL select's columns; a row without one has it null. "
                                           "Default: every field")
     right_fields: list[str] | None = Field(default=None, description="the same for a right row")
+    left_where: WhereText = Field(default=None, description="with right_where, when left and right name one "
+                                  "input: its rows this holds for are the left side (a topic of several kinds)")
+    right_where: WhereText = Field(default=None, description="its rows this holds for are the right side; a row "
+                                   "both hold for is on both, one neither holds for passes through")
+
+    def splits_one_input(self) -> bool:
+        return self.left_where is not None and self.right_where is not None
+
+    @model_validator(mode="after")
+    def _split(self) -> JoinConfig:
+        if (self.left_where is None) != (self.right_where is None):
+            raise ValueError("give left_where and right_where together: they tell one input's two sides apart")
+        if self.left_where is not None and self.left != self.right:
+            raise ValueError("left_where and right_where split one input: left and right must name the same "
+                             "source (filter a source of its own with its `where`)")
+        return self
 
     @field_validator("left_fields", "right_fields")
     @classmethod
@@ -94,8 +116,8 @@ class JoinConfig(SidesConfig):
         return value
 
     def side_fields(self) -> dict[str, list[str]]:
-        """Source name -> the only fields its rows keep, for the sides that name them."""
-        return {src: only for src, only in ((self.left, self.left_fields), (self.right, self.right_fields))
+        """Side -> the only fields its rows keep, for the sides that name them."""
+        return {side: only for side, only in (("left", self.left_fields), ("right", self.right_fields))
                 if only is not None}
 
     @field_validator("window")
@@ -133,8 +155,11 @@ class WindowJoinStage(Stage):
         left_on, right_on = config.key_fields()
         self.shape = RowShape(left_on, right_on, config.left_prefix, config.right_prefix,
                               fields=(config.left_fields, config.right_fields))
+        split = None
+        if config.splits_one_input():
+            split = (compile_where(config.left_where).matches, compile_where(config.right_where).matches)
         self.tagger = SideTagger(name, {config.left: "left", config.right: "right"}, config.max_rows,
-                                 {config.left: left_on, config.right: right_on}, self.shape, config.side_fields())
+                                 {"left": left_on, "right": right_on}, self.shape, config.side_fields(), split)
         self.record_part = StepStage(name, self.tagger)
 
     async def run(self, window: Window, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
