@@ -166,13 +166,7 @@ class FileSink(Sink):
 
     def _append(self, target: Path, lines: list[bytes], good: list[dict[str, Any]]) -> None:
         """Append `lines` to the day's file (`mode = "append"`)."""
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o666)
-        try:
-            _write_all(fd, b"".join(lines))
-            if self.config.fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
+        _write_file(target, os.O_APPEND, b"".join(lines), self.config.fsync)
 
     def _replace(self, target: Path, lines: list[bytes], good: list[dict[str, Any]]) -> None:
         """Write `lines` (of the rows `good`, each with its newline) as the window's file."""
@@ -183,14 +177,7 @@ class FileSink(Sink):
             lines = list(merged.values())
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         try:
-            # a bare descriptor: no buffered file object, nor its isatty, seek and stat calls, per window
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
-            try:
-                _write_all(fd, b"".join(lines))
-                if self.config.fsync:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
+            _write_file(tmp, os.O_TRUNC, b"".join(lines), self.config.fsync)
             os.replace(tmp, target)
         except OSError:
             tmp.unlink(missing_ok=True)  # named after this process: nobody else would replace it
@@ -203,10 +190,18 @@ class FileSink(Sink):
                 os.close(fd)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
+def _write_file(path: Path, mode: int, data: bytes, fsync: bool) -> None:
+    """`data` into `path` opened with `mode` (O_TRUNC or O_APPEND), through a bare descriptor: no
+    buffered file object, nor its isatty, seek and stat calls, per window."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | mode | os.O_CLOEXEC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 _line = functools.partial(orjson.dumps, default=str, option=orjson.OPT_APPEND_NEWLINE)  # encode_row's, one line
