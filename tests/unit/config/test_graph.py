@@ -112,7 +112,10 @@ def test_a_join_names_its_sides_by_its_inputs():
     assert problems(text, kinds, bad) == [
         ("stages.paid.right", "'out' is not an input of 'paid' in pipeline.flow (its inputs: orders, clean)")]
     same = {"paid": {"type": "join", "left": "orders", "right": "orders"}}
-    assert ("stages.paid.right", "the same input as left ('orders'): a join needs two") in problems(text, kinds, same)
+    assert ("stages.paid.right", "the same input as left ('orders'): a join needs two (or, for one input's two "
+            "kinds of rows, left_where and right_where)") in problems(text, kinds, same)
+    split = {"paid": {**same["paid"], "left_where": "kind = 'o'", "right_where": "kind = 'p'"}}
+    build_graph(parse_chains(text), kinds, split)  # accepted: one input's two kinds of rows
     three = "orders >> paid\npayments >> clean >> paid\npayments >> paid\npaid >> out"
     assert problems(three, kinds, ok) == [
         ("pipeline.flow", "'paid' is a join of 'orders' and 'clean'; 'payments' cannot feed it too")]
