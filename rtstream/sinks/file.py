@@ -20,7 +20,9 @@ start's UTC day (`2026-11-24.jsonl`), in window order. For per-key windows (sess
 that is a few files instead of one per window and key (a million bids in sessions of 10 s made 20,000
 files, whose creation cost more CPU than the whole query). A replayed window appends its rows
 again: at least once, like a table sink's `mode = "insert"`; readers keep the last row per
-(window_start, key), or use the default `"replace"` for exactly one copy.
+(window_start, key), or use the default `"replace"` for exactly one copy. Appends are whole lines
+or nothing (rtstream.support.line_files, as the dead letters and the spool): a full disk's part of a
+write is taken back before the retry, and a line a crash tore is cut before the file's next append.
 
 Rows that cannot be written as JSON (an int beyond 64 bits, nesting deeper than orjson's 254
 levels, a non-string dict key) are refused one by one (`RowsRejected`, to the dead letters) and the
@@ -47,6 +49,7 @@ from rtstream.model.registry import register
 from rtstream.model.window import Window
 from rtstream.sinks.base import Sink, SinkConfig
 from rtstream.sinks.rows import Rejected, encode_row
+from rtstream.support.line_files import append_whole, drop_torn_tail
 
 KEY_CHARS = 64  # of a key kept readable in a file name
 _PLAIN = re.compile(r"[A-Za-z0-9._@+=-]{1,64}")
@@ -96,6 +99,7 @@ class FileSink(Sink):
     async def start(self) -> None:
         self.dir = Path(self.config.path)
         self.dir.mkdir(parents=True, exist_ok=True)
+        self._checked: set[Path] = set()  # day files whose torn last line (if any) this process has cut
 
     def file_for(self, window: Window) -> Path:
         if self.config.mode == "append":
@@ -165,8 +169,16 @@ class FileSink(Sink):
         return rejected
 
     def _append(self, target: Path, lines: list[bytes], good: list[dict[str, Any]]) -> None:
-        """Append `lines` to the day's file (`mode = "append"`)."""
-        _write_file(target, os.O_APPEND, b"".join(lines), self.config.fsync)
+        """Append `lines` to the day's file (`mode = "append"`), whole lines or nothing (a full disk's
+        part of a write is taken back before the policy retries; a line a crash tore is cut first)."""
+        if target not in self._checked:
+            drop_torn_tail(target)
+            self._checked.add(target)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o666)
+        try:
+            append_whole(fd, b"".join(lines), size=os.fstat(fd).st_size, fsync=self.config.fsync)
+        finally:
+            os.close(fd)
 
     def _replace(self, target: Path, lines: list[bytes], good: list[dict[str, Any]]) -> None:
         """Write `lines` (of the rows `good`, each with its newline) as the window's file."""
@@ -177,7 +189,7 @@ class FileSink(Sink):
             lines = list(merged.values())
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         try:
-            _write_file(tmp, os.O_TRUNC, b"".join(lines), self.config.fsync)
+            _write_file(tmp, b"".join(lines), self.config.fsync)
             os.replace(tmp, target)
         except OSError:
             tmp.unlink(missing_ok=True)  # named after this process: nobody else would replace it
@@ -190,10 +202,10 @@ class FileSink(Sink):
                 os.close(fd)
 
 
-def _write_file(path: Path, mode: int, data: bytes, fsync: bool) -> None:
-    """`data` into `path` opened with `mode` (O_TRUNC or O_APPEND), through a bare descriptor: no
-    buffered file object, nor its isatty, seek and stat calls, per window."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | mode | os.O_CLOEXEC, 0o666)
+def _write_file(path: Path, data: bytes, fsync: bool) -> None:
+    """`data` as the new file `path`, through a bare descriptor: no buffered file object, nor its
+    isatty, seek and stat calls, per window."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
     try:
         view = memoryview(data)
         while view:

@@ -56,3 +56,29 @@ def test_a_refused_row_is_left_out_and_a_window_of_no_rows_makes_no_file(tmp_pat
     assert [r["n"] for r in _lines(sink.dir / "2026-01-01.jsonl")] == [1, 3]
     asyncio.run(sink.write(Window(DAY1 + 2 * DAY_MS, DAY1 + 2 * DAY_MS + 10_000), []))
     assert not (sink.dir / "2026-01-03.jsonl").exists()
+
+
+def test_a_line_a_crash_tore_is_cut_before_the_next_append(tmp_path: Path) -> None:
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "2026-01-01.jsonl").write_bytes(b'{"k": "u0", "n": 0}\n{"k": "u1", "n"')  # killed mid-write
+    sink = _sink(folder)
+    asyncio.run(sink.write(*_session(DAY1 + 5000, "u2", 2)))
+    assert [r["n"] for r in _lines(folder / "2026-01-01.jsonl")] == [0, 2]
+
+
+def test_a_full_disk_takes_back_its_part_of_a_window_and_the_retry_appends_whole_lines(tmp_path: Path) -> None:
+    from tests.support import small_tmpfs
+
+    with small_tmpfs(tmp_path / "disk", "64k") as mount:
+        sink = _sink(mount / "out")
+        day = mount / "out" / "2026-01-01.jsonl"
+        asyncio.run(sink.write(*_session(DAY1, "u0", 0)))
+        before = day.read_bytes()
+        window, _ = _session(DAY1 + 1000, "big", 1)
+        rows = [{"k": "big", "n": i, "pad": "x" * 1000} for i in range(200)]  # 200 kB: more than the disk
+        with pytest.raises(OSError):
+            asyncio.run(sink.write(window, rows))
+        assert day.read_bytes() == before  # nothing of the failed window, not half a line
+        asyncio.run(sink.write(window, rows[:20]))  # what fits, as a retry with space writes it
+        assert [r["n"] for r in _lines(day)] == [0, *range(20)]
