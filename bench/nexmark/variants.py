@@ -78,8 +78,9 @@ def _one_input(doc: dict[str, Any]) -> None:
         if stage.get("type") != "join" or not all(s in doc["sources"] for s in sides):
             continue
         wheres = [doc["sources"][s]["where"] for s in sides]
-        kinds = [doc["sources"].pop(s) for s in sides][0]
-        kinds["where"] = f"({wheres[0]}) or ({wheres[1]})"
-        doc["sources"]["events"] = kinds
+        events = doc["sources"].pop(sides[0])  # both read the same events: one source keeps both kinds
+        del doc["sources"][sides[1]]
+        events["where"] = f"({wheres[0]}) or ({wheres[1]})"
+        doc["sources"]["events"] = events
         stage.update(left="events", right="events", left_where=wheres[0], right_where=wheres[1])
         doc["pipeline"]["flow"] = doc["pipeline"]["flow"].replace(f"[{sides[0]}, {sides[1]}]", "events")
