@@ -145,8 +145,11 @@ def test_broker_restart_while_consuming(tmp_path, fresh_kafka):
         asyncio.run(create_topic(fresh_kafka.bootstrap, out, 1))
         asyncio.run(produce(fresh_kafka.bootstrap, src, events))
         truth = tumbling_truth(events, 300, "user_id")
-        wait_until(lambda: covers(fresh_kafka.bootstrap, out, truth),
-                   120, interval=1, what="every window after the broker came back")
+        try:
+            wait_until(lambda: covers(fresh_kafka.bootstrap, out, truth),
+                       120, interval=1, what="every window after the broker came back")
+        except AssertionError as exc:  # rare under heavy load: the daemon's own account, to tell why
+            raise AssertionError(f"{exc}\n--- daemon stderr ---\n{d.stderr[-6000:]}") from None
         recovery = time.monotonic() - began
         assert d.proc.poll() is None
         d.signal(signal.SIGTERM)
